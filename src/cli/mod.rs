@@ -1,0 +1,71 @@
+//! Command-line front end: one module per subcommand; arguments become typed options
+//! here and nowhere else.
+
+mod convert;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 failure while working (I/O error, internal error); \
+2 invalid input or usage (bad flag, unreadable or malformed model, unsupported op, bad data).";
+
+#[derive(Parser)]
+#[command(name = "tflquant", version, about = "Read, inspect, rewrite and quantize TensorFlow Lite (LiteRT) models.", after_help = EXIT_CODES)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what is inside a model: summary, per-tensor table, or JSON.
+    Inspect(inspect::Args),
+    /// Read a model and write it back unchanged (identity rewrite).
+    Convert(convert::Args),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, 2) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("TFLQUANT_LOG")
+        .format_timestamp(None)
+        .init();
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Convert(a) => convert::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Errors of the library, one enum for all of it.
+//!
+//! Every variant says *where* (a file path, or a location such as
+//! `subgraph 0, operator 3 (CONV_2D), input 1`) and *what*. The CLI maps each
+//! variant to an exit code with [`Error::exit_code`]: invalid input or usage is
+//! `2`, a failure while doing the work (I/O, an internal invariant) is `1`.
+
+use std::{fmt, path::PathBuf};
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The bytes are not a TFLite flatbuffer at all (empty, wrong identifier, ...).
+    #[error("not a TFLite model: {0}")]
+    NotTflite(String),
+
+    /// The flatbuffer is damaged or hostile: an offset points outside the file,
+    /// an index is out of range, a count exceeds a limit, an enum value is unknown.
+    #[error("malformed model: {at}: {what}")]
+    Malformed { at: Loc, what: String },
+
+    /// The model is well formed but uses something this operation cannot handle.
+    #[error("unsupported: {at}: {what}")]
+    Unsupported { at: Loc, what: String },
+
+    /// A command-line argument or option value is wrong; the text says how to fix it.
+    #[error("{0}")]
+    Usage(String),
+
+    /// Input data (calibration samples, ranges, ...) does not fit the model.
+    #[error("{0}")]
+    Data(String),
+
+    /// A bug: an internal invariant did not hold. Reported, never a panic.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Exit code for the command line: 2 for invalid input/usage, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Io { .. } | Error::Internal(_) => 1,
+            Error::NotTflite(_)
+            | Error::Malformed { .. }
+            | Error::Unsupported { .. }
+            | Error::Usage(_)
+            | Error::Data(_) => 2,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn malformed(at: impl Into<Loc>, what: impl fmt::Display) -> Self {
+        Error::Malformed {
+            at: at.into(),
+            what: what.to_string(),
+        }
+    }
+
+    pub(crate) fn unsupported(at: impl Into<Loc>, what: impl fmt::Display) -> Self {
+        Error::Unsupported {
+            at: at.into(),
+            what: what.to_string(),
+        }
+    }
+}
+
+/// A location inside a model, rendered like `subgraph 0, tensor 12 "dense/kernel"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loc(pub String);
+
+impl Loc {
+    /// The model as a whole.
+    pub fn model() -> Self {
+        Loc("model".into())
+    }
+    pub fn subgraph(sg: usize) -> Self {
+        Loc(format!("subgraph {sg}"))
+    }
+    pub fn tensor(sg: usize, t: usize) -> Self {
+        Loc(format!("subgraph {sg}, tensor {t}"))
+    }
+    pub fn op(sg: usize, op: usize) -> Self {
+        Loc(format!("subgraph {sg}, operator {op}"))
+    }
+    /// Appends a further step: `Loc::op(0, 3).then("input 1")`.
+    pub fn then(&self, more: impl fmt::Display) -> Self {
+        Loc(format!("{}, {more}", self.0))
+    }
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Loc {
+    fn from(s: &str) -> Self {
+        Loc(s.to_string())
+    }
+}
+
+impl From<String> for Loc {
+    fn from(s: String) -> Self {
+        Loc(s)
+    }
+}

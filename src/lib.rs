@@ -1,0 +1,15 @@
+//! tflquant: read, inspect, rewrite and quantize TensorFlow Lite (LiteRT) models.
+//!
+//! Pipeline: [`reader`] (mmap, verify once) → [`ir::Model`] → rewrites → [`writer`]
+//! (aligned, deterministic, atomic). See `docs/ARCHITECTURE.md`.
+
+pub mod error;
+pub mod fb;
+pub mod inspect;
+pub mod ir;
+pub mod reader;
+pub mod writer;
+
+pub use error::{Error, Result};
+pub use ir::Model;
+pub use reader::{read_bytes, read_path};
