@@ -13,9 +13,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading or writing a file failed.
+    /// Reading or writing a file failed while working (disk full, permissions of the
+    /// output directory, ...).
     #[error("{path}: {source}")]
     Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An input file named on the command line cannot be opened (missing, a directory,
+    /// no permission): a usage error.
+    #[error("cannot open {path}: {source}")]
+    Input {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -52,7 +62,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Io { .. } | Error::Internal(_) => 1,
-            Error::NotTflite(_)
+            Error::Input { .. }
+            | Error::NotTflite(_)
             | Error::Malformed { .. }
             | Error::Unsupported { .. }
             | Error::Usage(_)
@@ -62,6 +73,13 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn input(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Input {
             path: path.into(),
             source,
         }

@@ -59,10 +59,15 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            let top = e.to_string();
+            eprintln!("error: {top}");
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                eprintln!("  caused by: {s}");
+                // Messages that already quote their cause do not repeat it.
+                let text = s.to_string();
+                if !top.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
                 source = s.source();
             }
             e.exit_code()

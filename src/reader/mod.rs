@@ -74,8 +74,8 @@ pub fn read_bytes(bytes: Bytes) -> Result<Model> {
 /// Maps the file into memory; reads it instead where mapping is impossible (empty
 /// files, pipes, some network file systems).
 fn map_file(path: &Path) -> Result<Bytes> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::input(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::input(path, e))?;
     if meta.is_dir() {
         return Err(Error::Usage(format!(
             "{} is a directory, not a .tflite file",
@@ -95,7 +95,7 @@ fn map_file(path: &Path) -> Result<Bytes> {
     let mut data = Vec::new();
     (&file)
         .read_to_end(&mut data)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::input(path, e))?;
     Ok(Bytes::from(data))
 }
 

@@ -1,0 +1,261 @@
+//! Shared helpers: paths, the official LiteRT runtime (through `tests/litert_helper.py`),
+//! sample inputs, and running the `tflquant` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use tflquant::data::{self, Array, ArrayData};
+use tflquant::fb::TensorType;
+use tflquant::ir::Model;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn testdata(name: &str) -> PathBuf {
+    root().join("testdata").join(name)
+}
+
+/// Every `.tflite` in `testdata/`, sorted.
+pub fn all_models() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("testdata"))
+        .expect("testdata/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tflite"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no models in testdata/");
+    v
+}
+
+/// The Python interpreter of the virtual environment with `ai-edge-litert`.
+///
+/// `scripts/test` creates `.venv` and sets `TFLQUANT_PYTHON`. A missing runtime is a test
+/// failure, never a skip.
+pub fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let p = std::env::var_os("TFLQUANT_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join(".venv/bin/python"));
+        let ok = Command::new(&p)
+            .args(["-c", "import ai_edge_litert.interpreter, numpy"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "the official LiteRT runtime is not available at {}.\n\
+             Run the tests with ./scripts/test (it creates .venv with ai-edge-litert and numpy), \
+             or point TFLQUANT_PYTHON at a python that has `pip install -r scripts/requirements-test.txt`.",
+            p.display()
+        );
+        p
+    })
+}
+
+/// Runs `model` on LiteRT; `inputs[i]` holds samples of model input `i` on axis 0.
+/// Returns the outputs stacked over samples, or LiteRT's error text.
+pub fn litert_run(model: &Path, inputs: &[Array]) -> Result<Vec<Array>, String> {
+    litert_run_inner(model, inputs, false).map(|(outs, _)| outs)
+}
+
+/// Like [`litert_run`], also returning every tensor of subgraph 0 (`t<index>` keys).
+pub fn litert_run_all(
+    model: &Path,
+    inputs: &[Array],
+) -> Result<(Vec<Array>, Vec<(String, Array)>), String> {
+    litert_run_inner(model, inputs, true)
+}
+
+fn litert_run_inner(
+    model: &Path,
+    inputs: &[Array],
+    all: bool,
+) -> Result<(Vec<Array>, Vec<(String, Array)>), String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inp = dir.path().join("in.npz");
+    let out = dir.path().join("out.npz");
+    let named: Vec<(String, Array)> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("input_{i}"), a.clone()))
+        .collect();
+    data::write_npz(&inp, &named).expect("writing inputs");
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/litert_helper.py"))
+        .arg("run")
+        .arg(model)
+        .arg(&inp)
+        .arg(&out);
+    if all {
+        cmd.arg("--all-tensors");
+    }
+    let o = cmd.output().expect("running python");
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    let arrays = data::read_npz(&out).expect("reading outputs");
+    let mut outputs = Vec::new();
+    let mut rest = Vec::new();
+    for (k, a) in arrays {
+        if k.starts_with("output_") {
+            outputs.push((k["output_".len()..].parse::<usize>().unwrap(), a));
+        } else {
+            rest.push((k, a));
+        }
+    }
+    outputs.sort_by_key(|(i, _)| *i);
+    Ok((outputs.into_iter().map(|(_, a)| a).collect(), rest))
+}
+
+/// What the official schema's Python reader sees (see `litert_helper.py schema`).
+pub fn python_schema(model: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("schema.json");
+    let o = Command::new(python())
+        .arg(root().join("tests/litert_helper.py"))
+        .arg("schema")
+        .arg(model)
+        .arg(&out)
+        .output()
+        .expect("running python");
+    assert!(
+        o.status.success(),
+        "schema dump failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// The entry of `testdata/manifest.json` for a model file name (calibration/test data,
+/// whether it runs in LiteRT, ...), if any.
+pub fn manifest_entry(file_name: &str) -> Option<serde_json::Value> {
+    static MANIFEST: OnceLock<serde_json::Value> = OnceLock::new();
+    let m = MANIFEST.get_or_init(|| {
+        serde_json::from_slice(
+            &std::fs::read(testdata("manifest.json")).expect("testdata/manifest.json"),
+        )
+        .expect("valid manifest")
+    });
+    m["models"].get(file_name).cloned()
+}
+
+/// Loads a data file of the manifest (`.npy` for one input, `.npz` keyed by input tensor
+/// name) as one array per input of subgraph 0, at most `n` samples.
+pub fn load_samples(file: &str, model: &Model, n: usize) -> Vec<Array> {
+    let path = testdata(file);
+    let sg = &model.subgraphs[0];
+    if file.ends_with(".npy") {
+        assert_eq!(
+            sg.inputs.len(),
+            1,
+            "{file}: .npy data for a multi-input model"
+        );
+        return vec![take_samples(data::read_npy(&path).unwrap(), n)];
+    }
+    let arrays = data::read_npz(&path).unwrap();
+    sg.inputs
+        .iter()
+        .map(|&t| {
+            let name = &sg.tensors[t as usize].name;
+            let a = arrays
+                .iter()
+                .find(|(k, _)| k == name)
+                .unwrap_or_else(|| panic!("{file}: no array for input {name}"));
+            take_samples(a.1.clone(), n)
+        })
+        .collect()
+}
+
+/// Held-out sample inputs for a testdata model (the manifest's `test` data), or
+/// deterministic synthetic values for models without data.
+pub fn sample_inputs(path: &Path, model: &Model, n: usize) -> Vec<Array> {
+    let name = path.file_name().unwrap().to_string_lossy();
+    match manifest_entry(&name).and_then(|e| e["test"].as_str().map(String::from)) {
+        Some(file) => load_samples(&file, model, n),
+        None => synthetic_inputs(model, n, 0x5eed),
+    }
+}
+
+fn take_samples(a: Array, n: usize) -> Array {
+    let n = n.min(a.shape[0]);
+    let per: usize = a.shape[1..].iter().product();
+    let mut shape = a.shape.clone();
+    shape[0] = n;
+    let data = match a.data {
+        ArrayData::F32(v) => ArrayData::F32(v[..n * per].to_vec()),
+        ArrayData::I32(v) => ArrayData::I32(v[..n * per].to_vec()),
+        ArrayData::I64(v) => ArrayData::I64(v[..n * per].to_vec()),
+        ArrayData::I8(v) => ArrayData::I8(v[..n * per].to_vec()),
+        ArrayData::U8(v) => ArrayData::U8(v[..n * per].to_vec()),
+        other => panic!("unexpected sample dtype {}", other.dtype_name()),
+    };
+    Array::new(shape, data)
+}
+
+/// Deterministic inputs for every input of subgraph 0, `n` samples each.
+pub fn synthetic_inputs(model: &Model, n: usize, seed: u64) -> Vec<Array> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sg = &model.subgraphs[0];
+    sg.inputs
+        .iter()
+        .map(|&t| {
+            let t = &sg.tensors[t as usize];
+            let per: usize = t.shape.iter().map(|&d| d.max(1) as usize).product();
+            let mut shape = vec![n];
+            shape.extend(t.shape.iter().map(|&d| d.max(1) as usize));
+            // Sample i is reshaped to the model input's shape by the helper, so [n, ...shape].
+            let len = n * per;
+            let data = match t.dtype {
+                TensorType::Float32 => {
+                    ArrayData::F32((0..len).map(|_| rng.random_range(-1.0..1.0)).collect())
+                }
+                TensorType::Int32 => {
+                    ArrayData::I32((0..len).map(|_| rng.random_range(0..4)).collect())
+                }
+                TensorType::Int64 => {
+                    ArrayData::I64((0..len).map(|_| rng.random_range(0..4)).collect())
+                }
+                TensorType::Int8 => {
+                    ArrayData::I8((0..len).map(|_| rng.random_range(-128..=127)).collect())
+                }
+                TensorType::Uint8 => {
+                    ArrayData::U8((0..len).map(|_| rng.random_range(0..=255)).collect())
+                }
+                TensorType::Bool => {
+                    ArrayData::Bool((0..len).map(|_| rng.random_bool(0.5)).collect())
+                }
+                other => panic!("no synthetic inputs for {other:?}"),
+            };
+            Array::new(shape, data)
+        })
+        .collect()
+}
+
+/// The `tflquant` binary built for these tests.
+pub fn tflquant() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tflquant"))
+}
+
+/// Runs the binary and returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let o: Output = tflquant().args(args).output().expect("running tflquant");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// True when the model contains a custom op (LiteRT cannot run it without a registration).
+pub fn has_custom_op(model: &Model) -> bool {
+    model
+        .operator_codes
+        .iter()
+        .any(|c| c.builtin == tflquant::fb::BuiltinOperator::Custom)
+}

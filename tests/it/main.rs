@@ -1,0 +1,7 @@
+//! The one integration-test binary. Modules by topic; every model the tool writes is
+//! checked with the official LiteRT runtime (see `common::litert_run`).
+
+mod common;
+
+mod bad_input;
+mod roundtrip;
