@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::ops::Add;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -176,9 +177,38 @@ pub fn load_samples(file: &str, model: &Model, n: usize) -> Vec<Array> {
 pub fn sample_inputs(path: &Path, model: &Model, n: usize) -> Vec<Array> {
     let name = path.file_name().unwrap().to_string_lossy();
     match manifest_entry(&name).and_then(|e| e["test"].as_str().map(String::from)) {
-        Some(file) => load_samples(&file, model, n),
+        Some(file) => quantize_for_integer_inputs(model, load_samples(&file, model, n)),
         None => synthetic_inputs(model, n, 0x5eed),
     }
+}
+
+/// Float samples for an integer-interface input are quantized with that input's scale
+/// and zero point (round half away from zero, clamped), as a caller of the model would.
+pub fn quantize_for_integer_inputs(model: &Model, inputs: Vec<Array>) -> Vec<Array> {
+    let sg = &model.subgraphs[0];
+    inputs
+        .into_iter()
+        .zip(&sg.inputs)
+        .map(|(a, &t)| {
+            let t = &sg.tensors[t as usize];
+            let ArrayData::F32(v) = &a.data else { return a };
+            let Some(q) = t.quantized() else { return a };
+            let (s, z) = (
+                q.scale[0],
+                q.zero_point.first().copied().unwrap_or(0) as f32,
+            );
+            let q = |lo: f32, hi: f32| v.iter().map(move |&x| (x / s).round().add(z).clamp(lo, hi));
+            let data = match t.dtype {
+                TensorType::Int8 => ArrayData::I8(q(-128.0, 127.0).map(|x| x as i8).collect()),
+                TensorType::Uint8 => ArrayData::U8(q(0.0, 255.0).map(|x| x as u8).collect()),
+                TensorType::Int16 => {
+                    ArrayData::I16(q(-32768.0, 32767.0).map(|x| x as i16).collect())
+                }
+                _ => return a,
+            };
+            Array::new(a.shape.clone(), data)
+        })
+        .collect()
 }
 
 fn take_samples(a: Array, n: usize) -> Array {

@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Verify every generated file in testdata/.
+
+For each model in registry.MODELS:
+  * parse it with the official schema bindings (ai_edge_litert.schema_py_generated)
+    and assert the property the file exists for (see CHECKS below);
+  * print its op histogram;
+  * unless it cannot run (custom_op.tflite: LiteRT has no kernel for the
+    custom op, which is asserted instead), run the first held-out sample in
+    the LiteRT interpreter, compare with <model>.expected.npz, and for digit
+    classifiers check the accuracy on all 32 held-out digits.
+Also checks sizes (each model < 1 MB, all files together <= 4 MB) and that the
+sample data are float32 (int32 only for the embedding ids) with N in range.
+
+Exit status 0 when everything passes.
+"""
+
+import sys
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from flatbuffers import flexbuffers  # noqa: E402
+
+import common  # noqa: E402
+from common import TESTDATA, schema, read_model_t, op_histogram, builtin_name, tensor_name  # noqa: E402
+import registry  # noqa: E402
+import runner  # noqa: E402
+
+BO = schema.BuiltinOperator
+TT = schema.TensorType
+AF_RELU, AF_RELU6 = schema.ActivationFunctionType.RELU, schema.ActivationFunctionType.RELU6
+
+# the metadata / custom-op constants are defined in models.py; duplicated here
+# so check.py does not depend on the generator modules
+META_NAME = "tflquant_test_meta"
+META_BYTES = b"tflquant test metadata v1\x00\x01\x02\x03\xfe\xff"
+DESCRIPTION = "tflquant test model: small digits MLP with extra metadata"
+CUSTOM_CODE = "TflquantTestOp"
+CUSTOM_OPTIONS = {"activation": "tanh", "scale": 1.0, "version": 1}
+
+DYNAMIC_INPUT_MODELS = {"dynamic_batch_mlp.tflite", "ops_reduce_misc.tflite", "ops_shape_dynamic.tflite"}
+
+
+# --- small model-inspection helpers -----------------------------------------
+
+class M:
+    """A parsed model with convenience accessors."""
+
+    def __init__(self, fname):
+        self.fname = fname
+        self.raw = (TESTDATA / fname).read_bytes()
+        self.t = read_model_t(self.raw)
+
+    def code(self, op):
+        return common.opcode_builtin(self.t.operatorCodes[op.opcodeIndex])
+
+    def ops(self, code=None, subgraph=None):
+        """[(subgraph, op)] optionally filtered by builtin code / subgraph index."""
+        out = []
+        for si, sg in enumerate(self.t.subgraphs):
+            if subgraph is not None and si != subgraph:
+                continue
+            for op in sg.operators or []:
+                if code is None or self.code(op) == code:
+                    out.append((sg, op))
+        return out
+
+    def names(self):
+        return {builtin_name(self.code(op)) for _, op in self.ops()}
+
+    def is_const(self, t):
+        b = self.t.buffers[t.buffer].data
+        return b is not None and len(b) > 0
+
+    def const_array(self, t):
+        dt = {TT.FLOAT32: "<f4", TT.INT32: "<i4", TT.INT8: "i1", TT.FLOAT16: "<f2", TT.INT64: "<i8"}[t.type]
+        return np.frombuffer(bytes(self.t.buffers[t.buffer].data), dtype=dt)
+
+    def consts(self):
+        return [(sg, t) for sg in self.t.subgraphs for t in sg.tensors if self.is_const(t)]
+
+    def main_inputs(self):
+        sg = self.t.subgraphs[0]
+        return [sg.tensors[i] for i in sg.inputs]
+
+    def main_outputs(self):
+        sg = self.t.subgraphs[0]
+        return [sg.tensors[i] for i in sg.outputs]
+
+
+def need(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def need_ops(m, *names):
+    missing = set(names) - m.names()
+    need(not missing, f"missing ops {sorted(missing)}")
+
+
+def fused(m, code):
+    return {op.builtinOptions.fusedActivationFunction for _, op in m.ops(code)}
+
+
+def numel(t):
+    return int(np.prod(t.shape)) if t.shape is not None else 0
+
+
+# --- per-model property checks ------------------------------------------------
+
+def check_cnn_digits(m):
+    need_ops(m, "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX")
+    need(AF_RELU in fused(m, BO.CONV_2D), "no CONV_2D with fused RELU")
+    need(AF_RELU6 in fused(m, BO.DEPTHWISE_CONV_2D), "no DEPTHWISE_CONV_2D with fused RELU6")
+    need(AF_RELU in fused(m, BO.FULLY_CONNECTED), "no FC with fused RELU")
+    need(m.t.signatureDefs and m.t.signatureDefs[0].signatureKey == b"serving_default", "no SignatureDef")
+    big = [t for _, t in m.consts() if t.type == TT.FLOAT32 and numel(t) >= 1024]
+    need(len(big) >= 2, "fewer than 2 float weights with >= 1024 elements")
+
+
+def _check_fp16(m):
+    f16 = [t for _, t in m.consts() if t.type == TT.FLOAT16]
+    need(f16, "no FLOAT16 constant tensors")
+    deq = m.ops(BO.DEQUANTIZE)
+    need(deq, "no DEQUANTIZE op")
+    for sg, op in deq:
+        need(sg.tensors[op.inputs[0]].type == TT.FLOAT16, "DEQUANTIZE input not FLOAT16")
+    need(not [t for _, t in m.consts() if t.type == TT.FLOAT32 and numel(t) >= 64],
+         "float32 weights left in a float16 model")
+
+
+def check_fp16_weights_cnn(m):
+    _check_fp16(m)
+    need_ops(m, "CONV_2D", "MEAN", "FULLY_CONNECTED", "DEQUANTIZE")
+
+
+def _sparse_tensors(m):
+    return [(sg, t) for sg in m.t.subgraphs for t in sg.tensors if t.sparsity is not None]
+
+
+def _stored_density(m, t):
+    """stored values / dense elements of a sparse constant."""
+    return (len(m.t.buffers[t.buffer].data) // 4) / numel(t)
+
+
+def check_sparse_dense_mlp(m):
+    need_ops(m, "DENSIFY", "FULLY_CONNECTED")
+    sp = _sparse_tensors(m)
+    need(len(sp) == 3, f"expected 3 sparse weights, found {len(sp)}")
+    dens_inputs = {op.inputs[0] for _, op in m.ops(BO.DENSIFY)}
+    sg0 = m.t.subgraphs[0]
+    need({i for i, t in enumerate(sg0.tensors) if t.sparsity is not None} == dens_inputs,
+         "DENSIFY inputs are not exactly the sparse tensors")
+    for _, t in sp:
+        need(list(t.sparsity.traversalOrder) == [0, 1], "unexpected traversal order")
+        need([d.format for d in t.sparsity.dimMetadata] == [schema.DimensionType.DENSE,
+                                                            schema.DimensionType.SPARSE_CSR], "not CSR")
+        need(_stored_density(m, t) <= 0.2, f"sparsity below 80% ({_stored_density(m, t):.2f} dense)")
+
+
+def check_sparse_block1x4_mlp(m):
+    need("DENSIFY" not in m.names(), "unexpected DENSIFY")
+    sp = _sparse_tensors(m)
+    need(len(sp) == 3, f"expected 3 sparse weights, found {len(sp)}")
+    fc_weights = {op.inputs[1] for _, op in m.ops(BO.FULLY_CONNECTED)}
+    sg0 = m.t.subgraphs[0]
+    need({i for i, t in enumerate(sg0.tensors) if t.sparsity is not None} == fc_weights,
+         "FC weights are not the sparse tensors")
+    for _, t in sp:
+        s = t.sparsity
+        need(list(s.blockMap) == [1] and list(s.traversalOrder) == [0, 1, 2], "not a 1x4 block layout")
+        need(s.dimMetadata[2].format == schema.DimensionType.DENSE and s.dimMetadata[2].denseSize == 4,
+             "block dim not dense 4")
+        need(_stored_density(m, t) <= 0.2, "sparsity below 80%")
+
+
+def check_while_loop(m):
+    w = m.ops(BO.WHILE, subgraph=0)
+    need(len(w) == 1, "no WHILE in main subgraph")
+    need(len(m.t.subgraphs) == 3, "expected 3 subgraphs")
+    opts = w[0][1].builtinOptions
+    need({opts.condSubgraphIndex, opts.bodySubgraphIndex} == {1, 2}, "bad cond/body indices")
+    body = {builtin_name(m.code(op)) for op in m.t.subgraphs[opts.bodySubgraphIndex].operators}
+    need({"TANH", "FULLY_CONNECTED"} <= body, f"body ops {body}")
+
+
+def check_no_signature_mlp(m):
+    need(not m.t.signatureDefs, "SignatureDefs still present")
+    need_ops(m, "FULLY_CONNECTED", "TANH", "SOFTMAX")
+
+
+def check_with_metadata_mlp(m):
+    md = {x.name.decode(): x.buffer for x in m.t.metadata}
+    need({META_NAME, "min_runtime_version", "CONVERSION_METADATA"} <= set(md), f"metadata {sorted(md)}")
+    need(bytes(m.t.buffers[md[META_NAME]].data) == META_BYTES, "metadata bytes differ")
+    need(m.t.description.decode() == DESCRIPTION, "description not set")
+    need(m.t.signatureDefs, "SignatureDef lost")
+
+
+def _check_int8(m, io_type):
+    need_ops(m, "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX")
+    need(all(t.type == io_type for t in m.main_inputs() + m.main_outputs()), "interface type")
+    for code in (BO.CONV_2D, BO.DEPTHWISE_CONV_2D, BO.FULLY_CONNECTED):
+        for sg, op in m.ops(code):
+            x, w, b = (sg.tensors[i] for i in op.inputs[:3])
+            need(x.type == TT.INT8 and w.type == TT.INT8 and b.type == TT.INT32,
+                 f"{builtin_name(code)} not int8/int8/int32")
+            q = w.quantization
+            axis = q.quantizedDimension
+            need(len(q.scale) == w.shape[axis] > 1, f"{builtin_name(code)} weights not per-axis")
+    if io_type == TT.FLOAT32:
+        need_ops(m, "QUANTIZE", "DEQUANTIZE")
+
+
+def check_int8_quantized_cnn(m):
+    _check_int8(m, TT.FLOAT32)
+
+
+def check_int8_quantized_cnn_int8io(m):
+    _check_int8(m, TT.INT8)
+
+
+def check_custom_op(m):
+    customs = [(i, c) for i, c in enumerate(m.t.operatorCodes) if common.opcode_builtin(c) == BO.CUSTOM]
+    need(len(customs) == 1 and customs[0][1].customCode.decode() == CUSTOM_CODE, "no TflquantTestOp opcode")
+    need(customs[0][1].builtinCode == BO.CUSTOM, "builtin_code not CUSTOM")
+    users = [op for _, op in m.ops() if op.opcodeIndex == customs[0][0]]
+    need(len(users) == 1, "custom op not used once")
+    opts = flexbuffers.Loads(bytes(users[0].customOptions))
+    need(opts == CUSTOM_OPTIONS, f"custom_options {opts}")
+    need("TANH" not in m.names(), "TANH still present")
+
+
+def check_dynamic_batch_mlp(m):
+    (inp,) = m.main_inputs()
+    need(inp.shapeSignature is not None and list(inp.shapeSignature) == [-1, 64],
+         f"shape_signature {inp.shapeSignature}")
+    need(list(inp.shape) == [1, 64], "shape")
+
+
+def check_legacy_opcodes_cnn(m):
+    for c in m.t.operatorCodes:
+        need(c.builtinCode == 0 and 0 < c.deprecatedBuiltinCode < 127, "opcode not legacy-only")
+    # builtin_code must be absent from the flatbuffer (default 0); check with the reader API
+    fb = schema.Model.GetRootAs(m.raw, 0)
+    for i in range(fb.OperatorCodesLength()):
+        oc = fb.OperatorCodes(i)
+        need(oc.BuiltinCode() == 0 and oc.DeprecatedBuiltinCode() > 0, "reader sees wrong code")
+    check_cnn_digits(m)
+    a = np.load(TESTDATA / "legacy_opcodes_cnn.expected.npz")
+    b = np.load(TESTDATA / "cnn_digits.expected.npz")
+    need(all(np.array_equal(a[k], b[k]) for k in a.files), "outputs differ from cnn_digits")
+
+
+def check_mlp_large_fc(m):
+    need(600_000 <= len(m.raw) <= 900_000, f"size {len(m.raw)}")
+    need(m.names() == {"FULLY_CONNECTED", "SOFTMAX"}, f"ops {m.names()}")
+
+
+def _check_dynamic_range(m, base):
+    b = M(base)
+    big_float = {tensor_name(t) for _, t in b.consts() if t.type == TT.FLOAT32 and numel(t) >= 1024}
+    int8 = {tensor_name(t) for _, t in m.consts() if t.type == TT.INT8}
+    need(int8, "no INT8 weights")
+    need(len(int8) == len(big_float), f"{len(int8)} int8 weights vs {len(big_float)} weights >= 1024")
+    need(all(numel(t) >= 1024 for _, t in m.consts() if t.type == TT.INT8), "int8 weight < 1024 elements")
+    need(all(t.type == TT.FLOAT32 for t in m.main_inputs() + m.main_outputs()), "interface not float")
+
+
+def check_mlp_large_fc_tf_dynamic(m):
+    _check_dynamic_range(m, "mlp_large_fc.tflite")
+
+
+def check_cnn_digits_tf_dynamic(m):
+    _check_dynamic_range(m, "cnn_digits.tflite")
+    small_float = [t for _, t in m.consts() if t.type == TT.FLOAT32 and t.shape is not None and len(t.shape) == 4]
+    need(small_float, "expected small conv weights left in float32")
+
+
+def check_tf_float16(m):
+    _check_fp16(m)
+
+
+def check_ops_elementwise(m):
+    need_ops(m, "ADD", "SUB", "MUL", "DIV", "FLOOR_DIV", "POW", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM",
+             "EXP", "LOG", "SQRT", "RSQRT", "SQUARE", "NEG", "ABS", "SIN", "COS", "FLOOR", "CEIL", "ROUND", "SIGN")
+    need(AF_RELU in fused(m, BO.ADD), "no ADD with fused RELU")
+    need(AF_RELU6 in fused(m, BO.MUL), "no MUL with fused RELU6")
+    need(len(m.main_inputs()) == 2, "expected 2 inputs")
+    # broadcasting: some binary op combines [1,4,4,3] with [3] and with [1,4,1,1]
+    shapes = set()
+    for sg, op in m.ops():
+        if len(op.inputs) == 2:
+            shapes.add(tuple(tuple(sg.tensors[i].shape) for i in op.inputs))
+    need(((1, 4, 4, 3), (3,)) in shapes and ((1, 4, 4, 3), (1, 4, 1, 1)) in shapes, "broadcast shapes missing")
+
+
+def check_ops_activation(m):
+    need_ops(m, "LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "ELU", "HARD_SWISH",
+             "GELU", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION")
+    need({op.builtinOptions.approximate for _, op in m.ops(BO.GELU)} == {True, False}, "GELU variants")
+    need({round(op.builtinOptions.beta, 4) for _, op in m.ops(BO.SOFTMAX)} == {1.0, 1.5}, "SOFTMAX betas")
+    need(AF_RELU6 in fused(m, BO.MUL), "no MUL with fused RELU6")
+
+
+def check_ops_conv_pool(m):
+    need_ops(m, "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+             "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR")
+    conv = [op.builtinOptions for _, op in m.ops(BO.CONV_2D)]
+    need(any(o.strideH == 2 and o.padding == schema.Padding.SAME for o in conv), "no stride-2 SAME conv")
+    need(any(o.padding == schema.Padding.VALID for o in conv), "no VALID conv")
+    need(any(o.dilationHFactor == 2 and o.dilationWFactor == 2 for o in conv), "no dilated conv")
+    need({AF_RELU, AF_RELU6} <= {o.fusedActivationFunction for o in conv}, "conv fused activations")
+    need(any(op.builtinOptions.depthMultiplier == 2 for _, op in m.ops(BO.DEPTHWISE_CONV_2D)), "depth mult 2")
+    need(all(len(op.inputs) == 4 and op.inputs[3] >= 0 for _, op in m.ops(BO.TRANSPOSE_CONV)), "tconv bias")
+    bil = {(o.alignCorners, o.halfPixelCenters) for o in (op.builtinOptions for _, op in m.ops(BO.RESIZE_BILINEAR))}
+    need(bil == {(True, False), (False, True), (False, False)}, f"bilinear variants {bil}")
+    nn = {(o.alignCorners, o.halfPixelCenters)
+          for o in (op.builtinOptions for _, op in m.ops(BO.RESIZE_NEAREST_NEIGHBOR))}
+    need(nn == {(True, False), (False, True)}, f"nearest variants {nn}")
+
+
+def check_ops_shape(m):
+    need_ops(m, "RESHAPE", "TRANSPOSE", "CONCATENATION", "SPLIT", "SPLIT_V", "SLICE", "STRIDED_SLICE", "PAD",
+             "PADV2", "MIRROR_PAD", "GATHER", "GATHER_ND", "PACK", "UNPACK", "TILE", "BROADCAST_TO", "REVERSE_V2",
+             "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND")
+    modes = {op.builtinOptions.mode for _, op in m.ops(BO.MIRROR_PAD)}
+    need(modes == {schema.MirrorPadMode.REFLECT, schema.MirrorPadMode.SYMMETRIC}, f"mirror pad modes {modes}")
+    ss = m.ops(BO.STRIDED_SLICE)
+    opts = [op.builtinOptions for _, op in ss]
+    need(any(o.shrinkAxisMask for o in opts), "no shrink_axis_mask")
+    need(any(o.beginMask or o.endMask for o in opts), "no begin/end mask")
+    neg = any((m.const_array(sg.tensors[op.inputs[3]]) < 0).any() for sg, op in ss)
+    need(neg, "no negative stride")
+
+
+def check_ops_shape_dynamic(m):
+    need_ops(m, "SQUEEZE", "EXPAND_DIMS")
+    need(list(m.main_inputs()[0].shapeSignature) == [-1, 8, 8, 3], "input not dynamic batch")
+
+
+def check_ops_reduce_misc(m):
+    need_ops(m, "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "BATCH_MATMUL", "FULLY_CONNECTED",
+             "SELECT", "SELECT_V2", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL",
+             "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "CAST", "SHAPE", "RANGE", "FILL", "ZEROS_LIKE",
+             "ARG_MAX", "ARG_MIN", "CUMSUM")
+    keep = set()
+    for code in (BO.MEAN, BO.SUM, BO.REDUCE_MAX, BO.REDUCE_MIN, BO.REDUCE_PROD):
+        keep |= {op.builtinOptions.keepDims for _, op in m.ops(code)}
+    need(keep == {True, False}, "keep_dims variants")
+    need({op.builtinOptions.keepDims for _, op in m.ops(BO.REDUCE_PROD)} == {True, False}, "prod keep_dims")
+    bmm_const = [m.is_const(sg.tensors[op.inputs[1]]) for sg, op in m.ops(BO.BATCH_MATMUL)]
+    need(sorted(bmm_const) == [False, True], "BATCH_MATMUL act x act and act x const")
+    fc = [(op.builtinOptions, sg.tensors[op.inputs[0]]) for sg, op in m.ops(BO.FULLY_CONNECTED)]
+    need(any(o.keepNumDims and len(t.shape) == 3 for o, t in fc), "no FC keep_num_dims on 3-D input")
+    need(any(o.fusedActivationFunction == AF_RELU for o, _ in fc), "no FC with fused RELU")
+    cs = {(op.builtinOptions.exclusive, op.builtinOptions.reverse) for _, op in m.ops(BO.CUMSUM)}
+    need(cs == {(False, False), (True, True)}, f"cumsum variants {cs}")
+    need(list(m.main_inputs()[0].shapeSignature) == [-1, 8, 8], "input not dynamic batch")
+    out_types = {t.type for t in m.main_outputs()}
+    need({TT.FLOAT32, TT.BOOL, TT.INT32, TT.INT64} <= out_types, "expected float/bool/int32/int64 outputs")
+
+
+def check_lstm_seq(m):
+    need_ops(m, "UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX")
+    (sg, op), = m.ops(BO.UNIDIRECTIONAL_SEQUENCE_LSTM)
+    need(list(sg.tensors[op.outputs[0]].shape) == [1, 8, 16], "LSTM output not [1,8,16] (return_sequences)")
+
+
+def check_embedding_lookup(m):
+    need_ops(m, "EMBEDDING_LOOKUP", "FULLY_CONNECTED")
+    need("GATHER" not in m.names(), "GATHER left")
+    need(m.main_inputs()[0].type == TT.INT32, "ids not int32")
+    (sg, op), = m.ops(BO.EMBEDDING_LOOKUP)
+    ids, table = (sg.tensors[i] for i in op.inputs)
+    need(ids.type == TT.INT32 and len(ids.shape) == 1 and m.is_const(table) and list(table.shape) == [17, 8],
+         "EMBEDDING_LOOKUP operands")
+
+
+CHECKS = {
+    "cnn_digits.tflite": check_cnn_digits,
+    "fp16_weights_cnn.tflite": check_fp16_weights_cnn,
+    "sparse_dense_mlp.tflite": check_sparse_dense_mlp,
+    "sparse_block1x4_mlp.tflite": check_sparse_block1x4_mlp,
+    "while_loop.tflite": check_while_loop,
+    "no_signature_mlp.tflite": check_no_signature_mlp,
+    "with_metadata_mlp.tflite": check_with_metadata_mlp,
+    "int8_quantized_cnn.tflite": check_int8_quantized_cnn,
+    "int8_quantized_cnn_int8io.tflite": check_int8_quantized_cnn_int8io,
+    "custom_op.tflite": check_custom_op,
+    "dynamic_batch_mlp.tflite": check_dynamic_batch_mlp,
+    "legacy_opcodes_cnn.tflite": check_legacy_opcodes_cnn,
+    "mlp_large_fc.tflite": check_mlp_large_fc,
+    "mlp_large_fc.tf_dynamic.tflite": check_mlp_large_fc_tf_dynamic,
+    "mlp_large_fc.tf_float16.tflite": check_tf_float16,
+    "cnn_digits.tf_dynamic.tflite": check_cnn_digits_tf_dynamic,
+    "cnn_digits.tf_float16.tflite": check_tf_float16,
+    "ops_elementwise.tflite": check_ops_elementwise,
+    "ops_activation.tflite": check_ops_activation,
+    "ops_conv_pool.tflite": check_ops_conv_pool,
+    "ops_shape.tflite": check_ops_shape,
+    "ops_shape_dynamic.tflite": check_ops_shape_dynamic,
+    "ops_reduce_misc.tflite": check_ops_reduce_misc,
+    "lstm_seq.tflite": check_lstm_seq,
+    "embedding_lookup.tflite": check_embedding_lookup,
+}
+
+
+# --- generic checks -------------------------------------------------------------
+
+def check_generic(m, stem, runnable):
+    need(m.raw[4:8] == b"TFL3", "file identifier is not TFL3")
+    need(len(m.raw) < 1_000_000, f"{len(m.raw)} bytes >= 1 MB")
+    if m.fname not in DYNAMIC_INPUT_MODELS:
+        for t in m.main_inputs():
+            need(t.shape[0] == 1 and (t.shapeSignature is None or -1 not in list(t.shapeSignature)),
+                 "input should be static batch 1")
+    for split, lo, hi in (("calib", 32, 64), ("test", 16, 32)):
+        inputs = runner.load_inputs(TESTDATA / m.fname, stem, split)
+        for name, arr in inputs.items():
+            need(lo <= arr.shape[0] <= hi, f"{split} N={arr.shape[0]}")
+            want = np.int32 if stem == "embedding_lookup" else np.float32
+            need(arr.dtype == want, f"{split} data dtype {arr.dtype}")
+    if not runnable:
+        return ""
+    path = TESTDATA / m.fname
+    test = runner.load_inputs(path, stem, "test")
+    out = runner.run_samples(path, test, 1)
+    exp = np.load(TESTDATA / m.fname.replace(".tflite", ".expected.npz"))
+    need(set(exp.files) == set(out), "expected.npz keys differ from outputs")
+    for k, v in out.items():
+        e = exp[k][:1]
+        need(e.shape == v.shape and e.dtype == v.dtype, f"{k}: expected {e.dtype}{e.shape} got {v.dtype}{v.shape}")
+        if np.issubdtype(v.dtype, np.floating):
+            need(np.allclose(v, e, rtol=1e-5, atol=1e-6, equal_nan=True), f"{k}: output differs from expected")
+            need(np.isfinite(v).all(), f"{k}: non-finite output")
+        else:
+            need(np.array_equal(v, e), f"{k}: output differs from expected")
+    if m.fname in registry.CLASSIFIERS:
+        labels = np.load(TESTDATA / "digits.test_labels.npy")
+        allout = runner.run_samples(path, test, len(labels))
+        (name, probs), = allout.items()
+        acc = float((probs.reshape(len(labels), -1).argmax(-1) == labels).mean())
+        need(acc >= 0.85, f"test accuracy {acc:.3f}")
+        return f"test acc {acc:.3f}"
+    return "ran"
+
+
+def check_custom_op_fails_in_litert():
+    try:
+        runner.make_interpreter(TESTDATA / "custom_op.tflite")
+    except (RuntimeError, ValueError) as e:
+        need(CUSTOM_CODE in str(e) or "custom" in str(e).lower(), f"unexpected error: {e}")
+        return "LiteRT refuses it as expected (unresolved custom op)"
+    raise AssertionError("custom_op.tflite unexpectedly loaded in LiteRT")
+
+
+def main():
+    failures = 0
+    total = 0
+    for fname, stem, runnable, _ in registry.MODELS:
+        try:
+            m = M(fname)
+            total += len(m.raw)
+            CHECKS[fname](m)
+            note = check_generic(m, stem, runnable)
+            if not runnable:
+                note = check_custom_op_fails_in_litert()
+            status = "ok"
+        except Exception as e:  # report every failure, not just the first
+            status, note = "FAIL", f"{type(e).__name__}: {e}"
+            if not isinstance(e, AssertionError):
+                traceback.print_exc()
+            failures += 1
+        hist = ""
+        try:
+            hist = ", ".join(f"{k}:{v}" for k, v in sorted(op_histogram(read_model_t(
+                (TESTDATA / fname).read_bytes())).items()))
+        except Exception:
+            pass
+        size = (TESTDATA / fname).stat().st_size if (TESTDATA / fname).exists() else 0
+        print(f"[{status}] {fname} ({size} B) {note}\n       ops: {hist}")
+    all_bytes = sum(p.stat().st_size for p in TESTDATA.iterdir() if p.is_file())
+    print(f"models: {total} bytes; all testdata files: {all_bytes} bytes")
+    if all_bytes > 4_200_000:
+        print("FAIL: testdata larger than ~4 MB")
+        failures += 1
+    print(f"{len(registry.MODELS) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
