@@ -92,6 +92,7 @@ impl Error {
         }
     }
 
+    #[allow(dead_code)] // used by the quantizer
     pub(crate) fn unsupported(at: impl Into<Loc>, what: impl fmt::Display) -> Self {
         Error::Unsupported {
             at: at.into(),

@@ -197,13 +197,13 @@ impl Report {
                     let data_bytes = model.tensor_data(t).len();
                     if data_bytes > 0 {
                         // A buffer shared by several tensors counts once.
-                        if let Some(seen) = seen_buffers.get_mut(t.buffer as usize) {
-                            if !*seen {
-                                *seen = true;
-                                *weight_bytes_by_dtype
-                                    .entry(fb::dtype_name(t.dtype).to_string())
-                                    .or_insert(0) += data_bytes as u64;
-                            }
+                        if let Some(seen) = seen_buffers.get_mut(t.buffer as usize)
+                            && !*seen
+                        {
+                            *seen = true;
+                            *weight_bytes_by_dtype
+                                .entry(fb::dtype_name(t.dtype).to_string())
+                                .or_insert(0) += data_bytes as u64;
                         }
                     }
                     let quantization = quant_info(t);

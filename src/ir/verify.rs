@@ -135,20 +135,21 @@ fn verify_subgraph(model: &Model, si: usize, sg: &Subgraph) -> Result<()> {
             ));
         }
         let data_len = buf.map_or(0, |b| b.data.len() as u64);
-        if data_len > 0 && t.sparsity.is_none() && t.dtype != TensorType::String {
-            if let Some(expected) = t.dense_byte_size() {
-                if expected != data_len {
-                    return Err(Error::malformed(
-                        at(),
-                        format!(
-                            "buffer {} holds {data_len} bytes but a {} tensor of shape {:?} needs {expected}",
-                            t.buffer,
-                            fb::dtype_name(t.dtype),
-                            t.shape
-                        ),
-                    ));
-                }
-            }
+        if data_len > 0
+            && t.sparsity.is_none()
+            && t.dtype != TensorType::String
+            && let Some(expected) = t.dense_byte_size()
+            && expected != data_len
+        {
+            return Err(Error::malformed(
+                at(),
+                format!(
+                    "buffer {} holds {data_len} bytes but a {} tensor of shape {:?} needs {expected}",
+                    t.buffer,
+                    fb::dtype_name(t.dtype),
+                    t.shape
+                ),
+            ));
         }
         if let Some(q) = &t.quant {
             if !q.zero_point.is_empty() && q.zero_point.len() != q.scale.len() {

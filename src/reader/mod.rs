@@ -396,17 +396,17 @@ impl Converter<'_> {
         let shape = at(t.shape(), loc)?;
         let shape_signature = at(t.shape_signature(), loc)?;
         for (what, v) in [("shape", shape), ("shape_signature", shape_signature)] {
-            if let Some(v) = v {
-                if v.len() > ir::MAX_RANK {
-                    return Err(Error::malformed(
-                        loc.clone(),
-                        format!(
-                            "{what} has rank {}, above the limit of {}",
-                            v.len(),
-                            ir::MAX_RANK
-                        ),
-                    ));
-                }
+            if let Some(v) = v
+                && v.len() > ir::MAX_RANK
+            {
+                return Err(Error::malformed(
+                    loc.clone(),
+                    format!(
+                        "{what} has rank {}, above the limit of {}",
+                        v.len(),
+                        ir::MAX_RANK
+                    ),
+                ));
             }
         }
         let quant = match at(t.quantization(), loc)? {

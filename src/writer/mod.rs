@@ -3,7 +3,7 @@
 //! - **Deterministic**: the bytes depend only on the IR (no timestamps, no hash-map order).
 //! - **Aligned**: every buffer's data starts at a multiple of 16 bytes from the start of
 //!   the file, as the runtime's `force_align: 16` asks (planus does not honour that
-//!   attribute, so the writer places the data itself, see [`write_aligned_bytes`]).
+//!   attribute, so the writer places the data itself, see [`Plan`]).
 //! - **Large models**: a flatbuffer cannot exceed 2 GiB. When the data would push it past
 //!   that, tensor data go after the flatbuffer and each `Buffer` records its `offset`
 //!   and `size` ([`BufferLayout::Offset`]); LiteRT loads such files. The layout can be
@@ -50,7 +50,7 @@ pub struct WriteOptions {
 
 /// Serialises the model into memory.
 pub fn to_bytes(model: &Model, opts: &WriteOptions) -> Result<Vec<u8>> {
-    let plan = Plan::new(model, opts);
+    let plan = Plan::new(model, opts)?;
     let mut out = Vec::new();
     plan.emit(model, &mut out)
         .map_err(|e| Error::Internal(format!("writing to memory: {e}")))?;
@@ -66,7 +66,7 @@ pub fn write_path(model: &Model, path: impl AsRef<Path>, opts: &WriteOptions) ->
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let plan = Plan::new(model, opts);
+    let plan = Plan::new(model, opts)?;
     let tmp = tempfile::Builder::new()
         .prefix(".tflquant-")
         .suffix(".tmp")
@@ -113,15 +113,32 @@ fn file_id(_path: &Path) -> Option<(u64, u64)> {
     None
 }
 
-/// The decided layout: which buffers go after the flatbuffer, and the flatbuffer bytes.
+/// The decided file: the flatbuffer's tables (small, in memory, header fixed, data
+/// references patched) followed by every buffer's data, streamed from the IR's bytes.
+///
+/// Buffer data never enter the planus builder: copying hundreds of megabytes of weights
+/// into it and out again would cost more than writing the file. The tables are built
+/// with an empty placeholder vector for every inline buffer; once the tables' length is
+/// known, the data vectors are laid out after them (each `[u32 length][data]`, data
+/// 16-byte aligned) and each `Buffer.data` reference is rewritten to point there. In
+/// the offset layout, `Buffer.offset`/`size` are set instead (fixed-size fields, so a
+/// first build with placeholder values measures the tables exactly).
 struct Plan {
-    flatbuffer: Vec<u8>,
-    /// `(buffer index, absolute file offset)` of data stored after the flatbuffer.
-    tail: Vec<(usize, u64)>,
+    tables: Vec<u8>,
+    chunks: Vec<Chunk>,
+}
+
+/// One buffer's data in the file, after the tables.
+struct Chunk {
+    buffer: usize,
+    /// Absolute position of the data's first byte.
+    pos: u64,
+    /// Inline vectors carry their `u32` length in the 4 bytes before `pos`.
+    length_prefix: bool,
 }
 
 impl Plan {
-    fn new(model: &Model, opts: &WriteOptions) -> Self {
+    fn new(model: &Model, opts: &WriteOptions) -> Result<Self> {
         let tensor_buffers = tensor_buffer_flags(model);
         let data_total: u64 = model
             .buffers
@@ -133,43 +150,122 @@ impl Plan {
             BufferLayout::Offset => true,
             BufferLayout::Auto => data_total > INLINE_DATA_LIMIT,
         };
-        if !offset_layout {
-            return Plan {
-                flatbuffer: build(model, &[]),
-                tail: Vec::new(),
-            };
-        }
-        let moved: Vec<usize> = (0..model.buffers.len())
-            .filter(|&i| tensor_buffers[i] && !model.buffers[i].data.is_empty())
+        let external = |i: usize| offset_layout && tensor_buffers[i];
+        let with_data: Vec<usize> = (0..model.buffers.len())
+            .filter(|&i| !model.buffers[i].data.is_empty())
             .collect();
-        // Pass 1 with placeholder offsets measures the flatbuffer; the offsets are fixed
-        // size fields, so pass 2 with the real offsets has exactly the same length.
-        let placeholder: Vec<(usize, u64)> = moved.iter().map(|&i| (i, u64::MAX)).collect();
-        let len = build(model, &placeholder).len() as u64;
-        let mut at = len;
-        let mut tail = Vec::with_capacity(moved.len());
-        for &i in &moved {
-            at = at.next_multiple_of(DATA_ALIGNMENT as u64);
-            tail.push((i, at));
-            at += model.buffers[i].data.len() as u64;
+
+        let placeholder: Vec<(usize, u64)> = with_data
+            .iter()
+            .filter(|&&i| external(i))
+            .map(|&i| (i, u64::MAX))
+            .collect();
+        let tables_len = build(model, &placeholder).len() as u64;
+
+        // Inline vectors first (they belong to the flatbuffer), then external data.
+        let mut at = tables_len;
+        let mut chunks = Vec::with_capacity(with_data.len());
+        let ordered = with_data
+            .iter()
+            .filter(|&&i| !external(i))
+            .chain(with_data.iter().filter(|&&i| external(i)));
+        for &i in ordered {
+            let length_prefix = !external(i);
+            let pos = if length_prefix {
+                (at + 4).next_multiple_of(DATA_ALIGNMENT as u64)
+            } else {
+                at.next_multiple_of(DATA_ALIGNMENT as u64)
+            };
+            chunks.push(Chunk {
+                buffer: i,
+                pos,
+                length_prefix,
+            });
+            at = pos + model.buffers[i].data.len() as u64;
         }
-        let flatbuffer = build(model, &tail);
-        debug_assert_eq!(flatbuffer.len() as u64, len);
-        Plan { flatbuffer, tail }
+        let offsets: Vec<(usize, u64)> = chunks
+            .iter()
+            .filter(|c| !c.length_prefix)
+            .map(|c| (c.buffer, c.pos))
+            .collect();
+        let mut tables = build(model, &offsets);
+        if tables.len() as u64 != tables_len {
+            return Err(Error::Internal(format!(
+                "flatbuffer length changed between passes ({tables_len} → {})",
+                tables.len()
+            )));
+        }
+        for c in chunks.iter().filter(|c| c.length_prefix) {
+            patch_buffer_data_ref(&mut tables, c.buffer, c.pos - 4)?;
+        }
+        Ok(Plan { tables, chunks })
     }
 
     fn emit(&self, model: &Model, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(&self.flatbuffer)?;
-        let mut pos = self.flatbuffer.len() as u64;
-        let zeros = [0u8; DATA_ALIGNMENT];
-        for &(i, offset) in &self.tail {
-            w.write_all(&zeros[..(offset - pos) as usize])?;
-            let data = &model.buffers[i].data;
+        w.write_all(&self.tables)?;
+        let mut pos = self.tables.len() as u64;
+        let zeros = [0u8; DATA_ALIGNMENT + 4];
+        for c in &self.chunks {
+            let data = &model.buffers[c.buffer].data;
+            let start = if c.length_prefix { c.pos - 4 } else { c.pos };
+            w.write_all(&zeros[..(start - pos) as usize])?;
+            if c.length_prefix {
+                w.write_all(&(data.len() as u32).to_le_bytes())?;
+            }
             w.write_all(data)?;
-            pos = offset + data.len() as u64;
+            pos = c.pos + data.len() as u64;
         }
         Ok(())
     }
+}
+
+/// Points `Model.buffers[buffer].data` at the vector whose length prefix is at `target`.
+///
+/// Reads only the tables this writer just built: root offset → `Model` → field 4
+/// (`buffers`) → element `buffer` → `Buffer` → field 0 (`data`), following the
+/// flatbuffer rules (tables start with an `soffset` to their vtable; a vtable is
+/// `[u16 vtable size][u16 table size][u16 field offsets...]`; references are `u32`
+/// offsets relative to their own position).
+fn patch_buffer_data_ref(bytes: &mut [u8], buffer: usize, target: u64) -> Result<()> {
+    let bad = |what: &str| Error::Internal(format!("patching buffer {buffer}: {what}"));
+    let u32_at = |b: &[u8], pos: usize| -> Result<usize> {
+        b.get(pos..pos + 4)
+            .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(|| bad("offset outside the tables"))
+    };
+    let field = |b: &[u8], table: usize, index: usize| -> Result<usize> {
+        let soff = i32::from_le_bytes(
+            b.get(table..table + 4)
+                .ok_or_else(|| bad("table outside the tables"))?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let vtable = (table as i64 - soff as i64) as usize;
+        let entry = vtable + 4 + 2 * index;
+        let vt_len = u16::from_le_bytes(
+            b.get(vtable..vtable + 2)
+                .ok_or_else(|| bad("vtable"))?
+                .try_into()
+                .expect("2 bytes"),
+        ) as usize;
+        if entry + 2 > vtable + vt_len {
+            return Err(bad("field missing from vtable"));
+        }
+        let off = u16::from_le_bytes(b[entry..entry + 2].try_into().expect("2 bytes")) as usize;
+        if off == 0 {
+            return Err(bad("field not set"));
+        }
+        Ok(table + off)
+    };
+    let root = u32_at(bytes, 0)?;
+    let buffers_field = field(bytes, root, 4)?;
+    let vector = buffers_field + u32_at(bytes, buffers_field)?;
+    let elem = vector + 4 + 4 * buffer;
+    let table = elem + u32_at(bytes, elem)?;
+    let data_field = field(bytes, table, 0)?;
+    let rel = u32::try_from(target - data_field as u64).map_err(|_| bad("data beyond 4 GiB"))?;
+    bytes[data_field..data_field + 4].copy_from_slice(&rel.to_le_bytes());
+    Ok(())
 }
 
 /// Which buffers hold tensor data (as opposed to metadata).
@@ -188,27 +284,25 @@ fn tensor_buffer_flags(model: &Model) -> Vec<bool> {
     flags
 }
 
-/// Builds the flatbuffer. Buffers listed in `tail` get `offset`/`size` instead of data.
-fn build(model: &Model, tail: &[(usize, u64)]) -> Vec<u8> {
-    let data_bytes: usize = model.buffers.iter().map(|b| b.data.len() + 32).sum();
-    let mut b = Builder::with_capacity(data_bytes + (1 << 16));
+/// Builds the flatbuffer's tables (see [`Plan`]): buffers listed in `external` get
+/// `offset`/`size`; every other buffer with data gets a placeholder `data` reference that
+/// [`patch_buffer_data_ref`] redirects to the real vector after the tables.
+fn build(model: &Model, external: &[(usize, u64)]) -> Vec<u8> {
+    let mut b = Builder::with_capacity(1 << 16);
 
-    // Created first, so that data end up last in the file, as other writers do.
-    let mut tail_iter = tail.iter().peekable();
+    // One shared empty vector; created first, so it sits at the very end of the tables.
+    let placeholder: Offset<[u8]> = b.create_vector(&[0u8; 0][..]);
+    let mut external = external.iter().peekable();
     let mut buffers = Vec::with_capacity(model.buffers.len());
     for (i, buf) in model.buffers.iter().enumerate() {
-        let external = tail_iter.next_if(|(j, _)| *j == i).map(|&(_, off)| off);
-        let offset = match external {
-            Some(off) => {
+        let offset = match external.next_if(|(j, _)| *j == i) {
+            Some(&(_, off)) => {
                 fb::Buffer::create(&mut b, None::<Offset<[u8]>>, off, buf.data.len() as u64)
             }
             None if buf.data.is_empty() => {
                 fb::Buffer::create(&mut b, None::<Offset<[u8]>>, 0u64, 0u64)
             }
-            None => {
-                let data = write_aligned_bytes(&mut b, &buf.data);
-                fb::Buffer::create(&mut b, data, 0u64, 0u64)
-            }
+            None => fb::Buffer::create(&mut b, placeholder, 0u64, 0u64),
         };
         buffers.push(offset);
     }
@@ -278,45 +372,25 @@ fn build(model: &Model, tail: &[(usize, u64)]) -> Vec<u8> {
         model.external_buffer_groups.as_deref(),
         model.external_buffers.as_deref(),
     );
-    let bytes = b.finish(root, Some(*crate::reader::FILE_IDENTIFIER));
-    fix_header(bytes.to_vec())
-}
-
-/// planus 1.3 writes the 8-byte header as `[identifier][offset relative to byte 4]`; the
-/// format (and every other reader) wants `[root offset][identifier]`. Rewrites it.
-fn fix_header(mut bytes: Vec<u8>) -> Vec<u8> {
-    if bytes[0..4] == *crate::reader::FILE_IDENTIFIER {
-        let rel = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        let root = rel + 4;
-        bytes[0..4].copy_from_slice(&root.to_le_bytes());
-        bytes[4..8].copy_from_slice(crate::reader::FILE_IDENTIFIER);
-    }
+    // Data vectors are 16-byte aligned in the file: make the tables' length a multiple
+    // of 16 too, so positions computed after them are absolute file positions.
+    // SAFETY: a zero-length write initialises nothing and needs nothing initialised.
+    unsafe { b.write_with(0, DATA_ALIGNMENT - 1, |_, _| {}) };
+    let mut bytes = b
+        .finish(root, Some(*crate::reader::FILE_IDENTIFIER))
+        .to_vec();
+    fix_header(&mut bytes);
     bytes
 }
 
-/// Writes a `[ubyte]` vector whose first data byte is 16-byte aligned in the final file.
-///
-/// A flatbuffer vector is a `u32` length followed by the bytes. planus aligns the start
-/// of each write, so the data are written first (aligned to 16), then the length right
-/// before them (aligned to 4, which needs no padding since 16k - 4 is a multiple of 4).
-fn write_aligned_bytes(b: &mut Builder, data: &[u8]) -> Offset<[u8]> {
-    // SAFETY: `write_with` requires the closure to initialise every byte of the slice it
-    // is given; both closures copy exactly `len` bytes into a slice of length `len`.
-    // (`write_with` is planus' documented-hidden hook; the version is pinned with `=`.)
-    unsafe {
-        b.write_with(data.len(), DATA_ALIGNMENT - 1, |_, out| {
-            for (o, &d) in out.iter_mut().zip(data) {
-                o.write(d);
-            }
-        });
-        let len = (data.len() as u32).to_le_bytes();
-        b.write_with(4, 3, |_, out| {
-            for (o, &d) in out.iter_mut().zip(&len) {
-                o.write(d);
-            }
-        });
+/// planus 1.3 writes the 8-byte header as `[identifier][root offset relative to byte 4]`;
+/// the format (and every other reader) wants `[root offset][identifier]`.
+fn fix_header(bytes: &mut [u8]) {
+    if bytes[0..4] == *crate::reader::FILE_IDENTIFIER {
+        let rel = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        bytes[0..4].copy_from_slice(&(rel + 4).to_le_bytes());
+        bytes[4..8].copy_from_slice(crate::reader::FILE_IDENTIFIER);
     }
-    b.current_offset()
 }
 
 fn subgraph(b: &mut Builder, sg: &Subgraph) -> Offset<fb::SubGraph> {

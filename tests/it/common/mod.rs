@@ -64,19 +64,15 @@ pub fn litert_run(model: &Path, inputs: &[Array]) -> Result<Vec<Array>, String> 
     litert_run_inner(model, inputs, false).map(|(outs, _)| outs)
 }
 
+/// Outputs, and named extra arrays (`t<index>` intermediates).
+pub type RunResult = Result<(Vec<Array>, Vec<(String, Array)>), String>;
+
 /// Like [`litert_run`], also returning every tensor of subgraph 0 (`t<index>` keys).
-pub fn litert_run_all(
-    model: &Path,
-    inputs: &[Array],
-) -> Result<(Vec<Array>, Vec<(String, Array)>), String> {
+pub fn litert_run_all(model: &Path, inputs: &[Array]) -> RunResult {
     litert_run_inner(model, inputs, true)
 }
 
-fn litert_run_inner(
-    model: &Path,
-    inputs: &[Array],
-    all: bool,
-) -> Result<(Vec<Array>, Vec<(String, Array)>), String> {
+fn litert_run_inner(model: &Path, inputs: &[Array], all: bool) -> RunResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let inp = dir.path().join("in.npz");
     let out = dir.path().join("out.npz");
