@@ -99,8 +99,8 @@ fn litert_run_inner(model: &Path, inputs: &[Array], all: bool) -> RunResult {
     let mut outputs = Vec::new();
     let mut rest = Vec::new();
     for (k, a) in arrays {
-        if k.starts_with("output_") {
-            outputs.push((k["output_".len()..].parse::<usize>().unwrap(), a));
+        if let Some(i) = k.strip_prefix("output_") {
+            outputs.push((i.parse::<usize>().unwrap(), a));
         } else {
             rest.push((k, a));
         }
