@@ -44,17 +44,16 @@ pub fn run(a: Args) -> Result<()> {
         };
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| Error::Internal(format!("rendering JSON: {e}")))?;
-        println!("{text}");
+        super::print_out(&format!("{text}\n"))
     } else if a.tensors {
-        print!("{}", report.render_tensors());
+        super::print_out(&report.render_tensors())
     } else {
         let file_bytes = std::fs::metadata(&a.model).map(|m| m.len()).unwrap_or(0);
-        println!(
-            "model           {} ({})",
+        super::print_out(&format!(
+            "model           {} ({})\n{}",
             a.model.display(),
-            tflquant::inspect::human_bytes(file_bytes)
-        );
-        print!("{}", report.render_summary());
+            tflquant::inspect::human_bytes(file_bytes),
+            report.render_summary()
+        ))
     }
-    Ok(())
 }

@@ -30,6 +30,20 @@ enum Command {
     Convert(convert::Args),
 }
 
+/// Writes command output to stdout. A closed pipe (`tflquant inspect m | head`) is
+/// not an error: the reader has what it wanted.
+pub(crate) fn print_out(text: &str) -> tflquant::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(tflquant::Error::Io {
+            path: "<stdout>".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {

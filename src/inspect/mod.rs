@@ -361,7 +361,7 @@ impl Report {
                 .map(|t| {
                     [
                         t.index.to_string(),
-                        t.name.clone(),
+                        shorten(&t.name, NAME_WIDTH),
                         t.dtype.clone(),
                         shape_str(&t.shape, t.shape_signature.as_deref()),
                         if t.data_bytes > 0 {
@@ -408,6 +408,21 @@ impl Report {
             }
         }
         s
+    }
+}
+
+/// Longest tensor name shown in the table (TF joins fused op names with `;`, which can
+/// run to hundreds of characters); `--json` has the full names.
+const NAME_WIDTH: usize = 56;
+
+/// `s` cut to `max` characters, ending in `…` when cut.
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
     }
 }
 
