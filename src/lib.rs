@@ -3,12 +3,17 @@
 //! Pipeline: [`reader`] (mmap, verify once) → [`ir::Model`] → rewrites → [`writer`]
 //! (aligned, deterministic, atomic). See `docs/ARCHITECTURE.md`.
 
+// Graph code indexes parallel vectors (tensors, producers, consumers) by position.
+#![allow(clippy::needless_range_loop)]
+
 pub mod data;
 pub mod error;
 pub mod fb;
 pub mod inspect;
 pub mod ir;
+pub mod quant;
 pub mod reader;
+pub mod rules;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -23,6 +23,10 @@ import sys
 import numpy as np
 
 
+SUPPORTED_DTYPES = {"float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
+                    "uint32", "int64", "uint64", "bool"}
+
+
 def load_interpreter(path, all_tensors=False):
     from ai_edge_litert.interpreter import Interpreter
     return Interpreter(model_path=path, experimental_preserve_all_tensors=all_tensors)
@@ -53,7 +57,12 @@ def cmd_run(model, inputs_path, outputs_path, all_tensors):
                     v = it.get_tensor(d["index"])
                 except ValueError:
                     continue  # no data (e.g. an unused optional tensor)
-                tensor_vals.setdefault(f"t{d['index']}", []).append(np.array(v, copy=True))
+                v = np.array(v, copy=True)
+                if v.dtype == np.float16:
+                    v = v.astype(np.float32)  # .npz readers need not know half floats
+                elif v.dtype.name not in SUPPORTED_DTYPES:
+                    continue  # e.g. int4 or string tensors
+                tensor_vals.setdefault(f"t{d['index']}", []).append(v)
     out = {k: np.stack(v) for k, v in results.items()}
     for k, v in tensor_vals.items():
         if len(v) == n and all(x.shape == v[0].shape for x in v):

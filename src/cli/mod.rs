@@ -3,6 +3,7 @@
 
 mod convert;
 mod inspect;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 
@@ -26,8 +27,19 @@ struct Cli {
 enum Command {
     /// Show what is inside a model: summary, per-tensor table, or JSON.
     Inspect(inspect::Args),
+    /// Quantize a float model (weights: dynamic, float16, weight-int8, weight-int4).
+    Quantize(quantize::Args),
     /// Read a model and write it back unchanged (identity rewrite).
     Convert(convert::Args),
+}
+
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A status line on stderr (summaries, progress), suppressed by `-q`.
+pub(crate) fn status(text: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{text}");
+    }
 }
 
 /// Writes command output to stdout. A closed pipe (`tflquant inspect m | head`) is
@@ -61,6 +73,7 @@ pub fn main() -> i32 {
         (false, 2) => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     env_logger::Builder::new()
         .filter_level(level)
         .parse_env("TFLQUANT_LOG")
@@ -68,6 +81,7 @@ pub fn main() -> i32 {
         .init();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Convert(a) => convert::run(a),
     };
     match result {

@@ -16,6 +16,7 @@
 
 mod dtype;
 mod edit;
+pub mod sparse;
 mod verify;
 
 pub use bytes::Bytes;

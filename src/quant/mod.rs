@@ -1,0 +1,150 @@
+//! Quantization: options, the ordered list of passes, and the driver.
+//!
+//! A run clones the IR (cheap: buffer data are shared `Bytes`), runs the passes of its
+//! mode in order, checks the graph with [`ir::verify`] after each pass (a failing check
+//! names the pass: a bug, reported, never a panic) and returns the new model with a
+//! [`Report`] of every decision.
+
+pub mod fold;
+pub mod math;
+pub mod prune;
+pub mod report;
+pub mod weights;
+
+pub use report::Report;
+
+use crate::error::{Error, Result};
+use crate::ir::{self, Model};
+use crate::rules::version::required_version;
+
+/// Quantization mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Int8 weights read by hybrid kernels; float activations.
+    Dynamic,
+    /// FLOAT16 constants + DEQUANTIZE.
+    Float16,
+    /// Int8 constants + DEQUANTIZE (float compute).
+    WeightInt8,
+    /// Packed INT4 weights read by FULLY_CONNECTED / EMBEDDING_LOOKUP.
+    WeightInt4,
+}
+
+impl Mode {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Dynamic => "dynamic",
+            Mode::Float16 => "float16",
+            Mode::WeightInt8 => "weight-int8",
+            Mode::WeightInt4 => "weight-int4",
+        }
+    }
+}
+
+/// Options of a quantization run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// One scale per tensor even where per-channel is possible.
+    pub per_tensor: bool,
+    /// Weights with fewer elements stay float. `None`: the mode's default (1024 for the
+    /// integer modes, as TF; 0 for float16, which TF applies to every weight).
+    pub min_elements: Option<u64>,
+    /// Blockwise INT4 block size (32, 64, 128 or 256); `None` is per channel.
+    pub block_size: Option<usize>,
+}
+
+impl Options {
+    pub fn new(mode: Mode) -> Self {
+        Options {
+            mode,
+            per_tensor: false,
+            min_elements: None,
+            block_size: None,
+        }
+    }
+
+    pub fn min_elements(&self) -> u64 {
+        self.min_elements.unwrap_or(match self.mode {
+            Mode::Float16 => 0,
+            _ => 1024,
+        })
+    }
+}
+
+/// Block sizes blockwise INT4 accepts.
+pub const BLOCK_SIZES: [usize; 4] = [32, 64, 128, 256];
+
+type Pass = fn(&mut Model, &Options, &mut Report) -> Result<()>;
+
+/// The passes of a run, in order.
+fn passes() -> Vec<(&'static str, Pass)> {
+    vec![
+        ("fold-float16-constants", |m, _, r| {
+            fold::fold_fp16_dequantize(m, r).map(drop)
+        }),
+        ("densify-sparse-constants", |m, _, r| {
+            fold::densify_constants(m, r).map(drop)
+        }),
+        ("quantize-weights", weights::quantize_weights),
+        ("operator-versions", |m, _, _| {
+            bump_versions(m);
+            Ok(())
+        }),
+        ("prune", |m, _, _| {
+            prune::prune(m);
+            Ok(())
+        }),
+    ]
+}
+
+/// Quantizes a model. The input is not modified.
+pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
+    if let Some(b) = opts.block_size
+        && (opts.mode != Mode::WeightInt4 || !BLOCK_SIZES.contains(&b))
+    {
+        return Err(Error::Usage(format!(
+            "--block-size {b}: blockwise quantization takes 32, 64, 128 or 256 and only \
+                 applies to --mode weight-int4"
+        )));
+    }
+    let mut m = model.clone();
+    m.source = None;
+    let mut report = Report {
+        mode: opts.mode.name().to_string(),
+        ..Default::default()
+    };
+    for (name, pass) in passes() {
+        pass(&mut m, opts, &mut report)?;
+        ir::verify(&m)
+            .map_err(|e| Error::Internal(format!("the graph is invalid after pass {name}: {e}")))?;
+        log::debug!("pass {name} done");
+    }
+    if report.quantized.is_empty() {
+        return Err(weights::nothing_to_quantize(model, opts, &report));
+    }
+    Ok((m, report))
+}
+
+/// Raises every operator's version to what its current signature needs. Operators
+/// sharing a code entry but needing different versions get separate entries.
+pub fn bump_versions(model: &mut Model) {
+    for si in 0..model.subgraphs.len() {
+        for oi in 0..model.subgraphs[si].operators.len() {
+            let sg = &model.subgraphs[si];
+            let op = &sg.operators[oi];
+            let code = model.code(op);
+            let need = required_version(model, sg, op);
+            if need > code.version {
+                let builtin = code.builtin;
+                let idx = if code.custom_code.is_none() {
+                    model.ensure_opcode(builtin, need)
+                } else {
+                    continue;
+                };
+                model.subgraphs[si].operators[oi].opcode_index = idx;
+            }
+        }
+    }
+}

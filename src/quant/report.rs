@@ -1,0 +1,90 @@
+//! What a quantization run did, for `--report FILE.json` and the one-line summary.
+
+use serde::Serialize;
+
+/// The report of one `quantize` run. Serialised as JSON with this field order.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub mode: String,
+    /// Size of the model before and after (bytes of the serialised file).
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    /// Every tensor whose type changed.
+    pub quantized: Vec<TensorChange>,
+    /// Every real-valued float weight left float, with the reason.
+    pub left_float: Vec<LeftFloat>,
+    /// Everything else worth knowing (folded fp16/sparse constants, already quantized
+    /// tensors, inserted operators).
+    pub notes: Vec<String>,
+}
+
+/// One tensor the run changed.
+#[derive(Debug, Serialize)]
+pub struct TensorChange {
+    pub subgraph: usize,
+    pub tensor: usize,
+    pub name: String,
+    /// Operators that read it, e.g. `"3 FULLY_CONNECTED"`.
+    pub consumers: Vec<String>,
+    pub old_dtype: String,
+    pub new_dtype: String,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// `per-tensor`, `per-channel`, `blockwise`, or `cast` (float16).
+    pub granularity: String,
+    pub axis: Option<i32>,
+    pub block_size: Option<usize>,
+    pub scale_min: Option<f32>,
+    pub scale_max: Option<f32>,
+    /// A DEQUANTIZE now produces the float tensor the consumers read.
+    pub dequantize_inserted: bool,
+}
+
+/// A real-valued float weight that was not quantized.
+#[derive(Debug, Serialize)]
+pub struct LeftFloat {
+    pub subgraph: usize,
+    pub tensor: usize,
+    pub name: String,
+    pub consumers: Vec<String>,
+    pub elements: u64,
+    pub reason: String,
+}
+
+impl Report {
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
+    }
+
+    /// Operators that still compute in float with a float weight (consumers of the
+    /// weights left float), counted once each.
+    pub fn ops_left_float(&self) -> usize {
+        let mut ops: Vec<(usize, &str)> = self
+            .left_float
+            .iter()
+            .flat_map(|l| l.consumers.iter().map(move |c| (l.subgraph, c.as_str())))
+            .collect();
+        ops.sort();
+        ops.dedup();
+        ops.len()
+    }
+
+    /// `dynamic: 708.6 KiB → 190.2 KiB (3.73×), 3 tensors quantized, 2 weights left
+    /// float, 1 op left float`.
+    pub fn summary(&self) -> String {
+        let ratio = if self.output_bytes > 0 {
+            self.input_bytes as f64 / self.output_bytes as f64
+        } else {
+            0.0
+        };
+        format!(
+            "{}: {} → {} ({ratio:.2}× smaller), {} tensors quantized, {} weights left float, {} ops left float",
+            self.mode,
+            crate::inspect::human_bytes(self.input_bytes),
+            crate::inspect::human_bytes(self.output_bytes),
+            self.quantized.len(),
+            self.left_float.len(),
+            self.ops_left_float()
+        )
+    }
+}

@@ -1,0 +1,580 @@
+//! Weight quantization (dynamic, float16, weight-int8, weight-int4) on every testdata
+//! model, checked on the official runtime:
+//! - every output model loads and runs;
+//! - every quantized FULLY_CONNECTED and EMBEDDING_LOOKUP in it stays within the error
+//!   bound its weight quantization step implies (checked layer by layer on LiteRT's own
+//!   intermediate tensors);
+//! - parity with TF's converter (same weights quantized, SQNR no worse than 0.5 dB);
+//! - sizes shrink as the bit widths say; output bytes are deterministic.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use tflquant::data::Array;
+use tflquant::fb::{self, BuiltinOperator as Op, TensorType};
+use tflquant::ir::{Model, Tensor};
+use tflquant::quant::math;
+
+use crate::common::*;
+
+const MODES: [&str; 4] = ["dynamic", "float16", "weight-int8", "weight-int4"];
+
+/// Quantizes through the CLI; returns the output path, or the error text.
+fn quantize(input: &Path, out_dir: &Path, mode: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let stem = input.file_stem().unwrap().to_string_lossy().to_string();
+    let out = out_dir.join(format!("{stem}.{mode}{}.tflite", extra.join("")));
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "quantize".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--mode".as_ref(),
+        mode.as_ref(),
+    ];
+    args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+    let (code, _, err) = run_cli(&args);
+    if code == 0 { Ok(out) } else { Err(err) }
+}
+
+fn sqnr_db(reference: &[f64], test: &[f64]) -> f64 {
+    let signal: f64 = reference.iter().map(|x| x * x).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum();
+    if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    }
+}
+
+/// SQNR of every output of `test` against `reference` on the same inputs (minimum).
+fn output_sqnr(reference: &Path, test: &Path, inputs: &[Array]) -> f64 {
+    let a = litert_run(reference, inputs).unwrap();
+    let b = litert_run(test, inputs).unwrap_or_else(|e| panic!("{}: {e}", test.display()));
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| sqnr_db(&x.data.to_f64(), &y.data.to_f64()))
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Real values of a constant as the runtime sees them (float32, float16, or quantized
+/// int8/int4 with per-tensor, per-axis or blockwise scales), with the largest rounding
+/// error each element may carry relative to the float original.
+fn dequantize(model: &Model, sg: usize, t: &Tensor) -> (Vec<f32>, Vec<f32>) {
+    let data = model.tensor_data(t);
+    let n = t.num_elements().unwrap() as usize;
+    match t.dtype {
+        TensorType::Float32 => (math::f32_values(data), vec![0.0; n]),
+        TensorType::Float16 => {
+            let v = math::f16_to_f32(data);
+            // Round to nearest: at most half a unit in the last place (2^-11 relative),
+            // and half the smallest subnormal step (2^-25) for tiny values.
+            let err = v
+                .iter()
+                .map(|x| (x.abs() * 2f32.powi(-11)).max(2f32.powi(-25)))
+                .collect();
+            (v, err)
+        }
+        TensorType::Int8 | TensorType::Int4 => {
+            let q: Vec<i8> = if t.dtype == TensorType::Int8 {
+                data.iter().map(|&b| b as i8).collect()
+            } else {
+                math::unpack_int4(data, n)
+            };
+            let qp = t
+                .quant
+                .as_ref()
+                .expect("quantized constant without parameters");
+            let scale_of: Box<dyn Fn(usize) -> f32> = match &qp.details {
+                Some(fb::QuantizationDetails::BlockwiseQuantization(b)) => {
+                    let st = &model.subgraphs[sg].tensors[b.scales as usize];
+                    let scales = math::f16_to_f32(model.tensor_data(st));
+                    let block = b.block_size as usize;
+                    Box::new(move |i| scales[i / block])
+                }
+                _ if qp.scale.len() > 1 => {
+                    let ch = math::Channels::new(&t.shape, Some(qp.quantized_dimension as usize));
+                    let s = qp.scale.clone();
+                    Box::new(move |i| s[ch.of(i)])
+                }
+                _ => {
+                    let s = qp.scale[0];
+                    Box::new(move |_| s)
+                }
+            };
+            let zp = qp.zero_point.first().copied().unwrap_or(0) as f32;
+            let v = (0..n).map(|i| (q[i] as f32 - zp) * scale_of(i)).collect();
+            let err = (0..n).map(|i| scale_of(i) / 2.0).collect();
+            (v, err)
+        }
+        other => panic!("unexpected constant type {other:?}"),
+    }
+}
+
+/// The constant that feeds input `pos` of an operator: the tensor itself, or the
+/// constant behind a DEQUANTIZE that produces it.
+fn weight_source(model: &Model, sg: usize, op: usize, pos: usize) -> Option<Tensor> {
+    let g = &model.subgraphs[sg];
+    let ti = usize::try_from(*g.operators[op].inputs.get(pos)?).ok()?;
+    let t = &g.tensors[ti];
+    if model.is_constant(t) {
+        return Some(t.clone());
+    }
+    let p = g.producers()[ti]?;
+    let prod = &g.operators[p];
+    if model.builtin(prod) == Op::Dequantize {
+        let c = &g.tensors[prod.inputs[0] as usize];
+        if model.is_constant(c) {
+            return Some(c.clone());
+        }
+    }
+    None
+}
+
+/// The original float values of a weight, found by name in the float model: a float
+/// constant, or a FLOAT16 or sparse constant (which real producers put behind DEQUANTIZE
+/// or DENSIFY) turned into the float32 values the float model computes with.
+fn original_weight(float: &Model, name: &str) -> Option<Vec<f32>> {
+    for (si, g) in float.subgraphs.iter().enumerate() {
+        for (ti, t) in g.tensors.iter().enumerate() {
+            if t.name != name || !float.is_constant(t) {
+                continue;
+            }
+            if let Some(sp) = &t.sparsity {
+                let dense = tflquant::ir::sparse::densify(
+                    &t.shape,
+                    4,
+                    sp,
+                    float.tensor_data(t),
+                    &tflquant::error::Loc::tensor(si, ti),
+                )
+                .unwrap();
+                return Some(math::f32_values(&dense));
+            }
+            return Some(dequantize(float, si, t).0);
+        }
+    }
+    None
+}
+
+fn fetch(all: &[(String, Array)], t: i32) -> Option<Vec<f32>> {
+    all.iter()
+        .find(|(k, _)| *k == format!("t{t}"))
+        .map(|(_, a)| a.data.to_f32())
+}
+
+/// Checks every quantized FULLY_CONNECTED and EMBEDDING_LOOKUP of `quant` layer by layer:
+/// LiteRT's output of the layer, given LiteRT's own input to it, differs from the float
+/// computation with the original weights by at most what the quantization steps imply:
+///   |Δy_i| ≤ δb_i               (bias rounding, when the bias is quantized too)
+///          + Σ_j |x_j|·δW_ij  (weight rounding, δW = half a step per element)
+///          + Σ_j |W'_ij|·s_x   (hybrid kernels also quantize x per row: step s_x)
+///          + 1e-5·Σ_j |x_j||W_ij| + 1e-6  (float32 accumulation).
+/// Returns how many layers were checked.
+fn check_layer_bounds(float: &Model, quant_path: &Path, inputs: &[Array]) -> usize {
+    let quant = tflquant::read_path(quant_path).unwrap();
+    let Ok((_, all)) = litert_run_all(quant_path, inputs) else {
+        panic!("{} does not run", quant_path.display())
+    };
+    let g = &quant.subgraphs[0];
+    let mut checked = 0;
+    for (oi, op) in g.operators.iter().enumerate() {
+        let kind = quant.builtin(op);
+        if !matches!(kind, Op::FullyConnected | Op::EmbeddingLookup) {
+            continue;
+        }
+        let Some(w) = weight_source(&quant, 0, oi, 1) else {
+            continue;
+        };
+        if w.dtype == TensorType::Float32 {
+            continue;
+        }
+        let Some(w_float) = original_weight(float, &w.name) else {
+            panic!(
+                "{}: weight {:?} not found in the float model",
+                quant_path.display(),
+                w.name
+            )
+        };
+        let (w_q, w_err) = dequantize(&quant, 0, &w);
+        let (Some(x), Some(y)) = (fetch(&all, op.inputs[0]), fetch(&all, op.outputs[0])) else {
+            continue; // LiteRT did not keep these tensors
+        };
+        let at = format!("{}: op {oi} {}", quant_path.display(), fb::op_name(kind));
+        match kind {
+            Op::FullyConnected => {
+                let (units, depth) = (w.shape[0] as usize, w.shape[1] as usize);
+                let rows = x.len() / depth;
+                let hybrid = g.tensors[op.inputs[0] as usize].dtype == TensorType::Float32
+                    && model_reads_quantized(&quant, 0, oi);
+                // The float bias, and the rounding error the quantized model's bias carries
+                // (a float16 or int8 bias in the weight-only modes).
+                let bias = weight_source(&quant, 0, oi, 2).map(|b| {
+                    let (values, err) = dequantize(&quant, 0, &b);
+                    (original_weight(float, &b.name).unwrap_or(values), err)
+                });
+                let act = match &op.builtin_options {
+                    Some(fb::BuiltinOptions::FullyConnectedOptions(o)) => {
+                        o.fused_activation_function
+                    }
+                    _ => fb::ActivationFunctionType::None,
+                };
+                for r in 0..rows {
+                    let xr = &x[r * depth..(r + 1) * depth];
+                    let (lo, hi) = xr
+                        .iter()
+                        .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+                    let s_x = if hybrid { (hi - lo) / 255.0 } else { 0.0 };
+                    for u in 0..units {
+                        let row = u * depth..(u + 1) * depth;
+                        let mut y_ref = bias.as_ref().map_or(0.0, |b| b.0[u] as f64);
+                        let mut bound = 1e-6f64 + bias.as_ref().map_or(0.0, |b| b.1[u] as f64);
+                        for (j, &xj) in xr.iter().enumerate() {
+                            let k = row.start + j;
+                            y_ref += xj as f64 * w_float[k] as f64;
+                            bound += (xj.abs() * w_err[k]) as f64
+                                + (w_q[k].abs() * s_x) as f64
+                                + 1e-5 * (xj.abs() * w_float[k].abs()) as f64;
+                        }
+                        let y_ref = activate(y_ref, act);
+                        let got = y[r * units + u] as f64;
+                        assert!(
+                            (got - y_ref).abs() <= bound,
+                            "{at}: row {r} unit {u}: LiteRT {got} vs float {y_ref}, error {} > bound {bound}",
+                            (got - y_ref).abs()
+                        );
+                    }
+                }
+            }
+            Op::EmbeddingLookup => {
+                let ids = all
+                    .iter()
+                    .find(|(k, _)| *k == format!("t{}", op.inputs[0]))
+                    .unwrap()
+                    .1
+                    .data
+                    .to_f64();
+                let width = w.shape[1..].iter().product::<i32>() as usize;
+                for (n, &id) in ids.iter().enumerate() {
+                    let id = id as usize;
+                    for c in 0..width {
+                        let k = id * width + c;
+                        let got = y[n * width + c];
+                        let bound = w_err[k] + 1e-6;
+                        assert!(
+                            (got - w_float[k]).abs() <= bound,
+                            "{at}: id {id} column {c}: {got} vs {} (bound {bound})",
+                            w_float[k]
+                        );
+                    }
+                }
+            }
+            _ => unreachable!(),
+        }
+        checked += 1;
+    }
+    checked
+}
+
+/// True when the operator reads its weight as a quantized tensor (hybrid kernel).
+fn model_reads_quantized(m: &Model, sg: usize, op: usize) -> bool {
+    let g = &m.subgraphs[sg];
+    let t = &g.tensors[g.operators[op].inputs[1] as usize];
+    matches!(t.dtype, TensorType::Int8 | TensorType::Int4)
+}
+
+fn activate(x: f64, a: fb::ActivationFunctionType) -> f64 {
+    use fb::ActivationFunctionType as F;
+    match a {
+        F::Relu => x.max(0.0),
+        F::Relu6 => x.clamp(0.0, 6.0),
+        F::ReluN1To1 => x.clamp(-1.0, 1.0),
+        _ => x,
+    }
+}
+
+#[test]
+fn every_mode_on_every_testdata_model_runs_on_litert_within_the_layer_error_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut layers = 0;
+    let mut outputs = 0;
+    for path in all_models() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let model = tflquant::read_path(&path).unwrap();
+        let inputs = sample_inputs(&path, &model, 4);
+        for mode in MODES {
+            // A low threshold so the small test models have weights to quantize.
+            let out = match quantize(&path, dir.path(), mode, &["--min-elements", "16"]) {
+                Ok(out) => out,
+                Err(e) => {
+                    // Allowed refusals, each with its reason.
+                    assert!(e.contains("nothing to quantize"), "{name} {mode}: {e}");
+                    assert_eq!(
+                        e.contains("already quantized"),
+                        model
+                            .subgraphs
+                            .iter()
+                            .flat_map(|s| &s.tensors)
+                            .all(|t| t.dtype != TensorType::Float32 || !model.is_constant(t)),
+                        "{name} {mode}: {e}"
+                    );
+                    continue;
+                }
+            };
+            if has_custom_op(&model) {
+                // LiteRT cannot run the custom op; the rest of the structure is checked.
+                tflquant::read_path(&out).unwrap();
+                continue;
+            }
+            litert_run(&out, &inputs)
+                .unwrap_or_else(|e| panic!("{name} {mode}: LiteRT fails: {e}"));
+            outputs += 1;
+            layers += check_layer_bounds(&model, &out, &inputs);
+        }
+    }
+    assert!(outputs >= 50, "only {outputs} quantized models ran");
+    assert!(
+        layers >= 40,
+        "only {layers} layers were checked against their bound"
+    );
+}
+
+#[test]
+fn weight_dominated_model_shrinks_by_the_bit_width_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("mlp_large_fc.tflite");
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
+    let before = size(&input);
+    for (mode, extra, at_least) in [
+        ("dynamic", &[][..], 3.6),
+        ("weight-int8", &[][..], 3.6),
+        ("float16", &[][..], 1.95),
+        ("weight-int4", &[][..], 6.5),
+        ("weight-int4", &["--block-size", "32"][..], 6.3),
+    ] {
+        let out = quantize(&input, dir.path(), mode, extra).unwrap();
+        let ratio = before / size(&out);
+        assert!(
+            ratio >= at_least,
+            "{mode} {extra:?}: only {ratio:.2}× smaller"
+        );
+    }
+}
+
+/// The set of (name, dtype) of constants whose type is not float32 in a model.
+fn quantized_constants(m: &Model) -> BTreeSet<(String, String)> {
+    m.subgraphs
+        .iter()
+        .flat_map(|g| &g.tensors)
+        .filter(|t| {
+            m.is_constant(t)
+                && matches!(
+                    t.dtype,
+                    TensorType::Int8 | TensorType::Float16 | TensorType::Int4
+                )
+        })
+        .map(|t| (t.name.clone(), fb::dtype_name(t.dtype).to_string()))
+        .collect()
+}
+
+#[test]
+fn parity_with_the_tf_converter_dynamic_and_float16() {
+    let dir = tempfile::tempdir().unwrap();
+    for stem in ["cnn_digits", "mlp_large_fc"] {
+        let float = testdata(&format!("{stem}.tflite"));
+        let model = tflquant::read_path(&float).unwrap();
+        let inputs = sample_inputs(&float, &model, 32);
+        for (mode, tf_suffix) in [("dynamic", "tf_dynamic"), ("float16", "tf_float16")] {
+            let tf = testdata(&format!("{stem}.{tf_suffix}.tflite"));
+            let ours = quantize(&float, dir.path(), mode, &[]).unwrap();
+            let tf_model = tflquant::read_path(&tf).unwrap();
+            let our_model = tflquant::read_path(&ours).unwrap();
+            assert_eq!(
+                quantized_constants(&our_model),
+                quantized_constants(&tf_model),
+                "{stem} {mode}: different weights quantized than TF's converter"
+            );
+            let (s_ours, s_tf) = (
+                output_sqnr(&float, &ours, &inputs),
+                output_sqnr(&float, &tf, &inputs),
+            );
+            assert!(
+                s_ours >= s_tf - 0.5,
+                "{stem} {mode}: SQNR {s_ours:.2} dB vs TF {s_tf:.2} dB"
+            );
+        }
+    }
+}
+
+#[test]
+fn fp16_and_sparse_models_quantize_to_int8_with_good_sqnr() {
+    let dir = tempfile::tempdir().unwrap();
+    for stem in [
+        "fp16_weights_cnn",
+        "sparse_dense_mlp",
+        "sparse_block1x4_mlp",
+    ] {
+        let float = testdata(&format!("{stem}.tflite"));
+        let model = tflquant::read_path(&float).unwrap();
+        let inputs = sample_inputs(&float, &model, 32);
+        for mode in ["dynamic", "weight-int8"] {
+            let out = quantize(&float, dir.path(), mode, &[]).unwrap();
+            let m = tflquant::read_path(&out).unwrap();
+            let ops: Vec<Op> = m.subgraphs[0]
+                .operators
+                .iter()
+                .map(|o| m.builtin(o))
+                .collect();
+            assert!(
+                !ops.contains(&Op::Densify),
+                "{stem} {mode}: DENSIFY left in"
+            );
+            assert!(
+                !m.subgraphs[0]
+                    .tensors
+                    .iter()
+                    .any(|t| t.dtype == TensorType::Float16 || t.sparsity.is_some()),
+                "{stem} {mode}: float16 or sparse constants left in"
+            );
+            assert!(
+                !quantized_constants(&m).is_empty(),
+                "{stem} {mode}: nothing became int8"
+            );
+            let s = output_sqnr(&float, &out, &inputs);
+            assert!(s >= 25.0, "{stem} {mode}: SQNR {s:.2} dB < 25 dB");
+        }
+    }
+}
+
+#[test]
+fn output_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("cnn_digits.tflite");
+    for mode in MODES {
+        let a = std::fs::read(quantize(&input, dir.path(), mode, &[]).unwrap()).unwrap();
+        let b = std::fs::read(quantize(&input, dir.path(), mode, &["-q"]).unwrap()).unwrap();
+        assert_eq!(a, b, "{mode}: two runs differ");
+    }
+}
+
+#[test]
+fn report_lists_changes_and_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.tflite");
+    let report = dir.path().join("r.json");
+    let input = testdata("cnn_digits.tflite");
+    let (code, _, err) = run_cli(&[
+        "quantize".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--mode".as_ref(),
+        "dynamic".as_ref(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The one-line summary on stderr.
+    assert!(
+        err.contains("dynamic:") && err.contains("tensors quantized") && err.contains("smaller"),
+        "{err}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let q = r["quantized"].as_array().unwrap();
+    let names: Vec<&str> = q.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cnn_digits/conv2/Conv2D", "cnn_digits/fc1/MatMul"]);
+    for c in q {
+        assert_eq!(c["new_dtype"], "INT8");
+        assert_eq!(c["granularity"], "per-channel");
+        assert!(c["bytes_after"].as_u64().unwrap() * 4 == c["bytes_before"].as_u64().unwrap());
+    }
+    let left = r["left_float"].as_array().unwrap();
+    assert!(left.iter().any(|l| {
+        l["name"] == "cnn_digits/conv1/Conv2D"
+            && l["reason"]
+                .as_str()
+                .unwrap()
+                .contains("fewer than --min-elements 1024")
+    }));
+    assert!(r["input_bytes"].as_u64().unwrap() > r["output_bytes"].as_u64().unwrap());
+}
+
+#[test]
+fn bad_flags_and_inputs_name_the_flag_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.tflite");
+    let input = testdata("mlp_large_fc.tflite");
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "quantize".as_ref(),
+            input.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+        run_cli(&args)
+    };
+    let (code, _, err) = run(&["--mode", "int3"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--mode") && err.contains("weight-int4"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--mode", "weight-int4", "--block-size", "17"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--block-size") && err.contains("32, 64, 128 or 256"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--mode", "dynamic", "--block-size", "32"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--block-size") && err.contains("weight-int4"),
+        "{err}"
+    );
+    // Nothing qualifies: every weight is below the threshold.
+    let (code, _, err) = run(&["--mode", "dynamic", "--min-elements", "100000000"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("nothing to quantize") && err.contains("--min-elements"),
+        "{err}"
+    );
+    // A model that is already integer.
+    let int8 = testdata("int8_quantized_cnn.tflite");
+    let (code, _, err) = run_cli(&[
+        "quantize".as_ref(),
+        int8.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--mode".as_ref(),
+        "dynamic".as_ref(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already quantized"), "{err}");
+    assert!(!out.exists(), "an output was written for a failed run");
+}
+
+/// `--per-tensor` gives one scale (zero point 0) per weight; the input is untouched.
+#[test]
+fn per_tensor_flag_gives_one_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("mlp_large_fc.tflite");
+    let before = std::fs::read(&input).unwrap();
+    let out = quantize(&input, dir.path(), "dynamic", &["--per-tensor"]).unwrap();
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    let m = tflquant::read_path(&out).unwrap();
+    let q: Vec<&Tensor> = m.subgraphs[0]
+        .tensors
+        .iter()
+        .filter(|t| t.dtype == TensorType::Int8)
+        .collect();
+    assert!(!q.is_empty());
+    for t in q {
+        let p = t.quant.as_ref().unwrap();
+        assert_eq!(p.scale.len(), 1, "{}", t.name);
+        assert_eq!(p.zero_point, vec![0]);
+    }
+}
