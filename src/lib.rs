@@ -8,6 +8,7 @@ pub mod error;
 pub mod fb;
 pub mod inspect;
 pub mod ir;
+pub mod litert;
 pub mod reader;
 pub mod writer;
 

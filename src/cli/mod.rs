@@ -3,6 +3,7 @@
 
 mod convert;
 mod inspect;
+mod litert_run;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,9 @@ enum Command {
     Inspect(inspect::Args),
     /// Read a model and write it back unchanged (identity rewrite).
     Convert(convert::Args),
+    /// Run a model on the official LiteRT runtime through its C API (a debugging aid).
+    #[command(hide = true)]
+    LitertRun(litert_run::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -55,6 +59,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::LitertRun(a) => litert_run::run(a),
     };
     match result {
         Ok(()) => 0,
