@@ -4,4 +4,5 @@
 mod common;
 
 mod bad_input;
+mod litert_capi;
 mod roundtrip;
