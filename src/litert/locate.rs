@@ -203,15 +203,19 @@ pub fn detect_version(lib: &Path) -> Result<Version> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| unknown("no file name".into()))?;
 
-    if let Some(site) = pkg_dir.parent()
-        && let Some(v) = version_from_dist_info(site, pkg_name, lib_name, lib)?
-    {
+    let from_dist_info = pkg_dir
+        .parent()
+        .map(|site| version_from_dist_info(site, pkg_name, lib_name, lib))
+        .transpose()?
+        .flatten();
+    if let Some(v) = from_dist_info {
         return Ok(v);
     }
     let init = pkg_dir.join("__init__.py");
-    if let Ok(text) = std::fs::read_to_string(&init)
-        && let Some(v) = version_from_init(&text)
-    {
+    let from_init = std::fs::read_to_string(&init)
+        .ok()
+        .and_then(|text| version_from_init(&text));
+    if let Some(v) = from_init {
         return Ok(v);
     }
     Err(unknown(format!(
@@ -264,18 +268,18 @@ fn version_from_dist_info(
         // RECORD lines are `path,sha256=...,size`.
         let recorded: Option<u64> = line.rsplit(',').next().and_then(|s| s.trim().parse().ok());
         let actual = std::fs::metadata(lib).map(|m| m.len()).ok();
-        if let (Some(r), Some(a)) = (recorded, actual)
-            && r != a
-        {
-            return Err(Error::Usage(format!(
-                "{} is not the library ai-edge-litert {v} installed: {} records {r} bytes, \
+        match (recorded, actual) {
+            (Some(r), Some(a)) if r != a => {
+                return Err(Error::Usage(format!(
+                    "{} is not the library ai-edge-litert {v} installed: {} records {r} bytes, \
                  the file has {a}; reinstall the package ({})",
-                lib.display(),
-                d.join("RECORD").display(),
-                install_hint()
-            )));
+                    lib.display(),
+                    d.join("RECORD").display(),
+                    install_hint()
+                )));
+            }
+            _ => return Ok(Some(v)),
         }
-        return Ok(Some(v));
     }
     Ok(None)
 }

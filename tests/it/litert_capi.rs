@@ -349,9 +349,9 @@ fn library_is_found_the_way_users_find_it() {
     assert!(lite.version().is_supported(), "{}", lite.version());
     assert!(lite.library_path().is_file());
     assert!(lite.library_path().ends_with("ai_edge_litert/libLiteRt.so"));
-    if std::env::var_os("TFLQUANT_LITERT_LIB").is_none()
-        && let Some(py) = std::env::var_os("TFLQUANT_PYTHON")
-    {
+    let python = std::env::var_os("TFLQUANT_PYTHON")
+        .filter(|_| std::env::var_os("TFLQUANT_LITERT_LIB").is_none());
+    if let Some(py) = python {
         assert_eq!(lite.origin(), &Origin::Python(PathBuf::from(py)));
     }
     // Loading again reuses the library; both environments work side by side.
@@ -615,6 +615,26 @@ fn refused_models_name_the_failing_call_and_the_runtimes_reason() {
     assert!(msg.contains("LiteRtCreateModelFromFile failed"), "{msg}");
     assert!(
         msg.contains("variable tensors (subgraph 0, tensor"),
+        "{msg}"
+    );
+
+    // Operator intermediates (as quantized LSTMs carry) are refused by the loader too.
+    let mut model = tflquant::read_path(testdata("mlp_large_fc.tflite")).unwrap();
+    let sg = &mut model.subgraphs[0];
+    let scratch = sg.add_tensor(tflquant::ir::Tensor::new(
+        "scratch",
+        tflquant::ir::TensorType::Float32,
+        vec![1],
+    ));
+    sg.operators[0].intermediates = Some(vec![scratch]);
+    let msg = lite
+        .open_model(&model, "with_intermediates", &default_opts())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("LiteRtCreateModelFromBuffer failed"), "{msg}");
+    assert!(
+        msg.contains("operator intermediates (subgraph 0, operator 0"),
         "{msg}"
     );
 
