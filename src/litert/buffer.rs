@@ -105,3 +105,18 @@ pub(super) fn read_buffer(
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_bytes_keep_content_at_a_64_byte_boundary() {
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 7) as u8).collect();
+        let a = AlignedBytes::new(&data);
+        assert_eq!(a.as_ptr() as usize % 64, 0);
+        assert_eq!(a.len, 200);
+        let back: Vec<u8> = a.blocks.iter().flat_map(|b| b.0).take(a.len).collect();
+        assert_eq!(back, data);
+    }
+}
