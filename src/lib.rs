@@ -11,6 +11,7 @@ pub mod error;
 pub mod fb;
 pub mod inspect;
 pub mod ir;
+pub mod litert;
 pub mod quant;
 pub mod reader;
 pub mod rules;

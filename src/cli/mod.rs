@@ -3,6 +3,7 @@
 
 mod convert;
 mod inspect;
+mod litert_run;
 mod quantize;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ enum Command {
     Quantize(quantize::Args),
     /// Read a model and write it back unchanged (identity rewrite).
     Convert(convert::Args),
+    /// Run a model on the official LiteRT runtime through its C API (a debugging aid).
+    #[command(hide = true)]
+    LitertRun(litert_run::Args),
 }
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -83,6 +87,7 @@ pub fn main() -> i32 {
         Command::Inspect(a) => inspect::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::LitertRun(a) => litert_run::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -4,5 +4,6 @@
 mod common;
 
 mod bad_input;
+mod litert_capi;
 mod roundtrip;
 mod weights;
