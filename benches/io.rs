@@ -12,14 +12,8 @@ use std::process::Command;
 use tflquant::writer::{self, WriteOptions};
 
 fn main() {
-    let dir =
-        tempfile::tempdir_in(std::env::var("TFLQUANT_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-            .expect("temp dir for the benchmark model");
-    let input = dir.path().join("fc_stack_300mb.tflite");
-    let model = common::fc_stack(4, 4352);
-    writer::write_path(&model, &input, &WriteOptions::default())
-        .expect("writing the benchmark model");
-    drop(model);
+    let dir = common::bench_dir();
+    let input = common::fc_stack_300mb(&dir.path);
     let size = std::fs::metadata(&input).unwrap().len();
     println!(
         "model: {} ({:.1} MB, 4 FULLY_CONNECTED layers 4352×4352)",
@@ -28,19 +22,19 @@ fn main() {
     );
 
     // Warm the page cache once so that every contender reads from memory.
-    let _ = std::fs::read(&input).unwrap();
+    common::warm_page_cache(&input);
 
     let inspect = common::median(11, || {
         let m = tflquant::read_path(&input).unwrap();
         let r = tflquant::inspect::Report::new(&m);
         std::hint::black_box(r.render_summary());
     });
-    let out = dir.path().join("out.tflite");
+    let out = dir.path.join("out.tflite");
     let convert = common::median(5, || {
         let m = tflquant::read_path(&input).unwrap();
         writer::write_path(&m, &out, &WriteOptions::default()).unwrap();
     });
-    let cp_out = dir.path().join("cp.tflite");
+    let cp_out = dir.path.join("cp.tflite");
     let cp = common::median(5, || {
         let st = Command::new("cp")
             .arg(&input)

@@ -62,6 +62,50 @@ pub fn fc_stack(layers: usize, width: usize) -> Model {
     m
 }
 
+/// Where a benchmark keeps its files: `$TFLQUANT_BENCH_DIR` if set (kept, and the
+/// generated model reused between runs), else a temporary directory under `.`.
+pub struct BenchDir {
+    pub path: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn bench_dir() -> BenchDir {
+    match std::env::var_os("TFLQUANT_BENCH_DIR") {
+        Some(d) => {
+            let path = std::path::PathBuf::from(d);
+            std::fs::create_dir_all(&path).expect("creating TFLQUANT_BENCH_DIR");
+            BenchDir { path, _tmp: None }
+        }
+        None => {
+            let tmp = tempfile::tempdir_in(".").expect("temp dir for the benchmark");
+            BenchDir {
+                path: tmp.path().to_path_buf(),
+                _tmp: Some(tmp),
+            }
+        }
+    }
+}
+
+/// The ~300 MB FC-stack model (4 layers of 4352×4352) in `dir`, generated if missing.
+pub fn fc_stack_300mb(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("fc_stack_300mb.tflite");
+    if !path.exists() {
+        let model = fc_stack(4, 4352);
+        tflquant::writer::write_path(&model, &path, &tflquant::writer::WriteOptions::default())
+            .expect("writing the benchmark model");
+    }
+    path
+}
+
+/// Reads a file once so that it is in the page cache, without keeping it in memory (a
+/// large resident parent would also inflate the peak RSS reported for its children).
+pub fn warm_page_cache(path: &std::path::Path) {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf).expect("read") > 0 {}
+}
+
 /// Runs `f` `n` times and returns the median duration.
 pub fn median(n: usize, mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..n)

@@ -45,6 +45,18 @@ pub struct Model {
     pub external_buffers: Option<Vec<fb::ExternalBuffer>>,
     /// Where the model was read from, so the writer can refuse to overwrite it.
     pub source: Option<Source>,
+    /// The memory map buffer data borrow from, if the model was mapped.
+    pub mapped: Option<MappedFile>,
+}
+
+/// A read-only memory map of a model file, shared by every [`Bytes`] slice of it.
+#[derive(Debug, Clone)]
+pub struct MappedFile(pub std::sync::Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for MappedFile {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Identity of the file a model was read from.
@@ -276,6 +288,41 @@ impl Model {
         self.buffers
             .get(tensor.buffer as usize)
             .map_or(&[][..], |b| &b.data[..])
+    }
+
+    /// Maps all pages of `data` in one call when it belongs to the model's memory map
+    /// (`MADV_POPULATE_READ`): a kernel about to read a large weight then takes no page
+    /// fault per 4 KiB. Best effort; no-op elsewhere or on kernels without it.
+    pub fn prefault_pages(&self, data: &Bytes) {
+        if let Some((map, offset)) = self.map_offset(data) {
+            let _ = map.advise_range(memmap2::Advice::PopulateRead, offset, data.len());
+        }
+    }
+
+    /// The model's map and the offset of `data` in it, if `data` lies inside it.
+    fn map_offset(&self, data: &Bytes) -> Option<(&memmap2::Mmap, usize)> {
+        let MappedFile(map) = self.mapped.as_ref()?;
+        let base = map.as_ptr() as usize;
+        let start = data.as_ptr() as usize;
+        (!data.is_empty() && start >= base && start + data.len() <= base + map.len())
+            .then(|| (&**map, start - base))
+    }
+
+    /// Tells the OS that this process no longer needs the pages of `data` if they belong
+    /// to the model's memory map (a weight just replaced by its quantized form), so that
+    /// quantizing a huge model does not keep all of its input resident. The bytes stay
+    /// valid: a later read faults them in from the file again. No-op otherwise.
+    pub fn release_pages(&self, data: &Bytes) {
+        let Some((map, offset)) = self.map_offset(data) else {
+            return;
+        };
+        // SAFETY: MADV_DONTNEED on a read-only, file-backed shared mapping only drops
+        // resident pages; later accesses re-read the unchanged file, so every slice of
+        // the map (including `data`) keeps its contents. It is never applied to
+        // anonymous memory: the range was checked to lie inside the file mapping.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len())
+        };
     }
 
     /// True when the tensor has constant data.

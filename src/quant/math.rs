@@ -74,6 +74,68 @@ pub fn quantize_symmetric(values: &[f32], ch: Channels, scales: &[f32], qmax: f3
         .collect()
 }
 
+/// Elements per parallel work item of the byte kernels below.
+const CHUNK: usize = 1 << 16;
+
+/// The f32 at element `i` of little-endian bytes.
+#[inline(always)]
+fn f32_at(bytes: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"))
+}
+
+/// Round half away from zero, as `f32::round`, in a form the compiler vectorises: the
+/// magnitude plus one half, truncated, in f64 (exact: no double rounding near .5).
+#[inline(always)]
+fn round_clamped(x: f32, qmax: f32) -> i32 {
+    let a = (x.abs() as f64 + 0.5).min(qmax as f64) as i32;
+    if x < 0.0 { -a } else { a }
+}
+
+/// Symmetric per-channel quantization straight from a constant's little-endian f32
+/// bytes: the scales (as [`symmetric_scales`]) and the int8 values (as
+/// [`quantize_symmetric`], stored as bytes), computed in parallel without copying the
+/// weights to a float vector first. Used for large weights (hundreds of MB).
+pub fn quantize_symmetric_bytes(bytes: &[u8], ch: Channels, qmax: f32) -> (Vec<f32>, Vec<u8>) {
+    use rayon::prelude::*;
+    let n = bytes.len() / 4;
+    let absmax = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut m = vec![0f32; ch.channels];
+            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                let k = ch.of(i);
+                m[k] = m[k].max(f32_at(bytes, i).abs());
+            }
+            m
+        })
+        .reduce(
+            || vec![0f32; ch.channels],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x = x.max(y));
+                a
+            },
+        );
+    let scales: Vec<f32> = absmax
+        .into_iter()
+        .map(|m| {
+            if m > 0.0 && m.is_finite() {
+                m / qmax
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let mut out = vec![0u8; n];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, dst)| {
+        let base = c * CHUNK;
+        for (j, d) in dst.iter_mut().enumerate() {
+            let i = base + j;
+            *d = round_clamped(f32_at(bytes, i) / scales[ch.of(i)], qmax) as i8 as u8;
+        }
+    });
+    (scales, out)
+}
+
 /// Packs 4-bit values (each in [-8, 7]) two per byte, the first in the low nibble, as
 /// the runtime's INT4 tensors store them.
 pub fn pack_int4(values: &[i8]) -> Vec<u8> {
@@ -144,6 +206,50 @@ mod tests {
         let ch = Channels::new(&[4], None);
         let q = quantize_symmetric(&[0.5, -0.5, 1.5, 300.0], ch, &[1.0], 127.0);
         assert_eq!(q, vec![1, -1, 2, 127]);
+    }
+
+    #[test]
+    fn byte_kernel_matches_the_reference_functions() {
+        // Values around rounding boundaries, zeros, a whole zero channel, extremes.
+        let shape = [5, 7];
+        let mut v: Vec<f32> = (0..35)
+            .map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.13)
+            .collect();
+        v[3] = 0.499_999_97;
+        v[4] = -2.5;
+        for x in &mut v[14..21] {
+            *x = 0.0;
+        }
+        let bytes = f32_bytes(&v);
+        for axis in [None, Some(0), Some(1)] {
+            let ch = Channels::new(&shape, axis);
+            let (s, q) = quantize_symmetric_bytes(&bytes, ch, 127.0);
+            assert_eq!(s, symmetric_scales(&v, ch, 127.0), "{axis:?}");
+            let want: Vec<u8> = quantize_symmetric(&v, ch, &s, 127.0)
+                .iter()
+                .map(|&x| x as u8)
+                .collect();
+            assert_eq!(q, want, "{axis:?}");
+        }
+    }
+
+    #[test]
+    fn fast_rounding_agrees_with_f32_round_near_halves() {
+        for x in [
+            0.5f32,
+            -0.5,
+            1.5,
+            2.5,
+            0.499_999_97,
+            -0.499_999_97,
+            126.5,
+            127.49,
+            300.0,
+            -300.0,
+        ] {
+            let want = x.round().clamp(-127.0, 127.0) as i32;
+            assert_eq!(round_clamped(x, 127.0), want, "{x}");
+        }
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
 fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -> Result<()> {
     let (si, ti) = (d.subgraph, d.tensor);
     let t = model.subgraphs[si].tensors[ti].clone();
-    let values = math::f32_values(model.tensor_data(&t));
+    let values = || math::f32_values(model.tensor_data(&t));
     let consumers = d.consumers.clone();
     let bytes_before = model.tensor_data(&t).len() as u64;
     let mut change = TensorChange {
@@ -246,9 +246,10 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
     match d.action {
         Action::HybridInt8 { axis } | Action::Int8Dequantize { axis } => {
             let ch = Channels::new(&t.shape, axis);
-            let scales = math::symmetric_scales(&values, ch, 127.0);
-            let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
-            let data: Vec<u8> = q.iter().map(|&v| v as u8).collect();
+            let original = model.buffers[t.buffer as usize].data.clone();
+            model.prefault_pages(&original);
+            let (scales, data) = math::quantize_symmetric_bytes(&original, ch, 127.0);
+            model.release_pages(&original);
             change.bytes_after = data.len() as u64;
             change.new_dtype = "INT8".into();
             change.granularity = if axis.is_some() {
@@ -279,7 +280,7 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
             }
         }
         Action::Float16 => {
-            let data = math::f16_bytes(&values);
+            let data = math::f16_bytes(&values());
             change.bytes_after = data.len() as u64;
             change.new_dtype = "FLOAT16".into();
             change.granularity = "cast".into();
@@ -290,6 +291,7 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
             let (data, quant) = match block {
                 None => {
                     let ch = Channels::new(&t.shape, Some(0));
+                    let values = values();
                     let scales = math::symmetric_scales(&values, ch, 7.0);
                     let q = math::quantize_symmetric(&values, ch, &scales, 7.0);
                     set_scale_range(&mut change, &scales);
@@ -307,6 +309,7 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
                         channels: out * blocks,
                         inner: b,
                     };
+                    let values = values();
                     let scales = math::symmetric_scales(&values, ch, 7.0);
                     // Scales are stored as FLOAT16: quantize with the value the kernel
                     // will read back.

@@ -21,8 +21,8 @@ use planus::ReadAsRoot;
 use crate::error::{Error, Loc, Result};
 use crate::fb;
 use crate::ir::{
-    self, Buffer, Metadata, Model, Operator, OperatorCode, QuantParams, SignatureDef, Source,
-    Subgraph, Tensor, TensorMap,
+    self, Buffer, MappedFile, Metadata, Model, Operator, OperatorCode, QuantParams, SignatureDef,
+    Source, Subgraph, Tensor, TensorMap,
 };
 
 /// The 4-byte file identifier of TFLite flatbuffers, at bytes 4..8.
@@ -31,7 +31,7 @@ pub const FILE_IDENTIFIER: &[u8; 4] = b"TFL3";
 /// Reads and verifies a model file.
 pub fn read_path(path: impl AsRef<Path>) -> Result<Model> {
     let path = path.as_ref();
-    let bytes = map_file(path)?;
+    let (bytes, mapped) = map_file(path)?;
     let mut model = read_bytes(bytes).map_err(|e| match e {
         Error::NotTflite(what) => Error::NotTflite(format!("{}: {what}", path.display())),
         other => other,
@@ -40,6 +40,7 @@ pub fn read_path(path: impl AsRef<Path>) -> Result<Model> {
         path: path.to_path_buf(),
         file_id: file_id(path),
     });
+    model.mapped = mapped;
     Ok(model)
 }
 
@@ -73,7 +74,7 @@ pub fn read_bytes(bytes: Bytes) -> Result<Model> {
 
 /// Maps the file into memory; reads it instead where mapping is impossible (empty
 /// files, pipes, some network file systems).
-fn map_file(path: &Path) -> Result<Bytes> {
+fn map_file(path: &Path) -> Result<(Bytes, Option<MappedFile>)> {
     let file = File::open(path).map_err(|e| Error::input(path, e))?;
     let meta = file.metadata().map_err(|e| Error::input(path, e))?;
     if meta.is_dir() {
@@ -89,14 +90,15 @@ fn map_file(path: &Path) -> Result<Bytes> {
         // mmap-based reader. tflquant itself never writes to a file it has mapped: the
         // writer refuses its own input and replaces outputs by rename.
         if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
-            return Ok(Bytes::from_owner(map));
+            let mapped = MappedFile(std::sync::Arc::new(map));
+            return Ok((Bytes::from_owner(mapped.clone()), Some(mapped)));
         }
     }
     let mut data = Vec::new();
     (&file)
         .read_to_end(&mut data)
         .map_err(|e| Error::input(path, e))?;
-    Ok(Bytes::from(data))
+    Ok((Bytes::from(data), None))
 }
 
 #[cfg(unix)]
@@ -315,6 +317,7 @@ impl Converter<'_> {
             external_buffer_groups,
             external_buffers,
             source: None,
+            mapped: None,
         })
     }
 
