@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod fb;
 pub mod inspect;
+pub mod interp;
 pub mod ir;
 pub mod reader;
 pub mod writer;

@@ -4,4 +4,5 @@
 mod common;
 
 mod bad_input;
+mod interp;
 mod roundtrip;
