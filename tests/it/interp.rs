@@ -149,3 +149,202 @@ fn float_models_match_litert_outputs_and_every_intermediate() {
     eprintln!("{}", checked.join("\n"));
     assert!(checked.len() >= 20, "only {} models checked", checked.len());
 }
+
+/// Element-wise agreement of a simulated quantized tensor with LiteRT's integer
+/// kernels: the fraction of elements within one quantization step (in real units).
+fn within_one_step(ours: &Array, theirs: &Array, step: f64) -> f64 {
+    let (a, b) = (ours.data.to_f64(), theirs.data.to_f64());
+    let ok = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| (*x - *y).abs() <= step * 1.000_001)
+        .count();
+    ok as f64 / a.len().max(1) as f64
+}
+
+#[test]
+fn quantized_models_are_simulated_within_one_step_of_litert() {
+    for name in [
+        "int8_quantized_cnn.tflite",
+        "int8_quantized_cnn_int8io.tflite",
+    ] {
+        let path = testdata(name);
+        let model = tflquant::read_path(&path).unwrap();
+        let inputs = sample_inputs(&path, &model, 4);
+        let (_, lit_tensors) = litert_run_all(&path, &inputs).expect("LiteRT run");
+        let ours = run_ours(&model, &inputs);
+        let sg = &model.subgraphs[0];
+        let (mut total, mut good, mut compared) = (0usize, 0f64, 0);
+        for (k, lt) in &lit_tensors {
+            let t: usize = k[1..].parse().unwrap();
+            let Some(tensor) = sg.tensors.get(t) else {
+                continue;
+            };
+            if model.is_constant(tensor) {
+                continue;
+            }
+            // Compare in real units: integers with their parameters, floats as they are.
+            let step = tensor.quantized().map_or(0.0, |q| q.scale[0] as f64);
+            let real = |a: &Array| -> Array {
+                match tensor.quantized() {
+                    Some(q) => Array::new(
+                        a.shape.clone(),
+                        ArrayData::F64(
+                            a.data
+                                .to_f64()
+                                .iter()
+                                .map(|&x| (x - q.zero_point[0] as f64) * q.scale[0] as f64)
+                                .collect(),
+                        ),
+                    ),
+                    None => a.clone(),
+                }
+            };
+            for (s, (_, seen)) in ours.iter().enumerate() {
+                let v = &seen[&t];
+                let (a, b) = (real(&v.to_array()), real(&sample(lt, s)));
+                // Float tensors (the interface) may differ by one step of the
+                // quantized tensor next to them; take the largest scale in the graph.
+                let step = if step == 0.0 { 1.0 / 256.0 } else { step };
+                let frac = within_one_step(&a, &b, step);
+                good += frac * a.len() as f64;
+                total += a.len();
+            }
+            compared += 1;
+        }
+        let frac = good / total as f64;
+        eprintln!(
+            "{name}: {compared} tensors, {:.3}% of elements within one step",
+            frac * 100.0
+        );
+        assert!(compared >= 9, "{name}: only {compared} tensors compared");
+        assert!(
+            frac >= 0.99,
+            "{name}: only {:.3}% within one step",
+            frac * 100.0
+        );
+    }
+}
+
+#[test]
+fn dynamic_range_models_stay_close_to_litert_hybrid_kernels() {
+    // LiteRT's hybrid kernels quantize activations to int8 on the fly; the interpreter
+    // uses dequantized weights and float activations, so the outputs differ by the
+    // activation quantization error (~1/127 of a row's range), not by float rounding.
+    for name in [
+        "mlp_large_fc.tf_dynamic.tflite",
+        "cnn_digits.tf_dynamic.tflite",
+    ] {
+        let path = testdata(name);
+        let model = tflquant::read_path(&path).unwrap();
+        let inputs = sample_inputs(&path, &model, 4);
+        let lit = litert_run(&path, &inputs).expect("LiteRT run");
+        let ours = run_ours(&model, &inputs);
+        for (s, (outs, _)) in ours.iter().enumerate() {
+            let d = rel_diff(&outs[0].to_array(), &sample(&lit[0], s));
+            eprintln!("{name} sample {s}: {d:e}");
+            assert!(
+                d <= 2.0 / 127.0,
+                "{name} sample {s}: relative difference {d:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn custom_op_is_named_in_the_interpreter_error() {
+    let model = tflquant::read_path(testdata("custom_op.tflite")).unwrap();
+    let err = Interpreter::new(&model).err().expect("must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("subgraph 0, operator 2 (CUSTOM(TflquantTestOp))"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}
+
+#[test]
+fn every_op_without_a_kernel_is_listed_at_once() {
+    use tflquant::fb::BuiltinOperator;
+    let mut model = tflquant::read_path(testdata("while_loop.tflite")).unwrap();
+    // Turn the body's TANH into a builtin without a kernel and the main graph's SUM
+    // into another custom op.
+    let rfft = model.ensure_opcode(BuiltinOperator::Rfft2d, 1);
+    model.operator_codes.push(tflquant::ir::OperatorCode {
+        builtin: BuiltinOperator::Custom,
+        custom_code: Some("Other".into()),
+        version: 1,
+    });
+    let other = (model.operator_codes.len() - 1) as u32;
+    let find = |m: &Model, sg: usize, b: BuiltinOperator| {
+        m.subgraphs[sg]
+            .operators
+            .iter()
+            .position(|o| m.builtin(o) == b)
+            .unwrap()
+    };
+    let tanh = find(&model, 2, BuiltinOperator::Tanh);
+    let sum = find(&model, 0, BuiltinOperator::Sum);
+    model.subgraphs[2].operators[tanh].opcode_index = rfft;
+    model.subgraphs[0].operators[sum].opcode_index = other;
+    let msg = Interpreter::new(&model)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(msg.contains("2 ops"), "{msg}");
+    assert!(
+        msg.contains(&format!("subgraph 0, operator {sum} (CUSTOM(Other))")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("subgraph 2, operator {tanh} (RFFT2D)")),
+        "{msg}"
+    );
+}
+
+/// A one-op model built with the IR and the writer (TF's converter never emits
+/// L2_POOL_2D).
+#[test]
+fn l2_pool_matches_litert_on_a_hand_built_model() {
+    use tflquant::fb::{self, BuiltinOperator, TensorType};
+    use tflquant::ir::{Buffer, Operator, Subgraph, Tensor};
+    let mut model = Model {
+        version: 3,
+        buffers: vec![Buffer::default()],
+        ..Default::default()
+    };
+    let code = model.ensure_opcode(BuiltinOperator::L2Pool2d, 1);
+    let mut sg = Subgraph {
+        name: Some("main".into()),
+        ..Default::default()
+    };
+    let x = sg.add_tensor(Tensor::new("x", TensorType::Float32, vec![1, 7, 6, 3]));
+    let y = sg.add_tensor(Tensor::new("y", TensorType::Float32, vec![1, 4, 3, 3]));
+    let mut op = Operator::new(code, vec![x], vec![y]);
+    op.builtin_options = Some(fb::BuiltinOptions::Pool2DOptions(Box::new(
+        fb::Pool2DOptions {
+            padding: fb::Padding::Same,
+            stride_w: 2,
+            stride_h: 2,
+            filter_width: 3,
+            filter_height: 2,
+            fused_activation_function: fb::ActivationFunctionType::Relu6,
+        },
+    )));
+    sg.operators.push(op);
+    sg.inputs = vec![x];
+    sg.outputs = vec![y];
+    model.subgraphs.push(sg);
+    tflquant::ir::verify(&model).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l2_pool.tflite");
+    tflquant::writer::write_path(&model, &path, &Default::default()).unwrap();
+    let model = tflquant::read_path(&path).unwrap();
+    let inputs = synthetic_inputs(&model, 3, 42);
+    let lit = litert_run(&path, &inputs).expect("LiteRT run");
+    let ours = run_ours(&model, &inputs);
+    for (s, (outs, _)) in ours.iter().enumerate() {
+        let d = rel_diff(&outs[0].to_array(), &sample(&lit[0], s));
+        assert!(d <= REL_TOL, "sample {s}: relative difference {d:e}");
+    }
+}
