@@ -3,6 +3,7 @@
 //! Pipeline: [`reader`] (mmap, verify once) → [`ir::Model`] → rewrites → [`writer`]
 //! (aligned, deterministic, atomic). See `docs/ARCHITECTURE.md`.
 
+pub mod calib;
 pub mod data;
 pub mod error;
 pub mod fb;

@@ -1,8 +1,10 @@
 //! Command-line front end: one module per subcommand; arguments become typed options
 //! here and nowhere else.
 
+mod calibrate;
 mod convert;
 mod inspect;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,10 @@ enum Command {
     Inspect(inspect::Args),
     /// Read a model and write it back unchanged (identity rewrite).
     Convert(convert::Args),
+    /// Run a model on samples with the reference interpreter; save or summarise outputs.
+    Run(run::Args),
+    /// Collect per-tensor ranges over calibration samples (ranges.json).
+    Calibrate(calibrate::Args),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -55,6 +61,8 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
     };
     match result {
         Ok(()) => 0,
