@@ -156,10 +156,10 @@ impl InputSpec {
         if v.dtype() == self.dtype {
             return Ok(v);
         }
-        if let (Some(q), TensorType::Float32) = (&self.quant, v.dtype()) {
-            if let Some(qv) = value::quantize(&v, q, self.dtype) {
-                return Ok(qv);
-            }
+        if let (Some(q), TensorType::Float32) = (&self.quant, v.dtype())
+            && let Some(qv) = value::quantize(&v, q, self.dtype)
+        {
+            return Ok(qv);
         }
         Err(Error::Data(format!(
             "{what}: {} expects {} samples, got {}",
@@ -345,7 +345,7 @@ enum Kind {
     Arrays(Vec<ArrayStream>),
     Images {
         files: Vec<PathBuf>,
-        spec: InputSpec,
+        spec: Box<InputSpec>,
         opts: ImageOptions,
     },
 }
@@ -520,7 +520,7 @@ fn image_source(dir: &Path, spec: &InputSpec, opts: &ImageOptions) -> Result<Kin
     }
     Ok(Kind::Images {
         files,
-        spec: spec.clone(),
+        spec: Box::new(spec.clone()),
         opts: opts.clone(),
     })
 }

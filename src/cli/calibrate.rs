@@ -122,7 +122,7 @@ pub fn log_timings(interp: &tflquant::interp::Interpreter) {
     }
     let mut t = interp.timings();
     let total: f64 = t.iter().map(|x| x.total.as_secs_f64()).sum();
-    t.sort_by(|a, b| b.total.cmp(&a.total));
+    t.sort_by_key(|x| std::cmp::Reverse(x.total));
     log::info!("per-op time (total {:.3} s):", total);
     for x in t.iter().filter(|x| x.calls > 0) {
         log::info!(

@@ -389,10 +389,10 @@ impl<'m> Interpreter<'m> {
             // Free values nobody reads any more.
             let plan = &self.plans[si];
             for &t in model.subgraphs[si].operators[oi].inputs.iter() {
-                if let Ok(t) = usize::try_from(t) {
-                    if plan.last_use[t] == Some(step) {
-                        slots[t] = None;
-                    }
+                if let Ok(t) = usize::try_from(t)
+                    && plan.last_use[t] == Some(step)
+                {
+                    slots[t] = None;
                 }
             }
         }

@@ -136,7 +136,7 @@ impl Data {
     /// length that is not a multiple of the element size.
     pub fn from_le_bytes(t: TensorType, b: &[u8]) -> Option<Data> {
         fn chunks<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
-            if b.len() % N != 0 {
+            if !b.len().is_multiple_of(N) {
                 return None;
             }
             Some(
@@ -151,7 +151,7 @@ impl Data {
         }
         Some(match t {
             TensorType::Float32 => Data::F32(chunks(b, f32::from_le_bytes)?),
-            TensorType::Float16 => Data::F16(chunks(b, |a| f16::from_le_bytes(a))?),
+            TensorType::Float16 => Data::F16(chunks(b, f16::from_le_bytes)?),
             TensorType::Float64 => Data::F64(chunks(b, f64::from_le_bytes)?),
             TensorType::Int8 => Data::I8(b.iter().map(|&x| x as i8).collect()),
             TensorType::Uint8 => Data::U8(b.to_vec()),

@@ -4,5 +4,6 @@
 mod common;
 
 mod bad_input;
+mod calib;
 mod interp;
 mod roundtrip;

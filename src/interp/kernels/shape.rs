@@ -76,7 +76,7 @@ pub(crate) fn resolve_shape(spec: &[i64], n: usize) -> KResult<Vec<usize>> {
     }
     if let Some(i) = unknown {
         ensure!(
-            known > 0 && n % known == 0,
+            known > 0 && n.is_multiple_of(known),
             "cannot reshape {n} elements to {spec:?}"
         );
         out[i] = n / known;
@@ -564,7 +564,7 @@ pub(crate) fn gather_nd(ins: &Ins) -> KResult<Value> {
     );
     let inner: usize = x.shape[depth..].iter().product();
     let st = strides(&x.shape);
-    let n = if depth == 0 { 0 } else { ids.len() / depth };
+    let n = ids.len().checked_div(depth).unwrap_or(0);
     let mut idx = Vec::with_capacity(n * inner);
     for t in 0..n {
         let mut f = 0;
