@@ -12,7 +12,10 @@ use tflquant::fb::TensorType;
 use tflquant::interp::{Data, Interpreter, Value};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let Some(path) = args.first() else {
         eprintln!("usage: cargo bench --bench latency -- MODEL.tflite [ITERATIONS] [THREADS]");
         std::process::exit(2);
@@ -35,9 +38,11 @@ fn main() {
             let shape: Vec<usize> = t.shape.iter().map(|&d| d.max(1) as usize).collect();
             let n: usize = shape.iter().product();
             let data = match t.dtype {
-                TensorType::Float32 => {
-                    Data::F32((0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect())
-                }
+                TensorType::Float32 => Data::F32(
+                    (0..n)
+                        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+                        .collect(),
+                ),
                 TensorType::Int32 => Data::I32((0..n).map(|i| (i % 4) as i32).collect()),
                 other => panic!("no synthetic input for {other:?}"),
             };

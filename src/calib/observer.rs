@@ -128,7 +128,7 @@ impl Histogram {
         let scale = HIST_BINS as f64 / (2.0 * self.r);
         let last = HIST_BINS - 1;
         for &x in xs {
-            if x.is_nan() {
+            if !x.is_finite() {
                 continue;
             }
             let b = ((x as f64 + self.r) * scale) as isize;
@@ -170,11 +170,11 @@ impl TensorStats {
         }
     }
 
-    /// Feeds the values one tensor took on one sample (NaN ignored).
+    /// Feeds the values one tensor took on one sample (NaN and ±inf are ignored: no
+    /// finite range can represent them).
     pub fn observe(&mut self, kind: ObserverKind, xs: &[f32]) {
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for &x in xs {
-            // NaN compares false both ways and is skipped.
+        for &x in xs.iter().filter(|x| x.is_finite()) {
             if x < lo {
                 lo = x;
             }

@@ -348,3 +348,41 @@ fn l2_pool_matches_litert_on_a_hand_built_model() {
         assert!(d <= REL_TOL, "sample {s}: relative difference {d:e}");
     }
 }
+
+/// Hostile variations of real models must give errors, never panics: every op of every
+/// test model with its inputs reversed, and every model on out-of-range synthetic data.
+#[test]
+fn scrambled_models_fail_without_panicking() {
+    let mut errors = 0;
+    let mut runs = 0;
+    for path in all_models() {
+        let model = tflquant::read_path(&path).unwrap();
+        if has_custom_op(&model) {
+            continue;
+        }
+        let inputs: Vec<Value> = synthetic_inputs(&model, 1, 9)
+            .iter()
+            .map(|a| Value::from_array(&sample(a, 0)).unwrap())
+            .collect();
+        // Synthetic data itself (ids 0..4 may be fine or out of range: either way no panic).
+        let mut it = Interpreter::new(&model).unwrap();
+        let _ = it.run(&inputs);
+        for si in 0..model.subgraphs.len() {
+            for oi in 0..model.subgraphs[si].operators.len() {
+                let mut m = model.clone();
+                m.subgraphs[si].operators[oi].inputs.reverse();
+                // Ops may now read tensors produced later: the planner must cope too.
+                let Ok(mut it) = Interpreter::new(&m) else {
+                    errors += 1;
+                    continue;
+                };
+                runs += 1;
+                if it.run(&inputs).is_err() {
+                    errors += 1;
+                }
+            }
+        }
+    }
+    assert!(runs > 300, "only {runs} runs");
+    assert!(errors > 100, "only {errors} scrambled models failed");
+}

@@ -380,7 +380,7 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> KResult<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     ensure!(
-        (0..r.max(1)).contains(&a),
+        (0..r).contains(&a),
         "axis {axis} out of range for rank {rank}"
     );
     Ok(a as usize)
@@ -466,9 +466,9 @@ pub(crate) fn to_usize(v: &[i64], what: &str) -> KResult<Vec<usize>> {
 }
 
 /// Checked element count of a shape (kernels must not allocate absurd outputs on a
-/// hostile model).
+/// hostile model): at most 2³⁰ elements (4 GiB of float32) per tensor.
 pub(crate) fn checked_numel(shape: &[usize]) -> KResult<usize> {
-    const LIMIT: usize = 1 << 32;
+    const LIMIT: usize = 1 << 30;
     let mut n: usize = 1;
     for &d in shape {
         n = match n.checked_mul(d) {

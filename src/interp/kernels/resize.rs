@@ -14,6 +14,11 @@ pub(crate) fn resize(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let &[n, ih, iw, c] = xv.shape.as_slice() else {
         bad!("input must be 4-D NHWC, got {:?}", xv.shape);
     };
+    ensure!(
+        ih > 0 && iw > 0,
+        "input {:?} has an empty spatial dimension",
+        xv.shape
+    );
     let size = to_usize(&ins.ints(1)?, "size")?;
     let &[oh, ow] = size.as_slice() else {
         bad!("size must have 2 values, got {size:?}");
