@@ -117,8 +117,8 @@ pub struct Interpreter<'m> {
     timing: Option<Vec<Vec<OpTiming>>>,
 }
 
-/// An op the interpreter has no kernel for, as listed in the error of
-/// [`Interpreter::new`].
+/// An op the interpreter has no kernel for (or whose options no kernel implements,
+/// e.g. a fused TANH), as listed in the error of [`Interpreter::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsupportedOp {
     pub subgraph: usize,
@@ -132,11 +132,18 @@ pub fn unsupported_ops(model: &Model) -> Vec<UnsupportedOp> {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         for (oi, op) in sg.operators.iter().enumerate() {
             let code = model.code(op);
+            let name = model.op_display_name(op);
             if code.builtin == B::Custom || !kernels::supported(code.builtin) {
                 out.push(UnsupportedOp {
                     subgraph: si,
                     op: oi,
-                    name: model.op_display_name(op),
+                    name,
+                });
+            } else if let Some(why) = kernels::unsupported_options(op) {
+                out.push(UnsupportedOp {
+                    subgraph: si,
+                    op: oi,
+                    name: format!("{name} with {why}"),
                 });
             }
         }

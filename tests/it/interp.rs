@@ -287,11 +287,25 @@ fn every_op_without_a_kernel_is_listed_at_once() {
     let sum = find(&model, 0, BuiltinOperator::Sum);
     model.subgraphs[2].operators[tanh].opcode_index = rfft;
     model.subgraphs[0].operators[sum].opcode_index = other;
+    // And an option no kernel implements: a fused TANH on the body's FULLY_CONNECTED.
+    let fc = find(&model, 2, BuiltinOperator::FullyConnected);
+    match &mut model.subgraphs[2].operators[fc].builtin_options {
+        Some(tflquant::fb::BuiltinOptions::FullyConnectedOptions(o)) => {
+            o.fused_activation_function = tflquant::fb::ActivationFunctionType::Tanh
+        }
+        other => panic!("unexpected options {other:?}"),
+    }
     let msg = Interpreter::new(&model)
         .err()
         .expect("must fail")
         .to_string();
-    assert!(msg.contains("2 ops"), "{msg}");
+    assert!(msg.contains("3 ops"), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "subgraph 2, operator {fc} (FULLY_CONNECTED with fused activation Tanh)"
+        )),
+        "{msg}"
+    );
     assert!(
         msg.contains(&format!("subgraph 0, operator {sum} (CUSTOM(Other))")),
         "{msg}"

@@ -249,6 +249,44 @@ pub(crate) fn supported(op: B) -> bool {
     )
 }
 
+/// A feature of an op's options that no kernel implements (checked before running, so
+/// the interpreter's up-front error can name it); `None` when the op can run.
+pub(crate) fn unsupported_options(op: &Operator) -> Option<String> {
+    use BuiltinOptions as O;
+    use fb::FullyConnectedOptionsWeightsFormat as Wf;
+    let act = match op.builtin_options.as_ref()? {
+        O::AddOptions(o) => o.fused_activation_function,
+        O::SubOptions(o) => o.fused_activation_function,
+        O::MulOptions(o) => o.fused_activation_function,
+        O::DivOptions(o) => o.fused_activation_function,
+        O::Conv2DOptions(o) => o.fused_activation_function,
+        O::DepthwiseConv2DOptions(o) => o.fused_activation_function,
+        O::TransposeConvOptions(o) => o.fused_activation_function,
+        O::Pool2DOptions(o) => o.fused_activation_function,
+        O::ConcatenationOptions(o) => o.fused_activation_function,
+        O::L2NormOptions(o) => o.fused_activation_function,
+        O::FullyConnectedOptions(o) => {
+            if o.weights_format != Wf::Default {
+                return Some(format!("weights format {:?}", o.weights_format));
+            }
+            o.fused_activation_function
+        }
+        O::StridedSliceOptions(o) if o.ellipsis_mask != 0 || o.new_axis_mask != 0 => {
+            return Some(format!(
+                "ellipsis_mask {} / new_axis_mask {}",
+                o.ellipsis_mask, o.new_axis_mask
+            ));
+        }
+        O::UnidirectionalSequenceLstmOptions(o) if o.diagonal_recurrent_tensors => {
+            return Some("diagonal recurrent weights".into());
+        }
+        _ => return None,
+    };
+    act_bounds(act)
+        .err()
+        .map(|_| format!("fused activation {act:?}"))
+}
+
 /// Runs one (non-control-flow) op.
 pub(crate) fn eval(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
     use elementwise as ew;
