@@ -400,3 +400,66 @@ fn scrambled_models_fail_without_panicking() {
     assert!(runs > 300, "only {runs} runs");
     assert!(errors > 100, "only {errors} scrambled models failed");
 }
+
+/// QUANTIZE → DEQUANTIZE inside a float graph is fake quantization: per-tensor int8 and
+/// per-tensor int16 pairs (hand-built, written, and run in LiteRT) must agree exactly —
+/// both sides round x/scale half away from zero and clamp.
+#[test]
+fn quantize_dequantize_pairs_are_exact_fake_quantization() {
+    use tflquant::fb::{BuiltinOperator, TensorType};
+    use tflquant::ir::{Buffer, Operator, QuantParams, Subgraph, Tensor};
+    let mut model = Model {
+        version: 3,
+        buffers: vec![Buffer::default()],
+        ..Default::default()
+    };
+    let q = model.ensure_opcode(BuiltinOperator::Quantize, 1);
+    let dq = model.ensure_opcode(BuiltinOperator::Dequantize, 1);
+    let mut sg = Subgraph::default();
+    let shape = vec![1, 5, 7];
+    let x = sg.add_tensor(Tensor::new("x", TensorType::Float32, shape.clone()));
+    let mut outs = Vec::new();
+    for (i, (t, scale, zp)) in [
+        (TensorType::Int8, 0.0123f32, 3i64),
+        (TensorType::Int16, 0.0004, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut qt = Tensor::new(format!("q{i}"), t, shape.clone());
+        qt.quant = Some(QuantParams::per_tensor(scale, zp));
+        let qi = sg.add_tensor(qt);
+        let y = sg.add_tensor(Tensor::new(
+            format!("y{i}"),
+            TensorType::Float32,
+            shape.clone(),
+        ));
+        sg.operators.push(Operator::new(q, vec![x], vec![qi]));
+        sg.operators.push(Operator::new(dq, vec![qi], vec![y]));
+        outs.push(y);
+    }
+    sg.inputs = vec![x];
+    sg.outputs = outs;
+    model.subgraphs.push(sg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qdq.tflite");
+    tflquant::writer::write_path(&model, &path, &Default::default()).unwrap();
+    let model = tflquant::read_path(&path).unwrap();
+    // Values up to ±2: the int8 pair clips at (−128−3)·0.0123 and (127−3)·0.0123.
+    let inputs: Vec<Array> = synthetic_inputs(&model, 4, 77)
+        .into_iter()
+        .map(|a| {
+            let ArrayData::F32(v) = a.data else {
+                unreachable!()
+            };
+            Array::f32(a.shape, v.into_iter().map(|x| x * 2.0).collect())
+        })
+        .collect();
+    let lit = litert_run(&path, &inputs).expect("LiteRT run");
+    let ours = run_ours(&model, &inputs);
+    for (o, l) in lit.iter().enumerate() {
+        for (s, (outs, _)) in ours.iter().enumerate() {
+            assert_eq!(outs[o].to_array(), sample(l, s), "output {o} sample {s}");
+        }
+    }
+}
