@@ -484,9 +484,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// Accumulating k products of values in [-1, 1] in another order changes the sum by
-    /// at most about k·ε·k; a margin of 4 covers the bias addition.
+    /// at most about k·ε·k; the margin covers the bias addition.
+    const MARGIN: f32 = 4.0;
+
     fn tol(k: usize) -> f32 {
-        4.0 * k as f32 * f32::EPSILON * k as f32
+        MARGIN * k as f32 * f32::EPSILON * k as f32
     }
 
     fn rand_vec(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {

@@ -242,10 +242,13 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// float32 products of length k accumulated in different orders differ by up to
-    /// about k·ε·Σ|aᵢbᵢ|; values here are in [-1, 1], so |Σ| ≤ k.
+    /// float32 sums of k products accumulated in different orders differ by up to
+    /// about k·ε·Σ|aᵢbᵢ| (values here are in [-1, 1]); per term of the sum we allow
+    /// this many units of ε.
+    const ULPS_PER_TERM: f32 = 4.0;
+
     fn tolerance(k: usize) -> f32 {
-        (k as f32) * f32::EPSILON * 4.0
+        (k as f32) * f32::EPSILON * ULPS_PER_TERM
     }
 
     #[test]
