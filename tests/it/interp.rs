@@ -463,3 +463,73 @@ fn quantize_dequantize_pairs_are_exact_fake_quantization() {
         }
     }
 }
+
+/// Observers can stop a run and replace values; variable state is reset per run unless
+/// asked otherwise.
+#[test]
+fn observers_stop_and_replace_and_variables_reset_by_default() {
+    use tflquant::interp::Options;
+    let model = tflquant::read_path(testdata("cnn_digits.tflite")).unwrap();
+    let x = Value::from_array(&sample(
+        &load_samples("cnn_digits.test.npy", &model, 1)[0],
+        0,
+    ))
+    .unwrap();
+    let mut it = Interpreter::new(&model).unwrap();
+    let base = it.run(std::slice::from_ref(&x)).unwrap();
+    // Stop at the first op output: no outputs, and fewer tensors seen.
+    let mut seen = 0;
+    let mut stop = |id: TensorId, _: &Value| {
+        seen += 1;
+        if id.tensor != model.subgraphs[0].inputs[0] as usize {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
+    assert!(
+        it.run_observed(std::slice::from_ref(&x), &mut stop)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(seen, 2);
+    // Replacing the input with zeros changes the output like running on zeros does.
+    let mut batched = vec![1];
+    batched.extend_from_slice(&x.shape);
+    let zeros = Value::f32(batched, vec![0.0; x.len()]);
+    let mut replace = |id: TensorId, _: &Value| {
+        if id.tensor == model.subgraphs[0].inputs[0] as usize {
+            Flow::Replace(zeros.clone())
+        } else {
+            Flow::Continue
+        }
+    };
+    let replaced = it
+        .run_observed(std::slice::from_ref(&x), &mut replace)
+        .unwrap()
+        .unwrap();
+    assert_eq!(replaced, it.run(std::slice::from_ref(&zeros)).unwrap());
+    assert_ne!(replaced, base);
+
+    // LSTM state: reset by default (same input, same output); carried over on request.
+    let model = tflquant::read_path(testdata("lstm_seq.tflite")).unwrap();
+    let x =
+        Value::from_array(&sample(&load_samples("lstm_seq.test.npy", &model, 1)[0], 0)).unwrap();
+    let mut it = Interpreter::new(&model).unwrap();
+    let a = it.run(std::slice::from_ref(&x)).unwrap();
+    assert_eq!(a, it.run(std::slice::from_ref(&x)).unwrap());
+    let opts = Options {
+        reset_variables: false,
+        ..Default::default()
+    };
+    let mut it = Interpreter::with_options(&model, opts).unwrap();
+    let first = it.run(std::slice::from_ref(&x)).unwrap();
+    assert_eq!(first, a);
+    assert_ne!(
+        it.run(std::slice::from_ref(&x)).unwrap(),
+        a,
+        "state was not carried over"
+    );
+    it.reset_variables();
+    assert_eq!(it.run(std::slice::from_ref(&x)).unwrap(), a);
+}
