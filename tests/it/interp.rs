@@ -533,3 +533,112 @@ fn observers_stop_and_replace_and_variables_reset_by_default() {
     it.reset_variables();
     assert_eq!(it.run(std::slice::from_ref(&x)).unwrap(), a);
 }
+
+/// STRIDED_SLICE with an ellipsis and new axes (TF's converter rewrites them away, other
+/// producers do not), hand-built and compared with LiteRT.
+#[test]
+fn strided_slice_with_ellipsis_and_new_axis_matches_litert() {
+    use tflquant::fb::{self, BuiltinOperator, TensorType};
+    use tflquant::ir::{Buffer, Operator, Subgraph, Tensor};
+    let mut model = Model {
+        version: 3,
+        buffers: vec![Buffer::default()],
+        ..Default::default()
+    };
+    let code = model.ensure_opcode(BuiltinOperator::StridedSlice, 6);
+    let mut sg = Subgraph::default();
+    let x = sg.add_tensor(Tensor::new("x", TensorType::Float32, vec![2, 3, 4, 5]));
+    let mut outs = Vec::new();
+    // (begin, end, strides, ellipsis, new_axis, shrink, begin_mask, end_mask, out shape)
+    let cases: [(
+        Vec<i32>,
+        Vec<i32>,
+        Vec<i32>,
+        i32,
+        i32,
+        i32,
+        i32,
+        i32,
+        Vec<i32>,
+    ); 3] = [
+        // x[..., 1:3, None]
+        (
+            vec![0, 1, 0],
+            vec![0, 3, 0],
+            vec![1, 1, 1],
+            1,
+            4,
+            0,
+            0,
+            0,
+            vec![2, 3, 4, 2, 1],
+        ),
+        // x[None, 1, ..., ::-2]
+        (
+            vec![0, 1, 0, 0],
+            vec![0, 2, 0, 0],
+            vec![1, 1, 1, -2],
+            4,
+            1,
+            2,
+            8,
+            8,
+            vec![1, 3, 4, 3],
+        ),
+        // x[:, None, -1, 1::2] (no ellipsis: the last dimension is implicit)
+        (
+            vec![0, 0, -1, 1],
+            vec![0, 0, 0, 5],
+            vec![1, 1, 1, 2],
+            0,
+            2,
+            4,
+            1,
+            1,
+            vec![2, 1, 2, 5],
+        ),
+    ];
+    for (i, (b, e, s, ell, na, sh, bm, em, shape)) in cases.into_iter().enumerate() {
+        let mut consts = Vec::new();
+        for (name, v) in [("begin", b), ("end", e), ("strides", s)] {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let buf = model.add_buffer(bytes);
+            let mut t = Tensor::new(
+                format!("{name}{i}"),
+                TensorType::Int32,
+                vec![v.len() as i32],
+            );
+            t.buffer = buf;
+            consts.push(sg.add_tensor(t));
+        }
+        let y = sg.add_tensor(Tensor::new(format!("y{i}"), TensorType::Float32, shape));
+        let mut op = Operator::new(code, vec![x, consts[0], consts[1], consts[2]], vec![y]);
+        op.builtin_options = Some(fb::BuiltinOptions::StridedSliceOptions(Box::new(
+            fb::StridedSliceOptions {
+                begin_mask: bm,
+                end_mask: em,
+                ellipsis_mask: ell,
+                new_axis_mask: na,
+                shrink_axis_mask: sh,
+                offset: false,
+            },
+        )));
+        sg.operators.push(op);
+        outs.push(y);
+    }
+    sg.inputs = vec![x];
+    sg.outputs = outs;
+    model.subgraphs.push(sg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strided.tflite");
+    tflquant::writer::write_path(&model, &path, &Default::default()).unwrap();
+    let model = tflquant::read_path(&path).unwrap();
+    let inputs = synthetic_inputs(&model, 2, 5);
+    let lit = litert_run(&path, &inputs).expect("LiteRT run");
+    let ours = run_ours(&model, &inputs);
+    for (o, l) in lit.iter().enumerate() {
+        for (s, (outs, _)) in ours.iter().enumerate() {
+            assert_eq!(outs[o].to_array(), sample(l, s), "case {o} sample {s}");
+        }
+    }
+}

@@ -271,12 +271,6 @@ pub(crate) fn unsupported_options(op: &Operator) -> Option<String> {
             }
             o.fused_activation_function
         }
-        O::StridedSliceOptions(o) if o.ellipsis_mask != 0 || o.new_axis_mask != 0 => {
-            return Some(format!(
-                "ellipsis_mask {} / new_axis_mask {}",
-                o.ellipsis_mask, o.new_axis_mask
-            ));
-        }
         O::UnidirectionalSequenceLstmOptions(o) if o.diagonal_recurrent_tensors => {
             return Some("diagonal recurrent weights".into());
         }

@@ -9,7 +9,7 @@ use crate::fb::{self, BuiltinOperator as B, BuiltinOptions as O, MirrorPadMode};
 use super::elementwise::concat_data;
 use super::{
     Ctx, Ins, KResult, apply_act, bad, broadcast_index, broadcast_shapes, checked_numel, ensure,
-    norm_axis, strides, to_usize, unsupported, value,
+    norm_axis, strides, to_usize, value,
 };
 use crate::interp::value::{Data, Value};
 
@@ -313,72 +313,96 @@ pub(crate) fn slice(ins: &Ins) -> KResult<Value> {
     value(shape, x.data.gather(&idx))
 }
 
-/// STRIDED_SLICE with begin/end/shrink-axis masks, negative strides and `offset`
-/// (ellipsis and new-axis masks are rejected: TF's converter rewrites them away).
+/// STRIDED_SLICE with TF's full semantics: begin/end/shrink-axis masks, negative
+/// strides, `offset`, an ellipsis (expands to the dimensions not otherwise named) and
+/// new axes (size-1 dimensions inserted into the output).
 pub(crate) fn strided_slice(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let x = ins.get(0)?;
     let (begin, end, stride) = (ins.ints(1)?, ins.ints(2)?, ins.ints(3)?);
     let Some(O::StridedSliceOptions(o)) = ctx.opts() else {
         bad!("missing StridedSliceOptions");
     };
-    if o.ellipsis_mask != 0 || o.new_axis_mask != 0 {
-        unsupported!(
-            "STRIDED_SLICE with ellipsis_mask {} / new_axis_mask {}",
-            o.ellipsis_mask,
-            o.new_axis_mask
-        );
-    }
     let r = x.shape.len();
     let k = begin.len();
     ensure!(
-        end.len() == k && stride.len() == k && k <= r,
-        "begin/end/strides lengths {}/{}/{} for rank {r}",
+        end.len() == k && stride.len() == k && k <= 32,
+        "begin/end/strides lengths {}/{}/{}",
         k,
         end.len(),
         stride.len()
     );
-    let mut starts = Vec::with_capacity(r);
-    let mut steps = Vec::with_capacity(r);
-    let mut full_shape = Vec::with_capacity(r);
-    let mut out_shape = Vec::new();
-    for d in 0..r {
-        let dim = x.shape[d] as i64;
-        if d >= k {
-            starts.push(0i64);
-            steps.push(1i64);
-            full_shape.push(x.shape[d]);
-            out_shape.push(x.shape[d]);
-            continue;
-        }
-        let s = stride[d];
-        ensure!(s != 0, "stride 0 in dimension {d}");
-        let bit = |m: i32| (m >> d) & 1 == 1;
-        let shrink = bit(o.shrink_axis_mask);
-        let norm = |v: i64| if v < 0 { v + dim } else { v };
-        let (lo, hi) = if s > 0 { (0, dim) } else { (-1, dim - 1) };
-        let b = if bit(o.begin_mask) && !shrink {
-            if s > 0 { 0 } else { dim - 1 }
+    let bit = |m: i32, i: usize| (m >> i) & 1 == 1;
+    // Dense spec: which sparse entry (if any) addresses each input dimension, and the
+    // output layout (Some(d) = input dimension d unless shrunk, None = a new axis).
+    let ellipsis = (0..k).find(|&i| bit(o.ellipsis_mask, i));
+    ensure!(
+        (0..k).filter(|&i| bit(o.ellipsis_mask, i)).count() <= 1,
+        "more than one ellipsis in ellipsis_mask {}",
+        o.ellipsis_mask
+    );
+    let named = (0..k)
+        .filter(|&i| !bit(o.new_axis_mask, i) && Some(i) != ellipsis)
+        .count();
+    ensure!(named <= r, "{named} sliced dimensions for rank {r}");
+    let mut dense: Vec<Option<usize>> = vec![None; r];
+    let mut layout: Vec<Option<usize>> = Vec::with_capacity(r + k);
+    let mut d = 0;
+    for i in 0..k {
+        if Some(i) == ellipsis {
+            // The ellipsis covers the dimensions the later named entries do not.
+            let later = (i + 1..k).filter(|&j| !bit(o.new_axis_mask, j)).count();
+            let stop = r - later;
+            while d < stop {
+                layout.push(Some(d));
+                d += 1;
+            }
+        } else if bit(o.new_axis_mask, i) {
+            layout.push(None);
         } else {
-            norm(begin[d]).clamp(lo, hi)
-        };
-        let e = if shrink {
-            let b0 = norm(begin[d]);
+            dense[d] = Some(i);
+            layout.push(Some(d));
+            d += 1;
+        }
+    }
+    while d < r {
+        layout.push(Some(d));
+        d += 1;
+    }
+    let mut starts = vec![0i64; r];
+    let mut steps = vec![1i64; r];
+    let mut full_shape = x.shape.clone();
+    let mut shrunk = vec![false; r];
+    for d in 0..r {
+        let Some(i) = dense[d] else { continue };
+        let dim = x.shape[d] as i64;
+        let s = stride[i];
+        ensure!(s != 0, "stride 0 in dimension {d}");
+        let norm = |v: i64| if v < 0 { v + dim } else { v };
+        if bit(o.shrink_axis_mask, i) {
+            let b0 = norm(begin[i]);
             ensure!(
                 (0..dim).contains(&b0),
                 "shrink index {} out of range for dimension {d} of {:?}",
-                begin[d],
+                begin[i],
                 x.shape
             );
-            starts.push(b0);
-            steps.push(1);
-            full_shape.push(1);
+            starts[d] = b0;
+            full_shape[d] = 1;
+            shrunk[d] = true;
             continue;
-        } else if bit(o.end_mask) {
+        }
+        let (lo, hi) = if s > 0 { (0, dim) } else { (-1, dim - 1) };
+        let b = if bit(o.begin_mask, i) {
+            if s > 0 { 0 } else { dim - 1 }
+        } else {
+            norm(begin[i]).clamp(lo, hi)
+        };
+        let e = if bit(o.end_mask, i) {
             if s > 0 { dim } else { -1 }
         } else if o.offset {
-            (b + end[d]).clamp(lo, hi)
+            (b + end[i]).clamp(lo, hi)
         } else {
-            norm(end[d]).clamp(lo, hi)
+            norm(end[i]).clamp(lo, hi)
         };
         let len = if s > 0 {
             if e > b { (e - b + s - 1) / s } else { 0 }
@@ -387,11 +411,18 @@ pub(crate) fn strided_slice(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         } else {
             0
         };
-        starts.push(b);
-        steps.push(s);
-        full_shape.push(len as usize);
-        out_shape.push(len as usize);
+        starts[d] = b;
+        steps[d] = s;
+        full_shape[d] = len as usize;
     }
+    let out_shape: Vec<usize> = layout
+        .iter()
+        .filter_map(|l| match l {
+            None => Some(1),
+            Some(d) if shrunk[*d] => None,
+            Some(d) => Some(full_shape[*d]),
+        })
+        .collect();
     let st = strides(&x.shape);
     let idx = build_index(&full_shape, |c| {
         (0..r)
