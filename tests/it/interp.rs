@@ -534,6 +534,19 @@ fn observers_stop_and_replace_and_variables_reset_by_default() {
     assert_eq!(it.run(std::slice::from_ref(&x)).unwrap(), a);
 }
 
+/// begin, end, strides, ellipsis/new-axis/shrink/begin/end masks, output shape.
+type Case = (
+    Vec<i32>,
+    Vec<i32>,
+    Vec<i32>,
+    i32,
+    i32,
+    i32,
+    i32,
+    i32,
+    Vec<i32>,
+);
+
 /// STRIDED_SLICE with an ellipsis and new axes (TF's converter rewrites them away, other
 /// producers do not), hand-built and compared with LiteRT.
 #[test]
@@ -550,17 +563,7 @@ fn strided_slice_with_ellipsis_and_new_axis_matches_litert() {
     let x = sg.add_tensor(Tensor::new("x", TensorType::Float32, vec![2, 3, 4, 5]));
     let mut outs = Vec::new();
     // (begin, end, strides, ellipsis, new_axis, shrink, begin_mask, end_mask, out shape)
-    let cases: [(
-        Vec<i32>,
-        Vec<i32>,
-        Vec<i32>,
-        i32,
-        i32,
-        i32,
-        i32,
-        i32,
-        Vec<i32>,
-    ); 3] = [
+    let cases: [Case; 3] = [
         // x[..., 1:3, None]
         (
             vec![0, 1, 0],
