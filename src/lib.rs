@@ -6,10 +6,12 @@
 // Graph code indexes parallel vectors (tensors, producers, consumers) by position.
 #![allow(clippy::needless_range_loop)]
 
+pub mod calib;
 pub mod data;
 pub mod error;
 pub mod fb;
 pub mod inspect;
+pub mod interp;
 pub mod ir;
 pub mod litert;
 pub mod quant;

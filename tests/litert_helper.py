@@ -6,9 +6,11 @@ Commands (all files are NumPy .npz; arrays hold samples on the first axis):
   run MODEL INPUTS.npz OUTPUTS.npz [--all-tensors]
       INPUTS holds `input_0`, `input_1`, ... in the order of the model's inputs
       (subgraph 0), each of shape [N, ...]; sample i is reshaped to the model input's
-      shape. OUTPUTS gets `output_0`, ... stacked over the N samples. With
+      shape; variable tensors are reset before each sample. OUTPUTS gets `output_0`,
+      ... stacked over the N samples. With
       --all-tensors it also gets `t<index>` for every tensor of subgraph 0 that has a
-      value after invoke (interpreter built with experimental_preserve_all_tensors).
+      value after invoke (interpreter built with experimental_preserve_all_tensors and
+      without the default XNNPACK delegate, whose partitions leave intermediates unset).
 
   schema MODEL OUT.json
       What the official schema's Python reader (ai_edge_litert.schema_py_generated)
@@ -28,8 +30,16 @@ SUPPORTED_DTYPES = {"float32", "float64", "int8", "uint8", "int16", "uint16", "i
 
 
 def load_interpreter(path, all_tensors=False):
-    from ai_edge_litert.interpreter import Interpreter
-    return Interpreter(model_path=path, experimental_preserve_all_tensors=all_tensors)
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    if all_tensors:
+        # The default XNNPACK delegate runs whole partitions itself and leaves their
+        # intermediate tensors unwritten: builtin kernels only, so every tensor is real.
+        return Interpreter(
+            model_path=path,
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+    return Interpreter(model_path=path)
 
 
 def cmd_run(model, inputs_path, outputs_path, all_tensors):
@@ -43,6 +53,9 @@ def cmd_run(model, inputs_path, outputs_path, all_tensors):
     results = {f"output_{i}": [] for i in range(len(outs))}
     tensor_vals = {}
     for s in range(n):
+        # Samples are independent: variable tensors (LSTM state) start from their
+        # initial values, as in testdata's expected outputs.
+        it.reset_all_variables()
         for d, a in zip(ins, arrays):
             x = a[s]
             if x.dtype != d["dtype"]:

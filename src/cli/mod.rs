@@ -1,10 +1,12 @@
 //! Command-line front end: one module per subcommand; arguments become typed options
 //! here and nowhere else.
 
+mod calibrate;
 mod convert;
 mod inspect;
 mod litert_run;
 mod quantize;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,10 @@ enum Command {
     Quantize(quantize::Args),
     /// Read a model and write it back unchanged (identity rewrite).
     Convert(convert::Args),
+    /// Run a model on samples with the reference interpreter; save or summarise outputs.
+    Run(run::Args),
+    /// Collect per-tensor ranges over calibration samples (ranges.json).
+    Calibrate(calibrate::Args),
     /// Run a model on the official LiteRT runtime through its C API (a debugging aid).
     #[command(hide = true)]
     LitertRun(litert_run::Args),
@@ -88,6 +94,8 @@ pub fn main() -> i32 {
         Command::Quantize(a) => quantize::run(a),
         Command::Convert(a) => convert::run(a),
         Command::LitertRun(a) => litert_run::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -146,6 +146,14 @@ fn read_npy_file<R: std::io::Read>(npy: npyz::NpyFile<R>, what: &str) -> Result<
     let data = match (kind, size) {
         (C::Float, 4) => ArrayData::F32(npy.into_vec().map_err(bad)?),
         (C::Float, 8) => ArrayData::F64(npy.into_vec().map_err(bad)?),
+        // float16 has no array type of its own here: widened to float32 (exact).
+        (C::Float, 2) => ArrayData::F32(
+            npy.into_vec::<half::f16>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        ),
         (C::Int, 1) => ArrayData::I8(npy.into_vec().map_err(bad)?),
         (C::Uint, 1) => ArrayData::U8(npy.into_vec().map_err(bad)?),
         (C::Int, 2) => ArrayData::I16(npy.into_vec().map_err(bad)?),

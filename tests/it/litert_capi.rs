@@ -247,11 +247,18 @@ fn intermediates_equal_the_python_interpreters_preserved_tensors() {
         let inputs = sample_inputs(&path, &model, 8);
         let tensors = activations(&model);
         let (py_out, py_tensors) = litert_run_all(&path, &inputs).unwrap();
+        // The Python helper keeps intermediates by running without the XNNPACK delegate
+        // (builtin kernels), so the C API runs the same kernels here.
+        let builtin = kernels(CpuKernels::Builtin);
         let run = lite
-            .run_with_tensors(&model, &tensors, &inputs, &default_opts())
+            .run_with_tensors(&model, &tensors, &inputs, &builtin)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         // Extra outputs change nothing: the outputs equal Python's and a plain run's.
-        let (plain, _) = run_default(&lite, &path, &inputs).unwrap();
+        let plain = lite
+            .open(&path, &builtin)
+            .unwrap()
+            .run_samples(&inputs)
+            .unwrap();
         assert_eq!(run.outputs.len(), py_out.len());
         for (k, o) in run.outputs.iter().enumerate() {
             assert!(same_bits(o, &py_out[k]), "{name}: output {k} vs Python");

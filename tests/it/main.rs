@@ -4,6 +4,8 @@
 mod common;
 
 mod bad_input;
+mod calib;
+mod interp;
 mod litert_capi;
 mod roundtrip;
 mod weights;

@@ -1,0 +1,504 @@
+//! Range observers: per tensor, a small state fed with every value the tensor takes
+//! on each sample, turned into a `(min, max)` range at the end. Memory per tensor is
+//! constant (a fixed-size histogram at most), whatever the number of samples.
+//!
+//! * `minmax` — global minimum and maximum (TF's calibrator).
+//! * `ema:C` — moving average of per-sample min/max, `new = C·old + (1−C)·sample`
+//!   (ai-edge-quantizer's `moving_average_update`); the first sample sets it.
+//! * `percentile:P` — the P-th and (100−P)-th percentiles from a histogram.
+//! * `mse` — the shrunk range `[t·min, t·max]` that minimises the expected squared
+//!   error of asymmetric int8 quantization over the histogram.
+//! * `entropy` — TensorRT's KL-divergence threshold on the |x| histogram
+//!   (128 quantized levels), clipped to `[min, max]`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// Which observer to use, with its parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ObserverKind {
+    #[default]
+    MinMax,
+    Ema(f32),
+    Percentile(f64),
+    Mse,
+    Entropy,
+}
+
+impl fmt::Display for ObserverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObserverKind::MinMax => write!(f, "minmax"),
+            ObserverKind::Ema(c) => write!(f, "ema:{c}"),
+            ObserverKind::Percentile(p) => write!(f, "percentile:{p}"),
+            ObserverKind::Mse => write!(f, "mse"),
+            ObserverKind::Entropy => write!(f, "entropy"),
+        }
+    }
+}
+
+impl FromStr for ObserverKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |why: &str| {
+            Error::Usage(format!(
+                "unknown observer {s:?}: {why}; use one of minmax, ema:0.95, percentile:99.99, mse, entropy"
+            ))
+        };
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        Ok(match (name, arg) {
+            ("minmax", None) => ObserverKind::MinMax,
+            ("mse", None) => ObserverKind::Mse,
+            ("entropy", None) => ObserverKind::Entropy,
+            ("ema", None) => ObserverKind::Ema(0.95),
+            ("ema", Some(a)) => {
+                let c: f32 = a
+                    .parse()
+                    .map_err(|_| bad("the ema factor is not a number"))?;
+                if !(0.0..1.0).contains(&c) {
+                    return Err(bad("the ema factor must be in [0, 1)"));
+                }
+                ObserverKind::Ema(c)
+            }
+            ("percentile", Some(a)) => {
+                let p: f64 = a
+                    .parse()
+                    .map_err(|_| bad("the percentile is not a number"))?;
+                if !(50.0..=100.0).contains(&p) {
+                    return Err(bad("the percentile must be in [50, 100]"));
+                }
+                ObserverKind::Percentile(p)
+            }
+            ("percentile", None) => {
+                return Err(bad("percentile needs a value, e.g. percentile:99.99"));
+            }
+            _ => return Err(bad("not an observer name")),
+        })
+    }
+}
+
+/// Bins of the symmetric histogram `[-r, r]` (even; the middle is 0).
+pub const HIST_BINS: usize = 8192;
+
+/// A histogram over `[-r, r]` whose range doubles (merging bin pairs) when a value
+/// falls outside, so it never needs a second pass.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    pub r: f64,
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            r: 0.0,
+            counts: vec![0; HIST_BINS],
+        }
+    }
+
+    fn width(&self) -> f64 {
+        2.0 * self.r / HIST_BINS as f64
+    }
+
+    fn grow_to(&mut self, a: f64) {
+        if self.r == 0.0 {
+            self.r = a.max(f64::MIN_POSITIVE);
+            return;
+        }
+        while a > self.r {
+            let mut next = vec![0u64; HIST_BINS];
+            for (i, &c) in self.counts.iter().enumerate() {
+                next[HIST_BINS / 4 + i / 2] += c;
+            }
+            self.counts = next;
+            self.r *= 2.0;
+        }
+    }
+
+    fn add(&mut self, xs: &[f32], lo: f32, hi: f32) {
+        let a = (lo.abs().max(hi.abs())) as f64;
+        if a > self.r || self.r == 0.0 {
+            self.grow_to(a);
+        }
+        let scale = HIST_BINS as f64 / (2.0 * self.r);
+        let last = HIST_BINS - 1;
+        for &x in xs {
+            if !x.is_finite() {
+                continue;
+            }
+            let b = ((x as f64 + self.r) * scale) as isize;
+            self.counts[(b.max(0) as usize).min(last)] += 1;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn center(&self, i: usize) -> f64 {
+        -self.r + (i as f64 + 0.5) * self.width()
+    }
+}
+
+/// The state of one tensor's observer.
+#[derive(Debug, Clone)]
+pub struct TensorStats {
+    pub min: f32,
+    pub max: f32,
+    ema: Option<(f32, f32)>,
+    hist: Option<Histogram>,
+    pub samples: u64,
+}
+
+impl TensorStats {
+    pub fn new(kind: ObserverKind) -> Self {
+        TensorStats {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            ema: None,
+            hist: matches!(
+                kind,
+                ObserverKind::Percentile(_) | ObserverKind::Mse | ObserverKind::Entropy
+            )
+            .then(Histogram::new),
+            samples: 0,
+        }
+    }
+
+    /// Feeds the values one tensor took on one sample (NaN and ±inf are ignored: no
+    /// finite range can represent them).
+    pub fn observe(&mut self, kind: ObserverKind, xs: &[f32]) {
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for &x in xs.iter().filter(|x| x.is_finite()) {
+            if x < lo {
+                lo = x;
+            }
+            if x > hi {
+                hi = x;
+            }
+        }
+        if lo > hi {
+            return;
+        }
+        self.samples += 1;
+        self.min = self.min.min(lo);
+        self.max = self.max.max(hi);
+        if let ObserverKind::Ema(c) = kind {
+            self.ema = Some(match self.ema {
+                None => (lo, hi),
+                Some((a, b)) => (c * a + (1.0 - c) * lo, c * b + (1.0 - c) * hi),
+            });
+        }
+        if let Some(h) = &mut self.hist {
+            h.add(xs, lo, hi);
+        }
+    }
+
+    /// The range this observer chose; `None` if the tensor never had a value.
+    pub fn range(&self, kind: ObserverKind) -> Option<(f32, f32)> {
+        if self.samples == 0 {
+            return None;
+        }
+        let (min, max) = (self.min, self.max);
+        let clip = |lo: f64, hi: f64| -> (f32, f32) {
+            let lo = (lo as f32).clamp(min, max);
+            let hi = (hi as f32).clamp(min, max);
+            (lo.min(hi), hi.max(lo))
+        };
+        Some(match kind {
+            ObserverKind::MinMax => (min, max),
+            ObserverKind::Ema(_) => self.ema.unwrap_or((min, max)),
+            ObserverKind::Percentile(p) => {
+                let h = self.hist.as_ref()?;
+                let (lo, hi) = percentile_range(h, p);
+                clip(lo, hi)
+            }
+            ObserverKind::Mse => {
+                let h = self.hist.as_ref()?;
+                let (lo, hi) = mse_range(h, min as f64, max as f64);
+                clip(lo, hi)
+            }
+            ObserverKind::Entropy => {
+                let h = self.hist.as_ref()?;
+                let t = entropy_threshold(h);
+                clip(-t, t)
+            }
+        })
+    }
+}
+
+/// Lower and upper percentile bounds (bin edges) of a histogram.
+pub fn percentile_range(h: &Histogram, p: f64) -> (f64, f64) {
+    let total = h.total() as f64;
+    let w = h.width();
+    let tail = total * (100.0 - p) / 100.0;
+    // Lowest edge with more than `tail` values below it...
+    let mut acc = 0f64;
+    let mut lo = -h.r;
+    for (i, &c) in h.counts.iter().enumerate() {
+        if acc + c as f64 > tail {
+            lo = -h.r + i as f64 * w;
+            break;
+        }
+        acc += c as f64;
+    }
+    // ...and highest edge with more than `tail` values above it.
+    acc = 0.0;
+    let mut hi = h.r;
+    for (i, &c) in h.counts.iter().enumerate().rev() {
+        if acc + c as f64 > tail {
+            hi = -h.r + (i + 1) as f64 * w;
+            break;
+        }
+        acc += c as f64;
+    }
+    (lo, hi)
+}
+
+/// Expected squared error of asymmetric 8-bit quantization on `[lo, hi]` (widened to
+/// include 0, as the quantizer does) over the non-empty bins `(centre, count)`.
+fn quant_mse(bins: &[(f64, f64)], lo: f64, hi: f64) -> f64 {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = (hi - lo) / 255.0;
+    if scale <= 0.0 {
+        return f64::INFINITY;
+    }
+    let zp = (-128.0 - lo / scale).round();
+    bins.iter()
+        .map(|&(x, c)| {
+            let q = ((x / scale).round() + zp).clamp(-128.0, 127.0);
+            let d = x - (q - zp) * scale;
+            c * d * d
+        })
+        .sum()
+}
+
+/// The range `[a·min, b·max]`, a and b in (0, 1], with the least quantization MSE: a
+/// 20×20 grid, then a 20×20 refinement around the best point.
+pub fn mse_range(h: &Histogram, min: f64, max: f64) -> (f64, f64) {
+    let bins: Vec<(f64, f64)> = h
+        .counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, &c)| (h.center(i), c as f64))
+        .collect();
+    let mut best = (1.0, 1.0, quant_mse(&bins, min, max));
+    let search = |a0: f64, a1: f64, b0: f64, b1: f64, best: &mut (f64, f64, f64)| {
+        const STEPS: usize = 20;
+        for i in 0..=STEPS {
+            let a = a0 + (a1 - a0) * i as f64 / STEPS as f64;
+            for j in 0..=STEPS {
+                let b = b0 + (b1 - b0) * j as f64 / STEPS as f64;
+                if a <= 0.0 || b <= 0.0 || a > 1.0 || b > 1.0 {
+                    continue;
+                }
+                let e = quant_mse(&bins, min * a, max * b);
+                if e < best.2 {
+                    *best = (a, b, e);
+                }
+            }
+        }
+    };
+    search(0.0, 1.0, 0.0, 1.0, &mut best);
+    let (a, b) = (best.0, best.1);
+    search(a - 0.05, a + 0.05, b - 0.05, b + 0.05, &mut best);
+    (min * best.0, max * best.1)
+}
+
+/// TensorRT's entropy calibration: the |x| threshold whose 128-level quantized
+/// distribution has the least KL divergence from the clipped original.
+pub fn entropy_threshold(h: &Histogram) -> f64 {
+    const LEVELS: usize = 128;
+    // Fold to |x|: 2048 bins over [0, r] (pairs of the half histogram).
+    let half = HIST_BINS / 2;
+    let group = 2;
+    let nb = half / group;
+    let mut abs = vec![0f64; nb];
+    for (i, &c) in h.counts.iter().enumerate() {
+        let d = if i >= half { i - half } else { half - 1 - i };
+        abs[d / group] += c as f64;
+    }
+    let w = h.r / nb as f64;
+    let last = abs.iter().rposition(|&c| c > 0.0).map_or(0, |i| i + 1);
+    if last <= LEVELS {
+        return last as f64 * w;
+    }
+    // suffix[i] = values at or beyond bin i (the outliers of threshold i).
+    let mut suffix = vec![0f64; nb + 1];
+    for i in (0..nb).rev() {
+        suffix[i] = suffix[i + 1] + abs[i];
+    }
+    let mut best = (f64::INFINITY, last);
+    let mut p = vec![0f64; nb];
+    let mut q = vec![0f64; nb];
+    for i in LEVELS..=last {
+        // Reference distribution: the first i bins, outliers folded into the last.
+        p[..i].copy_from_slice(&abs[..i]);
+        p[i - 1] += suffix[i];
+        // Candidate: the first i bins (without outliers) merged into LEVELS levels,
+        // each spread back over its non-empty bins.
+        for l in 0..LEVELS {
+            let (s, e) = (l * i / LEVELS, (l + 1) * i / LEVELS);
+            let sum: f64 = abs[s..e].iter().sum();
+            let nz = abs[s..e].iter().filter(|&&c| c > 0.0).count();
+            for k in s..e {
+                q[k] = if abs[k] > 0.0 { sum / nz as f64 } else { 0.0 };
+            }
+        }
+        let (ps, qs): (f64, f64) = (p[..i].iter().sum(), q[..i].iter().sum());
+        if ps <= 0.0 || qs <= 0.0 {
+            continue;
+        }
+        let mut kl = 0.0;
+        for k in 0..i {
+            if p[k] > 0.0 {
+                let pk = p[k] / ps;
+                // A non-empty reference bin over an empty candidate one (the folded
+                // outliers): smoothed instead of an infinite divergence.
+                let qk = (q[k] / qs).max(1e-12);
+                kl += pk * (pk / qk).ln();
+            }
+        }
+        if kl < best.0 {
+            best = (kl, i);
+        }
+    }
+    best.1 as f64 * w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::{Distribution, Normal};
+
+    fn feed(kind: ObserverKind, samples: &[Vec<f32>]) -> (f32, f32) {
+        let mut s = TensorStats::new(kind);
+        for x in samples {
+            s.observe(kind, x);
+        }
+        s.range(kind).unwrap()
+    }
+
+    fn gaussian(seed: u64, n: usize, per: usize) -> Vec<Vec<f32>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let d = Normal::new(0.0f32, 1.0).unwrap();
+        (0..n)
+            .map(|_| (0..per).map(|_| d.sample(&mut rng)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn parses_observer_names() {
+        assert_eq!(
+            "minmax".parse::<ObserverKind>().unwrap(),
+            ObserverKind::MinMax
+        );
+        assert_eq!(
+            "ema:0.9".parse::<ObserverKind>().unwrap(),
+            ObserverKind::Ema(0.9)
+        );
+        assert_eq!(
+            "percentile:99.9".parse::<ObserverKind>().unwrap(),
+            ObserverKind::Percentile(99.9)
+        );
+        for bad in ["median", "ema:2", "percentile", "percentile:abc", "mse:3"] {
+            let e = bad.parse::<ObserverKind>().unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("minmax, ema:0.95"), "{e}");
+        }
+    }
+
+    #[test]
+    fn minmax_and_ema_on_known_samples() {
+        let s = vec![vec![0.0, 1.0], vec![-2.0, 3.0], vec![-1.0, 1.0]];
+        assert_eq!(feed(ObserverKind::MinMax, &s), (-2.0, 3.0));
+        // ema 0.5: (0,1) → (-1, 2) → (-1, 1.5)
+        assert_eq!(feed(ObserverKind::Ema(0.5), &s), (-1.0, 1.5));
+    }
+
+    #[test]
+    fn percentile_of_a_gaussian_matches_its_quantiles() {
+        // 99.9th percentile of N(0,1) = 3.090; histogram bins are r/4096 wide and the
+        // empirical quantile of 400k values has a standard error of about 0.01.
+        let s = gaussian(1, 100, 4000);
+        let (lo, hi) = feed(ObserverKind::Percentile(99.9), &s);
+        assert!((hi - 3.090).abs() < 0.05, "hi {hi}");
+        assert!((lo + 3.090).abs() < 0.05, "lo {lo}");
+        // 100 keeps the full range.
+        let (lo, hi) = feed(ObserverKind::Percentile(100.0), &s);
+        let (mn, mx) = feed(ObserverKind::MinMax, &s);
+        assert!(
+            (lo - mn).abs() <= 2.0 * mx / HIST_BINS as f32
+                && (hi - mx).abs() <= 2.0 * mx / HIST_BINS as f32
+        );
+    }
+
+    #[test]
+    fn mse_clips_a_long_tail_but_keeps_a_uniform_range() {
+        // Uniform in [-1, 1]: clipping only adds error, the full range is best.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let u: Vec<Vec<f32>> = (0..20)
+            .map(|_| (0..5000).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        let (lo, hi) = feed(ObserverKind::Mse, &u);
+        assert!(lo < -0.97 && hi > 0.97, "uniform: [{lo}, {hi}]");
+        // Laplace(b = 1), 100k values: max |x| is about ln(100k) ≈ 11.5; the MSE-optimal
+        // 8-bit clipping of a Laplace is about 9.9 b (Banner et al. 2019), so the range
+        // must shrink on both sides, but not below a few b.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let e = rand_distr::Exp::new(1.0f32).unwrap();
+        let l: Vec<Vec<f32>> = (0..20)
+            .map(|_| {
+                (0..5000)
+                    .map(|_| e.sample(&mut rng) * if rng.random_bool(0.5) { 1.0 } else { -1.0 })
+                    .collect()
+            })
+            .collect();
+        let (mn, mx) = feed(ObserverKind::MinMax, &l);
+        let (lo, hi) = feed(ObserverKind::Mse, &l);
+        assert!(hi < mx * 0.97 && hi > 5.0, "laplace hi {hi} (max {mx})");
+        assert!(lo > mn * 0.97 && lo < -5.0, "laplace lo {lo} (min {mn})");
+    }
+
+    #[test]
+    fn entropy_threshold_of_a_gaussian_is_a_few_sigma() {
+        // TensorRT-style KL thresholds for N(0,1) with 128 levels land around 2.5–5σ,
+        // inside the ~4.4σ maximum of 100k values.
+        let g = gaussian(4, 20, 5000);
+        let (_, mx) = feed(ObserverKind::MinMax, &g);
+        let (lo, hi) = feed(ObserverKind::Entropy, &g);
+        assert!(hi > 2.5 && hi < mx, "hi {hi} (max {mx})");
+        assert!(lo < -2.5, "lo {lo}");
+        // An outlier at 100 must not drag the threshold along (the histogram then
+        // spans ±128, so the smallest threshold of 128 of 2048 bins is 8).
+        let mut g = g;
+        g[0][0] = 100.0;
+        let (_, hi) = feed(ObserverKind::Entropy, &g);
+        assert!(hi > 2.5 && hi < 20.0, "with outlier: hi {hi}");
+        // All non-negative data: the lower bound stays at the minimum (0).
+        let r: Vec<Vec<f32>> = gaussian(5, 10, 5000)
+            .into_iter()
+            .map(|v| v.into_iter().map(f32::abs).collect())
+            .collect();
+        let (lo, _) = feed(ObserverKind::Entropy, &r);
+        assert!(lo >= 0.0, "lo {lo}");
+    }
+
+    #[test]
+    fn histogram_growth_preserves_counts_and_positions() {
+        let mut h = Histogram::new();
+        h.add(&[0.5, -0.5], -0.5, 0.5);
+        h.add(&[3.0], 3.0, 3.0);
+        assert_eq!(h.total(), 3);
+        assert!(h.r >= 3.0);
+        let (lo, hi) = percentile_range(&h, 100.0);
+        assert!(lo <= -0.5 && hi >= 3.0);
+    }
+}

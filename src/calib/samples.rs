@@ -1,0 +1,569 @@
+//! Sample sources for calibration and `run`, streamed one sample at a time (memory does
+//! not grow with the number of samples):
+//!
+//! * `.npy` for a single-input model: `[N, d1..dk]` where the input is `[1, d1..dk]`
+//!   (the batch dimension of 1 implied), or `[N, 1, d1..dk]`;
+//! * `.npz` with one such array per input, found by input tensor name, signature input
+//!   name, or `input_0`, `input_1`… in input order (compressed archives are inflated to
+//!   a temporary file, never to memory);
+//! * a directory of PNG/JPEG images for a single NHWC input (C = 1 or 3), resized to the
+//!   input size, normalised by `--mean/--std` or `--scale/--offset`, RGB or BGR.
+//!
+//! Float samples for an int8/uint8/int16 input with quantization parameters are
+//! quantized with them. Anything else that does not fit says what was expected and
+//! what was found ([`Error::Data`], exit code 2).
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fb::{self, TensorType};
+use crate::interp::value::{self, Data, Value};
+use crate::ir::{Model, QuantParams};
+
+/// How image files become input values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageOptions {
+    pub normalize: Normalize,
+    pub channels: ChannelOrder,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions {
+            normalize: Normalize::ScaleOffset {
+                scale: 1.0 / 255.0,
+                offset: 0.0,
+            },
+            channels: ChannelOrder::Rgb,
+        }
+    }
+}
+
+/// Pixel (0..=255) → input value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normalize {
+    /// `(pixel - mean[c]) / std[c]`; one value or one per channel.
+    MeanStd { mean: Vec<f32>, std: Vec<f32> },
+    /// `pixel * scale + offset` (default: scale 1/255, offset 0, i.e. [0, 1]).
+    ScaleOffset { scale: f32, offset: f32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOrder {
+    Rgb,
+    Bgr,
+}
+
+/// Options of a sample source.
+#[derive(Debug, Clone, Default)]
+pub struct SampleOptions {
+    /// Use at most this many samples.
+    pub max_samples: Option<usize>,
+    pub image: ImageOptions,
+}
+
+/// What one model input expects.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub index: usize,
+    pub tensor: usize,
+    pub name: String,
+    pub signature_name: Option<String>,
+    pub dtype: TensorType,
+    /// Shape signature (-1 = any size).
+    pub shape: Vec<i64>,
+    pub quant: Option<QuantParams>,
+}
+
+impl InputSpec {
+    /// The inputs of subgraph 0.
+    pub fn of_model(model: &Model) -> Vec<InputSpec> {
+        let Some(sg) = model.subgraphs.first() else {
+            return Vec::new();
+        };
+        let sig = model.signature_defs.iter().find(|s| s.subgraph_index == 0);
+        sg.inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &t)| {
+                let ti = usize::try_from(t).ok()?;
+                let tensor = sg.tensors.get(ti)?;
+                let shape = match &tensor.shape_signature {
+                    Some(s) if !s.is_empty() => s.iter().map(|&d| d as i64).collect(),
+                    _ => tensor.shape.iter().map(|&d| d as i64).collect(),
+                };
+                Some(InputSpec {
+                    index: i,
+                    tensor: ti,
+                    name: tensor.name.clone(),
+                    signature_name: sig.and_then(|s| {
+                        s.inputs
+                            .iter()
+                            .find(|m| m.tensor_index as usize == ti)
+                            .and_then(|m| m.name.clone())
+                    }),
+                    dtype: tensor.dtype,
+                    shape,
+                    quant: tensor.quantized().cloned(),
+                })
+            })
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        format!("input {} ({:?})", self.index, self.name)
+    }
+
+    fn shape_text(&self) -> String {
+        let d: Vec<String> = self
+            .shape
+            .iter()
+            .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+            .collect();
+        format!("[{}]", d.join(","))
+    }
+
+    fn fits(&self, shape: &[usize]) -> bool {
+        shape.len() == self.shape.len()
+            && shape
+                .iter()
+                .zip(&self.shape)
+                .all(|(&d, &s)| s < 0 || d as i64 == s)
+    }
+
+    /// The per-sample value shape for data whose samples have `rest` (the data shape
+    /// without its first axis); `None` if it does not fit.
+    fn sample_shape(&self, rest: &[usize]) -> Option<Vec<usize>> {
+        if self.fits(rest) {
+            return Some(rest.to_vec());
+        }
+        let mut b = vec![1];
+        b.extend_from_slice(rest);
+        (matches!(self.shape.first(), Some(&1) | Some(&-1)) && self.fits(&b)).then_some(b)
+    }
+
+    fn numpy_dtype(&self) -> String {
+        fb::dtype_name(self.dtype).to_lowercase()
+    }
+
+    /// Converts a sample's data to this input's type: same type, or float for a
+    /// quantized integer input (quantized with its parameters).
+    fn convert(&self, shape: Vec<usize>, data: Data, what: &str) -> Result<Value> {
+        let v = Value::new(shape, data)
+            .ok_or_else(|| Error::Internal(format!("{what}: sample size mismatch")))?;
+        if v.dtype() == self.dtype {
+            return Ok(v);
+        }
+        if let (Some(q), TensorType::Float32) = (&self.quant, v.dtype())
+            && let Some(qv) = value::quantize(&v, q, self.dtype)
+        {
+            return Ok(qv);
+        }
+        Err(Error::Data(format!(
+            "{what}: {} expects {} samples, got {}",
+            self.describe(),
+            self.numpy_dtype(),
+            fb::dtype_name(v.dtype()).to_lowercase()
+        )))
+    }
+}
+
+/// Reads `n` elements at a time from an array file.
+type ElementReader = Box<dyn FnMut(usize) -> std::io::Result<Data>>;
+
+struct ArrayStream {
+    read: ElementReader,
+    what: String,
+    n: usize,
+    per: usize,
+    sample_shape: Vec<usize>,
+    spec: InputSpec,
+}
+
+impl ArrayStream {
+    fn open<R: Read + 'static>(
+        npy: npyz::NpyFile<R>,
+        what: String,
+        spec: &InputSpec,
+    ) -> Result<ArrayStream> {
+        if npy.order() == npyz::Order::Fortran {
+            return Err(Error::Data(format!(
+                "{what}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray(a)"
+            )));
+        }
+        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        let dtype = npy.dtype();
+        let npyz::DType::Plain(ts) = &dtype else {
+            return Err(Error::Data(format!(
+                "{what}: structured arrays are not supported"
+            )));
+        };
+        let (kind, size) = (ts.type_char(), ts.size_field());
+        let expected = || {
+            let rest: Vec<String> = spec
+                .shape
+                .iter()
+                .skip(1)
+                .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+                .collect();
+            format!(
+                "{} is {} {}: expected data of shape [N,{}] or [N,{}]",
+                spec.describe(),
+                spec.numpy_dtype(),
+                spec.shape_text(),
+                rest.join(","),
+                spec.shape_text().trim_matches(['[', ']'])
+            )
+        };
+        let Some((&n, rest)) = shape.split_first() else {
+            return Err(Error::Data(format!("{what}: a scalar; {}", expected())));
+        };
+        let Some(sample_shape) = spec.sample_shape(rest) else {
+            return Err(Error::Data(format!(
+                "{what}: got data of shape {shape:?} {}; {}",
+                ts,
+                expected()
+            )));
+        };
+        let per: usize = rest.iter().product();
+        macro_rules! reader {
+            ($t:ty, $var:ident) => {{
+                let mut r = npy
+                    .data::<$t>()
+                    .map_err(|e| Error::Data(format!("{what}: {e}")))?;
+                Box::new(move |k: usize| {
+                    let v: std::io::Result<Vec<$t>> = r.by_ref().take(k).collect();
+                    Ok(Data::$var(v?))
+                }) as ElementReader
+            }};
+        }
+        use npyz::TypeChar as C;
+        let read = match (kind, size) {
+            (C::Float, 4) => reader!(f32, F32),
+            (C::Float, 8) => reader!(f64, F64),
+            (C::Int, 1) => reader!(i8, I8),
+            (C::Uint, 1) => reader!(u8, U8),
+            (C::Int, 2) => reader!(i16, I16),
+            (C::Int, 4) => reader!(i32, I32),
+            (C::Uint, 4) => reader!(u32, U32),
+            (C::Int, 8) => reader!(i64, I64),
+            (C::Bool, 1) => reader!(bool, Bool),
+            _ => {
+                return Err(Error::Data(format!(
+                    "{what}: element type {ts} not supported; {}",
+                    expected()
+                )));
+            }
+        };
+        let data_t = match (kind, size) {
+            (C::Float, 4) => TensorType::Float32,
+            (C::Float, 8) => TensorType::Float64,
+            (C::Int, 1) => TensorType::Int8,
+            (C::Uint, 1) => TensorType::Uint8,
+            (C::Int, 2) => TensorType::Int16,
+            (C::Int, 4) => TensorType::Int32,
+            (C::Uint, 4) => TensorType::Uint32,
+            (C::Int, 8) => TensorType::Int64,
+            _ => TensorType::Bool,
+        };
+        let quantizable = data_t == TensorType::Float32 && spec.quant.is_some();
+        if data_t != spec.dtype && !quantizable {
+            let hint = if data_t == TensorType::Float64 && spec.dtype == TensorType::Float32 {
+                " (use a.astype(np.float32))"
+            } else {
+                ""
+            };
+            return Err(Error::Data(format!(
+                "{what}: {} expects {} samples, got {}{hint}",
+                spec.describe(),
+                spec.numpy_dtype(),
+                fb::dtype_name(data_t).to_lowercase()
+            )));
+        }
+        let s = ArrayStream {
+            read,
+            what,
+            n,
+            per,
+            sample_shape,
+            spec: spec.clone(),
+        };
+        Ok(s)
+    }
+
+    fn next(&mut self) -> Result<Value> {
+        let data = (self.read)(self.per).map_err(|e| Error::Data(format!("{}: {e}", self.what)))?;
+        if data.len() != self.per {
+            return Err(Error::Data(format!("{}: file ends early", self.what)));
+        }
+        self.spec
+            .convert(self.sample_shape.clone(), data, &self.what)
+    }
+}
+
+fn open_npy(path: &Path, spec: &InputSpec) -> Result<ArrayStream> {
+    let f = BufReader::new(File::open(path).map_err(|e| Error::input(path, e))?);
+    let npy = npyz::NpyFile::new(f)
+        .map_err(|e| Error::Data(format!("{}: not a valid .npy file: {e}", path.display())))?;
+    ArrayStream::open(npy, path.display().to_string(), spec)
+}
+
+/// Opens one member of an `.npz` as a stream of its own: stored members are read in
+/// place, compressed ones are inflated into an anonymous temporary file first.
+fn open_npz_member(path: &Path, name: &str, spec: &InputSpec) -> Result<ArrayStream> {
+    let what = format!("{}[{name}]", path.display());
+    let bad = |e: &dyn std::fmt::Display| Error::Data(format!("{what}: {e}"));
+    let file = File::open(path).map_err(|e| Error::input(path, e))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| bad(&e))?;
+    let member = format!("{name}.npy");
+    let mut entry = zip.by_name(&member).map_err(|e| bad(&e))?;
+    let reader: Box<dyn Read> = if entry.compression() == zip::CompressionMethod::Stored {
+        let (start, size) = (entry.data_start(), entry.size());
+        let mut f = File::open(path).map_err(|e| Error::input(path, e))?;
+        f.seek(SeekFrom::Start(start)).map_err(|e| bad(&e))?;
+        Box::new(BufReader::new(f.take(size)))
+    } else {
+        let mut tmp = tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        std::io::copy(&mut entry, &mut tmp).map_err(|e| bad(&e))?;
+        tmp.seek(SeekFrom::Start(0)).map_err(|e| bad(&e))?;
+        Box::new(BufReader::new(tmp))
+    };
+    let npy = npyz::NpyFile::new(reader).map_err(|e| bad(&e))?;
+    ArrayStream::open(npy, what, spec)
+}
+
+fn npz_names(path: &Path) -> Result<Vec<String>> {
+    let f = BufReader::new(File::open(path).map_err(|e| Error::input(path, e))?);
+    let z = npyz::npz::NpzArchive::new(f)
+        .map_err(|e| Error::Data(format!("{}: not a valid .npz file: {e}", path.display())))?;
+    Ok(z.array_names().map(String::from).collect())
+}
+
+enum Kind {
+    Arrays(Vec<ArrayStream>),
+    Images {
+        files: Vec<PathBuf>,
+        spec: Box<InputSpec>,
+        opts: ImageOptions,
+    },
+}
+
+/// A stream of samples, one value per model input each.
+pub struct Samples {
+    kind: Kind,
+    total: usize,
+    next: usize,
+}
+
+impl Samples {
+    /// Opens `path` (.npy, .npz or a directory of images) for the inputs of `model`.
+    pub fn open(path: &Path, model: &Model, opts: &SampleOptions) -> Result<Samples> {
+        let specs = InputSpec::of_model(model);
+        let meta = std::fs::metadata(path).map_err(|e| Error::input(path, e))?;
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let kind = if meta.is_dir() {
+            let [spec] = specs.as_slice() else {
+                return Err(Error::Data(format!(
+                    "{}: an image directory feeds a single-input model; this one has {} inputs (use .npz)",
+                    path.display(),
+                    specs.len()
+                )));
+            };
+            image_source(path, spec, &opts.image)?
+        } else if ext == "npy" {
+            let [spec] = specs.as_slice() else {
+                return Err(Error::Data(format!(
+                    "{}: a .npy file feeds a single-input model; this one has {} inputs (use .npz with one array per input)",
+                    path.display(),
+                    specs.len()
+                )));
+            };
+            Kind::Arrays(vec![open_npy(path, spec)?])
+        } else if ext == "npz" {
+            let names = npz_names(path)?;
+            let mut streams = Vec::new();
+            for spec in &specs {
+                let mut wanted = vec![spec.name.clone()];
+                wanted.extend(spec.signature_name.clone());
+                wanted.push(format!("input_{}", spec.index));
+                let found = wanted
+                    .iter()
+                    .find(|w| names.contains(w))
+                    .cloned()
+                    .or_else(|| (names.len() == 1 && specs.len() == 1).then(|| names[0].clone()));
+                let Some(name) = found else {
+                    return Err(Error::Data(format!(
+                        "{}: no array for {} (looked for {}); the file has {}",
+                        path.display(),
+                        spec.describe(),
+                        wanted
+                            .iter()
+                            .map(|w| format!("{w:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        names.join(", ")
+                    )));
+                };
+                streams.push(open_npz_member(path, &name, spec)?);
+            }
+            if let Some(first) = streams.first() {
+                for s in &streams {
+                    if s.n != first.n {
+                        return Err(Error::Data(format!(
+                            "{}: {} holds {} samples but {} holds {}",
+                            path.display(),
+                            first.what,
+                            first.n,
+                            s.what,
+                            s.n
+                        )));
+                    }
+                }
+            }
+            Kind::Arrays(streams)
+        } else {
+            return Err(Error::Usage(format!(
+                "{}: calibration data must be a .npy or .npz file or a directory of images",
+                path.display()
+            )));
+        };
+        let available = match &kind {
+            Kind::Arrays(s) => s.first().map_or(1, |s| s.n),
+            Kind::Images { files, .. } => files.len(),
+        };
+        let total = opts.max_samples.map_or(available, |m| m.min(available));
+        Ok(Samples {
+            kind,
+            total,
+            next: 0,
+        })
+    }
+
+    /// Number of samples this source yields.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+impl Iterator for Samples {
+    type Item = Result<Vec<Value>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.total {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        Some(match &mut self.kind {
+            Kind::Arrays(streams) => streams.iter_mut().map(|s| s.next()).collect(),
+            Kind::Images { files, spec, opts } => {
+                load_image(&files[i], spec, opts).map(|v| vec![v])
+            }
+        })
+    }
+}
+
+fn image_source(dir: &Path, spec: &InputSpec, opts: &ImageOptions) -> Result<Kind> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::input(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| {
+                matches!(
+                    e.to_string_lossy().to_lowercase().as_str(),
+                    "png" | "jpg" | "jpeg"
+                )
+            })
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Data(format!(
+            "{}: no .png/.jpg/.jpeg images in the directory",
+            dir.display()
+        )));
+    }
+    let ok = spec.shape.len() == 4
+        && spec.shape[1] > 0
+        && spec.shape[2] > 0
+        && matches!(spec.shape[3], 1 | 3);
+    if !ok {
+        return Err(Error::Data(format!(
+            "{}: images need an NHWC input with 1 or 3 channels and a fixed size; {} is {}",
+            dir.display(),
+            spec.describe(),
+            spec.shape_text()
+        )));
+    }
+    if let Normalize::MeanStd { mean, std } = &opts.normalize {
+        let c = spec.shape[3] as usize;
+        for (n, v) in [("--mean", mean), ("--std", std)] {
+            if v.len() != 1 && v.len() != c {
+                return Err(Error::Usage(format!(
+                    "{n} has {} values; give 1 or {c} (one per channel)",
+                    v.len()
+                )));
+            }
+        }
+        if std.contains(&0.0) {
+            return Err(Error::Usage("--std must not contain 0".into()));
+        }
+    }
+    Ok(Kind::Images {
+        files,
+        spec: Box::new(spec.clone()),
+        opts: opts.clone(),
+    })
+}
+
+fn load_image(path: &Path, spec: &InputSpec, opts: &ImageOptions) -> Result<Value> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| Error::input(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::input(path, e))?
+        .decode()
+        .map_err(|e| Error::Data(format!("{}: cannot decode image: {e}", path.display())))?;
+    let (h, w, c) = (
+        spec.shape[1] as u32,
+        spec.shape[2] as u32,
+        spec.shape[3] as usize,
+    );
+    let img = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
+    let mut pixels: Vec<u8> = if c == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        img.to_rgb8().into_raw()
+    };
+    if c == 3 && opts.channels == ChannelOrder::Bgr {
+        for px in pixels.chunks_exact_mut(3) {
+            px.swap(0, 2);
+        }
+    }
+    let shape = vec![1, h as usize, w as usize, c];
+    let what = path.display().to_string();
+    if spec.dtype == TensorType::Uint8 && spec.quant.is_none() {
+        return spec.convert(shape, Data::U8(pixels), &what);
+    }
+    let at = |v: &[f32], ch: usize| if v.len() == 1 { v[0] } else { v[ch] };
+    let vals: Vec<f32> = pixels
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let p = p as f32;
+            match &opts.normalize {
+                Normalize::MeanStd { mean, std } => (p - at(mean, i % c)) / at(std, i % c),
+                Normalize::ScaleOffset { scale, offset } => p * scale + offset,
+            }
+        })
+        .collect();
+    spec.convert(shape, Data::F32(vals), &what)
+}

@@ -1,0 +1,564 @@
+//! NHWC convolutions and pooling: CONV_2D (im2col + GEMM fast path, grouped and
+//! reference versions), DEPTHWISE_CONV_2D (row-parallel fast path + reference),
+//! TRANSPOSE_CONV, AVERAGE/MAX/L2 pooling. Padding follows TFLite's
+//! `ComputePaddingHeightWidth`: SAME pads `total / 2` before, the rest after.
+
+use rayon::prelude::*;
+
+use crate::fb::{ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O, Padding};
+
+use super::gemm::{Mat, sgemm};
+use super::{Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, to_usize};
+use crate::interp::value::Value;
+
+/// Geometry of one spatial dimension of a window op.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dim {
+    pub input: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub output: usize,
+    /// Padding before the first element.
+    pub pad: usize,
+}
+
+impl Dim {
+    fn new(pad: Padding, input: usize, kernel: usize, stride: i32, dilation: i32) -> KResult<Dim> {
+        ensure!(
+            stride >= 1 && dilation >= 1,
+            "stride {stride} and dilation {dilation} must be >= 1"
+        );
+        ensure!(kernel >= 1, "window size must be >= 1");
+        let (stride, dilation) = (stride as usize, dilation as usize);
+        let eff = (kernel - 1) * dilation + 1;
+        let output = match pad {
+            Padding::Same => input.div_ceil(stride),
+            Padding::Valid => {
+                if input >= eff {
+                    (input - eff + stride) / stride
+                } else {
+                    0
+                }
+            }
+        };
+        let total = ((output.max(1) - 1) * stride + eff).saturating_sub(input);
+        Ok(Dim {
+            input,
+            kernel,
+            stride,
+            dilation,
+            output,
+            pad: total / 2,
+        })
+    }
+
+    /// Input coordinate of output `o`, window tap `k` (may be outside the input).
+    #[inline]
+    fn src(&self, o: usize, k: usize) -> Option<usize> {
+        let p = (o * self.stride + k * self.dilation) as isize - self.pad as isize;
+        (p >= 0 && (p as usize) < self.input).then_some(p as usize)
+    }
+}
+
+fn nhwc(v: &Value, what: &str) -> KResult<[usize; 4]> {
+    match v.shape.as_slice() {
+        &[n, h, w, c] => Ok([n, h, w, c]),
+        s => bad!("{what} must be 4-D NHWC, got shape {s:?}"),
+    }
+}
+
+fn bias_of<'a>(ins: &Ins<'a>, i: usize, n: usize) -> KResult<Option<&'a [f32]>> {
+    match ins.opt(i) {
+        None => Ok(None),
+        Some(_) => {
+            let b = ins.f32(i)?;
+            ensure!(b.len() == n, "bias has {} elements, expected {n}", b.len());
+            Ok(Some(b))
+        }
+    }
+}
+
+/// Parameters of a CONV_2D, shared by the fast and the reference kernel.
+pub(crate) struct ConvGeom {
+    pub batch: usize,
+    pub in_c: usize,
+    pub out_c: usize,
+    pub filter_c: usize,
+    pub h: Dim,
+    pub w: Dim,
+}
+
+/// Reference CONV_2D (any groups): one accumulation per output element.
+pub(crate) fn conv2d_reference(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let groups = g.in_c / g.filter_c;
+    let oc_per_group = g.out_c / groups;
+    let (kh, kw) = (g.h.kernel, g.w.kernel);
+    let mut out = vec![0f32; g.batch * g.h.output * g.w.output * g.out_c];
+    let mut o = 0;
+    for b in 0..g.batch {
+        for oy in 0..g.h.output {
+            for ox in 0..g.w.output {
+                for oc in 0..g.out_c {
+                    let grp = oc / oc_per_group;
+                    let mut acc = 0f32;
+                    for ky in 0..kh {
+                        let Some(iy) = g.h.src(oy, ky) else { continue };
+                        for kx in 0..kw {
+                            let Some(ix) = g.w.src(ox, kx) else { continue };
+                            let xi =
+                                ((b * g.h.input + iy) * g.w.input + ix) * g.in_c + grp * g.filter_c;
+                            let wi = ((oc * kh + ky) * kw + kx) * g.filter_c;
+                            for ic in 0..g.filter_c {
+                                acc += x[xi + ic] * w[wi + ic];
+                            }
+                        }
+                    }
+                    out[o] = acc + bias.map_or(0.0, |b| b[oc]);
+                    o += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Fast CONV_2D for one group: im2col (skipped for 1×1 stride-1 unpadded kernels) and
+/// one GEMM `[pixels, kh·kw·c] × [kh·kw·c, out_c]`.
+pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.in_c);
+    let k = kh * kw * c;
+    let pixels = g.h.output * g.w.output;
+    let m = g.batch * pixels;
+    let mut out = vec![0f32; m * g.out_c];
+    let direct = kh == 1
+        && kw == 1
+        && g.h.stride == 1
+        && g.w.stride == 1
+        && g.h.pad == 0
+        && g.w.pad == 0
+        && g.h.output == g.h.input
+        && g.w.output == g.w.input;
+    let wm = Mat {
+        data: w,
+        rs: 1,
+        cs: k,
+    };
+    if direct {
+        sgemm(
+            m,
+            k,
+            g.out_c,
+            Mat {
+                data: x,
+                rs: k,
+                cs: 1,
+            },
+            wm,
+            &mut out,
+        );
+    } else {
+        // im2col row r = (b, oy, ox): the window's taps (ky, kx, c), zeros where padded.
+        let mut cols = vec![0f32; m * k];
+        let row_len = g.w.output * k;
+        cols.par_chunks_mut(row_len.max(1))
+            .enumerate()
+            .for_each(|(r, rows)| {
+                let (b, oy) = (r / g.h.output, r % g.h.output);
+                for ox in 0..g.w.output {
+                    let dst = &mut rows[ox * k..(ox + 1) * k];
+                    for ky in 0..kh {
+                        let Some(iy) = g.h.src(oy, ky) else { continue };
+                        for kx in 0..kw {
+                            let Some(ix) = g.w.src(ox, kx) else { continue };
+                            let s = ((b * g.h.input + iy) * g.w.input + ix) * c;
+                            let d = (ky * kw + kx) * c;
+                            dst[d..d + c].copy_from_slice(&x[s..s + c]);
+                        }
+                    }
+                }
+            });
+        sgemm(
+            m,
+            k,
+            g.out_c,
+            Mat {
+                data: &cols,
+                rs: k,
+                cs: 1,
+            },
+            wm,
+            &mut out,
+        );
+    }
+    if let Some(b) = bias {
+        for row in out.chunks_exact_mut(g.out_c.max(1)) {
+            for (o, &bb) in row.iter_mut().zip(b) {
+                *o += bb;
+            }
+        }
+    }
+    out
+}
+
+/// CONV_2D: input NHWC, filter `[out_c, kh, kw, in_c / groups]`, optional bias.
+pub(crate) fn conv2d(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let Some(O::Conv2DOptions(o)) = ctx.opts() else {
+        bad!("missing Conv2DOptions");
+    };
+    let (xv, wv) = (ins.get(0)?, ins.get(1)?);
+    let (x, w) = (ins.f32(0)?, ins.f32(1)?);
+    let [n, ih, iw, ic] = nhwc(xv, "input")?;
+    let [oc, kh, kw, fc] = nhwc(wv, "filter")?;
+    ensure!(
+        fc > 0 && ic % fc == 0 && oc % (ic / fc).max(1) == 0,
+        "filter {:?} does not fit input {:?}",
+        wv.shape,
+        xv.shape
+    );
+    let g = ConvGeom {
+        batch: n,
+        in_c: ic,
+        out_c: oc,
+        filter_c: fc,
+        h: Dim::new(o.padding, ih, kh, o.stride_h, o.dilation_h_factor)?,
+        w: Dim::new(o.padding, iw, kw, o.stride_w, o.dilation_w_factor)?,
+    };
+    let shape = vec![n, g.h.output, g.w.output, oc];
+    checked_numel(&shape)?;
+    checked_numel(&[n * g.h.output * g.w.output, kh * kw * ic])?;
+    let bias = bias_of(ins, 2, oc)?;
+    let mut out = if fc == ic {
+        conv2d_fast(&g, x, w, bias)
+    } else {
+        conv2d_reference(&g, x, w, bias)
+    };
+    apply_act(&mut out, o.fused_activation_function)?;
+    Ok(Value::f32(shape, out))
+}
+
+/// Parameters of a DEPTHWISE_CONV_2D.
+pub(crate) struct DwGeom {
+    pub batch: usize,
+    pub in_c: usize,
+    pub mult: usize,
+    pub h: Dim,
+    pub w: Dim,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+/// Reference DEPTHWISE_CONV_2D: output channel `ic * mult + m` reads input channel `ic`.
+pub(crate) fn depthwise_reference(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let oc = g.in_c * g.mult;
+    let mut out = vec![0f32; g.batch * g.h.output * g.w.output * oc];
+    for b in 0..g.batch {
+        for oy in 0..g.h.output {
+            for ox in 0..g.w.output {
+                for c in 0..oc {
+                    let ic = c / g.mult;
+                    let mut acc = 0f32;
+                    for ky in 0..g.h.kernel {
+                        let Some(iy) = g.h.src(oy, ky) else { continue };
+                        for kx in 0..g.w.kernel {
+                            let Some(ix) = g.w.src(ox, kx) else { continue };
+                            acc += x[((b * g.h.input + iy) * g.w.input + ix) * g.in_c + ic]
+                                * w[(ky * g.w.kernel + kx) * oc + c];
+                        }
+                    }
+                    out[((b * g.h.output + oy) * g.w.output + ox) * oc + c] =
+                        acc + bias.map_or(0.0, |b| b[c]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Fast DEPTHWISE_CONV_2D: output rows in parallel, channels innermost (vectorised).
+pub(crate) fn depthwise_fast(g: &DwGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let oc = g.in_c * g.mult;
+    let row = g.w.output * oc;
+    let mut out = vec![0f32; g.batch * g.h.output * row];
+    out.par_chunks_mut(row.max(1))
+        .enumerate()
+        .for_each(|(r, orow)| {
+            let (b, oy) = (r / g.h.output, r % g.h.output);
+            for ox in 0..g.w.output {
+                let acc = &mut orow[ox * oc..(ox + 1) * oc];
+                match bias {
+                    Some(bb) => acc.copy_from_slice(bb),
+                    None => acc.fill(0.0),
+                }
+                for ky in 0..g.h.kernel {
+                    let Some(iy) = g.h.src(oy, ky) else { continue };
+                    for kx in 0..g.w.kernel {
+                        let Some(ix) = g.w.src(ox, kx) else { continue };
+                        let xs = ((b * g.h.input + iy) * g.w.input + ix) * g.in_c;
+                        let xin = &x[xs..xs + g.in_c];
+                        let wt = &w[(ky * g.w.kernel + kx) * oc..][..oc];
+                        if g.mult == 1 {
+                            for ((a, &xi), &wi) in acc.iter_mut().zip(xin).zip(wt) {
+                                *a += xi * wi;
+                            }
+                        } else {
+                            for (c, a) in acc.iter_mut().enumerate() {
+                                *a += xin[c / g.mult] * wt[c];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// DEPTHWISE_CONV_2D: filter `[1, kh, kw, in_c · multiplier]`.
+pub(crate) fn depthwise(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let Some(O::DepthwiseConv2DOptions(o)) = ctx.opts() else {
+        bad!("missing DepthwiseConv2DOptions");
+    };
+    let (xv, wv) = (ins.get(0)?, ins.get(1)?);
+    let (x, w) = (ins.f32(0)?, ins.f32(1)?);
+    let [n, ih, iw, ic] = nhwc(xv, "input")?;
+    let [one, kh, kw, oc] = nhwc(wv, "filter")?;
+    ensure!(
+        one == 1 && ic > 0 && oc % ic == 0,
+        "filter {:?} does not fit input {:?}",
+        wv.shape,
+        xv.shape
+    );
+    let g = DwGeom {
+        batch: n,
+        in_c: ic,
+        mult: oc / ic,
+        h: Dim::new(o.padding, ih, kh, o.stride_h, o.dilation_h_factor)?,
+        w: Dim::new(o.padding, iw, kw, o.stride_w, o.dilation_w_factor)?,
+    };
+    let shape = vec![n, g.h.output, g.w.output, oc];
+    checked_numel(&shape)?;
+    let bias = bias_of(ins, 2, oc)?;
+    let mut out = depthwise_fast(&g, x, w, bias);
+    apply_act(&mut out, o.fused_activation_function)?;
+    Ok(Value::f32(shape, out))
+}
+
+/// TRANSPOSE_CONV: inputs (output_shape, filter `[out_c, kh, kw, in_c]`, input, bias?).
+pub(crate) fn transpose_conv(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let Some(O::TransposeConvOptions(o)) = ctx.opts() else {
+        bad!("missing TransposeConvOptions");
+    };
+    let out_shape = to_usize(&ins.ints(0)?, "output_shape")?;
+    let (wv, xv) = (ins.get(1)?, ins.get(2)?);
+    let (w, x) = (ins.f32(1)?, ins.f32(2)?);
+    let [n, ih, iw, ic] = nhwc(xv, "input")?;
+    let [oc, kh, kw, fc] = nhwc(wv, "filter")?;
+    let &[on, oh, ow, occ] = out_shape.as_slice() else {
+        bad!("output_shape must have 4 elements, got {out_shape:?}");
+    };
+    ensure!(
+        on == n && occ == oc && fc == ic,
+        "output_shape {out_shape:?}, filter {:?} and input {:?} do not fit",
+        wv.shape,
+        xv.shape
+    );
+    checked_numel(&out_shape)?;
+    // Padding as the runtime computes it: from the output size, as if convolving it.
+    let dh = Dim::new(o.padding, oh, kh, o.stride_h, 1)?;
+    let dw = Dim::new(o.padding, ow, kw, o.stride_w, 1)?;
+    let (sh, sw) = (dh.stride, dw.stride);
+    let mut out = vec![0f32; n * oh * ow * oc];
+    for b in 0..n {
+        for iy in 0..ih {
+            for ix in 0..iw {
+                let xin = &x[((b * ih + iy) * iw + ix) * ic..][..ic];
+                for ky in 0..kh {
+                    let oy = (iy * sh + ky) as isize - dh.pad as isize;
+                    if oy < 0 || oy as usize >= oh {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ox = (ix * sw + kx) as isize - dw.pad as isize;
+                        if ox < 0 || ox as usize >= ow {
+                            continue;
+                        }
+                        let dst =
+                            &mut out[((b * oh + oy as usize) * ow + ox as usize) * oc..][..oc];
+                        for (c, d) in dst.iter_mut().enumerate() {
+                            let wt = &w[((c * kh + ky) * kw + kx) * ic..][..ic];
+                            *d += xin.iter().zip(wt).map(|(a, b)| a * b).sum::<f32>();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bb) = bias_of(ins, 3, oc)? {
+        for row in out.chunks_exact_mut(oc.max(1)) {
+            for (o, &b) in row.iter_mut().zip(bb) {
+                *o += b;
+            }
+        }
+    }
+    apply_act(&mut out, o.fused_activation_function)?;
+    Ok(Value::f32(out_shape, out))
+}
+
+/// AVERAGE_POOL_2D (mean over the valid part of the window), MAX_POOL_2D, L2_POOL_2D
+/// (`sqrt(mean(x²))` over the valid part).
+pub(crate) fn pool(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let Some(O::Pool2DOptions(o)) = ctx.opts() else {
+        bad!("missing Pool2DOptions");
+    };
+    let xv = ins.get(0)?;
+    let x = ins.f32(0)?;
+    let [n, ih, iw, c] = nhwc(xv, "input")?;
+    ensure!(
+        o.filter_height >= 1 && o.filter_width >= 1,
+        "filter size {}x{} must be positive",
+        o.filter_height,
+        o.filter_width
+    );
+    let h = Dim::new(o.padding, ih, o.filter_height as usize, o.stride_h, 1)?;
+    let w = Dim::new(o.padding, iw, o.filter_width as usize, o.stride_w, 1)?;
+    let shape = vec![n, h.output, w.output, c];
+    checked_numel(&shape)?;
+    let row = w.output * c;
+    let mut out = vec![0f32; n * h.output * row];
+    out.par_chunks_mut(row.max(1))
+        .enumerate()
+        .for_each(|(r, orow)| {
+            let (bi, oy) = (r / h.output, r % h.output);
+            let mut acc = vec![0f32; c];
+            for ox in 0..w.output {
+                let init = if b == B::MaxPool2d {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                };
+                acc.fill(init);
+                let mut count = 0usize;
+                for ky in 0..h.kernel {
+                    let Some(iy) = h.src(oy, ky) else { continue };
+                    for kx in 0..w.kernel {
+                        let Some(ix) = w.src(ox, kx) else { continue };
+                        count += 1;
+                        let xin = &x[((bi * ih + iy) * iw + ix) * c..][..c];
+                        match b {
+                            B::MaxPool2d => {
+                                acc.iter_mut().zip(xin).for_each(|(a, &v)| *a = a.max(v))
+                            }
+                            B::L2Pool2d => acc.iter_mut().zip(xin).for_each(|(a, &v)| *a += v * v),
+                            _ => acc.iter_mut().zip(xin).for_each(|(a, &v)| *a += v),
+                        }
+                    }
+                }
+                let dst = &mut orow[ox * c..(ox + 1) * c];
+                let cnt = count.max(1) as f32;
+                for (d, &a) in dst.iter_mut().zip(&acc) {
+                    *d = match b {
+                        B::MaxPool2d => a,
+                        B::L2Pool2d => (a / cnt).sqrt(),
+                        _ => a / cnt,
+                    };
+                }
+            }
+        });
+    apply_act(&mut out, o.fused_activation_function)?;
+    let _ = ActivationFunctionType::None;
+    Ok(Value::f32(shape, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Accumulating k products of values in [-1, 1] in another order changes the sum by
+    /// at most about k·ε·k; the margin covers the bias addition.
+    const MARGIN: f32 = 4.0;
+
+    fn tol(k: usize) -> f32 {
+        MARGIN * k as f32 * f32::EPSILON * k as f32
+    }
+
+    fn rand_vec(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    #[test]
+    fn fast_conv_matches_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for &(pad, k, s, d, ih, c, oc) in &[
+            (Padding::Same, 3, 2, 1, 9, 3, 8),
+            (Padding::Valid, 3, 1, 2, 10, 4, 5),
+            (Padding::Same, 1, 1, 1, 6, 7, 3),
+            (Padding::Valid, 5, 3, 1, 11, 2, 4),
+        ] {
+            let g = ConvGeom {
+                batch: 2,
+                in_c: c,
+                out_c: oc,
+                filter_c: c,
+                h: Dim::new(pad, ih, k, s, d).unwrap(),
+                w: Dim::new(pad, ih + 1, k, s, d).unwrap(),
+            };
+            let x = rand_vec(&mut rng, 2 * ih * (ih + 1) * c);
+            let w = rand_vec(&mut rng, oc * k * k * c);
+            let bias = rand_vec(&mut rng, oc);
+            let r = conv2d_reference(&g, &x, &w, Some(&bias));
+            let f = conv2d_fast(&g, &x, &w, Some(&bias));
+            assert_eq!(r.len(), f.len());
+            let t = tol(k * k * c);
+            for (a, b) in r.iter().zip(&f) {
+                assert!((a - b).abs() <= t, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_depthwise_matches_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for &(pad, k, s, d, mult) in &[
+            (Padding::Same, 3, 1, 1, 1),
+            (Padding::Same, 3, 2, 1, 2),
+            (Padding::Valid, 3, 1, 2, 3),
+        ] {
+            let (ih, c) = (9, 5);
+            let g = DwGeom {
+                batch: 2,
+                in_c: c,
+                mult,
+                h: Dim::new(pad, ih, k, s, d).unwrap(),
+                w: Dim::new(pad, ih, k, s, d).unwrap(),
+            };
+            let x = rand_vec(&mut rng, 2 * ih * ih * c);
+            let w = rand_vec(&mut rng, k * k * c * mult);
+            let bias = rand_vec(&mut rng, c * mult);
+            let r = depthwise_reference(&g, &x, &w, Some(&bias));
+            let f = depthwise_fast(&g, &x, &w, Some(&bias));
+            let t = tol(k * k);
+            for (a, b) in r.iter().zip(&f) {
+                assert!((a - b).abs() <= t, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_padding_puts_the_odd_pixel_after() {
+        // in 4, kernel 3, stride 2 → out 2, total pad 1 → 0 before, 1 after.
+        let d = Dim::new(Padding::Same, 4, 3, 2, 1).unwrap();
+        assert_eq!((d.output, d.pad), (2, 0));
+        let d = Dim::new(Padding::Same, 5, 3, 1, 1).unwrap();
+        assert_eq!((d.output, d.pad), (5, 1));
+    }
+}

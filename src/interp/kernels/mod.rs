@@ -1,0 +1,523 @@
+//! Kernels: one function per builtin op family, each following TFLite's reference
+//! kernels (`tflite/kernels/internal/reference/*.h`) for semantics. This module owns
+//! the dispatch table ([`supported`] is the coverage list, [`eval`] runs one op), the
+//! shared helpers (option access, integer-list inputs, broadcasting, fused
+//! activations) and the kernel error type that the interpreter turns into an
+//! [`crate::Error`] with the op's location.
+//!
+//! Kernels compute on float32 for real-valued data; the interpreter dequantizes
+//! quantized inputs before and requantizes outputs after (see `super` docs).
+
+pub(crate) mod activation;
+pub(crate) mod conv;
+pub(crate) mod elementwise;
+pub(crate) mod gemm;
+pub(crate) mod lstm;
+pub(crate) mod misc;
+pub(crate) mod reduce;
+pub(crate) mod resize;
+pub(crate) mod shape;
+
+use crate::fb::{self, ActivationFunctionType, BuiltinOperator as B, BuiltinOptions, TensorType};
+use crate::ir::{Operator, QuantParams};
+
+use super::value::{Data, Value};
+
+/// Why a kernel refused: bad data/shapes for this op (`Bad`), or a feature of the op
+/// the interpreter does not implement (`Unsupported`).
+#[derive(Debug)]
+pub(crate) enum KErr {
+    Bad(String),
+    Unsupported(String),
+}
+
+pub(crate) type KResult<T> = Result<T, KErr>;
+
+macro_rules! bad {
+    ($($t:tt)*) => { return Err($crate::interp::kernels::KErr::Bad(format!($($t)*))) };
+}
+macro_rules! unsupported {
+    ($($t:tt)*) => { return Err($crate::interp::kernels::KErr::Unsupported(format!($($t)*))) };
+}
+macro_rules! ensure {
+    ($c:expr, $($t:tt)*) => { if !$c { $crate::interp::kernels::bad!($($t)*) } };
+}
+pub(crate) use {bad, ensure, unsupported};
+
+/// What a kernel sees of its operator besides the input values.
+pub(crate) struct Ctx<'a> {
+    pub op: &'a Operator,
+    /// Element type each output is computed in (float32 for quantized outputs, which the
+    /// interpreter requantizes).
+    pub out_types: Vec<TensorType>,
+    /// Static shapes of the output tensors as the file states them (hints only).
+    pub out_shapes: Vec<&'a [i32]>,
+    /// Quantization parameters of the inputs and outputs (QUANTIZE/DEQUANTIZE read them).
+    pub in_quant: Vec<Option<&'a QuantParams>>,
+    pub out_quant: Vec<Option<&'a QuantParams>>,
+    pub out_storage: Vec<TensorType>,
+}
+
+impl Ctx<'_> {
+    pub fn opts(&self) -> Option<&BuiltinOptions> {
+        self.op.builtin_options.as_ref()
+    }
+    pub fn out_type(&self, i: usize) -> TensorType {
+        self.out_types
+            .get(i)
+            .copied()
+            .unwrap_or(TensorType::Float32)
+    }
+}
+
+/// Results of one op: its outputs, and new values for variable inputs it updates in
+/// place (input position, value), e.g. an LSTM's state.
+pub(crate) struct Outs {
+    pub values: Vec<Value>,
+    pub state: Vec<(usize, Value)>,
+}
+
+impl From<Vec<Value>> for Outs {
+    fn from(values: Vec<Value>) -> Self {
+        Outs {
+            values,
+            state: Vec::new(),
+        }
+    }
+}
+
+impl From<Value> for Outs {
+    fn from(v: Value) -> Self {
+        vec![v].into()
+    }
+}
+
+/// The input values of one op, positions as in the operator (absent optional inputs
+/// are `None`).
+pub(crate) struct Ins<'a>(pub Vec<Option<&'a Value>>);
+
+impl<'a> Ins<'a> {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Input `i`, which must be present.
+    pub fn get(&self, i: usize) -> KResult<&'a Value> {
+        match self.0.get(i) {
+            Some(Some(v)) => Ok(v),
+            Some(None) => bad!("input {i} is required but absent"),
+            None => bad!("input {i} is required; the op has {} inputs", self.0.len()),
+        }
+    }
+    /// Input `i` if present.
+    pub fn opt(&self, i: usize) -> Option<&'a Value> {
+        self.0.get(i).copied().flatten()
+    }
+    /// Input `i` as float32 data.
+    pub fn f32(&self, i: usize) -> KResult<&'a [f32]> {
+        let v = self.get(i)?;
+        match &v.data {
+            Data::F32(x) => Ok(x),
+            d => unsupported!(
+                "input {i} has type {}, expected FLOAT32",
+                fb::dtype_name(d.dtype())
+            ),
+        }
+    }
+    /// Input `i` as a list of integers (shape, axis, paddings...).
+    pub fn ints(&self, i: usize) -> KResult<Vec<i64>> {
+        let v = self.get(i)?;
+        match v.data.to_i64_vec() {
+            Some(x) => Ok(x),
+            None => bad!(
+                "input {i} must hold integers, got {}",
+                fb::dtype_name(v.dtype())
+            ),
+        }
+    }
+}
+
+/// True for every builtin op [`eval`] can run (control flow is handled by the
+/// interpreter itself and listed here too).
+pub(crate) fn supported(op: B) -> bool {
+    matches!(
+        op,
+        B::Add
+            | B::Sub
+            | B::Mul
+            | B::Div
+            | B::FloorDiv
+            | B::FloorMod
+            | B::Pow
+            | B::SquaredDifference
+            | B::Maximum
+            | B::Minimum
+            | B::Conv2d
+            | B::DepthwiseConv2d
+            | B::TransposeConv
+            | B::FullyConnected
+            | B::BatchMatmul
+            | B::AveragePool2d
+            | B::MaxPool2d
+            | B::L2Pool2d
+            | B::Mean
+            | B::Sum
+            | B::ReduceMax
+            | B::ReduceMin
+            | B::ReduceProd
+            | B::ReduceAny
+            | B::ReduceAll
+            | B::Reshape
+            | B::Squeeze
+            | B::ExpandDims
+            | B::Transpose
+            | B::Concatenation
+            | B::Split
+            | B::SplitV
+            | B::Slice
+            | B::StridedSlice
+            | B::Pad
+            | B::Padv2
+            | B::MirrorPad
+            | B::Gather
+            | B::GatherNd
+            | B::Pack
+            | B::Unpack
+            | B::Tile
+            | B::BroadcastTo
+            | B::ReverseV2
+            | B::ResizeBilinear
+            | B::ResizeNearestNeighbor
+            | B::DepthToSpace
+            | B::SpaceToDepth
+            | B::BatchToSpaceNd
+            | B::SpaceToBatchNd
+            | B::Logistic
+            | B::Tanh
+            | B::Relu
+            | B::Relu6
+            | B::ReluN1To1
+            | B::Relu0To1
+            | B::LeakyRelu
+            | B::Prelu
+            | B::Elu
+            | B::HardSwish
+            | B::Gelu
+            | B::Softmax
+            | B::LogSoftmax
+            | B::L2Normalization
+            | B::Exp
+            | B::Log
+            | B::Sqrt
+            | B::Rsqrt
+            | B::Square
+            | B::Neg
+            | B::Abs
+            | B::Sin
+            | B::Cos
+            | B::Floor
+            | B::Ceil
+            | B::Round
+            | B::Sign
+            | B::Select
+            | B::SelectV2
+            | B::Equal
+            | B::NotEqual
+            | B::Less
+            | B::LessEqual
+            | B::Greater
+            | B::GreaterEqual
+            | B::LogicalAnd
+            | B::LogicalOr
+            | B::LogicalNot
+            | B::Cast
+            | B::Shape
+            | B::Range
+            | B::Fill
+            | B::ZerosLike
+            | B::ArgMax
+            | B::ArgMin
+            | B::Cumsum
+            | B::EmbeddingLookup
+            | B::UnidirectionalSequenceLstm
+            | B::Dequantize
+            | B::Quantize
+            | B::Densify
+            | B::FakeQuant
+            | B::While
+            | B::If
+            | B::CallOnce
+    )
+}
+
+/// A feature of an op's options that no kernel implements (checked before running, so
+/// the interpreter's up-front error can name it); `None` when the op can run.
+pub(crate) fn unsupported_options(op: &Operator) -> Option<String> {
+    use BuiltinOptions as O;
+    use fb::FullyConnectedOptionsWeightsFormat as Wf;
+    let act = match op.builtin_options.as_ref()? {
+        O::AddOptions(o) => o.fused_activation_function,
+        O::SubOptions(o) => o.fused_activation_function,
+        O::MulOptions(o) => o.fused_activation_function,
+        O::DivOptions(o) => o.fused_activation_function,
+        O::Conv2DOptions(o) => o.fused_activation_function,
+        O::DepthwiseConv2DOptions(o) => o.fused_activation_function,
+        O::TransposeConvOptions(o) => o.fused_activation_function,
+        O::Pool2DOptions(o) => o.fused_activation_function,
+        O::ConcatenationOptions(o) => o.fused_activation_function,
+        O::L2NormOptions(o) => o.fused_activation_function,
+        O::FullyConnectedOptions(o) => {
+            if o.weights_format != Wf::Default {
+                return Some(format!("weights format {:?}", o.weights_format));
+            }
+            o.fused_activation_function
+        }
+        O::UnidirectionalSequenceLstmOptions(o) if o.diagonal_recurrent_tensors => {
+            return Some("diagonal recurrent weights".into());
+        }
+        _ => return None,
+    };
+    act_bounds(act)
+        .err()
+        .map(|_| format!("fused activation {act:?}"))
+}
+
+/// Runs one (non-control-flow) op.
+pub(crate) fn eval(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
+    use elementwise as ew;
+    Ok(match b {
+        B::Add
+        | B::Sub
+        | B::Mul
+        | B::Div
+        | B::FloorDiv
+        | B::FloorMod
+        | B::Pow
+        | B::SquaredDifference
+        | B::Maximum
+        | B::Minimum
+        | B::Equal
+        | B::NotEqual
+        | B::Less
+        | B::LessEqual
+        | B::Greater
+        | B::GreaterEqual
+        | B::LogicalAnd
+        | B::LogicalOr => ew::binary(b, ctx, ins)?.into(),
+        B::Exp
+        | B::Log
+        | B::Sqrt
+        | B::Rsqrt
+        | B::Square
+        | B::Neg
+        | B::Abs
+        | B::Sin
+        | B::Cos
+        | B::Floor
+        | B::Ceil
+        | B::Round
+        | B::Sign
+        | B::LogicalNot => ew::unary(b, ins)?.into(),
+        B::Select | B::SelectV2 => ew::select(b, ins)?.into(),
+        B::Logistic
+        | B::Tanh
+        | B::Relu
+        | B::Relu6
+        | B::ReluN1To1
+        | B::Relu0To1
+        | B::LeakyRelu
+        | B::Elu
+        | B::HardSwish
+        | B::Gelu => activation::pointwise(b, ctx, ins)?.into(),
+        B::Prelu => activation::prelu(ins)?.into(),
+        B::Softmax | B::LogSoftmax => activation::softmax(b, ctx, ins)?.into(),
+        B::L2Normalization => activation::l2_norm(ctx, ins)?.into(),
+        B::Conv2d => conv::conv2d(ctx, ins)?.into(),
+        B::DepthwiseConv2d => conv::depthwise(ctx, ins)?.into(),
+        B::TransposeConv => conv::transpose_conv(ctx, ins)?.into(),
+        B::AveragePool2d | B::MaxPool2d | B::L2Pool2d => conv::pool(b, ctx, ins)?.into(),
+        B::FullyConnected => gemm::fully_connected(ctx, ins)?.into(),
+        B::BatchMatmul => gemm::batch_matmul(ctx, ins)?.into(),
+        B::Mean
+        | B::Sum
+        | B::ReduceMax
+        | B::ReduceMin
+        | B::ReduceProd
+        | B::ReduceAny
+        | B::ReduceAll => reduce::reduce(b, ctx, ins)?.into(),
+        B::ArgMax | B::ArgMin => reduce::arg_min_max(b, ctx, ins)?.into(),
+        B::Cumsum => reduce::cumsum(ctx, ins)?.into(),
+        B::Reshape => shape::reshape(ctx, ins)?.into(),
+        B::Squeeze => shape::squeeze(ctx, ins)?.into(),
+        B::ExpandDims => shape::expand_dims(ins)?.into(),
+        B::Transpose => shape::transpose(ins)?.into(),
+        B::Concatenation => shape::concat(ctx, ins)?.into(),
+        B::Split | B::SplitV => shape::split(b, ctx, ins)?.into(),
+        B::Slice => shape::slice(ins)?.into(),
+        B::StridedSlice => shape::strided_slice(ctx, ins)?.into(),
+        B::Pad | B::Padv2 => shape::pad(ins)?.into(),
+        B::MirrorPad => shape::mirror_pad(ctx, ins)?.into(),
+        B::Gather => shape::gather(ctx, ins)?.into(),
+        B::GatherNd => shape::gather_nd(ins)?.into(),
+        B::Pack => shape::pack(ctx, ins)?.into(),
+        B::Unpack => shape::unpack(ctx, ins)?.into(),
+        B::Tile => shape::tile(ins)?.into(),
+        B::BroadcastTo => shape::broadcast_to(ins)?.into(),
+        B::ReverseV2 => shape::reverse(ins)?.into(),
+        B::EmbeddingLookup => shape::embedding_lookup(ins)?.into(),
+        B::ResizeBilinear | B::ResizeNearestNeighbor => resize::resize(b, ctx, ins)?.into(),
+        B::DepthToSpace | B::SpaceToDepth => resize::depth_space(b, ctx, ins)?.into(),
+        B::BatchToSpaceNd | B::SpaceToBatchNd => resize::batch_space(b, ins)?.into(),
+        B::Cast => misc::cast(ctx, ins)?.into(),
+        B::Shape => misc::shape_of(ctx, ins)?.into(),
+        B::Range => misc::range(ins)?.into(),
+        B::Fill => misc::fill(ins)?.into(),
+        B::ZerosLike => misc::zeros_like(ins)?.into(),
+        B::Dequantize => misc::dequantize(ctx, ins)?.into(),
+        B::Quantize => misc::quantize(ctx, ins)?.into(),
+        B::Densify => ins.get(0)?.clone().into(),
+        B::FakeQuant => misc::fake_quant(ctx, ins)?.into(),
+        B::UnidirectionalSequenceLstm => lstm::unidirectional_sequence_lstm(ctx, ins)?,
+        other => unsupported!("no kernel for {}", fb::op_name(other)),
+    })
+}
+
+// ---- shared helpers -------------------------------------------------------------
+
+/// Clamp bounds of a fused activation.
+pub(crate) fn act_bounds(a: ActivationFunctionType) -> KResult<(f32, f32)> {
+    use ActivationFunctionType as A;
+    Ok(match a {
+        A::None => (f32::NEG_INFINITY, f32::INFINITY),
+        A::Relu => (0.0, f32::INFINITY),
+        A::ReluN1To1 => (-1.0, 1.0),
+        A::Relu6 => (0.0, 6.0),
+        other => unsupported!("fused activation {other:?}"),
+    })
+}
+
+/// Applies a fused activation in place.
+pub(crate) fn apply_act(v: &mut [f32], a: ActivationFunctionType) -> KResult<()> {
+    if a == ActivationFunctionType::None {
+        return Ok(());
+    }
+    let (lo, hi) = act_bounds(a)?;
+    for x in v {
+        *x = x.max(lo).min(hi);
+    }
+    Ok(())
+}
+
+/// Resolves a possibly negative axis against `rank`.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> KResult<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    ensure!(
+        (0..r).contains(&a),
+        "axis {axis} out of range for rank {rank}"
+    );
+    Ok(a as usize)
+}
+
+/// Row-major strides of a shape.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// NumPy broadcasting of two shapes.
+pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> KResult<Vec<usize>> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => bad!("shapes {a:?} and {b:?} do not broadcast"),
+        };
+    }
+    Ok(out)
+}
+
+/// For each element of `out_shape`, the flat index into a tensor of `shape` broadcast
+/// to it.
+pub(crate) fn broadcast_index(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let n: usize = out_shape.iter().product();
+    if shape == out_shape {
+        return (0..n).collect();
+    }
+    let r = out_shape.len();
+    let pad = r - shape.len();
+    let s = strides(shape);
+    // Stride 0 along broadcast dimensions.
+    let bs: Vec<usize> = (0..r)
+        .map(|i| {
+            if i < pad || shape[i - pad] == 1 {
+                0
+            } else {
+                s[i - pad]
+            }
+        })
+        .collect();
+    let mut idx = Vec::with_capacity(n);
+    let mut counter = vec![0usize; r];
+    let mut cur = 0usize;
+    for _ in 0..n {
+        idx.push(cur);
+        for d in (0..r).rev() {
+            counter[d] += 1;
+            cur += bs[d];
+            if counter[d] < out_shape[d] {
+                break;
+            }
+            cur -= bs[d] * counter[d];
+            counter[d] = 0;
+        }
+    }
+    idx
+}
+
+/// Integer input `i` converted to non-negative sizes.
+pub(crate) fn to_usize(v: &[i64], what: &str) -> KResult<Vec<usize>> {
+    v.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| KErr::Bad(format!("{what}: negative value {x}"))))
+        .collect()
+}
+
+/// Checked element count of a shape (kernels must not allocate absurd outputs on a
+/// hostile model): at most 2³⁰ elements (4 GiB of float32) per tensor.
+pub(crate) fn checked_numel(shape: &[usize]) -> KResult<usize> {
+    const LIMIT: usize = 1 << 30;
+    let mut n: usize = 1;
+    for &d in shape {
+        n = match n.checked_mul(d) {
+            Some(n) if n <= LIMIT => n,
+            _ => bad!("shape {shape:?} has too many elements"),
+        };
+    }
+    Ok(n)
+}
+
+/// Shorthand to build a value, checking the element count.
+pub(crate) fn value(shape: Vec<usize>, data: Data) -> KResult<Value> {
+    let n = data.len();
+    match Value::new(shape, data) {
+        Some(v) => Ok(v),
+        None => Err(KErr::Bad(format!(
+            "internal: {n} elements do not fit the shape"
+        ))),
+    }
+}

@@ -1,0 +1,206 @@
+//! Reductions over axes (MEAN, SUM, REDUCE_MAX/MIN/PROD/ANY/ALL, keep_dims), ARG_MAX /
+//! ARG_MIN and CUMSUM.
+
+use crate::fb::{self, BuiltinOperator as B, BuiltinOptions as O, TensorType};
+
+use super::{Ctx, Ins, KResult, bad, ensure, norm_axis, unsupported, value};
+use crate::interp::value::{Data, Value};
+
+/// The reduced axes, deduplicated and sorted.
+fn axes(ins: &Ins, rank: usize) -> KResult<Vec<bool>> {
+    let mut red = vec![false; rank];
+    for a in ins.ints(1)? {
+        red[norm_axis(a, rank)?] = true;
+    }
+    Ok(red)
+}
+
+/// For each input element, the output element it reduces into.
+fn reduce_map(shape: &[usize], red: &[bool]) -> (Vec<usize>, Vec<usize>, usize) {
+    let out_full: Vec<usize> = shape
+        .iter()
+        .zip(red)
+        .map(|(&s, &r)| if r { 1 } else { s })
+        .collect();
+    let ost = super::strides(&out_full);
+    let idx = super::shape::build_index(shape, |c| {
+        c.iter()
+            .zip(red)
+            .zip(&ost)
+            .map(|((&c, &r), &s)| if r { 0 } else { c * s })
+            .sum()
+    });
+    let count = shape
+        .iter()
+        .zip(red)
+        .filter(|(_, r)| **r)
+        .map(|(s, _)| *s)
+        .product();
+    (idx, out_full, count)
+}
+
+pub(crate) fn reduce(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let x = ins.get(0)?;
+    let keep = matches!(ctx.opts(), Some(O::ReducerOptions(o)) if o.keep_dims);
+    let red = axes(ins, x.shape.len())?;
+    let (idx, full, count) = reduce_map(&x.shape, &red);
+    let n_out: usize = full.iter().product();
+    let shape: Vec<usize> = if keep {
+        full.clone()
+    } else {
+        x.shape
+            .iter()
+            .zip(&red)
+            .filter(|(_, r)| !**r)
+            .map(|(s, _)| *s)
+            .collect()
+    };
+    let data = match &x.data {
+        Data::F32(v) => {
+            let (init, f): (f32, fn(f32, f32) -> f32) = match b {
+                B::Mean | B::Sum => (0.0, |a, x| a + x),
+                B::ReduceMax => (f32::NEG_INFINITY, f32::max),
+                B::ReduceMin => (f32::INFINITY, f32::min),
+                B::ReduceProd => (1.0, |a, x| a * x),
+                other => unsupported!("{} on FLOAT32", fb::op_name(other)),
+            };
+            let mut acc = vec![init; n_out];
+            for (&o, &xv) in idx.iter().zip(v) {
+                acc[o] = f(acc[o], xv);
+            }
+            if b == B::Mean {
+                let c = count as f32;
+                acc.iter_mut().for_each(|a| *a /= c);
+            }
+            Data::F32(acc)
+        }
+        Data::Bool(v) => {
+            let any = match b {
+                B::ReduceAny => true,
+                B::ReduceAll => false,
+                other => unsupported!("{} on BOOL", fb::op_name(other)),
+            };
+            let mut acc = vec![!any; n_out];
+            for (&o, &xv) in idx.iter().zip(v) {
+                acc[o] = if any { acc[o] || xv } else { acc[o] && xv };
+            }
+            Data::Bool(acc)
+        }
+        d => {
+            let Some(v) = d.to_i64_vec() else {
+                unsupported!("{} on {}", fb::op_name(b), fb::dtype_name(d.dtype()));
+            };
+            let (init, f): (i64, fn(i64, i64) -> i64) = match b {
+                B::Mean | B::Sum => (0, |a, x| a.wrapping_add(x)),
+                B::ReduceMax => (i64::MIN, i64::max),
+                B::ReduceMin => (i64::MAX, i64::min),
+                B::ReduceProd => (1, |a, x| a.wrapping_mul(x)),
+                other => unsupported!("{} on integers", fb::op_name(other)),
+            };
+            let mut acc = vec![init; n_out];
+            for (&o, &xv) in idx.iter().zip(&v) {
+                acc[o] = f(acc[o], xv);
+            }
+            if b == B::Mean {
+                let c = count.max(1) as i64;
+                acc.iter_mut().for_each(|a| *a /= c);
+            }
+            let vals = acc;
+            match d {
+                Data::I8(_) => Data::I8(vals.iter().map(|&x| x as i8).collect()),
+                Data::U8(_) => Data::U8(vals.iter().map(|&x| x as u8).collect()),
+                Data::I16(_) => Data::I16(vals.iter().map(|&x| x as i16).collect()),
+                Data::I32(_) => Data::I32(vals.iter().map(|&x| x as i32).collect()),
+                Data::U32(_) => Data::U32(vals.iter().map(|&x| x as u32).collect()),
+                _ => Data::I64(vals),
+            }
+        }
+    };
+    value(shape, data)
+}
+
+/// ARG_MAX / ARG_MIN along the axis input; the first index wins ties.
+pub(crate) fn arg_min_max(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let x = ins.get(0)?;
+    let a = ins.ints(1)?;
+    let &[axis] = a.as_slice() else {
+        bad!("axis must be one value, got {a:?}");
+    };
+    let ax = norm_axis(axis, x.shape.len())?;
+    let v = x.data.to_f64_vec();
+    let outer: usize = x.shape[..ax].iter().product();
+    let dim = x.shape[ax];
+    let inner: usize = x.shape[ax + 1..].iter().product();
+    ensure!(dim > 0, "cannot take the arg over an empty dimension");
+    let mut res = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut best = 0usize;
+            let mut bv = v[o * dim * inner + i];
+            for d in 1..dim {
+                let cv = v[(o * dim + d) * inner + i];
+                let better = if b == B::ArgMax { cv > bv } else { cv < bv };
+                if better {
+                    best = d;
+                    bv = cv;
+                }
+            }
+            res.push(best as i64);
+        }
+    }
+    let mut shape = x.shape.clone();
+    shape.remove(ax);
+    let data = match ctx.out_type(0) {
+        TensorType::Int32 => Data::I32(res.into_iter().map(|x| x as i32).collect()),
+        _ => Data::I64(res),
+    };
+    value(shape, data)
+}
+
+/// CUMSUM along the axis input, optionally exclusive and/or reversed.
+pub(crate) fn cumsum(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let x = ins.get(0)?;
+    let a = ins.ints(1)?;
+    let &[axis] = a.as_slice() else {
+        bad!("axis must be one value");
+    };
+    let ax = norm_axis(axis, x.shape.len())?;
+    let (exclusive, reverse) = match ctx.opts() {
+        Some(O::CumsumOptions(o)) => (o.exclusive, o.reverse),
+        _ => (false, false),
+    };
+    let outer: usize = x.shape[..ax].iter().product();
+    let dim = x.shape[ax];
+    let inner: usize = x.shape[ax + 1..].iter().product();
+    macro_rules! scan {
+        ($v:expr, $zero:expr, $add:expr) => {{
+            let add = $add;
+            let v = $v;
+            let mut out = vec![$zero; v.len()];
+            for o in 0..outer {
+                for i in 0..inner {
+                    let mut acc = $zero;
+                    for s in 0..dim {
+                        let d = if reverse { dim - 1 - s } else { s };
+                        let k = (o * dim + d) * inner + i;
+                        if exclusive {
+                            out[k] = acc;
+                            acc = add(acc, v[k]);
+                        } else {
+                            acc = add(acc, v[k]);
+                            out[k] = acc;
+                        }
+                    }
+                }
+            }
+            out
+        }};
+    }
+    let data = match &x.data {
+        Data::F32(v) => Data::F32(scan!(v, 0f32, |a: f32, b: f32| a + b)),
+        Data::I32(v) => Data::I32(scan!(v, 0i32, i32::wrapping_add)),
+        Data::I64(v) => Data::I64(scan!(v, 0i64, i64::wrapping_add)),
+        d => unsupported!("CUMSUM on {}", fb::dtype_name(d.dtype())),
+    };
+    value(x.shape.clone(), data)
+}

@@ -1,0 +1,878 @@
+//! The float reference interpreter: runs a [`Model`] over the IR, every subgraph
+//! including control flow (WHILE, IF, CALL_ONCE), and lets the caller observe (or
+//! replace) every tensor value produced, also inside loop bodies.
+//!
+//! * [`Interpreter::new`] checks up front that every op of every subgraph has a kernel
+//!   and reports *all* that do not (subgraph, operator index, op name) in one error;
+//!   it decodes constants once (float16 kept for DEQUANTIZE, sparse tensors densified,
+//!   quantized constants also kept dequantized).
+//! * Ops run in topological order; a value is freed after its last reader.
+//! * Variable tensors (LSTM state) start from their initial value for every run unless
+//!   [`Options::reset_variables`] is false.
+//! * **Quantized models are simulated, not run bit-exactly**: a tensor of type
+//!   int8/uint8/int16/int32/int64 with quantization parameters holds integers; an op
+//!   reading it sees `(q - zero_point) * scale` (per tensor or per axis) in float32,
+//!   runs its float kernel, and an integer output with parameters is requantized
+//!   (round half away from zero, clamped to its type's range). QUANTIZE and DEQUANTIZE
+//!   are real conversions. The runtime's integer kernels round intermediate products
+//!   differently, so results agree to about one quantization step, not bit for bit.
+//!   Dynamic-range ("hybrid") ops see dequantized weights and float activations; the
+//!   runtime quantizes their activations on the fly, which this simulation does not.
+
+mod kernels;
+mod sparse;
+pub mod value;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use value::{Data, Value};
+
+use crate::error::{Error, Loc, Result};
+use crate::fb::{self, BuiltinOperator as B, BuiltinOptions as O, TensorType};
+use crate::ir::{Model, Tensor};
+
+use kernels::{Ctx, Ins, KErr};
+
+/// A tensor of a subgraph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId {
+    pub subgraph: usize,
+    pub tensor: usize,
+}
+
+/// What an observer wants after seeing a value.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Stop the run now ([`Interpreter::run_observed`] returns `Ok(None)`).
+    Stop,
+    /// Use this value instead of the one computed (same tensor, any shape the consumers
+    /// accept); the observer is not called again for it.
+    Replace(Value),
+}
+
+/// Run-time options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Reset variable tensors (e.g. LSTM state) to their initial value before every
+    /// run (the default), instead of carrying them over from the previous run.
+    pub reset_variables: bool,
+    /// Upper bound of iterations of one WHILE op (a guard against endless loops).
+    pub max_loop_iterations: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            reset_variables: true,
+            max_loop_iterations: 10_000_000,
+        }
+    }
+}
+
+/// Time spent per op (for `-v` logging), accumulated over runs.
+#[derive(Debug, Clone, Default)]
+pub struct OpTiming {
+    pub subgraph: usize,
+    pub op: usize,
+    pub name: String,
+    pub calls: u64,
+    pub total: Duration,
+}
+
+type Slot = Option<Arc<Value>>;
+
+/// The execution plan of one subgraph.
+struct Plan {
+    /// Operator indices in execution order.
+    order: Vec<usize>,
+    /// For each tensor, the position in `order` after which nobody reads it (`None`:
+    /// keep, e.g. subgraph outputs, constants and variables).
+    last_use: Vec<Option<usize>>,
+    /// Per operator: builtin op and display name.
+    ops: Vec<(B, String)>,
+}
+
+/// Per-tensor constant data.
+struct Const {
+    /// As stored (float16 stays float16, int8 stays int8; sparse densified).
+    raw: Arc<Value>,
+    /// Dequantized float32 for quantized tensors.
+    real: Option<Arc<Value>>,
+}
+
+/// The interpreter for one model. See the module documentation.
+pub struct Interpreter<'m> {
+    model: &'m Model,
+    plans: Vec<Plan>,
+    consts: Vec<Vec<Option<Const>>>,
+    /// Current values of variable tensors.
+    variables: HashMap<TensorId, Arc<Value>>,
+    initial_variables: HashMap<TensorId, Arc<Value>>,
+    called_once: HashSet<(usize, usize)>,
+    options: Options,
+    timing: Option<Vec<Vec<OpTiming>>>,
+}
+
+/// An op the interpreter has no kernel for (or whose options no kernel implements,
+/// e.g. a fused TANH), as listed in the error of [`Interpreter::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedOp {
+    pub subgraph: usize,
+    pub op: usize,
+    pub name: String,
+}
+
+/// Every op of the model the interpreter cannot run.
+pub fn unsupported_ops(model: &Model) -> Vec<UnsupportedOp> {
+    let mut out = Vec::new();
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let code = model.code(op);
+            let name = model.op_display_name(op);
+            if code.builtin == B::Custom || !kernels::supported(code.builtin) {
+                out.push(UnsupportedOp {
+                    subgraph: si,
+                    op: oi,
+                    name,
+                });
+            } else if let Some(why) = kernels::unsupported_options(op) {
+                out.push(UnsupportedOp {
+                    subgraph: si,
+                    op: oi,
+                    name: format!("{name} with {why}"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// True for integer storage types that hold quantized reals when the tensor has
+/// quantization parameters.
+fn is_quant_storage(t: TensorType) -> bool {
+    matches!(
+        t,
+        TensorType::Int8
+            | TensorType::Uint8
+            | TensorType::Int16
+            | TensorType::Int32
+            | TensorType::Int64
+    )
+}
+
+/// The tensor's quantization parameters if it holds quantized reals.
+fn quantized(t: &Tensor) -> Option<&crate::ir::QuantParams> {
+    t.quantized().filter(|_| is_quant_storage(t.dtype))
+}
+
+fn tensor_shape(t: &Tensor) -> Vec<usize> {
+    t.shape.iter().map(|&d| d.max(0) as usize).collect()
+}
+
+fn op_loc(sg: usize, op: usize, name: &str) -> Loc {
+    Loc::op(sg, op).then(name)
+}
+
+fn kernel_error(e: KErr, at: Loc) -> Error {
+    match e {
+        KErr::Unsupported(what) => Error::unsupported(at, what),
+        KErr::Bad(what) => Error::Data(format!("{at}: {what}")),
+    }
+}
+
+impl<'m> Interpreter<'m> {
+    /// Prepares `model` for running: checks every op has a kernel (the error lists all
+    /// that do not), plans execution order, decodes constants.
+    pub fn new(model: &'m Model) -> Result<Interpreter<'m>> {
+        Self::with_options(model, Options::default())
+    }
+
+    /// [`Interpreter::new`] with options.
+    pub fn with_options(model: &'m Model, options: Options) -> Result<Interpreter<'m>> {
+        let missing = unsupported_ops(model);
+        if !missing.is_empty() {
+            let list: Vec<String> = missing
+                .iter()
+                .map(|m| format!("subgraph {}, operator {} ({})", m.subgraph, m.op, m.name))
+                .collect();
+            return Err(Error::unsupported(
+                Loc::model(),
+                format!(
+                    "the interpreter has no kernel for {} op{}: {}",
+                    missing.len(),
+                    if missing.len() == 1 { "" } else { "s" },
+                    list.join("; ")
+                ),
+            ));
+        }
+        if model.subgraphs.is_empty() {
+            return Err(Error::malformed(Loc::model(), "the model has no subgraph"));
+        }
+        let mut plans = Vec::with_capacity(model.subgraphs.len());
+        let mut consts = Vec::with_capacity(model.subgraphs.len());
+        let mut initial_variables = HashMap::new();
+        for (si, sg) in model.subgraphs.iter().enumerate() {
+            plans.push(plan(model, si)?);
+            let mut cs = Vec::with_capacity(sg.tensors.len());
+            for (ti, t) in sg.tensors.iter().enumerate() {
+                let c = decode_const(model, si, ti, t)?;
+                if t.is_variable {
+                    let init = match &c {
+                        Some(c) => c.raw.clone(),
+                        None => {
+                            let shape = tensor_shape(t);
+                            let data =
+                                Data::zeros(t.dtype, shape.iter().product()).ok_or_else(|| {
+                                    Error::unsupported(
+                                        Loc::tensor(si, ti),
+                                        format!("variable of type {}", fb::dtype_name(t.dtype)),
+                                    )
+                                })?;
+                            Arc::new(Value { shape, data })
+                        }
+                    };
+                    initial_variables.insert(
+                        TensorId {
+                            subgraph: si,
+                            tensor: ti,
+                        },
+                        init,
+                    );
+                    cs.push(None);
+                } else {
+                    cs.push(c);
+                }
+            }
+            consts.push(cs);
+        }
+        Ok(Interpreter {
+            model,
+            plans,
+            consts,
+            variables: initial_variables.clone(),
+            initial_variables,
+            called_once: HashSet::new(),
+            options,
+            timing: None,
+        })
+    }
+
+    /// The model this interpreter runs.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// Starts (or stops) accumulating per-op wall time; see [`Interpreter::timings`].
+    pub fn set_timing(&mut self, on: bool) {
+        self.timing = on.then(|| {
+            self.plans
+                .iter()
+                .enumerate()
+                .map(|(si, p)| {
+                    p.ops
+                        .iter()
+                        .enumerate()
+                        .map(|(oi, (_, name))| OpTiming {
+                            subgraph: si,
+                            op: oi,
+                            name: name.clone(),
+                            ..Default::default()
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+    }
+
+    /// Accumulated per-op timings (empty unless [`Interpreter::set_timing`] is on).
+    pub fn timings(&self) -> Vec<OpTiming> {
+        self.timing.iter().flatten().flatten().cloned().collect()
+    }
+
+    /// Sets variable tensors back to their initial values.
+    pub fn reset_variables(&mut self) {
+        self.variables = self.initial_variables.clone();
+    }
+
+    /// Runs subgraph 0 on one sample per input (shapes as the model's inputs; a
+    /// dynamic dimension takes any size) and returns its outputs.
+    pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        let mut obs = |_: TensorId, _: &Value| Flow::Continue;
+        match self.run_observed(inputs, &mut obs)? {
+            Some(v) => Ok(v),
+            None => Err(Error::Internal(
+                "run stopped without an observer asking".into(),
+            )),
+        }
+    }
+
+    /// Like [`Interpreter::run`], calling `observe` with every tensor value as it is
+    /// produced (inputs of a subgraph when it starts, each op output, updated variable
+    /// state), in every subgraph, including each iteration of a loop body. Returns
+    /// `Ok(None)` when the observer stopped the run.
+    pub fn run_observed(
+        &mut self,
+        inputs: &[Value],
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> Result<Option<Vec<Value>>> {
+        let sg = &self.model.subgraphs[0];
+        if inputs.len() != sg.inputs.len() {
+            return Err(Error::Data(format!(
+                "the model has {} input{}, got {}",
+                sg.inputs.len(),
+                if sg.inputs.len() == 1 { "" } else { "s" },
+                inputs.len()
+            )));
+        }
+        let mut args = Vec::with_capacity(inputs.len());
+        for (i, (v, &ti)) in inputs.iter().zip(&sg.inputs).enumerate() {
+            let t = &sg.tensors[ti as usize];
+            args.push(Arc::new(check_input(i, t, v)?));
+        }
+        if self.options.reset_variables {
+            self.reset_variables();
+        }
+        let outs = self.run_subgraph(0, args, observe)?;
+        Ok(outs.map(|o| {
+            o.into_iter()
+                .map(|v| Arc::try_unwrap(v).unwrap_or_else(|a| (*a).clone()))
+                .collect()
+        }))
+    }
+
+    /// Runs one subgraph with argument values; `None` when stopped.
+    fn run_subgraph(
+        &mut self,
+        si: usize,
+        args: Vec<Arc<Value>>,
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> Result<Option<Vec<Arc<Value>>>> {
+        let model = self.model;
+        let sg = &model.subgraphs[si];
+        if args.len() != sg.inputs.len() {
+            return Err(Error::Data(format!(
+                "subgraph {si} takes {} inputs, got {}",
+                sg.inputs.len(),
+                args.len()
+            )));
+        }
+        let mut slots: Vec<Slot> = vec![None; sg.tensors.len()];
+        for (ti, t) in sg.tensors.iter().enumerate() {
+            if t.is_variable {
+                let id = TensorId {
+                    subgraph: si,
+                    tensor: ti,
+                };
+                slots[ti] = self.variables.get(&id).cloned();
+            }
+        }
+        for (&ti, v) in sg.inputs.iter().zip(args) {
+            let id = TensorId {
+                subgraph: si,
+                tensor: ti as usize,
+            };
+            match observe(id, &v) {
+                Flow::Continue => slots[ti as usize] = Some(v),
+                Flow::Stop => return Ok(None),
+                Flow::Replace(r) => slots[ti as usize] = Some(Arc::new(r)),
+            }
+        }
+        let n_ops = self.plans[si].order.len();
+        for step in 0..n_ops {
+            let oi = self.plans[si].order[step];
+            let started = self.timing.is_some().then(Instant::now);
+            if !self.run_op(si, oi, &mut slots, observe)? {
+                return Ok(None);
+            }
+            if let (Some(t0), Some(tm)) = (started, self.timing.as_mut()) {
+                let e = &mut tm[si][oi];
+                e.calls += 1;
+                e.total += t0.elapsed();
+            }
+            // Free values nobody reads any more.
+            let plan = &self.plans[si];
+            for &t in model.subgraphs[si].operators[oi].inputs.iter() {
+                if let Ok(t) = usize::try_from(t)
+                    && plan.last_use[t] == Some(step)
+                {
+                    slots[t] = None;
+                }
+            }
+        }
+        let mut outs = Vec::with_capacity(sg.outputs.len());
+        for &ti in &sg.outputs {
+            let v = match slots[ti as usize].clone() {
+                Some(v) => v,
+                None => self.const_value(si, ti as usize, true).ok_or_else(|| {
+                    Error::Data(format!(
+                        "{}: output tensor {ti} ({:?}) was never computed",
+                        Loc::subgraph(si),
+                        sg.tensors[ti as usize].name
+                    ))
+                })?,
+            };
+            outs.push(v);
+        }
+        Ok(Some(outs))
+    }
+
+    fn const_value(&self, si: usize, ti: usize, raw: bool) -> Option<Arc<Value>> {
+        let c = self.consts[si][ti].as_ref()?;
+        if raw {
+            Some(c.raw.clone())
+        } else {
+            Some(c.real.clone().unwrap_or_else(|| c.raw.clone()))
+        }
+    }
+
+    /// Runs one op; false when the observer stopped the run.
+    fn run_op(
+        &mut self,
+        si: usize,
+        oi: usize,
+        slots: &mut [Slot],
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> Result<bool> {
+        let model = self.model;
+        let sg = &model.subgraphs[si];
+        let op = &sg.operators[oi];
+        let (b, name) = {
+            let (b, n) = &self.plans[si].ops[oi];
+            (*b, n.clone())
+        };
+        let at = || op_loc(si, oi, &name);
+        // QUANTIZE / DEQUANTIZE read integers as stored; every other op reads reals.
+        let raw_inputs = matches!(
+            b,
+            B::Quantize | B::Dequantize | B::While | B::If | B::CallOnce
+        );
+        let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
+        for (pos, &t) in op.inputs.iter().enumerate() {
+            let Ok(t) = usize::try_from(t) else {
+                owned.push(None);
+                continue;
+            };
+            let tensor = &sg.tensors[t];
+            let v = match &slots[t] {
+                Some(v) => {
+                    match quantized(tensor)
+                        .filter(|_| !raw_inputs && v.dtype() != TensorType::Float32)
+                    {
+                        Some(q) => Some(Arc::new(value::dequantize(v, q).ok_or_else(|| {
+                            Error::Data(format!(
+                                "{}: input {pos}: quantization parameters do not fit shape {:?}",
+                                at(),
+                                v.shape
+                            ))
+                        })?)),
+                        None => Some(v.clone()),
+                    }
+                }
+                None => self.const_value(si, t, raw_inputs),
+            };
+            if v.is_none() {
+                return Err(Error::Data(format!(
+                    "{}: input {pos} (tensor {t} {:?}) has no value: not produced before it is read",
+                    at(),
+                    tensor.name
+                )));
+            }
+            owned.push(v);
+        }
+        let results: Vec<Value> = match b {
+            B::While | B::If | B::CallOnce => {
+                let args: Vec<Arc<Value>> = owned.into_iter().flatten().collect();
+                match self.control_flow(b, si, oi, args, observe)? {
+                    Some(v) => v
+                        .into_iter()
+                        .map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()))
+                        .collect(),
+                    None => return Ok(false),
+                }
+            }
+            _ => {
+                let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
+                let out_tensors: Vec<Option<&Tensor>> = op
+                    .outputs
+                    .iter()
+                    .map(|&t| usize::try_from(t).ok().map(|t| &sg.tensors[t]))
+                    .collect();
+                let in_quant = op
+                    .inputs
+                    .iter()
+                    .map(|&t| {
+                        usize::try_from(t)
+                            .ok()
+                            .and_then(|t| sg.tensors[t].quantized())
+                    })
+                    .collect();
+                let ctx = Ctx {
+                    op,
+                    out_types: out_tensors
+                        .iter()
+                        .map(|t| match t {
+                            Some(t) if quantized(t).is_some() && b != B::Quantize => {
+                                TensorType::Float32
+                            }
+                            Some(t) => t.dtype,
+                            None => TensorType::Float32,
+                        })
+                        .collect(),
+                    out_shapes: out_tensors
+                        .iter()
+                        .map(|t| t.map_or(&[][..], |t| t.shape.as_slice()))
+                        .collect(),
+                    in_quant,
+                    out_quant: out_tensors
+                        .iter()
+                        .map(|t| t.and_then(|t| t.quantized()))
+                        .collect(),
+                    out_storage: out_tensors
+                        .iter()
+                        .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
+                        .collect(),
+                };
+                let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at()))?;
+                for (pos, v) in outs.state {
+                    let Some(&t) = op.inputs.get(pos) else {
+                        continue;
+                    };
+                    let Ok(t) = usize::try_from(t) else { continue };
+                    if !sg.tensors[t].is_variable {
+                        continue;
+                    }
+                    let id = TensorId {
+                        subgraph: si,
+                        tensor: t,
+                    };
+                    let v = match observe(id, &v) {
+                        Flow::Continue => v,
+                        Flow::Stop => return Ok(false),
+                        Flow::Replace(r) => r,
+                    };
+                    let v = Arc::new(v);
+                    self.variables.insert(id, v.clone());
+                    slots[t] = Some(v);
+                }
+                outs.values
+            }
+        };
+        if results.len() < op.outputs.iter().filter(|&&t| t >= 0).count() {
+            return Err(Error::Data(format!(
+                "{}: produced {} values for {} outputs",
+                at(),
+                results.len(),
+                op.outputs.len()
+            )));
+        }
+        for (pos, (&t, v)) in op.outputs.iter().zip(results).enumerate() {
+            let Ok(t) = usize::try_from(t) else { continue };
+            let tensor = &sg.tensors[t];
+            let v = match quantized(tensor) {
+                Some(q) if v.dtype() == TensorType::Float32 => value::quantize(&v, q, tensor.dtype)
+                    .ok_or_else(|| {
+                        Error::Data(format!(
+                            "{}: output {pos}: quantization parameters do not fit shape {:?}",
+                            at(),
+                            v.shape
+                        ))
+                    })?,
+                _ => v,
+            };
+            if v.dtype() != tensor.dtype && !matches!(b, B::While | B::If | B::CallOnce) {
+                return Err(Error::Internal(format!(
+                    "{}: output {pos} computed as {} but tensor {t} is {}",
+                    at(),
+                    fb::dtype_name(v.dtype()),
+                    fb::dtype_name(tensor.dtype)
+                )));
+            }
+            let id = TensorId {
+                subgraph: si,
+                tensor: t,
+            };
+            match observe(id, &v) {
+                Flow::Continue => slots[t] = Some(Arc::new(v)),
+                Flow::Stop => return Ok(false),
+                Flow::Replace(r) => slots[t] = Some(Arc::new(r)),
+            }
+        }
+        Ok(true)
+    }
+
+    fn control_flow(
+        &mut self,
+        b: B,
+        si: usize,
+        oi: usize,
+        args: Vec<Arc<Value>>,
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> Result<Option<Vec<Arc<Value>>>> {
+        let op = &self.model.subgraphs[si].operators[oi];
+        let at = op_loc(si, oi, fb::op_name(b));
+        match (&op.builtin_options, b) {
+            (Some(O::WhileOptions(o)), B::While) => {
+                let (cond, body) = (
+                    o.cond_subgraph_index as usize,
+                    o.body_subgraph_index as usize,
+                );
+                let mut state = args;
+                let mut iterations = 0u64;
+                loop {
+                    let Some(c) = self.run_subgraph(cond, state.clone(), observe)? else {
+                        return Ok(None);
+                    };
+                    if !truthy(c.first().map(|v| &**v))
+                        .map_err(|w| Error::Data(format!("{at}: condition {w}")))?
+                    {
+                        break;
+                    }
+                    iterations += 1;
+                    if iterations > self.options.max_loop_iterations {
+                        return Err(Error::Data(format!(
+                            "{at}: more than {} iterations; stopping",
+                            self.options.max_loop_iterations
+                        )));
+                    }
+                    let Some(next) = self.run_subgraph(body, state, observe)? else {
+                        return Ok(None);
+                    };
+                    state = next;
+                }
+                Ok(Some(state))
+            }
+            (Some(O::IfOptions(o)), B::If) => {
+                let mut it = args.into_iter();
+                let c = it.next();
+                let branch = if truthy(c.as_deref())
+                    .map_err(|w| Error::Data(format!("{at}: condition {w}")))?
+                {
+                    o.then_subgraph_index
+                } else {
+                    o.else_subgraph_index
+                };
+                self.run_subgraph(branch as usize, it.collect(), observe)
+            }
+            (Some(O::CallOnceOptions(o)), B::CallOnce) => {
+                if self.called_once.insert((si, oi)) {
+                    let r =
+                        self.run_subgraph(o.init_subgraph_index as usize, Vec::new(), observe)?;
+                    if r.is_none() {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(Vec::new()))
+            }
+            _ => Err(Error::malformed(at, "control-flow op without its options")),
+        }
+    }
+}
+
+/// A scalar condition: bool, or a non-zero number.
+fn truthy(v: Option<&Value>) -> std::result::Result<bool, String> {
+    let Some(v) = v else {
+        return Err("is missing".into());
+    };
+    if v.len() != 1 {
+        return Err(format!("must be a scalar, got shape {:?}", v.shape));
+    }
+    Ok(match &v.data {
+        Data::Bool(b) => b[0],
+        d => d.to_f64_vec()[0] != 0.0,
+    })
+}
+
+/// Checks a model input value against its tensor (type, shape with dynamic dimensions);
+/// a value with the same element count as a static shape is reshaped to it.
+fn check_input(i: usize, t: &Tensor, v: &Value) -> Result<Value> {
+    let want = tensor_shape(t);
+    let sig: Vec<i64> = match &t.shape_signature {
+        Some(s) if !s.is_empty() => s.iter().map(|&d| d as i64).collect(),
+        _ => t.shape.iter().map(|&d| d as i64).collect(),
+    };
+    if v.dtype() != t.dtype {
+        return Err(Error::Data(format!(
+            "input {i} ({:?}): expected {} {}, got {} {:?}",
+            t.name,
+            fb::dtype_name(t.dtype).to_lowercase(),
+            fmt_sig(&sig),
+            fb::dtype_name(v.dtype()).to_lowercase(),
+            v.shape
+        )));
+    }
+    let fits = |shape: &[usize]| {
+        shape.len() == sig.len()
+            && shape
+                .iter()
+                .zip(&sig)
+                .all(|(&d, &s)| s < 0 || d as i64 == s)
+    };
+    if fits(&v.shape) {
+        return Ok(v.clone());
+    }
+    // One sample without its batch dimension of 1: [d1..dk] for [1, d1..dk].
+    let mut batched = vec![1];
+    batched.extend_from_slice(&v.shape);
+    if matches!(sig.first(), Some(&1) | Some(&-1)) && fits(&batched) {
+        return Ok(Value {
+            shape: batched,
+            data: v.data.clone(),
+        });
+    }
+    let dynamic = sig.iter().any(|&s| s < 0);
+    if !dynamic && v.len() == want.iter().product::<usize>() {
+        return Ok(Value {
+            shape: want,
+            data: v.data.clone(),
+        });
+    }
+    Err(Error::Data(format!(
+        "input {i} ({:?}): expected shape {}, got {:?}",
+        t.name,
+        fmt_sig(&sig),
+        v.shape
+    )))
+}
+
+fn fmt_sig(sig: &[i64]) -> String {
+    let parts: Vec<String> = sig
+        .iter()
+        .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+        .collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Decodes the constant data of a tensor (none for activations).
+fn decode_const(model: &Model, si: usize, ti: usize, t: &Tensor) -> Result<Option<Const>> {
+    let bytes = model.tensor_data(t);
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let at = || Loc::tensor(si, ti).then(format!("{:?}", t.name));
+    let data = Data::from_le_bytes(t.dtype, bytes).ok_or_else(|| {
+        Error::unsupported(
+            at(),
+            format!(
+                "constant of type {} ({} bytes)",
+                fb::dtype_name(t.dtype),
+                bytes.len()
+            ),
+        )
+    })?;
+    let shape = tensor_shape(t);
+    let raw = match &t.sparsity {
+        Some(sp) => {
+            let pos = sparse::dense_positions(sp, &shape, data.len())
+                .map_err(|e| Error::malformed(at(), format!("sparse tensor: {e}")))?;
+            let n: usize = shape.iter().product();
+            // Scatter the stored values: gather from [data..., zero] by inverse map.
+            let mut src = vec![data.len(); n];
+            for (k, &p) in pos.iter().enumerate() {
+                src[p] = k;
+            }
+            let zero = Data::zeros(t.dtype, 1)
+                .ok_or_else(|| Error::unsupported(at(), "sparse tensor of this type"))?;
+            let all = kernels::elementwise::concat_data(&[&data, &zero])
+                .map_err(|e| kernel_error(e, at()))?;
+            Value {
+                shape,
+                data: all.gather(&src),
+            }
+        }
+        None => Value::new(shape.clone(), data)
+            .ok_or_else(|| Error::malformed(at(), format!("data does not fit shape {shape:?}")))?,
+    };
+    let real = match quantized(t) {
+        Some(q) => Some(Arc::new(value::dequantize(&raw, q).ok_or_else(|| {
+            Error::malformed(
+                at(),
+                format!(
+                    "{} quantization scales do not fit shape {:?} (axis {})",
+                    q.scale.len(),
+                    raw.shape,
+                    q.quantized_dimension
+                ),
+            )
+        })?)),
+        None => None,
+    };
+    Ok(Some(Const {
+        raw: Arc::new(raw),
+        real,
+    }))
+}
+
+/// Orders the ops of a subgraph topologically (file order among ready ops) and finds
+/// each tensor's last reader.
+fn plan(model: &Model, si: usize) -> Result<Plan> {
+    let sg = &model.subgraphs[si];
+    let n = sg.operators.len();
+    let producers = sg.producers();
+    // An op depends on the producers of its inputs.
+    let mut indeg = vec![0usize; n];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (oi, op) in sg.operators.iter().enumerate() {
+        let mut deps: Vec<usize> = op
+            .inputs
+            .iter()
+            .filter_map(|&t| usize::try_from(t).ok())
+            .filter_map(|t| producers[t])
+            .filter(|&p| p != oi)
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        indeg[oi] = deps.len();
+        for d in deps {
+            users[d].push(oi);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(oi) = ready.pop_first() {
+        order.push(oi);
+        for &u in &users[oi] {
+            indeg[u] -= 1;
+            if indeg[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if order.len() != n {
+        return Err(Error::malformed(
+            Loc::subgraph(si),
+            "the operators form a cycle (no topological order)",
+        ));
+    }
+    let mut last_use = vec![None; sg.tensors.len()];
+    for (step, &oi) in order.iter().enumerate() {
+        for &t in &sg.operators[oi].inputs {
+            if let Ok(t) = usize::try_from(t) {
+                last_use[t] = Some(step);
+            }
+        }
+    }
+    for &t in sg.outputs.iter().chain(&sg.inputs) {
+        if let Ok(t) = usize::try_from(t) {
+            last_use[t] = None;
+        }
+    }
+    for (t, tensor) in sg.tensors.iter().enumerate() {
+        if tensor.is_variable {
+            last_use[t] = None;
+        }
+    }
+    let ops = sg
+        .operators
+        .iter()
+        .map(|op| (model.builtin(op), model.op_display_name(op)))
+        .collect();
+    Ok(Plan {
+        order,
+        last_use,
+        ops,
+    })
+}

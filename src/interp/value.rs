@@ -1,0 +1,415 @@
+//! [`Value`]: a typed, dense, row-major tensor as the interpreter passes it between ops,
+//! plus conversions from constant buffers and to/from [`crate::data::Array`], and the
+//! affine (de)quantization arithmetic the interpreter's quantized simulation uses.
+
+use half::f16;
+
+use crate::data::{Array, ArrayData};
+use crate::fb::TensorType;
+use crate::ir::QuantParams;
+
+/// The elements of a [`Value`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    F64(Vec<f64>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    U32(Vec<u32>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+/// Applies `$body` to the vector inside any [`Data`] variant.
+macro_rules! each_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            Data::F32($v) => $body,
+            Data::F16($v) => $body,
+            Data::F64($v) => $body,
+            Data::I8($v) => $body,
+            Data::U8($v) => $body,
+            Data::I16($v) => $body,
+            Data::I32($v) => $body,
+            Data::U32($v) => $body,
+            Data::I64($v) => $body,
+            Data::Bool($v) => $body,
+        }
+    };
+}
+/// Like `each_data!`, rebuilding the same variant from the body's vector.
+macro_rules! map_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            Data::F32($v) => Data::F32($body),
+            Data::F16($v) => Data::F16($body),
+            Data::F64($v) => Data::F64($body),
+            Data::I8($v) => Data::I8($body),
+            Data::U8($v) => Data::U8($body),
+            Data::I16($v) => Data::I16($body),
+            Data::I32($v) => Data::I32($body),
+            Data::U32($v) => Data::U32($body),
+            Data::I64($v) => Data::I64($body),
+            Data::Bool($v) => Data::Bool($body),
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use {each_data, map_data};
+
+impl Data {
+    pub fn len(&self) -> usize {
+        each_data!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The TFLite element type this data holds.
+    pub fn dtype(&self) -> TensorType {
+        match self {
+            Data::F32(_) => TensorType::Float32,
+            Data::F16(_) => TensorType::Float16,
+            Data::F64(_) => TensorType::Float64,
+            Data::I8(_) => TensorType::Int8,
+            Data::U8(_) => TensorType::Uint8,
+            Data::I16(_) => TensorType::Int16,
+            Data::I32(_) => TensorType::Int32,
+            Data::U32(_) => TensorType::Uint32,
+            Data::I64(_) => TensorType::Int64,
+            Data::Bool(_) => TensorType::Bool,
+        }
+    }
+
+    /// Every element as `f64` (booleans 0/1), for integer-valued index/shape inputs and
+    /// generic numeric code.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            Data::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::F16(v) => v.iter().map(|&x| x.to_f64()).collect(),
+            Data::F64(v) => v.clone(),
+            Data::I8(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::U8(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::I16(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::U32(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
+        }
+    }
+
+    /// Integer elements as `i64` (`None` for floating point and bool data).
+    pub fn to_i64_vec(&self) -> Option<Vec<i64>> {
+        Some(match self {
+            Data::I8(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::U8(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::I16(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::I32(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::U32(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::I64(v) => v.clone(),
+            _ => return None,
+        })
+    }
+
+    /// A vector of `n` zeros of type `t`; `None` for types the interpreter does not hold.
+    pub fn zeros(t: TensorType, n: usize) -> Option<Data> {
+        Some(match t {
+            TensorType::Float32 => Data::F32(vec![0.0; n]),
+            TensorType::Float16 => Data::F16(vec![f16::ZERO; n]),
+            TensorType::Float64 => Data::F64(vec![0.0; n]),
+            TensorType::Int8 => Data::I8(vec![0; n]),
+            TensorType::Uint8 => Data::U8(vec![0; n]),
+            TensorType::Int16 => Data::I16(vec![0; n]),
+            TensorType::Int32 => Data::I32(vec![0; n]),
+            TensorType::Uint32 => Data::U32(vec![0; n]),
+            TensorType::Int64 => Data::I64(vec![0; n]),
+            TensorType::Bool => Data::Bool(vec![false; n]),
+            _ => return None,
+        })
+    }
+
+    /// Decodes little-endian buffer bytes of type `t`; `None` for unsupported types or a
+    /// length that is not a multiple of the element size.
+    pub fn from_le_bytes(t: TensorType, b: &[u8]) -> Option<Data> {
+        fn chunks<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
+            if !b.len().is_multiple_of(N) {
+                return None;
+            }
+            Some(
+                b.chunks_exact(N)
+                    .map(|c| {
+                        let mut a = [0u8; N];
+                        a.copy_from_slice(c);
+                        f(a)
+                    })
+                    .collect(),
+            )
+        }
+        Some(match t {
+            TensorType::Float32 => Data::F32(chunks(b, f32::from_le_bytes)?),
+            TensorType::Float16 => Data::F16(chunks(b, f16::from_le_bytes)?),
+            TensorType::Float64 => Data::F64(chunks(b, f64::from_le_bytes)?),
+            TensorType::Int8 => Data::I8(b.iter().map(|&x| x as i8).collect()),
+            TensorType::Uint8 => Data::U8(b.to_vec()),
+            TensorType::Int16 => Data::I16(chunks(b, i16::from_le_bytes)?),
+            TensorType::Int32 => Data::I32(chunks(b, i32::from_le_bytes)?),
+            TensorType::Uint32 => Data::U32(chunks(b, u32::from_le_bytes)?),
+            TensorType::Int64 => Data::I64(chunks(b, i64::from_le_bytes)?),
+            TensorType::Bool => Data::Bool(b.iter().map(|&x| x != 0).collect()),
+            _ => return None,
+        })
+    }
+
+    /// Gathers elements by index (used by every data-movement kernel).
+    pub fn gather(&self, idx: &[usize]) -> Data {
+        map_data!(self, v => idx.iter().map(|&i| v[i]).collect())
+    }
+}
+
+/// A tensor value: element data and shape (row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+impl Value {
+    /// A value; `None` if the shape's element count differs from the data length.
+    pub fn new(shape: Vec<usize>, data: Data) -> Option<Value> {
+        (shape.iter().product::<usize>() == data.len()).then_some(Value { shape, data })
+    }
+
+    /// An `f32` value (the caller guarantees the element count).
+    pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Value {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Value {
+            shape,
+            data: Data::F32(data),
+        }
+    }
+
+    pub fn scalar_f32(x: f32) -> Value {
+        Value::f32(vec![], vec![x])
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn dtype(&self) -> TensorType {
+        self.data.dtype()
+    }
+
+    /// The `f32` elements, if this is a float32 value.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            Data::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Converts to the exchange array type (float16 becomes float32: NumPy files of the
+    /// CLI carry no half type).
+    pub fn to_array(&self) -> Array {
+        let data = match &self.data {
+            Data::F32(v) => ArrayData::F32(v.clone()),
+            Data::F16(v) => ArrayData::F32(v.iter().map(|x| x.to_f32()).collect()),
+            Data::F64(v) => ArrayData::F64(v.clone()),
+            Data::I8(v) => ArrayData::I8(v.clone()),
+            Data::U8(v) => ArrayData::U8(v.clone()),
+            Data::I16(v) => ArrayData::I16(v.clone()),
+            Data::I32(v) => ArrayData::I32(v.clone()),
+            Data::U32(v) => ArrayData::U32(v.clone()),
+            Data::I64(v) => ArrayData::I64(v.clone()),
+            Data::Bool(v) => ArrayData::Bool(v.clone()),
+        };
+        Array {
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+
+    /// Converts from the exchange array type; `None` for element types TFLite has no
+    /// tensor type the interpreter holds for (uint16, uint64).
+    pub fn from_array(a: &Array) -> Option<Value> {
+        let data = match &a.data {
+            ArrayData::F32(v) => Data::F32(v.clone()),
+            ArrayData::F64(v) => Data::F64(v.clone()),
+            ArrayData::I8(v) => Data::I8(v.clone()),
+            ArrayData::U8(v) => Data::U8(v.clone()),
+            ArrayData::I16(v) => Data::I16(v.clone()),
+            ArrayData::I32(v) => Data::I32(v.clone()),
+            ArrayData::U32(v) => Data::U32(v.clone()),
+            ArrayData::I64(v) => Data::I64(v.clone()),
+            ArrayData::Bool(v) => Data::Bool(v.clone()),
+            ArrayData::U16(_) | ArrayData::U64(_) => return None,
+        };
+        Value::new(a.shape.clone(), data)
+    }
+
+    /// Minimum and maximum of the finite-or-not float elements (NaN ignored); `None` for
+    /// non-float data or when there is no non-NaN element.
+    pub fn min_max_f32(&self) -> Option<(f32, f32)> {
+        let v = self.as_f32()?;
+        let mut it = v.iter().copied().filter(|x| !x.is_nan());
+        let first = it.next()?;
+        Some(it.fold((first, first), |(lo, hi), x| (lo.min(x), hi.max(x))))
+    }
+}
+
+impl From<Array> for Value {
+    /// Panics only for uint16/uint64 arrays; use [`Value::from_array`] for fallible input.
+    fn from(a: Array) -> Value {
+        Value::from_array(&a).expect("array element type without a TFLite tensor type")
+    }
+}
+
+impl From<&Value> for Array {
+    fn from(v: &Value) -> Array {
+        v.to_array()
+    }
+}
+
+/// The integer range of a quantized type, `None` for types that are not quantized
+/// storage types.
+pub fn quant_range(t: TensorType) -> Option<(i64, i64)> {
+    Some(match t {
+        TensorType::Int8 => (-128, 127),
+        TensorType::Uint8 => (0, 255),
+        TensorType::Int16 => (-32768, 32767),
+        TensorType::Int32 => (i32::MIN as i64, i32::MAX as i64),
+        TensorType::Int64 => (i64::MIN, i64::MAX),
+        _ => return None,
+    })
+}
+
+/// Per-element (scale, zero point) lookup for per-tensor or per-axis parameters over a
+/// tensor of `shape`.
+struct ParamIndex<'a> {
+    q: &'a QuantParams,
+    /// Elements per step of the quantized axis (product of the later dimensions).
+    inner: usize,
+    channels: usize,
+}
+
+impl<'a> ParamIndex<'a> {
+    fn new(q: &'a QuantParams, shape: &[usize]) -> Option<Self> {
+        if q.scale.is_empty() {
+            return None;
+        }
+        if q.scale.len() == 1 {
+            return Some(ParamIndex {
+                q,
+                inner: 1,
+                channels: 1,
+            });
+        }
+        let axis = usize::try_from(q.quantized_dimension).ok()?;
+        let channels = *shape.get(axis)?;
+        if channels != q.scale.len() {
+            return None;
+        }
+        Some(ParamIndex {
+            q,
+            inner: shape[axis + 1..].iter().product(),
+            channels,
+        })
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> (f32, i64) {
+        let c = if self.channels == 1 {
+            0
+        } else {
+            (i / self.inner) % self.channels
+        };
+        (
+            self.q.scale[c],
+            self.q.zero_point.get(c).copied().unwrap_or(0),
+        )
+    }
+}
+
+/// `real = (q - zero_point) * scale` for every element of an integer value (per-tensor
+/// or per-axis). `None` if the data is not integer or the parameters do not fit the
+/// shape.
+pub fn dequantize(v: &Value, q: &QuantParams) -> Option<Value> {
+    let p = ParamIndex::new(q, &v.shape)?;
+    let ints = v.data.to_i64_vec()?;
+    let out = ints
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let (s, z) = p.at(i);
+            // The runtime multiplies in the scale's precision, then narrows to float.
+            (s as f64 * (x - z) as f64) as f32
+        })
+        .collect();
+    Some(Value::f32(v.shape.clone(), out))
+}
+
+/// Rounds half away from zero (C's `round`), as TFLite's quantizer does.
+#[inline]
+pub fn round_half_away(x: f32) -> f32 {
+    x.round()
+}
+
+/// `q = clamp(round(real / scale) + zero_point)` into the range of `t` (round half away
+/// from zero, as TFLite's reference QUANTIZE). `None` if `t` is no quantized storage type,
+/// the value is not float32 or the parameters do not fit.
+pub fn quantize(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
+    let p = ParamIndex::new(q, &v.shape)?;
+    let (lo, hi) = quant_range(t)?;
+    let x = v.as_f32()?;
+    let qi = |i: usize, r: f32| -> i64 {
+        let (s, z) = p.at(i);
+        let r = round_half_away(r / s);
+        // NaN maps to the zero point; infinities saturate through the clamp.
+        let r = if r.is_nan() { 0 } else { r as i64 };
+        r.saturating_add(z).clamp(lo, hi)
+    };
+    let it = x.iter().enumerate().map(|(i, &r)| qi(i, r));
+    let data = match t {
+        TensorType::Int8 => Data::I8(it.map(|x| x as i8).collect()),
+        TensorType::Uint8 => Data::U8(it.map(|x| x as u8).collect()),
+        TensorType::Int16 => Data::I16(it.map(|x| x as i16).collect()),
+        TensorType::Int32 => Data::I32(it.map(|x| x as i32).collect()),
+        TensorType::Int64 => Data::I64(it.collect()),
+        _ => return None,
+    };
+    Some(Value {
+        shape: v.shape.clone(),
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantize_rounds_half_away_and_clamps() {
+        let q = QuantParams::per_tensor(0.5, -1);
+        let v = Value::f32(vec![5], vec![0.25, -0.25, 1.0, 1000.0, -1000.0]);
+        let out = quantize(&v, &q, TensorType::Int8).unwrap();
+        assert_eq!(out.data, Data::I8(vec![0, -2, 1, 127, -128]));
+        let back = dequantize(&out, &q).unwrap();
+        assert_eq!(back.as_f32().unwrap(), &[0.5, -0.5, 1.0, 64.0, -63.5]);
+    }
+
+    #[test]
+    fn per_axis_dequantize_uses_the_channel_of_each_element() {
+        let q = QuantParams::per_axis(vec![1.0, 10.0], vec![0, 0], 1);
+        let v = Value::new(vec![2, 2], Data::I8(vec![1, 1, 2, 2])).unwrap();
+        let out = dequantize(&v, &q).unwrap();
+        assert_eq!(out.as_f32().unwrap(), &[1.0, 10.0, 2.0, 20.0]);
+    }
+}
