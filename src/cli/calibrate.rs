@@ -137,16 +137,21 @@ pub fn log_timings(interp: &tflquant::interp::Interpreter) {
     }
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let kind: ObserverKind = a.observer.parse()?;
-    a.data_args.apply_threads()?;
-    let model = tflquant::read_path(&a.model)?;
-    let samples = Samples::open(&a.data, &model, &a.data_args.sample_options())?;
+/// Calibrates `model` over the samples of `data` with a progress bar; shared by
+/// `calibrate` and `quantize --calibration`.
+pub fn calibrate_model(
+    model: &tflquant::Model,
+    data: &std::path::Path,
+    data_args: &DataArgs,
+    observer: &str,
+) -> Result<calib::Ranges> {
+    let kind: ObserverKind = observer.parse()?;
+    let samples = Samples::open(data, model, &data_args.sample_options())?;
     let total = samples.len();
     if total == 0 {
-        return Err(Error::Data(format!("{}: no samples", a.data.display())));
+        return Err(Error::Data(format!("{}: no samples", data.display())));
     }
-    let mut c = calib::Calibrator::new(&model, kind)?;
+    let mut c = calib::Calibrator::new(model, kind)?;
     c.interpreter()
         .set_timing(log::log_enabled!(log::Level::Info));
     let pb = progress_bar(total, "calibrating");
@@ -156,7 +161,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     pb.finish_and_clear();
     log_timings(c.interpreter());
-    let ranges = c.ranges();
+    Ok(c.ranges())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    a.data_args.apply_threads()?;
+    let model = tflquant::read_path(&a.model)?;
+    let ranges = calibrate_model(&model, &a.data, &a.data_args, &a.observer)?;
     ranges.save(&a.output)?;
     log::info!(
         "wrote {} ranges ({} samples, observer {}) to {}",

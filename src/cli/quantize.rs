@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
+use tflquant::calib::Ranges;
+use tflquant::quant::integer::Interface;
 use tflquant::quant::{self, Mode, Options};
 use tflquant::writer::{self, WriteOptions};
 use tflquant::{Error, Result};
+
+use super::calibrate::DataArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,21 +21,49 @@ pub struct Args {
     /// `dynamic` = int8 weights for ops with dynamic-range (hybrid) kernels, float activations;
     /// `float16` = float16 weights + DEQUANTIZE;
     /// `weight-int8` = int8 weights + DEQUANTIZE (float compute);
-    /// `weight-int4` = packed int4 weights for FULLY_CONNECTED / EMBEDDING_LOOKUP.
+    /// `weight-int4` = packed int4 weights for FULLY_CONNECTED / EMBEDDING_LOOKUP;
+    /// `int8` = full integer: int8 activations and weights, int32 biases (needs --calibration);
+    /// `int16x8` = int16 activations, int8 weights, int64 biases (needs --calibration).
     #[arg(long, value_enum)]
     mode: ModeArg,
     /// One scale per weight tensor instead of one per output channel.
     #[arg(long)]
     per_tensor: bool,
-    /// Leave weights with fewer elements float [default: 1024; 0 for float16].
+    /// Weight modes: leave weights with fewer elements float [default: 1024; 0 for float16].
     #[arg(long, value_name = "N")]
     min_elements: Option<u64>,
     /// Blockwise int4 (weight-int4 only): one float16 scale per block of N input values.
     #[arg(long, value_name = "N", value_parser = parse_block_size)]
     block_size: Option<usize>,
-    /// Write a JSON report of every tensor changed and every weight left float (`-` for stdout).
+    /// int8/int16x8: calibration samples (.npy, .npz or an image directory, as for
+    /// `tflquant calibrate`); ranges are collected with --observer.
+    #[arg(long, value_name = "DATA", conflicts_with = "ranges")]
+    calibration: Option<PathBuf>,
+    /// int8/int16x8: use ranges from `tflquant calibrate` instead of calibrating.
+    #[arg(long, value_name = "ranges.json")]
+    ranges: Option<PathBuf>,
+    /// int8/int16x8: range observer: minmax, ema:C, percentile:P, mse, entropy.
+    #[arg(long, default_value = "minmax")]
+    observer: String,
+    /// int8/int16x8: type of the model's inputs and outputs. `float` adds QUANTIZE after
+    /// inputs and DEQUANTIZE before outputs; `int8`/`int16` make them integer; `uint8`
+    /// converts uint8 (zero point + 128) with QUANTIZE operators.
+    #[arg(long, value_enum, default_value_t = InterfaceArg::Float)]
+    interface: InterfaceArg,
+    /// int8/int16x8: integer only; any operator that would stay float is an error.
+    #[arg(long)]
+    strict: bool,
+    /// int16x8: bias type [default: int64, as TF's converter].
+    #[arg(long, value_enum)]
+    bias: Option<BiasArg>,
+    /// Print every decision (operator fates, tensor parameters) to stdout.
+    #[arg(long)]
+    dump_plan: bool,
+    /// Write a JSON report of every decision (`-` for stdout).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
+    #[command(flatten)]
+    data_args: DataArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -40,6 +72,22 @@ enum ModeArg {
     Float16,
     WeightInt8,
     WeightInt4,
+    Int8,
+    Int16x8,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InterfaceArg {
+    Float,
+    Int8,
+    Uint8,
+    Int16,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BiasArg {
+    Int32,
+    Int64,
 }
 
 fn parse_block_size(s: &str) -> std::result::Result<usize, String> {
@@ -47,33 +95,96 @@ fn parse_block_size(s: &str) -> std::result::Result<usize, String> {
     if quant::BLOCK_SIZES.contains(&n) {
         Ok(n)
     } else {
-        Err(format!(
-            "{n} is not a supported block size; use 32, 64, 128 or 256"
-        ))
+        Err(format!("{n} is not a supported block size; use 32, 64, 128 or 256"))
     }
 }
 
-pub fn run(a: Args) -> Result<()> {
+/// Checks flag combinations and turns the arguments into options.
+fn options(a: &Args) -> Result<Options> {
     let mode = match a.mode {
         ModeArg::Dynamic => Mode::Dynamic,
         ModeArg::Float16 => Mode::Float16,
         ModeArg::WeightInt8 => Mode::WeightInt8,
         ModeArg::WeightInt4 => Mode::WeightInt4,
+        ModeArg::Int8 => Mode::Int8,
+        ModeArg::Int16x8 => Mode::Int16x8,
     };
+    let usage = |m: String| Err(Error::Usage(m));
     if a.block_size.is_some() && mode != Mode::WeightInt4 {
-        return Err(Error::Usage(format!(
+        return usage(format!(
             "--block-size applies to --mode weight-int4 only (got --mode {}); drop --block-size or use --mode weight-int4",
             mode.name()
-        )));
+        ));
     }
-    let opts = Options {
-        mode,
-        per_tensor: a.per_tensor,
-        min_elements: a.min_elements,
-        block_size: a.block_size,
+    if mode.is_integer() {
+        if a.calibration.is_none() && a.ranges.is_none() {
+            return usage(format!(
+                "--mode {} needs calibration data: add --calibration DATA (.npy, .npz or an image directory) or --ranges ranges.json",
+                mode.name()
+            ));
+        }
+        if a.min_elements.is_some() {
+            return usage("--min-elements applies to the weight modes only; full-integer modes quantize every weight".into());
+        }
+        match (mode, a.interface) {
+            (Mode::Int8, InterfaceArg::Int16) => {
+                return usage("--interface int16 needs --mode int16x8 (int8 models have int8 tensors)".into());
+            }
+            (Mode::Int16x8, InterfaceArg::Int8 | InterfaceArg::Uint8) => {
+                return usage("--interface int8/uint8 needs --mode int8 (int16x8 models have int16 tensors); use --interface int16".into());
+            }
+            _ => {}
+        }
+        if matches!(a.bias, Some(BiasArg::Int64)) && mode == Mode::Int8 {
+            return usage("--bias int64 applies to --mode int16x8; int8 models use int32 biases".into());
+        }
+    } else {
+        let integer_flags = [
+            (a.calibration.is_some(), "--calibration"),
+            (a.ranges.is_some(), "--ranges"),
+            (a.interface != InterfaceArg::Float, "--interface"),
+            (a.strict, "--strict"),
+            (a.bias.is_some(), "--bias"),
+        ];
+        if let Some((_, flag)) = integer_flags.iter().find(|(set, _)| *set) {
+            return usage(format!(
+                "{flag} applies to --mode int8 and int16x8 only (got --mode {})",
+                mode.name()
+            ));
+        }
+    }
+    let mut o = Options::new(mode);
+    o.per_tensor = a.per_tensor;
+    o.min_elements = a.min_elements;
+    o.block_size = a.block_size;
+    o.strict = a.strict;
+    o.interface = match a.interface {
+        InterfaceArg::Float => Interface::Float,
+        InterfaceArg::Int8 | InterfaceArg::Int16 => Interface::Integer,
+        InterfaceArg::Uint8 => Interface::Uint8,
     };
+    o.bias_bits = a.bias.map(|b| match b {
+        BiasArg::Int32 => 32,
+        BiasArg::Int64 => 64,
+    });
+    Ok(o)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let mut opts = options(&a)?;
+    a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.input)?;
+    if opts.mode.is_integer() {
+        opts.ranges = Some(match (&a.ranges, &a.calibration) {
+            (Some(r), _) => Ranges::load(r)?,
+            (None, Some(data)) => super::calibrate::calibrate_model(&model, data, &a.data_args, &a.observer)?,
+            (None, None) => unreachable!("checked in options()"),
+        });
+    }
     let (out, mut report) = quant::quantize(&model, &opts)?;
+    if a.dump_plan {
+        super::print_out(&quant::integer::render_plan(&report))?;
+    }
     writer::write_path(&out, &a.output, &WriteOptions::default())?;
     report.input_bytes = file_len(&a.input);
     report.output_bytes = file_len(&a.output);
@@ -83,10 +194,7 @@ pub fn run(a: Args) -> Result<()> {
         if path.as_os_str() == "-" {
             super::print_out(&format!("{json}\n"))?;
         } else {
-            std::fs::write(path, json + "\n").map_err(|e| Error::Io {
-                path: path.clone(),
-                source: e,
-            })?;
+            std::fs::write(path, json + "\n").map_err(|e| Error::Io { path: path.clone(), source: e })?;
         }
     }
     super::status(&report.summary());

@@ -6,6 +6,7 @@
 //! [`Report`] of every decision.
 
 pub mod fold;
+pub mod integer;
 pub mod math;
 pub mod prune;
 pub mod report;
@@ -28,6 +29,10 @@ pub enum Mode {
     WeightInt8,
     /// Packed INT4 weights read by FULLY_CONNECTED / EMBEDDING_LOOKUP.
     WeightInt4,
+    /// Full integer: int8 activations and weights, int32 biases (needs ranges).
+    Int8,
+    /// 16x8: int16 activations, int8 weights, int64 biases (needs ranges).
+    Int16x8,
 }
 
 impl Mode {
@@ -38,7 +43,14 @@ impl Mode {
             Mode::Float16 => "float16",
             Mode::WeightInt8 => "weight-int8",
             Mode::WeightInt4 => "weight-int4",
+            Mode::Int8 => "int8",
+            Mode::Int16x8 => "int16x8",
         }
+    }
+
+    /// Full-integer modes need calibrated ranges.
+    pub fn is_integer(self) -> bool {
+        matches!(self, Mode::Int8 | Mode::Int16x8)
     }
 }
 
@@ -53,6 +65,14 @@ pub struct Options {
     pub min_elements: Option<u64>,
     /// Blockwise INT4 block size (32, 64, 128 or 256); `None` is per channel.
     pub block_size: Option<usize>,
+    /// Full-integer modes: calibrated ranges of the float model's tensors.
+    pub ranges: Option<crate::calib::Ranges>,
+    /// Full-integer modes: the model's interface types.
+    pub interface: integer::Interface,
+    /// Full-integer modes: an operator that would stay float is an error.
+    pub strict: bool,
+    /// Full-integer modes: bias bits (32 or 64); `None` = 32 for int8, 64 for 16x8.
+    pub bias_bits: Option<u32>,
 }
 
 impl Options {
@@ -62,6 +82,10 @@ impl Options {
             per_tensor: false,
             min_elements: None,
             block_size: None,
+            ranges: None,
+            interface: integer::Interface::Float,
+            strict: false,
+            bias_bits: None,
         }
     }
 
@@ -87,7 +111,34 @@ fn passes() -> Vec<(&'static str, Pass)> {
         ("densify-sparse-constants", |m, _, r| {
             fold::densify_constants(m, r).map(drop)
         }),
-        ("quantize-weights", weights::quantize_weights),
+        ("quantize", |m, o, r| {
+            if o.mode.is_integer() {
+                let ranges = o.ranges.as_ref().ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--mode {} needs calibration data: pass --calibration DATA",
+                        o.mode.name()
+                    ))
+                })?;
+                let width = match o.mode {
+                    Mode::Int16x8 => integer::Width::Int16x8,
+                    _ => integer::Width::Int8,
+                };
+                let bias_bits = o.bias_bits.unwrap_or(match width {
+                    integer::Width::Int8 => 32,
+                    integer::Width::Int16x8 => 64,
+                });
+                let io = integer::IntegerOptions {
+                    width,
+                    interface: o.interface,
+                    strict: o.strict,
+                    bias_bits,
+                    per_tensor: o.per_tensor,
+                };
+                integer::quantize_integer(m, ranges, &io, r)
+            } else {
+                weights::quantize_weights(m, o, r)
+            }
+        }),
         ("operator-versions", |m, _, _| {
             bump_versions(m);
             Ok(())
@@ -121,7 +172,7 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
             .map_err(|e| Error::Internal(format!("the graph is invalid after pass {name}: {e}")))?;
         log::debug!("pass {name} done");
     }
-    if report.quantized.is_empty() {
+    if report.quantized.is_empty() && report.tensors.is_empty() {
         return Err(weights::nothing_to_quantize(model, opts, &report));
     }
     Ok((m, report))

@@ -13,6 +13,12 @@ pub struct Report {
     pub quantized: Vec<TensorChange>,
     /// Every real-valued float weight left float, with the reason.
     pub left_float: Vec<LeftFloat>,
+    /// Full-integer modes: every operator's fate (quantized, or float with the reason).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<super::integer::OpFate>,
+    /// Full-integer modes: every integer tensor's parameters and the range they came from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tensors: Vec<super::integer::TensorParams>,
     /// Everything else worth knowing (folded fp16/sparse constants, already quantized
     /// tensors, inserted operators).
     pub notes: Vec<String>,
@@ -56,9 +62,16 @@ impl Report {
         self.notes.push(text.into());
     }
 
-    /// Operators that still compute in float with a float weight (consumers of the
-    /// weights left float), counted once each.
+    /// Operators that still compute in float: in full-integer modes those with a float
+    /// fate; otherwise the consumers of weights left float, counted once each.
     pub fn ops_left_float(&self) -> usize {
+        if !self.ops.is_empty() {
+            return self
+                .ops
+                .iter()
+                .filter(|o| matches!(o.fate, super::integer::Fate::Float { .. }))
+                .count();
+        }
         let mut ops: Vec<(usize, &str)> = self
             .left_float
             .iter()
@@ -82,7 +95,7 @@ impl Report {
             self.mode,
             crate::inspect::human_bytes(self.input_bytes),
             crate::inspect::human_bytes(self.output_bytes),
-            self.quantized.len(),
+            self.quantized.len().max(self.tensors.len()),
             self.left_float.len(),
             self.ops_left_float()
         )

@@ -155,6 +155,11 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     }
                 }
                 Mode::WeightInt8 => Action::Int8Dequantize { axis: axis(true) },
+                Mode::Int8 | Mode::Int16x8 => {
+                    return Err(Error::Internal(
+                        "full-integer modes do not use the weight pass".into(),
+                    ));
+                }
                 Mode::Float16 => {
                     let op_ref = &sg.operators[oi];
                     let integer_input = op_ref.inputs.iter().any(|&i| {

@@ -1,11 +1,20 @@
 //! The op rule table: what quantization may do to each builtin operator.
 //!
-//! One entry per operator, as data: the role of each input (activation, weight with its
-//! per-channel axis, bias, or not real-valued), whether the runtime has a dynamic-range
-//! (hybrid) kernel, and a one-line reason for anything unusual. Passes read this table;
-//! they never match on operator names themselves. Facts come from TFLite's kernels and
-//! its quantizers (`operator_property.cc`, the MLIR converter's dynamic-range op
-//! interfaces, ai-edge-quantizer's policy); see `../../docs/ARCHITECTURE.md`.
+//! One entry per operator, as data:
+//! - the role of each input: activation, weight (with its per-channel axis), bias (with
+//!   the inputs whose scales it multiplies), or not real-valued (shapes, indices, axes);
+//! - the output constraint: a free range from calibration, shared with the inputs (the
+//!   kernel needs identical scale and zero point: pooling, reshapes, concatenation...), a
+//!   fixed scale and zero point per bit width (LOGISTIC, SOFTMAX, TANH...), or not
+//!   real-valued (ARG_MAX, comparisons);
+//! - whether the runtime has an int8 kernel and an int16 (16x8) kernel, a dynamic-range
+//!   (hybrid) kernel, an INT4-weight kernel;
+//! - a one-line reason for anything unusual.
+//!
+//! Passes read this table; they never match on operator names themselves. Facts come
+//! from TFLite's kernels and quantizers (`operator_property.cc`, the MLIR converter's
+//! dynamic-range interfaces) and ai-edge-quantizer's policy; `../../shared`'s
+//! QUANT_SPEC.md lists them. Operators not listed stay float.
 
 pub mod version;
 
@@ -19,9 +28,24 @@ pub enum Role {
     /// A real-valued constant the kernel reads as weights; `axis` is the per-channel
     /// dimension when the kernel supports per-channel parameters.
     Weight { axis: Option<i32> },
-    /// A bias added to the product of input `input` and weight `weight`.
+    /// A bias added to the product of input `input` and weight `weight`: quantized to
+    /// int32 (int64 in 16x8) with scale `s_input × s_weight`, zero point 0.
     Bias { input: usize, weight: usize },
-    /// Shapes, indices, axes, paddings, sizes: never quantized.
+    /// Shapes, indices, axes, paddings, sizes, conditions: never quantized.
+    NonReal,
+}
+
+/// What the outputs of an operator are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Output {
+    /// Own range, from calibration.
+    Free,
+    /// Every activation input and every output share one scale and zero point (the
+    /// kernel moves values without rescaling, or requires equal parameters).
+    Shared,
+    /// Fixed parameters: `(scale, zero_point)` for int8 and for int16.
+    Fixed { int8: (f32, i64), int16: Option<(f32, i64)> },
+    /// Not real-valued (indices, booleans): never quantized.
     NonReal,
 }
 
@@ -44,6 +68,11 @@ pub struct Rule {
     pub inputs: &'static [Role],
     /// Role of inputs beyond `inputs` (variadic ops such as CONCATENATION, PACK).
     pub rest: Role,
+    pub output: Output,
+    /// The runtime has a full-integer int8 kernel.
+    pub int8: bool,
+    /// The runtime has an int16-activation (16x8) kernel.
+    pub int16: bool,
     pub hybrid: Hybrid,
     /// Hybrid kernel has the `asymmetric_quantize_inputs` option (TF sets it: inputs
     /// are quantized per row with a zero point, which is more accurate).
@@ -58,6 +87,15 @@ impl Rule {
     pub fn role(&self, pos: usize) -> Role {
         self.inputs.get(pos).copied().unwrap_or(self.rest)
     }
+
+    /// Whether the runtime has a kernel for this operator at the given activation width.
+    pub fn supports(&self, bits: u32) -> bool {
+        match bits {
+            8 => self.int8,
+            16 => self.int16,
+            _ => false,
+        }
+    }
 }
 
 use Role::{Activation as A, NonReal as N};
@@ -70,16 +108,49 @@ const fn bias(input: usize, weight: usize) -> Role {
     Role::Bias { input, weight }
 }
 
+/// A rule with int8 and int16 kernels and a free output.
 const fn rule(op: Op, inputs: &'static [Role], rest: Role) -> Rule {
     Rule {
         op,
         inputs,
         rest,
+        output: Output::Free,
+        int8: true,
+        int16: true,
         hybrid: Hybrid::No,
         asymmetric_inputs: false,
         int4_weights: false,
         why: "",
     }
+}
+
+/// Output parameters shared with the activation inputs.
+const fn shared(mut r: Rule) -> Rule {
+    r.output = Output::Shared;
+    r
+}
+
+const fn fixed(mut r: Rule, int8: (f32, i64), int16: Option<(f32, i64)>) -> Rule {
+    r.output = Output::Fixed { int8, int16 };
+    r
+}
+
+const fn nonreal_out(mut r: Rule) -> Rule {
+    r.output = Output::NonReal;
+    r
+}
+
+/// No int16 kernel in the runtime.
+const fn no16(mut r: Rule) -> Rule {
+    r.int16 = false;
+    r
+}
+
+/// No full-integer kernel handled by tflquant (the op stays float in int8/int16x8).
+const fn float_only(mut r: Rule) -> Rule {
+    r.int8 = false;
+    r.int16 = false;
+    r
 }
 
 const fn hybrid(mut r: Rule, h: Hybrid, asymmetric: bool) -> Rule {
@@ -98,16 +169,23 @@ const fn why(mut r: Rule, text: &'static str) -> Rule {
     r
 }
 
+/// LOGISTIC and SOFTMAX outputs lie in [0, 1].
+const UNIT: (f32, i64) = (1.0 / 256.0, -128);
+const UNIT16: Option<(f32, i64)> = Some((1.0 / 32768.0, 0));
+/// TANH output lies in [-1, 1].
+const SIGNED_UNIT: (f32, i64) = (1.0 / 128.0, 0);
+
 /// LSTM inputs: 0 input; 1-4 input weights; 5-8 recurrent weights; 9-11 peephole
 /// weights; 12-15 gate biases; 16 projection weights; 17 projection bias; 18-19
 /// variable state; 20-23 layer-norm coefficients.
 const LSTM: &[Role] = &[
-    A, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR,
-    W_TENSOR, W_TENSOR, A, A, A, A, W_TENSOR, A, A, A, A, A, A, A,
+    A, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR,
+    W_TENSOR, W_TENSOR, W_TENSOR, A, A, A, A, W_TENSOR, A, A, A, A, A, A, A,
 ];
 
 /// The table. Operators not listed have no rule: passes leave them alone.
 pub static RULES: &[Rule] = &[
+    // --- weights × activations ---------------------------------------------------
     int4(hybrid(
         rule(Op::FullyConnected, &[A, w(0), bias(0, 1)], N),
         Hybrid::PerChannel,
@@ -136,50 +214,168 @@ pub static RULES: &[Rule] = &[
             Hybrid::PerTensor,
             true,
         ),
-        "hybrid only with a constant right-hand side",
+        "both operands are activations in full-integer mode; hybrid only with a constant right-hand side",
     ),
     why(
-        int4(hybrid(
+        float_only(int4(hybrid(
             rule(Op::EmbeddingLookup, &[N, w(0)], N),
             Hybrid::PerChannel,
             false,
-        )),
+        ))),
         "input 0 holds ids; the table's rows are the channels",
     ),
-    why(rule(Op::Gather, &[A, N, N], N), "input 1 holds indices"),
-    hybrid(rule(Op::Lstm, LSTM, A), Hybrid::PerTensor, true),
-    hybrid(
-        rule(Op::UnidirectionalSequenceLstm, LSTM, A),
-        Hybrid::PerTensor,
-        true,
+    why(
+        float_only(hybrid(rule(Op::Lstm, LSTM, A), Hybrid::PerTensor, true)),
+        "full-integer LSTM needs calibrated gate intermediates; stays float",
     ),
     why(
-        hybrid(
-            rule(Op::BidirectionalSequenceLstm, &[A], A),
-            Hybrid::No,
-            false,
-        ),
+        float_only(hybrid(
+            rule(Op::UnidirectionalSequenceLstm, LSTM, A),
+            Hybrid::PerTensor,
+            true,
+        )),
+        "full-integer LSTM needs calibrated gate intermediates; stays float",
+    ),
+    why(
+        float_only(rule(Op::BidirectionalSequenceLstm, &[A], A)),
         "48 inputs; not quantized by tflquant yet",
     ),
-    hybrid(
+    float_only(hybrid(
         rule(Op::Svdf, &[A, W_TENSOR, W_TENSOR, A, A], A),
         Hybrid::PerTensor,
         true,
-    ),
-    hybrid(
+    )),
+    float_only(hybrid(
         rule(Op::Rnn, &[A, W_TENSOR, W_TENSOR, A, A], A),
         Hybrid::PerTensor,
         true,
-    ),
-    hybrid(
-        rule(
-            Op::UnidirectionalSequenceRnn,
-            &[A, W_TENSOR, W_TENSOR, A, A],
-            A,
-        ),
+    )),
+    float_only(hybrid(
+        rule(Op::UnidirectionalSequenceRnn, &[A, W_TENSOR, W_TENSOR, A, A], A),
         Hybrid::PerTensor,
         true,
+    )),
+    // --- arithmetic with their own output range -------------------------------------
+    rule(Op::Add, &[A, A], N),
+    rule(Op::Sub, &[A, A], N),
+    rule(Op::Mul, &[A, A], N),
+    rule(Op::Div, &[A, A], N),
+    no16(rule(Op::SquaredDifference, &[A, A], N)),
+    why(rule(Op::Mean, &[A, N], N), "input 1 holds the axes"),
+    why(rule(Op::Sum, &[A, N], N), "input 1 holds the axes"),
+    why(no16(rule(Op::ReduceProd, &[A, N], N)), "input 1 holds the axes"),
+    rule(Op::Abs, &[A], N),
+    rule(Op::Rsqrt, &[A], N),
+    rule(Op::Sqrt, &[A], N),
+    rule(Op::Gelu, &[A], N),
+    no16(rule(Op::HardSwish, &[A], N)),
+    rule(Op::LeakyRelu, &[A], N),
+    why(rule(Op::Prelu, &[A, A], N), "alpha (input 1) gets its own parameters"),
+    rule(Op::Relu, &[A], N),
+    rule(Op::Relu6, &[A], N),
+    rule(Op::ReluN1To1, &[A], N),
+    no16(rule(Op::Elu, &[A], N)),
+    // --- fixed output ranges --------------------------------------------------------
+    fixed(rule(Op::Logistic, &[A], N), UNIT, UNIT16),
+    fixed(rule(Op::Softmax, &[A], N), UNIT, UNIT16),
+    fixed(rule(Op::Tanh, &[A], N), SIGNED_UNIT, UNIT16),
+    no16(fixed(rule(Op::L2Normalization, &[A], N), SIGNED_UNIT, None)),
+    no16(fixed(
+        rule(Op::LogSoftmax, &[A], N),
+        (16.0 / 256.0, 127),
+        None,
+    )),
+    // --- data movement: output shares the input's parameters --------------------------
+    shared(rule(Op::AveragePool2d, &[A], N)),
+    shared(rule(Op::MaxPool2d, &[A], N)),
+    why(
+        shared(rule(Op::Concatenation, &[A], A)),
+        "inputs take the output's parameters; an input that cannot is requantized",
     ),
+    why(shared(rule(Op::Reshape, &[A, N], N)), "input 1 is the new shape"),
+    shared(rule(Op::Squeeze, &[A], N)),
+    why(shared(rule(Op::ExpandDims, &[A, N], N)), "input 1 is the axis"),
+    why(shared(rule(Op::Transpose, &[A, N], N)), "input 1 is the permutation"),
+    why(shared(rule(Op::Slice, &[A, N, N], N)), "inputs 1-2 are begin and size"),
+    why(
+        shared(rule(Op::StridedSlice, &[A, N, N, N], N)),
+        "inputs 1-3 are begin, end, strides",
+    ),
+    why(shared(rule(Op::Split, &[N, A], N)), "input 0 is the axis"),
+    why(
+        shared(rule(Op::SplitV, &[A, N, N], N)),
+        "inputs 1-2 are the sizes and the axis",
+    ),
+    why(shared(rule(Op::Pad, &[A, N], N)), "input 1 holds the paddings"),
+    why(
+        shared(rule(Op::Padv2, &[A, N, A], N)),
+        "input 1 holds the paddings; the pad value shares the parameters",
+    ),
+    why(shared(rule(Op::MirrorPad, &[A, N], N)), "input 1 holds the paddings"),
+    why(shared(rule(Op::Gather, &[A, N], N)), "input 1 holds indices"),
+    why(shared(rule(Op::GatherNd, &[A, N], N)), "input 1 holds indices"),
+    why(shared(rule(Op::BroadcastTo, &[A, N], N)), "input 1 is the shape"),
+    why(no16(shared(rule(Op::Tile, &[A, N], N))), "input 1 holds the multiples"),
+    why(shared(rule(Op::ReverseV2, &[A, N], N)), "input 1 holds the axes"),
+    why(
+        shared(rule(Op::Select, &[N, A, A], N)),
+        "input 0 is the boolean condition",
+    ),
+    why(
+        shared(rule(Op::SelectV2, &[N, A, A], N)),
+        "input 0 is the boolean condition",
+    ),
+    shared(rule(Op::Pack, &[A], A)),
+    shared(rule(Op::Unpack, &[A], N)),
+    shared(rule(Op::Maximum, &[A, A], N)),
+    shared(rule(Op::Minimum, &[A, A], N)),
+    why(shared(rule(Op::ReduceMax, &[A, N], N)), "input 1 holds the axes"),
+    why(shared(rule(Op::ReduceMin, &[A, N], N)), "input 1 holds the axes"),
+    why(
+        shared(rule(Op::ResizeBilinear, &[A, N], N)),
+        "input 1 is the output size",
+    ),
+    why(
+        shared(rule(Op::ResizeNearestNeighbor, &[A, N], N)),
+        "input 1 is the output size",
+    ),
+    why(
+        no16(shared(rule(Op::BatchToSpaceNd, &[A, N, N], N))),
+        "inputs 1-2 are block shape and crops",
+    ),
+    why(
+        no16(shared(rule(Op::SpaceToBatchNd, &[A, N, N], N))),
+        "inputs 1-2 are block shape and paddings",
+    ),
+    no16(shared(rule(Op::SpaceToDepth, &[A], N))),
+    no16(shared(rule(Op::DepthToSpace, &[A], N))),
+    why(
+        shared(rule(Op::DynamicUpdateSlice, &[A, A, N], N)),
+        "input 2 holds the start indices",
+    ),
+    why(
+        no16(shared(rule(Op::ScatterNd, &[N, A, N], N))),
+        "inputs 0 and 2 are indices and the shape",
+    ),
+    why(
+        no16(shared(rule(Op::Fill, &[N, A], N))),
+        "input 0 is the shape; the fill value shares the parameters",
+    ),
+    // --- outputs that are not real-valued ----------------------------------------------
+    why(
+        nonreal_out(shared(rule(Op::ArgMax, &[A, N], N))),
+        "output holds indices",
+    ),
+    why(
+        nonreal_out(shared(rule(Op::ArgMin, &[A, N], N))),
+        "output holds indices",
+    ),
+    nonreal_out(shared(rule(Op::Equal, &[A, A], N))),
+    nonreal_out(shared(rule(Op::NotEqual, &[A, A], N))),
+    nonreal_out(no16(shared(rule(Op::Less, &[A, A], N)))),
+    nonreal_out(no16(shared(rule(Op::LessEqual, &[A, A], N)))),
+    nonreal_out(no16(shared(rule(Op::Greater, &[A, A], N)))),
+    nonreal_out(no16(shared(rule(Op::GreaterEqual, &[A, A], N)))),
 ];
 
 /// The rule of an operator, if it has one.
@@ -213,6 +409,46 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fixed_int16_outputs_are_symmetric() {
+        for r in RULES {
+            if let Output::Fixed {
+                int16: Some((_, zp)),
+                ..
+            } = r.output
+            {
+                assert_eq!(zp, 0, "{:?}", r.op);
+            }
+        }
+    }
+
+    /// The coverage the project promises: ai-edge-quantizer's static int8 operators plus
+    /// TF's extras (QUANT_SPEC.md), except STABLEHLO_COMPOSITE (not a single op) and
+    /// WHERE (its only input is boolean and its output holds indices: nothing to
+    /// quantize), and EMBEDDING_LOOKUP, whose int8 table is handled as a weight.
+    #[test]
+    fn covers_the_promised_int8_operators() {
+        let promised = [
+            Op::Add, Op::AveragePool2d, Op::BatchMatmul, Op::Concatenation, Op::FullyConnected,
+            Op::Conv2d, Op::TransposeConv, Op::DepthwiseConv2d, Op::Gelu, Op::Logistic, Op::Mean,
+            Op::Mul, Op::Reshape, Op::Rsqrt, Op::Softmax, Op::Split, Op::StridedSlice, Op::Sub,
+            Op::Tanh, Op::Transpose, Op::Slice, Op::Sum, Op::Select, Op::SelectV2,
+            Op::DynamicUpdateSlice, Op::Pad, Op::SquaredDifference, Op::MaxPool2d,
+            Op::ResizeBilinear, Op::ResizeNearestNeighbor, Op::GatherNd, Op::Pack, Op::Unpack,
+            Op::Div, Op::BroadcastTo, Op::Sqrt, Op::Gather, Op::HardSwish, Op::Maximum,
+            Op::Padv2, Op::ReduceMin, Op::Equal, Op::NotEqual, Op::MirrorPad, Op::SpaceToDepth,
+            Op::Relu, Op::Squeeze, Op::ExpandDims, Op::Tile, Op::ReverseV2, Op::DepthToSpace,
+            Op::BatchToSpaceNd, Op::SpaceToBatchNd, Op::Minimum, Op::ReduceMax, Op::LeakyRelu,
+            Op::Relu6, Op::ReluN1To1, Op::Prelu, Op::Abs, Op::LogSoftmax, Op::L2Normalization,
+            Op::ArgMax, Op::Less, Op::LessEqual, Op::Greater, Op::GreaterEqual, Op::SplitV,
+            Op::Fill,
+        ];
+        for op in promised {
+            let r = rule_for(op).unwrap_or_else(|| panic!("no rule for {op:?}"));
+            assert!(r.int8, "{op:?} must have an int8 kernel");
         }
     }
 }
