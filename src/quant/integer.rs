@@ -191,7 +191,7 @@ fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<
                             }
                         ));
                     }
-                    check_operands(model, si, op, rule, ranges).map_or_else(float, |()| {
+                    check_operands(model, si, op, rule, ranges, bits).map_or_else(float, |()| {
                         Fate::Quantized
                     })
                 })
@@ -207,6 +207,7 @@ fn check_operands(
     op: &Operator,
     rule: &Rule,
     ranges: &Ranges,
+    bits: u32,
 ) -> std::result::Result<(), String> {
     let sg = &model.subgraphs[si];
     for (pos, &t) in op.inputs.iter().enumerate() {
@@ -221,6 +222,14 @@ fn check_operands(
                     tensor.name,
                     fb::dtype_name(tensor.dtype)
                 ));
+            }
+            Role::Coefficient if !model.is_constant(tensor) => {
+                if bits == 16 {
+                    return Err(format!(
+                        "input {pos} {:?} is computed at run time; the 16x8 kernel reads it as int8",
+                        tensor.name
+                    ));
+                }
             }
             Role::Weight { .. } | Role::Bias { .. } if !model.is_constant(tensor) => {
                 if rule.op == Op::BatchMatmul {
@@ -399,7 +408,7 @@ fn plan_params(
                 .enumerate()
                 .filter_map(|(pos, &t)| Some((pos, usize::try_from(t).ok()?)))
                 .filter(|&(pos, t)| {
-                    let real_act = matches!(rule.role(pos), Role::Activation)
+                    let real_act = matches!(rule.role(pos), Role::Activation | Role::Coefficient)
                         || (rule.op == Op::BatchMatmul && !model.is_constant(&sg.tensors[t]));
                     real_act && !model.is_constant(&sg.tensors[t])
                 })
@@ -496,10 +505,11 @@ fn plan_params(
                 continue;
             }
             let rule = rules::rule_for(model.builtin(op)).expect("rule");
-            if rule.output != Output::Shared {
-                continue;
-            }
-            let anchor = op.outputs.iter().find_map(|&t| usize::try_from(t).ok());
+            let anchor = match rule.output {
+                Output::Shared => op.outputs.iter().find_map(|&t| usize::try_from(t).ok()),
+                Output::NonReal => shared_anchor_input(model, si, op, rule),
+                _ => continue,
+            };
             for (pos, &t) in op.inputs.iter().enumerate() {
                 let Ok(t) = usize::try_from(t) else { continue };
                 if rule.role(pos) != Role::Activation || !model.is_constant(&sg.tensors[t]) {
@@ -778,6 +788,16 @@ fn apply(
     Ok(())
 }
 
+/// The first non-constant activation input of an operator whose inputs share
+/// parameters although its output is not real-valued (comparisons, ARG_MAX).
+fn shared_anchor_input(model: &Model, si: usize, op: &Operator, rule: &Rule) -> Option<usize> {
+    let sg = &model.subgraphs[si];
+    op.inputs.iter().enumerate().find_map(|(pos, &t)| {
+        let t = usize::try_from(t).ok()?;
+        (rule.role(pos) == Role::Activation && !model.is_constant(&sg.tensors[t])).then_some(t)
+    })
+}
+
 /// A QUANTIZE from integer tensor `src` to a new integer tensor with `p`.
 fn requantize(
     model: &mut Model,
@@ -969,11 +989,27 @@ fn quantize_constant(
                 qp,
             )
         }
+        Role::Coefficient => {
+            let (lo, hi) = data_range(model, &tensor);
+            let qp = activation_params(lo, hi, Width::Int8);
+            let (s, z) = (qp.scale[0], qp.zero_point[0] as f32);
+            let data = values
+                .iter()
+                .map(|&v| ((v / s).round() + z).clamp(-128.0, 127.0) as i8 as u8)
+                .collect();
+            ("constant", TensorType::Int8, data, qp)
+        }
         _ => {
             // A constant read like an activation: shared operators give it their
             // group's parameters, others its own range.
-            let group = if rule.output == Output::Shared {
-                tensor_ref(&op.outputs, 0).and_then(|o| {
+            let anchor = match rule.output {
+                Output::Shared => tensor_ref(&op.outputs, 0),
+                // Comparisons, ARG_MAX: inputs share the first activation input's.
+                Output::NonReal => shared_anchor_input(model, si, op, rule),
+                _ => None,
+            };
+            let group = if anchor.is_some() {
+                anchor.and_then(|o| {
                     params.activations.get(&(si, o)).cloned().or_else(|| {
                         versions
                             .iter()

@@ -90,8 +90,13 @@ impl Report {
         } else {
             0.0
         };
+        let size = if ratio >= 1.0 {
+            format!("{ratio:.2}× smaller")
+        } else {
+            format!("{:.2}× larger", 1.0 / ratio.max(1e-9))
+        };
         format!(
-            "{}: {} → {} ({ratio:.2}× smaller), {} tensors quantized, {} weights left float, {} ops left float",
+            "{}: {} → {} ({size}), {} tensors quantized, {} weights left float, {} ops left float",
             self.mode,
             crate::inspect::human_bytes(self.input_bytes),
             crate::inspect::human_bytes(self.output_bytes),

@@ -33,6 +33,10 @@ pub enum Role {
     Bias { input: usize, weight: usize },
     /// Shapes, indices, axes, paddings, sizes, conditions: never quantized.
     NonReal,
+    /// A real-valued coefficient the kernel reads as int8 at every activation width,
+    /// with its own (asymmetric) parameters: PRELU's alpha. The 16x8 kernel cannot take
+    /// it as an int16 activation, so in 16x8 it must be a constant.
+    Coefficient,
 }
 
 /// What the outputs of an operator are.
@@ -270,10 +274,13 @@ pub static RULES: &[Rule] = &[
     rule(Op::Gelu, &[A], N),
     no16(rule(Op::HardSwish, &[A], N)),
     rule(Op::LeakyRelu, &[A], N),
-    why(rule(Op::Prelu, &[A, A], N), "alpha (input 1) gets its own parameters"),
+    why(
+        rule(Op::Prelu, &[A, Role::Coefficient], N),
+        "alpha (input 1) is int8 with its own parameters, also in 16x8",
+    ),
     rule(Op::Relu, &[A], N),
     rule(Op::Relu6, &[A], N),
-    rule(Op::ReluN1To1, &[A], N),
+    no16(rule(Op::ReluN1To1, &[A], N)),
     no16(rule(Op::Elu, &[A], N)),
     // --- fixed output ranges --------------------------------------------------------
     fixed(rule(Op::Logistic, &[A], N), UNIT, UNIT16),
@@ -363,11 +370,11 @@ pub static RULES: &[Rule] = &[
     ),
     // --- outputs that are not real-valued ----------------------------------------------
     why(
-        nonreal_out(shared(rule(Op::ArgMax, &[A, N], N))),
+        nonreal_out(no16(shared(rule(Op::ArgMax, &[A, N], N)))),
         "output holds indices",
     ),
     why(
-        nonreal_out(shared(rule(Op::ArgMin, &[A, N], N))),
+        nonreal_out(no16(shared(rule(Op::ArgMin, &[A, N], N)))),
         "output holds indices",
     ),
     nonreal_out(shared(rule(Op::Equal, &[A, A], N))),
