@@ -95,7 +95,9 @@ fn parse_block_size(s: &str) -> std::result::Result<usize, String> {
     if quant::BLOCK_SIZES.contains(&n) {
         Ok(n)
     } else {
-        Err(format!("{n} is not a supported block size; use 32, 64, 128 or 256"))
+        Err(format!(
+            "{n} is not a supported block size; use 32, 64, 128 or 256"
+        ))
     }
 }
 
@@ -128,7 +130,9 @@ fn options(a: &Args) -> Result<Options> {
         }
         match (mode, a.interface) {
             (Mode::Int8, InterfaceArg::Int16) => {
-                return usage("--interface int16 needs --mode int16x8 (int8 models have int8 tensors)".into());
+                return usage(
+                    "--interface int16 needs --mode int16x8 (int8 models have int8 tensors)".into(),
+                );
             }
             (Mode::Int16x8, InterfaceArg::Int8 | InterfaceArg::Uint8) => {
                 return usage("--interface int8/uint8 needs --mode int8 (int16x8 models have int16 tensors); use --interface int16".into());
@@ -136,7 +140,9 @@ fn options(a: &Args) -> Result<Options> {
             _ => {}
         }
         if matches!(a.bias, Some(BiasArg::Int64)) && mode == Mode::Int8 {
-            return usage("--bias int64 applies to --mode int16x8; int8 models use int32 biases".into());
+            return usage(
+                "--bias int64 applies to --mode int16x8; int8 models use int32 biases".into(),
+            );
         }
     } else {
         let integer_flags = [
@@ -177,7 +183,9 @@ pub fn run(a: Args) -> Result<()> {
     if opts.mode.is_integer() {
         opts.ranges = Some(match (&a.ranges, &a.calibration) {
             (Some(r), _) => Ranges::load(r)?,
-            (None, Some(data)) => super::calibrate::calibrate_model(&model, data, &a.data_args, &a.observer)?,
+            (None, Some(data)) => {
+                super::calibrate::calibrate_model(&model, data, &a.data_args, &a.observer)?
+            }
             (None, None) => unreachable!("checked in options()"),
         });
     }
@@ -194,7 +202,10 @@ pub fn run(a: Args) -> Result<()> {
         if path.as_os_str() == "-" {
             super::print_out(&format!("{json}\n"))?;
         } else {
-            std::fs::write(path, json + "\n").map_err(|e| Error::Io { path: path.clone(), source: e })?;
+            std::fs::write(path, json + "\n").map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
         }
     }
     super::status(&report.summary());

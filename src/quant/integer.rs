@@ -191,9 +191,8 @@ fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<
                             }
                         ));
                     }
-                    check_operands(model, si, op, rule, ranges, bits).map_or_else(float, |()| {
-                        Fate::Quantized
-                    })
+                    check_operands(model, si, op, rule, ranges, bits)
+                        .map_or_else(float, |()| Fate::Quantized)
                 })
                 .collect()
         })
@@ -223,13 +222,11 @@ fn check_operands(
                     fb::dtype_name(tensor.dtype)
                 ));
             }
-            Role::Coefficient if !model.is_constant(tensor) => {
-                if bits == 16 {
-                    return Err(format!(
-                        "input {pos} {:?} is computed at run time; the 16x8 kernel reads it as int8",
-                        tensor.name
-                    ));
-                }
+            Role::Coefficient if !model.is_constant(tensor) && bits == 16 => {
+                return Err(format!(
+                    "input {pos} {:?} is computed at run time; the 16x8 kernel reads it as int8",
+                    tensor.name
+                ));
             }
             Role::Weight { .. } | Role::Bias { .. } if !model.is_constant(tensor) => {
                 if rule.op == Op::BatchMatmul {
@@ -349,7 +346,9 @@ pub fn activation_params(min: f32, max: f32, width: Width) -> QuantParams {
     match width {
         Width::Int8 => {
             if max - min <= f32::MIN_POSITIVE {
-                return QuantParams::per_tensor(1.0, 0);
+                // All zeros: any scale represents them; take that of [-1, 1] so that
+                // the rescaling multipliers of the kernels stay ordinary.
+                return activation_params(-1.0, 1.0, width);
             }
             let scale = (max as f64 - min as f64) / 255.0;
             let zp = (-128.0 - min as f64 / scale).round().clamp(-128.0, 127.0) as i64;
@@ -358,7 +357,7 @@ pub fn activation_params(min: f32, max: f32, width: Width) -> QuantParams {
         Width::Int16x8 => {
             let m = min.abs().max(max.abs());
             if m <= f32::MIN_POSITIVE {
-                return QuantParams::per_tensor(1.0, 0);
+                return QuantParams::per_tensor(1.0 / 32767.0, 0);
             }
             QuantParams::per_tensor(m / 32767.0, 0)
         }
@@ -605,9 +604,9 @@ fn apply(
 
         // Helper closures cannot borrow model mutably twice; use small functions.
         let ensure_int = |model: &mut Model,
-                              versions: &mut Vec<Versions>,
-                              new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
-                              t: usize|
+                          versions: &mut Vec<Versions>,
+                          new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
+                          t: usize|
          -> usize {
             if let Some(q) = versions[t].int {
                 return q;
@@ -615,7 +614,11 @@ fn apply(
             let p = params.activations[&(si, t)].clone();
             let f = versions[t].float.expect("a float version exists");
             let src = model.subgraphs[si].tensors[f].clone();
-            let mut q = Tensor::new(format!("{}/quantized", src.name), width.dtype(), src.shape.clone());
+            let mut q = Tensor::new(
+                format!("{}/quantized", src.name),
+                width.dtype(),
+                src.shape.clone(),
+            );
             q.shape_signature = src.shape_signature.clone();
             q.quant = Some(p);
             let qi = model.subgraphs[si].add_tensor(q) as usize;
@@ -628,16 +631,20 @@ fn apply(
             qi
         };
         let ensure_float = |model: &mut Model,
-                                versions: &mut Vec<Versions>,
-                                new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
-                                t: usize|
+                            versions: &mut Vec<Versions>,
+                            new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
+                            t: usize|
          -> usize {
             if let Some(f) = versions[t].float {
                 return f;
             }
             let q = versions[t].int.expect("an integer version exists");
             let src = model.subgraphs[si].tensors[q].clone();
-            let mut f = Tensor::new(format!("{}/dequantized", src.name), TensorType::Float32, src.shape.clone());
+            let mut f = Tensor::new(
+                format!("{}/dequantized", src.name),
+                TensorType::Float32,
+                src.shape.clone(),
+            );
             f.shape_signature = src.shape_signature.clone();
             let fi = model.subgraphs[si].add_tensor(f) as usize;
             let code = model.ensure_opcode(Op::Dequantize, 1);
@@ -656,6 +663,9 @@ fn apply(
         let mut constant_cache: HashMap<(usize, String), usize> = HashMap::new();
         for oi in 0..ops_len {
             let q = quantized_op(oi);
+            if q {
+                fix_options(model, si, oi, opts);
+            }
             let op_kind = model.builtin(&model.subgraphs[si].operators[oi]);
             let rule = rules::rule_for(op_kind);
             // Outputs.
@@ -788,6 +798,58 @@ fn apply(
     Ok(())
 }
 
+/// Bias width of an operator: int32 in int8; in 16x8 int64, or int32 when asked and the
+/// kernel accepts it (FULLY_CONNECTED and CONV_2D, through `quantized_bias_type`).
+fn bias_bits_for(op: Op, opts: &IntegerOptions) -> u32 {
+    match opts.width {
+        Width::Int8 => 32,
+        Width::Int16x8 if opts.bias_bits == 32 && matches!(op, Op::FullyConnected | Op::Conv2d) => {
+            32
+        }
+        Width::Int16x8 => 64,
+    }
+}
+
+/// Options the quantized kernels need: 16x8 ADD/SUB use the general-scale path (the
+/// default power-of-two path is meant for LSTM internals and rejects most scales), and
+/// int32 biases in 16x8 are declared with `quantized_bias_type`.
+fn fix_options(model: &mut Model, si: usize, oi: usize, opts: &IntegerOptions) {
+    use fb::BuiltinOptions as B;
+    if opts.width != Width::Int16x8 {
+        return;
+    }
+    let kind = model.builtin(&model.subgraphs[si].operators[oi]);
+    let op = &mut model.subgraphs[si].operators[oi];
+    match kind {
+        Op::Add => match &mut op.builtin_options {
+            Some(B::AddOptions(o)) => o.pot_scale_int16 = false,
+            _ => {
+                op.builtin_options = Some(B::AddOptions(Box::new(fb::AddOptions {
+                    pot_scale_int16: false,
+                    ..Default::default()
+                })))
+            }
+        },
+        Op::Sub => match &mut op.builtin_options {
+            Some(B::SubOptions(o)) => o.pot_scale_int16 = false,
+            _ => {
+                op.builtin_options = Some(B::SubOptions(Box::new(fb::SubOptions {
+                    pot_scale_int16: false,
+                    ..Default::default()
+                })))
+            }
+        },
+        Op::FullyConnected | Op::Conv2d if bias_bits_for(kind, opts) == 32 => {
+            match &mut op.builtin_options {
+                Some(B::FullyConnectedOptions(o)) => o.quantized_bias_type = TensorType::Int32,
+                Some(B::Conv2DOptions(o)) => o.quantized_bias_type = TensorType::Int32,
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The first non-constant activation input of an operator whose inputs share
 /// parameters although its output is not real-valued (comparisons, ARG_MAX).
 fn shared_anchor_input(model: &Model, si: usize, op: &Operator, rule: &Rule) -> Option<usize> {
@@ -813,10 +875,11 @@ fn requantize(
     t.quant = Some(p);
     let ti = model.subgraphs[si].add_tensor(t) as usize;
     let code = model.ensure_opcode(Op::Quantize, 1);
-    new_ops_after
-        .entry(after)
-        .or_default()
-        .push(Operator::new(code, vec![src as i32], vec![ti as i32]));
+    new_ops_after.entry(after).or_default().push(Operator::new(
+        code,
+        vec![src as i32],
+        vec![ti as i32],
+    ));
     ti
 }
 
@@ -829,8 +892,16 @@ fn uint8_interface(
     new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
     n_orig: usize,
 ) -> Result<()> {
-    let inputs: Vec<usize> = model.subgraphs[si].inputs.iter().filter_map(|&t| usize::try_from(t).ok()).collect();
-    let outputs: Vec<usize> = model.subgraphs[si].outputs.iter().filter_map(|&t| usize::try_from(t).ok()).collect();
+    let inputs: Vec<usize> = model.subgraphs[si]
+        .inputs
+        .iter()
+        .filter_map(|&t| usize::try_from(t).ok())
+        .collect();
+    let outputs: Vec<usize> = model.subgraphs[si]
+        .outputs
+        .iter()
+        .filter_map(|&t| usize::try_from(t).ok())
+        .collect();
     let code = model.ensure_opcode(Op::Quantize, 1);
     let producers = model.subgraphs[si].producers();
     for (is_input, list) in [(true, inputs), (false, outputs)] {
@@ -842,14 +913,21 @@ fn uint8_interface(
             if int8.dtype != TensorType::Int8 {
                 continue;
             }
-            let q = int8.quant.clone().expect("integer interface tensors have parameters");
+            let q = int8
+                .quant
+                .clone()
+                .expect("integer interface tensors have parameters");
             // The int8 twin takes over every use inside the graph.
             let mut twin = int8.clone();
             twin.name = format!("{}/int8", int8.name);
-            let twin_i = model.subgraphs[si].add_tensor(twin) as i32;
+            let twin_i = model.subgraphs[si].add_tensor(twin);
             let sg = &mut model.subgraphs[si];
             for op in &mut sg.operators {
-                let list = if is_input { &mut op.inputs } else { &mut op.outputs };
+                let list = if is_input {
+                    &mut op.inputs
+                } else {
+                    &mut op.outputs
+                };
                 for x in list.iter_mut() {
                     if *x == t as i32 {
                         *x = twin_i;
@@ -923,7 +1001,17 @@ fn quantize_constant(
                 .filter(|&a| a < tensor.shape.len());
             let ch = Channels::new(&tensor.shape, axis);
             let mut scales = math::symmetric_scales(&values, ch, 127.0);
-            widen_for_bias(model, si, oi, pos, rule, &act_params, opts, &mut scales, report);
+            widen_for_bias(
+                model,
+                si,
+                oi,
+                pos,
+                rule,
+                &act_params,
+                opts,
+                &mut scales,
+                report,
+            );
             let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
             let n = scales.len();
             (
@@ -935,7 +1023,9 @@ fn quantize_constant(
         }
         Role::Bias { input, weight } => {
             let s_in = act_params(input)
-                .ok_or_else(|| Error::Internal(format!("bias of op {oi}: input {input} has no parameters")))?
+                .ok_or_else(|| {
+                    Error::Internal(format!("bias of op {oi}: input {input} has no parameters"))
+                })?
                 .scale[0];
             let w_ref = tensor_ref(&op.inputs, weight)
                 .ok_or_else(|| Error::Internal(format!("bias of op {oi}: no weight")))?;
@@ -955,10 +1045,20 @@ fn quantize_constant(
                     math::symmetric_scales(&wv, Channels::new(&w_tensor.shape, axis), 127.0)
                 }
             };
-            let bits = opts.bias_bits;
-            let limit = if bits == 64 { i64::MAX as f64 } else { i32::MAX as f64 };
+            let bits = bias_bits_for(rule.op, opts);
+            let limit = if bits == 64 {
+                i64::MAX as f64
+            } else {
+                i32::MAX as f64
+            };
             let scales: Vec<f32> = (0..values.len())
-                .map(|c| s_in * w_scales[if w_scales.len() == 1 { 0 } else { c % w_scales.len() }])
+                .map(|c| {
+                    s_in * w_scales[if w_scales.len() == 1 {
+                        0
+                    } else {
+                        c % w_scales.len()
+                    }]
+                })
                 .collect();
             let q: Vec<i64> = values
                 .iter()
@@ -984,7 +1084,11 @@ fn quantize_constant(
             };
             (
                 "bias",
-                if bits == 64 { TensorType::Int64 } else { TensorType::Int32 },
+                if bits == 64 {
+                    TensorType::Int64
+                } else {
+                    TensorType::Int32
+                },
                 data,
                 qp,
             )
@@ -1025,7 +1129,9 @@ fn quantize_constant(
                 None if rule.op == Op::BatchMatmul => {
                     let m = values.iter().fold(0f32, |m, v| m.max(v.abs()));
                     match opts.width {
-                        Width::Int8 => QuantParams::per_tensor(if m > 0.0 { m / 127.0 } else { 1.0 }, 0),
+                        Width::Int8 => {
+                            QuantParams::per_tensor(if m > 0.0 { m / 127.0 } else { 1.0 }, 0)
+                        }
                         Width::Int16x8 => activation_params(-m, m, opts.width),
                     }
                 }
@@ -1056,7 +1162,13 @@ fn quantize_constant(
             ("constant", dtype, data, qp)
         }
     };
-    let key = (t, format!("{dtype:?}{:?}{:?}{}", qp.scale, qp.zero_point, qp.quantized_dimension));
+    let key = (
+        t,
+        format!(
+            "{dtype:?}{:?}{:?}{}",
+            qp.scale, qp.zero_point, qp.quantized_dimension
+        ),
+    );
     if let Some(&existing) = cache.get(&key) {
         return Ok(Some(existing));
     }
@@ -1115,11 +1227,20 @@ fn widen_for_bias(
         return;
     };
     // Keep a margin below the type's limit: the bias is rounded after scaling.
-    let limit = if opts.bias_bits == 64 { i64::MAX as f64 } else { i32::MAX as f64 } * 0.99;
+    let bits = bias_bits_for(rule.op, opts);
+    let limit = if bits == 64 {
+        i64::MAX as f64
+    } else {
+        i32::MAX as f64
+    } * 0.99;
     let bias = math::f32_values(model.tensor_data(b));
     let mut widened = 0;
     for (c, &bv) in bias.iter().enumerate() {
-        let k = if scales.len() == 1 { 0 } else { c % scales.len() };
+        let k = if scales.len() == 1 {
+            0
+        } else {
+            c % scales.len()
+        };
         let need = (bv.abs() as f64 / (s_in as f64 * limit)) as f32;
         if need > scales[k] {
             scales[k] = need;
@@ -1128,8 +1249,8 @@ fn widen_for_bias(
     }
     if widened > 0 {
         report.note(format!(
-            "subgraph {si}, operator {oi}: widened {widened} weight scale(s) so that bias {:?} fits {} bits",
-            b.name, opts.bias_bits
+            "subgraph {si}, operator {oi}: widened {widened} weight scale(s) so that bias {:?} fits {bits} bits",
+            b.name
         ));
     }
 }
@@ -1143,10 +1264,18 @@ pub fn render_plan(report: &Report) -> String {
     for o in &report.ops {
         match &o.fate {
             Fate::Quantized => {
-                let _ = writeln!(s, "  {}:{:<4} {:<24} quantized", o.subgraph, o.operator, o.op);
+                let _ = writeln!(
+                    s,
+                    "  {}:{:<4} {:<24} quantized",
+                    o.subgraph, o.operator, o.op
+                );
             }
             Fate::Float { reason } => {
-                let _ = writeln!(s, "  {}:{:<4} {:<24} float: {reason}", o.subgraph, o.operator, o.op);
+                let _ = writeln!(
+                    s,
+                    "  {}:{:<4} {:<24} float: {reason}",
+                    o.subgraph, o.operator, o.op
+                );
             }
         }
     }

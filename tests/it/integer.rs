@@ -1,0 +1,592 @@
+//! Full-integer quantization (int8, int16x8) on every float testdata model, checked on
+//! the official runtime: outputs against the float model above committed thresholds
+//! (`tests/integer_thresholds.json`), the graph integer wherever the rule table says it
+//! can be, interfaces, strict mode, duplicated constants.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tflquant::data::{Array, ArrayData};
+use tflquant::fb::{BuiltinOperator as Op, TensorType};
+use tflquant::ir::Model;
+use tflquant::rules;
+
+use crate::common::*;
+
+/// Float models with calibration data that LiteRT runs.
+fn float_models() -> Vec<(PathBuf, String)> {
+    all_models()
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_string_lossy().to_string();
+            let entry = manifest_entry(&name)?;
+            let calib = entry["calib"].as_str()?.to_string();
+            let float =
+                !name.contains(".tf_") && !name.starts_with("int8_") && !name.starts_with("qat_");
+            (float && entry["runs_in_litert"].as_bool() == Some(true)).then_some((p, calib))
+        })
+        .collect()
+}
+
+/// Quantizes through the CLI; returns (output, report JSON) or the error text.
+fn quantize(
+    input: &Path,
+    calib: &str,
+    dir: &Path,
+    mode: &str,
+    extra: &[&str],
+) -> Result<(PathBuf, serde_json::Value), String> {
+    let stem = input.file_stem().unwrap().to_string_lossy().to_string();
+    let out = dir.join(format!(
+        "{stem}.{mode}{}.tflite",
+        extra.join("").replace('-', "")
+    ));
+    let report = dir.join(format!("{stem}.{mode}.json"));
+    let data = testdata(calib);
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "quantize".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--mode".as_ref(),
+        mode.as_ref(),
+        "--calibration".as_ref(),
+        data.as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+    let (code, _, err) = run_cli(&args);
+    if code != 0 {
+        return Err(err);
+    }
+    let r = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    Ok((out, r))
+}
+
+/// Real values of an output as the caller sees them: integer outputs (integer
+/// interface) are dequantized with the output tensor's parameters.
+fn real_outputs(model: &Model, outs: Vec<Array>) -> Vec<Vec<f64>> {
+    let sg = &model.subgraphs[0];
+    outs.into_iter()
+        .zip(&sg.outputs)
+        .map(|(a, &t)| {
+            let t = &sg.tensors[t as usize];
+            let v = a.data.to_f64();
+            match (t.dtype, t.quantized()) {
+                (TensorType::Int8 | TensorType::Uint8 | TensorType::Int16, Some(q)) => v
+                    .iter()
+                    .map(|&x| (x - q.zero_point[0] as f64) * q.scale[0] as f64)
+                    .collect(),
+                _ => v,
+            }
+        })
+        .collect()
+}
+
+fn sqnr_db(reference: &[f64], test: &[f64]) -> f64 {
+    let signal: f64 = reference.iter().map(|x| x * x).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum();
+    if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    }
+}
+
+/// Per output: SQNR (dB) for real-valued outputs, the fraction of equal elements for
+/// integer/boolean ones.
+#[derive(Debug)]
+enum Metric {
+    Sqnr(f64),
+    Agreement(f64),
+}
+
+fn metrics(
+    float: &Model,
+    float_out: &[Array],
+    quant: &Model,
+    quant_out: Vec<Array>,
+) -> Vec<Metric> {
+    let fo = real_outputs(float, float_out.to_vec());
+    let qo = real_outputs(quant, quant_out);
+    float_out
+        .iter()
+        .zip(fo.iter().zip(&qo))
+        .map(|(a, (f, q))| match a.data {
+            ArrayData::F32(_) | ArrayData::F64(_) => Metric::Sqnr(sqnr_db(f, q)),
+            _ => Metric::Agreement(
+                f.iter().zip(q).filter(|(x, y)| x == y).count() as f64 / f.len().max(1) as f64,
+            ),
+        })
+        .collect()
+}
+
+fn thresholds() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(root().join("tests/integer_thresholds.json")).unwrap())
+        .unwrap()
+}
+
+/// Every op whose rule has a kernel at this width must compute on integers in the
+/// output model, unless the report says why not and the reason is a non-float operand
+/// (integer shape arithmetic) — never "no kernel" for an op the table says has one.
+fn assert_integer_where_possible(name: &str, mode: &str, out: &Model, report: &serde_json::Value) {
+    let bits = if mode == "int8" { 8 } else { 16 };
+    for fate in report["ops"].as_array().unwrap() {
+        if fate["fate"] == "float" {
+            let reason = fate["reason"].as_str().unwrap();
+            let op = fate["op"].as_str().unwrap();
+            let has_kernel = rules::RULES
+                .iter()
+                .any(|r| tflquant::fb::op_name(r.op) == op && r.supports(bits));
+            assert!(
+                !has_kernel || reason.contains("not float32"),
+                "{name} {mode}: {op} stayed float although the rules have a kernel: {reason}"
+            );
+        }
+    }
+    // In the written model, every op with a kernel reads integer activations.
+    for (si, sg) in out.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let kind = out.builtin(op);
+            let Some(rule) = rules::rule_for(kind) else {
+                continue;
+            };
+            if !rule.supports(bits) || matches!(kind, Op::Quantize | Op::Dequantize) {
+                continue;
+            }
+            for (pos, &t) in op.inputs.iter().enumerate() {
+                let Ok(t) = usize::try_from(t) else { continue };
+                let t = &sg.tensors[t];
+                if rule.role(pos) == rules::Role::Activation && t.dtype == TensorType::Float32 {
+                    let float_fate = report["ops"].as_array().unwrap().iter().any(|f| {
+                        f["subgraph"] == si
+                            && f["op"] == tflquant::fb::op_name(kind)
+                            && f["fate"] == "float"
+                    });
+                    assert!(
+                        float_fate,
+                        "{name} {mode}: subgraph {si} op {oi} {kind:?} reads float {:?}",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_float_model_runs_as_int8_and_int16x8_on_litert_above_its_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let thresholds = thresholds();
+    let mut measured: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (path, calib) in float_models() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let float = tflquant::read_path(&path).unwrap();
+        let inputs = sample_inputs(&path, &float, 32);
+        let float_out = litert_run(&path, &inputs).unwrap();
+        for mode in ["int8", "int16x8"] {
+            let (out, report) = quantize(&path, &calib, dir.path(), mode, &[])
+                .unwrap_or_else(|e| panic!("{name} {mode}: {e}"));
+            let quant = tflquant::read_path(&out).unwrap();
+            assert_integer_where_possible(&name, mode, &quant, &report);
+            let q_out = litert_run(&out, &quantize_for_integer_inputs(&quant, inputs.clone()))
+                .unwrap_or_else(|e| panic!("{name} {mode}: LiteRT fails: {e}"));
+            let m = metrics(&float, &float_out, &quant, q_out);
+            let min_sqnr = m
+                .iter()
+                .filter_map(|x| match x {
+                    Metric::Sqnr(s) => Some(*s),
+                    _ => None,
+                })
+                .fold(f64::INFINITY, f64::min);
+            let min_agree = m
+                .iter()
+                .filter_map(|x| match x {
+                    Metric::Agreement(a) => Some(*a),
+                    _ => None,
+                })
+                .fold(1.0, f64::min);
+            measured.insert(
+                format!("{name} {mode}"),
+                serde_json::json!({"min_sqnr_db": min_sqnr, "min_agreement": min_agree}),
+            );
+            let t = &thresholds[&name][mode];
+            let (want_sqnr, want_agree) = (t["min_sqnr_db"].as_f64(), t["min_agreement"].as_f64());
+            match want_sqnr {
+                Some(w) if min_sqnr < w => {
+                    failures.push(format!("{name} {mode}: SQNR {min_sqnr:.2} dB < {w} dB"))
+                }
+                None if min_sqnr.is_finite() => failures.push(format!(
+                    "{name} {mode}: no committed SQNR threshold (measured {min_sqnr:.2} dB)"
+                )),
+                _ => {}
+            }
+            if let Some(w) = want_agree
+                && min_agree < w
+            {
+                failures.push(format!("{name} {mode}: agreement {min_agree:.4} < {w}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\nmeasured: {}",
+        failures.join("\n"),
+        serde_json::to_string_pretty(&measured).unwrap()
+    );
+}
+
+/// Integer interfaces take integer inputs and give the same results as the float
+/// interface on the same (quantized) inputs: the integer computation is identical.
+#[test]
+fn integer_and_uint8_interfaces_match_the_float_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("cnn_digits.tflite");
+    let float = tflquant::read_path(&path).unwrap();
+    for (mode, interfaces) in [
+        ("int8", &["int8", "uint8"][..]),
+        ("int16x8", &["int16"][..]),
+    ] {
+        let (base, _) = quantize(&path, "cnn_digits.calib.npy", dir.path(), mode, &[]).unwrap();
+        let base_model = tflquant::read_path(&base).unwrap();
+        for iface in interfaces {
+            let (out, _) = quantize(
+                &path,
+                "cnn_digits.calib.npy",
+                dir.path(),
+                mode,
+                &["--interface", iface],
+            )
+            .unwrap();
+            let m = tflquant::read_path(&out).unwrap();
+            let sg = &m.subgraphs[0];
+            let input = &sg.tensors[sg.inputs[0] as usize];
+            let output = &sg.tensors[sg.outputs[0] as usize];
+            let want = match *iface {
+                "int8" => TensorType::Int8,
+                "uint8" => TensorType::Uint8,
+                _ => TensorType::Int16,
+            };
+            assert_eq!(
+                (input.dtype, output.dtype),
+                (want, want),
+                "{mode} --interface {iface}"
+            );
+            // Signatures point at the interface tensors.
+            for s in &m.signature_defs {
+                for t in s.inputs.iter().chain(&s.outputs) {
+                    assert_eq!(
+                        sg.tensors[t.tensor_index as usize].dtype, want,
+                        "signature {:?}",
+                        t.name
+                    );
+                }
+            }
+            // Same integer inputs: quantize the samples with the input's parameters,
+            // feed the float interface their exact dequantized values.
+            let q_in = quantize_for_integer_inputs(&m, sample_inputs(&path, &float, 16));
+            let q = input.quantized().unwrap();
+            let deq: Vec<f32> = q_in[0]
+                .data
+                .to_f64()
+                .iter()
+                .map(|&x| ((x - q.zero_point[0] as f64) * q.scale[0] as f64) as f32)
+                .collect();
+            let f_in = vec![Array::f32(q_in[0].shape.clone(), deq)];
+            let a = real_outputs(&base_model, litert_run(&base, &f_in).unwrap());
+            let b = real_outputs(&m, litert_run(&out, &q_in).unwrap());
+            for (x, y) in a[0].iter().zip(&b[0]) {
+                assert!(
+                    (x - y).abs() <= 1e-6,
+                    "{mode} --interface {iface}: {x} vs {y}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn float_interface_keeps_signature_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("with_metadata_mlp.tflite");
+    let calib = manifest_entry("with_metadata_mlp.tflite").unwrap()["calib"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, _) = quantize(&path, &calib, dir.path(), "int8", &[]).unwrap();
+    let (a, b) = (
+        tflquant::read_path(&path).unwrap(),
+        tflquant::read_path(&out).unwrap(),
+    );
+    assert_eq!(a.description, b.description);
+    let names = |m: &Model| {
+        m.metadata
+            .iter()
+            .map(|x| x.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    for (ma, mb) in a.metadata.iter().zip(&b.metadata) {
+        assert_eq!(
+            a.buffers[ma.buffer as usize].data,
+            b.buffers[mb.buffer as usize].data
+        );
+    }
+    let sg = &b.subgraphs[0];
+    for s in &b.signature_defs {
+        for t in s.inputs.iter().chain(&s.outputs) {
+            let t = &sg.tensors[t.tensor_index as usize];
+            assert_eq!(
+                t.dtype,
+                TensorType::Float32,
+                "float interface tensor {:?}",
+                t.name
+            );
+        }
+    }
+    let ops: Vec<Op> = sg.operators.iter().map(|o| b.builtin(o)).collect();
+    assert_eq!(ops.first(), Some(&Op::Quantize), "{ops:?}");
+    assert_eq!(ops.last(), Some(&Op::Dequantize), "{ops:?}");
+}
+
+#[test]
+fn strict_mode_names_every_op_that_would_stay_float() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("ops_elementwise.tflite");
+    let err = quantize(
+        &path,
+        "ops_elementwise.calib.npz",
+        dir.path(),
+        "int8",
+        &["--strict"],
+    )
+    .unwrap_err();
+    assert!(err.contains("--strict"), "{err}");
+    for op in ["EXP", "LOG", "SIN", "COS", "POW", "FLOOR_DIV"] {
+        assert!(err.contains(&format!("({op})")), "{op} missing from: {err}");
+    }
+    assert!(err.contains("subgraph 0, operator 0 (EXP)"), "{err}");
+    // A model whose ops all have kernels passes --strict and is fully integer.
+    let path = testdata("cnn_digits.tflite");
+    let (out, _) = quantize(
+        &path,
+        "cnn_digits.calib.npy",
+        dir.path(),
+        "int8",
+        &["--strict", "--interface", "int8"],
+    )
+    .unwrap();
+    let m = tflquant::read_path(&out).unwrap();
+    assert!(
+        m.subgraphs[0]
+            .tensors
+            .iter()
+            .all(|t| t.dtype != TensorType::Float32),
+        "float tensors left"
+    );
+}
+
+#[test]
+fn bias_type_follows_the_mode_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("cnn_digits.tflite");
+    for (mode, extra, want) in [
+        ("int8", &[][..], TensorType::Int32),
+        ("int16x8", &[][..], TensorType::Int64),
+        ("int16x8", &["--bias", "int32"][..], TensorType::Int32),
+    ] {
+        let (out, _) = quantize(&path, "cnn_digits.calib.npy", dir.path(), mode, extra).unwrap();
+        let m = tflquant::read_path(&out).unwrap();
+        let sg = &m.subgraphs[0];
+        let mut seen = 0;
+        for op in &sg.operators {
+            let kind = m.builtin(op);
+            if matches!(kind, Op::Conv2d | Op::DepthwiseConv2d | Op::FullyConnected) {
+                let b = &sg.tensors[op.inputs[2] as usize];
+                // The 16x8 DEPTHWISE_CONV_2D kernel only takes int64 biases.
+                let want = if kind == Op::DepthwiseConv2d && mode == "int16x8" {
+                    TensorType::Int64
+                } else {
+                    want
+                };
+                assert_eq!(b.dtype, want, "{mode} {extra:?} {kind:?}");
+                let w = &sg.tensors[op.inputs[1] as usize];
+                let x = &sg.tensors[op.inputs[0] as usize];
+                let (bq, wq, xq) = (
+                    b.quantized().unwrap(),
+                    w.quantized().unwrap(),
+                    x.quantized().unwrap(),
+                );
+                for (c, &s) in bq.scale.iter().enumerate() {
+                    let expect = xq.scale[0] * wq.scale[c];
+                    assert!(
+                        (s - expect).abs() <= expect * 1e-6,
+                        "bias scale {s} vs s_in*s_w {expect}"
+                    );
+                }
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 5);
+        litert_run(&out, &sample_inputs(&path, &m, 2)).unwrap();
+    }
+}
+
+#[test]
+fn usage_errors_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.tflite");
+    let input = testdata("cnn_digits.tflite");
+    let calib = testdata("cnn_digits.calib.npy");
+    let wrong = testdata("mlp_large_fc.calib.npy");
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "quantize".as_ref(),
+            input.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+        run_cli(&args)
+    };
+    let cases: [(&[&str], &str); 6] = [
+        (&["--mode", "int8"], "--calibration"),
+        (
+            &[
+                "--mode",
+                "int8",
+                "--calibration",
+                calib.to_str().unwrap(),
+                "--interface",
+                "int16",
+            ],
+            "--interface int16 needs --mode int16x8",
+        ),
+        (
+            &[
+                "--mode",
+                "int16x8",
+                "--calibration",
+                calib.to_str().unwrap(),
+                "--interface",
+                "uint8",
+            ],
+            "--interface int8/uint8 needs --mode int8",
+        ),
+        (
+            &[
+                "--mode",
+                "dynamic",
+                "--calibration",
+                calib.to_str().unwrap(),
+            ],
+            "--calibration applies to --mode int8 and int16x8",
+        ),
+        (
+            &[
+                "--mode",
+                "int8",
+                "--calibration",
+                calib.to_str().unwrap(),
+                "--observer",
+                "median",
+            ],
+            "median",
+        ),
+        (
+            &["--mode", "int8", "--calibration", wrong.to_str().unwrap()],
+            "shape",
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+        assert!(!out.exists());
+    }
+}
+
+/// A constant read by two operators that need different parameters is quantized
+/// twice: MAXIMUM needs its inputs on the output's scale, ADD gives it its own range.
+#[test]
+fn a_constant_shared_by_ops_needing_different_parameters_is_duplicated() {
+    use tflquant::fb;
+    use tflquant::ir::{Operator, OperatorCode, Subgraph, Tensor};
+    let mut m = Model {
+        version: 3,
+        ..Default::default()
+    };
+    for op in [Op::Maximum, Op::Add] {
+        m.operator_codes.push(OperatorCode {
+            builtin: op,
+            custom_code: None,
+            version: 1,
+        });
+    }
+    let mut sg = Subgraph {
+        name: Some("main".into()),
+        debug_metadata_index: -1,
+        ..Default::default()
+    };
+    let x = sg.add_tensor(Tensor::new("x", TensorType::Float32, vec![1, 4]));
+    let c_values: Vec<u8> = [0.0f32, 1.0, 2.0, 3.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let cb = m.add_buffer(c_values);
+    let mut c = Tensor::new("c", TensorType::Float32, vec![4]);
+    c.buffer = cb;
+    let c = sg.add_tensor(c);
+    let y1 = sg.add_tensor(Tensor::new("max", TensorType::Float32, vec![1, 4]));
+    let y2 = sg.add_tensor(Tensor::new("add", TensorType::Float32, vec![1, 4]));
+    sg.operators.push(Operator::new(0, vec![x, c], vec![y1]));
+    let mut add = Operator::new(1, vec![x, c], vec![y2]);
+    add.builtin_options = Some(fb::BuiltinOptions::AddOptions(Box::default()));
+    sg.operators.push(add);
+    sg.inputs = vec![x];
+    sg.outputs = vec![y1, y2];
+    m.subgraphs.push(sg);
+    let dir = tempfile::tempdir().unwrap();
+    let float = dir.path().join("shared_const.tflite");
+    tflquant::writer::write_path(&m, &float, &Default::default()).unwrap();
+    let data: Vec<f32> = (0..64).map(|i| (i as f32 - 32.0) * 0.3).collect();
+    let calib = dir.path().join("calib.npy");
+    tflquant::data::write_npy(&calib, &Array::f32(vec![16, 4], data.clone())).unwrap();
+    let (out, _) = quantize(
+        &float,
+        calib.to_str().unwrap(),
+        dir.path(),
+        "int8",
+        &["--interface", "int8"],
+    )
+    .unwrap();
+    let q = tflquant::read_path(&out).unwrap();
+    let copies: Vec<&Tensor> = q.subgraphs[0]
+        .tensors
+        .iter()
+        .filter(|t| t.name == "c")
+        .collect();
+    assert_eq!(copies.len(), 2, "{copies:#?}");
+    assert_ne!(copies[0].quant, copies[1].quant);
+    // And it computes what the float model does, within a few output steps.
+    let inputs = vec![Array::f32(vec![16, 1, 4], data)];
+    let f_out = litert_run(&float, &inputs).unwrap();
+    let q_out = litert_run(&out, &quantize_for_integer_inputs(&q, inputs)).unwrap();
+    let real = real_outputs(&q, q_out);
+    for (k, (f, r)) in f_out.iter().zip(&real).enumerate() {
+        let t = &q.subgraphs[0].tensors[q.subgraphs[0].outputs[k] as usize];
+        let step = t.quantized().unwrap().scale[0] as f64;
+        for (a, b) in f.data.to_f64().iter().zip(r) {
+            assert!(
+                (a - b).abs() <= 3.0 * step,
+                "output {k}: {a} vs {b} (step {step})"
+            );
+        }
+    }
+}
