@@ -8,4 +8,5 @@ mod calib;
 mod interp;
 mod litert_capi;
 mod roundtrip;
+mod versions;
 mod weights;
