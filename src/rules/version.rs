@@ -40,8 +40,13 @@
 //! in `testdata/`.
 //!
 //! One number is tflquant's own: FULLY_CONNECTED with float input, INT4 weights and
-//! float output (weight-only INT4, per channel or blockwise) needs at least 10, the
-//! first version whose runtime reads INT4 filters; TF's table has no row for it.
+//! float output (weight-only INT4, per channel or blockwise) gets at least 10, the
+//! version that introduced INT4 filters, so that a runtime without INT4 support refuses
+//! the model when loading it; TF's table has no row for this signature (it would say 1).
+//!
+//! One number TF writes is not loadable: int16x8 LSTM and UNIDIRECTIONAL_SEQUENCE_LSTM
+//! are version 5, but the stock interpreter registers both only up to 4 (and its LSTM
+//! kernels take int8 or float activations only); 5 is kept, as the converter's number.
 
 use crate::fb::{self, BuiltinOperator as Op, TensorType as T};
 use crate::ir::{Model, Operator, Subgraph, Tensor};
@@ -284,6 +289,7 @@ fn builtin_version(op: Op, s: &Sig) -> i32 {
         }
 
         // ---- recurrent ---------------------------------------------------------------
+        // int16x8 (version 5) is not registered in the stock interpreter: module docs.
         Op::Lstm => {
             let (basic, asym) = match opts {
                 Some(O::LstmOptions(o)) => (
