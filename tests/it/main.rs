@@ -9,4 +9,5 @@ mod integer;
 mod interp;
 mod litert_capi;
 mod roundtrip;
+mod versions;
 mod weights;
