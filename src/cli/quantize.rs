@@ -23,7 +23,10 @@ pub struct Args {
     /// `weight-int8` = int8 weights + DEQUANTIZE (float compute);
     /// `weight-int4` = packed int4 weights for FULLY_CONNECTED / EMBEDDING_LOOKUP;
     /// `int8` = full integer: int8 activations and weights, int32 biases (needs --calibration);
-    /// `int16x8` = int16 activations, int8 weights, int64 biases (needs --calibration).
+    /// `int16x8` = int16 activations, int8 weights, int64 biases (needs --calibration);
+    /// `qat` = int8 from a quantization-aware-trained model, with the trained scales and
+    /// zero points of its QUANTIZE→DEQUANTIZE pairs / FAKE_QUANT ops (--calibration only
+    /// for tensors training did not cover).
     #[arg(long, value_enum)]
     mode: ModeArg,
     /// One scale per weight tensor instead of one per output channel.
@@ -74,6 +77,7 @@ enum ModeArg {
     WeightInt4,
     Int8,
     Int16x8,
+    Qat,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -110,6 +114,7 @@ fn options(a: &Args) -> Result<Options> {
         ModeArg::WeightInt4 => Mode::WeightInt4,
         ModeArg::Int8 => Mode::Int8,
         ModeArg::Int16x8 => Mode::Int16x8,
+        ModeArg::Qat => Mode::Qat,
     };
     let usage = |m: String| Err(Error::Usage(m));
     if a.block_size.is_some() && mode != Mode::WeightInt4 {
@@ -119,7 +124,7 @@ fn options(a: &Args) -> Result<Options> {
         ));
     }
     if mode.is_integer() {
-        if a.calibration.is_none() && a.ranges.is_none() {
+        if mode != Mode::Qat && a.calibration.is_none() && a.ranges.is_none() {
             return usage(format!(
                 "--mode {} needs calibration data: add --calibration DATA (.npy, .npz or an image directory) or --ranges ranges.json",
                 mode.name()
@@ -134,12 +139,15 @@ fn options(a: &Args) -> Result<Options> {
                     "--interface int16 needs --mode int16x8 (int8 models have int8 tensors)".into(),
                 );
             }
+            (Mode::Qat, InterfaceArg::Int16) => {
+                return usage("--interface int16 needs --mode int16x8; QAT models are int8".into());
+            }
             (Mode::Int16x8, InterfaceArg::Int8 | InterfaceArg::Uint8) => {
                 return usage("--interface int8/uint8 needs --mode int8 (int16x8 models have int16 tensors); use --interface int16".into());
             }
             _ => {}
         }
-        if matches!(a.bias, Some(BiasArg::Int64)) && mode == Mode::Int8 {
+        if matches!(a.bias, Some(BiasArg::Int64)) && mode != Mode::Int16x8 {
             return usage(
                 "--bias int64 applies to --mode int16x8; int8 models use int32 biases".into(),
             );
@@ -181,13 +189,27 @@ pub fn run(a: Args) -> Result<()> {
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.input)?;
     if opts.mode.is_integer() {
-        opts.ranges = Some(match (&a.ranges, &a.calibration) {
-            (Some(r), _) => Ranges::load(r)?,
-            (None, Some(data)) => {
-                super::calibrate::calibrate_model(&model, data, &a.data_args, &a.observer)?
+        opts.ranges = match (&a.ranges, &a.calibration) {
+            (Some(r), _) => Some(Ranges::load(r)?),
+            (None, Some(data)) if opts.mode == Mode::Qat => {
+                // Calibrate the float graph the QAT pass leaves, so that indices line up.
+                let folded = quant::qat::folded(&model)?;
+                Some(super::calibrate::calibrate_model(
+                    &folded,
+                    data,
+                    &a.data_args,
+                    &a.observer,
+                )?)
             }
-            (None, None) => unreachable!("checked in options()"),
-        });
+            (None, Some(data)) => Some(super::calibrate::calibrate_model(
+                &model,
+                data,
+                &a.data_args,
+                &a.observer,
+            )?),
+            // options() requires ranges for every integer mode but qat.
+            (None, None) => None,
+        };
     }
     let (out, mut report) = quant::quantize(&model, &opts)?;
     if a.dump_plan {

@@ -80,6 +80,8 @@ pub struct IntegerOptions {
     pub bias_bits: u32,
     /// One weight scale per tensor instead of one per output channel.
     pub per_tensor: bool,
+    /// Trained parameters (QAT) that take precedence over ranges.
+    pub overrides: super::qat::Overrides,
 }
 
 /// What happens to one operator.
@@ -522,6 +524,15 @@ fn plan_params(
                 }
             }
         }
+        // Trained parameters (QAT): the first member's in tensor order wins the group.
+        let mut group_override: HashMap<usize, QuantParams> = HashMap::new();
+        for t in 0..n {
+            if let Some(p) = opts.overrides.activations.get(&(si, t)) {
+                group_override
+                    .entry(groups.find(t))
+                    .or_insert_with(|| p.clone());
+            }
+        }
         for t in 0..n {
             if !needed[t] {
                 continue;
@@ -529,6 +540,8 @@ fn plan_params(
             let g = groups.find(t);
             let params = if let Some(&(s, z)) = group_fixed.get(&g) {
                 QuantParams::per_tensor(s, z)
+            } else if let Some(p) = group_override.get(&g) {
+                p.clone()
             } else if let Some(&(lo, hi)) = group_range.get(&g) {
                 p.range_of.insert((si, t), (lo, hi));
                 activation_params(lo, hi, opts.width)
@@ -999,8 +1012,17 @@ fn quantize_constant(
                 .filter(|_| !opts.per_tensor)
                 .and_then(|a| usize::try_from(a).ok())
                 .filter(|&a| a < tensor.shape.len());
+            let trained = opts.overrides.weights.get(&(si, t));
+            let axis = match trained {
+                Some(p) if p.is_per_axis() => usize::try_from(p.quantized_dimension).ok(),
+                Some(_) => None,
+                None => axis,
+            };
             let ch = Channels::new(&tensor.shape, axis);
-            let mut scales = math::symmetric_scales(&values, ch, 127.0);
+            let mut scales = match trained {
+                Some(p) => p.scale.clone(),
+                None => math::symmetric_scales(&values, ch, 127.0),
+            };
             widen_for_bias(
                 model,
                 si,

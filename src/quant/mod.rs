@@ -9,6 +9,7 @@ pub mod fold;
 pub mod integer;
 pub mod math;
 pub mod prune;
+pub mod qat;
 pub mod report;
 pub mod weights;
 
@@ -33,6 +34,9 @@ pub enum Mode {
     Int8,
     /// 16x8: int16 activations, int8 weights, int64 biases (needs ranges).
     Int16x8,
+    /// Int8 from a quantization-aware-trained model: the trained parameters of its
+    /// fake-quantization points, ranges only for tensors they do not cover.
+    Qat,
 }
 
 impl Mode {
@@ -45,12 +49,13 @@ impl Mode {
             Mode::WeightInt4 => "weight-int4",
             Mode::Int8 => "int8",
             Mode::Int16x8 => "int16x8",
+            Mode::Qat => "qat",
         }
     }
 
     /// Full-integer modes need calibrated ranges.
     pub fn is_integer(self) -> bool {
-        matches!(self, Mode::Int8 | Mode::Int16x8)
+        matches!(self, Mode::Int8 | Mode::Int16x8 | Mode::Qat)
     }
 }
 
@@ -100,50 +105,105 @@ impl Options {
 /// Block sizes blockwise INT4 accepts.
 pub const BLOCK_SIZES: [usize; 4] = [32, 64, 128, 256];
 
-type Pass = fn(&mut Model, &Options, &mut Report) -> Result<()>;
+/// What the passes of one run share: the options, the report, and what one pass hands
+/// to the next (trained QAT parameters).
+pub struct Run<'o> {
+    pub opts: &'o Options,
+    pub report: Report,
+    pub overrides: qat::Overrides,
+}
+
+type Pass = fn(&mut Model, &mut Run) -> Result<()>;
 
 /// The passes of a run, in order.
 fn passes() -> Vec<(&'static str, Pass)> {
     vec![
-        ("fold-float16-constants", |m, _, r| {
-            fold::fold_fp16_dequantize(m, r).map(drop)
+        ("fold-float16-constants", |m, r| {
+            fold::fold_fp16_dequantize(m, &mut r.report).map(drop)
         }),
-        ("densify-sparse-constants", |m, _, r| {
-            fold::densify_constants(m, r).map(drop)
+        ("densify-sparse-constants", |m, r| {
+            fold::densify_constants(m, &mut r.report).map(drop)
         }),
-        ("quantize", |m, o, r| {
-            if o.mode.is_integer() {
-                let ranges = o.ranges.as_ref().ok_or_else(|| {
-                    Error::Usage(format!(
+        ("fold-fake-quantization", |m, r| {
+            if r.opts.mode == Mode::Qat {
+                r.overrides = qat::fold_fake_quant(m, &mut r.report)?;
+                if r.overrides.is_empty() {
+                    return Err(Error::Usage(
+                        "--mode qat: the model has no QUANTIZE→DEQUANTIZE pairs, FAKE_QUANT operators \
+                         or int8 weights behind DEQUANTIZE; quantize a float model with --mode int8 \
+                         --calibration DATA instead"
+                            .into(),
+                    ));
+                }
+            }
+            Ok(())
+        }),
+        ("quantize", |m, r| {
+            let o = r.opts;
+            if !o.mode.is_integer() {
+                return weights::quantize_weights(m, o, &mut r.report);
+            }
+            let width = match o.mode {
+                Mode::Int16x8 => integer::Width::Int16x8,
+                _ => integer::Width::Int8,
+            };
+            let ranges = match (o.mode, &o.ranges) {
+                (Mode::Qat, given) => {
+                    qat::ranges_with_overrides(m, &r.overrides, given.as_ref(), width)
+                }
+                (_, Some(ranges)) => ranges.clone(),
+                (_, None) => {
+                    return Err(Error::Usage(format!(
                         "--mode {} needs calibration data: pass --calibration DATA",
                         o.mode.name()
-                    ))
-                })?;
-                let width = match o.mode {
-                    Mode::Int16x8 => integer::Width::Int16x8,
-                    _ => integer::Width::Int8,
-                };
-                let bias_bits = o.bias_bits.unwrap_or(match width {
-                    integer::Width::Int8 => 32,
-                    integer::Width::Int16x8 => 64,
-                });
-                let io = integer::IntegerOptions {
-                    width,
-                    interface: o.interface,
-                    strict: o.strict,
-                    bias_bits,
-                    per_tensor: o.per_tensor,
-                };
-                integer::quantize_integer(m, ranges, &io, r)
-            } else {
-                weights::quantize_weights(m, o, r)
+                    )));
+                }
+            };
+            let bias_bits = o.bias_bits.unwrap_or(match width {
+                integer::Width::Int8 => 32,
+                integer::Width::Int16x8 => 64,
+            });
+            let io = integer::IntegerOptions {
+                width,
+                interface: o.interface,
+                strict: o.strict,
+                bias_bits,
+                per_tensor: o.per_tensor,
+                overrides: std::mem::take(&mut r.overrides),
+            };
+            integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
+            if o.mode == Mode::Qat && o.ranges.is_none() {
+                let missing: Vec<String> = r
+                    .report
+                    .ops
+                    .iter()
+                    .filter_map(|f| match &f.fate {
+                        integer::Fate::Float { reason }
+                            if reason.contains("no calibrated range") =>
+                        {
+                            Some(format!(
+                                "  subgraph {}, operator {} ({}): {reason}",
+                                f.subgraph, f.operator, f.op
+                            ))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(Error::Data(format!(
+                        "--mode qat: {} operator(s) read or write tensors that training gave no range and no same-scale neighbour covers:\n{}\nadd --calibration DATA to calibrate them",
+                        missing.len(),
+                        missing.join("\n")
+                    )));
+                }
             }
+            Ok(())
         }),
-        ("operator-versions", |m, _, _| {
+        ("operator-versions", |m, _| {
             bump_versions(m);
             Ok(())
         }),
-        ("prune", |m, _, _| {
+        ("prune", |m, _| {
             prune::prune(m);
             Ok(())
         }),
@@ -152,28 +212,38 @@ fn passes() -> Vec<(&'static str, Pass)> {
 
 /// Quantizes a model. The input is not modified.
 pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
-    if let Some(b) = opts.block_size
-        && (opts.mode != Mode::WeightInt4 || !BLOCK_SIZES.contains(&b))
-    {
-        return Err(Error::Usage(format!(
-            "--block-size {b}: blockwise quantization takes 32, 64, 128 or 256 and only \
+    if let Some(b) = opts.block_size {
+        if opts.mode != Mode::WeightInt4 || !BLOCK_SIZES.contains(&b) {
+            return Err(Error::Usage(format!(
+                "--block-size {b}: blockwise quantization takes 32, 64, 128 or 256 and only \
                  applies to --mode weight-int4"
-        )));
+            )));
+        }
     }
     let mut m = model.clone();
     m.source = None;
-    let mut report = Report {
-        mode: opts.mode.name().to_string(),
-        ..Default::default()
+    let mut run = Run {
+        opts,
+        report: Report {
+            mode: opts.mode.name().to_string(),
+            ..Default::default()
+        },
+        overrides: qat::Overrides::default(),
     };
     for (name, pass) in passes() {
-        pass(&mut m, opts, &mut report)?;
+        pass(&mut m, &mut run)?;
         ir::verify(&m)
             .map_err(|e| Error::Internal(format!("the graph is invalid after pass {name}: {e}")))?;
         log::debug!("pass {name} done");
     }
+    let report = run.report;
     if report.quantized.is_empty() && report.tensors.is_empty() {
         return Err(weights::nothing_to_quantize(model, opts, &report));
+    }
+    if opts.mode == Mode::Int8 && qat::count_fake_quant(model) > 0 {
+        log::warn!(
+            "the model has fake-quantization points (QAT); --mode qat would use the trained parameters"
+        );
     }
     Ok((m, report))
 }

@@ -155,7 +155,7 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     }
                 }
                 Mode::WeightInt8 => Action::Int8Dequantize { axis: axis(true) },
-                Mode::Int8 | Mode::Int16x8 => {
+                Mode::Int8 | Mode::Int16x8 | Mode::Qat => {
                     return Err(Error::Internal(
                         "full-integer modes do not use the weight pass".into(),
                     ));
