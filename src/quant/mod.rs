@@ -212,13 +212,13 @@ fn passes() -> Vec<(&'static str, Pass)> {
 
 /// Quantizes a model. The input is not modified.
 pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
-    if let Some(b) = opts.block_size {
-        if opts.mode != Mode::WeightInt4 || !BLOCK_SIZES.contains(&b) {
-            return Err(Error::Usage(format!(
-                "--block-size {b}: blockwise quantization takes 32, 64, 128 or 256 and only \
+    if let Some(b) = opts.block_size
+        && (opts.mode != Mode::WeightInt4 || !BLOCK_SIZES.contains(&b))
+    {
+        return Err(Error::Usage(format!(
+            "--block-size {b}: blockwise quantization takes 32, 64, 128 or 256 and only \
                  applies to --mode weight-int4"
-            )));
-        }
+        )));
     }
     let mut m = model.clone();
     m.source = None;
