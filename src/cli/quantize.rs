@@ -32,6 +32,8 @@ pub struct Args {
     /// Write a JSON report of every tensor changed and every weight left float (`-` for stdout).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
+    #[command(flatten)]
+    validate: super::compare::ValidateArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -90,7 +92,8 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     super::status(&report.summary());
-    Ok(())
+    let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    super::compare::validate(&a.validate, &a.input, &a.output, stdout_taken)
 }
 
 fn file_len(p: &std::path::Path) -> u64 {
