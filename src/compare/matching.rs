@@ -240,11 +240,12 @@ pub fn match_outputs(float: &Model, quant: &Model) -> Result<Vec<Pair>> {
     let (fs, qs) = (subgraph0(float, "float")?, subgraph0(quant, "quantized")?);
     let (fd, qd) = (describe(float, "float"), describe(quant, "quantized"));
     let mismatch = |what: String| Error::Data(format!("the models do not match: {what}"));
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     if fs.inputs.len() != qs.inputs.len() {
         return Err(mismatch(format!(
-            "{fd} has {} inputs, {qd} has {}",
-            fs.inputs.len(),
-            qs.inputs.len()
+            "{fd} has {}, {qd} has {}",
+            count(fs.inputs.len(), "input"),
+            count(qs.inputs.len(), "input")
         )));
     }
     for (i, (&a, &b)) in fs.inputs.iter().zip(&qs.inputs).enumerate() {
@@ -263,9 +264,9 @@ pub fn match_outputs(float: &Model, quant: &Model) -> Result<Vec<Pair>> {
     }
     if fs.outputs.len() != qs.outputs.len() {
         return Err(mismatch(format!(
-            "{fd} has {} outputs, {qd} has {}",
-            fs.outputs.len(),
-            qs.outputs.len()
+            "{fd} has {}, {qd} has {}",
+            count(fs.outputs.len(), "output"),
+            count(qs.outputs.len(), "output")
         )));
     }
     // Position in the quantized model for each float output.
