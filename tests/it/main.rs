@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod calib;
+mod compare;
 mod interp;
 mod litert_capi;
 mod roundtrip;
