@@ -74,17 +74,30 @@ impl From<RuntimeArg> for Runtime {
     }
 }
 
-/// Runs the comparison over every sample of `data`, with a progress bar.
+/// Runs the comparison over every sample of `data`, with a progress bar. An op the
+/// reference interpreter cannot run gets a hint to use LiteRT (`runtime_flag litert`).
 fn run_comparison(
     float: &Path,
     quant: &Path,
     data: &Path,
     samples: &SampleOptions,
     opts: &Options,
+    runtime_flag: &str,
 ) -> Result<Report> {
     let fm = tflquant::read_path(float)?;
     let qm = tflquant::read_path(quant)?;
-    let mut c = Comparison::new(&fm, &qm, opts)?;
+    let mut c = Comparison::new(&fm, &qm, opts).map_err(|e| match e {
+        Error::Unsupported { at, what } if opts.runtime == Runtime::Reference => {
+            Error::Unsupported {
+                at,
+                what: format!(
+                    "{what}; tflquant's interpreter cannot run this model, {runtime_flag} \
+                     litert runs both models on the official runtime"
+                ),
+            }
+        }
+        e => e,
+    })?;
     let (fs, qs) = open_samples(&fm, &qm, data, samples)?;
     let pb = progress_bar(fs.len(), "comparing");
     for (a, b) in fs.zip(qs) {
@@ -120,6 +133,7 @@ pub fn run(a: Args) -> Result<()> {
         &a.data,
         &a.data_args.sample_options(),
         &opts,
+        "--runtime",
     )?;
     report.sort_tensors(match a.sort {
         SortArg::Local => SortKey::Local,
@@ -165,7 +179,23 @@ pub fn validate(
         runtime: args.validate_runtime.into(),
         ..Default::default()
     };
-    let report = run_comparison(input, output, data, &SampleOptions::default(), &opts)?;
+    let report = run_comparison(
+        input,
+        output,
+        data,
+        &SampleOptions::default(),
+        &opts,
+        "--validate-runtime",
+    )
+    .map_err(|e| match e {
+        // Failures while working keep their kind (exit code 1).
+        Error::Io { .. } | Error::Internal(_) => e,
+        e => Error::Usage(format!(
+            "{} was written, but --validate {} could not run: {e}",
+            output.display(),
+            data.display()
+        )),
+    })?;
     let text = format!(
         "validation: {} against {} on {} ({} samples, runtime {})\n{}",
         output.display(),

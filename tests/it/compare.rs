@@ -758,6 +758,34 @@ fn quantize_validate_prints_the_output_summary() {
     assert_eq!(code, 0, "{err}");
     serde_json::from_str::<Json>(&stdout).expect("stdout holds only the report");
     assert!(err.contains("validation: "), "{err}");
+    // INT4 weights: the reference interpreter cannot run them; the message says the model
+    // was written and how to validate it anyway, which works.
+    let int4 = dir.path().join("q4.tflite");
+    let int4_args = |runtime: &str| -> Vec<OsString> {
+        vec![
+            "quantize".into(),
+            testdata("mlp_large_fc.tflite").into(),
+            "-o".into(),
+            int4.clone().into(),
+            "--mode".into(),
+            "weight-int4".into(),
+            "--validate".into(),
+            testdata("mlp_large_fc.test.npy").into(),
+            "--validate-runtime".into(),
+            runtime.into(),
+        ]
+    };
+    let (code, _, err) = cli(&int4_args("reference"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("q4.tflite was written, but --validate"),
+        "{err}"
+    );
+    assert!(err.contains("--validate-runtime litert"), "{err}");
+    assert!(int4.exists());
+    let (code, stdout, err) = cli(&int4_args("litert"));
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("StatefulPartitionedCall:0"), "{stdout}");
     // Without --validate, --validate-runtime is refused.
     let (code, _, err) = cli(&[
         os("quantize"),
