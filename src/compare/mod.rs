@@ -16,7 +16,12 @@
 //! * [`runner`] runs a model on the reference interpreter (quantized ops simulated:
 //!   dequantize → float kernel → requantize) or on the official LiteRT runtime (read
 //!   intermediates through a copy with extra outputs);
-//! * [`report`] holds the result: sorted worst first, rendered as text or JSON.
+//! * [`report`] holds the result, rendered as text or JSON. Tensors are sorted worst
+//!   first by *local* SQNR, the error a tensor's op added on top of what its inputs
+//!   already carried, because error propagates: a broken layer often leaves the tensors
+//!   after it with an even lower SQNR than its own. Inputs and QUANTIZE/DEQUANTIZE
+//!   outputs of the quantized model are compared too (with the float tensor they stand
+//!   for), only to know what the first layers' inputs carry; they are not reported.
 //!
 //! Memory does not grow with the number of samples: each sample is run and folded into
 //! the sums before the next one is read.

@@ -48,8 +48,9 @@ enum Engine<'m> {
 /// A model ready to run sample by sample, with the tensors to hand back.
 pub struct Runner<'m> {
     engine: Engine<'m>,
-    /// Requested subgraph-0 tensor index → position in [`Run::tensors`].
-    slots: HashMap<usize, usize>,
+    /// Requested subgraph-0 tensor index → positions in [`Run::tensors`] (a tensor may
+    /// be asked for more than once).
+    slots: HashMap<usize, Vec<usize>>,
     requested: usize,
 }
 
@@ -131,9 +132,11 @@ impl<'m> Runner<'m> {
                 let slots = &self.slots;
                 let mut observe = |id: TensorId, v: &Value| {
                     if id.subgraph == 0
-                        && let Some(&k) = slots.get(&id.tensor)
+                        && let Some(ks) = slots.get(&id.tensor)
                     {
-                        tensors[k] = Some(v.clone());
+                        for &k in ks {
+                            tensors[k] = Some(v.clone());
+                        }
                     }
                     Flow::Continue
                 };
@@ -171,6 +174,10 @@ impl<'m> Runner<'m> {
     }
 }
 
-fn slots(tensors: &[usize]) -> HashMap<usize, usize> {
-    tensors.iter().enumerate().map(|(k, &t)| (t, k)).collect()
+fn slots(tensors: &[usize]) -> HashMap<usize, Vec<usize>> {
+    let mut m: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (k, &t) in tensors.iter().enumerate() {
+        m.entry(t).or_default().push(k);
+    }
+    m
 }

@@ -361,6 +361,34 @@ fn reference_simulation_is_within_one_step_of_litert_on_every_int8_model() {
 }
 
 #[test]
+fn runners_hand_back_inputs_and_tensors_asked_for_twice() {
+    let path = testdata("int8_quantized_cnn_int8io.tflite");
+    let model = tflquant::read_path(&path).unwrap();
+    let lite = lite();
+    // The int8 input, a conv output twice, the output.
+    let asked = [0, 13, 13, 20];
+    let mut runners = [
+        Runner::reference(&model, &asked).unwrap(),
+        Runner::litert(&lite, &model, &asked, &OpenOptions::default()).unwrap(),
+    ];
+    let mut samples = Samples::open(
+        &testdata("cnn_digits.test.npy"),
+        &model,
+        &SampleOptions::default(),
+    )
+    .unwrap();
+    let s = samples.next().unwrap().unwrap();
+    for r in &mut runners {
+        let run = r.run(&s).unwrap();
+        let t: Vec<&Value> = run.tensors.iter().map(|v| v.as_ref().unwrap()).collect();
+        assert_eq!(t[0], &s[0], "the input comes back as given");
+        assert_eq!(t[1], t[2]);
+        assert_eq!(t[1].shape, [1, 8, 8, 16]);
+        assert_eq!(t[3], &run.outputs[0]);
+    }
+}
+
+#[test]
 fn a_mis_quantized_layer_is_ranked_first_on_both_runtimes() {
     let dir = tempfile::tempdir().unwrap();
     let float = testdata("cnn_digits.tflite");
