@@ -3,7 +3,8 @@
 //! - the reference interpreter's simulated int8 tensors stay within one quantization
 //!   step of LiteRT's integer kernels on every int8 testdata model;
 //! - a deliberately mis-quantized layer comes first in the tensor list;
-//! - non-float outputs are compared by agreement;
+//! - non-float outputs are compared by agreement; outputs pair up by signature name;
+//! - the runners hand back inputs and repeated tensors;
 //! - the command line: text, JSON, --top, --sort, and exit code 2 with a clear message
 //!   for models that do not match, data of the wrong shape, an unknown runtime, a
 //!   missing LiteRT library.
@@ -487,6 +488,48 @@ fn non_float_outputs_are_compared_by_agreement() {
         assert!(agree < 1.0 && agree > 0.5, "{runtime:?}: {agree}");
         assert_eq!(argmax.elements, 32);
     }
+}
+
+#[test]
+fn outputs_are_matched_by_signature_name_when_both_models_have_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let float = testdata("ops_elementwise.tflite");
+    // The same model with its outputs in reverse order; the signature still names them.
+    let mut m = tflquant::read_path(&float).unwrap();
+    m.subgraphs[0].outputs.reverse();
+    let reversed = write(&m, &dir.path().join("reversed.tflite"));
+    let r = compare_lib(
+        &float,
+        &reversed,
+        "ops_elementwise.test.npz",
+        Runtime::Reference,
+    );
+    assert_eq!(r.outputs.len(), 23);
+    for (i, e) in r.outputs.iter().enumerate() {
+        assert!(e.identical, "output {i} {:?} vs {:?}", e.name, e.quant_name);
+        assert_eq!(e.name, e.quant_name);
+        assert_eq!(e.output, Some(i));
+    }
+    // Without a signature on one side, outputs pair up by position.
+    m.signature_defs.clear();
+    let unsigned = write(&m, &dir.path().join("unsigned.tflite"));
+    let (f, q) = (
+        tflquant::read_path(&float).unwrap(),
+        tflquant::read_path(&unsigned).unwrap(),
+    );
+    let pairs = compare::match_outputs(&f, &q).unwrap();
+    assert!(pairs.iter().all(|p| p.output.is_some_and(|(i, j)| i == j)));
+    let r = compare_lib(
+        &float,
+        &unsigned,
+        "ops_elementwise.test.npz",
+        Runtime::Reference,
+    );
+    assert!(
+        r.outputs
+            .iter()
+            .any(|e| e.name != e.quant_name && !e.identical)
+    );
 }
 
 /// Lines of the text report, for the checks below.
