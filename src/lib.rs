@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod calib;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod fb;

@@ -17,6 +17,18 @@ Commands (all files are NumPy .npz; arrays hold samples on the first axis):
       sees: per subgraph the tensors (name, dtype, shape, quantization) and operators
       (builtin op = max(deprecated_builtin_code, builtin_code), inputs, outputs).
 
+  metrics FLOAT QUANT INPUTS.npz OUT.json
+      What `tflquant compare --runtime litert` must print, computed independently with
+      NumPy: both models run sample by sample in the default Interpreter (XNNPACK, like
+      LiteRT's C API default); INPUTS holds float samples `input_0`, ... for the float
+      model, quantized for an integer input of QUANT with its scale/zero point (float32
+      division, round half away from zero, clamp); quantized integer outputs are
+      dequantized in float64 as (q - zero_point) * scale. Per output, over all samples
+      flattened, in float64: sqnr_db = 10 log10(sum r^2 / sum (r-t)^2), mse, max_abs,
+      cosine, and top1 (argmax agreement per sample) for [1, C] outputs with C >= 2.
+      OUT gets {"outputs": [{"sqnr_db", "mse", "max_abs", "cosine", "top1"}, ...]}
+      (infinities as null).
+
 Exit code 0 on success; on failure the message is on stderr and the code is 1.
 """
 import json
@@ -127,9 +139,71 @@ def cmd_schema(model, out_path):
         json.dump({"subgraphs": subgraphs, "buffers": m.BuffersLength()}, f)
 
 
+def quantize_input(x, detail):
+    """A float sample for an integer input, as tflquant's sample loader quantizes it."""
+    scale, zero = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.floating) or scale == 0:
+        return x
+    info = np.iinfo(detail["dtype"])
+    r = x.astype(np.float32) / np.float32(scale)
+    r = np.sign(r) * np.floor(np.abs(r) + np.float32(0.5))  # half away from zero
+    return np.clip(r + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def real_values(v, detail):
+    scale, zero = detail["quantization"]
+    if np.issubdtype(v.dtype, np.integer) and scale != 0:
+        return (v.astype(np.float64) - zero) * np.float64(np.float32(scale))
+    return v.astype(np.float64)
+
+
+def run_samples(path, arrays, quantize):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=path)
+    it.allocate_tensors()
+    ins, outs = it.get_input_details(), it.get_output_details()
+    results = [[] for _ in outs]
+    for s in range(arrays[0].shape[0]):
+        for d, a in zip(ins, arrays):
+            x = a[s].reshape(d["shape"])
+            it.set_tensor(d["index"], quantize_input(x, d) if quantize else x)
+        it.invoke()
+        for i, d in enumerate(outs):
+            results[i].append(real_values(it.get_tensor(d["index"]).copy(), d))
+    return [np.stack(r) for r in results]
+
+
+def cmd_metrics(float_model, quant_model, inputs_path, out_path):
+    data = np.load(inputs_path)
+    arrays = [data[f"input_{i}"] for i in range(len(data.files))]
+    ref = run_samples(float_model, arrays, False)
+    test = run_samples(quant_model, arrays, True)
+    finite = lambda x: float(x) if np.isfinite(x) else None
+    entries = []
+    for r, t in zip(ref, test):
+        err = r - t
+        signal, noise = np.sum(r * r), np.sum(err * err)
+        sqnr = np.inf if noise == 0 else 10 * np.log10(signal / noise)
+        cos = np.sum(r * t) / (np.sqrt(np.sum(r * r)) * np.sqrt(np.sum(t * t)))
+        top1 = None
+        if r.ndim == 3 and r.shape[1] == 1 and r.shape[2] >= 2:
+            top1 = float(np.mean(np.argmax(r[:, 0], axis=1) == np.argmax(t[:, 0], axis=1)))
+        entries.append({
+            "sqnr_db": finite(sqnr),
+            "mse": float(np.mean(err * err)),
+            "max_abs": float(np.max(np.abs(err))),
+            "cosine": float(cos),
+            "top1": top1,
+        })
+    with open(out_path, "w") as f:
+        json.dump({"outputs": entries}, f)
+
+
 def main(argv):
     if len(argv) >= 4 and argv[1] == "run":
         cmd_run(argv[2], argv[3], argv[4], "--all-tensors" in argv[5:])
+    elif len(argv) == 6 and argv[1] == "metrics":
+        cmd_metrics(argv[2], argv[3], argv[4], argv[5])
     elif len(argv) == 4 and argv[1] == "schema":
         cmd_schema(argv[2], argv[3])
     else:

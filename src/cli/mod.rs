@@ -2,6 +2,7 @@
 //! here and nowhere else.
 
 mod calibrate;
+mod compare;
 mod convert;
 mod inspect;
 mod litert_run;
@@ -38,6 +39,9 @@ enum Command {
     Run(run::Args),
     /// Collect per-tensor ranges over calibration samples (ranges.json).
     Calibrate(calibrate::Args),
+    /// Measure a quantized model's error against its float original, per output and per
+    /// tensor (reference interpreter or LiteRT).
+    Compare(compare::Args),
     /// Run a model on the official LiteRT runtime through its C API (a debugging aid).
     #[command(hide = true)]
     LitertRun(litert_run::Args),
@@ -96,6 +100,7 @@ pub fn main() -> i32 {
         Command::LitertRun(a) => litert_run::run(a),
         Command::Run(a) => run::run(a),
         Command::Calibrate(a) => calibrate::run(a),
+        Command::Compare(a) => compare::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -67,6 +67,8 @@ pub struct Args {
     report: Option<PathBuf>,
     #[command(flatten)]
     data_args: DataArgs,
+    #[command(flatten)]
+    validate: super::compare::ValidateArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -231,7 +233,8 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     super::status(&report.summary());
-    Ok(())
+    let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    super::compare::validate(&a.validate, &a.input, &a.output, stdout_taken)
 }
 
 fn file_len(p: &std::path::Path) -> u64 {

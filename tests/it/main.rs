@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod calib;
+mod compare;
 mod integer;
 mod interp;
 mod litert_capi;
