@@ -40,25 +40,17 @@ pub fn prune(model: &mut Model) -> (usize, usize) {
         if used.iter().all(|&u| u) {
             continue;
         }
-        let mut map = vec![-1i32; sg.tensors.len()];
-        let mut next = 0;
-        for (i, &u) in used.iter().enumerate() {
-            if u {
-                map[i] = next;
-                next += 1;
-            }
-        }
-        removed_tensors += sg.tensors.len() - next as usize;
+        let before = sg.tensors.len();
+        let map: Vec<i32> = compact(&mut sg.tensors, &used)
+            .into_iter()
+            .map(|m| m.map_or(-1, |i| i as i32))
+            .collect();
+        removed_tensors += before - sg.tensors.len();
         let remap = |t: &mut i32| {
             if *t >= 0 {
                 *t = map[*t as usize];
             }
         };
-        let mut i = 0;
-        sg.tensors.retain(|_| {
-            i += 1;
-            used[i - 1]
-        });
         for op in &mut sg.operators {
             op.inputs.iter_mut().for_each(remap);
             op.outputs.iter_mut().for_each(remap);
@@ -102,20 +94,12 @@ pub fn prune(model: &mut Model) -> (usize, usize) {
             *u = true;
         }
     }
-    let mut map = vec![0u32; model.buffers.len()];
-    let mut next = 0u32;
-    for (i, &u) in used.iter().enumerate() {
-        if u {
-            map[i] = next;
-            next += 1;
-        }
-    }
-    let removed_buffers = model.buffers.len() - next as usize;
-    let mut i = 0;
-    model.buffers.retain(|_| {
-        i += 1;
-        used[i - 1]
-    });
+    let before = model.buffers.len();
+    let map: Vec<u32> = compact(&mut model.buffers, &used)
+        .into_iter()
+        .map(|m| m.unwrap_or(0) as u32)
+        .collect();
+    let removed_buffers = before - model.buffers.len();
     for t in model
         .subgraphs
         .iter_mut()
@@ -138,28 +122,37 @@ pub fn prune(model: &mut Model) -> (usize, usize) {
         used[op.opcode_index as usize] = true;
     }
     if !used.iter().all(|&u| u) {
-        let mut map = vec![0u32; used.len()];
-        let mut next = 0;
-        for (i, &u) in used.iter().enumerate() {
-            if u {
-                map[i] = next;
-                next += 1;
-            }
-        }
-        let mut i = 0;
-        model.operator_codes.retain(|_| {
-            i += 1;
-            used[i - 1]
-        });
+        let map = compact(&mut model.operator_codes, &used);
         for op in model
             .subgraphs
             .iter_mut()
             .flat_map(|s| s.operators.iter_mut())
         {
-            op.opcode_index = map[op.opcode_index as usize];
+            op.opcode_index = map[op.opcode_index as usize].unwrap_or(0) as u32;
         }
     }
     (removed_tensors, removed_buffers)
+}
+
+/// Keeps the items flagged in `used` (in order) and returns, for every old index, the
+/// new one (`None` for removed items).
+fn compact<T>(items: &mut Vec<T>, used: &[bool]) -> Vec<Option<usize>> {
+    let mut next = 0;
+    let map = used
+        .iter()
+        .map(|&u| {
+            u.then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect();
+    let mut i = 0;
+    items.retain(|_| {
+        i += 1;
+        used[i - 1]
+    });
+    map
 }
 
 /// Tensor indices inside quantization details.

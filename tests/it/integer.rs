@@ -84,20 +84,6 @@ fn real_outputs(model: &Model, outs: Vec<Array>) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn sqnr_db(reference: &[f64], test: &[f64]) -> f64 {
-    let signal: f64 = reference.iter().map(|x| x * x).sum();
-    let noise: f64 = reference
-        .iter()
-        .zip(test)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum();
-    if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    }
-}
-
 /// Per output: SQNR (dB) for real-valued outputs, the fraction of equal elements for
 /// integer/boolean ones.
 #[derive(Debug)]

@@ -23,31 +23,9 @@ const MODES: [&str; 4] = ["dynamic", "float16", "weight-int8", "weight-int4"];
 fn quantize(input: &Path, out_dir: &Path, mode: &str, extra: &[&str]) -> Result<PathBuf, String> {
     let stem = input.file_stem().unwrap().to_string_lossy().to_string();
     let out = out_dir.join(format!("{stem}.{mode}{}.tflite", extra.join("")));
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "quantize".as_ref(),
-        input.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-        "--mode".as_ref(),
-        mode.as_ref(),
-    ];
-    args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
-    let (code, _, err) = run_cli(&args);
-    if code == 0 { Ok(out) } else { Err(err) }
-}
-
-fn sqnr_db(reference: &[f64], test: &[f64]) -> f64 {
-    let signal: f64 = reference.iter().map(|x| x * x).sum();
-    let noise: f64 = reference
-        .iter()
-        .zip(test)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum();
-    if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    }
+    let mut args = vec!["--mode", mode];
+    args.extend_from_slice(extra);
+    quantize_cli(input, &out, &args).map(|()| out)
 }
 
 /// SQNR of every output of `test` against `reference` on the same inputs (minimum).

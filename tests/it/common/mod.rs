@@ -285,3 +285,31 @@ pub fn has_custom_op(model: &Model) -> bool {
         .iter()
         .any(|c| c.builtin == tflquant::fb::BuiltinOperator::Custom)
 }
+
+/// SQNR in dB of `test` against `reference` (+inf when identical).
+pub fn sqnr_db(reference: &[f64], test: &[f64]) -> f64 {
+    let signal: f64 = reference.iter().map(|x| x * x).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum();
+    if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    }
+}
+
+/// `tflquant quantize INPUT -o OUT ARGS...`; the error text when it fails.
+pub fn quantize_cli(input: &Path, out: &Path, args: &[&str]) -> Result<(), String> {
+    let mut a: Vec<&std::ffi::OsStr> = vec![
+        "quantize".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ];
+    a.extend(args.iter().map(|s| std::ffi::OsStr::new(*s)));
+    let (code, _, err) = run_cli(&a);
+    if code == 0 { Ok(()) } else { Err(err) }
+}
