@@ -779,7 +779,8 @@ def main():
             pass
         size = (TESTDATA / fname).stat().st_size if (TESTDATA / fname).exists() else 0
         print(f"[{status}] {fname} ({size} B) {note}\n       ops: {hist}")
-    all_bytes = sum(p.stat().st_size for p in TESTDATA.iterdir() if p.is_file())
+    all_bytes = sum(p.stat().st_size for p in TESTDATA.rglob("*")
+                    if p.is_file() and "gen" not in p.relative_to(TESTDATA).parts)
     print(f"models: {total} bytes; all testdata files: {all_bytes} bytes")
     if all_bytes > 4_200_000:
         print("FAIL: testdata larger than ~4 MB")

@@ -240,5 +240,6 @@ def make_quant_refs(report):
             if ref.get("identical_to"):
                 same = data == (TESTDATA / ref["identical_to"]).read_bytes()
                 assert same, f"{ref['file']} differs from {ref['identical_to']}"
+            (TESTDATA / ref["file"]).parent.mkdir(exist_ok=True)
             write_bytes(ref["file"], data)
         report[fname] = notes["float_check"] + (f"; weights {notes['weights']}" if "weights" in notes else "")

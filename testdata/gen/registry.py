@@ -211,8 +211,11 @@ def _ref_entry(float_model, kind):
     stem = TF_REF_SOURCES[float_model]
     strict = facts.get("strict_unsupported", [])
     ops = OPS_INT8 if kind == "int8" else (OPS_16X8_FALLBACK if strict else OPS_16X8)
+    # invalid converter output lives in testdata/invalid/, out of the way of tests that
+    # run every testdata/*.tflite in LiteRT
+    folder = "invalid/" if facts.get("litert_error") else ""
     return {
-        "file": float_model.replace(".tflite", f".tf_{kind}.tflite"),
+        "file": folder + float_model.replace(".tflite", f".tf_{kind}.tflite"),
         "float_model": float_model,
         "kind": kind,
         "stem": stem,
@@ -280,8 +283,8 @@ def _ref_description(r):
         body += f"; byte-identical to {r['identical_to']}"
     if r["litert_error"]:
         body += (f". CONVERTER DEFECT: {r['defect']}; LiteRT refuses the model at prepare "
-                 f"('{r['litert_error']}'). Does NOT run in LiteRT; kept as TF's actual 16x8 output "
-                 "(quantization parameters of every other tensor)")
+                 f"('{r['litert_error']}'). Does NOT run in LiteRT; kept (in invalid/) as TF's actual 16x8 "
+                 "output (quantization parameters of every other tensor)")
     return f"{head}; {body}. Float source: {REF_SOURCE_NOTES[src]}"
 
 
