@@ -8,13 +8,19 @@ For each model in registry.MODELS:
   * unless it cannot run (custom_op.tflite: LiteRT has no kernel for the
     custom op, which is asserted instead), run the first held-out sample in
     the LiteRT interpreter, compare with <model>.expected.npz, and for digit
-    classifiers check the accuracy on all 32 held-out digits.
-Also checks sizes (each model < 1 MB, all files together <= 4 MB) and that the
+    classifiers check the accuracy on all held-out digits (32, or 360 for digits_qat).
+TF quantization references (registry.TF_REFS) are also compared with their float
+model on the whole test set (SQNR of every output, printed); the two 16x8
+references TF writes invalid are asserted to be refused by LiteRT, with the
+recorded error.  The QAT models are cross-checked against each other (the int8
+conversion must carry exactly the QAT float model's grid weights and ranges).
+Also checks sizes (each model < 1 MB, all files together <= 4.2 MB) and that the
 sample data are float32 (int32 only for the embedding ids) with N in range.
 
 Exit status 0 when everything passes.
 """
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -41,7 +47,8 @@ DESCRIPTION = "tflquant test model: small digits MLP with extra metadata"
 CUSTOM_CODE = "TflquantTestOp"
 CUSTOM_OPTIONS = {"activation": "tanh", "scale": 1.0, "version": 1}
 
-DYNAMIC_INPUT_MODELS = {"dynamic_batch_mlp.tflite", "ops_reduce_misc.tflite", "ops_shape_dynamic.tflite"}
+DYNAMIC_INPUT_MODELS = {"dynamic_batch_mlp.tflite", "ops_reduce_misc.tflite", "ops_shape_dynamic.tflite",
+                        "dynamic_batch_mlp.tf_int8.tflite", "dynamic_batch_mlp.tf_int16x8.tflite"}
 
 
 # --- small model-inspection helpers -----------------------------------------
@@ -76,7 +83,8 @@ class M:
         return b is not None and len(b) > 0
 
     def const_array(self, t):
-        dt = {TT.FLOAT32: "<f4", TT.INT32: "<i4", TT.INT8: "i1", TT.FLOAT16: "<f2", TT.INT64: "<i8"}[t.type]
+        dt = {TT.FLOAT32: "<f4", TT.INT32: "<i4", TT.INT8: "i1", TT.FLOAT16: "<f2", TT.INT64: "<i8",
+              TT.UINT8: "u1", TT.INT16: "<i2"}[t.type]
         return np.frombuffer(bytes(self.t.buffers[t.buffer].data), dtype=dt)
 
     def consts(self):
@@ -409,6 +417,289 @@ CHECKS = {
 }
 
 
+# --- TF full-integer references (registry.TF_REFS) ---------------------------------
+
+QDQ = (BO.QUANTIZE, BO.DEQUANTIZE)
+WEIGHTED = (BO.CONV_2D, BO.DEPTHWISE_CONV_2D, BO.FULLY_CONNECTED)
+
+
+def float_ops(m):
+    """{op: count} of ops other than QUANTIZE/DEQUANTIZE with a non-constant FLOAT32 input or output."""
+    hist = {}
+    for sg, op in m.ops():
+        if m.code(op) in QDQ:
+            continue
+        ts = [sg.tensors[i] for i in list(op.inputs) + list(op.outputs) if i >= 0]
+        if any(t.type == TT.FLOAT32 and not m.is_const(t) for t in ts):
+            name = builtin_name(m.code(op))
+            hist[name] = hist.get(name, 0) + 1
+    return dict(sorted(hist.items()))
+
+
+def mixed_ops(m):
+    """Ops (not QUANTIZE/DEQUANTIZE) mixing INT8/INT16 and FLOAT32 operands (invalid for TFLite kernels)."""
+    out = []
+    for sg, op in m.ops():
+        if m.code(op) in QDQ:
+            continue
+        types = {sg.tensors[i].type for i in list(op.inputs) + list(op.outputs) if i >= 0}
+        if types & {TT.INT8, TT.INT16} and TT.FLOAT32 in types:
+            out.append(builtin_name(m.code(op)))
+    return out
+
+
+def _interface_only_float(m):
+    """Fully integer between the interface: FLOAT32 tensors are only the model inputs/outputs,
+    QUANTIZE only reads a model input (or requantizes), DEQUANTIZE only writes a model output."""
+    sg = m.t.subgraphs[0]
+    io = set(sg.inputs) | set(sg.outputs)
+    for i, t in enumerate(sg.tensors):
+        need(t.type != TT.FLOAT32 or i in io, f"float32 tensor {tensor_name(t)!r} inside the graph")
+    for _, op in m.ops(BO.QUANTIZE):
+        need(op.inputs[0] in sg.inputs or sg.tensors[op.inputs[0]].type != TT.FLOAT32, "inner float QUANTIZE")
+    for _, op in m.ops(BO.DEQUANTIZE):
+        need(op.outputs[0] in sg.outputs, "DEQUANTIZE not at an output")
+
+
+def _check_weighted_ops(m, act_type, bias_type):
+    for code in WEIGHTED:
+        for sg, op in m.ops(code):
+            x, w, y = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]], sg.tensors[op.outputs[0]]
+            need(x.type == act_type and y.type == act_type and w.type == TT.INT8,
+                 f"{builtin_name(code)} activations/weights {x.type}/{y.type}/{w.type}")
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                need(sg.tensors[op.inputs[2]].type == bias_type, f"{builtin_name(code)} bias type")
+            q = w.quantization
+            if code != BO.FULLY_CONNECTED or len(q.scale) > 1:
+                need(len(q.scale) == w.shape[q.quantizedDimension], f"{builtin_name(code)} weights not per-axis")
+            need(not np.any(q.zeroPoint), "weight zero point != 0")
+
+
+def _check_int16_activations(m):
+    for sg, op in m.ops():
+        for i in list(op.inputs) + list(op.outputs):
+            t = sg.tensors[i] if i >= 0 else None
+            if t is None or m.is_const(t):
+                continue
+            need(t.type != TT.INT8, f"int8 activation {tensor_name(t)!r} in a 16x8 model")
+            if t.type == TT.INT16:
+                need(not np.any(t.quantization.zeroPoint), f"int16 activation with zero point {tensor_name(t)!r}")
+
+
+def sqnr_db(ref, test):
+    ref = ref.astype(np.float64)
+    err = np.sum((ref - test.astype(np.float64)) ** 2)
+    return float("inf") if err == 0 else float(10 * np.log10(np.sum(ref ** 2) / err))
+
+
+def _signature_outputs(m):
+    sd = m.t.signatureDefs[0]
+    sg = m.t.subgraphs[sd.subgraphIndex]
+    return {o.name.decode(): tensor_name(sg.tensors[o.tensorIndex]) for o in sd.outputs}
+
+
+def ref_sqnr(ref_m, float_fname, stem):
+    """{signature output: SQNR (dB)} of the reference vs its float model on the whole test set."""
+    fm = M(float_fname)
+    inputs = runner.load_inputs(TESTDATA / float_fname, stem, "test")
+    n = len(next(iter(inputs.values())))
+    a = runner.run_samples(TESTDATA / float_fname, inputs, n)
+    b = runner.run_samples(TESTDATA / ref_m.fname, runner.load_inputs(TESTDATA / ref_m.fname, stem, "test"), n)
+    fa, fb = _signature_outputs(fm), _signature_outputs(ref_m)
+    need(set(fa) == set(fb), "signature outputs differ from the float model")
+    return {k: sqnr_db(a[fa[k]], b[fb[k]]) for k in fa}
+
+
+# minimum SQNR (dB) of any output vs the float model; well below what TF 2.21 gave
+SQNR_MIN = {"int8": 10.0, "int16x8": 30.0}
+
+
+def check_tf_ref(m, r):
+    need(all(t.type == TT.FLOAT32 for t in m.main_inputs() + m.main_outputs()), "interface not float32")
+    got = float_ops(m)
+    need(got in registry.allowed_float_ops(r), f"float ops {got}, registry allows {registry.allowed_float_ops(r)}")
+    man = json.loads((TESTDATA / "manifest.json").read_text())["models"]
+    need(man[m.fname]["tf_conversion"]["float_ops"] == got, "manifest float_ops differ from the file")
+    need(man[r["float_model"]][f"tf_{r['kind']}"]["float_ops"] == got, "float model's manifest entry differs")
+    mixed = mixed_ops(m)
+    need(mixed == ([r["mixed_op"]] if r["mixed_op"] else []), f"ops mixing integer and float operands: {mixed}")
+    if r["kind"] == "int8":
+        _check_weighted_ops(m, TT.INT8, TT.INT32)
+        need(not any(t.type == TT.INT16 for _, t in m.consts()), "int16 tensors in an int8 model")
+    else:
+        _check_weighted_ops(m, TT.INT16, TT.INT64)
+        _check_int16_activations(m)
+        need(any(t.type == TT.INT16 for sg in m.t.subgraphs for t in sg.tensors), "no INT16 tensors")
+    if not r["float_ops"]:
+        _interface_only_float(m)
+    if r["identical_to"]:
+        need(m.raw == (TESTDATA / r["identical_to"]).read_bytes(), f"not identical to {r['identical_to']}")
+    if r["float_model"] in DYNAMIC_INPUT_MODELS:
+        need(list(m.main_inputs()[0].shapeSignature) == [-1, 64], "shape_signature not [-1,64]")
+    if r["litert_error"]:
+        return ""
+    sq = ref_sqnr(m, r["float_model"], r["stem"])
+    worst = min(sq, key=sq.get)
+    need(sq[worst] >= SQNR_MIN[r["kind"]], f"SQNR of {worst} {sq[worst]:.1f} dB < {SQNR_MIN[r['kind']]}")
+    if len(sq) == 1:
+        return f"SQNR {sq[worst]:.1f} dB vs {r['float_model']}"
+    vals = sorted(sq.values())
+    return (f"SQNR vs {r['float_model']}: min {vals[0]:.1f} dB ({worst}), median {vals[len(vals) // 2]:.1f}, "
+            f"max {vals[-1]:.1f} over {len(vals)} outputs")
+
+
+def check_litert_refuses(fname, message):
+    try:
+        it = runner.make_interpreter(TESTDATA / fname)
+        it.invoke()
+    except (RuntimeError, ValueError) as e:
+        need(message in str(e), f"unexpected LiteRT error: {e}")
+        return f"LiteRT refuses it as recorded ({message})"
+    raise AssertionError(f"{fname} unexpectedly runs in LiteRT")
+
+
+# --- QAT (issue #6) -------------------------------------------------------------------
+
+QAT_OPS = {"QUANTIZE": 11, "DEQUANTIZE": 11, "CONV_2D": 3, "MAX_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 2}
+QAT_INT8_OPS = {"CONV_2D": 3, "MAX_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 2}
+
+
+def qat_pairs(m):
+    """QUANTIZE->DEQUANTIZE pairs of the QAT float model: list of (kind, QUANTIZE op, DEQUANTIZE op)
+    with kind 'input' / 'weight' / 'activation'."""
+    sg = m.t.subgraphs[0]
+    consumers = {}
+    for op in sg.operators:
+        for i in op.inputs:
+            consumers.setdefault(i, []).append(op)
+    pairs = []
+    for _, q in m.ops(BO.QUANTIZE):
+        src, mid = sg.tensors[q.inputs[0]], sg.tensors[q.outputs[0]]
+        need(src.type == TT.FLOAT32 and mid.type == TT.UINT8, "QUANTIZE not FLOAT32 -> UINT8")
+        users = consumers.get(q.outputs[0], [])
+        need(len(users) == 1 and m.code(users[0]) == BO.DEQUANTIZE, "QUANTIZE not followed by one DEQUANTIZE")
+        dq = users[0]
+        need(sg.tensors[dq.outputs[0]].type == TT.FLOAT32, "DEQUANTIZE output not FLOAT32")
+        kind = "input" if q.inputs[0] in sg.inputs else ("weight" if m.is_const(src) else "activation")
+        pairs.append((kind, q, dq))
+    return pairs
+
+
+def _qat_float_params(m):
+    """Per weighted op of the QAT float model, in op order: (code, grid weights as int, weight scales,
+    output activation (scale, uint8 zero point))."""
+    sg = m.t.subgraphs[0]
+    producer = {o: op for op in sg.operators for o in op.outputs}
+    consumers = {}
+    for op in sg.operators:
+        for i in op.inputs:
+            consumers.setdefault(i, []).append(op)
+    out = []
+    for op in sg.operators:
+        code = m.code(op)
+        if code not in (BO.CONV_2D, BO.FULLY_CONNECTED):
+            continue
+        q = producer[producer[op.inputs[1]].inputs[0]]          # DEQUANTIZE <- QUANTIZE <- const
+        w_t, wq = sg.tensors[q.inputs[0]], sg.tensors[q.outputs[0]].quantization
+        scale = np.asarray(wq.scale, np.float64)
+        w = m.const_array(w_t).reshape(w_t.shape).astype(np.float64)
+        ws = w / (scale.reshape(-1, *[1] * (w.ndim - 1)) if len(scale) > 1 else scale[0])
+        t = op.outputs[0]
+        nxt = consumers[t][0]
+        if m.code(nxt) == BO.RESHAPE:                               # conv3: pair after the flatten
+            nxt = consumers[nxt.outputs[0]][0]
+        need(m.code(nxt) == BO.QUANTIZE, "weighted op output not fake-quantized")
+        aq = sg.tensors[nxt.outputs[0]].quantization
+        out.append((code, np.round(ws).astype(np.int64), scale, (aq.scale[0], int(aq.zeroPoint[0]))))
+    return out
+
+
+def check_qat_float(m):
+    hist = {k: v for k, v in sorted(op_histogram(m.t).items())}
+    need(hist == dict(sorted(QAT_OPS.items())), f"ops {hist}")
+    need("FAKE_QUANT" not in m.names(), "FAKE_QUANT op present")
+    pairs = qat_pairs(m)
+    kinds = [k for k, _, _ in pairs]
+    need((kinds.count("input"), kinds.count("weight"), kinds.count("activation")) == (1, 5, 5),
+         f"pairs input/weight/activation {kinds}")
+    sg = m.t.subgraphs[0]
+    consumers = {}
+    for op in sg.operators:
+        for i in op.inputs:
+            consumers.setdefault(i, []).append(op)
+    for kind, q, dq in pairs:
+        src, mid = sg.tensors[q.inputs[0]], sg.tensors[q.outputs[0]]
+        qp = mid.quantization
+        zp, sc = np.asarray(qp.zeroPoint), np.asarray(qp.scale)
+        if kind == "input":
+            need(len(sc) == 1 and abs(sc[0] - 1 / 255) < 1e-7 and zp[0] == 0, f"input pair {sc} {zp}")
+        elif kind == "activation":
+            need(len(sc) == 1 and 0 <= zp[0] <= 255, "activation pair not per-tensor uint8")
+        else:
+            need(np.all(zp == 128), f"weight zero points {np.unique(zp)}")
+            user = consumers[dq.outputs[0]][0]
+            w = m.const_array(src).reshape(src.shape).astype(np.float64)
+            if m.code(user) == BO.CONV_2D:
+                need(len(sc) == src.shape[0] > 1 and qp.quantizedDimension == 0, "conv weights not per-channel")
+                grid = w / sc.reshape(-1, 1, 1, 1)
+                need(list(mid.shape) == list(src.shape), "conv weight Q/DQ shape")
+            else:
+                need(m.code(user) == BO.FULLY_CONNECTED and len(sc) == 1, "FC weights not per-tensor")
+                grid = w / sc[0]
+                # converter quirk: the FC weight QUANTIZE/DEQUANTIZE outputs are declared with shape []
+                need(list(mid.shape) == [] and list(sg.tensors[dq.outputs[0]].shape) == [], "FC weight Q/DQ shape")
+            need(np.abs(grid - np.round(grid)).max() < 1e-3, "weights not on the quantization grid")
+            need(np.abs(np.round(grid)).max() <= 127, "weights outside [-127, 127] steps")
+    for code in (BO.CONV_2D, BO.FULLY_CONNECTED):
+        for sg_, op in m.ops(code):
+            need(m.is_const(sg_.tensors[op.inputs[2]]) and sg_.tensors[op.inputs[2]].type == TT.FLOAT32,
+                 "bias not a float32 constant")
+
+
+def _check_qat_int8(m, io_type):
+    hist = {k: v for k, v in sorted(op_histogram(m.t).items())}
+    want = dict(QAT_INT8_OPS)
+    if io_type == TT.FLOAT32:
+        want.update(QUANTIZE=1, DEQUANTIZE=1)
+    need(hist == dict(sorted(want.items())), f"ops {hist}")
+    need(all(t.type == io_type for t in m.main_inputs() + m.main_outputs()), "interface type")
+    _check_weighted_ops(m, TT.INT8, TT.INT32)
+    if io_type == TT.FLOAT32:
+        _interface_only_float(m)
+    else:
+        need(not any(t.type == TT.FLOAT32 for sg in m.t.subgraphs for t in sg.tensors), "float32 tensor left")
+    # exactly the QAT float model's grid weights and ranges
+    ref = _qat_float_params(M("qat_digits.float.tflite"))
+    ops = [(sg, op) for sg, op in m.ops() if m.code(op) in (BO.CONV_2D, BO.FULLY_CONNECTED)]
+    need(len(ops) == len(ref) == 5, "weighted op count")
+    for (sg, op), (code, wq, wscale, (ascale, azp)) in zip(ops, ref):
+        need(m.code(op) == code, "op order differs from the QAT float model")
+        w, y = sg.tensors[op.inputs[1]], sg.tensors[op.outputs[0]]
+        need(np.allclose(np.asarray(w.quantization.scale), wscale, rtol=1e-6), "weight scales differ")
+        need(np.array_equal(m.const_array(w).reshape(w.shape).astype(np.int64), wq), "int8 weights != QAT grid")
+        need(abs(y.quantization.scale[0] - ascale) <= 1e-6 * ascale and y.quantization.zeroPoint[0] == azp - 128,
+             "activation scale / zero point differ from the QAT ranges")
+
+
+def check_qat_int8(m):
+    _check_qat_int8(m, TT.FLOAT32)
+
+
+def check_qat_int8io(m):
+    _check_qat_int8(m, TT.INT8)
+
+
+CHECKS.update({"qat_digits.float.tflite": check_qat_float,
+               "qat_digits.tf_int8.tflite": check_qat_int8,
+               "qat_digits.tf_int8_int8io.tflite": check_qat_int8io})
+for _r in registry.TF_REFS:
+    CHECKS[_r["file"]] = (lambda r: lambda m: check_tf_ref(m, r))(_r)
+
+# (lo, hi) sample counts of the calib / test files; digits_qat has a large test set
+N_RANGE = {"calib": (32, 64), "test": (16, 32)}
+N_RANGE_BY_STEM = {("digits_qat", "test"): (300, 400)}
+
+
 # --- generic checks -------------------------------------------------------------
 
 def check_generic(m, stem, runnable):
@@ -418,7 +709,8 @@ def check_generic(m, stem, runnable):
         for t in m.main_inputs():
             need(t.shape[0] == 1 and (t.shapeSignature is None or -1 not in list(t.shapeSignature)),
                  "input should be static batch 1")
-    for split, lo, hi in (("calib", 32, 64), ("test", 16, 32)):
+    for split in ("calib", "test"):
+        lo, hi = N_RANGE_BY_STEM.get((stem, split), N_RANGE[split])
         inputs = runner.load_inputs(TESTDATA / m.fname, stem, split)
         for name, arr in inputs.items():
             need(lo <= arr.shape[0] <= hi, f"{split} N={arr.shape[0]}")
@@ -440,12 +732,13 @@ def check_generic(m, stem, runnable):
         else:
             need(np.array_equal(v, e), f"{k}: output differs from expected")
     if m.fname in registry.CLASSIFIERS:
-        labels = np.load(TESTDATA / "digits.test_labels.npy")
+        labels = np.load(TESTDATA / registry.test_labels(stem))
+        need(len(labels) == len(next(iter(test.values()))), "labels and test data differ in length")
         allout = runner.run_samples(path, test, len(labels))
         (name, probs), = allout.items()
         acc = float((probs.reshape(len(labels), -1).argmax(-1) == labels).mean())
         need(acc >= 0.85, f"test accuracy {acc:.3f}")
-        return f"test acc {acc:.3f}"
+        return f"test acc {acc:.3f} (N={len(labels)})"
     return "ran"
 
 
@@ -465,10 +758,13 @@ def main():
         try:
             m = M(fname)
             total += len(m.raw)
-            CHECKS[fname](m)
+            extra = CHECKS[fname](m)
             note = check_generic(m, stem, runnable)
+            if extra:
+                note = f"{note}; {extra}" if note else extra
             if not runnable:
-                note = check_custom_op_fails_in_litert()
+                ref = registry.ref_by_file(fname)
+                note = check_litert_refuses(fname, ref["litert_error"]) if ref else check_custom_op_fails_in_litert()
             status = "ok"
         except Exception as e:  # report every failure, not just the first
             status, note = "FAIL", f"{type(e).__name__}: {e}"
@@ -483,7 +779,8 @@ def main():
             pass
         size = (TESTDATA / fname).stat().st_size if (TESTDATA / fname).exists() else 0
         print(f"[{status}] {fname} ({size} B) {note}\n       ops: {hist}")
-    all_bytes = sum(p.stat().st_size for p in TESTDATA.iterdir() if p.is_file())
+    all_bytes = sum(p.stat().st_size for p in TESTDATA.rglob("*")
+                    if p.is_file() and "gen" not in p.relative_to(TESTDATA).parts)
     print(f"models: {total} bytes; all testdata files: {all_bytes} bytes")
     if all_bytes > 4_200_000:
         print("FAIL: testdata larger than ~4 MB")

@@ -95,3 +95,20 @@ def photo_crops(split, size, count, scale_to=64):
         if i > count * len(per_photo) * 2:
             break
     return np.clip(np.stack(out[:count]), 0.0, 1.0).astype(np.float32)
+
+
+# QAT split (qat.py): a larger held-out set, since the QAT accuracy comparison uses
+# the whole test split.  Same permutation as digits(): the QAT test set is the
+# first N_QAT_TEST permuted digits (its first 32 are the usual 32 test digits, in
+# the same order), the QAT model trains on the rest, and its calibration set is the
+# first N_CALIB of those training digits.
+N_QAT_TEST = 360
+
+
+def digits_qat_split(split):
+    """'train' / 'calib' / 'test' of the QAT split: (x (N,8,8) float32 in [0,1], y (N,) int64)."""
+    d = digits()
+    perm = np.concatenate([d["test"], d["train"]])
+    idx = {"test": perm[:N_QAT_TEST], "train": perm[N_QAT_TEST:],
+           "calib": perm[N_QAT_TEST:N_QAT_TEST + N_CALIB]}[split]
+    return d["x"][idx], d["y"][idx]

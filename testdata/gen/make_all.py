@@ -4,19 +4,29 @@
 Usage (from the repository root, with a venv that has
 ``pip install tensorflow-cpu tf-keras tensorflow-model-optimization ai-edge-litert scikit-learn scikit-image``):
 
-    /path/to/venv/bin/python testdata/gen/make_all.py
+    /path/to/venv/bin/python testdata/gen/make_all.py                        # everything
+    /path/to/venv/bin/python testdata/gen/make_all.py --only quant_refs,qat  # only those parts
 
-Takes well under a minute on 2 CPU cores.  Steps:
-  1. delete the previously generated files in testdata/ (not gen/);
-  2. train/convert/rewrite every model (models.py, ops_models.py);
-  3. write calibration / held-out sample data (<stem>.calib.* / <stem>.test.*)
-     and digits.test_labels.npy;
-  4. run the first registry.N_EXPECTED held-out samples of every runnable
-     model in LiteRT and store the outputs in <model>.expected.npz;
-  5. write manifest.json and README.md from registry.py;
-  6. run check.py (asserts every property; exits non-zero on failure).
+Parts (registry.PARTS says which file belongs to which):
+  base        the original models and data (models.py, ops_models.py);
+  quant_refs  TF full-integer int8 / 16x8 references of committed float models
+              (quant_refs.py; needs the committed float models and their data);
+  qat         the quantization-aware-training model and its data (qat.py);
+  docs        nothing but manifest.json and README.md (+ check.py), e.g. after
+              editing a description in registry.py.
+
+Takes about a minute on 2 CPU cores.  Steps:
+  1. (everything only) delete the previously generated files in testdata/ (not gen/);
+     with --only nothing is deleted and only the files of the chosen parts are written;
+  2. train/convert/rewrite the models of the chosen parts and write their
+     calibration / held-out sample data (<stem>.calib.* / <stem>.test.*, labels);
+  3. run the first registry.N_EXPECTED held-out samples of every runnable
+     model of the chosen parts in LiteRT and store the outputs in <model>.expected.npz;
+  4. write manifest.json and README.md from registry.py (always all models);
+  5. run check.py (asserts every property; exits non-zero on failure).
 """
 
+import argparse
 import json
 import sys
 import time
@@ -31,6 +41,8 @@ from common import TESTDATA, write_bytes, save_npy, save_npz, input_names  # noq
 import data  # noqa: E402
 import models  # noqa: E402
 import ops_models  # noqa: E402
+import qat  # noqa: E402
+import quant_refs  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 
@@ -39,7 +51,7 @@ N_PHOTO_TEST = 24
 
 
 def clean():
-    for p in TESTDATA.iterdir():
+    for p in list(TESTDATA.iterdir()) + list((TESTDATA / "invalid").glob("*.tflite")):
         if p.is_file() and (p.suffix in (".tflite", ".npy", ".npz") or p.name == "manifest.json"):
             p.unlink()
 
@@ -83,9 +95,9 @@ def write_data():
         save_npz(f"ops_elementwise.{split}.npz", {names["x:0"]: ex, names["y:0"]: ey})
 
 
-def write_expected():
+def write_expected(parts):
     for fname, stem, runnable, _ in registry.MODELS:
-        if not runnable:
+        if not runnable or registry.PARTS[fname] not in parts:
             continue
         path = TESTDATA / fname
         inputs = runner.load_inputs(path, stem, "test")
@@ -119,7 +131,9 @@ def write_manifest():
         if sig:
             entry["signature_outputs"] = sig
         if fname in registry.CLASSIFIERS:
-            entry["test_labels"] = "digits.test_labels.npy"
+            entry["test_labels"] = registry.test_labels(stem)
+        entry.update(registry.manifest_extra(
+            fname, lambda f: quant_refs.float_ops((TESTDATA / f).read_bytes())))
         man["models"][fname] = entry
     (TESTDATA / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
     print("  wrote manifest.json")
@@ -150,11 +164,13 @@ Conventions:
   input is `[1, d1..dk]`; a `.npz` for a multi-input model holds one such array
   per input, keyed by the input tensor's name as stored in the `.tflite`.
 * `<stem>.calib.*` (N=64 digits / 48 photo crops) and `<stem>.test.*` (N=32
-  digits / 24 photo crops) are disjoint: test digits are never used for
-  training; calibration and test photo crops come from different photos.
-  Several models share one data stem (listed per model below and in
-  `manifest.json`).  All digits test sets hold the same 32 digits in the same
-  order; their labels are in `digits.test_labels.npy`.
+  digits / 24 photo crops; `digits_qat.test.npy`: N=360) are disjoint: test
+  digits are never used for training; calibration and test photo crops come
+  from different photos.  Several models share one data stem (listed per model
+  below and in `manifest.json`).  All digits test sets except `digits_qat` hold
+  the same 32 digits in the same order; their labels are in
+  `digits.test_labels.npy` (`digits_qat`: `digits_qat.test_labels.npy`, whose
+  first 32 digits are those 32).
 * `<model>.expected.npz`: LiteRT outputs (builtin kernels, no XNNPACK) of the
   first 4 test samples, run one at a time; keyed by output tensor name; each
   array has shape `[4, *output_tensor_shape]`, in the tensor's own dtype.
@@ -173,6 +189,38 @@ Not converter output (object-API rewrites of converted models, each checked
 to run in LiteRT except the custom op): `no_signature_mlp`,
 `with_metadata_mlp`, `custom_op`, `legacy_opcodes_cnn`, `embedding_lookup`
 (EMBEDDING_LOOKUP), and the beta=1.5 SOFTMAX in `ops_activation`.
+
+TF quantization references (`<model>.tf_int8.tflite`, `<model>.tf_int16x8.tflite`,
+part `quant_refs`, `gen/quant_refs.py`): the TF converter's own full-integer
+quantization of `cnn_digits`, `mlp_large_fc`, `fp16_weights_cnn`,
+`ops_conv_pool`, `ops_activation`, `ops_shape` and `dynamic_batch_mlp`, with
+every sample of the float model's calibration file (in file order) as
+representative dataset and a float32 interface.  They quantize the same network
+as the committed float model: the generator rebuilds the float source, converts
+it to float again and asserts that it reproduces the committed model's outputs
+on the whole test set (all but two are byte-identical conversions; see each
+model below) before quantizing.  Two 16x8 references are invalid converter
+output that LiteRT refuses (`runs_in_litert: false`, no expected outputs),
+kept because they are what TF produces, in `invalid/` so that tests running
+every `testdata/*.tflite` in LiteRT do not pick them up.  The converter is not deterministic
+for `ops_shape.tf_int8.tflite`: depending on the run (same inputs, another
+process) UNPACK is also left in float32, with otherwise equal outputs; the
+manifest's `float_ops` describe the committed file.  Everything else
+regenerates byte-identically.  `manifest.json` records, on the float model
+(`tf_int8`, `tf_int16x8`) and on the reference (`reference_of`,
+`tf_conversion`), the calibration file, `supported_ops`, whether ops were left
+in float (`float_fallback`, `float_ops`) and, for the two 16x8 references TF
+writes invalid (`converter_defect`), why LiteRT refuses them.
+
+QAT (part `qat`, `gen/qat.py`, issue #6): `qat_digits.*.tflite`, a 3-conv/2-dense
+digits CNN trained with tfmot `quantize_model`, converted three ways; its data
+`digits_qat.*` have a 360-digit test set (the accuracy comparison uses all of
+it) disjoint from the QAT training digits.
+
+Regenerate only these parts (the other files are left untouched; manifest.json
+and README.md are rewritten for all models):
+
+    /path/to/venv/bin/python testdata/gen/make_all.py --only quant_refs,qat
 
 Not produced: L2_POOL_2D (TF has no op the converter lowers to it; the
 sqrt(avg_pool(x^2)) pattern stays SQUARE/AVERAGE_POOL_2D/SQRT), ONES_LIKE (no
@@ -195,7 +243,9 @@ def write_readme():
         lines.append(f"* `{stem}.calib{ext}`, `{stem}.test{ext}` — {desc}. Used by: "
                      + ", ".join(f"`{u}`" for u in users) + ".")
     lines.append("* `digits.test_labels.npy` — int32 [32], the digit classes of every digits `*.test.*` set "
-                 "(all use the same held-out digits in the same order).")
+                 "(all use the same held-out digits in the same order) except `digits_qat`.")
+    lines.append(f"* `digits_qat.test_labels.npy` — int32 [{data.N_QAT_TEST}], the digit classes of "
+                 "`digits_qat.test.npy` (its first 32 equal `digits.test_labels.npy`).")
     for fname, stem, runnable, _ in registry.MODELS:
         if runnable:
             lines.append(f"* `{fname.replace('.tflite', '.expected.npz')}` — LiteRT outputs of `{fname}` "
@@ -209,23 +259,47 @@ def write_readme():
     lines.append("* `gen/models.py` — trained models and the object-API rewrites "
                  "(no signature, metadata, custom op, legacy opcodes, EMBEDDING_LOOKUP).")
     lines.append("* `gen/ops_models.py` — op-coverage graphs (tf.function) and the SOFTMAX-beta rewrite.")
-    lines.append("* `gen/registry.py` — list of models/data with the descriptions used here.")
+    lines.append("* `gen/quant_refs.py` — TF full-integer int8/16x8 references of committed float models "
+                 "(rebuilds and verifies the float source first).")
+    lines.append("* `gen/qat.py` — quantization-aware-training digits CNN (tfmot) and its three conversions.")
+    lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
+                 "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
     lines.append("* `gen/check.py` — property assertions + one LiteRT run per model; prints op histograms.")
     (TESTDATA / "README.md").write_text("\n".join(lines) + "\n")
     print("  wrote README.md")
 
 
+PARTS = ("base", "quant_refs", "qat")
+PSEUDO_PARTS = ("docs",)
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", help="comma-separated parts to regenerate: " + ", ".join(PARTS + PSEUDO_PARTS))
+    args = ap.parse_args()
+    parts = PARTS if not args.only else tuple(p.strip() for p in args.only.split(","))
+    unknown = set(parts) - set(PARTS) - set(PSEUDO_PARTS)
+    if unknown:
+        ap.error(f"unknown parts {sorted(unknown)}")
     t0 = time.time()
     report = {}
-    clean()
-    print("== models")
-    build_models(report)
-    print("== data")
-    write_data()
+    if set(parts) == set(PARTS):
+        clean()
+    if "base" in parts:
+        print("== base models")
+        build_models(report)
+        print("== base data")
+        write_data()
+    if "quant_refs" in parts:
+        print("== TF quantization references")
+        quant_refs.make_quant_refs(report)
+    if "qat" in parts:
+        print("== QAT")
+        qat.make_qat(report)
+        qat.write_data()
     print("== expected outputs")
-    write_expected()
+    write_expected(parts)
     write_manifest()
     write_readme()
     print("== training report")

@@ -117,12 +117,44 @@ def _lstm_arch(batch):
 
 
 # ---------------------------------------------------------------------------
+# the trained Keras models (deterministic: seeds are reset in _trained); also
+# used by quant_refs.py to rebuild the float source of the TF references
+# ---------------------------------------------------------------------------
+
+def cnn_digits_keras():
+    """(batch-1 Keras model of cnn_digits.tflite, Keras test accuracy)."""
+    return _trained(_cnn_digits_arch, "image", epochs=12)
+
+
+def cnn_b_keras():
+    """(batch-1 float32 Keras source of fp16_weights_cnn.tflite, Keras test accuracy)."""
+    return _trained(_cnn_b_arch, "image", epochs=12)
+
+
+def mlp_small_keras():
+    """(batch-1 Keras small MLP of no_signature/with_metadata/custom_op/dynamic_batch, accuracy)."""
+    return _trained(_mlp_small_arch, "flat", epochs=15)
+
+
+def mlp_small_dynamic(model):
+    """The same small MLP with a free batch dimension (dynamic_batch_mlp.tflite)."""
+    dyn = _mlp_small_arch(None)
+    dyn.set_weights(model.get_weights())
+    return dyn
+
+
+def mlp_large_keras():
+    """(batch-1 Keras model of mlp_large_fc.tflite, Keras test accuracy)."""
+    return _trained(_mlp_large_arch, "flat", epochs=6, lr=2e-3)
+
+
+# ---------------------------------------------------------------------------
 # foundation models
 # ---------------------------------------------------------------------------
 
 def make_cnn_family(report):
     """cnn_digits + its TF dynamic-range / float16 / int8 conversions + legacy opcodes."""
-    model, acc = _trained(_cnn_digits_arch, "image", epochs=12)
+    model, acc = cnn_digits_keras()
     report["cnn_digits"] = f"keras test accuracy {acc:.3f}"
     calib = data.digits_split("calib")[0].reshape(-1, 8, 8, 1)
 
@@ -164,7 +196,7 @@ def legacy_opcodes(tflite_bytes):
 
 
 def make_fp16_weights_cnn(report):
-    model, acc = _trained(_cnn_b_arch, "image", epochs=12)
+    model, acc = cnn_b_keras()
     report["fp16_weights_cnn"] = f"keras test accuracy {acc:.3f}"
     write_bytes("fp16_weights_cnn.tflite",
                 convert_keras(model, optimizations=[tf.lite.Optimize.DEFAULT],
@@ -174,7 +206,7 @@ def make_fp16_weights_cnn(report):
 def make_mlp_small_family(report):
     """One small trained MLP, written four ways: no signature, extra metadata,
     custom op, dynamic batch."""
-    model, acc = _trained(_mlp_small_arch, "flat", epochs=15)
+    model, acc = mlp_small_keras()
     report["mlp_small"] = f"keras test accuracy {acc:.3f}"
     base = convert_keras(model)
     write_bytes("no_signature_mlp.tflite", strip_signatures(base))
@@ -182,9 +214,7 @@ def make_mlp_small_family(report):
     write_bytes("custom_op.tflite", tanh_to_custom(base))
 
     # dynamic batch: same weights in a model whose Input batch is None
-    dyn = _mlp_small_arch(None)
-    dyn.set_weights(model.get_weights())
-    write_bytes("dynamic_batch_mlp.tflite", convert_keras(dyn))
+    write_bytes("dynamic_batch_mlp.tflite", convert_keras(mlp_small_dynamic(model)))
 
 
 def strip_signatures(tflite_bytes):
@@ -318,7 +348,7 @@ def make_while_loop(report):
 # ---------------------------------------------------------------------------
 
 def make_mlp_large_fc(report):
-    model, acc = _trained(_mlp_large_arch, "flat", epochs=6, lr=2e-3)
+    model, acc = mlp_large_keras()
     report["mlp_large_fc"] = f"keras test accuracy {acc:.3f}"
     write_bytes("mlp_large_fc.tflite", convert_keras(model))
     write_bytes("mlp_large_fc.tf_dynamic.tflite",

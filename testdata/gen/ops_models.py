@@ -377,3 +377,10 @@ def build_ops_reduce_misc():
 def reduce_misc_inputs(split, n):
     x, _ = data.digits_split(split)
     return x[:n].astype(np.float32)
+
+
+def graph_module(name):
+    """A fresh instance of the tf.Module behind ``<name>.tflite`` (its ``serve`` is the
+    converted function), before any object-API rewrite; used by quant_refs.py."""
+    return {"ops_elementwise": _Elementwise, "ops_activation": _Activation, "ops_conv_pool": _ConvPool,
+            "ops_shape": _Shape, "ops_shape_dynamic": _ShapeDynamic, "ops_reduce_misc": _ReduceMisc}[name]()

@@ -122,3 +122,273 @@ CLASSIFIERS = {
 
 # number of held-out samples whose LiteRT outputs are stored in <model>.expected.npz
 N_EXPECTED = 4
+
+
+# ---------------------------------------------------------------------------
+# TF converter full-integer references  (make_all.py --only quant_refs; quant_refs.py)
+# ---------------------------------------------------------------------------
+# float model -> its data stem (the references use <stem>.calib.npy, every sample, in
+# file order, as representative dataset, and are tested on <stem>.test.npy)
+TF_REF_SOURCES = {
+    "cnn_digits.tflite": "cnn_digits",
+    "mlp_large_fc.tflite": "mlp_large_fc",
+    "fp16_weights_cnn.tflite": "cnn_digits",
+    "ops_conv_pool.tflite": "ops_conv_pool",
+    "ops_activation.tflite": "ops_activation",
+    "ops_shape.tflite": "ops_shape",
+    "dynamic_batch_mlp.tflite": "mlp_large_fc",
+}
+
+OPS_INT8 = ["TFLITE_BUILTINS_INT8"]
+OPS_16X8 = ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"]
+OPS_16X8_FALLBACK = OPS_16X8 + ["TFLITE_BUILTINS"]
+
+# What the converter (tensorflow 2.21) produced; quant_refs.py asserts it again when
+# regenerating and check.py asserts it on the files.  float_ops: ops other than
+# QUANTIZE/DEQUANTIZE with a non-constant FLOAT32 input or output, {op: count}.
+# strict_unsupported: ops named by the failing strict 16x8 conversion ("Quantization
+# to 16x8-bit not yet supported for op"), which is why TFLITE_BUILTINS was added.
+# unstable_float_ops: ops the converter leaves in float32 in some runs only (it is not
+# deterministic for that model); manifest.json records the committed file's own set.
+# litert_error: the converter output is invalid and LiteRT refuses it at prepare.
+_REF_FACTS = {
+    ("cnn_digits.tflite", "int8"): dict(float_ops={}, identical_to="int8_quantized_cnn.tflite"),
+    ("cnn_digits.tflite", "int16x8"): dict(float_ops={}),
+    ("mlp_large_fc.tflite", "int8"): dict(float_ops={}),
+    ("mlp_large_fc.tflite", "int16x8"): dict(float_ops={}),
+    ("fp16_weights_cnn.tflite", "int8"): dict(float_ops={}),
+    ("fp16_weights_cnn.tflite", "int16x8"): dict(float_ops={}),
+    ("ops_conv_pool.tflite", "int8"): dict(float_ops={"SQUARE": 1}),
+    ("ops_conv_pool.tflite", "int16x8"): dict(float_ops={"SQRT": 1, "SQUARE": 1},
+                                              strict_unsupported=["SQRT", "SQUARE"]),
+    ("ops_activation.tflite", "int8"): dict(float_ops={"ELU": 1}),
+    ("ops_activation.tflite", "int16x8"): dict(
+        float_ops={"ELU": 1, "HARD_SWISH": 1, "L2_NORMALIZATION": 1, "LOG_SOFTMAX": 1, "PRELU": 1,
+                   "RELU_N1_TO_1": 1},
+        strict_unsupported=["ELU", "HARD_SWISH", "L2_NORMALIZATION", "LOG_SOFTMAX", "PRELU", "RELU_N1_TO_1"],
+        mixed_op="ELU",
+        litert_error="input->type != output->type (INT16 != FLOAT32)",
+        defect="ELU reads the INT16 input tensor directly and writes FLOAT32 (the converter inserted no "
+               "DEQUANTIZE before it, unlike for the other fallback ops)"),
+    ("ops_shape.tflite", "int8"): dict(
+        float_ops={"ADD": 1, "MUL": 2, "RESHAPE": 1, "SPLIT": 1, "SPLIT_V": 1, "STRIDED_SLICE": 4, "SUB": 1,
+                   "SUM": 1, "TILE": 1, "TRANSPOSE": 1},
+        # not deterministic: in some converter runs (different processes, same inputs)
+        # UNPACK also stays float32; the file's own set is in manifest.json
+        unstable_float_ops={"UNPACK": 1}),
+    ("ops_shape.tflite", "int16x8"): dict(
+        float_ops={"DEPTH_TO_SPACE": 1, "SPACE_TO_DEPTH": 1},
+        strict_unsupported=["DEPTH_TO_SPACE", "SPACE_TO_DEPTH"],
+        mixed_op="PADV2",
+        litert_error="op_context.input->type != op_context.constant_values->type (INT16 != FLOAT32)",
+        defect="PADV2 has an INT16 input but kept its FLOAT32 constant_values operand"),
+    ("dynamic_batch_mlp.tflite", "int8"): dict(float_ops={}),
+    ("dynamic_batch_mlp.tflite", "int16x8"): dict(float_ops={}),
+}
+
+# per float model: what the float source of the references is
+REF_SOURCE_NOTES = {
+    "cnn_digits.tflite": "the cnn_digits Keras model (retrained with the fixed seeds; its float conversion is "
+                         "byte-identical to cnn_digits.tflite)",
+    "mlp_large_fc.tflite": "the mlp_large_fc Keras model (retrained; float conversion byte-identical to "
+                           "mlp_large_fc.tflite)",
+    "fp16_weights_cnn.tflite": "the float32 Keras source of fp16_weights_cnn (retrained) with every weight and "
+                               "bias rounded to float16, i.e. exactly the values fp16_weights_cnn.tflite stores "
+                               "(its float conversion gives bit-identical outputs to fp16_weights_cnn.tflite)",
+    "ops_conv_pool.tflite": "the same tf.function graph (float conversion byte-identical to ops_conv_pool.tflite)",
+    "ops_activation.tflite": "the same tf.function graph, before the object-API SOFTMAX-beta fold: output "
+                             "softmax_beta is MUL(x, 1.5) + SOFTMAX(beta=1) here, not SOFTMAX(beta=1.5) (float "
+                             "conversion outputs within 3e-8 of ops_activation.tflite)",
+    "ops_shape.tflite": "the same tf.function graph (float conversion byte-identical to ops_shape.tflite)",
+    "dynamic_batch_mlp.tflite": "the small-MLP Keras model with free batch (retrained; float conversion "
+                                "byte-identical to dynamic_batch_mlp.tflite); the references keep "
+                                "shape_signature [-1,64]",
+}
+
+
+def _ref_entry(float_model, kind):
+    facts = _REF_FACTS[(float_model, kind)]
+    stem = TF_REF_SOURCES[float_model]
+    strict = facts.get("strict_unsupported", [])
+    ops = OPS_INT8 if kind == "int8" else (OPS_16X8_FALLBACK if strict else OPS_16X8)
+    # invalid converter output lives in testdata/invalid/, out of the way of tests that
+    # run every testdata/*.tflite in LiteRT
+    folder = "invalid/" if facts.get("litert_error") else ""
+    return {
+        "file": folder + float_model.replace(".tflite", f".tf_{kind}.tflite"),
+        "float_model": float_model,
+        "kind": kind,
+        "stem": stem,
+        "calib": f"{stem}.calib.npy",
+        "supported_ops": ops,
+        "float_ops": facts["float_ops"],
+        "unstable_float_ops": facts.get("unstable_float_ops", {}),
+        "strict_unsupported": strict,
+        "mixed_op": facts.get("mixed_op"),
+        "litert_error": facts.get("litert_error"),
+        "defect": facts.get("defect"),
+        "identical_to": facts.get("identical_to"),
+    }
+
+
+TF_REFS = [_ref_entry(f, k) for f in TF_REF_SOURCES for k in ("int8", "int16x8")]
+
+
+def allowed_float_ops(r):
+    """The float-op sets the converter may produce for reference ``r``."""
+    out = [dict(r["float_ops"])]
+    if r["unstable_float_ops"]:
+        out.append(dict(sorted({**r["float_ops"], **r["unstable_float_ops"]}.items())))
+    return out
+
+
+def refs_of(float_model):
+    return [r for r in TF_REFS if r["float_model"] == float_model]
+
+
+def ref_by_file(fname):
+    return next((r for r in TF_REFS if r["file"] == fname), None)
+
+
+def _fmt_ops(d):
+    return ", ".join(f"{k}" + (f" x{v}" if v > 1 else "") for k, v in d.items())
+
+
+def _ref_description(r):
+    src = r["float_model"]
+    kind = "int8" if r["kind"] == "int8" else "16x8: int16 activations, int8 weights"
+    head = (f"{src} quantized by the TF converter ({kind}): Optimize.DEFAULT, representative_dataset = every "
+            f"sample of {r['calib']} in file order, supported_ops=[{', '.join(r['supported_ops'])}], float32 "
+            "interface (QUANTIZE in, DEQUANTIZE out)")
+    if r["kind"] == "int8":
+        if not r["float_ops"]:
+            body = "fully int8 between the interface QUANTIZE/DEQUANTIZE (int8 activations, int8 weights per-axis " \
+                   "for conv/FC, int32 biases)"
+        else:
+            body = ("TFLITE_BUILTINS_INT8 converts, yet the converter leaves these ops in float32 (QUANTIZE/"
+                    f"DEQUANTIZE around them): {_fmt_ops(r['float_ops'])}")
+            if r["unstable_float_ops"]:
+                body += (f", and in some runs also {_fmt_ops(r['unstable_float_ops'])}: the converter is NOT "
+                         "deterministic for this model (same inputs, different processes give different files; "
+                         "manifest.json float_ops has this file's set)")
+    else:
+        body = "int16 activations (symmetric, zero point 0), int8 weights (per-axis for conv/FC), int64 biases"
+        if r["strict_unsupported"]:
+            body += (f"; the strict 16x8 conversion fails ('Quantization to 16x8-bit not yet supported for op') on "
+                     f"{', '.join(r['strict_unsupported'])}, so TFLITE_BUILTINS was added and these ops stay float32: "
+                     f"{_fmt_ops(r['float_ops'])}")
+        else:
+            body += "; no float fallback"
+    if r["identical_to"]:
+        body += f"; byte-identical to {r['identical_to']}"
+    if r["litert_error"]:
+        body += (f". CONVERTER DEFECT: {r['defect']}; LiteRT refuses the model at prepare "
+                 f"('{r['litert_error']}'). Does NOT run in LiteRT; kept (in invalid/) as TF's actual 16x8 "
+                 "output (quantization parameters of every other tensor)")
+    return f"{head}; {body}. Float source: {REF_SOURCE_NOTES[src]}"
+
+
+REF_MODELS = [(r["file"], r["stem"], r["litert_error"] is None, _ref_description(r)) for r in TF_REFS]
+
+
+# ---------------------------------------------------------------------------
+# quantization-aware training (issue #6)  (make_all.py --only qat; qat.py)
+# ---------------------------------------------------------------------------
+QAT_DATA = {
+    "digits_qat": "digits as images, float32 [N,8,8,1] in [0,1] (load_digits / 16, the preprocessing the QAT "
+                  "model was trained with); test = 360 held-out digits (the first 32 are the 32 digits of every "
+                  "other digits test set, same order), calib = 64 digits of the QAT training pool; labels in "
+                  "digits_qat.test_labels.npy",
+}
+
+QAT_MODELS = [
+    ("qat_digits.float.tflite", "digits_qat", True,
+     "tfmot quantize_model QAT CNN (conv1 8 / conv2 16 3x3 SAME ReLU, 2x2 max pool, conv3 16 ReLU, flatten, fc1 32 "
+     "ReLU, logits 10; no softmax) converted WITHOUT optimizations: a float32 graph with 11 QUANTIZE->DEQUANTIZE "
+     "pairs through UINT8 tensors (the FakeQuant nodes; no FAKE_QUANT op is left): 1 on the input (scale 1/255, "
+     "zero point 0), 5 on the weights (float32 constants already on the int grid: w/scale is an integer in "
+     "[-127,127]; zero point 128; per-channel on axis 0 for the 3 conv weights, per-tensor for the 2 FC weights, "
+     "whose QUANTIZE/DEQUANTIZE output tensors the converter declares with shape []), 5 on the activations "
+     "(per-tensor, asymmetric: conv1, conv2, conv3 (placed after the flatten RESHAPE), fc1, logits; the ReLU "
+     "outputs' ranges still reach about -5 because tfmot's moving-average ranges start at [-6, 6] and training "
+     "was short, so their zero points are about 100-125, not 0); biases plain float32. Output: logits [1,10]"),
+    ("qat_digits.tf_int8.tflite", "digits_qat", True,
+     "the same QAT Keras model converted by TF with Optimize.DEFAULT and no representative dataset: fully int8 "
+     "(per-channel int8 conv weights, per-tensor int8 FC weights, int32 biases, int8 activations whose scales are "
+     "the QAT ones and zero points the UINT8 ones minus 128), float32 interface (QUANTIZE in, DEQUANTIZE out)"),
+    ("qat_digits.tf_int8_int8io.tflite", "digits_qat", True,
+     "same conversion with inference_input_type/output_type=int8: int8 input and output, no QUANTIZE/DEQUANTIZE "
+     "ops"),
+]
+
+# file -> part of make_all.py that produces it
+PARTS = {f: "base" for f, *_ in MODELS}
+PARTS.update({f: "quant_refs" for f, *_ in REF_MODELS})
+PARTS.update({f: "qat" for f, *_ in QAT_MODELS})
+DATA_PARTS = {stem: "base" for stem in DATA}
+DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
+
+MODELS = MODELS + REF_MODELS + QAT_MODELS
+DATA = {**DATA, **QAT_DATA}
+
+CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}
+CLASSIFIERS |= {f for f, *_ in QAT_MODELS}
+
+
+def test_labels(stem):
+    """Labels file of a classifier's test data stem."""
+    return "digits_qat.test_labels.npy" if stem == "digits_qat" else "digits.test_labels.npy"
+
+
+def manifest_extra(fname, float_ops_of):
+    """Extra manifest.json fields of a model (TF reference flags, QAT provenance).
+
+    ``float_ops_of(file)`` returns the {op: count} of float32 ops of a reference file as
+    written (it can differ from run to run where the converter is not deterministic).
+    """
+    extra = {}
+    refs = refs_of(fname)
+    for r in refs:
+        fo = float_ops_of(r["file"])
+        assert fo in allowed_float_ops(r), (r["file"], fo)
+        extra[f"tf_{r['kind']}"] = {
+            "file": r["file"], "calib": r["calib"], "supported_ops": r["supported_ops"],
+            "float_fallback": bool(fo), "float_ops": fo,
+            "runs_in_litert": r["litert_error"] is None}
+        if r["unstable_float_ops"]:
+            extra[f"tf_{r['kind']}"]["converter_nondeterministic"] = True
+    if fname == "cnn_digits.tflite":
+        extra["tf_int8"]["identical_to"] = "int8_quantized_cnn.tflite"
+    r = ref_by_file(fname)
+    if r:
+        fo = float_ops_of(fname)
+        extra["reference_of"] = r["float_model"]
+        extra["tf_conversion"] = {
+            "optimizations": ["DEFAULT"],
+            "representative_dataset": r["calib"],
+            "representative_samples": "all, in file order, one [1,...] sample per step",
+            "supported_ops": r["supported_ops"],
+            "float_fallback": bool(fo),
+            "float_ops": fo,
+            "strict_16x8_unsupported_ops": r["strict_unsupported"],
+            "inference_input_type": "float32", "inference_output_type": "float32",
+        }
+        if r["identical_to"]:
+            extra["tf_conversion"]["identical_to"] = r["identical_to"]
+        if r["unstable_float_ops"]:
+            extra["tf_conversion"]["converter_nondeterministic"] = (
+                f"in some runs the converter also leaves {sorted(r['unstable_float_ops'])} in float32")
+        if r["litert_error"]:
+            extra["converter_defect"] = {"op": r["mixed_op"], "what": r["defect"],
+                                         "litert_error": r["litert_error"]}
+    if fname in {f for f, *_ in QAT_MODELS}:
+        conv = {"qat_digits.float.tflite": {"optimizations": [], "inference_input_type": "float32",
+                                            "inference_output_type": "float32"},
+                "qat_digits.tf_int8.tflite": {"optimizations": ["DEFAULT"], "representative_dataset": None,
+                                              "inference_input_type": "float32", "inference_output_type": "float32"},
+                "qat_digits.tf_int8_int8io.tflite": {"optimizations": ["DEFAULT"], "representative_dataset": None,
+                                                     "inference_input_type": "int8",
+                                                     "inference_output_type": "int8"}}[fname]
+        extra["tf_conversion"] = {"source": "tfmot.quantization.keras.quantize_model (QAT)", **conv}
+        extra["qat_family"] = [f for f, *_ in QAT_MODELS]
+    return extra
