@@ -156,7 +156,18 @@ impl<'m> Calibrator<'m> {
                 if t.dtype != TensorType::Float32 {
                     return None;
                 }
-                let (min, max) = s.range(self.kind)?;
+                // Model inputs keep their full range whatever the observer: their range
+                // is a property of the data format (pixels in [0, 1], ...), and clipping
+                // them costs every later layer.
+                let is_input = model.subgraphs[id.subgraph]
+                    .inputs
+                    .contains(&(id.tensor as i32));
+                let kind = if is_input {
+                    ObserverKind::MinMax
+                } else {
+                    self.kind
+                };
+                let (min, max) = s.range(kind)?;
                 Some(TensorRange {
                     subgraph: id.subgraph,
                     tensor: id.tensor,

@@ -221,6 +221,9 @@ fn builtin_version(op: Op, s: &Sig) -> i32 {
                 (aby == (F32, I8, F32) && per_channel, 6),
                 (aby == (F32, I8, F32), 4),
                 (aby == (I8, I8, I8), 3),
+                // op_version.cc has no 16x8 row; TF's converter writes 3 (the int8
+                // kernel's version, which is also the one holding the 16x8 kernel).
+                (aby == (I16, I8, I16), 3),
                 (aby == (I8, I4, I8), 7),
                 (dilated, 2),
             ])
@@ -917,15 +920,15 @@ mod tests {
         );
         let w4 = pc(T::Int4, wshape, 3);
         assert_eq!(dw(q(T::Int8, x), w4, b32, q(T::Int8, y), d()), 7);
-        // int16x8 has no row of its own: 1, or 2 when dilated.
+        // int16x8 has no row of its own in op_version.cc; TF's converter writes 3.
         let b64 = pc(T::Int64, &[4], 0);
         let (x16, y16) = (q(T::Int16, x), q(T::Int16, y));
         assert_eq!(
             dw(x16.clone(), w8.clone(), b64.clone(), y16.clone(), d()),
-            1
+            3
         );
         let dilated = dw_opts(|o| o.dilation_w_factor = 2);
-        assert_eq!(dw(x16, w8.clone(), b64, y16, dilated), 2);
+        assert_eq!(dw(x16, w8.clone(), b64, y16, dilated), 3);
         // Hybrid: per-tensor 4, per-channel 6.
         assert_eq!(dw(f32_(x), q(T::Int8, wshape), f32_(&[4]), f32_(y), d()), 4);
         assert_eq!(dw(f32_(x), w8, f32_(&[4]), f32_(y), d()), 6);

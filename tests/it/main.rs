@@ -9,6 +9,7 @@ mod compare;
 mod integer;
 mod interp;
 mod litert_capi;
+mod qat;
 mod roundtrip;
 mod versions;
 mod weights;
