@@ -116,9 +116,18 @@ def run_litert(model, xs, threads, iters=None):
     d, o = it.get_input_details()[0], it.get_output_details()[0]
     outs = []
     for x in xs:
-        it.set_tensor(d["index"], x[None].astype(d["dtype"]))
+        v = x[None]
+        if d["dtype"] != np.float32:  # integer interface: quantize with the input's parameters
+            s, z = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            v = np.clip(np.round(v / s) + z, info.min, info.max)
+        it.set_tensor(d["index"], v.astype(d["dtype"]))
         it.invoke()
-        outs.append(it.get_tensor(o["index"]).astype(np.float64).copy())
+        y = it.get_tensor(o["index"]).astype(np.float64)
+        if o["dtype"] != np.float32:
+            s, z = o["quantization"]
+            y = (y - z) * s
+        outs.append(y.copy())
     lat = None
     if iters:
         ts = []
@@ -141,34 +150,39 @@ def bench_int8(a, exe):
     # softmax of 1000 classes is almost uniform and its int8 output (scale 1/256) says
     # nothing about accuracy.
     model = os.path.join(a.work, "mobilenet_v2_logits.tflite")
-    if not os.path.exists(model):
-        tf.random.set_seed(0)
-        m = tf.keras.applications.MobileNetV2(weights=None, classifier_activation=None)
-        with open(model, "wb") as f:
-            f.write(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    tf_int8 = os.path.join(a.work, "mnv2_logits.int8.tf.tflite")
     calib = os.path.join(a.work, "photos_calib_100.npy")
     test = os.path.join(a.work, "photos_test_16.npy")
     if not os.path.exists(calib):
         np.save(calib, photos(100, 1))
         np.save(test, photos(16, 2))
-    ours = os.path.join(a.work, "mnv2_logits.int8.tflquant.tflite")
-    theirs = os.path.join(a.work, "mnv2_logits.int8.aeq.tflite")
-    t_ours, m_ours = median_runs(a.runs, [exe, "-q", "quantize", model, "-o", ours, "--mode", "int8",
-                                          "--calibration", calib, "--threads", str(a.threads)])
-    t_aeq, m_aeq = median_runs(a.runs, [sys.executable, "-c", AEQ_SCRIPT, model, theirs, "int8", calib,
-                                        str(a.threads)])
-    # TF's converter on the same Keras network? The float .tflite is what both tools see;
-    # TF's int8 needs the Keras model, rebuilt here with the same seed.
-    tf_int8 = os.path.join(a.work, "mnv2_logits.int8.tf.tflite")
-    if not os.path.exists(tf_int8):
+    if not (os.path.exists(model) and os.path.exists(tf_int8)):
+        # One Keras network for both: the float model every tool quantizes, and TF's own
+        # int8 conversion of it with the same calibration photos.
         tf.random.set_seed(0)
         m = tf.keras.applications.MobileNetV2(weights=None, classifier_activation=None)
+        # With random weights and the default batch-norm statistics, activations shrink
+        # layer by layer (logits ~1e-11): a degenerate network. Give every batch norm the
+        # statistics of real photos (one pass in training mode with momentum 0), so the
+        # network computes O(1) activations like a trained one.
+        for layer in m.layers:
+            if isinstance(layer, tf.keras.layers.BatchNormalization):
+                layer.momentum = 0.0
+        m(np.load(calib)[:32], training=True)
+        with open(model, "wb") as f:
+            f.write(tf.lite.TFLiteConverter.from_keras_model(m).convert())
         c = tf.lite.TFLiteConverter.from_keras_model(m)
         c.optimizations = [tf.lite.Optimize.DEFAULT]
         cd = np.load(calib)
         c.representative_dataset = lambda: ([x[None]] for x in cd)
         with open(tf_int8, "wb") as f:
             f.write(c.convert())
+    ours = os.path.join(a.work, "mnv2_logits.int8.tflquant.tflite")
+    theirs = os.path.join(a.work, "mnv2_logits.int8.aeq.tflite")
+    t_ours, m_ours = median_runs(a.runs, [exe, "-q", "quantize", model, "-o", ours, "--mode", "int8",
+                                          "--calibration", calib, "--threads", str(a.threads)])
+    t_aeq, m_aeq = median_runs(a.runs, [sys.executable, "-c", AEQ_SCRIPT, model, theirs, "int8", calib,
+                                        str(a.threads)])
     xs = np.load(test)
     ref, lat_f = run_litert(model, xs, a.threads, iters=30)
     y_ours, lat_ours = run_litert(ours, xs, a.threads, iters=30)
