@@ -410,14 +410,26 @@ mod tests {
         let slow = |xs: &[f32]| {
             xs.iter()
                 .filter(|x| x.is_finite())
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)))
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+                    (l.min(x), h.max(x))
+                })
         };
         let cases: [&[f32]; 6] = [
             &[],
             &[1.5],
             &[3.0, -2.0, 7.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, -9.5, 6.0],
             &[f32::NAN, 1.0, f32::NAN, -1.0, 0.5, 0.25, 0.125, 2.0, 3.0],
-            &[f32::INFINITY, 1.0, 2.0, f32::NEG_INFINITY, -3.0, 0.0, 0.0, 0.0, 9.0],
+            &[
+                f32::INFINITY,
+                1.0,
+                2.0,
+                f32::NEG_INFINITY,
+                -3.0,
+                0.0,
+                0.0,
+                0.0,
+                9.0,
+            ],
             &[f32::NAN, f32::NAN],
         ];
         for xs in cases {

@@ -151,17 +151,21 @@ fn fetch(all: &[(String, Array)], t: i32) -> Option<Vec<f32>> {
 ///          + Σ_j |x_j|·δW_ij  (weight rounding, δW = half a step per element)
 ///          + Σ_j |W'_ij|·s_x   (hybrid kernels also quantize x per row: step s_x)
 ///          + 1e-5·Σ_j |x_j||W_ij| + 1e-6  (float32 accumulation).
-/// Returns how many layers were checked.
-fn check_layer_bounds(float: &Model, quant_path: &Path, inputs: &[Array]) -> usize {
+/// Returns how many layers were checked, and how many of them were convolutions.
+fn check_layer_bounds(float: &Model, quant_path: &Path, inputs: &[Array]) -> (usize, usize) {
     let quant = tflquant::read_path(quant_path).unwrap();
     let Ok((_, all)) = litert_run_all(quant_path, inputs) else {
         panic!("{} does not run", quant_path.display())
     };
     let g = &quant.subgraphs[0];
     let mut checked = 0;
+    let mut convs = 0;
     for (oi, op) in g.operators.iter().enumerate() {
         let kind = quant.builtin(op);
-        if !matches!(kind, Op::FullyConnected | Op::EmbeddingLookup) {
+        if !matches!(
+            kind,
+            Op::FullyConnected | Op::EmbeddingLookup | Op::Conv2d | Op::DepthwiseConv2d
+        ) {
             continue;
         }
         let Some(w) = weight_source(&quant, 0, oi, 1) else {
@@ -250,11 +254,130 @@ fn check_layer_bounds(float: &Model, quant_path: &Path, inputs: &[Array]) -> usi
                     }
                 }
             }
+            Op::Conv2d | Op::DepthwiseConv2d => {
+                check_conv_bound(&at, &quant, float, oi, &w, &w_float, &w_q, &w_err, &x, &y);
+                convs += 1;
+            }
             _ => unreachable!(),
         }
         checked += 1;
     }
-    checked
+    (checked, convs)
+}
+
+/// A convolution's bound, computed with convolutions: for each output element,
+///   |Δy| ≤ conv(|x|, δW) + δb  +  s_x·conv(1, |W'|)  (hybrid)  +  1e-5·conv(|x|, |W|) + 1e-6,
+/// each term run by tflquant's interpreter on a one-operator copy of the layer (same
+/// options, padding and strides) with the weights replaced by the bound's factors.
+#[allow(clippy::too_many_arguments)]
+fn check_conv_bound(
+    at: &str,
+    quant: &Model,
+    float: &Model,
+    oi: usize,
+    w: &Tensor,
+    w_float: &[f32],
+    w_q: &[f32],
+    w_err: &[f32],
+    x: &[f32],
+    y: &[f32],
+) {
+    let g = &quant.subgraphs[0];
+    let op = &g.operators[oi];
+    let x_t = &g.tensors[op.inputs[0] as usize];
+    let y_t = &g.tensors[op.outputs[0] as usize];
+    let hybrid =
+        x_t.dtype == TensorType::Float32 && matches!(w.dtype, TensorType::Int8 | TensorType::Int4);
+    let bias = weight_source(quant, 0, oi, 2).map(|b| {
+        let (values, err) = dequantize(quant, 0, &b);
+        (original_weight(float, &b.name).unwrap_or(values), err)
+    });
+    let zeros = vec![0f32; y_t.shape.last().copied().unwrap_or(1) as usize];
+    let (b_float, b_err) = bias.as_ref().map_or((&zeros, &zeros), |(v, e)| (v, e));
+    let per_x: usize = x_t.shape.iter().map(|&d| d as usize).product();
+    let per_y: usize = y_t.shape.iter().map(|&d| d as usize).product();
+    let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<f32>>();
+    for n in 0..x.len() / per_x {
+        let xs = &x[n * per_x..(n + 1) * per_x];
+        let ys = &y[n * per_y..(n + 1) * per_y];
+        let y_ref = one_conv(quant, op, xs, w_float, b_float, false);
+        let xa = abs(xs);
+        let b1 = one_conv(quant, op, &xa, w_err, b_err, true);
+        let tol = one_conv(quant, op, &xa, &abs(w_float), &zeros, true);
+        let b2 = if hybrid {
+            // The hybrid kernel quantizes each sample symmetrically: step max|x|/127.
+            let s_x = xs.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let ones: Vec<f32> = xs.iter().map(|_| s_x).collect();
+            one_conv(quant, op, &ones, &abs(w_q), &zeros, true)
+        } else {
+            vec![0.0; per_y]
+        };
+        for i in 0..per_y {
+            let bound = (b1[i] + b2[i]) as f64 + 1e-5 * tol[i] as f64 + 1e-6;
+            let err = (ys[i] as f64 - y_ref[i] as f64).abs();
+            assert!(
+                err <= bound,
+                "{at}: sample {n} element {i}: LiteRT {} vs float {} (error {err:e} > bound {bound:e})",
+                ys[i],
+                y_ref[i]
+            );
+        }
+    }
+}
+
+/// Runs a float copy of convolution `op` alone on one sample with the given weights
+/// and bias; `linear` drops its fused activation.
+fn one_conv(
+    src: &Model,
+    op: &tflquant::ir::Operator,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    linear: bool,
+) -> Vec<f32> {
+    use tflquant::fb::{ActivationFunctionType as F, BuiltinOptions as B};
+    use tflquant::interp::{Interpreter, Value};
+    use tflquant::ir::{OperatorCode, Subgraph};
+    let g = &src.subgraphs[0];
+    let shape = |i: i32| g.tensors[i as usize].shape.clone();
+    let mut m = Model {
+        version: 3,
+        ..Default::default()
+    };
+    m.operator_codes.push(OperatorCode {
+        builtin: src.builtin(op),
+        custom_code: None,
+        version: 1,
+    });
+    let mut sg = Subgraph {
+        debug_metadata_index: -1,
+        ..Default::default()
+    };
+    let xi = sg.add_tensor(Tensor::new("x", TensorType::Float32, shape(op.inputs[0])));
+    let mut wt = Tensor::new("w", TensorType::Float32, shape(op.inputs[1]));
+    wt.buffer = m.add_buffer(math::f32_bytes(w));
+    let wi = sg.add_tensor(wt);
+    let mut bt = Tensor::new("b", TensorType::Float32, vec![b.len() as i32]);
+    bt.buffer = m.add_buffer(math::f32_bytes(b));
+    let bi = sg.add_tensor(bt);
+    let yi = sg.add_tensor(Tensor::new("y", TensorType::Float32, shape(op.outputs[0])));
+    let mut new = tflquant::ir::Operator::new(0, vec![xi, wi, bi], vec![yi]);
+    new.builtin_options = op.builtin_options.clone();
+    if linear {
+        match &mut new.builtin_options {
+            Some(B::Conv2DOptions(o)) => o.fused_activation_function = F::None,
+            Some(B::DepthwiseConv2DOptions(o)) => o.fused_activation_function = F::None,
+            _ => {}
+        }
+    }
+    sg.operators.push(new);
+    sg.inputs = vec![xi];
+    sg.outputs = vec![yi];
+    m.subgraphs.push(sg);
+    let x_shape: Vec<usize> = shape(op.inputs[0]).iter().map(|&d| d as usize).collect();
+    let mut it = Interpreter::new(&m).unwrap();
+    let out = it.run(&[Value::f32(x_shape, x.to_vec())]).unwrap();
+    out[0].as_f32().unwrap().to_vec()
 }
 
 /// True when the operator reads its weight as a quantized tensor (hybrid kernel).
@@ -278,6 +401,7 @@ fn activate(x: f64, a: fb::ActivationFunctionType) -> f64 {
 fn every_mode_on_every_testdata_model_runs_on_litert_within_the_layer_error_bounds() {
     let dir = tempfile::tempdir().unwrap();
     let mut layers = 0;
+    let mut conv_layers = 0;
     let mut outputs = 0;
     for path in all_models() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -310,13 +434,22 @@ fn every_mode_on_every_testdata_model_runs_on_litert_within_the_layer_error_boun
             litert_run(&out, &inputs)
                 .unwrap_or_else(|e| panic!("{name} {mode}: LiteRT fails: {e}"));
             outputs += 1;
-            layers += check_layer_bounds(&model, &out, &inputs);
+            let (n, c) = check_layer_bounds(&model, &out, &inputs);
+            layers += n;
+            conv_layers += c;
         }
     }
     assert!(outputs >= 50, "only {outputs} quantized models ran");
     assert!(
         layers >= 40,
         "only {layers} layers were checked against their bound"
+    );
+    assert!(
+        conv_layers >= 20,
+        "only {conv_layers} convolutions were checked against their bound"
+    );
+    eprintln!(
+        "{outputs} quantized models ran; {layers} layers ({conv_layers} convolutions) within their bounds"
     );
 }
 
