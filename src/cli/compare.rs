@@ -153,8 +153,8 @@ pub fn run(a: Args) -> Result<()> {
 #[derive(clap::Args, Debug)]
 pub struct ValidateArgs {
     /// After writing, compare the output with the input model on these samples (as
-    /// `tflquant compare`; .npy, .npz or an image directory scaled to [0, 1]) and print
-    /// the per-output error.
+    /// `tflquant compare`; .npy, .npz or an image directory, normalised by the same data
+    /// flags as --calibration) and print the per-output error.
     #[arg(long, value_name = "DATA")]
     validate: Option<PathBuf>,
     /// Runtime for --validate: `reference` (tflquant's interpreter, quantized ops
@@ -170,6 +170,7 @@ pub fn validate(
     args: &ValidateArgs,
     input: &Path,
     output: &Path,
+    samples: &SampleOptions,
     stdout_taken: bool,
 ) -> Result<()> {
     let Some(data) = &args.validate else {
@@ -183,7 +184,11 @@ pub fn validate(
         input,
         output,
         data,
-        &SampleOptions::default(),
+        &SampleOptions {
+            // --samples limits the calibration set, not the validation set.
+            max_samples: None,
+            ..samples.clone()
+        },
         &opts,
         "--validate-runtime",
     )
