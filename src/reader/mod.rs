@@ -61,13 +61,27 @@ pub fn read_bytes(bytes: Bytes) -> Result<Model> {
             String::from_utf8_lossy(&bytes[4..8])
         )));
     }
+    let len = bytes.len();
+    // An offset or length past the end is what a truncated download or copy looks like.
+    let hint = |e: Error| match e {
+        Error::Malformed { at, what }
+            if what.contains("Invalid offset") || what.contains("Invalid length") =>
+        {
+            Error::Malformed {
+                at,
+                what: format!("{what} (the file has {len} bytes: truncated or damaged?)"),
+            }
+        }
+        other => other,
+    };
     let root = fb::ModelRef::read_as_root(&bytes)
-        .map_err(|e| Error::malformed(Loc::model(), describe(&e)))?;
+        .map_err(|e| hint(Error::malformed("root table", describe(&e))))?;
     let model = Converter {
         file: &bytes,
         budget: Budget::for_file(bytes.len()),
     }
-    .model(root)?;
+    .model(root)
+    .map_err(hint)?;
     ir::verify(&model)?;
     Ok(model)
 }
@@ -231,7 +245,7 @@ impl Converter<'_> {
     }
 
     fn model(mut self, m: fb::ModelRef<'_>) -> Result<Model> {
-        let loc = Loc::model();
+        let loc = Loc::from("root table");
         let version = at(m.version(), &loc)?;
         let description = self.string(at(m.description(), &loc)?, &loc)?;
 

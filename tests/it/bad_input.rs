@@ -64,6 +64,11 @@ fn every_truncation_of_a_model_is_rejected_without_panic() {
         let r = tflquant::read_bytes(bytes[..len].to_vec().into());
         assert!(r.is_err(), "prefix of {len} bytes was accepted");
     }
+    // A cut inside the tables says what probably happened.
+    let err = tflquant::read_bytes(bytes[..bytes.len() / 2].to_vec().into())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("truncated or damaged"), "{err}");
     // And through the CLI for a few representative lengths.
     for len in [3, 8, 100, bytes.len() / 2, bytes.len() - 1] {
         let err = tflquant::read_bytes(bytes[..len].to_vec().into())
