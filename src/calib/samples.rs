@@ -188,19 +188,7 @@ impl ArrayStream {
         what: String,
         spec: &InputSpec,
     ) -> Result<ArrayStream> {
-        if npy.order() == npyz::Order::Fortran {
-            return Err(Error::Data(format!(
-                "{what}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray(a)"
-            )));
-        }
-        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-        let dtype = npy.dtype();
-        let npyz::DType::Plain(ts) = &dtype else {
-            return Err(Error::Data(format!(
-                "{what}: structured arrays are not supported"
-            )));
-        };
-        let (kind, size) = (ts.type_char(), ts.size_field());
+        let (shape, kind, size, ts) = crate::data::npy_layout(&npy, &what)?;
         let expected = || {
             let rest: Vec<String> = spec
                 .shape

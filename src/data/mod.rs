@@ -127,7 +127,12 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
-fn read_npy_file<R: std::io::Read>(npy: npyz::NpyFile<R>, what: &str) -> Result<Array> {
+/// The shape, element kind and size, and NumPy type string of a `.npy` stream: C-ordered plain arrays only (a
+/// Fortran-ordered or structured array is an error that says how to save it instead).
+pub fn npy_layout<R: std::io::Read>(
+    npy: &npyz::NpyFile<R>,
+    what: &str,
+) -> Result<(Vec<usize>, npyz::TypeChar, u64, String)> {
     if npy.order() == npyz::Order::Fortran {
         return Err(Error::Data(format!(
             "{what}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray(a)"
@@ -140,8 +145,12 @@ fn read_npy_file<R: std::io::Read>(npy: npyz::NpyFile<R>, what: &str) -> Result<
             "{what}: structured arrays are not supported (dtype {dtype:?})"
         )));
     };
+    Ok((shape, ts.type_char(), ts.size_field(), ts.to_string()))
+}
+
+fn read_npy_file<R: std::io::Read>(npy: npyz::NpyFile<R>, what: &str) -> Result<Array> {
+    let (shape, kind, size, ts) = npy_layout(&npy, what)?;
     let bad = |e: std::io::Error| Error::Data(format!("{what}: {e}"));
-    let (kind, size) = (ts.type_char(), ts.size_field());
     use npyz::TypeChar as C;
     let data = match (kind, size) {
         (C::Float, 4) => ArrayData::F32(npy.into_vec().map_err(bad)?),
