@@ -111,6 +111,9 @@ pub struct Run<'o> {
     pub opts: &'o Options,
     pub report: Report,
     pub overrides: qat::Overrides,
+    /// The trained parameters of a QAT model are used (`--mode qat`, or `--mode int8`
+    /// on a model that turned out to have fake-quantization points).
+    pub qat: bool,
 }
 
 type Pass = fn(&mut Model, &mut Run) -> Result<()>;
@@ -125,7 +128,8 @@ fn passes() -> Vec<(&'static str, Pass)> {
             fold::densify_constants(m, &mut r.report).map(drop)
         }),
         ("fold-fake-quantization", |m, r| {
-            if r.opts.mode == Mode::Qat {
+            let mode = r.opts.mode;
+            if mode == Mode::Qat {
                 r.overrides = qat::fold_fake_quant(m, &mut r.report)?;
                 if r.overrides.is_empty() {
                     return Err(Error::Usage(
@@ -134,6 +138,22 @@ fn passes() -> Vec<(&'static str, Pass)> {
                          --calibration DATA instead"
                             .into(),
                     ));
+                }
+                r.qat = true;
+            } else if mode.is_integer() && qat::count_fake_quant(m) > 0 {
+                // A QAT export given to int8/int16x8: its pairs would otherwise keep every
+                // operator float. int8 uses the trained parameters (as --mode qat, with the
+                // calibration for the rest); 16x8 only folds them and calibrates.
+                let overrides = qat::fold_fake_quant(m, &mut r.report)?;
+                if mode == Mode::Int8 {
+                    r.overrides = overrides;
+                    r.qat = true;
+                    r.report.mode = "int8 (QAT model detected: trained parameters used)".into();
+                } else {
+                    r.report.note(
+                        "the model has fake-quantization points (QAT): folded; int16 activations \
+                         use calibrated ranges instead of the trained int8 parameters",
+                    );
                 }
             }
             Ok(())
@@ -147,12 +167,10 @@ fn passes() -> Vec<(&'static str, Pass)> {
                 Mode::Int16x8 => integer::Width::Int16x8,
                 _ => integer::Width::Int8,
             };
-            let ranges = match (o.mode, &o.ranges) {
-                (Mode::Qat, given) => {
-                    qat::ranges_with_overrides(m, &r.overrides, given.as_ref(), width)
-                }
-                (_, Some(ranges)) => ranges.clone(),
-                (_, None) => {
+            let ranges = match (r.qat, &o.ranges) {
+                (true, given) => qat::ranges_with_overrides(m, &r.overrides, given.as_ref(), width),
+                (false, Some(ranges)) => ranges.clone(),
+                (false, None) => {
                     return Err(Error::Usage(format!(
                         "--mode {} needs calibration data: pass --calibration DATA",
                         o.mode.name()
@@ -172,7 +190,7 @@ fn passes() -> Vec<(&'static str, Pass)> {
                 overrides: std::mem::take(&mut r.overrides),
             };
             integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
-            if o.mode == Mode::Qat && o.ranges.is_none() {
+            if r.qat && o.ranges.is_none() {
                 let missing: Vec<String> = r
                     .report
                     .ops
@@ -229,6 +247,7 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
             ..Default::default()
         },
         overrides: qat::Overrides::default(),
+        qat: false,
     };
     for (name, pass) in passes() {
         pass(&mut m, &mut run)?;
@@ -239,11 +258,6 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
     let report = run.report;
     if report.quantized.is_empty() && report.tensors.is_empty() {
         return Err(weights::nothing_to_quantize(model, opts, &report));
-    }
-    if opts.mode == Mode::Int8 && qat::count_fake_quant(model) > 0 {
-        log::warn!(
-            "the model has fake-quantization points (QAT); --mode qat would use the trained parameters"
-        );
     }
     Ok((m, report))
 }

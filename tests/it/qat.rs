@@ -405,3 +405,55 @@ fn float_compute_ops(m: &Model) -> usize {
         })
         .count()
 }
+
+/// A QAT export given to `--mode int8` is detected (announced in the summary) and gets
+/// the trained parameters, like `--mode qat`; `--mode int16x8` folds its fake-quant
+/// pairs and calibrates. Both are integer and keep the QAT accuracy.
+#[test]
+fn qat_models_are_detected_in_the_calibrated_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let float = testdata("qat_digits.float.tflite");
+    let calib = testdata("digits_qat.calib.npy");
+    let out8 = dir.path().join("int8.tflite");
+    let (code, _, err) = run_cli(&[
+        "quantize".as_ref(),
+        float.as_os_str(),
+        "-o".as_ref(),
+        out8.as_os_str(),
+        "--mode".as_ref(),
+        "int8".as_ref(),
+        "--calibration".as_ref(),
+        calib.as_os_str(),
+        "--strict".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("QAT model detected"), "{err}");
+    let qat = dir.path().join("qat.tflite");
+    quantize_cli(&float, &qat, &["--mode", "qat"]).unwrap();
+    assert_same_parameters(
+        &tflquant::read_path(&out8).unwrap(),
+        &tflquant::read_path(&qat).unwrap(),
+    );
+    let out16 = dir.path().join("int16.tflite");
+    quantize_cli(
+        &float,
+        &out16,
+        &[
+            "--mode",
+            "int16x8",
+            "--calibration",
+            calib.to_str().unwrap(),
+            "--strict",
+        ],
+    )
+    .unwrap();
+    let tf = accuracy(&testdata("qat_digits.tf_int8.tflite"));
+    for p in [&out8, &out16] {
+        let a = accuracy(p);
+        assert!(
+            a >= tf - 0.005,
+            "{}: accuracy {a:.4} vs TF's int8 {tf:.4}",
+            p.display()
+        );
+    }
+}
