@@ -31,7 +31,8 @@ struct Cli {
 enum Command {
     /// Show what is inside a model: summary, per-tensor table, or JSON.
     Inspect(inspect::Args),
-    /// Quantize a float model (weights: dynamic, float16, weight-int8, weight-int4).
+    /// Quantize a float model: weights only (dynamic, float16, weight-int8, weight-int4), full
+    /// integer from calibration data (int8, int16x8), or from quantization-aware training (qat).
     Quantize(quantize::Args),
     /// Read a model and write it back unchanged (identity rewrite).
     Convert(convert::Args),
