@@ -508,7 +508,7 @@ fn plan_params(
             let rule = rules::rule_for(model.builtin(op)).expect("rule");
             let anchor = match rule.output {
                 Output::Shared => op.outputs.iter().find_map(|&t| usize::try_from(t).ok()),
-                Output::NonReal => shared_anchor_input(model, si, op, rule),
+                Output::NonReal => shared_anchor_input(model, si, &op.inputs, rule),
                 _ => continue,
             };
             for (pos, &t) in op.inputs.iter().enumerate() {
@@ -612,7 +612,6 @@ fn apply(
 
         // 2. Create the missing versions lazily while rewiring.
         let mut new_ops_after: BTreeMap<Option<usize>, Vec<Operator>> = BTreeMap::new();
-        let mut interface_dtype: HashMap<usize, TensorType> = HashMap::new();
         let place_after = |t: usize| producers.get(t).copied().flatten();
 
         // Helper closures cannot borrow model mutably twice; use small functions.
@@ -626,14 +625,12 @@ fn apply(
             }
             let p = params.activations[&(si, t)].clone();
             let f = versions[t].float.expect("a float version exists");
-            let src = model.subgraphs[si].tensors[f].clone();
-            let mut q = Tensor::new(
-                format!("{}/quantized", src.name),
+            let q = twin(
+                &model.subgraphs[si].tensors[f],
+                "/quantized",
                 width.dtype(),
-                src.shape.clone(),
+                Some(p),
             );
-            q.shape_signature = src.shape_signature.clone();
-            q.quant = Some(p);
             let qi = model.subgraphs[si].add_tensor(q) as usize;
             let code = model.ensure_opcode(Op::Quantize, 1);
             new_ops_after
@@ -652,13 +649,12 @@ fn apply(
                 return f;
             }
             let q = versions[t].int.expect("an integer version exists");
-            let src = model.subgraphs[si].tensors[q].clone();
-            let mut f = Tensor::new(
-                format!("{}/dequantized", src.name),
+            let f = twin(
+                &model.subgraphs[si].tensors[q],
+                "/dequantized",
                 TensorType::Float32,
-                src.shape.clone(),
+                None,
             );
-            f.shape_signature = src.shape_signature.clone();
             let fi = model.subgraphs[si].add_tensor(f) as usize;
             let code = model.ensure_opcode(Op::Dequantize, 1);
             new_ops_after
@@ -681,8 +677,9 @@ fn apply(
             }
             let op_kind = model.builtin(&model.subgraphs[si].operators[oi]);
             let rule = rules::rule_for(op_kind);
-            // Outputs.
+            // Outputs. The original operands are kept for parameter lookups.
             let outs = model.subgraphs[si].operators[oi].outputs.clone();
+            let ins = model.subgraphs[si].operators[oi].inputs.clone();
             for (k, &t) in outs.iter().enumerate() {
                 let Ok(t) = usize::try_from(t) else { continue };
                 if t >= n_orig || !params.activations.contains_key(&(si, t)) {
@@ -694,14 +691,12 @@ fn apply(
                         None => {
                             // The original index is float (an output of a float
                             // interface): the op writes a new integer tensor.
-                            let src = model.subgraphs[si].tensors[t].clone();
-                            let mut qt = Tensor::new(
-                                format!("{}/quantized", src.name),
+                            let qt = twin(
+                                &model.subgraphs[si].tensors[t],
+                                "/quantized",
                                 width.dtype(),
-                                src.shape.clone(),
+                                Some(params.activations[&(si, t)].clone()),
                             );
-                            qt.shape_signature = src.shape_signature.clone();
-                            qt.quant = Some(params.activations[&(si, t)].clone());
                             let qi = model.subgraphs[si].add_tensor(qt) as usize;
                             versions[t].int = Some(qi);
                             let code = model.ensure_opcode(Op::Dequantize, 1);
@@ -718,7 +713,6 @@ fn apply(
                 model.subgraphs[si].operators[oi].outputs[k] = target as i32;
             }
             // Inputs.
-            let ins = model.subgraphs[si].operators[oi].inputs.clone();
             for (pos, &t) in ins.iter().enumerate() {
                 let Ok(t) = usize::try_from(t) else { continue };
                 if t >= n_orig {
@@ -738,7 +732,7 @@ fn apply(
                         t,
                         rule,
                         params,
-                        &versions,
+                        (&ins, &outs),
                         opts,
                         &mut constant_cache,
                         report,
@@ -763,36 +757,16 @@ fn apply(
                 model.subgraphs[si].operators[oi].inputs[pos] = target as i32;
             }
         }
-        // Subgraph inputs of a float interface that quantized ops read were handled by
-        // ensure_int (QUANTIZE placed at the start). Integer interface: the inputs and
-        // outputs themselves become integer tensors (uint8: plus a converting QUANTIZE).
-        let io: Vec<usize> = model.subgraphs[si]
-            .inputs
-            .iter()
-            .chain(&model.subgraphs[si].outputs)
-            .filter_map(|&t| usize::try_from(t).ok())
-            .collect();
-        for t in io {
-            if t >= n_orig || !int_owned[t] {
-                continue;
-            }
-            let p = params.activations[&(si, t)].clone();
+        // Activations whose original index is the integer version (including the
+        // inputs and outputs of an integer interface) change type in place; a uint8
+        // interface then turns its boundary tensors into uint8 with converting QUANTIZEs.
+        for t in (0..n_orig).filter(|&t| int_owned[t]) {
             let tensor = &mut model.subgraphs[si].tensors[t];
             tensor.dtype = width.dtype();
-            tensor.quant = Some(p);
-            interface_dtype.insert(t, width.dtype());
+            tensor.quant = Some(params.activations[&(si, t)].clone());
         }
         if integer_io && opts.interface == Interface::Uint8 {
             uint8_interface(model, si, &params.activations, &mut new_ops_after, n_orig)?;
-        }
-        // Activations whose original index became integer.
-        for t in 0..n_orig {
-            if int_owned[t] && !interface_dtype.contains_key(&t) {
-                let p = params.activations[&(si, t)].clone();
-                let tensor = &mut model.subgraphs[si].tensors[t];
-                tensor.dtype = width.dtype();
-                tensor.quant = Some(p);
-            }
         }
         // 3. Rebuild the operator list with conversions after their producers.
         let mut ops = Vec::new();
@@ -865,12 +839,33 @@ fn fix_options(model: &mut Model, si: usize, oi: usize, opts: &IntegerOptions) {
 
 /// The first non-constant activation input of an operator whose inputs share
 /// parameters although its output is not real-valued (comparisons, ARG_MAX).
-fn shared_anchor_input(model: &Model, si: usize, op: &Operator, rule: &Rule) -> Option<usize> {
+fn shared_anchor_input(model: &Model, si: usize, inputs: &[i32], rule: &Rule) -> Option<usize> {
     let sg = &model.subgraphs[si];
-    op.inputs.iter().enumerate().find_map(|(pos, &t)| {
+    inputs.iter().enumerate().find_map(|(pos, &t)| {
         let t = usize::try_from(t).ok()?;
         (rule.role(pos) == Role::Activation && !model.is_constant(&sg.tensors[t])).then_some(t)
     })
+}
+
+/// `round(v / scale) + zero_point`, clamped to the width's range, as little-endian
+/// bytes of int8 or int16 (per-tensor parameters).
+fn affine_bytes(values: &[f32], qp: &QuantParams, width: Width) -> Vec<u8> {
+    let (s, z) = (qp.scale[0], qp.zero_point[0] as f32);
+    let q = values.iter().map(move |&v| (v / s).round() + z);
+    match width {
+        Width::Int8 => q.map(|x| x.clamp(-128.0, 127.0) as i8 as u8).collect(),
+        Width::Int16x8 => q
+            .flat_map(|x| (x.clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// A new tensor like `src` (shape, signature) named `src.name + suffix`, of `dtype`.
+fn twin(src: &Tensor, suffix: &str, dtype: TensorType, quant: Option<QuantParams>) -> Tensor {
+    let mut t = Tensor::new(format!("{}{suffix}", src.name), dtype, src.shape.clone());
+    t.shape_signature = src.shape_signature.clone();
+    t.quant = quant;
+    t
 }
 
 /// A QUANTIZE from integer tensor `src` to a new integer tensor with `p`.
@@ -882,10 +877,8 @@ fn requantize(
     new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
     after: Option<usize>,
 ) -> usize {
-    let s = model.subgraphs[si].tensors[src].clone();
-    let mut t = Tensor::new(format!("{}/requantized", s.name), s.dtype, s.shape.clone());
-    t.shape_signature = s.shape_signature.clone();
-    t.quant = Some(p);
+    let s = &model.subgraphs[si].tensors[src];
+    let t = twin(s, "/requantized", s.dtype, Some(p));
     let ti = model.subgraphs[si].add_tensor(t) as usize;
     let code = model.ensure_opcode(Op::Quantize, 1);
     new_ops_after.entry(after).or_default().push(Operator::new(
@@ -978,7 +971,7 @@ fn quantize_constant(
     t: usize,
     rule: &Rule,
     params: &Params,
-    versions: &[Versions],
+    operands: (&[i32], &[i32]),
     opts: &IntegerOptions,
     cache: &mut HashMap<(usize, String), usize>,
     report: &mut Report,
@@ -989,20 +982,14 @@ fn quantize_constant(
         return Ok(None);
     }
     let op = &sg.operators[oi];
+    // Activation parameters are keyed by the operands' original indices (the operator
+    // itself may already read or write their integer versions).
+    let (orig_in, orig_out) = operands;
     let act_params = |pos: usize| -> Option<QuantParams> {
-        let a = tensor_ref(&op.inputs, pos)?;
-        // The input may already have been rewired to its integer version.
         params
             .activations
-            .get(&(si, a))
-            .or_else(|| {
-                versions
-                    .iter()
-                    .position(|v| v.int == Some(a))
-                    .and_then(|orig| params.activations.get(&(si, orig)))
-            })
+            .get(&(si, tensor_ref(orig_in, pos)?))
             .cloned()
-            .or_else(|| sg.tensors[a].quant.clone())
     };
     let values = math::f32_values(model.tensor_data(&tensor));
     let (kind, dtype, data, qp): (&str, TensorType, Vec<u8>, QuantParams) = match rule.role(pos) {
@@ -1118,34 +1105,19 @@ fn quantize_constant(
         Role::Coefficient => {
             let (lo, hi) = data_range(model, &tensor);
             let qp = activation_params(lo, hi, Width::Int8);
-            let (s, z) = (qp.scale[0], qp.zero_point[0] as f32);
-            let data = values
-                .iter()
-                .map(|&v| ((v / s).round() + z).clamp(-128.0, 127.0) as i8 as u8)
-                .collect();
+            let data = affine_bytes(&values, &qp, Width::Int8);
             ("constant", TensorType::Int8, data, qp)
         }
         _ => {
             // A constant read like an activation: shared operators give it their
             // group's parameters, others its own range.
             let anchor = match rule.output {
-                Output::Shared => tensor_ref(&op.outputs, 0),
+                Output::Shared => tensor_ref(orig_out, 0),
                 // Comparisons, ARG_MAX: inputs share the first activation input's.
-                Output::NonReal => shared_anchor_input(model, si, op, rule),
+                Output::NonReal => shared_anchor_input(model, si, orig_in, rule),
                 _ => None,
             };
-            let group = if anchor.is_some() {
-                anchor.and_then(|o| {
-                    params.activations.get(&(si, o)).cloned().or_else(|| {
-                        versions
-                            .iter()
-                            .position(|v| v.int == Some(o))
-                            .and_then(|orig| params.activations.get(&(si, orig)).cloned())
-                    })
-                })
-            } else {
-                None
-            };
+            let group = anchor.and_then(|a| params.activations.get(&(si, a)).cloned());
             let qp = match group {
                 Some(g) => g,
                 None if rule.op == Op::BatchMatmul => {
@@ -1162,25 +1134,7 @@ fn quantize_constant(
                     activation_params(lo, hi, opts.width)
                 }
             };
-            let (s, z) = (qp.scale[0], qp.zero_point[0] as f32);
-            let (dtype, data): (TensorType, Vec<u8>) = match opts.width {
-                Width::Int8 => (
-                    TensorType::Int8,
-                    values
-                        .iter()
-                        .map(|&v| ((v / s).round() + z).clamp(-128.0, 127.0) as i8 as u8)
-                        .collect(),
-                ),
-                Width::Int16x8 => (
-                    TensorType::Int16,
-                    values
-                        .iter()
-                        .flat_map(|&v| {
-                            (((v / s).round() + z).clamp(-32768.0, 32767.0) as i16).to_le_bytes()
-                        })
-                        .collect(),
-                ),
-            };
+            let (dtype, data) = (opts.width.dtype(), affine_bytes(&values, &qp, opts.width));
             ("constant", dtype, data, qp)
         }
     };

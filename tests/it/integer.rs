@@ -431,16 +431,7 @@ fn usage_errors_name_the_flag() {
     let input = testdata("cnn_digits.tflite");
     let calib = testdata("cnn_digits.calib.npy");
     let wrong = testdata("mlp_large_fc.calib.npy");
-    let run = |extra: &[&str]| {
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "quantize".as_ref(),
-            input.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-        ];
-        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
-        run_cli(&args)
-    };
+    let run = |extra: &[&str]| quantize_run(&input, &out, extra);
     let cases: [(&[&str], &str); 6] = [
         (&["--mode", "int8"], "--calibration"),
         (

@@ -618,16 +618,7 @@ fn bad_flags_and_inputs_name_the_flag_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("q.tflite");
     let input = testdata("mlp_large_fc.tflite");
-    let run = |extra: &[&str]| {
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "quantize".as_ref(),
-            input.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-        ];
-        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
-        run_cli(&args)
-    };
+    let run = |extra: &[&str]| quantize_run(&input, &out, extra);
     let (code, _, err) = run(&["--mode", "int3"]);
     assert_eq!(code, 2);
     assert!(

@@ -301,8 +301,8 @@ pub fn sqnr_db(reference: &[f64], test: &[f64]) -> f64 {
     }
 }
 
-/// `tflquant quantize INPUT -o OUT ARGS...`; the error text when it fails.
-pub fn quantize_cli(input: &Path, out: &Path, args: &[&str]) -> Result<(), String> {
+/// `tflquant quantize INPUT -o OUT ARGS...`: (exit code, stdout, stderr).
+pub fn quantize_run(input: &Path, out: &Path, args: &[&str]) -> (i32, String, String) {
     let mut a: Vec<&std::ffi::OsStr> = vec![
         "quantize".as_ref(),
         input.as_os_str(),
@@ -310,6 +310,11 @@ pub fn quantize_cli(input: &Path, out: &Path, args: &[&str]) -> Result<(), Strin
         out.as_os_str(),
     ];
     a.extend(args.iter().map(|s| std::ffi::OsStr::new(*s)));
-    let (code, _, err) = run_cli(&a);
+    run_cli(&a)
+}
+
+/// [`quantize_run`] that wants success; the error text when it fails.
+pub fn quantize_cli(input: &Path, out: &Path, args: &[&str]) -> Result<(), String> {
+    let (code, _, err) = quantize_run(input, out, args);
     if code == 0 { Ok(()) } else { Err(err) }
 }
