@@ -287,7 +287,23 @@ pub fn has_custom_op(model: &Model) -> bool {
 }
 
 /// SQNR in dB of `test` against `reference` (+inf when identical).
+///
+/// Panics when either side holds a NaN or an infinity: a non-finite output is a failure
+/// however the rest compares (a NaN would otherwise vanish in a `min` over outputs).
 pub fn sqnr_db(reference: &[f64], test: &[f64]) -> f64 {
+    assert_eq!(reference.len(), test.len(), "sqnr_db: lengths differ");
+    if let Some(i) = reference.iter().position(|v| !v.is_finite()) {
+        panic!(
+            "reference output holds a non-finite value {} at element {i}",
+            reference[i]
+        );
+    }
+    if let Some(i) = test.iter().position(|v| !v.is_finite()) {
+        panic!(
+            "tested output holds a non-finite value {} at element {i}",
+            test[i]
+        );
+    }
     let signal: f64 = reference.iter().map(|x| x * x).sum();
     let noise: f64 = reference
         .iter()
