@@ -126,7 +126,8 @@ pub fn quantize_integer(
     opts: &IntegerOptions,
     report: &mut Report,
 ) -> Result<()> {
-    let fates = plan_fates(model, ranges, opts);
+    let mut fates = plan_fates(model, ranges, opts);
+    keep_singular_operands_float(model, ranges, opts.width, &mut fates);
     if opts.strict {
         strict_check(model, &fates)?;
     }
@@ -222,6 +223,77 @@ fn report_sentinels(
 
 fn tensor_ref(list: &[i32], pos: usize) -> Option<usize> {
     list.get(pos).and_then(|&t| usize::try_from(t).ok())
+}
+
+/// Operands at which an operator has a singularity at 0: LOG and RSQRT inputs, the
+/// divisor of DIV (issue #15: an audio front end's LOG turned int8 zeros into -inf).
+const SINGULAR_OPERANDS: &[(Op, usize)] = &[(Op::Log, 0), (Op::Rsqrt, 0), (Op::Div, 1)];
+
+/// Numerically safe defaults: where a singular operand's calibrated values reach the
+/// integer zero (the smallest magnitude seen is below half a step of its parameters),
+/// small values would round to exactly 0 and the operator would give ±inf or NaN. The
+/// operator, and the operators producing that operand (through same-scale operators
+/// such as RESHAPE, up to the first one that computes), stay float, with the reason: the
+/// operand then never passes through an integer tensor.
+fn keep_singular_operands_float(
+    model: &Model,
+    ranges: &Ranges,
+    width: Width,
+    fates: &mut [Vec<Fate>],
+) {
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        let producers = sg.producers();
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let kind = model.builtin(op);
+            for &(_, pos) in SINGULAR_OPERANDS.iter().filter(|(o, _)| *o == kind) {
+                let Some(t) = tensor_ref(&op.inputs, pos) else {
+                    continue;
+                };
+                let tensor = &sg.tensors[t];
+                let Some(r) = ranges.get(si, t) else { continue };
+                if model.is_constant(tensor) {
+                    continue;
+                }
+                let step = activation_params(r.min, r.max, width).scale[0];
+                let smallest = if r.min <= 0.0 && r.max >= 0.0 {
+                    0.0
+                } else {
+                    r.min.abs().min(r.max.abs())
+                };
+                if smallest >= step / 2.0 {
+                    continue;
+                }
+                let why = format!(
+                    "input {pos} {:?} of {} reaches 0 (calibrated [{}, {}], step {step:e}): \
+                     integer rounding would make it exactly 0 and the result ±inf/NaN",
+                    tensor.name,
+                    fb::op_name(kind),
+                    r.min,
+                    r.max
+                );
+                fates[si][oi] = Fate::Float {
+                    reason: format!("{why}; kept float with its producer"),
+                };
+                // Walk up through same-scale operators to the one that computes it.
+                let mut cur = t;
+                while let Some(p) = producers[cur] {
+                    if fates[si][p] == Fate::Quantized {
+                        fates[si][p] = Fate::Float {
+                            reason: format!(
+                                "produces the operand of operator {oi}: {why}; kept float"
+                            ),
+                        };
+                    }
+                    let shared = rules::rule_for(model.builtin(&sg.operators[p]))
+                        .is_some_and(|r| r.output == Output::Shared);
+                    match tensor_ref(&sg.operators[p].inputs, 0) {
+                        Some(next) if shared => cur = next,
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Decides which operators are quantized.

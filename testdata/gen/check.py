@@ -458,7 +458,12 @@ def check_composite_attention(m):
     return "same outputs as sentinel_masked_attention"
 
 
+def check_singular_frontend(m):
+    need_ops(m, "LOG", "DIV")
+
+
 CHECKS = {
+    "singular_frontend.tflite": check_singular_frontend,
     "sentinel_pad_maxpool.tflite": check_sentinel_pad_maxpool,
     "sentinel_masked_attention.tflite": check_sentinel_masked_attention,
     "sentinel_select_attention.tflite": check_sentinel_select_attention,

@@ -16,6 +16,9 @@ test can compare the quantized SQNR of both:
 * ``sentinel_clip`` - MLP with tf.clip_by_value(h, -FLT_MAX, FLT_MAX) (MINIMUM,
   MAXIMUM with +-3.4e38); twin: without the clip.
 
+``singular_frontend`` (issue #15 item 2): LOG(SQUARE(FC(x)) + 1e-6) and a DIV by
+ABS(FC(x)) + 1e-3, whose operands reach 0 in int8.
+
 And a STABLEHLO_COMPOSITE model as litert-torch writes them:
 
 * ``composite_attention`` - the masked attention model (-1e9 mask) whose attention
@@ -127,6 +130,26 @@ class _Clip(tf.Module):
         if self.sentinel:
             h = tf.clip_by_value(h, -FLT_MAX, FLT_MAX)
         return {"logits": tf.matmul(h, self.w2)}
+
+
+# --- singular operands (issue #15 item 2) -------------------------------------------
+
+class _Singular(tf.Module):
+    """An audio-style float front end: log power, and a ratio by a small magnitude."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1 = _w([64, 32], 64, 30)
+        self.w2 = _w([64, 16], 64, 31)
+        self.w3 = _w([64, 16], 64, 32)
+        self.w4 = _w([32, 10], 32, 33)
+
+    @tf.function(input_signature=[_spec([1, 64], "pixels")])
+    def serve(self, x):
+        h = tf.matmul(x, self.w1)
+        logpow = tf.math.log(tf.square(h) + 1e-6)                   # LOG of a power near 0
+        ratio = tf.matmul(x, self.w2) / (tf.abs(tf.matmul(x, self.w3)) + 1e-3)  # DIV by ~0
+        return {"logits": tf.matmul(logpow, self.w4), "ratio": ratio}
 
 
 def _convert(module):
@@ -242,6 +265,7 @@ def make_idioms():
         ("sentinel_select_attention.twin", _Attention(-30.0, True)),
         ("sentinel_clip", _Clip(True)),
         ("sentinel_clip.twin", _Clip(False)),
+        ("singular_frontend", _Singular()),
     ]:
         write_bytes(f"{name}.tflite", _convert(module))
     write_bytes("sentinel_select_attention.tflite",

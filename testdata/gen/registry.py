@@ -348,6 +348,10 @@ IDIOM_MODELS = [
      "-3.4028235e38, FC 32->10; seeded random weights"),
     ("sentinel_clip.twin.tflite", "mlp_large_fc", True,
      _TWIN.format("sentinel_clip", "no clip")),
+    ("singular_frontend.tflite", "mlp_large_fc", True,
+     "audio-style float front end on digits (issue #15 item 2): output 'logits' = FC(LOG(SQUARE(FC 64->32) + 1e-6)), "
+     "output 'ratio' = FC 64->16 / (ABS(FC 64->16) + 1e-3): the operands of LOG and of the DIV divisor come "
+     "within an int8 step of 0; seeded random weights"),
     ("composite_attention.tflite", "lstm_seq", True,
      "sentinel_masked_attention whose attention core (BATCH_MATMUL, MUL, ADD -1e9 mask, SOFTMAX, the v projection "
      "FC, BATCH_MATMUL, output projection FC 32x32) was moved by an object-API rewrite into a decomposition "

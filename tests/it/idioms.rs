@@ -20,8 +20,11 @@ use crate::common::*;
 /// One more rounding of the same step at most doubles the noise power.
 const EXTRA_ROUNDING_DB: f64 = 3.0103;
 
-/// (model, data stem, sentinel tensors the report must name, with their kind)
-const SENTINEL_MODELS: &[(&str, &str, &[(&str, &str)])] = &[
+/// Sentinel tensors the report must name: (kind, name prefix).
+type Expected = &'static [(&'static str, &'static str)];
+
+/// (model, data stem, sentinel tensors the report must name)
+const SENTINEL_MODELS: &[(&str, &str, Expected)] = &[
     ("sentinel_pad_maxpool", "ops_conv_pool", &[("constant", "")]),
     (
         "sentinel_masked_attention",
@@ -293,5 +296,43 @@ fn composite_decomposition_is_quantized_and_runs_on_litert() {
         let s = litert_sqnr(&path, &out, &inputs);
         eprintln!("composite_attention {mode}: {s:.2} dB");
         assert!(s > 30.0, "{mode}: {s:.2} dB");
+    }
+}
+
+/// Issue #15 item 2: LOG and DIV whose operands reach the integer zero stay float with
+/// their producers, so no tensor of the quantized model is ever ±inf or NaN on LiteRT
+/// (before: LOG gave -inf and LiteRT's int8 DIV refused a zero divisor at run time).
+#[test]
+fn singular_operands_never_give_inf_or_nan_on_litert() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("singular_frontend.tflite");
+    let model = tflquant::read_path(&path).unwrap();
+    let inputs = load_samples("mlp_large_fc.test.npy", &model, 32);
+    for (mode, float_ops) in [("int8", &["LOG", "DIV"][..]), ("int16x8", &["LOG"][..])] {
+        let (out, report) = quantize(&path, "mlp_large_fc", dir.path(), mode).unwrap();
+        for op in float_ops {
+            let f = report["ops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["op"] == *op)
+                .unwrap();
+            assert_eq!(f["fate"], "float", "{mode}: {f}");
+            assert!(
+                f["reason"].as_str().unwrap().contains("reaches 0"),
+                "{mode}: {f}"
+            );
+        }
+        let (outs, tensors) =
+            litert_run_all(&out, &inputs).unwrap_or_else(|e| panic!("{mode}: LiteRT fails: {e}"));
+        for (name, a) in outs
+            .iter()
+            .map(|a| ("output".to_string(), a))
+            .chain(tensors.iter().map(|(k, a)| (k.clone(), a)))
+        {
+            if let tflquant::data::ArrayData::F32(v) = &a.data {
+                assert!(v.iter().all(|x| x.is_finite()), "{mode}: {name} not finite");
+            }
+        }
     }
 }
