@@ -311,13 +311,15 @@ fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<
                     let float = |reason: String| Fate::Float { reason };
                     let Some(rule) = rules::rule_for(code.builtin) else {
                         if let Some((_, sub)) = op.subgraph_refs().first() {
-                            // STABLEHLO_COMPOSITE, WHILE, IF...: LiteRT copies the
-                            // boundary types onto the called subgraph, and each subgraph
-                            // is quantized on its own, so the boundary stays float.
+                            // STABLEHLO_COMPOSITE, WHILE, IF...: each subgraph is
+                            // quantized on its own, so the boundary stays float. (LiteRT
+                            // 2.3 also runs a composite whose integer boundary tensors
+                            // match on both sides; tflquant does not write that yet.)
                             return float(format!(
                                 "{} calls subgraph {sub}: its boundary tensors stay float \
-                                 (the operators inside subgraph {sub} are quantized there, \
-                                 between QUANTIZE/DEQUANTIZE)",
+                                 (each subgraph is quantized on its own; the operators inside \
+                                 subgraph {sub} are quantized there, between \
+                                 QUANTIZE/DEQUANTIZE)",
                                 model.op_display_name(op)
                             ));
                         }
