@@ -25,7 +25,7 @@ use crate::fb::TensorType;
 use crate::interp::{Flow, Interpreter, TensorId, Value};
 use crate::ir::Model;
 
-pub use observer::{ObserverKind, TensorStats};
+pub use observer::{ObserverKind, Sentinels, TensorStats};
 pub use samples::{ChannelOrder, ImageOptions, InputSpec, Normalize, SampleOptions, Samples};
 
 /// The range of one tensor.
@@ -36,6 +36,10 @@ pub struct TensorRange {
     pub name: String,
     pub min: f32,
     pub max: f32,
+    /// Sentinel values (±inf, ±FLT_MAX, far-out masks) seen over all samples; they are
+    /// not in `[min, max]` (see [`observer`]). Absent when none.
+    #[serde(default, skip_serializing_if = "Sentinels::is_none")]
+    pub sentinels: Sentinels,
 }
 
 /// Ranges of a calibration run (see the module docs for the JSON form).
@@ -174,6 +178,7 @@ impl<'m> Calibrator<'m> {
                     name: t.name.clone(),
                     min,
                     max,
+                    sentinels: s.sentinels,
                 })
             })
             .collect();

@@ -10,11 +10,86 @@
 //!   error of asymmetric int8 quantization over the histogram.
 //! * `entropy` — TensorRT's KL-divergence threshold on the |x| histogram
 //!   (128 quantized levels), clipped to `[min, max]`.
+//!
+//! **Sentinels** never set a range, whatever the observer ([`ordinary_min_max`]):
+//! exporters write "minus infinity" as `-inf`, as the lowest float (`-3.4e38`, a max
+//! pool's pad value, a clip bound) or as a mask constant (`-1e9` added before SOFTMAX).
+//! A value is a sentinel when it is ±inf, when `|x| ≥ 1e30`, or when `|x| ≥ 1e6` and
+//! `|x| ≥ 1e4 · m`, `m` being the largest magnitude below `1e6` in the same tensor (the
+//! same sample): with such a value in the range, the ordinary values would span fewer
+//! than 4 steps even of int16 (32767 / 1e4), so no range can serve both; the quantized
+//! tensor saturates the sentinel to its integer minimum or maximum instead. Below `1e6`
+//! nothing is a sentinel (large real activations stay in range). NaN is ignored.
 
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
+
+/// Magnitude from which a finite value is always a sentinel (`-FLT_MAX` pads and clips).
+pub const SENTINEL_ABS: f32 = 1e30;
+/// Magnitude from which a value is a (mask-class) sentinel when it is also
+/// [`FAR_RATIO`] times larger than every other value of its tensor.
+pub const MASK_ABS: f32 = 1e6;
+/// How much larger than the tensor's ordinary values a mask-class value must be.
+pub const FAR_RATIO: f32 = 1e4;
+
+/// How many sentinel values a tensor held, below (`-inf`, `-1e9`) and above its range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sentinels {
+    pub below: u64,
+    pub above: u64,
+}
+
+impl Sentinels {
+    pub fn is_none(&self) -> bool {
+        self.below == 0 && self.above == 0
+    }
+    pub fn add(&mut self, o: Sentinels) {
+        self.below += o.below;
+        self.above += o.above;
+    }
+}
+
+/// The smallest and largest ordinary (finite, non-sentinel) values of `xs` and the
+/// sentinels it holds (see the module docs). `(inf, -inf)` when no value is ordinary.
+pub fn ordinary_min_max(xs: &[f32]) -> (f32, f32, Sentinels) {
+    let (lo, hi) = fast_min_max(xs);
+    if lo.abs().max(hi.abs()) < MASK_ABS || lo > hi {
+        // No infinity, nothing large: no sentinel (the common case, one fast pass).
+        return (lo, hi, Sentinels::default());
+    }
+    ordinary_min_max_slow(xs)
+}
+
+/// The reference twin of [`ordinary_min_max`]: one plain scan per step.
+fn ordinary_min_max_slow(xs: &[f32]) -> (f32, f32, Sentinels) {
+    let m = xs
+        .iter()
+        .filter(|x| x.abs() < MASK_ABS)
+        .fold(0f32, |m, x| m.max(x.abs()));
+    let limit = SENTINEL_ABS.min(MASK_ABS.max(FAR_RATIO * m));
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut s = Sentinels::default();
+    for &x in xs {
+        if x.is_nan() {
+            continue;
+        }
+        if x.abs() >= limit {
+            if x < 0.0 {
+                s.below += 1;
+            } else {
+                s.above += 1;
+            }
+        } else {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+    }
+    (lo, hi, s)
+}
 
 /// Which observer to use, with its parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -128,7 +203,8 @@ impl Histogram {
         let scale = HIST_BINS as f64 / (2.0 * self.r);
         let last = HIST_BINS - 1;
         for &x in xs {
-            if !x.is_finite() {
+            // NaN, infinities and sentinels lie outside [lo, hi].
+            if !(lo..=hi).contains(&x) {
                 continue;
             }
             let b = ((x as f64 + self.r) * scale) as isize;
@@ -153,6 +229,8 @@ pub struct TensorStats {
     ema: Option<(f32, f32)>,
     hist: Option<Histogram>,
     pub samples: u64,
+    /// Sentinel values seen (they never set the range).
+    pub sentinels: Sentinels,
 }
 
 impl TensorStats {
@@ -167,15 +245,21 @@ impl TensorStats {
             )
             .then(Histogram::new),
             samples: 0,
+            sentinels: Sentinels::default(),
         }
     }
 
-    /// Feeds the values one tensor took on one sample (NaN and ±inf are ignored: no
-    /// finite range can represent them).
+    /// Feeds the values one tensor took on one sample (NaN is ignored; sentinels are
+    /// counted, never ranged: see the module docs). A sample holding nothing but
+    /// sentinels counts as `[0, 0]`.
     pub fn observe(&mut self, kind: ObserverKind, xs: &[f32]) {
-        let (lo, hi) = finite_min_max(xs);
+        let (mut lo, mut hi, s) = ordinary_min_max(xs);
+        self.sentinels.add(s);
         if lo > hi {
-            return;
+            if s.is_none() {
+                return;
+            }
+            (lo, hi) = (0.0, 0.0);
         }
         self.samples += 1;
         self.min = self.min.min(lo);
@@ -224,12 +308,8 @@ impl TensorStats {
     }
 }
 
-/// The smallest and largest finite values of `xs` (`(inf, -inf)` when there is none).
-///
-/// The common case has no NaN or infinity: eight independent min/max lanes the compiler
-/// vectorises (`f32::min`/`max` skip NaN); only when an infinity shows up is the slice
-/// scanned again with an explicit filter.
-fn finite_min_max(xs: &[f32]) -> (f32, f32) {
+/// Minimum and maximum ignoring NaN (infinities included), vectorised.
+fn fast_min_max(xs: &[f32]) -> (f32, f32) {
     let mut lo = [f32::INFINITY; 8];
     let mut hi = [f32::NEG_INFINITY; 8];
     let chunks = xs.chunks_exact(8);
@@ -246,15 +326,6 @@ fn finite_min_max(xs: &[f32]) -> (f32, f32) {
         h = h.max(hi[k]);
     }
     for &x in rest {
-        l = l.min(x);
-        h = h.max(x);
-    }
-    if l.is_finite() && h.is_finite() {
-        return (l, h);
-    }
-    // An infinity (or only NaNs): the exact, slower scan.
-    let (mut l, mut h) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &x in xs.iter().filter(|x| x.is_finite()) {
         l = l.min(x);
         h = h.max(x);
     }
@@ -406,15 +477,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finite_min_max_matches_the_filtered_scan() {
-        let slow = |xs: &[f32]| {
-            xs.iter()
-                .filter(|x| x.is_finite())
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
-                    (l.min(x), h.max(x))
-                })
-        };
-        let cases: [&[f32]; 6] = [
+    fn ordinary_min_max_matches_its_reference_twin() {
+        let cases: [&[f32]; 8] = [
             &[],
             &[1.5],
             &[3.0, -2.0, 7.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, -9.5, 6.0],
@@ -431,11 +495,45 @@ mod tests {
                 9.0,
             ],
             &[f32::NAN, f32::NAN],
+            &[-f32::MAX, 0.5, -0.25, 0.0, 1.0, -f32::MAX, 2.0, 3.0, 4.0],
+            &[-1e9, 0.0, 0.0, -1e9, 3.5, -2.0, 0.0, 0.0, -1e9],
         ];
         for xs in cases {
-            assert_eq!(finite_min_max(xs), slow(xs), "{xs:?}");
+            let (a, b) = (ordinary_min_max(xs), ordinary_min_max_slow(xs));
+            assert_eq!(a.2, b.2, "{xs:?}");
+            assert!(
+                a.0 == b.0 && a.1 == b.1 || (a.0 > a.1 && b.0 > b.1),
+                "{xs:?}"
+            );
         }
     }
+
+    #[test]
+    fn sentinels_never_set_the_range() {
+        // A max pool's pad value, a mask, infinities: the range is the ordinary values'.
+        let (lo, hi, s) = ordinary_min_max(&[-f32::MAX, 0.5, -0.25, 2.0, -f32::MAX]);
+        assert_eq!((lo, hi, s.below, s.above), (-0.25, 2.0, 2, 0));
+        let (lo, hi, s) = ordinary_min_max(&[-1e9 + 3.0, 3.0, -4.0, 1e30, f32::NEG_INFINITY]);
+        assert_eq!((lo, hi, s.below, s.above), (-4.0, 3.0, 2, 1));
+        // Only zeros besides the mask: any mask-class value is far out.
+        let (lo, hi, s) = ordinary_min_max(&[0.0, -1e9, 0.0]);
+        assert_eq!((lo, hi, s.below), (0.0, 0.0, 1));
+        // Large but not far (a 2e6 peak among values up to 500) and anything below 1e6
+        // stay ordinary.
+        let (lo, hi, s) = ordinary_min_max(&[2e6, 500.0, -3.0]);
+        assert_eq!((lo, hi, s.is_none()), (-3.0, 2e6, true));
+        let (lo, hi, s) = ordinary_min_max(&[-9.9e5, 1e-3]);
+        assert_eq!((lo, hi, s.is_none()), (-9.9e5, 1e-3, true));
+        // Observers: counted over samples; a sample of sentinels only counts as [0, 0].
+        let mut t = TensorStats::new(ObserverKind::Percentile(99.0));
+        t.observe(ObserverKind::Percentile(99.0), &[-f32::MAX; 4]);
+        t.observe(ObserverKind::Percentile(99.0), &[-1.0, 2.0, f32::INFINITY]);
+        assert_eq!((t.min, t.max), (-1.0, 2.0));
+        assert_eq!((t.sentinels.below, t.sentinels.above), (4, 1));
+        let (lo, hi) = t.range(ObserverKind::Percentile(99.0)).unwrap();
+        assert!(lo >= -1.0 && hi <= 2.0, "[{lo}, {hi}]");
+    }
+
     use rand::{Rng, SeedableRng};
     use rand_distr::{Distribution, Normal};
 

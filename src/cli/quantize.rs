@@ -220,6 +220,13 @@ pub fn run(a: Args) -> Result<()> {
     writer::write_path(&out, &a.output, &WriteOptions::default())?;
     report.input_bytes = file_len(&a.input);
     report.output_bytes = file_len(&a.output);
+    if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode) {
+        let samples = a.data_args.sample_options();
+        if let Some(w) = calibration_check(&model, &out, data, &samples) {
+            eprintln!("warning: {w}");
+            report.note(format!("warning: {w}"));
+        }
+    }
     if let Some(path) = &a.report {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::Internal(format!("rendering the report: {e}")))?;
@@ -236,6 +243,72 @@ pub fn run(a: Args) -> Result<()> {
     let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let samples = a.data_args.sample_options();
     super::compare::validate(&a.validate, &a.input, &a.output, &samples, stdout_taken)
+}
+
+/// Outputs below this SQNR against the float model on the calibration data get a
+/// warning at the end of `quantize`.
+const WARN_SQNR_DB: f64 = 10.0;
+/// Calibration samples the check runs (both models, reference interpreter).
+const CHECK_SAMPLES: usize = 32;
+
+/// Runs the quantized model against the float one on (the first 32 of) the
+/// calibration samples with the reference interpreter; when an output's SQNR is below
+/// 10 dB (or not a number), says which and names the tensor adding the most error.
+/// A comparison that cannot run is skipped (logged): the model is written already.
+fn calibration_check(
+    float: &tflquant::ir::Model,
+    quant: &tflquant::ir::Model,
+    data: &std::path::Path,
+    samples: &tflquant::calib::SampleOptions,
+) -> Option<String> {
+    use tflquant::compare::{self, Options as CompareOptions};
+    let samples = tflquant::calib::SampleOptions {
+        max_samples: Some(
+            samples
+                .max_samples
+                .unwrap_or(CHECK_SAMPLES)
+                .min(CHECK_SAMPLES),
+        ),
+        ..samples.clone()
+    };
+    let opts = CompareOptions {
+        tensors: true,
+        ..Default::default()
+    };
+    let r = match compare::compare(float, quant, data, &samples, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            log::info!("the SQNR check on the calibration data did not run: {e}");
+            return None;
+        }
+    };
+    let bad = |x: Option<f64>| x.is_some_and(|d| d.is_nan() || d < WARN_SQNR_DB);
+    let worst = r.outputs.iter().filter(|o| bad(o.sqnr_db)).min_by(|a, b| {
+        a.sqnr_db
+            .partial_cmp(&b.sqnr_db)
+            .unwrap_or(std::cmp::Ordering::Less)
+    })?;
+    let culprit = r
+        .tensors
+        .as_ref()
+        .and_then(|t| t.first())
+        .map(|t| {
+            format!(
+                "; the most error is added at tensor {:?} ({}, local SQNR {})",
+                t.name,
+                t.op.as_deref().unwrap_or("?"),
+                t.local_sqnr_db
+                    .map_or("n/a".into(), |d| format!("{d:.1} dB"))
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "output {:?} has an SQNR of {} dB against the float model on {} calibration samples \
+         (below {WARN_SQNR_DB} dB){culprit}; inspect with `tflquant compare FLOAT QUANT --data DATA --tensors`",
+        worst.name,
+        worst.sqnr_db.map_or("NaN".into(), |d| format!("{d:.1}")),
+        r.samples
+    ))
 }
 
 fn file_len(p: &std::path::Path) -> u64 {

@@ -1,5 +1,6 @@
 //! The float reference interpreter: runs a [`Model`] over the IR, every subgraph
-//! including control flow (WHILE, IF, CALL_ONCE), and lets the caller observe (or
+//! including control flow (WHILE, IF, CALL_ONCE) and STABLEHLO_COMPOSITE (run, as
+//! LiteRT does without a fused kernel, by calling its decomposition subgraph), and lets the caller observe (or
 //! replace) every tensor value produced, also inside loop bodies.
 //!
 //! * [`Interpreter::new`] checks up front that every op of every subgraph has a kernel
@@ -448,7 +449,7 @@ impl<'m> Interpreter<'m> {
         // QUANTIZE / DEQUANTIZE read integers as stored; every other op reads reals.
         let raw_inputs = matches!(
             b,
-            B::Quantize | B::Dequantize | B::While | B::If | B::CallOnce
+            B::Quantize | B::Dequantize | B::While | B::If | B::CallOnce | B::StablehloComposite
         );
         let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
         for (pos, &t) in op.inputs.iter().enumerate() {
@@ -484,7 +485,7 @@ impl<'m> Interpreter<'m> {
             owned.push(v);
         }
         let results: Vec<Value> = match b {
-            B::While | B::If | B::CallOnce => {
+            B::While | B::If | B::CallOnce | B::StablehloComposite => {
                 let args: Vec<Arc<Value>> = owned.into_iter().flatten().collect();
                 match self.control_flow(b, si, oi, args, observe)? {
                     Some(v) => v
@@ -583,7 +584,9 @@ impl<'m> Interpreter<'m> {
                     })?,
                 _ => v,
             };
-            if v.dtype() != tensor.dtype && !matches!(b, B::While | B::If | B::CallOnce) {
+            if v.dtype() != tensor.dtype
+                && !matches!(b, B::While | B::If | B::CallOnce | B::StablehloComposite)
+            {
                 return Err(Error::Internal(format!(
                     "{}: output {pos} computed as {} but tensor {t} is {}",
                     at(),
@@ -614,6 +617,30 @@ impl<'m> Interpreter<'m> {
     ) -> Result<Option<Vec<Arc<Value>>>> {
         let op = &self.model.subgraphs[si].operators[oi];
         let at = op_loc(si, oi, fb::op_name(b));
+        if b == B::StablehloComposite {
+            // LiteRT's generic path: the inputs become the decomposition's inputs, its
+            // outputs the op's outputs (`kernels/stablehlo_composite.cc`).
+            let Some(fb::BuiltinOptions2::StableHloCompositeOptions(o)) = &op.builtin_options_2
+            else {
+                return Err(Error::malformed(
+                    at,
+                    "STABLEHLO_COMPOSITE without its options",
+                ));
+            };
+            let Some(sub) = usize::try_from(o.decomposition_subgraph_index)
+                .ok()
+                .filter(|&s| s < self.model.subgraphs.len())
+            else {
+                return Err(Error::malformed(
+                    at,
+                    format!(
+                        "decomposition subgraph {} does not exist",
+                        o.decomposition_subgraph_index
+                    ),
+                ));
+            };
+            return self.run_subgraph(sub, args, observe);
+        }
         match (&op.builtin_options, b) {
             (Some(O::WhileOptions(o)), B::While) => {
                 let (cond, body) = (

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::calib::Ranges;
+use crate::calib::observer::{Sentinels, ordinary_min_max};
 use crate::error::{Error, Loc, Result};
 use crate::fb::{self, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, Operator, QuantParams, Tensor};
@@ -125,7 +126,8 @@ pub fn quantize_integer(
     opts: &IntegerOptions,
     report: &mut Report,
 ) -> Result<()> {
-    let fates = plan_fates(model, ranges, opts);
+    let mut fates = plan_fates(model, ranges, opts);
+    keep_singular_operands_float(model, ranges, opts.width, &mut fates);
     if opts.strict {
         strict_check(model, &fates)?;
     }
@@ -155,11 +157,143 @@ pub fn quantize_integer(
             axis: None,
         });
     }
+    report_sentinels(model, ranges, &fates, &params, report);
     apply(model, &fates, &params, opts, report)
+}
+
+/// Records every tensor read or written by a quantized operator whose sentinels were
+/// kept out of its range, and sums them up in a note.
+fn report_sentinels(
+    model: &Model,
+    ranges: &Ranges,
+    fates: &[Vec<Fate>],
+    params: &Params,
+    report: &mut Report,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            if fates[si][oi] != Fate::Quantized {
+                continue;
+            }
+            for &t in op.inputs.iter().chain(&op.outputs) {
+                let Ok(t) = usize::try_from(t) else { continue };
+                let tensor = &sg.tensors[t];
+                if tensor.dtype != TensorType::Float32 || !seen.insert((si, t)) {
+                    continue;
+                }
+                let (kind, s, range) = if model.is_constant(tensor) {
+                    let (r, s) = data_range_with_sentinels(model, tensor);
+                    let r = params.const_range.get(&(si, t)).copied().unwrap_or(r);
+                    ("constant", s, Some(r))
+                } else {
+                    let Some(r) = ranges.get(si, t) else { continue };
+                    let range = params.range_of.get(&(si, t)).copied();
+                    ("activation", r.sentinels, range)
+                };
+                if s.is_none() {
+                    continue;
+                }
+                report.sentinels.push(super::report::SentinelUse {
+                    subgraph: si,
+                    tensor: t,
+                    name: tensor.name.clone(),
+                    kind: kind.into(),
+                    below: s.below,
+                    above: s.above,
+                    range,
+                });
+            }
+        }
+    }
+    if !report.sentinels.is_empty() {
+        let names: Vec<String> = report
+            .sentinels
+            .iter()
+            .map(|u| format!("{:?}", u.name))
+            .collect();
+        report.note(format!(
+            "{} tensor(s) hold sentinels (±inf, ±FLT_MAX, far-out mask values) kept out of \
+             their ranges; they saturate to the integer minimum/maximum: {}",
+            names.len(),
+            names.join(", ")
+        ));
+    }
 }
 
 fn tensor_ref(list: &[i32], pos: usize) -> Option<usize> {
     list.get(pos).and_then(|&t| usize::try_from(t).ok())
+}
+
+/// Operands at which an operator has a singularity at 0: LOG and RSQRT inputs, the
+/// divisor of DIV (issue #15: an audio front end's LOG turned int8 zeros into -inf).
+const SINGULAR_OPERANDS: &[(Op, usize)] = &[(Op::Log, 0), (Op::Rsqrt, 0), (Op::Div, 1)];
+
+/// Numerically safe defaults: where a singular operand's calibrated values reach the
+/// integer zero (the smallest magnitude seen is below half a step of its parameters),
+/// small values would round to exactly 0 and the operator would give ±inf or NaN. The
+/// operator, and the operators producing that operand (through same-scale operators
+/// such as RESHAPE, up to the first one that computes), stay float, with the reason: the
+/// operand then never passes through an integer tensor.
+fn keep_singular_operands_float(
+    model: &Model,
+    ranges: &Ranges,
+    width: Width,
+    fates: &mut [Vec<Fate>],
+) {
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        let producers = sg.producers();
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let kind = model.builtin(op);
+            for &(_, pos) in SINGULAR_OPERANDS.iter().filter(|(o, _)| *o == kind) {
+                let Some(t) = tensor_ref(&op.inputs, pos) else {
+                    continue;
+                };
+                let tensor = &sg.tensors[t];
+                let Some(r) = ranges.get(si, t) else { continue };
+                if model.is_constant(tensor) {
+                    continue;
+                }
+                let step = activation_params(r.min, r.max, width).scale[0];
+                let smallest = if r.min <= 0.0 && r.max >= 0.0 {
+                    0.0
+                } else {
+                    r.min.abs().min(r.max.abs())
+                };
+                if smallest >= step / 2.0 {
+                    continue;
+                }
+                let why = format!(
+                    "input {pos} {:?} of {} reaches 0 (calibrated [{}, {}], step {step:e}): \
+                     integer rounding would make it exactly 0 and the result ±inf/NaN",
+                    tensor.name,
+                    fb::op_name(kind),
+                    r.min,
+                    r.max
+                );
+                fates[si][oi] = Fate::Float {
+                    reason: format!("{why}; kept float with its producer"),
+                };
+                // Walk up through same-scale operators to the one that computes it.
+                let mut cur = t;
+                while let Some(p) = producers[cur] {
+                    if fates[si][p] == Fate::Quantized {
+                        fates[si][p] = Fate::Float {
+                            reason: format!(
+                                "produces the operand of operator {oi}: {why}; kept float"
+                            ),
+                        };
+                    }
+                    let shared = rules::rule_for(model.builtin(&sg.operators[p]))
+                        .is_some_and(|r| r.output == Output::Shared);
+                    match tensor_ref(&sg.operators[p].inputs, 0) {
+                        Some(next) if shared => cur = next,
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Decides which operators are quantized.
@@ -176,6 +310,19 @@ fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<
                     let code = model.code(op);
                     let float = |reason: String| Fate::Float { reason };
                     let Some(rule) = rules::rule_for(code.builtin) else {
+                        if let Some((_, sub)) = op.subgraph_refs().first() {
+                            // STABLEHLO_COMPOSITE, WHILE, IF...: each subgraph is
+                            // quantized on its own, so the boundary stays float. (LiteRT
+                            // 2.3 also runs a composite whose integer boundary tensors
+                            // match on both sides; tflquant does not write that yet.)
+                            return float(format!(
+                                "{} calls subgraph {sub}: its boundary tensors stay float \
+                                 (each subgraph is quantized on its own; the operators inside \
+                                 subgraph {sub} are quantized there, between \
+                                 QUANTIZE/DEQUANTIZE)",
+                                model.op_display_name(op)
+                            ));
+                        }
                         return float(format!(
                             "{} has no quantized kernel in tflquant's rule table",
                             model.op_display_name(op)
@@ -314,6 +461,9 @@ struct Params {
     /// `(subgraph, operator, input position)` → parameters the input must be
     /// requantized to (its group's parameters differ from the tensor's own).
     requant: BTreeMap<(usize, usize, usize), QuantParams>,
+    /// Ranges of constants that hold sentinels, widened so the saturated sentinel
+    /// still dominates the operator's output ([`sentinel_headroom`]).
+    const_range: BTreeMap<(usize, usize), (f32, f32)>,
 }
 
 /// Union-find over tensor indices of one subgraph.
@@ -366,15 +516,21 @@ pub fn activation_params(min: f32, max: f32, width: Width) -> QuantParams {
     }
 }
 
-fn data_range(model: &Model, t: &Tensor) -> (f32, f32) {
+/// The range of a constant's ordinary values (sentinels excluded: they saturate to
+/// the integer minimum or maximum; see `calib::observer`), widened to include 0, and
+/// the sentinels it holds.
+fn data_range_with_sentinels(model: &Model, t: &Tensor) -> ((f32, f32), Sentinels) {
     let v = math::f32_values(model.tensor_data(t));
-    v.iter().fold((0f32, 0f32), |(lo, hi), &x| {
-        if x.is_finite() {
-            (lo.min(x), hi.max(x))
-        } else {
-            (lo, hi)
-        }
-    })
+    let (lo, hi, s) = ordinary_min_max(&v);
+    if lo > hi {
+        return ((0.0, 0.0), s);
+    }
+    // `+ 0.0` turns a -0.0 end (a mask of -0.0 and -1e9) into 0.0.
+    ((lo.min(0.0) + 0.0, hi.max(0.0) + 0.0), s)
+}
+
+fn data_range(model: &Model, t: &Tensor) -> (f32, f32) {
+    data_range_with_sentinels(model, t).0
 }
 
 /// Chooses parameters for every activation read or written by a quantized operator.
@@ -388,6 +544,7 @@ fn plan_params(
         activations: BTreeMap::new(),
         range_of: BTreeMap::new(),
         requant: BTreeMap::new(),
+        const_range: BTreeMap::new(),
     };
     for (si, sg) in model.subgraphs.iter().enumerate() {
         let n = sg.tensors.len();
@@ -524,6 +681,16 @@ fn plan_params(
                 }
             }
         }
+        sentinel_headroom(
+            model,
+            si,
+            &fates[si],
+            ranges,
+            opts.width,
+            &mut groups,
+            &mut group_range,
+            &mut p.const_range,
+        );
         // Trained parameters (QAT): the first member's in tensor order wins the group.
         let mut group_override: HashMap<usize, QuantParams> = HashMap::new();
         for t in 0..n {
@@ -559,6 +726,109 @@ fn plan_params(
         }
     }
     Ok(p)
+}
+
+/// Makes room for saturated sentinels where their meaning depends on distance, not
+/// only on order (max pool, MINIMUM/MAXIMUM, SELECT keep them right as the range's
+/// ends):
+/// * a SOFTMAX input that held `-inf`-class values gets its lower end `ln(2 / step) /
+///   beta` below its ordinary minimum (`step` = the output's, 1/256 or 1/32768): a
+///   saturated entry then weighs less than half an output step in every row;
+/// * an ADD/SUB operand holding sentinels gets the end on their side far enough that
+///   adding it to any value of the other operand lands beyond the output's range: the
+///   output saturates, as the float model's does.
+#[allow(clippy::too_many_arguments)]
+fn sentinel_headroom(
+    model: &Model,
+    si: usize,
+    fates: &[Fate],
+    ranges: &Ranges,
+    width: Width,
+    groups: &mut Groups,
+    group_range: &mut HashMap<usize, (f32, f32)>,
+    const_range: &mut BTreeMap<(usize, usize), (f32, f32)>,
+) {
+    let sg = &model.subgraphs[si];
+    let sentinels_of = |t: usize| -> Sentinels {
+        let tensor = &sg.tensors[t];
+        if model.is_constant(tensor) {
+            data_range_with_sentinels(model, tensor).1
+        } else {
+            ranges.get(si, t).map(|r| r.sentinels).unwrap_or_default()
+        }
+    };
+    let quantized = |oi: usize| fates[oi] == Fate::Quantized;
+    for (oi, op) in sg.operators.iter().enumerate() {
+        let Some(t) = tensor_ref(&op.inputs, 0) else {
+            continue;
+        };
+        if !quantized(oi) || model.builtin(op) != Op::Softmax || sentinels_of(t).below == 0 {
+            continue;
+        }
+        let beta = match &op.builtin_options {
+            Some(fb::BuiltinOptions::SoftmaxOptions(o)) if o.beta > 0.0 => o.beta,
+            _ => 1.0,
+        };
+        let levels: f32 = if width == Width::Int8 { 256.0 } else { 32768.0 };
+        if let Some(r) = group_range.get_mut(&groups.find(t)) {
+            r.0 -= (2.0 * levels).ln() / beta;
+        }
+    }
+    for (oi, op) in sg.operators.iter().enumerate() {
+        let kind = model.builtin(op);
+        if !quantized(oi) || !matches!(kind, Op::Add | Op::Sub) {
+            continue;
+        }
+        let (Some(a), Some(b), Some(o)) = (
+            tensor_ref(&op.inputs, 0),
+            tensor_ref(&op.inputs, 1),
+            tensor_ref(&op.outputs, 0),
+        ) else {
+            continue;
+        };
+        let mut range_of = |t: usize| -> Option<(f32, f32)> {
+            match const_range.get(&(si, t)) {
+                Some(&r) => Some(r),
+                None if model.is_constant(&sg.tensors[t]) => {
+                    Some(data_range(model, &sg.tensors[t]))
+                }
+                None => group_range.get(&groups.find(t)).copied(),
+            }
+        };
+        let (Some((lo_o, hi_o)), Some(ra), Some(rb)) = (range_of(o), range_of(a), range_of(b))
+        else {
+            continue;
+        };
+        // out = a + b, or a − b = a + (−b).
+        let (sub, plus_b) = match kind {
+            Op::Sub => (-1.0, (-rb.1, -rb.0)),
+            _ => (1.0, rb),
+        };
+        for (c, (lo_c, hi_c), (lo_x, hi_x), sign) in [(a, ra, plus_b, 1.0f32), (b, rb, ra, sub)] {
+            let s = sentinels_of(c);
+            if s.is_none() {
+                continue;
+            }
+            // out = x + sign·c: the sentinel side of c must carry out past its range.
+            let (mut lo, mut hi) = (lo_c, hi_c);
+            let (to_low, to_high) = if sign > 0.0 {
+                (lo_o - hi_x, hi_o - lo_x)
+            } else {
+                (lo_x - hi_o, hi_x - lo_o)
+            };
+            if s.below > 0 {
+                lo = lo.min(to_low);
+            }
+            if s.above > 0 {
+                hi = hi.max(to_high);
+            }
+            if model.is_constant(&sg.tensors[c]) {
+                const_range.insert((si, c), (lo, hi));
+            } else if let Some(r) = group_range.get_mut(&groups.find(c)) {
+                *r = (lo, hi);
+            }
+        }
+    }
 }
 
 /// How the integer and float versions of an activation map to tensor indices.
@@ -854,8 +1124,9 @@ fn affine_bytes(values: &[f32], qp: &QuantParams, width: Width) -> Vec<u8> {
     let q = values.iter().map(move |&v| (v / s).round() + z);
     match width {
         Width::Int8 => q.map(|x| x.clamp(-128.0, 127.0) as i8 as u8).collect(),
+        // Symmetric int16: a saturated sentinel lands on -32767, the range's end.
         Width::Int16x8 => q
-            .flat_map(|x| (x.clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+            .flat_map(|x| (x.clamp(-32767.0, 32767.0) as i16).to_le_bytes())
             .collect(),
     }
 }
@@ -1121,7 +1392,8 @@ fn quantize_constant(
             let qp = match group {
                 Some(g) => g,
                 None if rule.op == Op::BatchMatmul => {
-                    let m = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let (lo, hi) = data_range(model, &tensor);
+                    let m = lo.abs().max(hi);
                     match opts.width {
                         Width::Int8 => {
                             QuantParams::per_tensor(if m > 0.0 { m / 127.0 } else { 1.0 }, 0)
@@ -1130,7 +1402,11 @@ fn quantize_constant(
                     }
                 }
                 None => {
-                    let (lo, hi) = data_range(model, &tensor);
+                    let (lo, hi) = params
+                        .const_range
+                        .get(&(si, t))
+                        .copied()
+                        .unwrap_or_else(|| data_range(model, &tensor));
                     activation_params(lo, hi, opts.width)
                 }
             };

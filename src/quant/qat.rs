@@ -366,6 +366,7 @@ pub fn ranges_with_overrides(
             name: model.subgraphs[si].tensors[t].name.clone(),
             min,
             max,
+            sentinels: Default::default(),
         })
         .collect();
     if let Some(c) = calibrated {

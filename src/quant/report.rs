@@ -19,6 +19,10 @@ pub struct Report {
     /// Full-integer modes: every integer tensor's parameters and the range they came from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tensors: Vec<super::integer::TensorParams>,
+    /// Full-integer modes: tensors holding sentinels (±inf, ±FLT_MAX, far-out mask
+    /// values) that were kept out of their range and saturate to the integer min/max.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sentinels: Vec<SentinelUse>,
     /// Everything else worth knowing (folded fp16/sparse constants, already quantized
     /// tensors, inserted operators).
     pub notes: Vec<String>,
@@ -44,6 +48,21 @@ pub struct TensorChange {
     pub scale_max: Option<f32>,
     /// A DEQUANTIZE now produces the float tensor the consumers read.
     pub dequantize_inserted: bool,
+}
+
+/// A tensor whose sentinel values did not set its range (see `calib::observer`).
+#[derive(Debug, Serialize)]
+pub struct SentinelUse {
+    pub subgraph: usize,
+    pub tensor: usize,
+    pub name: String,
+    /// `constant`, or `activation` (counts over all calibration samples).
+    pub kind: String,
+    /// Sentinels below the range (`-inf`, `-FLT_MAX`, `-1e9`) and above it.
+    pub below: u64,
+    pub above: u64,
+    /// The range of the ordinary values, as widened by the quantizer.
+    pub range: Option<(f32, f32)>,
 }
 
 /// A real-valued float weight that was not quantized.

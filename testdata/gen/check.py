@@ -388,7 +388,89 @@ def check_embedding_lookup(m):
          "EMBEDDING_LOOKUP operands")
 
 
+def _const_values(m, code):
+    """Float constant inputs of every op `code`, flattened."""
+    out = []
+    for sg, op in m.ops(code):
+        for i in op.inputs:
+            if i >= 0 and m.is_const(sg.tensors[i]) and sg.tensors[i].type == TT.FLOAT32:
+                out.extend(np.asarray(m.const_array(sg.tensors[i])).ravel().tolist())
+    return out
+
+
+def _check_twin(m, ops):
+    twin = M(m.fname.replace(".tflite", ".twin.tflite"))
+    need_ops(twin, *ops)
+    x = runner.load_inputs(TESTDATA / m.fname, registry_stem(m.fname), "test")
+    a = runner.run_samples(TESTDATA / m.fname, x, 8)
+    b = runner.run_samples(TESTDATA / twin.fname, x, 8)
+    for k in a:
+        (kb,) = b
+        need(np.allclose(a[k], b[kb], rtol=1e-5, atol=1e-6), f"{m.fname} and its twin differ")
+    return "same outputs as its twin"
+
+
+def registry_stem(fname):
+    return next(s for f, s, *_ in registry.MODELS if f == fname)
+
+
+def check_sentinel_pad_maxpool(m):
+    need_ops(m, "PADV2", "MAX_POOL_2D")
+    need(min(_const_values(m, BO.PADV2)) == -np.finfo(np.float32).max, "PADV2 pad value is not -FLT_MAX")
+    return _check_twin(m, ["MAX_POOL_2D"])
+
+
+def check_sentinel_masked_attention(m):
+    need_ops(m, "BATCH_MATMUL", "SOFTMAX", "ADD")
+    need(min(_const_values(m, BO.ADD)) == -1e9, "no -1e9 mask")
+    return _check_twin(m, ["SOFTMAX"])
+
+
+def check_sentinel_select_attention(m):
+    need_ops(m, "SELECT_V2", "SOFTMAX")
+    need(-np.inf in _const_values(m, BO.SELECT_V2), "no -inf in SELECT_V2")
+    return _check_twin(m, ["SELECT_V2"])
+
+
+def check_sentinel_clip(m):
+    need_ops(m, "MINIMUM", "MAXIMUM")
+    fmax = float(np.finfo(np.float32).max)
+    need(_const_values(m, BO.MINIMUM) == [fmax] and _const_values(m, BO.MAXIMUM) == [-fmax], "clip bounds")
+    return _check_twin(m, ["FULLY_CONNECTED"])
+
+
+def check_twin(m):
+    need(m.fname.endswith(".twin.tflite"), "not a twin")
+
+
+def check_composite_attention(m):
+    (sg, op), = m.ops(BO.STABLEHLO_COMPOSITE)
+    o = op.builtinOptions2
+    need(o.name.decode() == "odml.attention_block", "composite name")
+    dec = m.t.subgraphs[o.decompositionSubgraphIndex]
+    need(len(dec.inputs) == len(op.inputs) == 3 and len(dec.outputs) == len(op.outputs) == 1, "composite arity")
+    ops = {builtin_name(m.t.operatorCodes[d.opcodeIndex].builtinCode) for d in dec.operators}
+    need({"BATCH_MATMUL", "SOFTMAX", "ADD", "FULLY_CONNECTED"} <= ops, f"decomposition ops {ops}")
+    x = runner.load_inputs(TESTDATA / m.fname, "lstm_seq", "test")
+    a = runner.run_samples(TESTDATA / m.fname, x, 8)
+    b = runner.run_samples(TESTDATA / "sentinel_masked_attention.tflite", x, 8)
+    need(all(np.array_equal(a[k], b[k]) for k in a), "outputs differ from sentinel_masked_attention")
+    return "same outputs as sentinel_masked_attention"
+
+
+def check_singular_frontend(m):
+    need_ops(m, "LOG", "DIV")
+
+
 CHECKS = {
+    "singular_frontend.tflite": check_singular_frontend,
+    "sentinel_pad_maxpool.tflite": check_sentinel_pad_maxpool,
+    "sentinel_masked_attention.tflite": check_sentinel_masked_attention,
+    "sentinel_select_attention.tflite": check_sentinel_select_attention,
+    "sentinel_clip.tflite": check_sentinel_clip,
+    "composite_attention.tflite": check_composite_attention,
+    **{f"{n}.twin.tflite": check_twin for n in ("sentinel_pad_maxpool", "sentinel_masked_attention",
+                                               "sentinel_select_attention", "sentinel_clip")},
     "cnn_digits.tflite": check_cnn_digits,
     "fp16_weights_cnn.tflite": check_fp16_weights_cnn,
     "sparse_dense_mlp.tflite": check_sparse_dense_mlp,

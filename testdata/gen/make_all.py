@@ -12,6 +12,8 @@ Parts (registry.PARTS says which file belongs to which):
   quant_refs  TF full-integer int8 / 16x8 references of committed float models
               (quant_refs.py; needs the committed float models and their data);
   qat         the quantization-aware-training model and its data (qat.py);
+  idioms      exporter idioms: sentinel constants with their twins, STABLEHLO_COMPOSITE
+              (idioms.py; uses the committed data of other parts);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -41,6 +43,7 @@ from common import TESTDATA, write_bytes, save_npy, save_npz, input_names  # noq
 import data  # noqa: E402
 import models  # noqa: E402
 import ops_models  # noqa: E402
+import idioms  # noqa: E402
 import qat  # noqa: E402
 import quant_refs  # noqa: E402
 import registry  # noqa: E402
@@ -262,6 +265,8 @@ def write_readme():
     lines.append("* `gen/quant_refs.py` — TF full-integer int8/16x8 references of committed float models "
                  "(rebuilds and verifies the float source first).")
     lines.append("* `gen/qat.py` — quantization-aware-training digits CNN (tfmot) and its three conversions.")
+    lines.append("* `gen/idioms.py` — exporter idioms (issue #19): sentinel constants (-FLT_MAX pad, -1e9 / -inf "
+                 "masks, +-FLT_MAX clip) each with a sentinel-free twin, and the STABLEHLO_COMPOSITE rewrite.")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -270,7 +275,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat")
+PARTS = ("base", "quant_refs", "qat", "idioms")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -298,6 +303,9 @@ def main():
         print("== QAT")
         qat.make_qat(report)
         qat.write_data()
+    if "idioms" in parts:
+        print("== exporter idioms")
+        idioms.make_idioms()
     print("== expected outputs")
     write_expected(parts)
     write_manifest()

@@ -321,14 +321,54 @@ QAT_MODELS = [
      "ops"),
 ]
 
+# ---------------------------------------------------------------------------
+# exporter idioms (issue #19)  (make_all.py --only idioms; idioms.py)
+# ---------------------------------------------------------------------------
+_TWIN = "sentinel-free twin of {} computing the same function: {}"
+IDIOM_MODELS = [
+    ("sentinel_pad_maxpool.tflite", "ops_conv_pool", True,
+     "CONV_2D 3x3 (8 ch, seeded random weights, bias - 0.2 so values go negative), PADV2 (bottom/right 1) whose pad "
+     "value is the lowest float -3.4028235e38, MAX_POOL_2D 3x3 stride 2 VALID, CONV_2D 1x1: a sentinel constant "
+     "(issue #19)"),
+    ("sentinel_pad_maxpool.twin.tflite", "ops_conv_pool", True,
+     _TWIN.format("sentinel_pad_maxpool", "MAX_POOL_2D SAME, no PADV2")),
+    ("sentinel_masked_attention.tflite", "lstm_seq", True,
+     "causal self-attention over the 8 digit rows (FC 8->32 + RELU, q/k/v FCs 32x32, BATCH_MATMUL q k^T, MUL 1/sqrt(32), "
+     "ADD of a constant [8,8] mask of 0 / -1e9 above the diagonal, SOFTMAX, BATCH_MATMUL with v, FC 32x32, "
+     "FC 32->10); seeded random weights, q/k 4x larger so the scores spread over several units"),
+    ("sentinel_masked_attention.twin.tflite", "lstm_seq", True,
+     _TWIN.format("sentinel_masked_attention", "mask value -30 instead of -1e9 (e^-30 ~ 1e-13)")),
+    ("sentinel_select_attention.tflite", "lstm_seq", True,
+     "the same attention masked with SELECT_V2(causal BOOL constant, scores, scalar constant -inf; the converter "
+     "wrote -FLT_MAX, an object-API rewrite put -inf back)"),
+    ("sentinel_select_attention.twin.tflite", "lstm_seq", True,
+     _TWIN.format("sentinel_select_attention", "-30 instead of -inf")),
+    ("sentinel_clip.tflite", "mlp_large_fc", True,
+     "FC 64->32, SUB 0.1, tf.clip_by_value(-FLT_MAX, FLT_MAX) = MINIMUM with 3.4028235e38 and MAXIMUM with "
+     "-3.4028235e38, FC 32->10; seeded random weights"),
+    ("sentinel_clip.twin.tflite", "mlp_large_fc", True,
+     _TWIN.format("sentinel_clip", "no clip")),
+    ("singular_frontend.tflite", "mlp_large_fc", True,
+     "audio-style float front end on digits (issue #15 item 2): output 'logits' = FC(LOG(SQUARE(FC 64->32) + 1e-6)), "
+     "output 'ratio' = FC 64->16 / (ABS(FC 64->16) + 1e-3): the operands of LOG and of the DIV divisor come "
+     "within an int8 step of 0; seeded random weights"),
+    ("composite_attention.tflite", "lstm_seq", True,
+     "sentinel_masked_attention whose attention core (BATCH_MATMUL, MUL, ADD -1e9 mask, SOFTMAX, the v projection "
+     "FC, BATCH_MATMUL, output projection FC 32x32) was moved by an object-API rewrite into a decomposition "
+     "subgraph (subgraph 1) called by one STABLEHLO_COMPOSITE op named odml.attention_block (version 1, "
+     "FlexBuffer attributes {scale}); not named odml.scaled_dot_product_attention because XNNPACK replaces that "
+     "name by its fused SDPA, which needs 4-D operands; outputs identical to sentinel_masked_attention"),
+]
+
 # file -> part of make_all.py that produces it
 PARTS = {f: "base" for f, *_ in MODELS}
+PARTS.update({f: "idioms" for f, *_ in IDIOM_MODELS})
 PARTS.update({f: "quant_refs" for f, *_ in REF_MODELS})
 PARTS.update({f: "qat" for f, *_ in QAT_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
 
-MODELS = MODELS + REF_MODELS + QAT_MODELS
+MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS
 DATA = {**DATA, **QAT_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}

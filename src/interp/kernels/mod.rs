@@ -246,6 +246,7 @@ pub(crate) fn supported(op: B) -> bool {
             | B::While
             | B::If
             | B::CallOnce
+            | B::StablehloComposite
     )
 }
 
