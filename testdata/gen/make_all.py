@@ -12,6 +12,8 @@ Parts (registry.PARTS says which file belongs to which):
   quant_refs  TF full-integer int8 / 16x8 references of committed float models
               (quant_refs.py; needs the committed float models and their data);
   qat         the quantization-aware-training model and its data (qat.py);
+  custom_ops  models with the custom ops LiteRT's XNNPACK delegate runs (custom_ops.py;
+              needs the ops_conv_pool data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -43,6 +45,7 @@ import models  # noqa: E402
 import ops_models  # noqa: E402
 import qat  # noqa: E402
 import quant_refs  # noqa: E402
+import custom_ops  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 
@@ -172,7 +175,8 @@ Conventions:
   `digits.test_labels.npy` (`digits_qat`: `digits_qat.test_labels.npy`, whose
   first 32 digits are those 32).
 * `<model>.expected.npz`: LiteRT outputs (builtin kernels, no XNNPACK) of the
-  first 4 test samples, run one at a time; keyed by output tensor name; each
+  first 4 test samples, run one at a time (`custom_*` models: with the XNNPACK
+  delegate, the only LiteRT path that runs their custom ops); keyed by output tensor name; each
   array has shape `[4, *output_tensor_shape]`, in the tensor's own dtype.
   Variable tensors are reset before each sample: in `lstm_seq.tflite` the
   LSTM h/c state inputs are `is_variable` tensors, which TFLite carries over
@@ -262,6 +266,8 @@ def write_readme():
     lines.append("* `gen/quant_refs.py` — TF full-integer int8/16x8 references of committed float models "
                  "(rebuilds and verifies the float source first).")
     lines.append("* `gen/qat.py` — quantization-aware-training digits CNN (tfmot) and its three conversions.")
+    lines.append("* `gen/custom_ops.py` — models with the custom ops LiteRT's XNNPACK delegate runs "
+                 "(Convolution2DTransposeBias, MaxPoolingWithArgmax2D, MaxUnpooling2D; raw C-struct options).")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -270,7 +276,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat")
+PARTS = ("base", "quant_refs", "qat", "custom_ops")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -298,6 +304,9 @@ def main():
         print("== QAT")
         qat.make_qat(report)
         qat.write_data()
+    if "custom_ops" in parts:
+        print("== custom ops (XNNPACK)")
+        custom_ops.make_custom_ops(report)
     print("== expected outputs")
     write_expected(parts)
     write_manifest()

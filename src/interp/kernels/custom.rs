@@ -30,8 +30,9 @@
 //!   float32 indices tensor (values like 4e-45); Relu-family activations are ignored
 //!   (the delegate logs and ignores them), others refused;
 //! * unpooling writes each value at `(in_y · window_h + idx mod window_h,
-//!   in_x · window_w + idx div window_h)`, zeros elsewhere, output `[N, H·wh, W·ww, C]`,
-//!   padding ignored. An index tensor written by MediaPipe's own kernel (float values
+//!   in_x · window_w + idx div window_h)`, zeros elsewhere, output `[N, H·wh, W·ww, C]`;
+//!   VALID padding only (the delegate refuses SAME, and LiteRT then fails to run it).
+//!   An index tensor written by MediaPipe's own kernel (float values
 //!   `y · window_w + x + 0.1`) is decoded its way; an index outside the window writes
 //!   nothing.
 
@@ -60,6 +61,7 @@ pub(crate) fn unsupported(code: Option<&str>, options: Option<&[u8]>) -> Option<
     let opts = options.unwrap_or(&[]);
     let checked = match code {
         "Convolution2DTransposeBias" => DeconvParams::parse(opts).map(|_| ()),
+        "MaxUnpooling2D" => PoolParams::parse(opts).and_then(|p| unpool_padding(&p)),
         _ => PoolParams::parse(opts).map(|_| ()),
     };
     checked.err().map(|e| match e {
@@ -345,8 +347,19 @@ fn window_pos(stored: f32, ph: usize, pw: usize) -> Option<(usize, usize)> {
     })
 }
 
+/// The delegate refuses SAME padding for unpooling (its kernel has none), and LiteRT
+/// then fails to run the op: refused here too.
+fn unpool_padding(p: &PoolParams) -> KResult<()> {
+    ensure!(
+        p.padding == Pad::Valid,
+        "custom_options: SAME padding, which the runtime's unpooling kernel refuses"
+    );
+    Ok(())
+}
+
 /// `MaxUnpooling2D`: scatters each value to the window position its index names.
 fn unpool(p: &PoolParams, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    unpool_padding(p)?;
     let (xv, iv) = (ins.get(0)?, ins.get(1)?);
     let x = ins.f32(0)?;
     let [n, ih, iw, c] = nhwc(xv, "input")?;
@@ -416,9 +429,10 @@ mod tests {
         assert!(PoolParams::parse(&bad).is_err());
         assert!(PoolParams::parse(&pool_opts(2, 2, 2, 4)).is_err());
         assert_eq!(
-            unsupported(Some("MaxUnpooling2D"), Some(&pool_opts(1, 2, 2, 0))),
+            unsupported(Some("MaxPoolingWithArgmax2D"), Some(&pool_opts(1, 2, 2, 0))),
             None
         );
+        assert!(unsupported(Some("MaxUnpooling2D"), Some(&pool_opts(1, 2, 2, 0))).is_some());
         assert_eq!(unsupported(Some("Nope"), None), Some(String::new()));
     }
 
