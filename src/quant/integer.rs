@@ -175,6 +175,14 @@ fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<
                 .map(|op| {
                     let code = model.code(op);
                     let float = |reason: String| Fate::Float { reason };
+                    if code.builtin == Op::Custom {
+                        return float(format!(
+                            "{} is a custom operator: runtimes run custom kernels on float32 \
+                             (none takes quantized tensors), so it stays float between \
+                             DEQUANTIZE and QUANTIZE",
+                            model.op_display_name(op)
+                        ));
+                    }
                     let Some(rule) = rules::rule_for(code.builtin) else {
                         return float(format!(
                             "{} has no quantized kernel in tflquant's rule table",
