@@ -74,7 +74,7 @@ pub(crate) fn eval(code: &str, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
     let opts = ctx.op.custom_options.as_deref().unwrap_or(&[]);
     Ok(match code {
         "Convolution2DTransposeBias" => deconv(&DeconvParams::parse(opts)?, ctx, ins)?.into(),
-        "MaxPoolingWithArgmax2D" => argmax_pool(&PoolParams::parse(opts)?, ctx, ins)?.into(),
+        "MaxPoolingWithArgmax2D" => argmax_pool(&PoolParams::parse(opts)?, ctx, ins)?,
         "MaxUnpooling2D" => unpool(&PoolParams::parse(opts)?, ctx, ins)?.into(),
         other => super::unsupported!("no kernel for custom op {other:?}"),
     })
