@@ -7,25 +7,41 @@
 //! into the same observers as the reference interpreter's calibration
 //! ([`crate::calib::Collector`]): the ranges have the same form and, on models both run,
 //! equal values up to float rounding (XNNPACK sums in another order). Tensors of other
-//! subgraphs (loop bodies) cannot be read through the C API and get no range.
+//! subgraphs (loop bodies) cannot be read through the C API and get no range, nor do
+//! dequantized float16/sparse weights ([`calibration_tensors`]).
 
 use super::{CompiledModel, ElementType, LiteRt, OpenOptions, with_extra_outputs};
 use crate::calib::{Collector, ObserverKind, Ranges, Samples};
 use crate::error::{Error, Loc, Result};
+use crate::fb::BuiltinOperator;
 use crate::interp::{TensorId, Value};
 use crate::ir::{Model, TensorType};
 
-/// The subgraph-0 tensors LiteRT calibration reads: float32 activations.
+/// The subgraph-0 tensors LiteRT calibration reads: float32 activations, except the
+/// outputs of DEQUANTIZE/DENSIFY of a constant (float16 or sparse weights): XNNPACK folds
+/// them into its weights and never writes the tensor (an extra output of one holds
+/// garbage), and the quantizer turns such weights back into float32 constants first.
 pub fn calibration_tensors(model: &Model) -> Vec<usize> {
     let Some(sg) = model.subgraphs.first() else {
         return Vec::new();
     };
     let produced = sg.producers();
+    let static_weight = |op: usize| {
+        let op = &sg.operators[op];
+        matches!(
+            model.builtin(op),
+            BuiltinOperator::Dequantize | BuiltinOperator::Densify
+        ) && op
+            .inputs
+            .first()
+            .and_then(|&t| usize::try_from(t).ok())
+            .is_some_and(|t| !model.tensor_data(&sg.tensors[t]).is_empty())
+    };
     (0..sg.tensors.len())
         .filter(|&t| {
             let tensor = &sg.tensors[t];
             tensor.dtype == TensorType::Float32
-                && produced[t].is_some()
+                && produced[t].is_some_and(|p| !static_weight(p))
                 && !tensor.is_variable
                 && model.tensor_data(tensor).is_empty()
                 && ElementType::from_tensor_type(tensor.dtype).is_some()
