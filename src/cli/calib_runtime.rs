@@ -76,7 +76,7 @@ impl CalibRuntimeArgs {
 
 fn list(ops: &[UnsupportedOp]) -> String {
     ops.iter()
-        .map(|m| format!("{} (subgraph {}, operator {})", m.name, m.subgraph, m.op))
+        .map(|m| format!("subgraph {}, operator {} ({})", m.subgraph, m.op, m.name))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -177,9 +177,9 @@ fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<
                     let float = |reason: String| Fate::Float { reason };
                     if code.builtin == Op::Custom {
                         return float(format!(
-                            "{} is a custom operator: runtimes run custom kernels on float32 \
-                             (none takes quantized tensors), so it stays float between \
-                             DEQUANTIZE and QUANTIZE",
+                            "{} is a custom operator: its kernel's integer support is \
+                             unknown (the custom kernels LiteRT ships take float32 only), \
+                             so it stays float between DEQUANTIZE and QUANTIZE",
                             model.op_display_name(op)
                         ));
                     }

@@ -417,6 +417,49 @@ fn custom_op_neither_runtime_knows_is_a_clear_error() {
         err.contains("cannot be loaded") && err.contains("--ranges ranges.json"),
         "{err}"
     );
+    // The second way out: ranges from elsewhere (here the same MLP with its TANH, from
+    // which custom_op.tflite was made; same tensor indices). The custom op stays float.
+    let ranges = dir.path().join("mlp.json");
+    let (code, _, err) = run_cli(&[
+        "calibrate".as_ref(),
+        testdata("no_signature_mlp.tflite").as_os_str(),
+        "--data".as_ref(),
+        calib.as_os_str(),
+        "-o".as_ref(),
+        ranges.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let out = dir.path().join("q.ranges.tflite");
+    let (code, plan, err) = quantize_run(
+        &path,
+        &out,
+        &[
+            "--mode",
+            "int8",
+            "--ranges",
+            ranges.to_str().unwrap(),
+            "--dump-plan",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        plan.contains(
+            "CUSTOM(TflquantTestOp)   float: CUSTOM(TflquantTestOp) is a custom operator"
+        ),
+        "{plan}"
+    );
+    let q = tflquant::read_path(&out).unwrap();
+    let ops: Vec<Op> = q.subgraphs[0]
+        .operators
+        .iter()
+        .map(|op| q.builtin(op))
+        .collect();
+    let c = ops.iter().position(|&o| o == Op::Custom).unwrap();
+    assert_eq!(
+        (ops[c - 1], ops[c + 1]),
+        (Op::Dequantize, Op::Quantize),
+        "{ops:?}"
+    );
 }
 
 /// `auto` on a custom-op model the interpreter runs stays on the interpreter; forced
