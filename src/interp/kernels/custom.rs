@@ -436,6 +436,143 @@ mod tests {
         assert_eq!(unsupported(Some("Nope"), None), Some(String::new()));
     }
 
+    /// Deterministic pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn run(code: &str, opts: Vec<u8>, out_shapes: &[&[i32]], inputs: &[&Value]) -> Outs {
+        let mut op = crate::ir::Operator::new(0, vec![], vec![]);
+        op.custom_options = Some(opts.into());
+        let ctx = Ctx {
+            op: &op,
+            out_types: vec![TensorType::Float32; out_shapes.len()],
+            out_shapes: out_shapes.to_vec(),
+            in_quant: vec![None; inputs.len()],
+            out_quant: vec![None; out_shapes.len()],
+            out_storage: vec![TensorType::Float32; out_shapes.len()],
+            custom_code: Some(code),
+        };
+        let ins = Ins(inputs.iter().map(|v| Some(*v)).collect());
+        match eval(code, &ctx, &ins) {
+            Ok(o) => o,
+            Err(super::super::KErr::Bad(w) | super::super::KErr::Unsupported(w)) => panic!("{w}"),
+        }
+    }
+
+    /// The scatter kernel against a gather formulation of the same sum (the reference
+    /// twin): every output is bias + Σ input[(o + pad − k) / s] · filter[k] over the
+    /// taps where the division is exact.
+    #[test]
+    fn deconv_matches_its_gather_twin() {
+        for (pad, ih, k, s, oh) in [
+            (1, 4, 3, 2, 8),
+            (1, 5, 3, 2, 9),
+            (2, 3, 4, 2, 8),
+            (1, 3, 2, 3, 9),
+        ] {
+            let (n, ic, oc) = (2, 3, 4);
+            let x = Value::f32(vec![n, ih, ih, ic], values(n * ih * ih * ic, 1));
+            let w = Value::f32(vec![oc, k, k, ic], values(oc * k * k * ic, 2));
+            let b = Value::f32(vec![oc], values(oc, 3));
+            let opts: Vec<u8> = [pad, s as i32, s as i32]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            let shape = [n as i32, oh as i32, oh as i32, oc as i32];
+            let out = run("Convolution2DTransposeBias", opts, &[&shape], &[&x, &w, &b]);
+            let got = out.values[0].as_f32().unwrap();
+            let p = if pad == 1 {
+                ((ih - 1) * s + k).saturating_sub(oh) / 2
+            } else {
+                0
+            };
+            let (xs, ws, bs) = (
+                x.as_f32().unwrap(),
+                w.as_f32().unwrap(),
+                b.as_f32().unwrap(),
+            );
+            let mut worst = 0f32;
+            for bi in 0..n {
+                for oy in 0..oh {
+                    for ox in 0..oh {
+                        for o in 0..oc {
+                            let mut acc = bs[o];
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (ny, nx) = (oy + p, ox + p);
+                                    if ny < ky
+                                        || nx < kx
+                                        || (ny - ky) % s != 0
+                                        || (nx - kx) % s != 0
+                                    {
+                                        continue;
+                                    }
+                                    let (iy, ix) = ((ny - ky) / s, (nx - kx) / s);
+                                    if iy >= ih || ix >= ih {
+                                        continue;
+                                    }
+                                    for i in 0..ic {
+                                        acc += xs[((bi * ih + iy) * ih + ix) * ic + i]
+                                            * ws[((o * k + ky) * k + kx) * ic + i];
+                                    }
+                                }
+                            }
+                            let g = got[((bi * oh + oy) * oh + ox) * oc + o];
+                            worst = worst.max((g - acc).abs());
+                        }
+                    }
+                }
+            }
+            assert!(
+                worst < 1e-5,
+                "pad {pad} in {ih} k {k} s {s} out {oh}: {worst}"
+            );
+        }
+    }
+
+    /// Unpooling the argmax pooling's values with its indices puts every window's maximum
+    /// back where it was and zeros elsewhere.
+    #[test]
+    fn unpooling_inverts_argmax_pooling() {
+        let x = Value::f32(vec![1, 6, 4, 3], values(72, 7));
+        let opts = pool_opts(2, 2, 3, 0); // VALID, window 3 high, 2 wide
+        let pooled = run(
+            "MaxPoolingWithArgmax2D",
+            opts.clone(),
+            &[&[1, 2, 2, 3], &[1, 2, 2, 3]],
+            &[&x],
+        );
+        let (v, i) = (&pooled.values[0], &pooled.values[1]);
+        assert_eq!(v.shape, vec![1, 2, 2, 3]);
+        let back = run("MaxUnpooling2D", opts, &[&[1, 6, 4, 3]], &[v, i]);
+        let (xs, ys) = (x.as_f32().unwrap(), back.values[0].as_f32().unwrap());
+        for wy in 0..2 {
+            for wx in 0..2 {
+                for c in 0..3 {
+                    let cells: Vec<usize> = (0..3)
+                        .flat_map(|dy| {
+                            (0..2).map(move |dx| ((wy * 3 + dy) * 4 + wx * 2 + dx) * 3 + c)
+                        })
+                        .collect();
+                    let max = cells.iter().map(|&j| xs[j]).fold(f32::MIN, f32::max);
+                    for &j in &cells {
+                        let want = if xs[j] == max { max } else { 0.0 };
+                        assert_eq!(ys[j], want);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn window_index_decoding() {
         // XNNPACK bits: index 3 in a 2x2 window = column 1, row 1; index 1 = row 1, col 0.
