@@ -232,6 +232,21 @@ fn deconv(p: &DeconvParams, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         xv.shape,
         wv.shape
     );
+    // The delegate's `CalculateTransposeConvPaddings` refuses these (LiteRT then fails).
+    match p.padding {
+        Pad::Same => ensure!(
+            kh >= p.stride_h && kw >= p.stride_w,
+            "SAME padding with a {kh}x{kw} kernel smaller than the stride {}x{} \
+             (the runtime refuses it)",
+            p.stride_h,
+            p.stride_w
+        ),
+        Pad::Valid => ensure!(
+            kh <= oh && kw <= ow,
+            "VALID padding with a {kh}x{kw} kernel larger than the output {oh}x{ow} \
+             (the runtime refuses it)"
+        ),
+    }
     let (pad_h, pad_w) = match p.padding {
         Pad::Same => (
             deconv_pad_same(oh, ih, kh, p.stride_h, "height")?,
@@ -477,7 +492,8 @@ mod tests {
             (1, 4, 3, 2, 8),
             (1, 5, 3, 2, 9),
             (2, 3, 4, 2, 8),
-            (1, 3, 2, 3, 9),
+            (1, 3, 3, 3, 9),
+            (2, 2, 2, 3, 5),
         ] {
             let (n, ic, oc) = (2, 3, 4);
             let x = Value::f32(vec![n, ih, ih, ic], values(n * ih * ih * ic, 1));
