@@ -107,51 +107,49 @@ pub struct CalibOptions {
     pub progress: Option<fn(usize, usize)>,
 }
 
-/// Collects statistics of every float tensor over samples, streaming.
-pub struct Calibrator<'m> {
-    interp: Interpreter<'m>,
+/// Statistics of every float tensor over samples, fed by any runtime: the reference
+/// interpreter ([`Calibrator`]) or LiteRT (`crate::litert::LiteRt::calibrate`), so that
+/// both produce ranges the same way.
+pub struct Collector {
     kind: ObserverKind,
     stats: BTreeMap<TensorId, TensorStats>,
     samples: usize,
 }
 
-impl<'m> Calibrator<'m> {
-    pub fn new(model: &'m Model, kind: ObserverKind) -> Result<Self> {
-        Ok(Calibrator {
-            interp: Interpreter::new(model)?,
+impl Collector {
+    pub fn new(kind: ObserverKind) -> Self {
+        Collector {
             kind,
             stats: BTreeMap::new(),
             samples: 0,
-        })
+        }
     }
 
-    /// The interpreter (e.g. to turn on per-op timing).
-    pub fn interpreter(&mut self) -> &mut Interpreter<'m> {
-        &mut self.interp
+    /// Folds one value of a tensor into its statistics (non-float32 values are
+    /// ignored). A tensor seen several times in one sample (a loop body) is folded once
+    /// per occurrence.
+    pub fn observe(&mut self, id: TensorId, v: &Value) {
+        if let Some(x) = v.as_f32() {
+            let kind = self.kind;
+            self.stats
+                .entry(id)
+                .or_insert_with(|| TensorStats::new(kind))
+                .observe(kind, x);
+        }
     }
 
-    /// Runs one sample and folds every float tensor value into its statistics. A tensor
-    /// seen several times in one sample (a loop body) is folded once per occurrence.
-    pub fn add_sample(&mut self, inputs: &[Value]) -> Result<()> {
-        let kind = self.kind;
-        let stats = &mut self.stats;
-        let mut obs = |id: TensorId, v: &Value| {
-            if let Some(x) = v.as_f32() {
-                stats
-                    .entry(id)
-                    .or_insert_with(|| TensorStats::new(kind))
-                    .observe(kind, x);
-            }
-            Flow::Continue
-        };
-        self.interp.run_observed(inputs, &mut obs)?;
+    /// Counts one sample as done.
+    pub fn end_sample(&mut self) {
         self.samples += 1;
-        Ok(())
     }
 
-    /// The ranges collected so far.
-    pub fn ranges(&self) -> Ranges {
-        let model = self.interp.model();
+    /// Samples folded so far.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// The ranges collected so far, for the float32 tensors of `model`.
+    pub fn ranges(&self, model: &Model) -> Ranges {
         let tensors = self
             .stats
             .iter()
@@ -190,6 +188,45 @@ impl<'m> Calibrator<'m> {
     }
 }
 
+/// Collects statistics of every float tensor over samples on the reference
+/// interpreter, streaming.
+pub struct Calibrator<'m> {
+    interp: Interpreter<'m>,
+    collector: Collector,
+}
+
+impl<'m> Calibrator<'m> {
+    pub fn new(model: &'m Model, kind: ObserverKind) -> Result<Self> {
+        Ok(Calibrator {
+            interp: Interpreter::new(model)?,
+            collector: Collector::new(kind),
+        })
+    }
+
+    /// The interpreter (e.g. to turn on per-op timing).
+    pub fn interpreter(&mut self) -> &mut Interpreter<'m> {
+        &mut self.interp
+    }
+
+    /// Runs one sample and folds every float tensor value into its statistics. A tensor
+    /// seen several times in one sample (a loop body) is folded once per occurrence.
+    pub fn add_sample(&mut self, inputs: &[Value]) -> Result<()> {
+        let collector = &mut self.collector;
+        let mut obs = |id: TensorId, v: &Value| {
+            collector.observe(id, v);
+            Flow::Continue
+        };
+        self.interp.run_observed(inputs, &mut obs)?;
+        self.collector.end_sample();
+        Ok(())
+    }
+
+    /// The ranges collected so far.
+    pub fn ranges(&self) -> Ranges {
+        self.collector.ranges(self.interp.model())
+    }
+}
+
 /// Calibrates `model` over every sample of `samples`.
 pub fn calibrate(model: &Model, samples: Samples, opts: &CalibOptions) -> Result<Ranges> {
     let total = samples.len();
@@ -200,7 +237,7 @@ pub fn calibrate(model: &Model, samples: Samples, opts: &CalibOptions) -> Result
             p(i + 1, total);
         }
     }
-    if c.samples == 0 {
+    if c.collector.samples() == 0 {
         return Err(Error::Data("no calibration samples".into()));
     }
     Ok(c.ranges())

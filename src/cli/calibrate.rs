@@ -97,6 +97,8 @@ pub struct Args {
     observer: String,
     #[command(flatten)]
     data_args: DataArgs,
+    #[command(flatten)]
+    calib_runtime: super::calib_runtime::CalibRuntimeArgs,
 }
 
 /// A progress bar on stderr, hidden when -q is given or stderr is no terminal.
@@ -167,7 +169,13 @@ pub fn calibrate_model(
 pub fn run(a: Args) -> Result<()> {
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.model)?;
-    let ranges = calibrate_model(&model, &a.data, &a.data_args, &a.observer)?;
+    let (ranges, _) = super::calib_runtime::calibrate(
+        &model,
+        &a.data,
+        &a.data_args,
+        &a.observer,
+        &a.calib_runtime,
+    )?;
     ranges.save(&a.output)?;
     log::info!(
         "wrote {} ranges ({} samples, observer {}) to {}",

@@ -158,9 +158,23 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "DATA")]
     validate: Option<PathBuf>,
     /// Runtime for --validate: `reference` (tflquant's interpreter, quantized ops
-    /// simulated) or `litert` (the official runtime, found as for `compare`).
-    #[arg(long, value_enum, default_value_t = RuntimeArg::Reference, requires = "validate")]
-    validate_runtime: RuntimeArg,
+    /// simulated) or `litert` (the official runtime, found as for `compare`) [default:
+    /// the runtime that calibrated, see --calibration-runtime].
+    #[arg(long, value_enum, requires = "validate")]
+    validate_runtime: Option<RuntimeArg>,
+}
+
+impl ValidateArgs {
+    /// True when --validate was given.
+    pub fn is_set(&self) -> bool {
+        self.validate.is_some()
+    }
+}
+
+/// Where `--validate` runs when --validate-runtime is not given, and how LiteRT is found.
+pub struct ValidateTarget {
+    pub default_runtime: RuntimeArg,
+    pub litert: LoadOptions,
 }
 
 /// Runs `--validate` (nothing without it): compares `output` with `input` and prints
@@ -172,12 +186,17 @@ pub fn validate(
     output: &Path,
     samples: &SampleOptions,
     stdout_taken: bool,
+    target: &ValidateTarget,
 ) -> Result<()> {
     let Some(data) = &args.validate else {
         return Ok(());
     };
     let opts = Options {
-        runtime: args.validate_runtime.into(),
+        runtime: args
+            .validate_runtime
+            .unwrap_or(target.default_runtime)
+            .into(),
+        litert: target.litert.clone(),
         ..Default::default()
     };
     let report = run_comparison(

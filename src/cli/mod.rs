@@ -1,6 +1,7 @@
 //! Command-line front end: one module per subcommand; arguments become typed options
 //! here and nowhere else.
 
+mod calib_runtime;
 mod calibrate;
 mod compare;
 mod convert;

@@ -69,6 +69,8 @@ pub struct Args {
     data_args: DataArgs,
     #[command(flatten)]
     validate: super::compare::ValidateArgs,
+    #[command(flatten)]
+    calib_runtime: super::calib_runtime::CalibRuntimeArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -190,25 +192,28 @@ pub fn run(a: Args) -> Result<()> {
     let mut opts = options(&a)?;
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.input)?;
+    // The runtime that calibrated, which --validate defaults to.
+    let mut used = None;
     if opts.mode.is_integer() {
+        let mut calibrate = |m: &tflquant::Model, data: &std::path::Path| {
+            let (r, rt) = super::calib_runtime::calibrate(
+                m,
+                data,
+                &a.data_args,
+                &a.observer,
+                &a.calib_runtime,
+            )?;
+            used = Some(rt);
+            Ok::<_, Error>(r)
+        };
         opts.ranges = match (&a.ranges, &a.calibration) {
             (Some(r), _) => Some(Ranges::load(r)?),
             (None, Some(data)) if opts.mode == Mode::Qat => {
                 // Calibrate the float graph the QAT pass leaves, so that indices line up.
                 let folded = quant::qat::folded(&model)?;
-                Some(super::calibrate::calibrate_model(
-                    &folded,
-                    data,
-                    &a.data_args,
-                    &a.observer,
-                )?)
+                Some(calibrate(&folded, data)?)
             }
-            (None, Some(data)) => Some(super::calibrate::calibrate_model(
-                &model,
-                data,
-                &a.data_args,
-                &a.observer,
-            )?),
+            (None, Some(data)) => Some(calibrate(&model, data)?),
             // options() requires ranges for every integer mode but qat.
             (None, None) => None,
         };
@@ -242,7 +247,23 @@ pub fn run(a: Args) -> Result<()> {
     super::status(&report.summary());
     let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let samples = a.data_args.sample_options();
-    super::compare::validate(&a.validate, &a.input, &a.output, &samples, stdout_taken)
+    let runtime = match used {
+        Some(rt) if a.validate.is_set() => rt,
+        _ if a.validate.is_set() => a.calib_runtime.resolve(&model, "validating"),
+        _ => super::compare::RuntimeArg::Reference,
+    };
+    let target = super::compare::ValidateTarget {
+        default_runtime: runtime,
+        litert: a.calib_runtime.load_options(),
+    };
+    super::compare::validate(
+        &a.validate,
+        &a.input,
+        &a.output,
+        &samples,
+        stdout_taken,
+        &target,
+    )
 }
 
 /// Outputs below this SQNR against the float model on the calibration data get a

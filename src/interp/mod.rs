@@ -134,17 +134,26 @@ pub fn unsupported_ops(model: &Model) -> Vec<UnsupportedOp> {
         for (oi, op) in sg.operators.iter().enumerate() {
             let code = model.code(op);
             let name = model.op_display_name(op);
-            if code.builtin == B::Custom || !kernels::supported(code.builtin) {
+            // `Some("")`: no kernel; `Some(why)`: options no kernel implements.
+            let missing = if code.builtin == B::Custom {
+                kernels::custom::unsupported(
+                    code.custom_code.as_deref(),
+                    op.custom_options.as_deref(),
+                )
+            } else if !kernels::supported(code.builtin) {
+                Some(String::new())
+            } else {
+                kernels::unsupported_options(op)
+            };
+            if let Some(why) = missing {
                 out.push(UnsupportedOp {
                     subgraph: si,
                     op: oi,
-                    name,
-                });
-            } else if let Some(why) = kernels::unsupported_options(op) {
-                out.push(UnsupportedOp {
-                    subgraph: si,
-                    op: oi,
-                    name: format!("{name} with {why}"),
+                    name: if why.is_empty() {
+                        name
+                    } else {
+                        format!("{name} with {why}")
+                    },
                 });
             }
         }
@@ -536,6 +545,7 @@ impl<'m> Interpreter<'m> {
                         .iter()
                         .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
                         .collect(),
+                    custom_code: model.code(op).custom_code.as_deref(),
                 };
                 let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at()))?;
                 for (pos, v) in outs.state {

@@ -46,8 +46,9 @@
 
 // Files: `locate` (lookup, version), `ffi` (the C declarations), `compiled` (a compiled
 // model and its runs), `buffer` (tensor buffers), `convert` (Arrays <-> bytes),
-// `intermediates` (extra outputs, the self-test model).
+// `intermediates` (extra outputs, the self-test model), `calibrate` (ranges on LiteRT).
 mod buffer;
+mod calibrate;
 mod compiled;
 mod convert;
 mod ffi;
@@ -60,6 +61,7 @@ use std::rc::Rc;
 use std::sync::Mutex;
 
 use buffer::AlignedBytes;
+pub use calibrate::calibration_tensors;
 pub use compiled::CompiledModel;
 use compiled::ModelSource;
 pub use convert::ElementType;

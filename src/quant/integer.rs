@@ -309,6 +309,14 @@ fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<
                 .map(|op| {
                     let code = model.code(op);
                     let float = |reason: String| Fate::Float { reason };
+                    if code.builtin == Op::Custom {
+                        return float(format!(
+                            "{} is a custom operator: its kernel's integer support is \
+                             unknown (the custom kernels LiteRT ships take float32 only), \
+                             so it stays float between DEQUANTIZE and QUANTIZE",
+                            model.op_display_name(op)
+                        ));
+                    }
                     let Some(rule) = rules::rule_for(code.builtin) else {
                         if let Some((_, sub)) = op.subgraph_refs().first() {
                             // STABLEHLO_COMPOSITE, WHILE, IF...: each subgraph is

@@ -14,6 +14,8 @@ Parts (registry.PARTS says which file belongs to which):
   qat         the quantization-aware-training model and its data (qat.py);
   idioms      exporter idioms: sentinel constants with their twins, STABLEHLO_COMPOSITE
               (idioms.py; uses the committed data of other parts);
+  custom_ops  models with the custom ops LiteRT's XNNPACK delegate runs (custom_ops.py;
+              needs the ops_conv_pool data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -46,6 +48,7 @@ import ops_models  # noqa: E402
 import idioms  # noqa: E402
 import qat  # noqa: E402
 import quant_refs  # noqa: E402
+import custom_ops  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 
@@ -175,7 +178,8 @@ Conventions:
   `digits.test_labels.npy` (`digits_qat`: `digits_qat.test_labels.npy`, whose
   first 32 digits are those 32).
 * `<model>.expected.npz`: LiteRT outputs (builtin kernels, no XNNPACK) of the
-  first 4 test samples, run one at a time; keyed by output tensor name; each
+  first 4 test samples, run one at a time (`custom_*` models: with the XNNPACK
+  delegate, the only LiteRT path that runs their custom ops); keyed by output tensor name; each
   array has shape `[4, *output_tensor_shape]`, in the tensor's own dtype.
   Variable tensors are reset before each sample: in `lstm_seq.tflite` the
   LSTM h/c state inputs are `is_variable` tensors, which TFLite carries over
@@ -267,6 +271,8 @@ def write_readme():
     lines.append("* `gen/qat.py` — quantization-aware-training digits CNN (tfmot) and its three conversions.")
     lines.append("* `gen/idioms.py` — exporter idioms (issue #19): sentinel constants (-FLT_MAX pad, -1e9 / -inf "
                  "masks, +-FLT_MAX clip) each with a sentinel-free twin, and the STABLEHLO_COMPOSITE rewrite.")
+    lines.append("* `gen/custom_ops.py` — models with the custom ops LiteRT's XNNPACK delegate runs "
+                 "(Convolution2DTransposeBias, MaxPoolingWithArgmax2D, MaxUnpooling2D; raw C-struct options).")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -275,7 +281,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat", "idioms")
+PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -306,6 +312,9 @@ def main():
     if "idioms" in parts:
         print("== exporter idioms")
         idioms.make_idioms()
+    if "custom_ops" in parts:
+        print("== custom ops (XNNPACK)")
+        custom_ops.make_custom_ops(report)
     print("== expected outputs")
     write_expected(parts)
     write_manifest()

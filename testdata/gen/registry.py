@@ -359,16 +359,32 @@ IDIOM_MODELS = [
      "FlexBuffer attributes {scale}); not named odml.scaled_dot_product_attention because XNNPACK replaces that "
      "name by its fused SDPA, which needs 4-D operands; outputs identical to sentinel_masked_attention"),
 ]
+# custom operators LiteRT's XNNPACK path runs (issue #12)  (make_all.py --only custom_ops;
+# custom_ops.py).  They run with the XNNPACK delegate only (runner.XNNPACK_MODELS).
+CUSTOM_OPS_MODELS = [
+    ("custom_deconv.tflite", "ops_conv_pool", True,
+     "16x16 photo segmenter: CONV_2D (stride 2, RELU) -> CUSTOM Convolution2DTransposeBias (3x3, stride 2, SAME, "
+     "8 channels; custom_options = raw TfLiteTransposeConvParams, 12 bytes: padding 1, stride_w 2, stride_h 2) "
+     "-> CONV_2D 1x1 -> LOGISTIC (object-API rewrite of a converted TRANSPOSE_CONV with bias; trained 40 epochs "
+     "on the calibration crops to mark pixels brighter than the crop mean). Runs in LiteRT with XNNPACK only"),
+    ("custom_argmax_unpool.tflite", "ops_conv_pool", True,
+     "16x16 photo segmenter: CONV_2D -> CUSTOM MaxPoolingWithArgmax2D (2x2 VALID; outputs values and float32 "
+     "indices 'argmax_indices') -> CONV_2D -> CUSTOM MaxUnpooling2D(values, indices) -> CONV_2D 1x1 -> LOGISTIC; "
+     "custom_options = raw TfLitePoolParams, 40 bytes (padding 2, strides 2, filter 2x2, activation 0, computed "
+     "padding 0); rewritten from MAX_POOL_2D and RESIZE_NEAREST_NEIGHBOR (trained with UpSampling2D, so the "
+     "unpooled model's mask is rougher). Runs in LiteRT with XNNPACK only"),
+XNNPACK_MODELS = {f for f, *_ in CUSTOM_OPS_MODELS}
 
 # file -> part of make_all.py that produces it
 PARTS = {f: "base" for f, *_ in MODELS}
 PARTS.update({f: "idioms" for f, *_ in IDIOM_MODELS})
 PARTS.update({f: "quant_refs" for f, *_ in REF_MODELS})
 PARTS.update({f: "qat" for f, *_ in QAT_MODELS})
+PARTS.update({f: "custom_ops" for f, *_ in CUSTOM_OPS_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
 
-MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS
+MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS
 DATA = {**DATA, **QAT_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}
@@ -421,6 +437,10 @@ def manifest_extra(fname, float_ops_of):
         if r["litert_error"]:
             extra["converter_defect"] = {"op": r["mixed_op"], "what": r["defect"],
                                          "litert_error": r["litert_error"]}
+    if fname in XNNPACK_MODELS:
+        # LiteRT runs their custom ops through the XNNPACK delegate only: the builtin
+        # resolvers report an unresolved custom op; expected outputs are XNNPACK's
+        extra["litert_kernels"] = "xnnpack"
     if fname in {f for f, *_ in QAT_MODELS}:
         conv = {"qat_digits.float.tflite": {"optimizations": [], "inference_input_type": "float32",
                                             "inference_output_type": "float32"},

@@ -24,8 +24,11 @@ def data_path(stem, split):
 
 
 def make_interpreter(model_path):
-    it = Interpreter(model_path=str(model_path),
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    # custom ops LiteRT runs only through its XNNPACK delegate (registry.XNNPACK_MODELS)
+    import registry
+    resolver = (OpResolverType.AUTO if Path(model_path).name in registry.XNNPACK_MODELS
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver)
     it.allocate_tensors()
     return it
 

@@ -414,11 +414,12 @@ fn bad_data_and_options_fail_with_exit_code_2() {
             "the file has z",
         ],
     );
-    // Unsupported op: the custom op is named.
+    // Unsupported op: the custom op is named (on the interpreter; `auto` would try
+    // LiteRT next, see custom_ops.rs).
     assert_both_fail(
         "custom_op.tflite",
         &testdata("mlp_large_fc.calib.npy"),
-        &[],
+        &["--calibration-runtime", "reference"],
         &["subgraph 0, operator 2 (CUSTOM(TflquantTestOp))"],
     );
     // Unknown observer.

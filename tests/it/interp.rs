@@ -76,7 +76,7 @@ pub fn rel_diff(ours: &Array, theirs: &Array) -> f64 {
     diff / scale
 }
 
-fn is_float_model(model: &Model) -> bool {
+pub fn is_float_model(model: &Model) -> bool {
     // Quantized activations (int8 models) are checked by the simulation test.
     !model.subgraphs[0]
         .tensors

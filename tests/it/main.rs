@@ -7,6 +7,7 @@ mod bad_input;
 mod calib;
 mod compare;
 mod idioms;
+mod custom_ops;
 mod integer;
 mod interp;
 mod litert_capi;

@@ -10,6 +10,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod conv;
+pub(crate) mod custom;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod lstm;
@@ -56,6 +57,8 @@ pub(crate) struct Ctx<'a> {
     pub in_quant: Vec<Option<&'a QuantParams>>,
     pub out_quant: Vec<Option<&'a QuantParams>>,
     pub out_storage: Vec<TensorType>,
+    /// The custom code of a CUSTOM op (`None` for builtins).
+    pub custom_code: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -378,6 +381,7 @@ pub(crate) fn eval(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
         B::Densify => ins.get(0)?.clone().into(),
         B::FakeQuant => misc::fake_quant(ctx, ins)?.into(),
         B::UnidirectionalSequenceLstm => lstm::unidirectional_sequence_lstm(ctx, ins)?,
+        B::Custom => custom::eval(ctx.custom_code.unwrap_or_default(), ctx, ins)?,
         other => unsupported!("no kernel for {}", fb::op_name(other)),
     })
 }
