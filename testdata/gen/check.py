@@ -463,6 +463,34 @@ def check_singular_frontend(m):
     need_ops(m, "LOG", "DIV")
 
 
+def _custom_ops_of(m):
+    """[(custom code, op)] of subgraph 0."""
+    out = []
+    for _, op in m.ops():
+        c = m.t.operatorCodes[op.opcodeIndex]
+        if common.opcode_builtin(c) == BO.CUSTOM:
+            out.append((c.customCode.decode(), op))
+    return out
+
+
+def check_custom_deconv(m):
+    ((code, op),) = _custom_ops_of(m)
+    need(code == "Convolution2DTransposeBias", f"custom op {code}")
+    need(bytes(op.customOptions) == struct.pack("<3i", 1, 2, 2), "TfLiteTransposeConvParams bytes")
+    need(len(op.inputs) == 3 and len(op.outputs) == 1, "inputs/outputs")
+    need("TRANSPOSE_CONV" not in m.names(), "TRANSPOSE_CONV left")
+
+
+def check_custom_argmax_unpool(m):
+    ops = dict(_custom_ops_of(m))
+    need(set(ops) == {"MaxPoolingWithArgmax2D", "MaxUnpooling2D"}, f"custom ops {sorted(ops)}")
+    opts = struct.pack("<6i", 2, 2, 2, 2, 2, 0) + bytes(16)
+    pool, unpool = ops["MaxPoolingWithArgmax2D"], ops["MaxUnpooling2D"]
+    need(bytes(pool.customOptions) == opts and bytes(unpool.customOptions) == opts, "TfLitePoolParams bytes")
+    need(len(pool.outputs) == 2 and unpool.inputs[1] == pool.outputs[1], "indices not wired to the unpooling")
+    need("MAX_POOL_2D" not in m.names() and "RESIZE_NEAREST_NEIGHBOR" not in m.names(), "rewritten ops left")
+
+
 CHECKS = {
     "singular_frontend.tflite": check_singular_frontend,
     "sentinel_pad_maxpool.tflite": check_sentinel_pad_maxpool,
@@ -472,26 +500,6 @@ CHECKS = {
     "composite_attention.tflite": check_composite_attention,
     **{f"{n}.twin.tflite": check_twin for n in ("sentinel_pad_maxpool", "sentinel_masked_attention",
                                                "sentinel_select_attention", "sentinel_clip")},
-def _custom_ops_of(m):
-    """[(custom code, op)] of subgraph 0."""
-    for _, op in m.ops():
-        c = m.t.operatorCodes[op.opcodeIndex]
-        if common.opcode_builtin(c) == BO.CUSTOM:
-            out.append((c.customCode.decode(), op))
-def check_custom_deconv(m):
-    ((code, op),) = _custom_ops_of(m)
-    need(code == "Convolution2DTransposeBias", f"custom op {code}")
-    need(bytes(op.customOptions) == struct.pack("<3i", 1, 2, 2), "TfLiteTransposeConvParams bytes")
-    need(len(op.inputs) == 3 and len(op.outputs) == 1, "inputs/outputs")
-    need("TRANSPOSE_CONV" not in m.names(), "TRANSPOSE_CONV left")
-def check_custom_argmax_unpool(m):
-    ops = dict(_custom_ops_of(m))
-    need(set(ops) == {"MaxPoolingWithArgmax2D", "MaxUnpooling2D"}, f"custom ops {sorted(ops)}")
-    opts = struct.pack("<6i", 2, 2, 2, 2, 2, 0) + bytes(16)
-    pool, unpool = ops["MaxPoolingWithArgmax2D"], ops["MaxUnpooling2D"]
-    need(bytes(pool.customOptions) == opts and bytes(unpool.customOptions) == opts, "TfLitePoolParams bytes")
-    need(len(pool.outputs) == 2 and unpool.inputs[1] == pool.outputs[1], "indices not wired to the unpooling")
-    need("MAX_POOL_2D" not in m.names() and "RESIZE_NEAREST_NEIGHBOR" not in m.names(), "rewritten ops left")
     "custom_deconv.tflite": check_custom_deconv,
     "custom_argmax_unpool.tflite": check_custom_argmax_unpool,
     "cnn_digits.tflite": check_cnn_digits,

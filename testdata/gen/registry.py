@@ -361,6 +361,7 @@ IDIOM_MODELS = [
 ]
 # custom operators LiteRT's XNNPACK path runs (issue #12)  (make_all.py --only custom_ops;
 # custom_ops.py).  They run with the XNNPACK delegate only (runner.XNNPACK_MODELS).
+# ---------------------------------------------------------------------------
 CUSTOM_OPS_MODELS = [
     ("custom_deconv.tflite", "ops_conv_pool", True,
      "16x16 photo segmenter: CONV_2D (stride 2, RELU) -> CUSTOM Convolution2DTransposeBias (3x3, stride 2, SAME, "
@@ -373,6 +374,7 @@ CUSTOM_OPS_MODELS = [
      "custom_options = raw TfLitePoolParams, 40 bytes (padding 2, strides 2, filter 2x2, activation 0, computed "
      "padding 0); rewritten from MAX_POOL_2D and RESIZE_NEAREST_NEIGHBOR (trained with UpSampling2D, so the "
      "unpooled model's mask is rougher). Runs in LiteRT with XNNPACK only"),
+]
 XNNPACK_MODELS = {f for f, *_ in CUSTOM_OPS_MODELS}
 
 # file -> part of make_all.py that produces it
