@@ -12,6 +12,8 @@ Parts (registry.PARTS says which file belongs to which):
   quant_refs  TF full-integer int8 / 16x8 references of committed float models
               (quant_refs.py; needs the committed float models and their data);
   qat         the quantization-aware-training model and its data (qat.py);
+  streaming   the streaming model with resource-variable state, its TF int8 reference
+              and frame data (streaming.py);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -45,6 +47,7 @@ import qat  # noqa: E402
 import quant_refs  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
+import streaming  # noqa: E402
 
 N_PHOTO_CALIB = 48
 N_PHOTO_TEST = 24
@@ -217,10 +220,17 @@ digits CNN trained with tfmot `quantize_model`, converted three ways; its data
 `digits_qat.*` have a 360-digit test set (the accuracy comparison uses all of
 it) disjoint from the QAT training digits.
 
+Streaming (part `streaming`, `gen/streaming.py`, issue #20): `streaming_kws.*.tflite`
+keep state between invocations in resource variables (VAR_HANDLE / READ_VARIABLE /
+ASSIGN_VARIABLE, initialised by a CALL_ONCE subgraph); their data are frames meant
+to be run in order as one stream.  LiteRT's `reset_all_variables()` does not reset
+resource variables, so their expected outputs are the first 4 test frames streamed
+through one interpreter.
+
 Regenerate only these parts (the other files are left untouched; manifest.json
 and README.md are rewritten for all models):
 
-    /path/to/venv/bin/python testdata/gen/make_all.py --only quant_refs,qat
+    /path/to/venv/bin/python testdata/gen/make_all.py --only quant_refs,qat,streaming
 
 Not produced: L2_POOL_2D (TF has no op the converter lowers to it; the
 sqrt(avg_pool(x^2)) pattern stays SQUARE/AVERAGE_POOL_2D/SQRT), ONES_LIKE (no
@@ -262,6 +272,8 @@ def write_readme():
     lines.append("* `gen/quant_refs.py` — TF full-integer int8/16x8 references of committed float models "
                  "(rebuilds and verifies the float source first).")
     lines.append("* `gen/qat.py` — quantization-aware-training digits CNN (tfmot) and its three conversions.")
+    lines.append("* `gen/streaming.py` — streaming keyword-spotter-like model whose state lives in "
+                 "resource variables (tf.Module + tf.Variable), and TF's int8 conversion of it.")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -270,7 +282,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat")
+PARTS = ("base", "quant_refs", "qat", "streaming")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -298,6 +310,10 @@ def main():
         print("== QAT")
         qat.make_qat(report)
         qat.write_data()
+    if "streaming" in parts:
+        print("== streaming")
+        streaming.make_streaming(report)
+        streaming.write_data()
     print("== expected outputs")
     write_expected(parts)
     write_manifest()
