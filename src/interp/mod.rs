@@ -123,7 +123,7 @@ pub struct Interpreter<'m> {
     called_once: HashSet<usize>,
     /// Resource id of every VAR_HANDLE op, by (subgraph, operator): one id per
     /// (container, shared_name), numbered in model order, as LiteRT does.
-    handles: HashMap<(usize, usize), i32>,
+    handles: HandleIds,
     /// (container, shared_name) of each resource id, for messages.
     resource_names: Vec<(String, String)>,
     /// Current values of resource variables, by id (absent until first assigned).
@@ -798,9 +798,12 @@ impl<'m> Interpreter<'m> {
     }
 }
 
+/// Resource id by (subgraph, VAR_HANDLE operator).
+type HandleIds = HashMap<(usize, usize), i32>;
+
 /// The resource id of every VAR_HANDLE op and the (container, shared_name) of each id:
 /// ids are given in model order (subgraph, then operator), one per distinct name pair.
-fn resource_ids(model: &Model) -> (HashMap<(usize, usize), i32>, Vec<(String, String)>) {
+fn resource_ids(model: &Model) -> (HandleIds, Vec<(String, String)>) {
     let mut handles = HashMap::new();
     let mut names: Vec<(String, String)> = Vec::new();
     for (si, sg) in model.subgraphs.iter().enumerate() {

@@ -125,11 +125,18 @@ pub fn quantize_integer(
     opts: &IntegerOptions,
     report: &mut Report,
 ) -> Result<()> {
-    let fates = plan_fates(model, ranges, opts);
+    // Resource variables (streaming state): one range, one fate, one parameter set per
+    // variable (`variables.rs`).
+    let ranges = &super::variables::widen_ranges(model, ranges);
+    let mut fates = plan_fates(model, ranges, opts);
+    super::variables::consistent_fates(model, &mut fates);
     if opts.strict {
         strict_check(model, &fates)?;
     }
-    let params = plan_params(model, ranges, &fates, opts)?;
+    let mut params = plan_params(model, ranges, &fates, opts)?;
+    let unified = super::variables::unify(model, &fates, &params.activations)?;
+    params.requant.extend(unified.requant);
+    params.constants = unified.constants;
     for (si, sg_fates) in fates.iter().enumerate() {
         for (oi, fate) in sg_fates.iter().enumerate() {
             let op = &model.subgraphs[si].operators[oi];
@@ -314,6 +321,8 @@ struct Params {
     /// `(subgraph, operator, input position)` → parameters the input must be
     /// requantized to (its group's parameters differ from the tensor's own).
     requant: BTreeMap<(usize, usize, usize), QuantParams>,
+    /// Constants that must take given parameters (values assigned to a variable).
+    constants: BTreeMap<(usize, usize), QuantParams>,
 }
 
 /// Union-find over tensor indices of one subgraph.
@@ -388,6 +397,7 @@ fn plan_params(
         activations: BTreeMap::new(),
         range_of: BTreeMap::new(),
         requant: BTreeMap::new(),
+        constants: BTreeMap::new(),
     };
     for (si, sg) in model.subgraphs.iter().enumerate() {
         let n = sg.tensors.len();
@@ -1117,7 +1127,11 @@ fn quantize_constant(
                 Output::NonReal => shared_anchor_input(model, si, orig_in, rule),
                 _ => None,
             };
-            let group = anchor.and_then(|a| params.activations.get(&(si, a)).cloned());
+            let group = params
+                .constants
+                .get(&(si, t))
+                .cloned()
+                .or_else(|| anchor.and_then(|a| params.activations.get(&(si, a)).cloned()));
             let qp = match group {
                 Some(g) => g,
                 None if rule.op == Op::BatchMatmul => {
