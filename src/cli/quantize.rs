@@ -188,6 +188,8 @@ fn options(a: &Args) -> Result<Options> {
 
 pub fn run(a: Args) -> Result<()> {
     let mut opts = options(&a)?;
+    // Checked before any work (--reset-state is read again for calibration/validation).
+    let samples = a.data_args.sample_options()?;
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.input)?;
     if opts.mode.is_integer() {
@@ -234,7 +236,6 @@ pub fn run(a: Args) -> Result<()> {
     }
     super::status(&report.summary());
     let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    let samples = a.data_args.sample_options();
     super::compare::validate(&a.validate, &a.input, &a.output, &samples, stdout_taken)
 }
 

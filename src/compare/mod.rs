@@ -36,7 +36,7 @@ use std::path::Path;
 
 use crate::calib::{SampleOptions, Samples};
 use crate::error::{Error, Result};
-use crate::interp::Value;
+use crate::interp::{ResetState, SequenceIds, Value};
 use crate::ir::Model;
 use crate::litert::{CpuKernels, LiteRt, LoadOptions, OpenOptions};
 
@@ -76,6 +76,9 @@ pub struct Options {
     pub open: OpenOptions,
     /// Also compare every intermediate tensor present in both models.
     pub tensors: bool,
+    /// When stateful models (resource variables, variable tensors) start again from
+    /// their initial state; both models follow it on either runtime.
+    pub reset: ResetState,
 }
 
 /// A comparison in progress: feed samples with [`Comparison::add_sample`], then take
@@ -116,7 +119,7 @@ impl<'m> Comparison<'m> {
         };
         let ft: Vec<usize> = tensors.iter().map(|p| p.float.tensor).collect();
         let qt: Vec<usize> = tensors.iter().map(|p| p.quant.tensor).collect();
-        let (frun, qrun, litert) = match opts.runtime {
+        let (mut frun, mut qrun, litert) = match opts.runtime {
             Runtime::Reference => (
                 Runner::reference(float, &ft)?,
                 Runner::reference(quant, &qt)?,
@@ -134,6 +137,8 @@ impl<'m> Comparison<'m> {
                 (f, q, Some(info))
             }
         };
+        frun.set_reset_policy(opts.reset, float);
+        qrun.set_reset_policy(opts.reset, quant);
         Ok(Comparison {
             float_model: float,
             quant_model: quant,
@@ -161,6 +166,12 @@ impl<'m> Comparison<'m> {
     /// The intermediate tensor pairs (empty unless asked for).
     pub fn tensors(&self) -> &[Pair] {
         &self.tensors[..self.listed]
+    }
+
+    /// Resets the state of both models now (where a new sequence starts).
+    pub fn reset_state(&mut self) -> Result<()> {
+        self.float.reset_state()?;
+        self.quant.reset_state()
     }
 
     /// Runs one sample through both models and folds the values into the metrics.
@@ -370,7 +381,11 @@ pub fn compare(
 ) -> Result<Report> {
     let mut c = Comparison::new(float, quant, opts)?;
     let (fs, qs) = open_samples(float, quant, data, samples)?;
-    for (a, b) in fs.zip(qs) {
+    let seq = SequenceIds::new(fs.sequence_ids().map(<[i64]>::to_vec));
+    for (i, (a, b)) in fs.zip(qs).enumerate() {
+        if seq.starts_sequence(i) {
+            c.reset_state()?;
+        }
         c.add_sample(&a?, &b?)?;
     }
     Ok(c.report())

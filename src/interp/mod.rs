@@ -333,6 +333,12 @@ impl<'m> Interpreter<'m> {
         self.schedule.policy()
     }
 
+    /// Changes the reset policy (counting starts again from the next run).
+    pub fn set_reset_policy(&mut self, policy: ResetState) {
+        self.options.reset = policy;
+        self.schedule = Schedule::new(policy, self.model);
+    }
+
     /// Runs subgraph 0 on one sample per input (shapes as the model's inputs; a
     /// dynamic dimension takes any size) and returns its outputs.
     pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
