@@ -11,5 +11,6 @@ mod interp;
 mod litert_capi;
 mod qat;
 mod roundtrip;
+mod streaming;
 mod versions;
 mod weights;
