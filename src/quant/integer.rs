@@ -757,7 +757,8 @@ fn apply(
                 let target = if q {
                     let i = ensure_int(model, &mut versions, &mut new_ops_after, t);
                     if let Some(rp) = params.requant.get(&(si, oi, pos)) {
-                        requantize(model, si, i, rp.clone(), &mut new_ops_after, place_after(t))
+                        let p = (rp.clone(), width.dtype());
+                        requantize(model, si, i, p, &mut new_ops_after, place_after(t))
                     } else {
                         i
                     }
@@ -878,17 +879,19 @@ fn twin(src: &Tensor, suffix: &str, dtype: TensorType, quant: Option<QuantParams
     t
 }
 
-/// A QUANTIZE from integer tensor `src` to a new integer tensor with `p`.
+/// A QUANTIZE from integer tensor `src` to a new integer tensor with parameters `p.0`
+/// of type `p.1` (given: `src` may be an original index whose type changes only after
+/// rewiring).
 fn requantize(
     model: &mut Model,
     si: usize,
     src: usize,
-    p: QuantParams,
+    p: (QuantParams, TensorType),
     new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
     after: Option<usize>,
 ) -> usize {
     let s = &model.subgraphs[si].tensors[src];
-    let t = twin(s, "/requantized", s.dtype, Some(p));
+    let t = twin(s, "/requantized", p.1, Some(p.0));
     let ti = model.subgraphs[si].add_tensor(t) as usize;
     let code = model.ensure_opcode(Op::Quantize, 1);
     new_ops_after.entry(after).or_default().push(Operator::new(

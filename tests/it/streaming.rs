@@ -490,3 +490,78 @@ fn bad_reset_policy_and_sequence_ids_are_clear_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("sequence_id") && err.contains("[8]"), "{err}");
 }
+
+/// A state written through an op with fixed output parameters (TANH: 1/128, 0) while
+/// its READ side shares the concatenation's: the ASSIGN edge is requantized to the
+/// variable's parameters (the variable holds one set), and LiteRT streams the result
+/// close to the float model.
+#[test]
+fn assign_with_other_parameters_is_requantized_to_the_variable() {
+    use tflquant::ir::{Operator, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tflquant::read_path(testdata(FLOAT)).unwrap();
+    let tanh = m.ensure_opcode(Op::Tanh, 1);
+    let sg = &mut m.subgraphs[0];
+    let pos = sg
+        .operators
+        .iter()
+        .position(|o| {
+            o.inputs.len() == 2 && {
+                let v = &sg.tensors[o.inputs[1] as usize];
+                v.shape == [1, 2, 1, 8] && v.dtype == TensorType::Float32
+            }
+        })
+        .expect("the ASSIGN of the 8-feature state");
+    let value = sg.operators[pos].inputs[1];
+    let t = sg.add_tensor(Tensor::new(
+        "state1_tanh",
+        TensorType::Float32,
+        vec![1, 2, 1, 8],
+    ));
+    sg.operators[pos].inputs[1] = t;
+    sg.operators
+        .insert(pos, Operator::new(tanh, vec![value], vec![t]));
+    let float = dir.path().join("kws_tanh.tflite");
+    tflquant::writer::write_path(&m, &float, &Default::default()).unwrap();
+    let out = dir.path().join("kws_tanh.int8.tflite");
+    quantize_cli(
+        &float,
+        &out,
+        &[
+            "--mode",
+            "int8",
+            "--calibration",
+            testdata("streaming_kws.calib.npy").to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let q = tflquant::read_path(&out).unwrap();
+    for (name, reads, assigns) in variable_tensors(&q) {
+        let p = params(&q, reads[0]);
+        assert_eq!(p.0, TensorType::Int8, "{name}");
+        for &a in &assigns {
+            assert_eq!(params(&q, a), p, "{name}: ASSIGN value");
+        }
+        if name == "state1" {
+            // Not TANH's fixed parameters: a QUANTIZE int8 → int8 feeds the ASSIGN.
+            assert_ne!(p.1.scale[0], 1.0 / 128.0);
+            let sg = &q.subgraphs[0];
+            let (_, t) = assigns.iter().find(|(si, _)| *si == 0).copied().unwrap();
+            let producer = sg.producers()[t].unwrap();
+            assert_eq!(q.builtin(&sg.operators[producer]), Op::Quantize);
+            let src = &sg.tensors[sg.operators[producer].inputs[0] as usize];
+            assert_eq!(src.dtype, TensorType::Int8);
+            assert_eq!(src.quant.as_ref().unwrap().scale, vec![1.0 / 128.0]);
+        }
+    }
+    let x = frames(256);
+    let f = litert_run_stream(&float, std::slice::from_ref(&x), false)
+        .unwrap()
+        .0;
+    let o = litert_run_stream(&out, std::slice::from_ref(&x), false)
+        .unwrap()
+        .0;
+    let s = sqnr_db(&f32s(&f[0]), &f32s(&o[0]));
+    eprintln!("tanh-state variant: int8 SQNR {s:.2} dB on LiteRT");
+    assert!(s > 30.0, "SQNR {s:.2} dB");
+}
