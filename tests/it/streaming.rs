@@ -43,7 +43,10 @@ fn f32s(a: &Array) -> Vec<f64> {
 
 /// Our interpreter over `n` frames in order (default policy: one stream), with every
 /// subgraph-0 tensor value per frame.
-fn stream_ours(model: &Model, x: &Array) -> (Vec<Vec<f64>>, Vec<Vec<(usize, Value)>>) {
+/// Per frame: the outputs, and every (tensor, value) of subgraph 0.
+type Streamed = (Vec<Vec<f64>>, Vec<Vec<(usize, Value)>>);
+
+fn stream_ours(model: &Model, x: &Array) -> Streamed {
     let mut it = Interpreter::new(model).unwrap();
     let mut outs = Vec::new();
     let mut seen = Vec::new();
@@ -184,9 +187,12 @@ fn tf_int8_streaming_model_is_simulated_within_one_step() {
 
 /// (READ_VARIABLE outputs, ASSIGN_VARIABLE values) per VAR_HANDLE name, over every
 /// subgraph: (subgraph, tensor).
-fn variable_tensors(m: &Model) -> Vec<(String, Vec<(usize, usize)>, Vec<(usize, usize)>)> {
+/// (subgraph, tensor) lists.
+type At = Vec<(usize, usize)>;
+
+fn variable_tensors(m: &Model) -> Vec<(String, At, At)> {
     use std::collections::BTreeMap;
-    let mut by: BTreeMap<String, (Vec<(usize, usize)>, Vec<(usize, usize)>)> = BTreeMap::new();
+    let mut by: BTreeMap<String, (At, At)> = BTreeMap::new();
     for (si, sg) in m.subgraphs.iter().enumerate() {
         let mut handle = BTreeMap::new();
         for op in &sg.operators {
@@ -564,4 +570,36 @@ fn assign_with_other_parameters_is_requantized_to_the_variable() {
     let s = sqnr_db(&f32s(&f[0]), &f32s(&o[0]));
     eprintln!("tanh-state variant: int8 SQNR {s:.2} dB on LiteRT");
     assert!(s > 30.0, "SQNR {s:.2} dB");
+}
+
+/// Variable tensors of the older kind (a converted Keras LSTM's h/c state) follow the
+/// same option: reset before every sample by default (`auto`), carried over with
+/// `--reset-state never`.
+#[test]
+fn lstm_variable_tensors_follow_the_reset_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = testdata("lstm_seq.tflite");
+    let input = testdata("lstm_seq.test.npy");
+    let run = |policy: &str| {
+        let out = dir.path().join(format!("{policy}.npz"));
+        let (code, _, err) = run_cli(&[
+            "run".as_ref(),
+            model.as_os_str(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--samples".as_ref(),
+            "4".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--reset-state".as_ref(),
+            policy.as_ref(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        data::read_npz(&out).unwrap().remove(0).1.data.to_f64()
+    };
+    let (auto, every, never) = (run("auto"), run("every"), run("never"));
+    assert_eq!(auto, every);
+    let per = auto.len() / 4;
+    assert_eq!(auto[..per], never[..per], "the first sample starts fresh");
+    assert_ne!(auto[per..], never[per..], "state not carried over");
 }
