@@ -267,11 +267,14 @@ impl<'m> Comparison<'m> {
 /// The error a tensor's inputs already carry: walking up the quantized model from a
 /// tensor's producer to the nearest compared tensors (through tensors that are not
 /// compared), the largest noise ratio `Σ (r − t)² / Σ r²` found. Model inputs that are
-/// not compared, and ops without activation inputs, contribute none.
+/// not compared, and ops without activation inputs, contribute none. A value read from a
+/// resource variable comes from what was assigned to it (one invocation earlier).
 struct Upstream<'a> {
     model: &'a Model,
     ratios: &'a HashMap<usize, f64>,
     producers: Vec<Option<usize>>,
+    /// READ_VARIABLE output → the values assigned to that variable.
+    state: HashMap<usize, Vec<usize>>,
     memo: std::cell::RefCell<HashMap<usize, f64>>,
 }
 
@@ -285,6 +288,7 @@ impl<'a> Upstream<'a> {
                 .first()
                 .map(|sg| sg.producers())
                 .unwrap_or_default(),
+            state: crate::interp::state::state_sources(model, 0),
             memo: Default::default(),
         }
     }
@@ -302,8 +306,13 @@ impl<'a> Upstream<'a> {
             return 0.0;
         };
         let mut worst = 0f64;
-        for &i in &sg.operators[op].inputs {
-            let Ok(i) = usize::try_from(i) else { continue };
+        let assigned = self.state.get(&tensor).into_iter().flatten();
+        let inputs = sg.operators[op]
+            .inputs
+            .iter()
+            .filter_map(|&i| usize::try_from(i).ok())
+            .chain(assigned.copied());
+        for i in inputs {
             let Some(t) = sg.tensors.get(i) else { continue };
             if self.model.is_constant(t) {
                 continue;

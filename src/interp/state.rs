@@ -16,12 +16,13 @@
 //! LiteRT interpreter has); [`Schedule`] applies it sample by sample, and is shared by the
 //! interpreter and the LiteRT runner of `compare` so both reset at the same samples.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::fb::BuiltinOperator as B;
+use crate::fb::{BuiltinOperator as B, BuiltinOptions};
 use crate::ir::Model;
 
 /// When state is reset to its initial value, counted in invocations (samples).
@@ -99,6 +100,51 @@ pub fn is_stateful(model: &Model) -> bool {
             .iter()
             .flat_map(|sg| &sg.tensors)
             .any(|t| t.is_variable)
+}
+
+/// For each READ_VARIABLE output of subgraph `si`, the values ASSIGN_VARIABLE writes to
+/// the same variable in that subgraph: where a read value came from, one invocation
+/// earlier (variables matched by their VAR_HANDLE's container and shared_name).
+pub fn state_sources(model: &Model, si: usize) -> HashMap<usize, Vec<usize>> {
+    let mut out = HashMap::new();
+    let Some(sg) = model.subgraphs.get(si) else {
+        return out;
+    };
+    let mut key_of: HashMap<i32, (String, String)> = HashMap::new();
+    for op in &sg.operators {
+        if model.builtin(op) != B::VarHandle {
+            continue;
+        }
+        let key = match &op.builtin_options {
+            Some(BuiltinOptions::VarHandleOptions(o)) => (
+                o.container.clone().unwrap_or_default(),
+                o.shared_name.clone().unwrap_or_default(),
+            ),
+            _ => Default::default(),
+        };
+        if let Some(&h) = op.outputs.first() {
+            key_of.insert(h, key);
+        }
+    }
+    let key = |op: &crate::ir::Operator| op.inputs.first().and_then(|h| key_of.get(h));
+    for read in &sg.operators {
+        if model.builtin(read) != B::ReadVariable {
+            continue;
+        }
+        let (Some(k), Some(&out_t)) = (key(read), read.outputs.first()) else {
+            continue;
+        };
+        let values: Vec<usize> = sg
+            .operators
+            .iter()
+            .filter(|a| model.builtin(a) == B::AssignVariable && key(a) == Some(k))
+            .filter_map(|a| a.inputs.get(1).and_then(|&v| usize::try_from(v).ok()))
+            .collect();
+        if let Ok(t) = usize::try_from(out_t) {
+            out.insert(t, values);
+        }
+    }
+    out
 }
 
 /// Decides, invocation by invocation, whether state is reset first. A reset made from

@@ -603,3 +603,36 @@ fn lstm_variable_tensors_follow_the_reset_option() {
     assert_eq!(auto[..per], never[..per], "the first sample starts fresh");
     assert_ne!(auto[per..], never[per..], "state not carried over");
 }
+
+/// `compare --tensors`: a value read from a variable carries the error of what was
+/// assigned to it one invocation earlier, so READ_VARIABLE is not blamed for it (its
+/// local SQNR is far above its accumulated SQNR).
+#[test]
+fn compare_tensors_traces_state_error_to_the_assignment() {
+    let (code, out, err) = run_cli(&[
+        "compare".as_ref(),
+        testdata(FLOAT).as_os_str(),
+        testdata(TF_INT8).as_os_str(),
+        "--data".as_ref(),
+        testdata("streaming_kws.test.npy").as_os_str(),
+        "--tensors".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tensors = j["tensors"].as_array().unwrap();
+    let reads: Vec<_> = tensors
+        .iter()
+        .filter(|t| t["op"] == "READ_VARIABLE")
+        .collect();
+    assert_eq!(reads.len(), 2);
+    for t in reads {
+        let (local, acc) = (t["local_sqnr_db"].as_f64(), t["sqnr_db"].as_f64().unwrap());
+        assert!(
+            local.is_none_or(|l| l > acc + 10.0),
+            "{}: local {local:?} vs accumulated {acc}",
+            t["name"]
+        );
+    }
+    assert_ne!(tensors[0]["op"], "READ_VARIABLE", "worst first: {}", tensors[0]);
+}
