@@ -676,7 +676,7 @@ impl<'m> Interpreter<'m> {
                 .handles
                 .get(&(si, oi))
                 .copied()
-                .ok_or_else(|| KErr::Bad("VAR_HANDLE without VarHandleOptions".into()))?;
+                .ok_or_else(|| KErr::Bad("VAR_HANDLE has no resource id".into()))?;
             return Ok(vec![Value {
                 shape: Vec::new(),
                 data: Data::I32(vec![id]),

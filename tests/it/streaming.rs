@@ -634,5 +634,33 @@ fn compare_tensors_traces_state_error_to_the_assignment() {
             t["name"]
         );
     }
-    assert_ne!(tensors[0]["op"], "READ_VARIABLE", "worst first: {}", tensors[0]);
+    assert_ne!(
+        tensors[0]["op"], "READ_VARIABLE",
+        "worst first: {}",
+        tensors[0]
+    );
+}
+
+/// Reading a variable nothing has assigned yet (here: the CALL_ONCE init removed) is a
+/// data error naming the variable, as LiteRT fails the invoke.
+#[test]
+fn reading_an_unassigned_variable_is_an_error_naming_it() {
+    let mut m = tflquant::read_path(testdata(FLOAT)).unwrap();
+    let sg = &mut m.subgraphs[0];
+    let call_once = m
+        .operator_codes
+        .iter()
+        .position(|c| c.builtin == Op::CallOnce)
+        .unwrap() as u32;
+    sg.operators.retain(|o| o.opcode_index != call_once);
+    let mut it = Interpreter::new(&m).unwrap();
+    let err = it.run(&[sample(&frames(1), 0)]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("READ_VARIABLE")
+            && msg.contains("state")
+            && msg.contains("before any ASSIGN_VARIABLE"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), 2);
 }
