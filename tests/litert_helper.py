@@ -3,10 +3,12 @@
 
 Commands (all files are NumPy .npz; arrays hold samples on the first axis):
 
-  run MODEL INPUTS.npz OUTPUTS.npz [--all-tensors]
+  run MODEL INPUTS.npz OUTPUTS.npz [--all-tensors] [--stream]
       INPUTS holds `input_0`, `input_1`, ... in the order of the model's inputs
       (subgraph 0), each of shape [N, ...]; sample i is reshaped to the model input's
-      shape; variable tensors are reset before each sample. OUTPUTS gets `output_0`,
+      shape; variable tensors are reset before each sample (reset_all_variables, which
+      leaves resource variables alone), or with --stream nothing is reset: the samples
+      run as one stream through one interpreter. OUTPUTS gets `output_0`,
       ... stacked over the N samples. With
       --all-tensors it also gets `t<index>` for every tensor of subgraph 0 that has a
       value after invoke (interpreter built with experimental_preserve_all_tensors and
@@ -54,7 +56,7 @@ def load_interpreter(path, all_tensors=False):
     return Interpreter(model_path=path)
 
 
-def cmd_run(model, inputs_path, outputs_path, all_tensors):
+def cmd_run(model, inputs_path, outputs_path, all_tensors, stream=False):
     it = load_interpreter(model, all_tensors)
     it.allocate_tensors()
     ins = it.get_input_details()
@@ -67,7 +69,8 @@ def cmd_run(model, inputs_path, outputs_path, all_tensors):
     for s in range(n):
         # Samples are independent: variable tensors (LSTM state) start from their
         # initial values, as in testdata's expected outputs.
-        it.reset_all_variables()
+        if not stream:
+            it.reset_all_variables()
         for d, a in zip(ins, arrays):
             x = a[s]
             if x.dtype != d["dtype"]:
@@ -201,7 +204,7 @@ def cmd_metrics(float_model, quant_model, inputs_path, out_path):
 
 def main(argv):
     if len(argv) >= 4 and argv[1] == "run":
-        cmd_run(argv[2], argv[3], argv[4], "--all-tensors" in argv[5:])
+        cmd_run(argv[2], argv[3], argv[4], "--all-tensors" in argv[5:], "--stream" in argv[5:])
     elif len(argv) == 6 and argv[1] == "metrics":
         cmd_metrics(argv[2], argv[3], argv[4], argv[5])
     elif len(argv) == 4 and argv[1] == "schema":

@@ -203,6 +203,27 @@ impl<'m> Calibrator<'m> {
         })
     }
 
+    /// Runs `samples` in order, resetting state by their policy and where their
+    /// sequence ids change (stateful models see one stream per sequence, as in
+    /// deployment); `progress` is called after each with (done, total).
+    pub fn add_samples(
+        &mut self,
+        samples: Samples,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let total = samples.len();
+        let seq = samples.sequences();
+        self.interp.set_reset_policy(samples.reset_policy());
+        for (i, s) in samples.enumerate() {
+            if seq.starts_sequence(i) {
+                self.interp.reset_state();
+            }
+            self.add_sample(&s?)?;
+            progress(i + 1, total);
+        }
+        Ok(())
+    }
+
     /// The interpreter (e.g. to turn on per-op timing).
     pub fn interpreter(&mut self) -> &mut Interpreter<'m> {
         &mut self.interp
@@ -227,16 +248,15 @@ impl<'m> Calibrator<'m> {
     }
 }
 
-/// Calibrates `model` over every sample of `samples`.
+/// Calibrates `model` over every sample of `samples` (stateful models: see
+/// [`Calibrator::add_samples`]).
 pub fn calibrate(model: &Model, samples: Samples, opts: &CalibOptions) -> Result<Ranges> {
-    let total = samples.len();
     let mut c = Calibrator::new(model, opts.observer)?;
-    for (i, s) in samples.enumerate() {
-        c.add_sample(&s?)?;
+    c.add_samples(samples, &mut |done, total| {
         if let Some(p) = opts.progress {
-            p(i + 1, total);
+            p(done, total);
         }
-    }
+    })?;
     if c.collector.samples() == 0 {
         return Err(Error::Data("no calibration samples".into()));
     }

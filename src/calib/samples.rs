@@ -9,6 +9,10 @@
 //! * a directory of PNG/JPEG images for a single NHWC input (C = 1 or 3), resized to the
 //!   input size, normalised by `--mean/--std` or `--scale/--offset`, RGB or BGR.
 //!
+//! An `.npz` may also hold a `sequence_id` array (`[N]`, integers, one per sample) that
+//! says which samples form one stream: a stateful model's state is reset where it
+//! changes ([`Samples::sequence_ids`]; see [`crate::interp::state`]).
+//!
 //! Float samples for an int8/uint8/int16 input with quantization parameters are
 //! quantized with them. Anything else that does not fit says what was expected and
 //! what was found ([`Error::Data`], exit code 2).
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fb::{self, TensorType};
+use crate::interp::state::{ResetState, SequenceIds};
 use crate::interp::value::{self, Data, Value};
 use crate::ir::{Model, QuantParams};
 
@@ -62,6 +67,9 @@ pub struct SampleOptions {
     /// Use at most this many samples.
     pub max_samples: Option<usize>,
     pub image: ImageOptions,
+    /// Where a stateful model starts again from its initial state, in samples (besides
+    /// changes of the `.npz`'s `sequence_id`); [`Samples::reset_policy`] hands it on.
+    pub reset: ResetState,
 }
 
 /// What one model input expects.
@@ -338,11 +346,16 @@ enum Kind {
     },
 }
 
+/// Name of the optional `.npz` array of per-sample sequence ids.
+pub const SEQUENCE_ID: &str = "sequence_id";
+
 /// A stream of samples, one value per model input each.
 pub struct Samples {
     kind: Kind,
     total: usize,
     next: usize,
+    sequence_ids: Option<Vec<i64>>,
+    reset: ResetState,
 }
 
 impl Samples {
@@ -354,6 +367,7 @@ impl Samples {
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
             .unwrap_or_default();
+        let mut sequence_ids = None;
         let kind = if meta.is_dir() {
             let [spec] = specs.as_slice() else {
                 return Err(Error::Data(format!(
@@ -375,6 +389,7 @@ impl Samples {
         } else if ext == "npz" {
             let names = npz_names(path)?;
             let mut streams = Vec::new();
+            let mut used = Vec::new();
             for spec in &specs {
                 let mut wanted = vec![spec.name.clone()];
                 wanted.extend(spec.signature_name.clone());
@@ -398,6 +413,7 @@ impl Samples {
                     )));
                 };
                 streams.push(open_npz_member(path, &name, spec)?);
+                used.push(name);
             }
             if let Some(first) = streams.first() {
                 for s in &streams {
@@ -412,6 +428,10 @@ impl Samples {
                         )));
                     }
                 }
+            }
+            if names.iter().any(|n| n == SEQUENCE_ID) && !used.iter().any(|n| n == SEQUENCE_ID) {
+                let n = streams.first().map_or(0, |s| s.n);
+                sequence_ids = Some(read_sequence_ids(path, n)?);
             }
             Kind::Arrays(streams)
         } else {
@@ -429,7 +449,25 @@ impl Samples {
             kind,
             total,
             next: 0,
+            sequence_ids,
+            reset: opts.reset,
         })
+    }
+
+    /// The `sequence_id` of every sample of an `.npz` that has one (in file order; as
+    /// many as the file holds, also when `max_samples` yields fewer).
+    pub fn sequence_ids(&self) -> Option<&[i64]> {
+        self.sequence_ids.as_deref()
+    }
+
+    /// Where new sequences start, from [`Samples::sequence_ids`].
+    pub fn sequences(&self) -> SequenceIds {
+        SequenceIds::new(self.sequence_ids.clone())
+    }
+
+    /// The reset policy given in [`SampleOptions::reset`].
+    pub fn reset_policy(&self) -> ResetState {
+        self.reset
     }
 
     /// Number of samples this source yields.
@@ -458,6 +496,35 @@ impl Iterator for Samples {
             }
         })
     }
+}
+
+/// The `sequence_id` array of an `.npz`: integers, shape `[N]` for N samples.
+fn read_sequence_ids(path: &Path, n: usize) -> Result<Vec<i64>> {
+    let what = format!("{}[{SEQUENCE_ID}]", path.display());
+    let a = crate::data::read_npz_member(path, SEQUENCE_ID)?
+        .ok_or_else(|| Error::Internal(format!("{what}: listed but missing")))?;
+    if a.shape != [n] {
+        return Err(Error::Data(format!(
+            "{what}: expected one id per sample, shape [{n}], got {:?}",
+            a.shape
+        )));
+    }
+    use crate::data::ArrayData as D;
+    Ok(match a.data {
+        D::I8(v) => v.into_iter().map(i64::from).collect(),
+        D::U8(v) => v.into_iter().map(i64::from).collect(),
+        D::I16(v) => v.into_iter().map(i64::from).collect(),
+        D::U16(v) => v.into_iter().map(i64::from).collect(),
+        D::I32(v) => v.into_iter().map(i64::from).collect(),
+        D::U32(v) => v.into_iter().map(i64::from).collect(),
+        D::I64(v) => v,
+        other => {
+            return Err(Error::Data(format!(
+                "{what}: sequence ids must be integers, got {}",
+                other.dtype_name()
+            )));
+        }
+    })
 }
 
 fn image_source(dir: &Path, spec: &InputSpec, opts: &ImageOptions) -> Result<Kind> {

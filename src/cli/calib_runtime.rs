@@ -130,7 +130,7 @@ pub fn calibrate(
                 }
             })?;
             let kind: ObserverKind = observer.parse()?;
-            let samples = Samples::open(data, model, &data_args.sample_options())?;
+            let samples = Samples::open(data, model, &data_args.sample_options()?)?;
             let total = samples.len();
             if total == 0 {
                 return Err(Error::Data(format!("{}: no samples", data.display())));

@@ -38,10 +38,36 @@ pub struct DataArgs {
     /// Worker threads for the kernels (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
+// ---- stateful models (issue #20) ---------------------------------------------------
+
+/// When a stateful model's state (resource variables, variable tensors) starts again.
+#[derive(clap::Args, Debug)]
+pub struct StateArgs {
+    /// Stateful models: `auto` (default: the samples are one stream for models with
+    /// resource variables, independent for others), `every` (reset before every
+    /// sample), `never` (one stream), or N (reset every N samples, e.g. frames per
+    /// utterance). An .npz may also hold a `sequence_id` array (one integer per sample):
+    /// the state is reset wherever it changes.
+    #[arg(long, value_name = "auto|every|never|N", default_value = "auto")]
+    pub reset_state: String,
+}
+
+impl StateArgs {
+    pub fn policy(&self) -> Result<tflquant::interp::ResetState> {
+        self.reset_state
+            .parse()
+            .map_err(|e: Error| Error::Usage(format!("--reset-state: {e}")))
+    }
+}
+
+// -------------------------------------------------------------------------------------
+
 impl DataArgs {
-    pub fn sample_options(&self) -> SampleOptions {
+    pub fn sample_options(&self) -> Result<SampleOptions> {
         let normalize = match (&self.mean, &self.std) {
             (Some(m), Some(s)) => Normalize::MeanStd {
                 mean: m.clone(),
@@ -52,7 +78,8 @@ impl DataArgs {
                 offset: self.offset.unwrap_or(0.0),
             },
         };
-        SampleOptions {
+        Ok(SampleOptions {
+            reset: self.state.policy()?,
             max_samples: self.samples,
             image: ImageOptions {
                 normalize,
@@ -62,7 +89,7 @@ impl DataArgs {
                     ChannelOrder::Rgb
                 },
             },
-        }
+        })
     }
 
     /// Sizes the global thread pool (once per process).
@@ -148,7 +175,7 @@ pub fn calibrate_model(
     observer: &str,
 ) -> Result<calib::Ranges> {
     let kind: ObserverKind = observer.parse()?;
-    let samples = Samples::open(data, model, &data_args.sample_options())?;
+    let samples = Samples::open(data, model, &data_args.sample_options()?)?;
     let total = samples.len();
     if total == 0 {
         return Err(Error::Data(format!("{}: no samples", data.display())));
@@ -157,10 +184,7 @@ pub fn calibrate_model(
     c.interpreter()
         .set_timing(log::log_enabled!(log::Level::Info));
     let pb = progress_bar(total, "calibrating");
-    for s in samples {
-        c.add_sample(&s?)?;
-        pb.inc(1);
-    }
+    c.add_samples(samples, &mut |_, _| pb.inc(1))?;
     pb.finish_and_clear();
     log_timings(c.interpreter());
     Ok(c.ranges())

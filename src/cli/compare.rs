@@ -86,6 +86,10 @@ fn run_comparison(
 ) -> Result<Report> {
     let fm = tflquant::read_path(float)?;
     let qm = tflquant::read_path(quant)?;
+    let opts = &Options {
+        reset: samples.reset,
+        ..opts.clone()
+    };
     let mut c = Comparison::new(&fm, &qm, opts).map_err(|e| match e {
         Error::Unsupported { at, what } if opts.runtime == Runtime::Reference => {
             Error::Unsupported {
@@ -100,7 +104,11 @@ fn run_comparison(
     })?;
     let (fs, qs) = open_samples(&fm, &qm, data, samples)?;
     let pb = progress_bar(fs.len(), "comparing");
-    for (a, b) in fs.zip(qs) {
+    let seq = fs.sequences();
+    for (i, (a, b)) in fs.zip(qs).enumerate() {
+        if seq.starts_sequence(i) {
+            c.reset_state()?;
+        }
         c.add_sample(&a?, &b?)?;
         pb.inc(1);
     }
@@ -126,12 +134,13 @@ pub fn run(a: Args) -> Result<()> {
             ..Default::default()
         },
         tensors: a.tensors,
+        ..Default::default()
     };
     let mut report = run_comparison(
         &a.float,
         &a.quant,
         &a.data,
-        &a.data_args.sample_options(),
+        &a.data_args.sample_options()?,
         &opts,
         "--runtime",
     )?;

@@ -190,6 +190,8 @@ fn options(a: &Args) -> Result<Options> {
 
 pub fn run(a: Args) -> Result<()> {
     let mut opts = options(&a)?;
+    // Checked before any work (--reset-state is read again for calibration/validation).
+    let samples = a.data_args.sample_options()?;
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.input)?;
     // The runtime that calibrated, which --validate defaults to.
@@ -226,7 +228,6 @@ pub fn run(a: Args) -> Result<()> {
     report.input_bytes = file_len(&a.input);
     report.output_bytes = file_len(&a.output);
     if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode) {
-        let samples = a.data_args.sample_options();
         if let Some(w) = calibration_check(&model, &out, data, &samples) {
             eprintln!("warning: {w}");
             report.note(format!("warning: {w}"));
@@ -246,7 +247,6 @@ pub fn run(a: Args) -> Result<()> {
     }
     super::status(&report.summary());
     let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    let samples = a.data_args.sample_options();
     let runtime = match used {
         Some(rt) if a.validate.is_set() => rt,
         _ if a.validate.is_set() => a.calib_runtime.resolve(&model, "validating"),

@@ -80,7 +80,7 @@ fn stack(name: &str, vals: &[Value]) -> Result<Array> {
 pub fn run(a: Args) -> Result<()> {
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.model)?;
-    let samples = tflquant::calib::Samples::open(&a.input, &model, &a.data_args.sample_options())?;
+    let samples = tflquant::calib::Samples::open(&a.input, &model, &a.data_args.sample_options()?)?;
     let total = samples.len();
     if total == 0 {
         return Err(Error::Data(format!("{}: no samples", a.input.display())));
@@ -109,11 +109,16 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let mut interp = Interpreter::new(&model)?;
+    interp.set_reset_policy(samples.reset_policy());
     interp.set_timing(log::log_enabled!(log::Level::Info));
+    let seq = samples.sequences();
     let mut outputs: Vec<Vec<Value>> = vec![Vec::new(); sg.outputs.len()];
     let mut kept: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
     let pb = progress_bar(total, "running");
-    for s in samples {
+    for (i, s) in samples.enumerate() {
+        if seq.starts_sequence(i) {
+            interp.reset_state();
+        }
         let s = s?;
         let mut seen: HashMap<usize, Value> = HashMap::new();
         let mut obs = |id: TensorId, v: &Value| {

@@ -36,7 +36,7 @@ use std::path::Path;
 
 use crate::calib::{SampleOptions, Samples};
 use crate::error::{Error, Result};
-use crate::interp::Value;
+use crate::interp::{ResetState, SequenceIds, Value};
 use crate::ir::Model;
 use crate::litert::{CpuKernels, LiteRt, LoadOptions, OpenOptions};
 
@@ -76,6 +76,9 @@ pub struct Options {
     pub open: OpenOptions,
     /// Also compare every intermediate tensor present in both models.
     pub tensors: bool,
+    /// When stateful models (resource variables, variable tensors) start again from
+    /// their initial state; both models follow it on either runtime.
+    pub reset: ResetState,
 }
 
 /// A comparison in progress: feed samples with [`Comparison::add_sample`], then take
@@ -116,7 +119,7 @@ impl<'m> Comparison<'m> {
         };
         let ft: Vec<usize> = tensors.iter().map(|p| p.float.tensor).collect();
         let qt: Vec<usize> = tensors.iter().map(|p| p.quant.tensor).collect();
-        let (frun, qrun, litert) = match opts.runtime {
+        let (mut frun, mut qrun, litert) = match opts.runtime {
             Runtime::Reference => (
                 Runner::reference(float, &ft)?,
                 Runner::reference(quant, &qt)?,
@@ -134,6 +137,8 @@ impl<'m> Comparison<'m> {
                 (f, q, Some(info))
             }
         };
+        frun.set_reset_policy(opts.reset, float);
+        qrun.set_reset_policy(opts.reset, quant);
         Ok(Comparison {
             float_model: float,
             quant_model: quant,
@@ -161,6 +166,12 @@ impl<'m> Comparison<'m> {
     /// The intermediate tensor pairs (empty unless asked for).
     pub fn tensors(&self) -> &[Pair] {
         &self.tensors[..self.listed]
+    }
+
+    /// Resets the state of both models now (where a new sequence starts).
+    pub fn reset_state(&mut self) -> Result<()> {
+        self.float.reset_state()?;
+        self.quant.reset_state()
     }
 
     /// Runs one sample through both models and folds the values into the metrics.
@@ -256,11 +267,14 @@ impl<'m> Comparison<'m> {
 /// The error a tensor's inputs already carry: walking up the quantized model from a
 /// tensor's producer to the nearest compared tensors (through tensors that are not
 /// compared), the largest noise ratio `Σ (r − t)² / Σ r²` found. Model inputs that are
-/// not compared, and ops without activation inputs, contribute none.
+/// not compared, and ops without activation inputs, contribute none. A value read from a
+/// resource variable comes from what was assigned to it (one invocation earlier).
 struct Upstream<'a> {
     model: &'a Model,
     ratios: &'a HashMap<usize, f64>,
     producers: Vec<Option<usize>>,
+    /// READ_VARIABLE output → the values assigned to that variable.
+    state: HashMap<usize, Vec<usize>>,
     memo: std::cell::RefCell<HashMap<usize, f64>>,
 }
 
@@ -274,6 +288,7 @@ impl<'a> Upstream<'a> {
                 .first()
                 .map(|sg| sg.producers())
                 .unwrap_or_default(),
+            state: crate::interp::state::state_sources(model, 0),
             memo: Default::default(),
         }
     }
@@ -291,8 +306,13 @@ impl<'a> Upstream<'a> {
             return 0.0;
         };
         let mut worst = 0f64;
-        for &i in &sg.operators[op].inputs {
-            let Ok(i) = usize::try_from(i) else { continue };
+        let assigned = self.state.get(&tensor).into_iter().flatten();
+        let inputs = sg.operators[op]
+            .inputs
+            .iter()
+            .filter_map(|&i| usize::try_from(i).ok())
+            .chain(assigned.copied());
+        for i in inputs {
             let Some(t) = sg.tensors.get(i) else { continue };
             if self.model.is_constant(t) {
                 continue;
@@ -370,7 +390,11 @@ pub fn compare(
 ) -> Result<Report> {
     let mut c = Comparison::new(float, quant, opts)?;
     let (fs, qs) = open_samples(float, quant, data, samples)?;
-    for (a, b) in fs.zip(qs) {
+    let seq = SequenceIds::new(fs.sequence_ids().map(<[i64]>::to_vec));
+    for (i, (a, b)) in fs.zip(qs).enumerate() {
+        if seq.starts_sequence(i) {
+            c.reset_state()?;
+        }
         c.add_sample(&a?, &b?)?;
     }
     Ok(c.report())

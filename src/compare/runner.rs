@@ -8,11 +8,17 @@
 //! * [`Runner::litert`]: the official LiteRT runtime through its C API. Tensors other than
 //!   outputs are read through a copy of the model that also outputs them
 //!   ([`crate::litert::with_extra_outputs`]), compiled once and run per sample.
+//!
+//! Both carry state (resource variables) from one sample to the next as their runtime
+//! does, and reset it by the same [`ResetState`] policy: the interpreter by itself,
+//! LiteRT by compiling the model again (a fresh compiled model has fresh variables;
+//! LiteRT's own variable reset does not touch resource variables).
 
 use std::collections::HashMap;
 
 use crate::data::Array;
 use crate::error::{Error, Result};
+use crate::interp::state::{self, ResetState, Schedule};
 use crate::interp::{Flow, Interpreter, TensorId, Value};
 use crate::ir::Model;
 use crate::litert::{CompiledModel, CpuKernels, LiteRt, OpenOptions, with_extra_outputs};
@@ -42,7 +48,32 @@ enum Engine<'m> {
         outputs: usize,
         /// Per requested tensor: where its value comes from.
         sources: Vec<Source>,
+        /// How to compile the model again (to reset its state).
+        recompile: Box<Recompile>,
+        /// When to reset; `None` for models without resource variables.
+        schedule: Option<Schedule>,
     },
+}
+
+/// What compiles a LiteRT model again.
+struct Recompile {
+    lite: LiteRt,
+    opts: OpenOptions,
+    source: Recompiled,
+}
+
+enum Recompiled {
+    File(std::path::PathBuf),
+    Model(Box<Model>, String),
+}
+
+impl Recompile {
+    fn compile(&self) -> Result<CompiledModel> {
+        match &self.source {
+            Recompiled::File(path) => self.lite.open(path, &self.opts),
+            Recompiled::Model(m, name) => self.lite.open_model(m, name, &self.opts),
+        }
+    }
 }
 
 /// A model ready to run sample by sample, with the tensors to hand back.
@@ -86,15 +117,23 @@ impl<'m> Runner<'m> {
             .copied()
             .filter(|&t| input_pos(t).is_none())
             .collect();
-        let (compiled, positions) = match (&source, fetch.is_empty()) {
+        let (recompile, positions) = match (&source, fetch.is_empty()) {
             // The user's own file when nothing extra is read.
-            (Some(path), true) => (lite.open(path, opts)?, Vec::new()),
+            (Some(path), true) => (Recompiled::File(path.clone()), Vec::new()),
             _ => {
                 let (copy, positions) = with_extra_outputs(model, &fetch)?;
                 let name = format!("{name} (with extra outputs)");
-                (lite.open_model(&copy, &name, opts)?, positions)
+                (Recompiled::Model(Box::new(copy), name), positions)
             }
         };
+        let recompile = Recompile {
+            lite: lite.clone(),
+            opts: *opts,
+            source: recompile,
+        };
+        let compiled = recompile.compile()?;
+        let schedule =
+            state::has_resource_variables(model).then(|| Schedule::new(ResetState::Auto, model));
         let mut fetched = positions.into_iter();
         let sources = tensors
             .iter()
@@ -110,6 +149,8 @@ impl<'m> Runner<'m> {
                 compiled: Box::new(compiled),
                 outputs,
                 sources,
+                recompile: Box::new(recompile),
+                schedule,
             },
             slots: slots(tensors),
             requested: tensors.len(),
@@ -122,6 +163,38 @@ impl<'m> Runner<'m> {
             Engine::Reference(_) => None,
             Engine::LiteRt { compiled, .. } => Some(compiled.kernels()),
         }
+    }
+
+    /// Sets when state is reset (default [`ResetState::Auto`]: never for models with
+    /// resource variables, every sample for others).
+    pub fn set_reset_policy(&mut self, policy: ResetState, model: &Model) {
+        match &mut self.engine {
+            Engine::Reference(interp) => interp.set_reset_policy(policy),
+            Engine::LiteRt { schedule, .. } => {
+                if let Some(s) = schedule {
+                    *s = Schedule::new(policy, model);
+                }
+            }
+        }
+    }
+
+    /// Resets the model's state now (e.g. where a new sequence starts).
+    pub fn reset_state(&mut self) -> Result<()> {
+        match &mut self.engine {
+            Engine::Reference(interp) => interp.reset_state(),
+            Engine::LiteRt {
+                compiled,
+                recompile,
+                schedule,
+                ..
+            } => {
+                if let Some(s) = schedule {
+                    **compiled = recompile.compile()?;
+                    s.restarted();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs one sample (one value per model input, with the input's shape).
@@ -149,7 +222,14 @@ impl<'m> Runner<'m> {
                 compiled,
                 outputs,
                 sources,
+                recompile,
+                schedule,
             } => {
+                if let Some(s) = schedule
+                    && s.before()
+                {
+                    **compiled = recompile.compile()?;
+                }
                 let arrays: Vec<Array> = inputs.iter().map(Value::to_array).collect();
                 let mut all = compiled.run(&arrays)?;
                 let to_value = |a: &Array| {

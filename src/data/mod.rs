@@ -210,6 +210,22 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Array)>> {
     Ok(out)
 }
 
+/// Reads one array of a `.npz` file; `None` when the archive has no array `name`.
+pub fn read_npz_member(path: impl AsRef<Path>, name: &str) -> Result<Option<Array>> {
+    let path = path.as_ref();
+    let f = BufReader::new(File::open(path).map_err(|e| Error::input(path, e))?);
+    let mut z = npyz::npz::NpzArchive::new(f)
+        .map_err(|e| Error::Data(format!("{}: not a valid .npz file: {e}", path.display())))?;
+    let what = format!("{}[{name}]", path.display());
+    match z
+        .by_name(name)
+        .map_err(|e| Error::Data(format!("{what}: {e}")))?
+    {
+        Some(npy) => Ok(Some(read_npy_file(npy, &what)?)),
+        None => Ok(None),
+    }
+}
+
 /// Writes arrays to a `.npz` file (uncompressed, like `np.savez`), in the given order.
 pub fn write_npz(path: impl AsRef<Path>, arrays: &[(String, Array)]) -> Result<()> {
     let path = path.as_ref();

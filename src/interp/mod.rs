@@ -8,8 +8,12 @@
 //!   it decodes constants once (float16 kept for DEQUANTIZE, sparse tensors densified,
 //!   quantized constants also kept dequantized).
 //! * Ops run in topological order; a value is freed after its last reader.
-//! * Variable tensors (LSTM state) start from their initial value for every run unless
-//!   [`Options::reset_variables`] is false.
+//! * State that survives a run — resource variables (`VAR_HANDLE`, `READ_VARIABLE`,
+//!   `ASSIGN_VARIABLE`, created once per state lifetime by a `CALL_ONCE` init subgraph)
+//!   and variable tensors (`is_variable`, e.g. LSTM state) — follows LiteRT's semantics
+//!   and is reset as [`Options::reset`] says: by default carried over from run to run for
+//!   models with resource variables (a stream), reset before every run otherwise; see
+//!   [`state`]. [`Interpreter::reset_state`] resets it on demand.
 //! * **Quantized models are simulated, not run bit-exactly**: a tensor of type
 //!   int8/uint8/int16/int32/int64 with quantization parameters holds integers; an op
 //!   reading it sees `(q - zero_point) * scale` (per tensor or per axis) in float32,
@@ -22,12 +26,14 @@
 
 mod kernels;
 mod sparse;
+pub mod state;
 pub mod value;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use state::{ResetState, Schedule, SequenceIds};
 pub use value::{Data, Value};
 
 use crate::error::{Error, Loc, Result};
@@ -58,9 +64,10 @@ pub enum Flow {
 /// Run-time options.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Reset variable tensors (e.g. LSTM state) to their initial value before every
-    /// run (the default), instead of carrying them over from the previous run.
-    pub reset_variables: bool,
+    /// When state (resource variables, CALL_ONCE status, variable tensors) goes back to
+    /// its initial value, counted in runs. Default [`ResetState::Auto`]: never for models
+    /// with resource variables, before every run otherwise.
+    pub reset: ResetState,
     /// Upper bound of iterations of one WHILE op (a guard against endless loops).
     pub max_loop_iterations: u64,
 }
@@ -68,7 +75,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            reset_variables: true,
+            reset: ResetState::Auto,
             max_loop_iterations: 10_000_000,
         }
     }
@@ -113,7 +120,16 @@ pub struct Interpreter<'m> {
     /// Current values of variable tensors.
     variables: HashMap<TensorId, Arc<Value>>,
     initial_variables: HashMap<TensorId, Arc<Value>>,
-    called_once: HashSet<(usize, usize)>,
+    /// Init subgraphs a CALL_ONCE has run (LiteRT keys the status by subgraph).
+    called_once: HashSet<usize>,
+    /// Resource id of every VAR_HANDLE op, by (subgraph, operator): one id per
+    /// (container, shared_name), numbered in model order, as LiteRT does.
+    handles: HandleIds,
+    /// (container, shared_name) of each resource id, for messages.
+    resource_names: Vec<(String, String)>,
+    /// Current values of resource variables, by id (absent until first assigned).
+    resources: HashMap<i32, Arc<Value>>,
+    schedule: Schedule,
     options: Options,
     timing: Option<Vec<Vec<OpTiming>>>,
 }
@@ -259,6 +275,7 @@ impl<'m> Interpreter<'m> {
             }
             consts.push(cs);
         }
+        let (handles, resource_names) = resource_ids(model);
         Ok(Interpreter {
             model,
             plans,
@@ -266,6 +283,10 @@ impl<'m> Interpreter<'m> {
             variables: initial_variables.clone(),
             initial_variables,
             called_once: HashSet::new(),
+            handles,
+            resource_names,
+            resources: HashMap::new(),
+            schedule: Schedule::new(options.reset, model),
             options,
             timing: None,
         })
@@ -303,9 +324,29 @@ impl<'m> Interpreter<'m> {
         self.timing.iter().flatten().flatten().cloned().collect()
     }
 
-    /// Sets variable tensors back to their initial values.
-    pub fn reset_variables(&mut self) {
+    /// Puts the state back to where a fresh interpreter starts: variable tensors at their
+    /// initial values, no resource variable, CALL_ONCE init subgraphs not yet run. The
+    /// [`ResetState::EveryN`] count starts again.
+    pub fn reset_state(&mut self) {
+        self.clear_state();
+        self.schedule.restarted();
+    }
+
+    fn clear_state(&mut self) {
         self.variables = self.initial_variables.clone();
+        self.resources.clear();
+        self.called_once.clear();
+    }
+
+    /// The reset policy in force (`Auto` resolved for the model).
+    pub fn reset_policy(&self) -> ResetState {
+        self.schedule.policy()
+    }
+
+    /// Changes the reset policy (counting starts again from the next run).
+    pub fn set_reset_policy(&mut self, policy: ResetState) {
+        self.options.reset = policy;
+        self.schedule = Schedule::new(policy, self.model);
     }
 
     /// Runs subgraph 0 on one sample per input (shapes as the model's inputs; a
@@ -343,8 +384,8 @@ impl<'m> Interpreter<'m> {
             let t = &sg.tensors[ti as usize];
             args.push(Arc::new(check_input(i, t, v)?));
         }
-        if self.options.reset_variables {
-            self.reset_variables();
+        if self.schedule.before() {
+            self.clear_state();
         }
         let outs = self.run_subgraph(0, args, observe)?;
         Ok(outs.map(|o| {
@@ -456,9 +497,18 @@ impl<'m> Interpreter<'m> {
         };
         let at = || op_loc(si, oi, &name);
         // QUANTIZE / DEQUANTIZE read integers as stored; every other op reads reals.
+        // Resource ops move stored values as they are, as LiteRT copies bytes.
         let raw_inputs = matches!(
             b,
-            B::Quantize | B::Dequantize | B::While | B::If | B::CallOnce | B::StablehloComposite
+            B::Quantize
+                | B::Dequantize
+                | B::While
+                | B::If
+                | B::CallOnce
+                | B::StablehloComposite
+                | B::VarHandle
+                | B::ReadVariable
+                | B::AssignVariable
         );
         let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
         for (pos, &t) in op.inputs.iter().enumerate() {
@@ -504,6 +554,9 @@ impl<'m> Interpreter<'m> {
                     None => return Ok(false),
                 }
             }
+            B::VarHandle | B::ReadVariable | B::AssignVariable => self
+                .resource_op(b, si, oi, &owned)
+                .map_err(|e| kernel_error(e, at()))?,
             _ => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
                 let out_tensors: Vec<Option<&Tensor>> = op
@@ -594,8 +647,8 @@ impl<'m> Interpreter<'m> {
                     })?,
                 _ => v,
             };
-            if v.dtype() != tensor.dtype
-                && !matches!(b, B::While | B::If | B::CallOnce | B::StablehloComposite)
+            let handle = tensor.dtype == TensorType::Resource && v.dtype() == TensorType::Int32;
+            if v.dtype() != tensor.dtype && !handle && !matches!(b, B::While | B::If | B::CallOnce | B::StablehloComposite)
             {
                 return Err(Error::Internal(format!(
                     "{}: output {pos} computed as {} but tensor {t} is {}",
@@ -615,6 +668,82 @@ impl<'m> Interpreter<'m> {
             }
         }
         Ok(true)
+    }
+
+    /// VAR_HANDLE (the variable's resource id, as an int32 scalar), READ_VARIABLE (its
+    /// current value, which must have the output tensor's type) and ASSIGN_VARIABLE
+    /// (creates or overwrites it; type and shape come from the value), as LiteRT's
+    /// `var_handle.cc`, `read_variable.cc` and `assign_variable.cc`.
+    fn resource_op(
+        &mut self,
+        b: B,
+        si: usize,
+        oi: usize,
+        ins: &[Option<Arc<Value>>],
+    ) -> std::result::Result<Vec<Value>, KErr> {
+        let sg = &self.model.subgraphs[si];
+        let op = &sg.operators[oi];
+        if b == B::VarHandle {
+            let id = self
+                .handles
+                .get(&(si, oi))
+                .copied()
+                .ok_or_else(|| KErr::Bad("VAR_HANDLE has no resource id".into()))?;
+            return Ok(vec![Value {
+                shape: Vec::new(),
+                data: Data::I32(vec![id]),
+            }]);
+        }
+        let handle = match ins.first() {
+            Some(Some(h)) => h,
+            _ => kernels::bad!("input 0 (the variable's handle) is missing"),
+        };
+        let id = match handle.data.to_i64_vec().as_deref() {
+            Some(&[id]) => i32::try_from(id).ok(),
+            _ => None,
+        }
+        .filter(|&id| id >= 0 && (id as usize) < self.resource_names.len())
+        .ok_or_else(|| {
+            KErr::Bad(format!(
+                "input 0 is not a variable handle (got {} {:?})",
+                fb::dtype_name(handle.dtype()),
+                handle.shape
+            ))
+        })?;
+        let name = || {
+            let (c, n) = &self.resource_names[id as usize];
+            if c.is_empty() {
+                format!("variable {n:?}")
+            } else {
+                format!("variable {c:?}/{n:?}")
+            }
+        };
+        if b == B::AssignVariable {
+            let value = match ins.get(1) {
+                Some(Some(v)) => v.clone(),
+                _ => kernels::bad!("input 1 (the value to assign to {}) is missing", name()),
+            };
+            self.resources.insert(id, value);
+            return Ok(Vec::new());
+        }
+        let Some(v) = self.resources.get(&id) else {
+            kernels::bad!(
+                "reads {} before any ASSIGN_VARIABLE gave it a value",
+                name()
+            );
+        };
+        if let Some(&t) = op.outputs.first()
+            && let Ok(t) = usize::try_from(t)
+            && sg.tensors[t].dtype != v.dtype()
+        {
+            kernels::bad!(
+                "{} holds {} but the output tensor {t} is {}",
+                name(),
+                fb::dtype_name(v.dtype()),
+                fb::dtype_name(sg.tensors[t].dtype)
+            );
+        }
+        Ok(vec![(**v).clone()])
     }
 
     fn control_flow(
@@ -695,18 +824,53 @@ impl<'m> Interpreter<'m> {
                 self.run_subgraph(branch as usize, it.collect(), observe)
             }
             (Some(O::CallOnceOptions(o)), B::CallOnce) => {
-                if self.called_once.insert((si, oi)) {
-                    let r =
-                        self.run_subgraph(o.init_subgraph_index as usize, Vec::new(), observe)?;
+                let init = o.init_subgraph_index as usize;
+                if !self.called_once.contains(&init) {
+                    let r = self.run_subgraph(init, Vec::new(), observe)?;
                     if r.is_none() {
                         return Ok(None);
                     }
+                    // Marked done only once it ran through, as LiteRT does.
+                    self.called_once.insert(init);
                 }
                 Ok(Some(Vec::new()))
             }
             _ => Err(Error::malformed(at, "control-flow op without its options")),
         }
     }
+}
+
+/// Resource id by (subgraph, VAR_HANDLE operator).
+type HandleIds = HashMap<(usize, usize), i32>;
+
+/// The resource id of every VAR_HANDLE op and the (container, shared_name) of each id:
+/// ids are given in model order (subgraph, then operator), one per distinct name pair.
+fn resource_ids(model: &Model) -> (HandleIds, Vec<(String, String)>) {
+    let mut handles = HashMap::new();
+    let mut names: Vec<(String, String)> = Vec::new();
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            if model.builtin(op) != B::VarHandle {
+                continue;
+            }
+            let key = match &op.builtin_options {
+                Some(O::VarHandleOptions(o)) => (
+                    o.container.clone().unwrap_or_default(),
+                    o.shared_name.clone().unwrap_or_default(),
+                ),
+                _ => (String::new(), String::new()),
+            };
+            let id = match names.iter().position(|k| *k == key) {
+                Some(i) => i,
+                None => {
+                    names.push(key);
+                    names.len() - 1
+                }
+            };
+            handles.insert((si, oi), id as i32);
+        }
+    }
+    (handles, names)
 }
 
 /// A scalar condition: bool, or a non-zero number.

@@ -189,6 +189,8 @@ impl Drop for Runtime {
 }
 
 /// The LiteRT runtime: a loaded `libLiteRt.so` and an environment to compile models in.
+/// Cloning shares the environment.
+#[derive(Clone)]
 pub struct LiteRt {
     rt: Rc<Runtime>,
 }

@@ -126,12 +126,19 @@ pub fn quantize_integer(
     opts: &IntegerOptions,
     report: &mut Report,
 ) -> Result<()> {
+    // Resource variables (streaming state): one range, one fate, one parameter set per
+    // variable (`variables.rs`).
+    let ranges = &super::variables::widen_ranges(model, ranges);
     let mut fates = plan_fates(model, ranges, opts);
+    super::variables::consistent_fates(model, &mut fates);
     keep_singular_operands_float(model, ranges, opts.width, &mut fates);
     if opts.strict {
         strict_check(model, &fates)?;
     }
-    let params = plan_params(model, ranges, &fates, opts)?;
+    let mut params = plan_params(model, ranges, &fates, opts)?;
+    let unified = super::variables::unify(model, &fates, &params.activations)?;
+    params.requant.extend(unified.requant);
+    params.constants = unified.constants;
     for (si, sg_fates) in fates.iter().enumerate() {
         for (oi, fate) in sg_fates.iter().enumerate() {
             let op = &model.subgraphs[si].operators[oi];
@@ -472,6 +479,8 @@ struct Params {
     /// Ranges of constants that hold sentinels, widened so the saturated sentinel
     /// still dominates the operator's output ([`sentinel_headroom`]).
     const_range: BTreeMap<(usize, usize), (f32, f32)>,
+    /// Constants that must take given parameters (values assigned to a variable).
+    constants: BTreeMap<(usize, usize), QuantParams>,
 }
 
 /// Union-find over tensor indices of one subgraph.
@@ -553,6 +562,7 @@ fn plan_params(
         range_of: BTreeMap::new(),
         requant: BTreeMap::new(),
         const_range: BTreeMap::new(),
+        constants: BTreeMap::new(),
     };
     for (si, sg) in model.subgraphs.iter().enumerate() {
         let n = sg.tensors.len();
@@ -1025,7 +1035,8 @@ fn apply(
                 let target = if q {
                     let i = ensure_int(model, &mut versions, &mut new_ops_after, t);
                     if let Some(rp) = params.requant.get(&(si, oi, pos)) {
-                        requantize(model, si, i, rp.clone(), &mut new_ops_after, place_after(t))
+                        let p = (rp.clone(), width.dtype());
+                        requantize(model, si, i, p, &mut new_ops_after, place_after(t))
                     } else {
                         i
                     }
@@ -1147,17 +1158,19 @@ fn twin(src: &Tensor, suffix: &str, dtype: TensorType, quant: Option<QuantParams
     t
 }
 
-/// A QUANTIZE from integer tensor `src` to a new integer tensor with `p`.
+/// A QUANTIZE from integer tensor `src` to a new integer tensor with parameters `p.0`
+/// of type `p.1` (given: `src` may be an original index whose type changes only after
+/// rewiring).
 fn requantize(
     model: &mut Model,
     si: usize,
     src: usize,
-    p: QuantParams,
+    p: (QuantParams, TensorType),
     new_ops_after: &mut BTreeMap<Option<usize>, Vec<Operator>>,
     after: Option<usize>,
 ) -> usize {
     let s = &model.subgraphs[si].tensors[src];
-    let t = twin(s, "/requantized", s.dtype, Some(p));
+    let t = twin(s, "/requantized", p.1, Some(p.0));
     let ti = model.subgraphs[si].add_tensor(t) as usize;
     let code = model.ensure_opcode(Op::Quantize, 1);
     new_ops_after.entry(after).or_default().push(Operator::new(
@@ -1396,7 +1409,11 @@ fn quantize_constant(
                 Output::NonReal => shared_anchor_input(model, si, orig_in, rule),
                 _ => None,
             };
-            let group = anchor.and_then(|a| params.activations.get(&(si, a)).cloned());
+            let group = params
+                .constants
+                .get(&(si, t))
+                .cloned()
+                .or_else(|| anchor.and_then(|a| params.activations.get(&(si, a)).cloned()));
             let qp = match group {
                 Some(g) => g,
                 None if rule.op == Op::BatchMatmul => {

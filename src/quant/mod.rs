@@ -11,6 +11,7 @@ pub mod math;
 pub mod prune;
 pub mod qat;
 pub mod report;
+pub mod variables;
 pub mod weights;
 
 pub use report::Report;

@@ -432,6 +432,19 @@ pub static RULES: &[Rule] = &[
     nonreal_out(no16(shared(rule(Op::LessEqual, &[A, A], N)))),
     nonreal_out(no16(shared(rule(Op::Greater, &[A, A], N)))),
     nonreal_out(no16(shared(rule(Op::GreaterEqual, &[A, A], N)))),
+    // --- resource variables: the kernels copy bytes of any type ------------------
+    why(
+        nonreal_out(rule(Op::VarHandle, &[], N)),
+        "outputs a resource handle",
+    ),
+    why(
+        rule(Op::ReadVariable, &[N], N),
+        "copies the stored bytes: one parameter set per variable (quant/variables.rs)",
+    ),
+    why(
+        rule(Op::AssignVariable, &[N, A], N),
+        "stores the value's bytes: one parameter set per variable (quant/variables.rs)",
+    ),
 ];
 
 /// The rule of an operator, if it has one.

@@ -805,12 +805,35 @@ def check_qat_int8io(m):
 CHECKS.update({"qat_digits.float.tflite": check_qat_float,
                "qat_digits.tf_int8.tflite": check_qat_int8,
                "qat_digits.tf_int8_int8io.tflite": check_qat_int8io})
+def _check_streaming(m, state_type):
+    need_ops(m, "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE", "CONCATENATION", "CONV_2D")
+    need(len(m.t.subgraphs) == 2, f"{len(m.t.subgraphs)} subgraphs, expected main + init")
+    reads = m.ops(BO.READ_VARIABLE, subgraph=0)
+    need(len(reads) == 2 and len(m.ops(BO.ASSIGN_VARIABLE, subgraph=0)) == 2, "2 READ + 2 ASSIGN in main")
+    for sg, op in reads:
+        t = sg.tensors[op.outputs[0]]
+        need(t.type == state_type, f"READ_VARIABLE output is {t.type}, expected {state_type}")
+    init = m.ops(BO.ASSIGN_VARIABLE, subgraph=1)
+    need(len(init) == 2, "the init subgraph assigns both variables")
+    for sg, op in init:
+        v = sg.tensors[op.inputs[1]]
+        need(m.is_const(v) and v.type == state_type and not m.const_array(v).any() if state_type == TT.FLOAT32
+             else m.is_const(v) and v.type == state_type, "initial value")
+    ins = m.main_inputs()
+    need(len(ins) == 1 and list(ins[0].shape) == [1, 8], "one frame [1,8] in")
+
+
+CHECKS["streaming_kws.tflite"] = lambda m: _check_streaming(m, TT.FLOAT32)
+CHECKS["streaming_kws.tf_int8.tflite"] = lambda m: _check_streaming(m, TT.INT8)
+
+
 for _r in registry.TF_REFS:
     CHECKS[_r["file"]] = (lambda r: lambda m: check_tf_ref(m, r))(_r)
 
 # (lo, hi) sample counts of the calib / test files; digits_qat has a large test set
 N_RANGE = {"calib": (32, 64), "test": (16, 32)}
-N_RANGE_BY_STEM = {("digits_qat", "test"): (300, 400)}
+N_RANGE_BY_STEM = {("digits_qat", "test"): (300, 400),
+                   ("streaming_kws", "calib"): (512, 512), ("streaming_kws", "test"): (256, 256)}
 
 
 # --- generic checks -------------------------------------------------------------

@@ -16,6 +16,8 @@ Parts (registry.PARTS says which file belongs to which):
               (idioms.py; uses the committed data of other parts);
   custom_ops  models with the custom ops LiteRT's XNNPACK delegate runs (custom_ops.py;
               needs the ops_conv_pool data);
+  streaming   the streaming model with resource-variable state, its TF int8 reference
+              and frame data (streaming.py);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -51,6 +53,7 @@ import quant_refs  # noqa: E402
 import custom_ops  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
+import streaming  # noqa: E402
 
 N_PHOTO_CALIB = 48
 N_PHOTO_TEST = 24
@@ -224,10 +227,17 @@ digits CNN trained with tfmot `quantize_model`, converted three ways; its data
 `digits_qat.*` have a 360-digit test set (the accuracy comparison uses all of
 it) disjoint from the QAT training digits.
 
+Streaming (part `streaming`, `gen/streaming.py`, issue #20): `streaming_kws.*.tflite`
+keep state between invocations in resource variables (VAR_HANDLE / READ_VARIABLE /
+ASSIGN_VARIABLE, initialised by a CALL_ONCE subgraph); their data are frames meant
+to be run in order as one stream.  LiteRT's `reset_all_variables()` does not reset
+resource variables, so their expected outputs are the first 4 test frames streamed
+through one interpreter.
+
 Regenerate only these parts (the other files are left untouched; manifest.json
 and README.md are rewritten for all models):
 
-    /path/to/venv/bin/python testdata/gen/make_all.py --only quant_refs,qat
+    /path/to/venv/bin/python testdata/gen/make_all.py --only quant_refs,qat,streaming
 
 Not produced: L2_POOL_2D (TF has no op the converter lowers to it; the
 sqrt(avg_pool(x^2)) pattern stays SQUARE/AVERAGE_POOL_2D/SQRT), ONES_LIKE (no
@@ -273,6 +283,8 @@ def write_readme():
                  "masks, +-FLT_MAX clip) each with a sentinel-free twin, and the STABLEHLO_COMPOSITE rewrite.")
     lines.append("* `gen/custom_ops.py` — models with the custom ops LiteRT's XNNPACK delegate runs "
                  "(Convolution2DTransposeBias, MaxPoolingWithArgmax2D, MaxUnpooling2D; raw C-struct options).")
+    lines.append("* `gen/streaming.py` — streaming keyword-spotter-like model whose state lives in "
+                 "resource variables (tf.Module + tf.Variable), and TF's int8 conversion of it.")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -281,7 +293,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops")
+PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -315,6 +327,10 @@ def main():
     if "custom_ops" in parts:
         print("== custom ops (XNNPACK)")
         custom_ops.make_custom_ops(report)
+    if "streaming" in parts:
+        print("== streaming")
+        streaming.make_streaming(report)
+        streaming.write_data()
     print("== expected outputs")
     write_expected(parts)
     write_manifest()

@@ -376,6 +376,30 @@ CUSTOM_OPS_MODELS = [
      "unpooled model's mask is rougher). Runs in LiteRT with XNNPACK only"),
 ]
 XNNPACK_MODELS = {f for f, *_ in CUSTOM_OPS_MODELS}
+# streaming model with resource-variable state (issue #20)  (make_all.py --only streaming;
+# streaming.py)
+# ---------------------------------------------------------------------------
+STREAMING_DATA = {
+    "streaming_kws": "digits read as streams of 8 frames (their rows, 8 features in [0,1]), digit after digit: "
+                     "calib = the 64 calibration digits (512 frames [512,8]), test = the 32 test digits (256 frames "
+                     "[256,8], labels of every 8th frame in digits.test_labels.npy); one frame per invocation, the "
+                     "state flowing from frame to frame",
+}
+
+STREAMING_MODELS = [
+    ("streaming_kws.tflite", "streaming_kws", True,
+     "streaming causal conv keyword-spotter-like net (tf.Module, one frame [1,8] per call; trained as a Keras "
+     "model on whole digits): the 2 previous input frames of each of its 2 convs live in tf.Variables, converted "
+     "with resource variables: main subgraph VAR_HANDLE x2, READ_VARIABLE x2, CONCATENATION, CONV_2D (fused "
+     "RELU), STRIDED_SLICE, ASSIGN_VARIABLE x2, FULLY_CONNECTED -> logits [1,10]; subgraph 1 (run by "
+     "CALL_ONCE) assigns the zero initial state [1,2,1,8] and [1,2,1,16]. Streamed over consecutive digits, "
+     "every 8th output is the whole-digit logits. Expected outputs: the first 4 test frames as one stream"),
+    ("streaming_kws.tf_int8.tflite", "streaming_kws", True,
+     "streaming_kws quantized by the TF converter (Optimize.DEFAULT, TFLITE_BUILTINS_INT8, representative "
+     "dataset = the 512 calibration frames in order, one per step, _experimental_variable_quantization on): "
+     "int8 state variables (READ_VARIABLE/ASSIGN_VARIABLE on INT8 tensors with the parameters of the "
+     "concatenation they feed, int8 initial values in the CALL_ONCE subgraph), int8 conv/FC, float interface"),
+]
 
 # file -> part of make_all.py that produces it
 PARTS = {f: "base" for f, *_ in MODELS}
@@ -383,11 +407,13 @@ PARTS.update({f: "idioms" for f, *_ in IDIOM_MODELS})
 PARTS.update({f: "quant_refs" for f, *_ in REF_MODELS})
 PARTS.update({f: "qat" for f, *_ in QAT_MODELS})
 PARTS.update({f: "custom_ops" for f, *_ in CUSTOM_OPS_MODELS})
+PARTS.update({f: "streaming" for f, *_ in STREAMING_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
+DATA_PARTS.update({stem: "streaming" for stem in STREAMING_DATA})
 
-MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS
-DATA = {**DATA, **QAT_DATA}
+MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS
+DATA = {**DATA, **QAT_DATA, **STREAMING_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}
 CLASSIFIERS |= {f for f, *_ in QAT_MODELS}

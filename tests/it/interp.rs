@@ -519,7 +519,7 @@ fn observers_stop_and_replace_and_variables_reset_by_default() {
     let a = it.run(std::slice::from_ref(&x)).unwrap();
     assert_eq!(a, it.run(std::slice::from_ref(&x)).unwrap());
     let opts = Options {
-        reset_variables: false,
+        reset: tflquant::interp::ResetState::Never,
         ..Default::default()
     };
     let mut it = Interpreter::with_options(&model, opts).unwrap();
@@ -530,7 +530,7 @@ fn observers_stop_and_replace_and_variables_reset_by_default() {
         a,
         "state was not carried over"
     );
-    it.reset_variables();
+    it.reset_state();
     assert_eq!(it.run(std::slice::from_ref(&x)).unwrap(), a);
 }
 

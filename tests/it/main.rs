@@ -13,5 +13,6 @@ mod interp;
 mod litert_capi;
 mod qat;
 mod roundtrip;
+mod streaming;
 mod versions;
 mod weights;

@@ -139,8 +139,8 @@ impl<'a> Ins<'a> {
     }
 }
 
-/// True for every builtin op [`eval`] can run (control flow is handled by the
-/// interpreter itself and listed here too).
+/// True for every builtin op [`eval`] can run (control flow and resource variables are
+/// handled by the interpreter itself and listed here too).
 pub(crate) fn supported(op: B) -> bool {
     matches!(
         op,
@@ -250,6 +250,9 @@ pub(crate) fn supported(op: B) -> bool {
             | B::If
             | B::CallOnce
             | B::StablehloComposite
+            | B::VarHandle
+            | B::ReadVariable
+            | B::AssignVariable
     )
 }
 

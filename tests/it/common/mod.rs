@@ -61,7 +61,19 @@ pub fn python() -> &'static Path {
 /// Runs `model` on LiteRT; `inputs[i]` holds samples of model input `i` on axis 0.
 /// Returns the outputs stacked over samples, or LiteRT's error text.
 pub fn litert_run(model: &Path, inputs: &[Array]) -> Result<Vec<Array>, String> {
-    litert_run_inner(model, inputs, false).map(|(outs, _)| outs)
+    litert_run_inner(model, inputs, &[]).map(|(outs, _)| outs)
+}
+
+/// Like [`litert_run`] with the samples as one stream through one interpreter: nothing
+/// is reset between them (state flows as in deployment). With `all`, every tensor of
+/// subgraph 0 too (builtin kernels), as [`litert_run_all`].
+pub fn litert_run_stream(model: &Path, inputs: &[Array], all: bool) -> RunResult {
+    let flags: &[&str] = if all {
+        &["--stream", "--all-tensors"]
+    } else {
+        &["--stream"]
+    };
+    litert_run_inner(model, inputs, flags)
 }
 
 /// Outputs, and named extra arrays (`t<index>` intermediates).
@@ -69,10 +81,10 @@ pub type RunResult = Result<(Vec<Array>, Vec<(String, Array)>), String>;
 
 /// Like [`litert_run`], also returning every tensor of subgraph 0 (`t<index>` keys).
 pub fn litert_run_all(model: &Path, inputs: &[Array]) -> RunResult {
-    litert_run_inner(model, inputs, true)
+    litert_run_inner(model, inputs, &["--all-tensors"])
 }
 
-fn litert_run_inner(model: &Path, inputs: &[Array], all: bool) -> RunResult {
+fn litert_run_inner(model: &Path, inputs: &[Array], flags: &[&str]) -> RunResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let inp = dir.path().join("in.npz");
     let out = dir.path().join("out.npz");
@@ -88,9 +100,7 @@ fn litert_run_inner(model: &Path, inputs: &[Array], all: bool) -> RunResult {
         .arg(model)
         .arg(&inp)
         .arg(&out);
-    if all {
-        cmd.arg("--all-tensors");
-    }
+    cmd.args(flags);
     let o = cmd.output().expect("running python");
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
