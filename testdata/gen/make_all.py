@@ -12,6 +12,8 @@ Parts (registry.PARTS says which file belongs to which):
   quant_refs  TF full-integer int8 / 16x8 references of committed float models
               (quant_refs.py; needs the committed float models and their data);
   qat         the quantization-aware-training model and its data (qat.py);
+  weights     weight-mode structures: sparse float16, shared and tied weights, LSTM->GRU
+              (weight_models.py; uses the base data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -43,6 +45,7 @@ import models  # noqa: E402
 import ops_models  # noqa: E402
 import qat  # noqa: E402
 import quant_refs  # noqa: E402
+import weight_models  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 
@@ -262,6 +265,8 @@ def write_readme():
     lines.append("* `gen/quant_refs.py` — TF full-integer int8/16x8 references of committed float models "
                  "(rebuilds and verifies the float source first).")
     lines.append("* `gen/qat.py` — quantization-aware-training digits CNN (tfmot) and its three conversions.")
+    lines.append("* `gen/weight_models.py` — weight-mode structures (issue #11): sparse float16 CNN, shared "
+                 "and tied weights, LSTM->GRU.")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -270,7 +275,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat")
+PARTS = ("base", "quant_refs", "qat", "weights")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -298,6 +303,9 @@ def main():
         print("== QAT")
         qat.make_qat(report)
         qat.write_data()
+    if "weights" in parts:
+        print("== weight-mode structures")
+        weight_models.make_all(report)
     print("== expected outputs")
     write_expected(parts)
     write_manifest()
