@@ -138,6 +138,10 @@ pub struct LeftFloat {
     pub consumers: Vec<String>,
     pub elements: u64,
     pub reason: String,
+    /// A bias the weight-only modes keep float by design (not counted as a weight
+    /// left float, nor its readers as operators left float).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bias: bool,
 }
 
 impl Report {
@@ -156,8 +160,7 @@ impl Report {
                 .count();
         }
         let mut ops: Vec<(usize, &str)> = self
-            .left_float
-            .iter()
+            .weights_left_float()
             .flat_map(|l| l.consumers.iter().map(move |c| (l.subgraph, c.as_str())))
             .collect();
         ops.sort();
@@ -195,7 +198,7 @@ impl Report {
                 others.join(", ")
             ));
         }
-        let mut left: Vec<&LeftFloat> = self.left_float.iter().collect();
+        let mut left: Vec<&LeftFloat> = self.weights_left_float().collect();
         left.sort_by(|a, b| b.elements.cmp(&a.elements));
         for l in left.iter().take(3) {
             reasons.push(format!("{:?} left float: {}", l.name, l.reason));
@@ -208,6 +211,11 @@ impl Report {
             );
         }
         reasons
+    }
+
+    /// Weights left float, biases kept float by design excepted.
+    pub fn weights_left_float(&self) -> impl Iterator<Item = &LeftFloat> {
+        self.left_float.iter().filter(|l| !l.bias)
     }
 
     /// `dynamic: 708.6 KiB → 190.2 KiB (3.73×), 3 tensors quantized, 2 weights left
@@ -229,7 +237,7 @@ impl Report {
             crate::inspect::human_bytes(self.input_bytes),
             crate::inspect::human_bytes(self.output_bytes),
             self.quantized.len().max(self.tensors.len()),
-            self.left_float.len(),
+            self.weights_left_float().count(),
             self.ops_left_float()
         )
     }

@@ -143,7 +143,7 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                 continue;
             }
             let elements = t.num_elements().unwrap_or(0);
-            let mut leave = |reason: String| {
+            let mut leave_as = |reason: String, bias: bool| {
                 report.left_float.push(LeftFloat {
                     subgraph: si,
                     tensor: ti,
@@ -151,6 +151,7 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     consumers: names(),
                     elements,
                     reason,
+                    bias,
                 })
             };
             let uses: Vec<Use> = cons
@@ -165,6 +166,7 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     }
                 })
                 .collect();
+            let mut leave = |reason: String| leave_as(reason, false);
             if uses.iter().any(|u| u.role() == Some(Role::NonReal)) {
                 leave("not real-valued (a shape, index or axis input)".into());
                 continue;
@@ -173,15 +175,20 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                 leave("it is also a subgraph output".into());
                 continue;
             }
+            let is_bias = uses
+                .iter()
+                .any(|u| matches!(u.role(), Some(Role::Bias { .. })));
+            if is_bias && matches!(opts.mode, Mode::WeightInt8 | Mode::WeightInt4) {
+                leave_as(BIAS_REASON.into(), true);
+                continue;
+            }
+            let mut leave = |reason: String| leave_as(reason, false);
             if elements < min_elements {
                 leave(format!(
                     "{elements} elements, fewer than --min-elements {min_elements}"
                 ));
                 continue;
             }
-            let is_bias = uses
-                .iter()
-                .any(|u| matches!(u.role(), Some(Role::Bias { .. })));
             let rank = t.shape.len();
             // Behind a DEQUANTIZE any axis is allowed: the first reader's output-channel
             // axis (readers of one constant nearly always agree).
@@ -214,18 +221,12 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                         hybrid.iter().map(|u| (u.op, u.pos)).collect(),
                     )
                 }
-                Mode::WeightInt8 => {
-                    if is_bias {
-                        leave(BIAS_REASON.into());
-                        continue;
-                    }
-                    (
-                        Action::Int8Dequantize {
-                            axis: dequantize_axis(),
-                        },
-                        Vec::new(),
-                    )
-                }
+                Mode::WeightInt8 => (
+                    Action::Int8Dequantize {
+                        axis: dequantize_axis(),
+                    },
+                    Vec::new(),
+                ),
                 Mode::Int8 | Mode::Int16x8 | Mode::Qat => {
                     return Err(Error::Internal(
                         "full-integer modes do not use the weight pass".into(),
@@ -250,10 +251,6 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     (Action::Float16, Vec::new())
                 }
                 Mode::WeightInt4 => {
-                    if is_bias {
-                        leave(BIAS_REASON.into());
-                        continue;
-                    }
                     let direct: Vec<&Use> = uses.iter().filter(|u| u.reads_int4()).collect();
                     let only_direct = direct.len() == uses.len();
                     match opts.block_size {
