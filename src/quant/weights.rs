@@ -197,7 +197,6 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     .find_map(|u| u.weight_axis(rank))
                     .filter(|_| !opts.per_tensor)
             };
-            let all: Vec<(usize, usize)> = uses.iter().map(|u| (u.op, u.pos)).collect();
             let (action, direct) = match opts.mode {
                 Mode::Dynamic => {
                     let hybrid: Vec<&Use> = uses.iter().filter(|u| u.is_hybrid_weight()).collect();
@@ -286,8 +285,6 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                             ));
                             continue;
                         }
-                        // Blockwise parameters are read by FULLY_CONNECTED only: a constant
-                        // that other operators read too is per channel.
                         // INT4 kernels read per-channel parameters on axis 0 (rows).
                         b if only_direct => (
                             Action::Int4 {
@@ -296,6 +293,8 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                             },
                             direct.iter().map(|u| (u.op, u.pos)).collect(),
                         ),
+                        // Blockwise parameters are read by FULLY_CONNECTED only: a constant
+                        // that other operators read too is per channel.
                         _ if !direct.is_empty() => (
                             Action::Int4 {
                                 axis: Some(0),
@@ -313,7 +312,7 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     }
                 }
             };
-            let dequantize = direct.len() < all.len();
+            let dequantize = direct.len() < uses.len();
             decisions.push(Decision {
                 subgraph: si,
                 tensor: ti,
