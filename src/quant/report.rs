@@ -138,8 +138,8 @@ pub struct LeftFloat {
     pub consumers: Vec<String>,
     pub elements: u64,
     pub reason: String,
-    /// A bias the weight-only modes keep float by design (not counted as a weight
-    /// left float, nor its readers as operators left float).
+    /// A bias the weight modes keep float by design (not counted as a weight left
+    /// float, nor its readers as operators left float).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bias: bool,
 }
