@@ -59,6 +59,11 @@ pub struct Args {
     /// int16x8: bias type [default: int64, as TF's converter].
     #[arg(long, value_enum)]
     bias: Option<BiasArg>,
+    /// Weight modes: keep an output more than 1% larger than the input (by default such
+    /// a run is an error that says why the model did not shrink, and the output is
+    /// removed; full-integer modes only warn).
+    #[arg(long)]
+    allow_larger: bool,
     /// Print every decision (operator fates, tensor parameters) to stdout.
     #[arg(long)]
     dump_plan: bool,
@@ -227,6 +232,19 @@ pub fn run(a: Args) -> Result<()> {
     writer::write_path(&out, &a.output, &WriteOptions::default())?;
     report.input_bytes = file_len(&a.input);
     report.output_bytes = file_len(&a.output);
+    let larger = report.output_bytes as f64
+        > report.input_bytes as f64 * (1.0 + quant::report::SIZE_TOLERANCE);
+    report.size_check = Some(quant::report::SizeCheck {
+        input_bytes: report.input_bytes,
+        output_bytes: report.output_bytes,
+        larger,
+        allowed: larger && (a.allow_larger || opts.mode.is_integer()),
+        reasons: if larger {
+            report.growth_reasons()
+        } else {
+            Vec::new()
+        },
+    });
     if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode) {
         if let Some(w) = calibration_check(&model, &out, data, &samples) {
             eprintln!("warning: {w}");
@@ -246,6 +264,41 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     super::status(&report.summary());
+    if larger {
+        let why: String = report
+            .size_check
+            .iter()
+            .flat_map(|c| &c.reasons)
+            .map(|r| format!("\n  - {r}"))
+            .collect();
+        let grown = format!(
+            "--mode {} makes the model larger: {} → {} bytes (+{:.1}%), because:{why}",
+            opts.mode.name(),
+            report.input_bytes,
+            report.output_bytes,
+            (report.output_bytes as f64 / report.input_bytes.max(1) as f64 - 1.0) * 100.0
+        );
+        // The weight modes exist to make a model smaller: an output that grew is a
+        // failure unless asked for. Full-integer modes change what computes (integer
+        // kernels, NPUs), and on graphs with few weights their QUANTIZE/DEQUANTIZE
+        // operators and parameters may outweigh the savings: a warning.
+        if !a.allow_larger && !opts.mode.is_integer() {
+            let _ = std::fs::remove_file(&a.output);
+            return Err(Error::Unsupported {
+                at: tflquant::error::Loc::model(),
+                what: format!(
+                    "{grown}\n{} was not kept; pass --allow-larger to keep a larger output, or choose another --mode",
+                    a.output.display()
+                ),
+            });
+        }
+        let kept = if a.allow_larger {
+            "--allow-larger"
+        } else {
+            "full-integer modes keep a larger output"
+        };
+        super::status(&format!("warning: {grown}\n(kept: {kept})"));
+    }
     let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let runtime = match used {
         Some(rt) if a.validate.is_set() => rt,

@@ -3,7 +3,9 @@
 //! A run clones the IR (cheap: buffer data are shared `Bytes`), runs the passes of its
 //! mode in order, checks the graph with [`ir::verify`] after each pass (a failing check
 //! names the pass: a bug, reported, never a panic) and returns the new model with a
-//! [`Report`] of every decision.
+//! [`Report`] of every decision, including the constant bytes per type before and after.
+//! Malformed weight encodings are rejected before the first pass
+//! ([`fold::check_weight_encodings`]).
 
 pub mod fold;
 pub mod integer;
@@ -51,6 +53,16 @@ impl Mode {
             Mode::Int8 => "int8",
             Mode::Int16x8 => "int16x8",
             Mode::Qat => "qat",
+        }
+    }
+
+    /// The type this mode stores weights in.
+    pub fn weight_dtype(self) -> crate::fb::TensorType {
+        use crate::fb::TensorType as T;
+        match self {
+            Mode::Float16 => T::Float16,
+            Mode::WeightInt4 => T::Int4,
+            _ => T::Int8,
         }
     }
 
@@ -122,11 +134,13 @@ type Pass = fn(&mut Model, &mut Run) -> Result<()>;
 /// The passes of a run, in order.
 fn passes() -> Vec<(&'static str, Pass)> {
     vec![
-        ("fold-float16-constants", |m, r| {
-            fold::fold_fp16_dequantize(m, &mut r.report).map(drop)
-        }),
-        ("densify-sparse-constants", |m, r| {
-            fold::densify_constants(m, &mut r.report).map(drop)
+        ("fold-weight-encodings", |m, r| {
+            // float16 mode keeps sparse constants sparse (dense float16 would be
+            // larger); every other mode needs plain float32 weights.
+            let opts = fold::FoldOptions {
+                keep_sparse: r.opts.mode == Mode::Float16,
+            };
+            fold::fold_weight_encodings(m, opts, &mut r.report).map(drop)
         }),
         ("fold-fake-quantization", |m, r| {
             let mode = r.opts.mode;
@@ -162,6 +176,10 @@ fn passes() -> Vec<(&'static str, Pass)> {
         ("quantize", |m, r| {
             let o = r.opts;
             if !o.mode.is_integer() {
+                if o.mode == Mode::Float16 {
+                    let changes = fold::sparse_to_float16(m);
+                    r.report.quantized.extend(changes);
+                }
                 return weights::quantize_weights(m, o, &mut r.report);
             }
             let width = match o.mode {
@@ -239,6 +257,8 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
                  applies to --mode weight-int4"
         )));
     }
+    // Malformed encodings are the input's fault: say so before any pass runs.
+    fold::check_weight_encodings(model)?;
     let mut m = model.clone();
     m.source = None;
     let mut run = Run {
@@ -256,10 +276,19 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
             .map_err(|e| Error::Internal(format!("the graph is invalid after pass {name}: {e}")))?;
         log::debug!("pass {name} done");
     }
-    let report = run.report;
+    let mut report = run.report;
     if report.quantized.is_empty() && report.tensors.is_empty() {
         return Err(weights::nothing_to_quantize(model, opts, &report));
     }
+    let mode_dtype = opts.mode.weight_dtype();
+    report.weight_bytes_by_dtype = report::WeightBytes {
+        before: report::weight_bytes_by_dtype(model),
+        after: report::weight_bytes_by_dtype(&m),
+        mode_dtype: crate::fb::dtype_name(mode_dtype).to_string(),
+        mode_dtype_share: 0.0,
+    };
+    report.weight_bytes_by_dtype.mode_dtype_share =
+        report::dtype_share(&report.weight_bytes_by_dtype.after, mode_dtype);
     Ok((m, report))
 }
 

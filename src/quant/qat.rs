@@ -397,8 +397,7 @@ pub fn ranges_with_overrides(
 /// line up with the model `quantize --mode qat` works on.
 pub fn folded(model: &Model) -> Result<Model> {
     let mut m = model.clone();
-    super::fold::fold_fp16_dequantize(&mut m, &mut Report::default())?;
-    super::fold::densify_constants(&mut m, &mut Report::default())?;
+    super::fold::fold_weight_encodings(&mut m, Default::default(), &mut Report::default())?;
     fold_fake_quant(&mut m, &mut Report::default())?;
     Ok(m)
 }

@@ -1,6 +1,11 @@
 //! What a quantization run did, for `--report FILE.json` and the one-line summary.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::fb::{self, TensorType};
+use crate::ir::Model;
 
 /// The report of one `quantize` run. Serialised as JSON with this field order.
 #[derive(Debug, Default, Serialize)]
@@ -26,6 +31,84 @@ pub struct Report {
     /// Everything else worth knowing (folded fp16/sparse constants, already quantized
     /// tensors, inserted operators).
     pub notes: Vec<String>,
+    /// Bytes of constant data per type before and after, each buffer counted once.
+    pub weight_bytes_by_dtype: WeightBytes,
+    /// What the folds of FLOAT16 and sparse constants did.
+    pub folds: Folds,
+    /// Set by the command line once the output is written: whether it is larger than
+    /// the input, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_check: Option<SizeCheck>,
+}
+
+/// Constant bytes per type (`"INT8"`, `"FLOAT32"`, ...), before and after a run.
+#[derive(Debug, Default, Serialize)]
+pub struct WeightBytes {
+    pub before: BTreeMap<String, u64>,
+    pub after: BTreeMap<String, u64>,
+    /// The type this mode compresses weights to (`INT8`, `FLOAT16`, `INT4`).
+    pub mode_dtype: String,
+    /// Share of the constant bytes after the run that are of `mode_dtype` (0..1).
+    pub mode_dtype_share: f64,
+}
+
+/// Counts of the weight-encoding folds.
+#[derive(Debug, Default, Serialize)]
+pub struct Folds {
+    /// FLOAT16 constants behind DEQUANTIZE turned into float32.
+    pub float16_folded: usize,
+    /// Sparse constants made dense, with their bytes before (non-zero values only; the
+    /// indices live in the flatbuffer) and after.
+    pub densified: usize,
+    pub sparse_bytes: u64,
+    pub dense_bytes: u64,
+}
+
+/// The output-size check of a run (`quantize` refuses an output more than 1% larger
+/// than its input unless `--allow-larger`).
+#[derive(Debug, Serialize)]
+pub struct SizeCheck {
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    /// The output is more than 1% larger than the input.
+    pub larger: bool,
+    /// It was kept anyway (`--allow-larger`).
+    pub allowed: bool,
+    /// Why the run could not shrink the model.
+    pub reasons: Vec<String>,
+}
+
+/// How much larger than its input an output may be before a run counts as growing it.
+pub const SIZE_TOLERANCE: f64 = 0.01;
+
+/// Bytes of constant data per tensor type in a model, each buffer counted once (the
+/// first tensor that references it gives the type).
+pub fn weight_bytes_by_dtype(model: &Model) -> BTreeMap<String, u64> {
+    let mut seen = vec![false; model.buffers.len()];
+    let mut by = BTreeMap::new();
+    for t in model.subgraphs.iter().flat_map(|s| &s.tensors) {
+        let n = model.tensor_data(t).len() as u64;
+        let Some(slot) = seen.get_mut(t.buffer as usize) else {
+            continue;
+        };
+        if n == 0 || *slot {
+            continue;
+        }
+        *slot = true;
+        *by.entry(fb::dtype_name(t.dtype).to_string()).or_insert(0) += n;
+    }
+    by
+}
+
+/// The share of `bytes` that are of type `dtype` (0 when there are none at all).
+pub fn dtype_share(bytes: &BTreeMap<String, u64>, dtype: TensorType) -> f64 {
+    let total: u64 = bytes.values().sum();
+    let of = bytes.get(fb::dtype_name(dtype)).copied().unwrap_or(0);
+    if total == 0 {
+        0.0
+    } else {
+        of as f64 / total as f64
+    }
 }
 
 /// One tensor the run changed.
@@ -74,6 +157,10 @@ pub struct LeftFloat {
     pub consumers: Vec<String>,
     pub elements: u64,
     pub reason: String,
+    /// A bias the weight modes keep float by design (not counted as a weight left
+    /// float, nor its readers as operators left float).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bias: bool,
 }
 
 impl Report {
@@ -92,13 +179,62 @@ impl Report {
                 .count();
         }
         let mut ops: Vec<(usize, &str)> = self
-            .left_float
-            .iter()
+            .weights_left_float()
             .flat_map(|l| l.consumers.iter().map(move |c| (l.subgraph, c.as_str())))
             .collect();
         ops.sort();
         ops.dedup();
         ops.len()
+    }
+
+    /// Why the output did not shrink: the folds that grew constants, the share of the
+    /// weight bytes left in other types, the largest weights left float.
+    pub fn growth_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        let f = &self.folds;
+        if f.densified > 0 && f.dense_bytes > f.sparse_bytes {
+            reasons.push(format!(
+                "{} sparse constants were made dense ({} of non-zero values → {}): this mode \
+                 has no sparse encoding, and the dense form is larger",
+                f.densified,
+                crate::inspect::human_bytes(f.sparse_bytes),
+                crate::inspect::human_bytes(f.dense_bytes)
+            ));
+        }
+        let w = &self.weight_bytes_by_dtype;
+        let after_total: u64 = w.after.values().sum();
+        if after_total > 0 && w.mode_dtype_share < 0.9 {
+            let others: Vec<String> = w
+                .after
+                .iter()
+                .filter(|(k, _)| **k != w.mode_dtype)
+                .map(|(k, v)| format!("{k} {}", crate::inspect::human_bytes(*v)))
+                .collect();
+            reasons.push(format!(
+                "only {:.0}% of the weight bytes are {} (the rest: {})",
+                w.mode_dtype_share * 100.0,
+                w.mode_dtype,
+                others.join(", ")
+            ));
+        }
+        let mut left: Vec<&LeftFloat> = self.weights_left_float().collect();
+        left.sort_by_key(|l| std::cmp::Reverse(l.elements));
+        for l in left.iter().take(3) {
+            reasons.push(format!("{:?} left float: {}", l.name, l.reason));
+        }
+        if reasons.is_empty() {
+            reasons.push(
+                "the quantized constants and inserted operators do not save more than the \
+                 per-channel scales and operator tables they add"
+                    .into(),
+            );
+        }
+        reasons
+    }
+
+    /// Weights left float, biases kept float by design excepted.
+    pub fn weights_left_float(&self) -> impl Iterator<Item = &LeftFloat> {
+        self.left_float.iter().filter(|l| !l.bias)
     }
 
     /// `dynamic: 708.6 KiB → 190.2 KiB (3.73×), 3 tensors quantized, 2 weights left
@@ -120,8 +256,40 @@ impl Report {
             crate::inspect::human_bytes(self.input_bytes),
             crate::inspect::human_bytes(self.output_bytes),
             self.quantized.len().max(self.tensors.len()),
-            self.left_float.len(),
+            self.weights_left_float().count(),
             self.ops_left_float()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Subgraph, Tensor};
+
+    /// A buffer two tensors share counts once; empty buffers not at all.
+    #[test]
+    fn weight_bytes_count_each_buffer_once() {
+        let mut m = Model::default();
+        let shared = m.add_buffer(vec![0u8; 8]);
+        let own = m.add_buffer(vec![0u8; 4]);
+        let mut sg = Subgraph::default();
+        for (dtype, buffer) in [
+            (TensorType::Float32, shared),
+            (TensorType::Float32, shared),
+            (TensorType::Int8, own),
+            (TensorType::Float32, 0),
+        ] {
+            let mut t = Tensor::new("t", dtype, vec![4]);
+            t.buffer = buffer;
+            sg.add_tensor(t);
+        }
+        m.subgraphs.push(sg);
+        let by = weight_bytes_by_dtype(&m);
+        assert_eq!(by.get("FLOAT32"), Some(&8));
+        assert_eq!(by.get("INT8"), Some(&4));
+        assert_eq!(by.len(), 2);
+        assert!((dtype_share(&by, TensorType::Int8) - 4.0 / 12.0).abs() < 1e-12);
+        assert_eq!(dtype_share(&BTreeMap::new(), TensorType::Int8), 0.0);
     }
 }

@@ -25,8 +25,10 @@ use crate::fb::BuiltinOperator as Op;
 pub enum Role {
     /// A real-valued tensor computed at run time (or a constant used like one).
     Activation,
-    /// A real-valued constant the kernel reads as weights; `axis` is the per-channel
-    /// dimension when the kernel supports per-channel parameters.
+    /// A real-valued constant the kernel reads as weights; `axis` is its output-channel
+    /// dimension: the per-channel axis of the int8 kernel (and of the hybrid kernel when
+    /// [`Rule::hybrid`] is `PerChannel`), and the axis weight-only modes use behind a
+    /// DEQUANTIZE, where the operator computes in float and any axis is allowed.
     Weight { axis: Option<i32> },
     /// A bias added to the product of input `input` and weight `weight`: quantized to
     /// int32 (int64 in 16x8) with scale `s_input × s_weight`, zero point 0.
@@ -182,12 +184,36 @@ const UNIT16: Option<(f32, i64)> = Some((1.0 / 32768.0, 0));
 /// TANH output lies in [-1, 1].
 const SIGNED_UNIT: (f32, i64) = (1.0 / 128.0, 0);
 
-/// LSTM inputs: 0 input; 1-4 input weights; 5-8 recurrent weights; 9-11 peephole
-/// weights; 12-15 gate biases; 16 projection weights; 17 projection bias; 18-19
-/// variable state; 20-23 layer-norm coefficients.
+/// LSTM inputs: 0 input; 1-4 input weights; 5-8 recurrent weights ([cells, input] and
+/// [cells, output]: rows are the output channels); 9-11 peephole weights; 12-15 gate
+/// biases; 16 projection weights; 17 projection bias; 18-19 variable state; 20-23
+/// layer-norm coefficients. The hybrid kernel takes per-tensor weights only
+/// (`Hybrid::PerTensor`); the axes serve weight-only DEQUANTIZE.
 const LSTM: &[Role] = &[
-    A, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR, W_TENSOR,
-    W_TENSOR, W_TENSOR, A, A, A, A, W_TENSOR, A, A, A, A, A, A, A,
+    A,
+    w(0),
+    w(0),
+    w(0),
+    w(0),
+    w(0),
+    w(0),
+    w(0),
+    w(0),
+    W_TENSOR,
+    W_TENSOR,
+    W_TENSOR,
+    bias(0, 1),
+    bias(0, 2),
+    bias(0, 3),
+    bias(0, 4),
+    w(0),
+    A,
+    A,
+    A,
+    A,
+    A,
+    A,
+    A,
 ];
 
 /// The table. Operators not listed have no rule: passes leave them alone.
@@ -248,19 +274,19 @@ pub static RULES: &[Rule] = &[
         "48 inputs; not quantized by tflquant yet",
     ),
     float_only(hybrid(
-        rule(Op::Svdf, &[A, W_TENSOR, W_TENSOR, A, A], A),
+        rule(Op::Svdf, &[A, w(0), w(0), bias(0, 1), A], A),
         Hybrid::PerTensor,
         true,
     )),
     float_only(hybrid(
-        rule(Op::Rnn, &[A, W_TENSOR, W_TENSOR, A, A], A),
+        rule(Op::Rnn, &[A, w(0), w(0), bias(0, 1), A], A),
         Hybrid::PerTensor,
         true,
     )),
     float_only(hybrid(
         rule(
             Op::UnidirectionalSequenceRnn,
-            &[A, W_TENSOR, W_TENSOR, A, A],
+            &[A, w(0), w(0), bias(0, 1), A],
             A,
         ),
         Hybrid::PerTensor,

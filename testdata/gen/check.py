@@ -491,6 +491,48 @@ def check_custom_argmax_unpool(m):
     need("MAX_POOL_2D" not in m.names() and "RESIZE_NEAREST_NEIGHBOR" not in m.names(), "rewritten ops left")
 
 
+def check_sparse_fp16_cnn(m):
+    need_ops(m, "DENSIFY", "DEQUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+    sp = _sparse_tensors(m)
+    need(len(sp) == 7 and all(t.type == TT.FLOAT16 for _, t in sp), "expected 7 sparse FLOAT16 kernels")
+    for sg, op in m.ops(BO.DENSIFY):
+        (dq,) = [o for o in sg.operators if op.outputs[0] in list(o.inputs)]
+        need(m.code(dq) == BO.DEQUANTIZE, "DENSIFY output not read by a DEQUANTIZE")
+        need(sg.tensors[op.outputs[0]].type == TT.FLOAT16, "DENSIFY output not FLOAT16")
+    for _, t in sp:
+        density = (len(m.t.buffers[t.buffer].data) // 2) / numel(t)
+        need(0.35 <= density <= 0.45, f"stored density {density:.2f}, expected about 0.4")
+
+
+def _readers(sg, ti):
+    return [op for op in sg.operators if ti in list(op.inputs)]
+
+
+def check_shared_weights_cnn(m):
+    sg = m.t.subgraphs[0]
+    shared = {}
+    for ti, t in enumerate(sg.tensors):
+        readers = _readers(sg, ti)
+        if m.is_const(t) and len(readers) > 1 and numel(t) >= 1024:
+            shared[builtin_name(m.code(readers[0]))] = len(readers)
+    need(shared == {"CONV_2D": 2, "FULLY_CONNECTED": 2}, f"shared kernels {shared}")
+
+
+def check_tied_embedding(m):
+    need_ops(m, "GATHER", "FULLY_CONNECTED")
+    sg = m.t.subgraphs[0]
+    tied = [ti for ti, t in enumerate(sg.tensors)
+            if m.is_const(t) and {builtin_name(m.code(o)) for o in _readers(sg, ti)} == {"GATHER", "FULLY_CONNECTED"}]
+    need(len(tied) == 1, "no constant read by both GATHER and FULLY_CONNECTED")
+
+
+def check_lstm_gru(m):
+    need_ops(m, "UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE", "FULLY_CONNECTED")
+    body_fc = [op for si, sg in enumerate(m.t.subgraphs) if si > 0
+               for op in sg.operators if m.code(op) == BO.FULLY_CONNECTED]
+    need(len(body_fc) == 2, "GRU body should compute its gates with 2 FULLY_CONNECTED")
+
+
 CHECKS = {
     "singular_frontend.tflite": check_singular_frontend,
     "sentinel_pad_maxpool.tflite": check_sentinel_pad_maxpool,
@@ -502,6 +544,10 @@ CHECKS = {
                                                "sentinel_select_attention", "sentinel_clip")},
     "custom_deconv.tflite": check_custom_deconv,
     "custom_argmax_unpool.tflite": check_custom_argmax_unpool,
+    "sparse_fp16_cnn.tflite": check_sparse_fp16_cnn,
+    "shared_weights_cnn.tflite": check_shared_weights_cnn,
+    "tied_embedding.tflite": check_tied_embedding,
+    "lstm_gru.tflite": check_lstm_gru,
     "cnn_digits.tflite": check_cnn_digits,
     "fp16_weights_cnn.tflite": check_fp16_weights_cnn,
     "sparse_dense_mlp.tflite": check_sparse_dense_mlp,

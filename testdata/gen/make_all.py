@@ -18,6 +18,8 @@ Parts (registry.PARTS says which file belongs to which):
               needs the ops_conv_pool data);
   streaming   the streaming model with resource-variable state, its TF int8 reference
               and frame data (streaming.py);
+  weights     weight-mode structures: sparse float16, shared and tied weights, LSTM->GRU
+              (weight_models.py; uses the base data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -51,6 +53,7 @@ import idioms  # noqa: E402
 import qat  # noqa: E402
 import quant_refs  # noqa: E402
 import custom_ops  # noqa: E402
+import weight_models  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 import streaming  # noqa: E402
@@ -285,6 +288,8 @@ def write_readme():
                  "(Convolution2DTransposeBias, MaxPoolingWithArgmax2D, MaxUnpooling2D; raw C-struct options).")
     lines.append("* `gen/streaming.py` — streaming keyword-spotter-like model whose state lives in "
                  "resource variables (tf.Module + tf.Variable), and TF's int8 conversion of it.")
+    lines.append("* `gen/weight_models.py` — weight-mode structures (issue #11): sparse float16 CNN, shared "
+                 "and tied weights, LSTM->GRU.")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -293,7 +298,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming")
+PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming", "weights")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -331,6 +336,9 @@ def main():
         print("== streaming")
         streaming.make_streaming(report)
         streaming.write_data()
+    if "weights" in parts:
+        print("== weight-mode structures")
+        weight_models.make_all(report)
     print("== expected outputs")
     write_expected(parts)
     write_manifest()

@@ -400,6 +400,29 @@ STREAMING_MODELS = [
      "int8 state variables (READ_VARIABLE/ASSIGN_VARIABLE on INT8 tensors with the parameters of the "
      "concatenation they feed, int8 initial values in the CALL_ONCE subgraph), int8 conv/FC, float interface"),
 ]
+# weight modes on real-world structures (issue #11)  (make_all.py --only weights;
+# weight_models.py).  They reuse existing data stems.
+# ---------------------------------------------------------------------------
+WEIGHT_MODELS = [
+    ("sparse_fp16_cnn.tflite", "cnn_digits", True,
+     "digits CNN (conv1 8, conv2 32, depthwise x4, pool, conv3 32, conv4 32 stride 2, fc1 128, probs 10) whose "
+     "kernels are magnitude-pruned to 60% zeros and fine-tuned with the masks, converted with "
+     "Optimize.DEFAULT + EXPERIMENTAL_SPARSITY and supported_types=[float16]: every kernel is a sparse FLOAT16 "
+     "constant -> DENSIFY -> DEQUANTIZE -> CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED (biases dense FLOAT16 "
+     "-> DEQUANTIZE); all kernels but conv1's have >= 1024 weights"),
+    ("shared_weights_cnn.tflite", "cnn_digits", True,
+     "digits CNN calling one Conv2D layer (24->24 3x3, 5184 weights) twice and one Dense layer (64x64) twice: "
+     "one kernel constant read by two CONV_2D, another by two FULLY_CONNECTED, their biases shared likewise"),
+    ("tied_embedding.tflite", "embedding_lookup", True,
+     "tied embedding (tf.function): ids [1,64] -> GATHER(E [17,64]) -> MEAN -> FC(64) -> TANH -> "
+     "FC(h, E) logits [1,17]; E is one constant read by GATHER (no hybrid kernel) and FULLY_CONNECTED "
+     "(hybrid kernel); trained to predict the id histogram"),
+    ("lstm_gru.tflite", "lstm_seq", True,
+     "Keras LSTM(48, return_sequences) -> GRU(32) -> Dense(10) softmax over 8 digit rows: "
+     "UNIDIRECTIONAL_SEQUENCE_LSTM with 8 gate weights (4 x [48,8], 4 x [48,48]) and the GRU lowered to a WHILE "
+     "loop whose body computes its gates with FULLY_CONNECTED ([96,48] and [96,32] constants in the body)"),
+]
+CLASSIFIERS |= {"sparse_fp16_cnn.tflite", "shared_weights_cnn.tflite", "lstm_gru.tflite"}
 
 # file -> part of make_all.py that produces it
 PARTS = {f: "base" for f, *_ in MODELS}
@@ -408,11 +431,12 @@ PARTS.update({f: "quant_refs" for f, *_ in REF_MODELS})
 PARTS.update({f: "qat" for f, *_ in QAT_MODELS})
 PARTS.update({f: "custom_ops" for f, *_ in CUSTOM_OPS_MODELS})
 PARTS.update({f: "streaming" for f, *_ in STREAMING_MODELS})
+PARTS.update({f: "weights" for f, *_ in WEIGHT_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
 DATA_PARTS.update({stem: "streaming" for stem in STREAMING_DATA})
 
-MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS
+MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS + WEIGHT_MODELS
 DATA = {**DATA, **QAT_DATA, **STREAMING_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}

@@ -27,6 +27,7 @@ const CAPI_LIMITS: &[(&str, &str)] = &[
     // The model loader (litert/core/model/model_load.cc) rejects `is_variable` tensors
     // (the LSTM's state).
     ("lstm_seq.tflite", "variable tensors"),
+    ("lstm_gru.tflite", "variable tensors"),
     // Outputs whose shape depends on input values (RANGE, FILL, ...) are dynamic
     // tensors; LiteRT binds caller buffers to every output, which TFLite refuses for them.
     ("ops_reduce_misc.tflite", "allocation_type"),
