@@ -42,6 +42,11 @@ pub struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Also write a self-contained HTML page: per-output metrics, the error each op added
+    /// along the graph (chart), weight bytes by dtype. Compares every intermediate tensor
+    /// for it (--tensors and --top only shape what is printed).
+    #[arg(long, value_name = "REPORT.html")]
+    html: Option<PathBuf>,
     /// The LiteRT runtime library (libLiteRt.so, or the ai_edge_litert package
     /// directory) for --runtime litert; default: $TFLQUANT_LITERT_LIB, else the
     /// ai_edge_litert package of $TFLQUANT_PYTHON (or python3).
@@ -125,7 +130,7 @@ pub fn run(a: Args) -> Result<()> {
             num_threads: a.data_args.threads.and_then(|n| u32::try_from(n).ok()),
             ..Default::default()
         },
-        tensors: a.tensors,
+        tensors: a.tensors || a.html.is_some(),
     };
     let mut report = run_comparison(
         &a.float,
@@ -139,6 +144,14 @@ pub fn run(a: Args) -> Result<()> {
         SortArg::Local => SortKey::Local,
         SortArg::Sqnr => SortKey::Sqnr,
     });
+    if let Some(path) = &a.html {
+        write_html(path, &report, &a.float, &a.quant, None)?;
+        if !a.tensors {
+            report.tensors = None;
+            report.tensors_compared = None;
+            report.quant_activations = None;
+        }
+    }
     if let Some(n) = a.top {
         report.keep_worst(usize::try_from(n).unwrap_or(usize::MAX));
     }
@@ -161,6 +174,31 @@ pub struct ValidateArgs {
     /// simulated) or `litert` (the official runtime, found as for `compare`).
     #[arg(long, value_enum, default_value_t = RuntimeArg::Reference, requires = "validate")]
     validate_runtime: RuntimeArg,
+    /// With --validate: also write the comparison as a self-contained HTML page (as
+    /// `compare --html`), with the quantization plan.
+    #[arg(long, value_name = "REPORT.html", requires = "validate")]
+    html: Option<PathBuf>,
+}
+
+/// Writes the HTML page of a comparison (`--html`).
+fn write_html(
+    path: &Path,
+    report: &Report,
+    float: &Path,
+    quant: &Path,
+    plan: Option<&tflquant::quant::Report>,
+) -> Result<()> {
+    let fm = tflquant::read_path(float)?;
+    let qm = tflquant::read_path(quant)?;
+    tflquant::compare::html::write(
+        path,
+        &tflquant::compare::html::HtmlInput {
+            report,
+            float_model: &fm,
+            quant_model: &qm,
+            plan,
+        },
+    )
 }
 
 /// Runs `--validate` (nothing without it): compares `output` with `input` and prints
@@ -172,12 +210,14 @@ pub fn validate(
     output: &Path,
     samples: &SampleOptions,
     stdout_taken: bool,
+    plan: &tflquant::quant::Report,
 ) -> Result<()> {
     let Some(data) = &args.validate else {
         return Ok(());
     };
     let opts = Options {
         runtime: args.validate_runtime.into(),
+        tensors: args.html.is_some(),
         ..Default::default()
     };
     let report = run_comparison(
@@ -210,6 +250,9 @@ pub fn validate(
         report.runtime,
         report.outputs_text()
     );
+    if let Some(path) = &args.html {
+        write_html(path, &report, input, output, Some(plan))?;
+    }
     if stdout_taken {
         eprint!("{text}");
         Ok(())

@@ -235,7 +235,14 @@ pub fn run(a: Args) -> Result<()> {
     super::status(&report.summary());
     let stdout_taken = a.report.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let samples = a.data_args.sample_options();
-    super::compare::validate(&a.validate, &a.input, &a.output, &samples, stdout_taken)
+    super::compare::validate(
+        &a.validate,
+        &a.input,
+        &a.output,
+        &samples,
+        stdout_taken,
+        &report,
+    )
 }
 
 fn file_len(p: &std::path::Path) -> u64 {
