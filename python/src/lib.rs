@@ -702,7 +702,8 @@ fn quantize(
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     report.input_bytes = len(&src);
     report.output_bytes = len(&dst);
-    let mut doc = serde_json::to_value(&report)
+    // Through text, so that f32 values keep their shortest form, as in the CLI's report.
+    let mut doc: serde_json::Value = serde_json::from_str(&json(&report)?)
         .map_err(|e| PyRuntimeError::new_err(format!("rendering the report: {e}")))?;
     if let serde_json::Value::Object(map) = &mut doc {
         map.insert("summary".into(), report.summary().into());
@@ -738,7 +739,7 @@ fn quantize(
             write_html(path, &cmp, &fm, &qm, Some(&report))?;
         }
         if let serde_json::Value::Object(map) = &mut doc {
-            let c = serde_json::to_value(&cmp)
+            let c: serde_json::Value = serde_json::from_str(&json(&cmp)?)
                 .map_err(|e| PyRuntimeError::new_err(format!("rendering JSON: {e}")))?;
             map.insert("validation".into(), c);
         }

@@ -368,6 +368,26 @@ def test_cli_html_matches_its_json(tmp_path):
     assert tflquant.compare(CNN, q, TEST, tensors=True) == doc
 
 
+def test_cli_and_package_give_the_same_documents(tmp_path):
+    exe = cli()
+    doc = json.loads(subprocess.run([exe, "inspect", str(CNN), "--json"], check=True, capture_output=True).stdout)
+    assert tflquant.inspect(CNN) == doc
+    ranges = tmp_path / "ranges.json"
+    subprocess.run([exe, "calibrate", str(CNN), "--data", str(CALIB), "-o", str(ranges), "--observer", "mse"], check=True)
+    assert tflquant.calibrate(CNN, gen_rows(CALIB), observer="mse") == json.loads(ranges.read_text())
+    a, b = tmp_path / "cli.tflite", tmp_path / "py.tflite"
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [exe, "quantize", str(CNN), "-o", str(a), "--mode", "int8", "--calibration", str(CALIB),
+         "--interface", "uint8", "--report", str(report), "-q"],
+        check=True,
+    )
+    r = tflquant.quantize(CNN, b, mode="int8", calibration=np.load(CALIB), interface="uint8")
+    assert a.read_bytes() == b.read_bytes()
+    r.pop("summary")
+    assert r == json.loads(report.read_text())
+
+
 def test_example_script_runs(tmp_path):
     r = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quantize_from_generator.py"), str(tmp_path)],

@@ -38,6 +38,8 @@ Data (``data``, ``calibration``, ``validate``) is one of:
 
 Samples are pulled one at a time, run and dropped: memory stays flat whatever N. A
 progress bar shows on stderr when it is a terminal (``quiet=True`` hides it).
+``threads=N`` sizes the kernels' thread pool, which is global: the first call that
+gives it decides for the rest of the process.
 float32 samples for an int8/uint8/int16 input with quantization parameters are
 quantized with them; anything else must have the input's type (float64 is refused, as
 for ``.npy``: use ``a.astype(np.float32)``).
