@@ -119,6 +119,20 @@ def test_dict_of_arrays_gives_the_bytes_of_the_npz(tmp_path):
     assert tflquant.calibrate(MULTI, gen) == tflquant.calibrate(MULTI, MULTI_CALIB)
 
 
+def test_qat_and_int16x8_from_a_generator_match_the_npy(tmp_path):
+    qat, qcal = TD / "qat_digits.float.tflite", TD / "digits_qat.calib.npy"
+    for src, mode, calib in [(qat, "qat", qcal), (CNN, "int16x8", CALIB)]:
+        a, b = tmp_path / f"{mode}.file.tflite", tmp_path / f"{mode}.gen.tflite"
+        tflquant.quantize(src, a, mode=mode, calibration=calib)
+        tflquant.quantize(src, b, mode=mode, calibration=gen_rows(calib), samples=10_000)
+        assert a.read_bytes() == b.read_bytes(), mode
+        x = np.load(TD / ("digits_qat.test.npy" if mode == "qat" else "cnn_digits.test.npy"))
+        ref, got = run_litert(src, x), run_litert(b, x)
+        assert np.all(np.isfinite(got))
+        # Both agree on every test sample today; allow one miss in 32.
+        assert np.mean(np.argmax(got, 1) == np.argmax(ref, 1)) >= 31 / 32, mode
+
+
 def test_samples_are_streamed_one_at_a_time():
     alive_max = 0
     refs = []
