@@ -26,7 +26,10 @@ use crate::interp::{Flow, Interpreter, TensorId, Value};
 use crate::ir::Model;
 
 pub use observer::{ObserverKind, Sentinels, TensorStats};
-pub use samples::{ChannelOrder, ImageOptions, InputSpec, Normalize, SampleOptions, Samples};
+pub use samples::{
+    ChannelOrder, ImageOptions, InputSpec, Normalize, SampleArray, SampleOptions, Samples,
+    sample_from_arrays,
+};
 
 /// The range of one tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

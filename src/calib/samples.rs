@@ -156,6 +156,54 @@ impl InputSpec {
         fb::dtype_name(self.dtype).to_lowercase()
     }
 
+    /// `input 0 ("x") is float32 [1,8]: expected data of shape {a}8] or {b}1,8]`: the
+    /// shapes that fit, without and with the batch dimension.
+    fn expected(&self, a: &str, b: &str) -> String {
+        let rest: Vec<String> = self
+            .shape
+            .iter()
+            .skip(1)
+            .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+            .collect();
+        format!(
+            "{} is {} {}: expected data of shape {a}{}] or {b}{}]",
+            self.describe(),
+            self.numpy_dtype(),
+            self.shape_text(),
+            rest.join(","),
+            self.shape_text().trim_matches(['[', ']'])
+        )
+    }
+
+    /// Data of type `data_t` fits this input: the same type, or float32 for a quantized
+    /// integer input.
+    fn check_dtype(&self, data_t: TensorType, what: &str) -> Result<()> {
+        let quantizable = data_t == TensorType::Float32 && self.quant.is_some();
+        if data_t == self.dtype || quantizable {
+            return Ok(());
+        }
+        let hint = if data_t == TensorType::Float64 && self.dtype == TensorType::Float32 {
+            " (use a.astype(np.float32))"
+        } else {
+            ""
+        };
+        Err(Error::Data(format!(
+            "{what}: {} expects {} samples, got {}{hint}",
+            self.describe(),
+            self.numpy_dtype(),
+            fb::dtype_name(data_t).to_lowercase()
+        )))
+    }
+
+    /// The names an array for this input may have in an `.npz` (or a dict of arrays):
+    /// the tensor name, the signature input name, `input_K`.
+    fn wanted_names(&self) -> Vec<String> {
+        let mut wanted = vec![self.name.clone()];
+        wanted.extend(self.signature_name.clone());
+        wanted.push(format!("input_{}", self.index));
+        wanted
+    }
+
     /// Converts a sample's data to this input's type: same type, or float for a
     /// quantized integer input (quantized with its parameters).
     fn convert(&self, shape: Vec<usize>, data: Data, what: &str) -> Result<Value> {
@@ -197,22 +245,7 @@ impl ArrayStream {
         spec: &InputSpec,
     ) -> Result<ArrayStream> {
         let (shape, kind, size, ts) = crate::data::npy_layout(&npy, &what)?;
-        let expected = || {
-            let rest: Vec<String> = spec
-                .shape
-                .iter()
-                .skip(1)
-                .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
-                .collect();
-            format!(
-                "{} is {} {}: expected data of shape [N,{}] or [N,{}]",
-                spec.describe(),
-                spec.numpy_dtype(),
-                spec.shape_text(),
-                rest.join(","),
-                spec.shape_text().trim_matches(['[', ']'])
-            )
-        };
+        let expected = || spec.expected("[N,", "[N,");
         let Some((&n, rest)) = shape.split_first() else {
             return Err(Error::Data(format!("{what}: a scalar; {}", expected())));
         };
@@ -264,20 +297,7 @@ impl ArrayStream {
             (C::Int, 8) => TensorType::Int64,
             _ => TensorType::Bool,
         };
-        let quantizable = data_t == TensorType::Float32 && spec.quant.is_some();
-        if data_t != spec.dtype && !quantizable {
-            let hint = if data_t == TensorType::Float64 && spec.dtype == TensorType::Float32 {
-                " (use a.astype(np.float32))"
-            } else {
-                ""
-            };
-            return Err(Error::Data(format!(
-                "{what}: {} expects {} samples, got {}{hint}",
-                spec.describe(),
-                spec.numpy_dtype(),
-                fb::dtype_name(data_t).to_lowercase()
-            )));
-        }
+        spec.check_dtype(data_t, &what)?;
         let s = ArrayStream {
             read,
             what,
@@ -391,9 +411,7 @@ impl Samples {
             let mut streams = Vec::new();
             let mut used = Vec::new();
             for spec in &specs {
-                let mut wanted = vec![spec.name.clone()];
-                wanted.extend(spec.signature_name.clone());
-                wanted.push(format!("input_{}", spec.index));
+                let wanted = spec.wanted_names();
                 let found = wanted
                     .iter()
                     .find(|w| names.contains(w))
@@ -525,6 +543,94 @@ fn read_sequence_ids(path: &Path, n: usize) -> Result<Vec<i64>> {
             )));
         }
     })
+}
+
+/// One input's array of one sample held in memory (the Python package's generators,
+/// arrays and dicts): no sample axis, `key` names the input as in an `.npz` (tensor
+/// name, signature input name or `input_K`), `None` for the input at its position.
+#[derive(Debug, Clone)]
+pub struct SampleArray {
+    pub key: Option<String>,
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+/// Turns the arrays of one in-memory sample into the model's input values, with the
+/// checks and messages of the file sources: every input needs an array (by key, else
+/// by position), of the input's shape with or without its batch dimension of 1, of its
+/// type (float32 is quantized for a quantized integer input). `what` names the sample
+/// in messages (`calibration sample 3`).
+pub fn sample_from_arrays(
+    specs: &[InputSpec],
+    arrays: Vec<SampleArray>,
+    what: &str,
+) -> Result<Vec<Value>> {
+    let keyed = arrays.iter().any(|a| a.key.is_some());
+    if !keyed && arrays.len() != specs.len() {
+        return Err(Error::Data(format!(
+            "{what}: the model has {} inputs, the sample has {} arrays (give one array per \
+             input, in input order, or a dict keyed by input name)",
+            specs.len(),
+            arrays.len()
+        )));
+    }
+    let names: Vec<String> = arrays.iter().filter_map(|a| a.key.clone()).collect();
+    let mut arrays: Vec<Option<SampleArray>> = arrays.into_iter().map(Some).collect();
+    let mut values = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let slot = if keyed {
+            let wanted = spec.wanted_names();
+            let found = wanted
+                .iter()
+                .find_map(|w| {
+                    arrays
+                        .iter()
+                        .position(|a| a.as_ref().and_then(|a| a.key.as_ref()) == Some(w))
+                })
+                .or_else(|| (arrays.len() == 1 && specs.len() == 1).then_some(0));
+            let Some(k) = found else {
+                return Err(Error::Data(format!(
+                    "{what}: no array for {} (looked for {}); the sample has {}",
+                    spec.describe(),
+                    wanted
+                        .iter()
+                        .map(|w| format!("{w:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    names.join(", ")
+                )));
+            };
+            k
+        } else {
+            i
+        };
+        let Some(a) = arrays.get_mut(slot).and_then(Option::take) else {
+            return Err(Error::Data(format!(
+                "{what}: {} is given twice",
+                spec.describe()
+            )));
+        };
+        let data_t = a.data.dtype();
+        let Some(shape) = spec.sample_shape(&a.shape) else {
+            return Err(Error::Data(format!(
+                "{what}: got a sample of shape {:?} {}; {}",
+                a.shape,
+                fb::dtype_name(data_t).to_lowercase(),
+                spec.expected("[", "[")
+            )));
+        };
+        if shape.iter().product::<usize>() != a.data.len() {
+            return Err(Error::Data(format!(
+                "{what}: shape {:?} holds {} elements, the data {}",
+                a.shape,
+                shape.iter().product::<usize>(),
+                a.data.len()
+            )));
+        }
+        spec.check_dtype(data_t, what)?;
+        values.push(spec.convert(shape, a.data, what)?);
+    }
+    Ok(values)
 }
 
 fn image_source(dir: &Path, spec: &InputSpec, opts: &ImageOptions) -> Result<Kind> {

@@ -42,6 +42,11 @@ pub struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Also write a self-contained HTML page: per-output metrics, the error each op added
+    /// along the graph (chart), weight bytes by dtype. Compares every intermediate tensor
+    /// for it (--tensors and --top only shape what is printed).
+    #[arg(long, value_name = "REPORT.html")]
+    html: Option<PathBuf>,
     /// The LiteRT runtime library (libLiteRt.so, or the ai_edge_litert package
     /// directory) for --runtime litert; default: $TFLQUANT_LITERT_LIB, else the
     /// ai_edge_litert package of $TFLQUANT_PYTHON (or python3).
@@ -133,7 +138,7 @@ pub fn run(a: Args) -> Result<()> {
             num_threads: a.data_args.threads.and_then(|n| u32::try_from(n).ok()),
             ..Default::default()
         },
-        tensors: a.tensors,
+        tensors: a.tensors || a.html.is_some(),
         ..Default::default()
     };
     let mut report = run_comparison(
@@ -148,6 +153,14 @@ pub fn run(a: Args) -> Result<()> {
         SortArg::Local => SortKey::Local,
         SortArg::Sqnr => SortKey::Sqnr,
     });
+    if let Some(path) = &a.html {
+        write_html(path, &report, &a.float, &a.quant, None)?;
+        if !a.tensors {
+            report.tensors = None;
+            report.tensors_compared = None;
+            report.quant_activations = None;
+        }
+    }
     if let Some(n) = a.top {
         report.keep_worst(usize::try_from(n).unwrap_or(usize::MAX));
     }
@@ -171,6 +184,10 @@ pub struct ValidateArgs {
     /// the runtime that calibrated, see --calibration-runtime].
     #[arg(long, value_enum, requires = "validate")]
     validate_runtime: Option<RuntimeArg>,
+    /// With --validate: also write the comparison as a self-contained HTML page (as
+    /// `compare --html`), with the quantization plan.
+    #[arg(long, value_name = "REPORT.html", requires = "validate")]
+    html: Option<PathBuf>,
 }
 
 impl ValidateArgs {
@@ -186,6 +203,27 @@ pub struct ValidateTarget {
     pub litert: LoadOptions,
 }
 
+/// Writes the HTML page of a comparison (`--html`).
+fn write_html(
+    path: &Path,
+    report: &Report,
+    float: &Path,
+    quant: &Path,
+    plan: Option<&tflquant::quant::Report>,
+) -> Result<()> {
+    let fm = tflquant::read_path(float)?;
+    let qm = tflquant::read_path(quant)?;
+    tflquant::compare::html::write(
+        path,
+        &tflquant::compare::html::HtmlInput {
+            report,
+            float_model: &fm,
+            quant_model: &qm,
+            plan,
+        },
+    )
+}
+
 /// Runs `--validate` (nothing without it): compares `output` with `input` and prints
 /// the per-output summary on stdout, or on stderr when stdout carries something else
 /// (`--report -`).
@@ -196,6 +234,7 @@ pub fn validate(
     samples: &SampleOptions,
     stdout_taken: bool,
     target: &ValidateTarget,
+    plan: &tflquant::quant::Report,
 ) -> Result<()> {
     let Some(data) = &args.validate else {
         return Ok(());
@@ -206,6 +245,7 @@ pub fn validate(
             .unwrap_or(target.default_runtime)
             .into(),
         litert: target.litert.clone(),
+        tensors: args.html.is_some(),
         ..Default::default()
     };
     let report = run_comparison(
@@ -238,6 +278,9 @@ pub fn validate(
         report.runtime,
         report.outputs_text()
     );
+    if let Some(path) = &args.html {
+        write_html(path, &report, input, output, Some(plan))?;
+    }
     if stdout_taken {
         eprint!("{text}");
         Ok(())

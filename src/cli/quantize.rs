@@ -316,6 +316,7 @@ pub fn run(a: Args) -> Result<()> {
         &samples,
         stdout_taken,
         &target,
+        &report,
     )
 }
 

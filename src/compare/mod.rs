@@ -16,7 +16,8 @@
 //! * [`runner`] runs a model on the reference interpreter (quantized ops simulated:
 //!   dequantize → float kernel → requantize) or on the official LiteRT runtime (read
 //!   intermediates through a copy with extra outputs);
-//! * [`report`] holds the result, rendered as text or JSON. Tensors are sorted worst
+//! * [`report`] holds the result, rendered as text or JSON ([`html`]: as one
+//!   self-contained page with a chart of the error along the graph). Tensors are sorted worst
 //!   first by *local* SQNR, the error a tensor's op added on top of what its inputs
 //!   already carried, because error propagates: a broken layer often leaves the tensors
 //!   after it with an even lower SQNR than its own. Inputs and QUANTIZE/DEQUANTIZE
@@ -26,6 +27,7 @@
 //! Memory does not grow with the number of samples: each sample is run and folded into
 //! the sums before the next one is read.
 
+pub mod html;
 pub mod matching;
 pub mod metrics;
 pub mod report;

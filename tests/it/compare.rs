@@ -5,6 +5,8 @@
 //! - a deliberately mis-quantized layer comes first in the tensor list;
 //! - non-float outputs are compared by agreement; outputs pair up by signature name;
 //! - the runners hand back inputs and repeated tensors;
+//! - `--html`: one chart mark per compared tensor, the broken layer lowest, nothing
+//!   loaded from outside;
 //! - the command line: text, JSON, --top, --sort, and exit code 2 with a clear message
 //!   for models that do not match, data of the wrong shape, an unknown runtime, a
 //!   missing LiteRT library.
@@ -867,6 +869,85 @@ fn quantize_validate_prints_the_output_summary() {
         os("weight-int8"),
         os("--validate-runtime"),
         os("litert"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--validate"), "{err}");
+}
+
+/// The `data-*` attributes of every chart mark of an HTML page (a plain scan: the page is
+/// ours and writes every mark as `<circle class="mark" ...>` on one line; python/tests
+/// parse it with a real HTML parser).
+fn html_marks(page: &str) -> Vec<std::collections::HashMap<String, String>> {
+    page.lines()
+        .filter(|l| l.starts_with("<circle class=\"mark\""))
+        .map(|l| {
+            let mut attrs = std::collections::HashMap::new();
+            for part in l.split("\" ").flat_map(|p| p.split(" data-")) {
+                if let Some((k, v)) = part.split_once("=\"") {
+                    attrs.insert(k.trim_start_matches("data-").to_string(), v.to_string());
+                }
+            }
+            attrs
+        })
+        .collect()
+}
+
+#[test]
+fn html_page_marks_every_tensor_and_puts_the_broken_layer_lowest() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = mis_quantized("cnn_digits/conv2", 4.0, dir.path());
+    let page = dir.path().join("report.html");
+    let args = compare_args(
+        &testdata("cnn_digits.tflite"),
+        &broken,
+        &testdata("cnn_digits.test.npy"),
+        &[
+            "--tensors",
+            "--json",
+            "--top",
+            "2",
+            "--html",
+            page.to_str().unwrap(),
+        ],
+    );
+    let (code, stdout, err) = cli(&args);
+    assert_eq!(code, 0, "{err}");
+    let doc: Json = serde_json::from_str(&stdout).unwrap();
+    // --top cuts what is printed, not the page.
+    assert_eq!(doc["tensors"].as_array().unwrap().len(), 2);
+    let n = doc["tensors_compared"].as_u64().unwrap() as usize;
+    let text = std::fs::read_to_string(&page).unwrap();
+    let marks = html_marks(&text);
+    assert_eq!(marks.len(), n, "one mark per compared tensor");
+    assert!(n >= 8);
+    // Self-contained: nothing is loaded from anywhere.
+    for bad in ["src=", "href=", "http://", "https://", "<link", "@import"] {
+        assert!(!text.contains(bad), "the page contains {bad}");
+    }
+    // The lowest mark is the layer the JSON ranks worst: the broken conv.
+    let worst = marks
+        .iter()
+        .filter_map(|m| Some((m.get("local-sqnr-db")?.parse::<f64>().ok()?, m)))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap();
+    assert!(
+        worst.1["name"].starts_with("cnn_digits/conv2"),
+        "{:?}",
+        worst.1
+    );
+    assert_eq!(worst.1["op"], "CONV_2D");
+    let first = &doc["tensors"][0];
+    assert!((worst.0 - first["local_sqnr_db"].as_f64().unwrap()).abs() < 1e-3);
+    // quantize --html needs --validate.
+    let (code, _, err) = cli(&[
+        os("quantize"),
+        testdata("cnn_digits.tflite").as_os_str(),
+        os("-o"),
+        dir.path().join("q.tflite").as_os_str(),
+        os("--mode"),
+        os("dynamic"),
+        os("--html"),
+        page.as_os_str(),
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--validate"), "{err}");
