@@ -282,12 +282,10 @@ fn litert_calibration_equals_the_reference_on_every_model_both_run() {
         // Not run by the C API (variable tensors, value-dependent output shapes; see
         // litert_capi.rs: ops_shape_dynamic's computed RESHAPE becomes such an output
         // once exposed), or hybrid kernels that compute other values by design.
-        let limits = [
-            "lstm_seq.tflite",
-            "ops_reduce_misc.tflite",
-            "ops_shape_dynamic.tflite",
-        ];
-        let skip = limits.contains(&name.as_str())
+        let skip = crate::litert_capi::CAPI_LIMITS
+            .iter()
+            .any(|(limited, _)| *limited == name)
+            || name == "ops_shape_dynamic.tflite"
             || name.contains("tf_dynamic")
             || entry["runs_in_litert"] != true;
         let model = tflquant::read_path(&path).unwrap();

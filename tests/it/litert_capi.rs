@@ -23,7 +23,7 @@ use crate::common::*;
 
 /// Models of `runs_in_litert` that the 2.3 C API cannot run, with the text its error
 /// must contain. A newer runtime that lifts a limit makes the test fail: update the list.
-const CAPI_LIMITS: &[(&str, &str)] = &[
+pub(crate) const CAPI_LIMITS: &[(&str, &str)] = &[
     // The model loader (litert/core/model/model_load.cc) rejects `is_variable` tensors
     // (the LSTM's state).
     ("lstm_seq.tflite", "variable tensors"),
