@@ -245,11 +245,11 @@ pub fn run(a: Args) -> Result<()> {
             Vec::new()
         },
     });
-    if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode) {
-        if let Some(w) = calibration_check(&model, &out, data, &samples) {
-            eprintln!("warning: {w}");
-            report.note(format!("warning: {w}"));
-        }
+    if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode)
+        && let Some(w) = calibration_check(&model, &out, data, &samples)
+    {
+        eprintln!("warning: {w}");
+        report.note(format!("warning: {w}"));
     }
     if let Some(path) = &a.report {
         let json = serde_json::to_string_pretty(&report)

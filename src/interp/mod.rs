@@ -648,7 +648,9 @@ impl<'m> Interpreter<'m> {
                 _ => v,
             };
             let handle = tensor.dtype == TensorType::Resource && v.dtype() == TensorType::Int32;
-            if v.dtype() != tensor.dtype && !handle && !matches!(b, B::While | B::If | B::CallOnce | B::StablehloComposite)
+            if v.dtype() != tensor.dtype
+                && !handle
+                && !matches!(b, B::While | B::If | B::CallOnce | B::StablehloComposite)
             {
                 return Err(Error::Internal(format!(
                     "{}: output {pos} computed as {} but tensor {t} is {}",
