@@ -918,7 +918,10 @@ fn shared_constants_are_stored_once_in_the_mode_dtype() {
             eprintln!("{file} {mode}: SQNR {s:.2} dB");
             // INT4 is checked by the layer bounds alone (4-bit logits of a tied
             // embedding are coarse: about 13 dB).
-            assert!(mode == "weight-int4" || s >= 20.0, "{file} {mode}: SQNR {s:.2} dB");
+            assert!(
+                mode == "weight-int4" || s >= 20.0,
+                "{file} {mode}: SQNR {s:.2} dB"
+            );
         }
     }
 }
