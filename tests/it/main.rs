@@ -6,6 +6,7 @@ mod common;
 mod bad_input;
 mod calib;
 mod compare;
+mod int4;
 mod integer;
 mod interp;
 mod litert_capi;

@@ -61,7 +61,23 @@ pub fn python() -> &'static Path {
 /// Runs `model` on LiteRT; `inputs[i]` holds samples of model input `i` on axis 0.
 /// Returns the outputs stacked over samples, or LiteRT's error text.
 pub fn litert_run(model: &Path, inputs: &[Array]) -> Result<Vec<Array>, String> {
-    litert_run_inner(model, inputs, false).map(|(outs, _)| outs)
+    litert_run_inner(model, inputs, Kernels::Default).map(|(outs, _)| outs)
+}
+
+/// Like [`litert_run`] with LiteRT's builtin kernels only (no XNNPACK delegate).
+pub fn litert_run_builtin(model: &Path, inputs: &[Array]) -> Result<Vec<Array>, String> {
+    litert_run_inner(model, inputs, Kernels::Builtin).map(|(outs, _)| outs)
+}
+
+/// Which LiteRT kernels run a model, and what comes back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    /// The Interpreter's default: XNNPACK delegate applied.
+    Default,
+    /// Builtin kernels only.
+    Builtin,
+    /// Builtin kernels, every tensor of subgraph 0 returned.
+    AllTensors,
 }
 
 /// Outputs, and named extra arrays (`t<index>` intermediates).
@@ -69,10 +85,10 @@ pub type RunResult = Result<(Vec<Array>, Vec<(String, Array)>), String>;
 
 /// Like [`litert_run`], also returning every tensor of subgraph 0 (`t<index>` keys).
 pub fn litert_run_all(model: &Path, inputs: &[Array]) -> RunResult {
-    litert_run_inner(model, inputs, true)
+    litert_run_inner(model, inputs, Kernels::AllTensors)
 }
 
-fn litert_run_inner(model: &Path, inputs: &[Array], all: bool) -> RunResult {
+fn litert_run_inner(model: &Path, inputs: &[Array], kernels: Kernels) -> RunResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let inp = dir.path().join("in.npz");
     let out = dir.path().join("out.npz");
@@ -88,8 +104,14 @@ fn litert_run_inner(model: &Path, inputs: &[Array], all: bool) -> RunResult {
         .arg(model)
         .arg(&inp)
         .arg(&out);
-    if all {
-        cmd.arg("--all-tensors");
+    match kernels {
+        Kernels::Default => {}
+        Kernels::Builtin => {
+            cmd.arg("--builtin");
+        }
+        Kernels::AllTensors => {
+            cmd.arg("--all-tensors");
+        }
     }
     let o = cmd.output().expect("running python");
     if !o.status.success() {
