@@ -221,7 +221,7 @@ impl Report {
             ));
         }
         let mut left: Vec<&LeftFloat> = self.weights_left_float().collect();
-        left.sort_by(|a, b| b.elements.cmp(&a.elements));
+        left.sort_by_key(|l| std::cmp::Reverse(l.elements));
         for l in left.iter().take(3) {
             reasons.push(format!("{:?} left float: {}", l.name, l.reason));
         }

@@ -338,7 +338,6 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     .find_map(|u| u.weight_axis(rank))
                     .filter(|_| !opts.per_tensor)
             };
-            let all: Vec<(usize, usize)> = uses.iter().map(|u| (u.op, u.pos)).collect();
             let (action, direct) = match opts.mode {
                 Mode::Dynamic => {
                     let hybrid: Vec<&Use> = uses.iter().filter(|u| u.is_hybrid_weight()).collect();
@@ -443,7 +442,7 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     }
                 }
             };
-            let dequantize = direct.len() < all.len();
+            let dequantize = direct.len() < uses.len();
             decisions.push(Decision {
                 subgraph: si,
                 tensor: ti,
