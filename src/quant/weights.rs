@@ -147,6 +147,9 @@ enum Reader {
     Conv(rounding::ConvGeometry),
 }
 
+/// A weight: (subgraph, tensor).
+type WeightKey = (usize, usize);
+
 /// im2col patches taken per sample and convolution (evenly spaced over the output).
 const MAX_PATCHES_PER_SAMPLE: usize = 256;
 
@@ -157,11 +160,11 @@ fn collect_hessians(
     model: &Model,
     decisions: &[Decision],
     samples: &[Vec<crate::interp::Value>],
-) -> Result<HashMap<(usize, usize), Hessian>> {
+) -> Result<HashMap<WeightKey, Hessian>> {
     use crate::interp::{Flow, Interpreter, TensorId};
     // Activation tensor → the weights whose Hessian it feeds, and how.
-    let mut wanted: HashMap<TensorId, Vec<((usize, usize), Reader)>> = HashMap::new();
-    let mut out: HashMap<(usize, usize), Hessian> = HashMap::new();
+    let mut wanted: HashMap<TensorId, Vec<(WeightKey, Reader)>> = HashMap::new();
+    let mut out: HashMap<WeightKey, Hessian> = HashMap::new();
     for d in decisions {
         if !matches!(d.action, Action::Int4 { axis: Some(0), .. }) {
             continue;
@@ -176,7 +179,7 @@ fn collect_hessians(
         if rows == 0 || cols == 0 {
             continue;
         }
-        for (oi, op) in sg.operators.iter().enumerate() {
+        for op in &sg.operators {
             if op.inputs.get(1) != Some(&(d.tensor as i32)) {
                 continue;
             }
@@ -208,7 +211,6 @@ fn collect_hessians(
                 }
                 _ => continue,
             };
-            let _ = oi;
             wanted
                 .entry(TensorId {
                     subgraph: d.subgraph,
