@@ -14,6 +14,8 @@ Parts (registry.PARTS says which file belongs to which):
   qat         the quantization-aware-training model and its data (qat.py);
   weights     weight-mode structures: sparse float16, shared and tied weights, LSTM->GRU
               (weight_models.py; uses the base data);
+  int4        INT4 on every kind of weight: a tiny transformer (int4_models.py; uses
+              the base data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -46,6 +48,7 @@ import ops_models  # noqa: E402
 import qat  # noqa: E402
 import quant_refs  # noqa: E402
 import weight_models  # noqa: E402
+import int4_models  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 
@@ -267,6 +270,7 @@ def write_readme():
     lines.append("* `gen/qat.py` — quantization-aware-training digits CNN (tfmot) and its three conversions.")
     lines.append("* `gen/weight_models.py` — weight-mode structures (issue #11): sparse float16 CNN, shared "
                  "and tied weights, LSTM->GRU.")
+    lines.append("* `gen/int4_models.py` — INT4 on every kind of weight (issue #21): a tiny transformer.")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -275,7 +279,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat", "weights")
+PARTS = ("base", "quant_refs", "qat", "weights", "int4")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -306,6 +310,9 @@ def main():
     if "weights" in parts:
         print("== weight-mode structures")
         weight_models.make_all(report)
+    if "int4" in parts:
+        print("== INT4 models")
+        int4_models.make_all(report)
     print("== expected outputs")
     write_expected(parts)
     write_manifest()
