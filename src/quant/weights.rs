@@ -114,6 +114,12 @@ pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) 
     // DEQUANTIZE operators are inserted after every decision is applied, so that the
     // operator indices the plan recorded stay valid throughout.
     let mut pending: Vec<Vec<Operator>> = vec![Vec::new(); model.subgraphs.len()];
+    if decisions
+        .iter()
+        .any(|d| matches!(d.action, Action::Int4 { block: Some(_), .. }))
+    {
+        report.note(BLOCKWISE_CAVEAT);
+    }
     for d in &decisions {
         let h = hessians.get(&(d.subgraph, d.tensor));
         apply(model, d, opts, h, report, &mut pending[d.subgraph])?;
@@ -258,6 +264,11 @@ fn collect_hessians(
     }
     Ok(out)
 }
+
+/// What LiteRT 2.3 does with blockwise INT4 (measured: docs/ACCURACY.md).
+const BLOCKWISE_CAVEAT: &str = "blockwise INT4: LiteRT 2.3 computes FULLY_CONNECTED with blockwise \
+     weights correctly only in its XNNPACK delegate (its default); its builtin kernel (an \
+     interpreter without the default delegates) runs the model but gives wrong outputs";
 
 /// Why weight-only int8/int4 leave biases float (reported for each).
 const BIAS_REASON: &str = "a bias: the weight-only modes keep biases float32 (as TF and \
