@@ -15,8 +15,12 @@
 //! - `float16`: every float32 constant (biases included) becomes FLOAT16 + DEQUANTIZE.
 //! - `weight-int8`: int8 + DEQUANTIZE, per channel along the weight's output-channel axis
 //!   (the operator computes in float, so recurrent gate weights are per channel too).
-//! - `weight-int4`: INT4 read directly by the kernels that take it, INT4 + DEQUANTIZE
-//!   (per channel) for the other weights.
+//! - `weight-int4`: INT4 read directly by the kernels that take it (FULLY_CONNECTED,
+//!   CONV_2D, EMBEDDING_LOOKUP: the rule table's `int4_weights`), INT4 + DEQUANTIZE (per
+//!   channel) for the other weights; blockwise only for weights FULLY_CONNECTED alone
+//!   reads. Values are rounded by [`super::rounding`] (nearest, mse, or gptq with the
+//!   layer-input Hessians [`collect_hessians`] gathers from calibration samples);
+//!   `--int4-max-loss` writes a weight whose INT4 layer SQNR is below the budget as int8.
 //!
 //! Biases (the rule table's bias role) stay float32 in the int8/int4 weight modes, as
 //! TF and ai-edge-quantizer leave them: they are small and their error reaches every

@@ -893,8 +893,7 @@ fn shared_constants_are_stored_once_in_the_mode_dtype() {
                 let ti = stored[0];
                 let t = &q.tensors[ti];
                 let want = if mode == "weight-int4" && file == "shared_weights_cnn.tflite" {
-                    // FULLY_CONNECTED reads INT4 directly, CONV_2D through a DEQUANTIZE:
-                    // both INT4.
+                    // FULLY_CONNECTED and CONV_2D both read INT4 directly.
                     TensorType::Int4
                 } else {
                     mode_dtype(mode)
