@@ -45,6 +45,20 @@ pub fn fold_weight_encodings(
 /// otherwise build constants whose bytes do not match their shape.
 pub fn check_weight_encodings(model: &Model) -> Result<()> {
     for (si, sg) in model.subgraphs.iter().enumerate() {
+        let producers = sg.producers();
+        // A DEQUANTIZE input made by DENSIFY of a constant becomes a constant too.
+        let densified_constant = |t: usize| {
+            producers[t].is_some_and(|p| {
+                let op = &sg.operators[p];
+                model.builtin(op) == Op::Densify
+                    && op
+                        .inputs
+                        .first()
+                        .and_then(|&i| usize::try_from(i).ok())
+                        .and_then(|i| sg.tensors.get(i))
+                        .is_some_and(|c| model.is_constant(c))
+            })
+        };
         for (oi, op) in sg.operators.iter().enumerate() {
             let kind = model.builtin(op);
             if !matches!(kind, Op::Dequantize | Op::Densify) || op.inputs.len() != 1 {
@@ -58,7 +72,7 @@ pub fn check_weight_encodings(model: &Model) -> Result<()> {
             };
             let (s, d) = (&sg.tensors[src], &sg.tensors[dst]);
             let encoded = s.dtype == TensorType::Float16 || s.sparsity.is_some();
-            if !encoded || !model.is_constant(s) {
+            if !encoded || !(model.is_constant(s) || densified_constant(src)) {
                 continue;
             }
             let (n_in, n_out) = (s.num_elements(), d.num_elements());
@@ -328,4 +342,89 @@ pub fn remove_ops(sg: &mut ir::Subgraph, remove: &[bool]) {
         i += 1;
         keep
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str) -> Model {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name);
+        crate::read_path(&path).unwrap()
+    }
+
+    fn count(m: &Model, op: Op) -> usize {
+        m.subgraphs
+            .iter()
+            .flat_map(|g| &g.operators)
+            .filter(|o| m.builtin(o) == op)
+            .count()
+    }
+
+    /// Sparse FLOAT16 → DENSIFY → DEQUANTIZE folds to the same float32 constants
+    /// whichever single fold runs first.
+    #[test]
+    fn stacked_encodings_fold_in_any_order() {
+        let src = model("sparse_fp16_cnn.tflite");
+        assert_eq!(count(&src, Op::Densify), 7);
+        let mut a = src.clone();
+        let n =
+            fold_weight_encodings(&mut a, FoldOptions::default(), &mut Report::default()).unwrap();
+        assert_eq!(n, 7 + 14, "7 DENSIFY, 14 DEQUANTIZE (7 kernels, 7 biases)");
+        let mut b = src.clone();
+        fold_fp16_dequantize(&mut b, &mut Report::default()).unwrap();
+        densify_constants(&mut b, &mut Report::default()).unwrap();
+        fold_fp16_dequantize(&mut b, &mut Report::default()).unwrap();
+        for m in [&a, &b] {
+            ir::verify(m).unwrap();
+            assert_eq!(count(m, Op::Densify) + count(m, Op::Dequantize), 0);
+        }
+        for (ta, tb) in a.subgraphs[0].tensors.iter().zip(&b.subgraphs[0].tensors) {
+            assert_eq!(a.tensor_data(ta), b.tensor_data(tb), "{}", ta.name);
+        }
+        // The float16 mode keeps the sparse chains and folds the dense ones only.
+        let mut c = src.clone();
+        let keep = FoldOptions { keep_sparse: true };
+        fold_weight_encodings(&mut c, keep, &mut Report::default()).unwrap();
+        assert_eq!((count(&c, Op::Densify), count(&c, Op::Dequantize)), (7, 7));
+    }
+
+    /// A DENSIFY whose output does not hold the sparse constant's values, and a
+    /// FLOAT16 constant larger than its DEQUANTIZE's output, are malformed.
+    #[test]
+    fn mismatched_encodings_are_malformed() {
+        let mut m = model("sparse_fp16_cnn.tflite");
+        check_weight_encodings(&m).unwrap();
+        let g = &m.subgraphs[0];
+        let (oi, op) = g
+            .operators
+            .iter()
+            .enumerate()
+            .find(|(_, o)| m.builtin(o) == Op::Densify)
+            .unwrap();
+        let (dense, name) = (
+            op.outputs[0] as usize,
+            g.tensors[op.inputs[0] as usize].name.clone(),
+        );
+        m.subgraphs[0].tensors[dense].shape = vec![3];
+        let e = check_weight_encodings(&m).unwrap_err().to_string();
+        assert!(e.starts_with("malformed model") && e.contains(&name), "{e}");
+        assert!(e.contains(&format!("operator {oi}, DENSIFY")), "{e}");
+
+        // The dense FLOAT16 tensor agrees with DENSIFY but not with the DEQUANTIZE
+        // after it.
+        let mut m = model("sparse_fp16_cnn.tflite");
+        let g = &m.subgraphs[0];
+        let dq = g
+            .operators
+            .iter()
+            .find(|o| m.builtin(o) == Op::Dequantize && o.inputs[0] as usize == dense)
+            .unwrap();
+        let out = dq.outputs[0] as usize;
+        m.subgraphs[0].tensors[out].shape = vec![3];
+        let e = check_weight_encodings(&m).unwrap_err().to_string();
+        assert!(e.contains("DEQUANTIZE") && e.contains("3 values"), "{e}");
+    }
 }

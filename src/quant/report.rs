@@ -160,8 +160,8 @@ pub struct LeftFloat {
     pub consumers: Vec<String>,
     pub elements: u64,
     pub reason: String,
-    /// A bias the weight-only modes keep float by design (not counted as a weight
-    /// left float, nor its readers as operators left float).
+    /// A bias the weight modes keep float by design (not counted as a weight left
+    /// float, nor its readers as operators left float).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bias: bool,
 }
@@ -262,5 +262,37 @@ impl Report {
             self.weights_left_float().count(),
             self.ops_left_float()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Subgraph, Tensor};
+
+    /// A buffer two tensors share counts once; empty buffers not at all.
+    #[test]
+    fn weight_bytes_count_each_buffer_once() {
+        let mut m = Model::default();
+        let shared = m.add_buffer(vec![0u8; 8]);
+        let own = m.add_buffer(vec![0u8; 4]);
+        let mut sg = Subgraph::default();
+        for (dtype, buffer) in [
+            (TensorType::Float32, shared),
+            (TensorType::Float32, shared),
+            (TensorType::Int8, own),
+            (TensorType::Float32, 0),
+        ] {
+            let mut t = Tensor::new("t", dtype, vec![4]);
+            t.buffer = buffer;
+            sg.add_tensor(t);
+        }
+        m.subgraphs.push(sg);
+        let by = weight_bytes_by_dtype(&m);
+        assert_eq!(by.get("FLOAT32"), Some(&8));
+        assert_eq!(by.get("INT8"), Some(&4));
+        assert_eq!(by.len(), 2);
+        assert!((dtype_share(&by, TensorType::Int8) - 4.0 / 12.0).abs() < 1e-12);
+        assert_eq!(dtype_share(&BTreeMap::new(), TensorType::Int8), 0.0);
     }
 }

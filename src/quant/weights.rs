@@ -274,7 +274,8 @@ const BLOCKWISE_CAVEAT: &str = "blockwise INT4: LiteRT 2.3 computes FULLY_CONNEC
      weights correctly only in its XNNPACK delegate (its default); its builtin kernel (an \
      interpreter without the default delegates) runs the model but gives wrong outputs";
 
-/// Why weight-only int8/int4 leave biases float (reported for each).
+/// Why weight-only int8/int4 leave biases float (reported for each; `dynamic` leaves
+/// them too, as its hybrid kernels read float biases).
 const BIAS_REASON: &str = "a bias: the weight-only modes keep biases float32 (as TF and \
      ai-edge-quantizer); they are small and their rounding error reaches every output";
 
@@ -336,9 +337,16 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
             let is_bias = uses
                 .iter()
                 .any(|u| matches!(u.role(), Some(Role::Bias { .. })));
-            if is_bias && matches!(opts.mode, Mode::WeightInt8 | Mode::WeightInt4) {
-                leave_as(BIAS_REASON.into(), true);
-                continue;
+            match opts.mode {
+                Mode::WeightInt8 | Mode::WeightInt4 if is_bias => {
+                    leave_as(BIAS_REASON.into(), true);
+                    continue;
+                }
+                Mode::Dynamic if is_bias => {
+                    leave_as("a bias: hybrid kernels read float32 biases".into(), true);
+                    continue;
+                }
+                _ => {}
             }
             let mut leave = |reason: String| leave_as(reason, false);
             if elements < min_elements {
