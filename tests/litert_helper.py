@@ -3,7 +3,7 @@
 
 Commands (all files are NumPy .npz; arrays hold samples on the first axis):
 
-  run MODEL INPUTS.npz OUTPUTS.npz [--all-tensors] [--stream]
+  run MODEL INPUTS.npz OUTPUTS.npz [--all-tensors] [--stream] [--builtin]
       INPUTS holds `input_0`, `input_1`, ... in the order of the model's inputs
       (subgraph 0), each of shape [N, ...]; sample i is reshaped to the model input's
       shape; variable tensors are reset before each sample (reset_all_variables, which
@@ -13,6 +13,9 @@ Commands (all files are NumPy .npz; arrays hold samples on the first axis):
       --all-tensors it also gets `t<index>` for every tensor of subgraph 0 that has a
       value after invoke (interpreter built with experimental_preserve_all_tensors and
       without the default XNNPACK delegate, whose partitions leave intermediates unset).
+      --builtin: builtin kernels only (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+      to check what runs without XNNPACK; the default is the Interpreter's default
+      (XNNPACK applied).
 
   schema MODEL OUT.json
       What the official schema's Python reader (ai_edge_litert.schema_py_generated)
@@ -43,8 +46,13 @@ SUPPORTED_DTYPES = {"float32", "float64", "int8", "uint8", "int16", "uint16", "i
                     "uint32", "int64", "uint64", "bool"}
 
 
-def load_interpreter(path, all_tensors=False):
+def load_interpreter(path, all_tensors=False, builtin=False):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    if builtin and not all_tensors:
+        return Interpreter(
+            model_path=path,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
     if all_tensors:
         # The default XNNPACK delegate runs whole partitions itself and leaves their
         # intermediate tensors unwritten: builtin kernels only, so every tensor is real.
@@ -56,8 +64,8 @@ def load_interpreter(path, all_tensors=False):
     return Interpreter(model_path=path)
 
 
-def cmd_run(model, inputs_path, outputs_path, all_tensors, stream=False):
-    it = load_interpreter(model, all_tensors)
+def cmd_run(model, inputs_path, outputs_path, all_tensors, stream=False, builtin=False):
+    it = load_interpreter(model, all_tensors, builtin)
     it.allocate_tensors()
     ins = it.get_input_details()
     outs = it.get_output_details()
@@ -204,7 +212,8 @@ def cmd_metrics(float_model, quant_model, inputs_path, out_path):
 
 def main(argv):
     if len(argv) >= 4 and argv[1] == "run":
-        cmd_run(argv[2], argv[3], argv[4], "--all-tensors" in argv[5:], "--stream" in argv[5:])
+        cmd_run(argv[2], argv[3], argv[4], "--all-tensors" in argv[5:], "--stream" in argv[5:],
+                "--builtin" in argv[5:])
     elif len(argv) == 6 and argv[1] == "metrics":
         cmd_metrics(argv[2], argv[3], argv[4], argv[5])
     elif len(argv) == 4 and argv[1] == "schema":

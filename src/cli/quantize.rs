@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use tflquant::calib::Ranges;
+use tflquant::calib::samples::Samples;
 use tflquant::quant::integer::Interface;
+use tflquant::quant::rounding::Rounding;
 use tflquant::quant::{self, Mode, Options};
 use tflquant::writer::{self, WriteOptions};
 use tflquant::{Error, Result};
@@ -21,7 +23,8 @@ pub struct Args {
     /// `dynamic` = int8 weights for ops with dynamic-range (hybrid) kernels, float activations;
     /// `float16` = float16 weights + DEQUANTIZE;
     /// `weight-int8` = int8 weights + DEQUANTIZE (float compute);
-    /// `weight-int4` = packed int4 weights for FULLY_CONNECTED / EMBEDDING_LOOKUP;
+    /// `weight-int4` = packed int4 weights: read directly by FULLY_CONNECTED, CONV_2D and
+    /// EMBEDDING_LOOKUP, behind one DEQUANTIZE for every other reader;
     /// `int8` = full integer: int8 activations and weights, int32 biases (needs --calibration);
     /// `int16x8` = int16 activations, int8 weights, int64 biases (needs --calibration);
     /// `qat` = int8 from a quantization-aware-trained model, with the trained scales and
@@ -39,9 +42,20 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = parse_block_size)]
     block_size: Option<usize>,
     /// int8/int16x8: calibration samples (.npy, .npz or an image directory, as for
-    /// `tflquant calibrate`); ranges are collected with --observer.
+    /// `tflquant calibrate`); ranges are collected with --observer. weight-int4: the
+    /// samples whose layer inputs gptq rounding uses.
     #[arg(long, value_name = "DATA", conflicts_with = "ranges")]
     calibration: Option<PathBuf>,
+    /// weight-int4: how weights are rounded. `nearest` = scale from the largest
+    /// magnitude; `mse` = clip ratio searched per channel/block for the lowest squared
+    /// error; `gptq` = error-compensating rounding with each layer's input statistics
+    /// (needs --calibration) [default: gptq with --calibration, else mse].
+    #[arg(long, value_enum)]
+    rounding: Option<RoundingArg>,
+    /// weight-int4: a weight whose layer SQNR under INT4 is below DB decibels stays INT8
+    /// (measured on the calibration inputs with --calibration, else on the weights).
+    #[arg(long, value_name = "DB")]
+    int4_max_loss: Option<f64>,
     /// int8/int16x8: use ranges from `tflquant calibrate` instead of calibrating.
     #[arg(long, value_name = "ranges.json")]
     ranges: Option<PathBuf>,
@@ -98,6 +112,13 @@ enum InterfaceArg {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum RoundingArg {
+    Nearest,
+    Mse,
+    Gptq,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum BiasArg {
     Int32,
     Int64,
@@ -132,6 +153,24 @@ fn options(a: &Args) -> Result<Options> {
             mode.name()
         ));
     }
+    if mode != Mode::WeightInt4 {
+        let int4_flags = [
+            (a.rounding.is_some(), "--rounding"),
+            (a.int4_max_loss.is_some(), "--int4-max-loss"),
+        ];
+        if let Some((_, flag)) = int4_flags.iter().find(|(set, _)| *set) {
+            return usage(format!(
+                "{flag} applies to --mode weight-int4 only (got --mode {})",
+                mode.name()
+            ));
+        }
+    }
+    if matches!(a.rounding, Some(RoundingArg::Gptq)) && a.calibration.is_none() {
+        return usage("--rounding gptq needs --calibration DATA (.npy, .npz or an image directory): it uses each layer's inputs on those samples; or use --rounding mse".into());
+    }
+    if a.int4_max_loss.is_some_and(|db| !db.is_finite()) {
+        return usage("--int4-max-loss needs a finite number of decibels, e.g. 20".into());
+    }
     if mode.is_integer() {
         if mode != Mode::Qat && a.calibration.is_none() && a.ranges.is_none() {
             return usage(format!(
@@ -163,7 +202,10 @@ fn options(a: &Args) -> Result<Options> {
         }
     } else {
         let integer_flags = [
-            (a.calibration.is_some(), "--calibration"),
+            (
+                a.calibration.is_some() && mode != Mode::WeightInt4,
+                "--calibration",
+            ),
             (a.ranges.is_some(), "--ranges"),
             (a.interface != InterfaceArg::Float, "--interface"),
             (a.strict, "--strict"),
@@ -171,7 +213,7 @@ fn options(a: &Args) -> Result<Options> {
         ];
         if let Some((_, flag)) = integer_flags.iter().find(|(set, _)| *set) {
             return usage(format!(
-                "{flag} applies to --mode int8 and int16x8 only (got --mode {})",
+                "{flag} applies to --mode int8 and int16x8 (--calibration also to weight-int4) only (got --mode {})",
                 mode.name()
             ));
         }
@@ -180,6 +222,12 @@ fn options(a: &Args) -> Result<Options> {
     o.per_tensor = a.per_tensor;
     o.min_elements = a.min_elements;
     o.block_size = a.block_size;
+    o.rounding = a.rounding.map(|r| match r {
+        RoundingArg::Nearest => Rounding::Nearest,
+        RoundingArg::Mse => Rounding::Mse,
+        RoundingArg::Gptq => Rounding::Gptq,
+    });
+    o.int4_max_loss_db = a.int4_max_loss;
     o.strict = a.strict;
     o.interface = match a.interface {
         InterfaceArg::Float => Interface::Float,
@@ -224,6 +272,14 @@ pub fn run(a: Args) -> Result<()> {
             // options() requires ranges for every integer mode but qat.
             (None, None) => None,
         };
+    }
+    if let (Mode::WeightInt4, Some(data)) = (opts.mode, &a.calibration) {
+        let samples = Samples::open(data, &model, &a.data_args.sample_options())?;
+        let samples = samples.collect::<Result<Vec<_>>>()?;
+        if samples.is_empty() {
+            return Err(Error::Data(format!("{}: no samples", data.display())));
+        }
+        opts.samples = Some(std::sync::Arc::new(samples));
     }
     let (out, mut report) = quant::quantize(&model, &opts)?;
     if a.dump_plan {

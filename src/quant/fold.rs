@@ -289,6 +289,7 @@ pub fn sparse_to_float16(model: &mut Model) -> Vec<super::report::TensorChange> 
                 scale_min: None,
                 scale_max: None,
                 dequantize_inserted: true,
+                rounding: None,
             });
             let mut dense16 = ir::Tensor::new(
                 format!("{}/float16", d.name),

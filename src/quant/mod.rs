@@ -13,6 +13,7 @@ pub mod math;
 pub mod prune;
 pub mod qat;
 pub mod report;
+pub mod rounding;
 pub mod variables;
 pub mod weights;
 
@@ -31,7 +32,8 @@ pub enum Mode {
     Float16,
     /// Int8 constants + DEQUANTIZE (float compute).
     WeightInt8,
-    /// Packed INT4 weights read by FULLY_CONNECTED / EMBEDDING_LOOKUP.
+    /// Packed INT4 weights: read directly by FULLY_CONNECTED, CONV_2D and
+    /// EMBEDDING_LOOKUP, through one DEQUANTIZE by every other reader.
     WeightInt4,
     /// Full integer: int8 activations and weights, int32 biases (needs ranges).
     Int8,
@@ -91,6 +93,13 @@ pub struct Options {
     pub strict: bool,
     /// Full-integer modes: bias bits (32 or 64); `None` = 32 for int8, 64 for 16x8.
     pub bias_bits: Option<u32>,
+    /// weight-int4: how weights are rounded; `None` = gptq when calibration samples
+    /// are given, mse otherwise.
+    pub rounding: Option<rounding::Rounding>,
+    /// weight-int4: calibration samples (one value per model input each) for gptq.
+    pub samples: Option<std::sync::Arc<Vec<Vec<crate::interp::Value>>>>,
+    /// weight-int4: a weight whose INT4 layer SQNR (dB) is below this stays INT8.
+    pub int4_max_loss_db: Option<f64>,
 }
 
 impl Options {
@@ -104,7 +113,19 @@ impl Options {
             interface: integer::Interface::Float,
             strict: false,
             bias_bits: None,
+            rounding: None,
+            samples: None,
+            int4_max_loss_db: None,
         }
+    }
+
+    /// The INT4 rounding in effect: as asked, else gptq with samples, mse without.
+    pub fn rounding(&self) -> rounding::Rounding {
+        self.rounding.unwrap_or(if self.samples.is_some() {
+            rounding::Rounding::Gptq
+        } else {
+            rounding::Rounding::Mse
+        })
     }
 
     pub fn min_elements(&self) -> u64 {

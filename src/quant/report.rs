@@ -131,6 +131,28 @@ pub struct TensorChange {
     pub scale_max: Option<f32>,
     /// A DEQUANTIZE now produces the float tensor the consumers read.
     pub dequantize_inserted: bool,
+    /// weight-int4: how the weight was rounded, and what it bought.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounding: Option<RoundingReport>,
+}
+
+/// weight-int4: the rounding of one weight and its effect on the layer's output error.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundingReport {
+    /// `nearest`, `mse` or `gptq`.
+    pub method: String,
+    /// Why the method differs from the one asked for (gptq without input statistics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// What the error is measured on: `hessian` (the layer's output error on the
+    /// calibration inputs, `Σ δw H δwᵀ`) or `weights` (squared weight error).
+    pub measure: String,
+    /// Error reduction against round-to-nearest, in dB (≥ 0 means better).
+    pub gain_db: f64,
+    /// The layer's INT4 SQNR estimate (signal over error on the same measure), dB.
+    pub int4_sqnr_db: f64,
+    /// `--int4-max-loss`: the INT4 SQNR was below the budget, the weight is INT8.
+    pub kept_int8: bool,
 }
 
 /// A tensor whose sentinel values did not set its range (see `calib::observer`).

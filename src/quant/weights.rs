@@ -15,8 +15,12 @@
 //! - `float16`: every float32 constant (biases included) becomes FLOAT16 + DEQUANTIZE.
 //! - `weight-int8`: int8 + DEQUANTIZE, per channel along the weight's output-channel axis
 //!   (the operator computes in float, so recurrent gate weights are per channel too).
-//! - `weight-int4`: INT4 read directly by the kernels that take it, INT4 + DEQUANTIZE
-//!   (per channel) for the other weights.
+//! - `weight-int4`: INT4 read directly by the kernels that take it (FULLY_CONNECTED,
+//!   CONV_2D, EMBEDDING_LOOKUP: the rule table's `int4_weights`), INT4 + DEQUANTIZE (per
+//!   channel) for the other weights; blockwise only for weights FULLY_CONNECTED alone
+//!   reads. Values are rounded by [`super::rounding`] (nearest, mse, or gptq with the
+//!   layer-input Hessians [`collect_hessians`] gathers from calibration samples);
+//!   `--int4-max-loss` writes a weight whose INT4 layer SQNR is below the budget as int8.
 //!
 //! Biases (the rule table's bias role) stay float32 in the int8/int4 weight modes, as
 //! TF and ai-edge-quantizer leave them: they are small and their error reaches every
@@ -27,8 +31,11 @@ use crate::fb::{self, BuiltinOperator as Op, TensorType};
 use crate::ir::{self, Model, Operator, QuantParams, Tensor};
 use crate::rules::{self, Hybrid, Role};
 
+use std::collections::HashMap;
+
 use super::math::{self, Channels};
-use super::report::{LeftFloat, Report, TensorChange};
+use super::report::{LeftFloat, Report, RoundingReport, TensorChange};
+use super::rounding::{self, Groups, Rounding};
 use super::{Mode, Options};
 
 /// What happens to one constant.
@@ -96,11 +103,30 @@ struct Decision {
 /// Runs the weight pass for `opts.mode` over every subgraph.
 pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) -> Result<()> {
     let decisions = plan(model, opts, report)?;
+    let hessians = if opts.mode == Mode::WeightInt4 && opts.rounding() == Rounding::Gptq {
+        match &opts.samples {
+            Some(samples) => collect_hessians(model, &decisions, samples)?,
+            None => {
+                return Err(Error::Usage(
+                    "gptq rounding needs calibration samples".into(),
+                ));
+            }
+        }
+    } else {
+        HashMap::new()
+    };
     // DEQUANTIZE operators are inserted after every decision is applied, so that the
     // operator indices the plan recorded stay valid throughout.
     let mut pending: Vec<Vec<Operator>> = vec![Vec::new(); model.subgraphs.len()];
+    if decisions
+        .iter()
+        .any(|d| matches!(d.action, Action::Int4 { block: Some(_), .. }))
+    {
+        report.note(BLOCKWISE_CAVEAT);
+    }
     for d in &decisions {
-        apply(model, d, report, &mut pending[d.subgraph])?;
+        let h = hessians.get(&(d.subgraph, d.tensor));
+        apply(model, d, opts, h, report, &mut pending[d.subgraph])?;
     }
     for (si, ops) in pending.into_iter().enumerate() {
         // Constants need nothing computed first: DEQUANTIZE ops go to the front, in
@@ -115,6 +141,138 @@ fn consumer_names(model: &Model, sg: &ir::Subgraph, cons: &[(usize, usize)]) -> 
         .map(|&(oi, _)| format!("{oi} {}", model.op_display_name(&sg.operators[oi])))
         .collect()
 }
+
+/// The input second moment `H = Σ x xᵀ` of a weight's layer, `n × n` (row-major).
+struct Hessian {
+    n: usize,
+    h: Vec<f64>,
+}
+
+/// Where one weight's Hessian comes from: the activation input of a reader.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// FULLY_CONNECTED: rows of the input, `n` = input depth.
+    Rows { n: usize },
+    /// CONV_2D: im2col patches.
+    Conv(rounding::ConvGeometry),
+}
+
+/// A weight: (subgraph, tensor).
+type WeightKey = (usize, usize);
+
+/// im2col patches taken per sample and convolution (evenly spaced over the output).
+const MAX_PATCHES_PER_SAMPLE: usize = 256;
+
+/// Runs the calibration samples through the (float) model and accumulates, for every
+/// per-row INT4 weight read as input 1 of a FULLY_CONNECTED or CONV_2D, the Hessian of
+/// that layer's input (summed over the readers of a shared weight).
+fn collect_hessians(
+    model: &Model,
+    decisions: &[Decision],
+    samples: &[Vec<crate::interp::Value>],
+) -> Result<HashMap<WeightKey, Hessian>> {
+    use crate::interp::{Flow, Interpreter, TensorId};
+    // Activation tensor → the weights whose Hessian it feeds, and how.
+    let mut wanted: HashMap<TensorId, Vec<(WeightKey, Reader)>> = HashMap::new();
+    let mut out: HashMap<WeightKey, Hessian> = HashMap::new();
+    for d in decisions {
+        if !matches!(d.action, Action::Int4 { axis: Some(0), .. }) {
+            continue;
+        }
+        let sg = &model.subgraphs[d.subgraph];
+        let w = &sg.tensors[d.tensor];
+        let dims: Vec<usize> = w.shape.iter().map(|&x| x.max(0) as usize).collect();
+        let Some((&rows, rest)) = dims.split_first() else {
+            continue;
+        };
+        let cols: usize = rest.iter().product();
+        if rows == 0 || cols == 0 {
+            continue;
+        }
+        for op in &sg.operators {
+            if op.inputs.get(1) != Some(&(d.tensor as i32)) {
+                continue;
+            }
+            let Some(x) = op.inputs.first().and_then(|&i| usize::try_from(i).ok()) else {
+                continue;
+            };
+            let reader = match (model.builtin(op), &op.builtin_options) {
+                (Op::FullyConnected, _) => Reader::Rows { n: cols },
+                (Op::Conv2d, Some(fb::BuiltinOptions::Conv2DOptions(o))) if dims.len() == 4 => {
+                    let xs = &sg.tensors[x].shape;
+                    if xs.len() != 4 || xs.iter().any(|&v| v <= 0) || xs[3] as usize != dims[3] {
+                        continue;
+                    }
+                    Reader::Conv(rounding::ConvGeometry {
+                        input: [
+                            xs[0] as usize,
+                            xs[1] as usize,
+                            xs[2] as usize,
+                            xs[3] as usize,
+                        ],
+                        kernel: [dims[1], dims[2]],
+                        stride: [o.stride_h.max(1) as usize, o.stride_w.max(1) as usize],
+                        dilation: [
+                            o.dilation_h_factor.max(1) as usize,
+                            o.dilation_w_factor.max(1) as usize,
+                        ],
+                        same_padding: o.padding == fb::Padding::Same,
+                    })
+                }
+                _ => continue,
+            };
+            wanted
+                .entry(TensorId {
+                    subgraph: d.subgraph,
+                    tensor: x,
+                })
+                .or_default()
+                .push(((d.subgraph, d.tensor), reader));
+            out.entry((d.subgraph, d.tensor))
+                .or_insert_with(|| Hessian {
+                    n: cols,
+                    h: vec![0.0; cols * cols],
+                });
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let mut it = Interpreter::new(model)?;
+    for sample in samples {
+        let mut observe = |id: TensorId, v: &crate::interp::Value| {
+            let (Some(readers), Some(x)) = (wanted.get(&id), v.as_f32()) else {
+                return Flow::Continue;
+            };
+            for &(key, reader) in readers {
+                let Some(hs) = out.get_mut(&key) else {
+                    continue;
+                };
+                match reader {
+                    Reader::Rows { n } if x.len() % n == 0 => {
+                        rounding::add_outer_products(&mut hs.h, x, n)
+                    }
+                    Reader::Conv(geo) if v.shape == geo.input => {
+                        let p = geo.patches(x, MAX_PATCHES_PER_SAMPLE);
+                        rounding::add_outer_products(&mut hs.h, &p, hs.n);
+                    }
+                    _ => {}
+                }
+            }
+            Flow::Continue
+        };
+        it.run_observed(sample, &mut observe)?;
+    }
+    for hs in out.values_mut() {
+        rounding::symmetrize(&mut hs.h, hs.n);
+    }
+    Ok(out)
+}
+
+/// What LiteRT 2.3 does with blockwise INT4 (measured: docs/ACCURACY.md).
+const BLOCKWISE_CAVEAT: &str = "blockwise INT4: LiteRT 2.3 computes FULLY_CONNECTED with blockwise \
+     weights correctly only in its XNNPACK delegate (its default); its builtin kernel (an \
+     interpreter without the default delegates) runs the model but gives wrong outputs";
 
 /// Why weight-only int8/int4 leave biases float (reported for each; `dynamic` leaves
 /// them too, as its hybrid kernels read float biases).
@@ -258,59 +416,48 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     (Action::Float16, Vec::new())
                 }
                 Mode::WeightInt4 => {
-                    let direct: Vec<&Use> = uses.iter().filter(|u| u.reads_int4()).collect();
+                    // FULLY_CONNECTED's INT4 kernel reads rows packed two values per
+                    // byte: a weight with odd rows goes through a DEQUANTIZE instead.
+                    let odd_rows = t.shape.last().is_none_or(|&d| d % 2 != 0);
+                    let direct: Vec<&Use> = uses
+                        .iter()
+                        .filter(|u| u.reads_int4() && !(odd_rows && u.kind == Op::FullyConnected))
+                        .collect();
                     let only_direct = direct.len() == uses.len();
-                    match opts.block_size {
-                        Some(b)
-                            if only_direct
-                                && direct.iter().any(|u| u.kind != Op::FullyConnected) =>
-                        {
-                            leave(format!(
-                                "blockwise INT4 (--block-size {b}) runs only in FULLY_CONNECTED, not {}",
-                                fb::op_name(
-                                    direct
-                                        .iter()
-                                        .find(|u| u.kind != Op::FullyConnected)
-                                        .map_or(Op::Custom, |u| u.kind)
-                                )
-                            ));
-                            continue;
-                        }
-                        Some(b)
-                            if only_direct
-                                && (rank != 2 || !(t.shape[1] as usize).is_multiple_of(b)) =>
-                        {
-                            leave(format!(
-                                "input dimension of shape {:?} is not a multiple of --block-size {b}",
-                                t.shape
-                            ));
-                            continue;
-                        }
-                        _ if !direct.is_empty() && t.shape.last().is_none_or(|&d| d % 2 != 0) => {
-                            leave(format!(
-                                "rows of shape {:?} have an odd length; INT4 rows are packed two values per byte",
-                                t.shape
-                            ));
-                            continue;
-                        }
-                        // INT4 kernels read per-channel parameters on axis 0 (rows).
-                        b if only_direct => (
+                    let blockwise = opts.block_size.filter(|&b| {
+                        only_direct
+                            && direct.iter().all(|u| u.kind == Op::FullyConnected)
+                            && rank == 2
+                            && (t.shape[1] as usize).is_multiple_of(b)
+                    });
+                    if let (Some(b), None) = (opts.block_size, blockwise) {
+                        report.note(format!(
+                            "subgraph {si}: tensor {ti} {:?} is INT4 per channel, not blockwise (--block-size {b}): {}",
+                            t.name,
+                            if only_direct && direct.iter().all(|u| u.kind == Op::FullyConnected) {
+                                format!("its input dimension (shape {:?}) is not a multiple of {b}", t.shape)
+                            } else {
+                                "only FULLY_CONNECTED reads blockwise INT4 in LiteRT 2.3 (its DEQUANTIZE ignores blockwise scales)".to_string()
+                            }
+                        ));
+                    }
+                    match blockwise {
+                        Some(b) => (
                             Action::Int4 {
                                 axis: Some(0),
-                                block: b,
+                                block: Some(b),
                             },
                             direct.iter().map(|u| (u.op, u.pos)).collect(),
                         ),
-                        // Blockwise parameters are read by FULLY_CONNECTED only: a constant
-                        // that other operators read too is per channel.
-                        _ if !direct.is_empty() => (
+                        // INT4 kernels read per-channel parameters on axis 0 (rows).
+                        None if !direct.is_empty() => (
                             Action::Int4 {
                                 axis: Some(0),
                                 block: None,
                             },
                             direct.iter().map(|u| (u.op, u.pos)).collect(),
                         ),
-                        _ => (
+                        None => (
                             Action::Int4 {
                                 axis: dequantize_axis(),
                                 block: None,
@@ -362,6 +509,8 @@ fn no_hybrid_reason(uses: &[Use]) -> String {
 fn apply(
     model: &mut Model,
     d: &Decision,
+    opts: &Options,
+    hessian: Option<&Hessian>,
     report: &mut Report,
     pending: &mut Vec<Operator>,
 ) -> Result<()> {
@@ -384,6 +533,7 @@ fn apply(
         scale_min: None,
         scale_max: None,
         dequantize_inserted: d.dequantize,
+        rounding: None,
     };
     let (dtype, data, quant) = match d.action {
         Action::HybridInt8 { axis } | Action::Int8Dequantize { axis } => {
@@ -406,65 +556,69 @@ fn apply(
             (TensorType::Float16, math::f16_bytes(&values()), None)
         }
         Action::Int4 { axis, block } => {
-            let (data, quant) = match block {
-                None => {
-                    let ch = Channels::new(&t.shape, axis);
-                    let values = values();
-                    let scales = math::symmetric_scales(&values, ch, 7.0);
-                    let q = math::quantize_symmetric(&values, ch, &scales, 7.0);
-                    set_scale_range(&mut change, &scales);
-                    change.granularity = granularity(axis).into();
-                    change.axis = axis.map(|a| a as i32);
-                    let zp = vec![0; scales.len()];
-                    let axis = axis.unwrap_or(0) as i32;
-                    (math::pack_int4(&q), QuantParams::per_axis(scales, zp, axis))
-                }
-                Some(b) => {
-                    let (out, inp) = (t.shape[0] as usize, t.shape[1] as usize);
-                    let blocks = inp / b;
-                    // One scale per (row, block): the blocks are the channels of a
-                    // [out·blocks, b] view of the weights.
-                    let ch = Channels {
-                        channels: out * blocks,
-                        inner: b,
-                    };
-                    let values = values();
-                    let scales = math::symmetric_scales(&values, ch, 7.0);
-                    // Scales are stored as FLOAT16: quantize with the value the kernel
-                    // will read back.
-                    let scales: Vec<f32> = math::f16_to_f32(&math::f16_bytes(&scales))
-                        .into_iter()
-                        .map(|s| if s > 0.0 { s } else { f32::MIN_POSITIVE })
-                        .collect();
-                    let q = math::quantize_symmetric(&values, ch, &scales, 7.0);
-                    set_scale_range(&mut change, &scales);
-                    change.granularity = "blockwise".into();
-                    change.axis = Some(0);
-                    change.block_size = Some(b);
-                    let scale_buffer = model.add_buffer(math::f16_bytes(&scales));
-                    let mut st = Tensor::new(
-                        format!("{}/block_scales", t.name),
-                        TensorType::Float16,
-                        vec![out as i32, blocks as i32],
-                    );
-                    st.buffer = scale_buffer;
-                    let scale_tensor = model.subgraphs[si].add_tensor(st);
-                    let quant = QuantParams {
-                        details: Some(fb::QuantizationDetails::BlockwiseQuantization(Box::new(
-                            fb::BlockwiseQuantization {
-                                scales: scale_tensor,
-                                zero_points: -1,
-                                block_size: b as i32,
-                            },
-                        ))),
-                        quantized_dimension: 0,
-                        ..Default::default()
-                    };
-                    (math::pack_int4(&q), quant)
-                }
-            };
-            change.new_dtype = "INT4".into();
-            (TensorType::Int4, data, Some(quant))
+            let values = values();
+            let r = round_int4(&t.shape, &values, axis, block, opts, hessian);
+            let keep_int8 = opts
+                .int4_max_loss_db
+                .is_some_and(|db| r.report.int4_sqnr_db < db);
+            change.rounding = Some(RoundingReport {
+                kept_int8: keep_int8,
+                ..r.report.clone()
+            });
+            if keep_int8 {
+                // INT4 costs this layer more than the budget: int8 (nearest rounding
+                // is within a step of 1/254 of the range), same axis, per channel for
+                // a blockwise candidate.
+                let axis = axis.or(block.map(|_| 0));
+                let ch = Channels::new(&t.shape, axis);
+                let scales = math::symmetric_scales(&values, ch, 127.0);
+                let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+                change.new_dtype = "INT8".into();
+                change.granularity = granularity(axis).into();
+                change.axis = axis.map(|a| a as i32);
+                set_scale_range(&mut change, &scales);
+                let zp = vec![0; scales.len()];
+                let quant = QuantParams::per_axis(scales, zp, axis.unwrap_or(0) as i32);
+                let data = q.iter().map(|&v| v as u8).collect();
+                (TensorType::Int8, data, Some(quant))
+            } else {
+                set_scale_range(&mut change, &r.scales);
+                let quant = match block {
+                    None => {
+                        change.granularity = granularity(axis).into();
+                        change.axis = axis.map(|a| a as i32);
+                        let zp = vec![0; r.scales.len()];
+                        QuantParams::per_axis(r.scales, zp, axis.unwrap_or(0) as i32)
+                    }
+                    Some(b) => {
+                        let (out, blocks) = (t.shape[0] as usize, t.shape[1] as usize / b);
+                        change.granularity = "blockwise".into();
+                        change.axis = Some(0);
+                        change.block_size = Some(b);
+                        let scale_buffer = model.add_buffer(math::f16_bytes(&r.scales));
+                        let mut st = Tensor::new(
+                            format!("{}/block_scales", t.name),
+                            TensorType::Float16,
+                            vec![out as i32, blocks as i32],
+                        );
+                        st.buffer = scale_buffer;
+                        let scale_tensor = model.subgraphs[si].add_tensor(st);
+                        QuantParams {
+                            details: Some(fb::QuantizationDetails::BlockwiseQuantization(
+                                Box::new(fb::BlockwiseQuantization {
+                                    scales: scale_tensor,
+                                    zero_points: -1,
+                                    block_size: b as i32,
+                                }),
+                            )),
+                            quantized_dimension: 0,
+                            ..Default::default()
+                        }
+                    }
+                };
+                change.new_dtype = "INT4".into();
+                (TensorType::Int4, math::pack_int4(&r.q), Some(quant))
+            }
         }
     };
     change.bytes_after = data.len() as u64;
@@ -498,6 +652,132 @@ fn apply(
     }
     report.quantized.push(change);
     Ok(())
+}
+
+/// One weight rounded to INT4: values, scales (one per channel or block, blockwise ones
+/// as the FLOAT16 the kernel reads), and the report of the rounding.
+struct Int4Weight {
+    q: Vec<i8>,
+    scales: Vec<f32>,
+    report: RoundingReport,
+}
+
+/// Rounds a weight to INT4 with `opts.rounding()`, and measures the result against
+/// round-to-nearest on the layer's output error (with a Hessian) or on the weights.
+fn round_int4(
+    shape: &[i32],
+    values: &[f32],
+    axis: Option<usize>,
+    block: Option<usize>,
+    opts: &Options,
+    hessian: Option<&Hessian>,
+) -> Int4Weight {
+    const QMAX: f32 = 7.0;
+    // The matrix view (rows = channels on axis 0) GPTQ and the Hessian error need.
+    let groups = match (axis, block) {
+        (_, Some(b)) => Some(Groups {
+            rows: shape[0] as usize,
+            cols: shape[1] as usize,
+            block: Some(b),
+        }),
+        (Some(0), None) if !shape.is_empty() && shape[0] > 0 => Some(Groups {
+            rows: shape[0] as usize,
+            cols: values.len() / shape[0] as usize,
+            block: None,
+        }),
+        _ => None,
+    };
+    let ch = match groups {
+        Some(g) => g.channels(),
+        None => Channels::new(shape, axis),
+    };
+    // Blockwise scales are stored as FLOAT16: round with the value the kernel reads.
+    let stored = |s: Vec<f32>| -> Vec<f32> {
+        if block.is_none() {
+            return s;
+        }
+        math::f16_to_f32(&math::f16_bytes(&s))
+            .into_iter()
+            .map(|v| if v > 0.0 { v } else { f32::MIN_POSITIVE })
+            .collect()
+    };
+    let asked = opts.rounding();
+    let h = hessian.filter(|h| groups.is_some_and(|g| g.cols == h.n));
+    let mut fallback = None;
+    let method = match asked {
+        Rounding::Gptq if h.is_none() => {
+            fallback = Some(
+                "no input statistics for this weight (gptq needs a FULLY_CONNECTED or CONV_2D reader with channels on axis 0): mse".to_string(),
+            );
+            Rounding::Mse
+        }
+        m => m,
+    };
+    let nearest_scales = stored(math::symmetric_scales(values, ch, QMAX));
+    let nearest = math::quantize_symmetric(values, ch, &nearest_scales, QMAX);
+    let (q, scales) = match method {
+        Rounding::Nearest => (nearest.clone(), nearest_scales.clone()),
+        Rounding::Mse => {
+            let s = stored(rounding::mse_scales(values, ch, QMAX));
+            (math::quantize_symmetric(values, ch, &s, QMAX), s)
+        }
+        Rounding::Gptq => {
+            let s = stored(rounding::mse_scales(values, ch, QMAX));
+            let (g, hs) = (groups.expect("checked"), h.expect("checked"));
+            match rounding::inverse_cholesky_upper(&hs.h, hs.n) {
+                Some(u) => (rounding::gptq(values, g, &s, &u, QMAX), s),
+                None => {
+                    fallback =
+                        Some("the layer's input Hessian is not positive definite: mse".into());
+                    (math::quantize_symmetric(values, ch, &s, QMAX), s)
+                }
+            }
+        }
+    };
+    let method = if fallback.is_some() && method == Rounding::Gptq {
+        Rounding::Mse
+    } else {
+        method
+    };
+    let error = |q: &[i8], s: &[f32]| match (groups, h) {
+        (Some(g), Some(h)) => rounding::layer_error(values, q, g, s, Some(&h.h)),
+        _ => weight_error(values, q, ch, s),
+    };
+    let (e_near, signal) = error(&nearest, &nearest_scales);
+    let (e, _) = error(&q, &scales);
+    let db = |a: f64, b: f64| {
+        if b <= 0.0 {
+            if a <= 0.0 { 0.0 } else { f64::INFINITY }
+        } else if a <= 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            10.0 * (a / b).log10()
+        }
+    };
+    Int4Weight {
+        q,
+        scales,
+        report: RoundingReport {
+            method: method.name().into(),
+            fallback,
+            measure: if h.is_some() { "hessian" } else { "weights" }.into(),
+            gain_db: db(e_near, e),
+            int4_sqnr_db: db(signal, e),
+            kept_int8: false,
+        },
+    }
+}
+
+/// Squared weight error and squared weights, over channels `ch`.
+fn weight_error(values: &[f32], q: &[i8], ch: Channels, scales: &[f32]) -> (f64, f64) {
+    values
+        .iter()
+        .zip(q)
+        .enumerate()
+        .fold((0.0, 0.0), |(e, s), (i, (&v, &qi))| {
+            let d = v as f64 - qi as f64 * scales[ch.of(i)] as f64;
+            (e + d * d, s + v as f64 * v as f64)
+        })
 }
 
 fn granularity(axis: Option<usize>) -> &'static str {

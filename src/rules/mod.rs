@@ -224,10 +224,13 @@ pub static RULES: &[Rule] = &[
         Hybrid::PerChannel,
         true,
     )),
-    hybrid(
-        rule(Op::Conv2d, &[A, w(0), bias(0, 1)], N),
-        Hybrid::PerChannel,
-        false,
+    why(
+        int4(hybrid(
+            rule(Op::Conv2d, &[A, w(0), bias(0, 1)], N),
+            Hybrid::PerChannel,
+            false,
+        )),
+        "INT4 filter with float input: LiteRT 2.3's builtin kernel and XNNPACK both run it (hybrid)",
     ),
     why(
         hybrid(

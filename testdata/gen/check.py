@@ -533,6 +533,14 @@ def check_lstm_gru(m):
     need(len(body_fc) == 2, "GRU body should compute its gates with 2 FULLY_CONNECTED")
 
 
+def check_tiny_transformer(m):
+    need_ops(m, "FULLY_CONNECTED", "BATCH_MATMUL", "GELU", "SOFTMAX", "RSQRT")
+    sg = m.t.subgraphs[0]
+    fc_weights = [op.inputs[1] for _, op in m.ops(BO.FULLY_CONNECTED)]
+    need(all(m.is_const(sg.tensors[i]) for i in fc_weights), "a FULLY_CONNECTED weight is not constant")
+    need(len(fc_weights) >= 6, f"only {len(fc_weights)} FULLY_CONNECTED projections")
+
+
 CHECKS = {
     "singular_frontend.tflite": check_singular_frontend,
     "sentinel_pad_maxpool.tflite": check_sentinel_pad_maxpool,
@@ -544,6 +552,7 @@ CHECKS = {
                                                "sentinel_select_attention", "sentinel_clip")},
     "custom_deconv.tflite": check_custom_deconv,
     "custom_argmax_unpool.tflite": check_custom_argmax_unpool,
+    "tiny_transformer.tflite": check_tiny_transformer,
     "sparse_fp16_cnn.tflite": check_sparse_fp16_cnn,
     "shared_weights_cnn.tflite": check_shared_weights_cnn,
     "tied_embedding.tflite": check_tied_embedding,

@@ -20,6 +20,8 @@ Parts (registry.PARTS says which file belongs to which):
               and frame data (streaming.py);
   weights     weight-mode structures: sparse float16, shared and tied weights, LSTM->GRU
               (weight_models.py; uses the base data);
+  int4        INT4 on every kind of weight: a tiny transformer (int4_models.py; uses
+              the base data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -54,6 +56,7 @@ import qat  # noqa: E402
 import quant_refs  # noqa: E402
 import custom_ops  # noqa: E402
 import weight_models  # noqa: E402
+import int4_models  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 import streaming  # noqa: E402
@@ -290,6 +293,7 @@ def write_readme():
                  "resource variables (tf.Module + tf.Variable), and TF's int8 conversion of it.")
     lines.append("* `gen/weight_models.py` — weight-mode structures (issue #11): sparse float16 CNN, shared "
                  "and tied weights, LSTM->GRU.")
+    lines.append("* `gen/int4_models.py` — INT4 on every kind of weight (issue #21): a tiny transformer.")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -298,7 +302,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming", "weights")
+PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming", "weights", "int4")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -339,6 +343,9 @@ def main():
     if "weights" in parts:
         print("== weight-mode structures")
         weight_models.make_all(report)
+    if "int4" in parts:
+        print("== INT4 models")
+        int4_models.make_all(report)
     print("== expected outputs")
     write_expected(parts)
     write_manifest()

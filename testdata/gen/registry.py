@@ -424,6 +424,18 @@ WEIGHT_MODELS = [
 ]
 CLASSIFIERS |= {"sparse_fp16_cnn.tflite", "shared_weights_cnn.tflite", "lstm_gru.tflite"}
 
+# ---------------------------------------------------------------------------
+# INT4 on every kind of weight (issue #21)  (make_all.py --only int4; int4_models.py)
+# ---------------------------------------------------------------------------
+INT4_MODELS = [
+    ("tiny_transformer.tflite", "lstm_seq", True,
+     "one-block transformer encoder over the 8 rows of a digit: Dense(32) token projection + learned "
+     "positions, 2-head self-attention (FULLY_CONNECTED projections, BATCH_MATMUL of activations), "
+     "residual + LayerNormalization (MEAN/SQUARED_DIFFERENCE/RSQRT), FFN Dense(64, GELU) -> Dense(32), "
+     "residual + LayerNormalization, MEAN over tokens, Dense(10) softmax; 9.4k weights"),
+]
+CLASSIFIERS |= {"tiny_transformer.tflite"}
+
 # file -> part of make_all.py that produces it
 PARTS = {f: "base" for f, *_ in MODELS}
 PARTS.update({f: "idioms" for f, *_ in IDIOM_MODELS})
@@ -432,11 +444,12 @@ PARTS.update({f: "qat" for f, *_ in QAT_MODELS})
 PARTS.update({f: "custom_ops" for f, *_ in CUSTOM_OPS_MODELS})
 PARTS.update({f: "streaming" for f, *_ in STREAMING_MODELS})
 PARTS.update({f: "weights" for f, *_ in WEIGHT_MODELS})
+PARTS.update({f: "int4" for f, *_ in INT4_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
 DATA_PARTS.update({stem: "streaming" for stem in STREAMING_DATA})
 
-MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS + WEIGHT_MODELS
+MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS + WEIGHT_MODELS + INT4_MODELS
 DATA = {**DATA, **QAT_DATA, **STREAMING_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}

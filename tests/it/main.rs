@@ -8,6 +8,7 @@ mod calib;
 mod compare;
 mod custom_ops;
 mod idioms;
+mod int4;
 mod integer;
 mod interp;
 mod litert_capi;

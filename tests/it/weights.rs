@@ -211,7 +211,11 @@ fn fetch(all: &[(String, Array)], t: i32) -> Option<Vec<f32>> {
 ///          + Σ_j |W'_ij|·s_x   (hybrid kernels also quantize x per row: step s_x)
 ///          + 1e-5·Σ_j |x_j||W_ij| + 1e-6  (float32 accumulation).
 /// Returns how many layers were checked, and how many of them were convolutions.
-fn check_layer_bounds(float: &Model, quant_path: &Path, inputs: &[Array]) -> (usize, usize) {
+pub(crate) fn check_layer_bounds(
+    float: &Model,
+    quant_path: &Path,
+    inputs: &[Array],
+) -> (usize, usize) {
     let quant = tflquant::read_path(quant_path).unwrap();
     let Ok((_, all)) = litert_run_all(quant_path, inputs) else {
         panic!("{} does not run", quant_path.display())
@@ -241,6 +245,14 @@ fn check_layer_bounds(float: &Model, quant_path: &Path, inputs: &[Array]) -> (us
             )
         };
         let (w_q, w_err) = dequantize(&quant, 0, &w);
+        // Rounding other than to nearest (mse clipping, gptq) may move a weight by more
+        // than half a step: the error the file actually holds, never less than the
+        // nearest-rounding bound.
+        let w_err: Vec<f32> = w_err
+            .iter()
+            .zip(w_q.iter().zip(&w_float))
+            .map(|(&e, (&q, &f))| e.max((q - f).abs()))
+            .collect();
         let (Some(x), Some(y)) = (
             fetch_real(&all, &quant, op.inputs[0]),
             fetch_real(&all, &quant, op.outputs[0]),
@@ -954,8 +966,7 @@ fn shared_constants_are_stored_once_in_the_mode_dtype() {
                 let ti = stored[0];
                 let t = &q.tensors[ti];
                 let want = if mode == "weight-int4" && file == "shared_weights_cnn.tflite" {
-                    // FULLY_CONNECTED reads INT4 directly, CONV_2D through a DEQUANTIZE:
-                    // both INT4.
+                    // FULLY_CONNECTED and CONV_2D both read INT4 directly.
                     TensorType::Int4
                 } else {
                     mode_dtype(mode)

@@ -76,6 +76,11 @@ pub fn litert_run_stream(model: &Path, inputs: &[Array], all: bool) -> RunResult
     litert_run_inner(model, inputs, flags)
 }
 
+/// Like [`litert_run`] with LiteRT's builtin kernels only (no XNNPACK delegate).
+pub fn litert_run_builtin(model: &Path, inputs: &[Array]) -> Result<Vec<Array>, String> {
+    litert_run_inner(model, inputs, &["--builtin"]).map(|(outs, _)| outs)
+}
+
 /// Outputs, and named extra arrays (`t<index>` intermediates).
 pub type RunResult = Result<(Vec<Array>, Vec<(String, Array)>), String>;
 

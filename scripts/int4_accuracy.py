@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Writes the INT4 table of docs/ACCURACY.md: per test model, size and SQNR of
+`tflquant quantize --mode weight-int4` for each rounding (nearest, mse, gptq), per
+channel and blockwise (--block-size 32), against the float model on held-out samples.
+
+Usage (from the repository root, after `cargo build`):
+    .venv/bin/python scripts/int4_accuracy.py [--tflquant target/debug/tflquant]
+
+Every weight is quantized (--min-elements 0).  gptq calibrates on the model's
+`.calib.npy`; everything is measured on its `.test.npy` in LiteRT (ai-edge-litert):
+  * output SQNR with the default XNNPACK delegate and with the builtin kernels only;
+  * logit SQNR: the input of the model's last SOFTMAX (builtin kernels, every tensor
+    preserved), which the saturating softmax does not hide;
+  * top-1 agreement with the float model (XNNPACK).
+"""
+import argparse
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+
+MODELS = [
+    # (model, calibration samples, held-out samples)
+    ("cnn_digits.tflite", "cnn_digits.calib.npy", "cnn_digits.test.npy"),
+    ("shared_weights_cnn.tflite", "cnn_digits.calib.npy", "cnn_digits.test.npy"),
+    ("tiny_transformer.tflite", "lstm_seq.calib.npy", "lstm_seq.test.npy"),
+    ("mlp_large_fc.tflite", "mlp_large_fc.calib.npy", "mlp_large_fc.test.npy"),
+]
+ROUNDINGS = ["nearest", "mse", "gptq"]
+GRANULARITY = [("per channel", []), ("block 32", ["--block-size", "32"])]
+
+
+def interpreter(path, builtin, keep=False):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    kw = {}
+    if builtin:
+        kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if keep:
+        kw["experimental_preserve_all_tensors"] = True
+    return Interpreter(model_path=path, **kw)
+
+
+def run(path, x, builtin, tensor_name=None):
+    """Outputs over the samples, and the named tensor's values (builtin kernels only)."""
+    it = interpreter(path, builtin, keep=tensor_name is not None)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    idx = None
+    if tensor_name is not None:
+        idx = next(d["index"] for d in it.get_tensor_details() if d["name"] == tensor_name)
+    ys, ts = [], []
+    for s in x:
+        it.set_tensor(i["index"], s.reshape(i["shape"]).astype(np.float32))
+        it.invoke()
+        ys.append(it.get_tensor(o["index"]).astype(np.float64).copy())
+        if idx is not None:
+            ts.append(it.get_tensor(idx).astype(np.float64).copy())
+    return np.stack(ys), (np.stack(ts) if ts else None)
+
+
+def logits_name(path):
+    """Name of the input tensor of the model's last SOFTMAX (None without one)."""
+    from ai_edge_litert import schema_py_generated as S
+    m = S.Model.GetRootAsModel(open(path, "rb").read(), 0)
+    sg = m.Subgraphs(0)
+    name = None
+    for k in range(sg.OperatorsLength()):
+        op = sg.Operators(k)
+        c = m.OperatorCodes(op.OpcodeIndex())
+        if max(c.DeprecatedBuiltinCode(), c.BuiltinCode()) == S.BuiltinOperator.SOFTMAX:
+            name = sg.Tensors(op.Inputs(0)).Name().decode()
+    return name
+
+
+def sqnr(ref, y):
+    assert not np.isnan(y).any(), "NaN in an output"
+    return 10 * np.log10((ref ** 2).sum() / ((ref - y) ** 2).sum())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tflquant", default="target/debug/tflquant")
+    a = ap.parse_args()
+    td = "testdata"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, calib, test in MODELS:
+            src = os.path.join(td, model)
+            x = np.load(os.path.join(td, test))
+            lname = logits_name(src)
+            ref_x, _ = run(src, x, False)
+            ref_b, ref_l = run(src, x, True, lname)
+            fsize = os.path.getsize(src)
+            for gname, gflags in GRANULARITY:
+                for r in ROUNDINGS:
+                    out = os.path.join(tmp, f"{model}.{r}.{len(gflags)}.tflite")
+                    cmd = [a.tflquant, "quantize", src, "-o", out, "--mode", "weight-int4",
+                           "--min-elements", "0", "--rounding", r, "-q"] + gflags
+                    if r == "gptq":
+                        cmd += ["--calibration", os.path.join(td, calib)]
+                    subprocess.run(cmd, check=True)
+                    y_x, _ = run(out, x, False)
+                    y_b, y_l = run(out, x, True, lname)
+                    top1 = (y_x.reshape(len(x), -1).argmax(-1) == ref_x.reshape(len(x), -1).argmax(-1)).mean()
+                    rows.append((model, gname, r, fsize, os.path.getsize(out), sqnr(ref_x, y_x),
+                                 sqnr(ref_b, y_b), None if y_l is None else sqnr(ref_l, y_l), top1, len(x)))
+    print("| model | scales | rounding | size (float → int4) | output SQNR, XNNPACK | output SQNR, builtin | logit SQNR | top-1 agree |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m, g, r, f, q, sx, sb, sl, t1, n in rows:
+        logit = "–" if sl is None else f"{sl:.2f} dB"
+        print(f"| {m} | {g} | {r} | {f / 1024:.1f} → {q / 1024:.1f} KiB | {sx:.2f} dB | {sb:.2f} dB | {logit} | {t1 * 100:.1f}% of {n} |")
+
+
+if __name__ == "__main__":
+    main()
