@@ -274,7 +274,7 @@ pub fn run(a: Args) -> Result<()> {
         };
     }
     if let (Mode::WeightInt4, Some(data)) = (opts.mode, &a.calibration) {
-        let samples = Samples::open(data, &model, &a.data_args.sample_options())?;
+        let samples = Samples::open(data, &model, &a.data_args.sample_options()?)?;
         let samples = samples.collect::<Result<Vec<_>>>()?;
         if samples.is_empty() {
             return Err(Error::Data(format!("{}: no samples", data.display())));

@@ -415,6 +415,21 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
                     }
                     (Action::Float16, Vec::new())
                 }
+                // LiteRT runs the custom operators it knows through XNNPACK, which folds
+                // int8 and float16 weights behind a DEQUANTIZE but not INT4 ones (the op
+                // then falls back to a kernel that is not registered): int8 instead.
+                Mode::WeightInt4 if uses.iter().any(|u| u.kind == Op::Custom) => {
+                    report.note(format!(
+                        "subgraph {si}: tensor {ti} {:?} is INT8, not INT4: a custom operator reads it, and LiteRT's XNNPACK delegate, which runs custom operators, reads no INT4 weights behind a DEQUANTIZE",
+                        t.name
+                    ));
+                    (
+                        Action::Int8Dequantize {
+                            axis: dequantize_axis(),
+                        },
+                        Vec::new(),
+                    )
+                }
                 Mode::WeightInt4 => {
                     // FULLY_CONNECTED's INT4 kernel reads rows packed two values per
                     // byte: a weight with odd rows goes through a DEQUANTIZE instead.
