@@ -18,7 +18,8 @@ use crate::interp::{TensorId, Value};
 use crate::ir::{Model, TensorType};
 
 /// The subgraph-0 tensors LiteRT calibration reads: float32 activations, except the
-/// outputs of DEQUANTIZE/DENSIFY of a constant (float16 or sparse weights): XNNPACK folds
+/// outputs of DEQUANTIZE/DENSIFY of a constant (float16 or sparse weights, chains of them
+/// included): XNNPACK folds
 /// them into its weights and never writes the tensor (an extra output of one holds
 /// garbage), and the quantizer turns such weights back into float32 constants first.
 pub fn calibration_tensors(model: &Model) -> Vec<usize> {
@@ -26,22 +27,37 @@ pub fn calibration_tensors(model: &Model) -> Vec<usize> {
         return Vec::new();
     };
     let produced = sg.producers();
-    let static_weight = |op: usize| {
+    // A weight encoding: DEQUANTIZE/DENSIFY of a constant, or of such an output (sparse
+    // float16: DENSIFY -> DEQUANTIZE). Chains are short; the depth bound keeps a hostile
+    // file from recursing.
+    fn static_weight(
+        model: &Model,
+        sg: &crate::ir::Subgraph,
+        produced: &[Option<usize>],
+        op: usize,
+        depth: usize,
+    ) -> bool {
         let op = &sg.operators[op];
-        matches!(
-            model.builtin(op),
-            BuiltinOperator::Dequantize | BuiltinOperator::Densify
-        ) && op
-            .inputs
-            .first()
-            .and_then(|&t| usize::try_from(t).ok())
-            .is_some_and(|t| !model.tensor_data(&sg.tensors[t]).is_empty())
-    };
+        depth < 4
+            && matches!(
+                model.builtin(op),
+                BuiltinOperator::Dequantize | BuiltinOperator::Densify
+            )
+            && op
+                .inputs
+                .first()
+                .and_then(|&t| usize::try_from(t).ok())
+                .is_some_and(|t| {
+                    !model.tensor_data(&sg.tensors[t]).is_empty()
+                        || produced[t]
+                            .is_some_and(|p| static_weight(model, sg, produced, p, depth + 1))
+                })
+    }
     (0..sg.tensors.len())
         .filter(|&t| {
             let tensor = &sg.tensors[t];
             tensor.dtype == TensorType::Float32
-                && produced[t].is_some_and(|p| !static_weight(p))
+                && produced[t].is_some_and(|p| !static_weight(model, sg, &produced, p, 0))
                 && !tensor.is_variable
                 && model.tensor_data(tensor).is_empty()
                 && ElementType::from_tensor_type(tensor.dtype).is_some()
