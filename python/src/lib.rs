@@ -110,6 +110,7 @@ struct Settings {
     sort: String,
     top: Option<usize>,
     litert_lib: Option<PathBuf>,
+    allow_larger: bool,
 }
 
 impl Default for Settings {
@@ -138,6 +139,7 @@ impl Default for Settings {
             sort: "local".into(),
             top: None,
             litert_lib: None,
+            allow_larger: false,
         }
     }
 }
@@ -187,6 +189,7 @@ const OPTIONS: &[(&str, &[Func], Setter)] = &[
     ("ranges", &[Q], set!(ranges)),
     ("interface", &[Q], set!(interface)),
     ("strict", &[Q], set!(quant.strict)),
+    ("allow_larger", &[Q], set!(allow_larger)),
     ("bias", &[Q], set!(bias)),
     ("validate", &[Q], |s, v| {
         s.validate = (!v.is_none()).then(|| v.clone().unbind());
@@ -710,8 +713,17 @@ fn quantize(
     let (out, mut report) = quant::quantize(&model, &s.quant).py()?;
     writer::write_path(&out, &dst, &WriteOptions::default()).py()?;
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    report.input_bytes = len(&src);
-    report.output_bytes = len(&dst);
+    if report.check_size(len(&src), len(&dst), mode, s.allow_larger)
+        && !report.size_check.as_ref().is_some_and(|c| c.allowed)
+    {
+        // As the command line: a weight mode that grew the model keeps nothing.
+        let _ = std::fs::remove_file(&dst);
+        return Err(usage(format!(
+            "{}\n{} was not kept; pass allow_larger=True to keep a larger output, or choose another mode",
+            report.growth_message(mode),
+            dst.display()
+        )));
+    }
     // Through text, so that f32 values keep their shortest form, as in the CLI's report.
     let mut doc: serde_json::Value = serde_json::from_str(&json(&report)?)
         .map_err(|e| PyRuntimeError::new_err(format!("rendering the report: {e}")))?;

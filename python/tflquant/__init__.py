@@ -184,7 +184,7 @@ def quantize(
     Options (the command line's, default in brackets): ``per_tensor`` [False],
     ``min_elements`` [1024; 0 for float16], ``block_size`` [None: per channel],
     ``ranges``, ``observer`` ["minmax"], ``interface`` ["float"; "int8", "uint8",
-    "int16"], ``strict`` [False], ``bias`` ["int32"/"int64" by mode], ``validate``
+    "int16"], ``strict`` [False], ``allow_larger`` [False], ``bias`` ["int32"/"int64" by mode], ``validate``
     (data), ``validate_runtime`` ["reference"; "litert"], ``html`` (a path: the
     validation as a self-contained page, needs ``validate``), ``litert_lib``, and the
     data options ``samples`` (limits the calibration set), ``mean``, ``std``, ``scale``,

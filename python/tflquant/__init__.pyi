@@ -45,6 +45,7 @@ def quantize(
     observer: str = "minmax",
     interface: Interface = "float",
     strict: bool = False,
+    allow_larger: bool = False,
     bias: Optional[Literal["int32", "int64"]] = None,
     validate: Optional[Data] = None,
     validate_runtime: Runtime = "reference",

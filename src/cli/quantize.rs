@@ -286,21 +286,12 @@ pub fn run(a: Args) -> Result<()> {
         super::print_out(&quant::integer::render_plan(&report))?;
     }
     writer::write_path(&out, &a.output, &WriteOptions::default())?;
-    report.input_bytes = file_len(&a.input);
-    report.output_bytes = file_len(&a.output);
-    let larger = report.output_bytes as f64
-        > report.input_bytes as f64 * (1.0 + quant::report::SIZE_TOLERANCE);
-    report.size_check = Some(quant::report::SizeCheck {
-        input_bytes: report.input_bytes,
-        output_bytes: report.output_bytes,
-        larger,
-        allowed: larger && (a.allow_larger || opts.mode.is_integer()),
-        reasons: if larger {
-            report.growth_reasons()
-        } else {
-            Vec::new()
-        },
-    });
+    let larger = report.check_size(
+        file_len(&a.input),
+        file_len(&a.output),
+        opts.mode,
+        a.allow_larger,
+    );
     if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode)
         && let Some(w) = calibration_check(&model, &out, data, &samples)
     {
@@ -321,19 +312,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     super::status(&report.summary());
     if larger {
-        let why: String = report
-            .size_check
-            .iter()
-            .flat_map(|c| &c.reasons)
-            .map(|r| format!("\n  - {r}"))
-            .collect();
-        let grown = format!(
-            "--mode {} makes the model larger: {} → {} bytes (+{:.1}%), because:{why}",
-            opts.mode.name(),
-            report.input_bytes,
-            report.output_bytes,
-            (report.output_bytes as f64 / report.input_bytes.max(1) as f64 - 1.0) * 100.0
-        );
+        let grown = report.growth_message(opts.mode);
         // The weight modes exist to make a model smaller: an output that grew is a
         // failure unless asked for. Full-integer modes change what computes (integer
         // kernels, NPUs), and on graphs with few weights their QUANTIZE/DEQUANTIZE

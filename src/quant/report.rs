@@ -81,6 +81,54 @@ pub struct SizeCheck {
 /// How much larger than its input an output may be before a run counts as growing it.
 pub const SIZE_TOLERANCE: f64 = 0.01;
 
+impl Report {
+    /// Records the input and output file sizes and the size check (`size_check`):
+    /// whether the output is more than [`SIZE_TOLERANCE`] larger, and whether it is kept
+    /// anyway (`allow_larger`, or a full-integer mode, which only warns). Returns true
+    /// when the output grew; the caller refuses it when [`SizeCheck::allowed`] is false.
+    pub fn check_size(
+        &mut self,
+        input_bytes: u64,
+        output_bytes: u64,
+        mode: super::Mode,
+        allow_larger: bool,
+    ) -> bool {
+        self.input_bytes = input_bytes;
+        self.output_bytes = output_bytes;
+        let larger = output_bytes as f64 > input_bytes as f64 * (1.0 + SIZE_TOLERANCE);
+        self.size_check = Some(SizeCheck {
+            input_bytes,
+            output_bytes,
+            larger,
+            allowed: larger && (allow_larger || mode.is_integer()),
+            reasons: if larger {
+                self.growth_reasons()
+            } else {
+                Vec::new()
+            },
+        });
+        larger
+    }
+
+    /// "--mode M makes the model larger: A → B bytes (+x%), because: …" (after
+    /// [`Report::check_size`]).
+    pub fn growth_message(&self, mode: super::Mode) -> String {
+        let why: String = self
+            .size_check
+            .iter()
+            .flat_map(|c| &c.reasons)
+            .map(|r| format!("\n  - {r}"))
+            .collect();
+        format!(
+            "--mode {} makes the model larger: {} → {} bytes (+{:.1}%), because:{why}",
+            mode.name(),
+            self.input_bytes,
+            self.output_bytes,
+            (self.output_bytes as f64 / self.input_bytes.max(1) as f64 - 1.0) * 100.0
+        )
+    }
+}
+
 /// Bytes of constant data per tensor type in a model, each buffer counted once (the
 /// first tensor that references it gives the type).
 pub fn weight_bytes_by_dtype(model: &Model) -> BTreeMap<String, u64> {
