@@ -1,0 +1,84 @@
+//! A short deterministic version of the quantizer fuzz target: byte mutations of real
+//! models (fixed seed) through every mode. No panic, no internal error; every accepted
+//! output passes `ir::verify` and writes (see `quant_harness.rs`).
+
+use crate::common::*;
+use crate::quant_harness;
+
+/// Seeds: small models covering every family of passes (fp16 weights, sparse, QAT
+/// pairs, already-quantized, LSTM, control flow, embedding, per-op rules).
+/// With each, how many of the 7 modes must accept the unmutated model.
+const SEEDS: [(&str, usize); 9] = [
+    ("fp16_weights_cnn.tflite", 5),
+    ("sparse_dense_mlp.tflite", 6),
+    ("qat_digits.float.tflite", 5),
+    ("int8_quantized_cnn.tflite", 0),
+    ("lstm_seq.tflite", 6),
+    ("while_loop.tflite", 3),
+    ("embedding_lookup.tflite", 6),
+    ("ops_conv_pool.tflite", 3),
+    ("dynamic_batch_mlp.tflite", 6),
+];
+
+/// Mutates 1–4 places of `b`: a random byte, a flipped bit, or a 32-bit field (offset,
+/// index, length, dimension) set to an extreme.
+pub fn mutate(b: &mut [u8], rng: &mut impl rand::Rng) {
+    for _ in 0..rng.random_range(1..=4) {
+        let i = rng.random_range(0..b.len());
+        match rng.random_range(0..3) {
+            0 => b[i] = rng.random(),
+            1 => b[i] ^= 1 << rng.random_range(0..8),
+            _ => {
+                let v: u32 =
+                    [0, 1, 2, 0x7fff_ffff, 0xffff_ffff, rng.random()][rng.random_range(0..6)];
+                let i = i.min(b.len() - 4);
+                b[i..i + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn mutated_models_through_every_mode() {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a47);
+    let originals: Vec<Vec<u8>> = SEEDS
+        .iter()
+        .map(|(n, _)| std::fs::read(testdata(n)).unwrap())
+        .collect();
+    // The unmutated seeds pass too, and most modes accept them.
+    for ((name, min), bytes) in SEEDS.iter().zip(&originals) {
+        let m = tflquant::read_bytes(bytes.clone().into()).unwrap();
+        let accepted = quant_harness::check(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            accepted >= *min,
+            "{name}: only {accepted} modes accepted it"
+        );
+    }
+    let (mut read, mut outputs) = (0, 0);
+    let mut findings = Vec::new();
+    for round in 0..ROUNDS {
+        let mut b = originals[round % originals.len()].clone();
+        mutate(&mut b, &mut rng);
+        let Ok(m) = tflquant::read_bytes(b.into()) else {
+            continue;
+        };
+        read += 1;
+        match quant_harness::check(&m) {
+            Ok(n) => outputs += n,
+            Err(e) => findings.push(format!(
+                "round {round} ({}): {e}",
+                SEEDS[round % SEEDS.len()].0
+            )),
+        }
+    }
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+    // Most mutations hit weights or padding: the reader must accept many and the
+    // quantizer must produce outputs for them.
+    assert!(
+        read > ROUNDS / 4 && outputs > read,
+        "{read} read, {outputs} outputs"
+    );
+}
+
+const ROUNDS: usize = 200;
