@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod calib;
+mod calib_data;
 mod compare;
 mod files;
 mod integer;
