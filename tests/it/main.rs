@@ -15,5 +15,6 @@ mod qat;
 mod quant_fuzz;
 mod quant_harness;
 mod roundtrip;
+mod scales;
 mod versions;
 mod weights;
