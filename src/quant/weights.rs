@@ -229,7 +229,6 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
 fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -> Result<()> {
     let (si, ti) = (d.subgraph, d.tensor);
     let t = model.subgraphs[si].tensors[ti].clone();
-    let values = || math::f32_values(model.tensor_data(&t));
     let consumers = d.consumers.clone();
     let bytes_before = model.tensor_data(&t).len() as u64;
     let mut change = TensorChange {
@@ -285,7 +284,11 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
             }
         }
         Action::Float16 => {
-            let data = math::f16_bytes(&values());
+            // Straight from the (mapped) bytes, whose pages are released once read.
+            let original = model.buffers[t.buffer as usize].data.clone();
+            model.prefault_pages(&original);
+            let data = math::f16_bytes_of_f32_le(&original);
+            model.release_pages(&original);
             change.bytes_after = data.len() as u64;
             change.new_dtype = "FLOAT16".into();
             change.granularity = "cast".into();
@@ -293,17 +296,19 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
             change.dequantize_inserted = true;
         }
         Action::Int4 { block } => {
+            // Straight from the (mapped) bytes, whose pages are released once read.
+            let original = model.buffers[t.buffer as usize].data.clone();
+            model.prefault_pages(&original);
             let (data, quant) = match block {
                 None => {
                     let ch = Channels::new(&t.shape, Some(0));
-                    let values = values();
-                    let scales = math::symmetric_scales(&values, ch, 7.0);
-                    let q = math::quantize_symmetric(&values, ch, &scales, 7.0);
+                    let scales = math::symmetric_scales_bytes(&original, ch, 7.0);
+                    let packed = math::quantize_int4_packed_bytes(&original, ch, &scales);
                     set_scale_range(&mut change, &scales);
                     change.granularity = "per-channel".into();
                     change.axis = Some(0);
                     let zp = vec![0; scales.len()];
-                    (math::pack_int4(&q), QuantParams::per_axis(scales, zp, 0))
+                    (packed, QuantParams::per_axis(scales, zp, 0))
                 }
                 Some(b) => {
                     let (out, inp) = (t.shape[0] as usize, t.shape[1] as usize);
@@ -314,8 +319,7 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
                         channels: out * blocks,
                         inner: b,
                     };
-                    let values = values();
-                    let scales = math::symmetric_scales(&values, ch, 7.0);
+                    let scales = math::symmetric_scales_bytes(&original, ch, 7.0);
                     // Scales are stored as FLOAT16: quantize with the value the kernel
                     // will read back.
                     let scales: Vec<f32> = math::f16_to_f32(&math::f16_bytes(&scales))
@@ -325,7 +329,7 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
                         .into_iter()
                         .map(|s| if s > 0.0 { s } else { f32::MIN_POSITIVE })
                         .collect();
-                    let q = math::quantize_symmetric(&values, ch, &scales, 7.0);
+                    let packed = math::quantize_int4_packed_bytes(&original, ch, &scales);
                     set_scale_range(&mut change, &scales);
                     change.granularity = "blockwise".into();
                     change.axis = Some(0);
@@ -349,9 +353,10 @@ fn apply(model: &mut Model, d: &Decision, opts: &Options, report: &mut Report) -
                         quantized_dimension: 0,
                         ..Default::default()
                     };
-                    (math::pack_int4(&q), quant)
+                    (packed, quant)
                 }
             };
+            model.release_pages(&original);
             change.bytes_after = data.len() as u64;
             change.new_dtype = "INT4".into();
             let buffer = model.add_buffer(data);
