@@ -82,3 +82,35 @@ fn mutated_models_through_every_mode() {
 }
 
 const ROUNDS: usize = 200;
+
+/// Found by the fuzz target (`fuzz/README.md`): a FULLY_CONNECTED whose activation
+/// input is its own bias constant made int8 fail with "internal error: bias of op 7:
+/// input 0 has no parameters". The bias scale needs a calibrated input: the op stays
+/// float, with the reason, and the rest of the model is quantized.
+#[test]
+fn fully_connected_reading_a_constant_as_input_stays_float() {
+    use tflquant::fb::BuiltinOperator;
+    use tflquant::quant::{Mode, Options, integer::Fate};
+    let mut m = tflquant::read_path(testdata("cnn_digits.tflite")).unwrap();
+    let oi = m.subgraphs[0]
+        .operators
+        .iter()
+        .rposition(|op| m.builtin(op) == BuiltinOperator::FullyConnected)
+        .unwrap();
+    let op = &mut m.subgraphs[0].operators[oi];
+    op.inputs[0] = op.inputs[2];
+    quant_harness::check(&m).unwrap();
+    let mut opts = Options::new(Mode::Int8);
+    opts.ranges = Some(quant_harness::ranges(&m));
+    let (_, report) = tflquant::quant::quantize(&m, &opts).unwrap();
+    let fate = report
+        .ops
+        .iter()
+        .find(|f| f.subgraph == 0 && f.operator == oi)
+        .map(|f| &f.fate);
+    match fate {
+        Some(Fate::Float { reason }) => assert!(reason.contains("is a bias"), "{reason}"),
+        other => panic!("operator {oi}: {other:?}"),
+    }
+    assert!(report.ops.iter().any(|f| matches!(f.fate, Fate::Quantized)));
+}
