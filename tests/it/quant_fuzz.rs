@@ -114,3 +114,27 @@ fn fully_connected_reading_a_constant_as_input_stays_float() {
     }
     assert!(report.ops.iter().any(|f| matches!(f.fate, Fate::Quantized)));
 }
+
+/// Replays what the libFuzzer target saved (`fuzz/artifacts/quantize/*`) through the
+/// same harness, without libFuzzer: `cargo test --test it replay_fuzz_artifacts --
+/// --ignored` after a fuzzing run, to confirm fixes (see `fuzz/README.md`).
+#[test]
+#[ignore = "needs artifacts from a cargo-fuzz run"]
+fn replay_fuzz_artifacts() {
+    let dir = root().join("fuzz/artifacts/quantize");
+    let entries = std::fs::read_dir(&dir).expect("fuzz/artifacts/quantize: run the fuzzer first");
+    let mut findings = Vec::new();
+    let mut n = 0;
+    for e in entries {
+        let path = e.unwrap().path();
+        n += 1;
+        let Ok(m) = tflquant::read_bytes(std::fs::read(&path).unwrap().into()) else {
+            continue;
+        };
+        if let Err(e) = quant_harness::check(&m) {
+            findings.push(format!("{}: {e}", path.display()));
+        }
+    }
+    eprintln!("{n} artifacts replayed");
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+}
