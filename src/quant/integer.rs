@@ -253,6 +253,12 @@ fn check_operands(
                         tensor.name
                     ));
                 }
+                if tensor.shape.len() != 1 {
+                    return Err(format!(
+                        "input {pos} {:?} is a bias of shape {:?}; biases are vectors",
+                        tensor.name, tensor.shape
+                    ));
+                }
             }
             _ => {}
         }

@@ -138,3 +138,40 @@ fn replay_fuzz_artifacts() {
     eprintln!("{n} artifacts replayed");
     assert!(findings.is_empty(), "{}", findings.join("\n"));
 }
+
+/// Found by the fuzz target: a DEQUANTIZE with an absent (-1) input made the float16
+/// folding pass panic (index out of bounds) in every mode.
+#[test]
+fn dequantize_with_an_absent_input_does_not_panic() {
+    use tflquant::fb::BuiltinOperator;
+    let mut m = tflquant::read_path(testdata("fp16_weights_cnn.tflite")).unwrap();
+    let oi = m.subgraphs[0]
+        .operators
+        .iter()
+        .position(|op| m.builtin(op) == BuiltinOperator::Dequantize)
+        .unwrap();
+    m.subgraphs[0].operators[oi].inputs[0] = -1;
+    quant_harness::check(&m).unwrap();
+}
+
+/// Found by the fuzz target: a CONV_2D whose bias was a 4-D constant (another op's
+/// weights) made int8 write 144 per-axis scales on a [1, 3, 3, 16] tensor (internal
+/// error). A bias that is not a vector keeps its operator float.
+#[test]
+fn a_bias_that_is_not_a_vector_keeps_its_operator_float() {
+    use tflquant::quant::{Mode, Options, integer::Fate};
+    let mut m = tflquant::read_path(testdata("cnn_digits.tflite")).unwrap();
+    // Operator 3 (CONV_2D) takes operator 1's depthwise weights as its bias.
+    let dw = m.subgraphs[0].operators[1].inputs[1];
+    assert_eq!(m.subgraphs[0].tensors[dw as usize].shape.len(), 4);
+    m.subgraphs[0].operators[3].inputs[2] = dw;
+    quant_harness::check(&m).unwrap();
+    let mut opts = Options::new(Mode::Int8);
+    opts.ranges = Some(quant_harness::ranges(&m));
+    let (_, report) = tflquant::quant::quantize(&m, &opts).unwrap();
+    let fate = report.ops.iter().find(|f| f.operator == 3).map(|f| &f.fate);
+    match fate {
+        Some(Fate::Float { reason }) => assert!(reason.contains("biases are vectors"), "{reason}"),
+        other => panic!("operator 3: {other:?}"),
+    }
+}
