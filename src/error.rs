@@ -52,6 +52,20 @@ pub enum Error {
     #[error("{0}")]
     Data(String),
 
+    /// The model's flatbuffer (tables and inline data) would exceed the 2 GiB a
+    /// flatbuffer can address; LiteRT refuses such a file, so none is written.
+    #[error(
+        "the model's flatbuffer would be {bytes} bytes, above the {} bytes a flatbuffer can \
+         hold (LiteRT refuses such a file: \"not a valid Flatbuffer buffer\"); {}",
+        crate::writer::FLATBUFFER_MAX_BYTES,
+        if *offset_layout {
+            "its tables and metadata alone are too large"
+        } else {
+            "store tensor data after the flatbuffer (the offset buffer layout)"
+        }
+    )]
+    FlatbufferTooLarge { bytes: u64, offset_layout: bool },
+
     /// A bug: an internal invariant did not hold. Reported, never a panic.
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,7 +81,8 @@ impl Error {
             | Error::Malformed { .. }
             | Error::Unsupported { .. }
             | Error::Usage(_)
-            | Error::Data(_) => 2,
+            | Error::Data(_)
+            | Error::FlatbufferTooLarge { .. } => 2,
         }
     }
 

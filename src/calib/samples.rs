@@ -15,7 +15,10 @@
 //!
 //! Float samples for an int8/uint8/int16 input with quantization parameters are
 //! quantized with them. Anything else that does not fit says what was expected and
-//! what was found ([`Error::Data`], exit code 2).
+//! what was found ([`Error::Data`], exit code 2), naming the file (and the archive
+//! member) and, for what is wrong inside the data, the sample: an array with no samples,
+//! an element type the input cannot take, a file that ends early, a NaN or infinite
+//! value (it would become a NaN or infinite range, hence scale, in the model).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -232,6 +235,8 @@ type ElementReader = Box<dyn FnMut(usize) -> std::io::Result<Data>>;
 struct ArrayStream {
     read: ElementReader,
     what: String,
+    /// Index of the next sample (for messages).
+    index: usize,
     n: usize,
     per: usize,
     sample_shape: Vec<usize>,
@@ -249,6 +254,12 @@ impl ArrayStream {
         let Some((&n, rest)) = shape.split_first() else {
             return Err(Error::Data(format!("{what}: a scalar; {}", expected())));
         };
+        if n == 0 {
+            return Err(Error::Data(format!(
+                "{what}: holds no samples (shape {shape:?}); {}",
+                expected()
+            )));
+        }
         let Some(sample_shape) = spec.sample_shape(rest) else {
             return Err(Error::Data(format!(
                 "{what}: got data of shape {shape:?} {}; {}",
@@ -301,6 +312,7 @@ impl ArrayStream {
         let s = ArrayStream {
             read,
             what,
+            index: 0,
             n,
             per,
             sample_shape,
@@ -310,12 +322,44 @@ impl ArrayStream {
     }
 
     fn next(&mut self) -> Result<Value> {
-        let data = (self.read)(self.per).map_err(|e| Error::Data(format!("{}: {e}", self.what)))?;
+        let i = self.index;
+        self.index += 1;
+        let at = || format!("{}: sample {i} of {}", self.what, self.n);
+        let data = (self.read)(self.per).map_err(|e| {
+            let truncated = e.kind() == std::io::ErrorKind::UnexpectedEof;
+            Error::Data(if truncated {
+                format!("{}: the file ends early (truncated?)", at())
+            } else {
+                format!("{}: {e}", at())
+            })
+        })?;
         if data.len() != self.per {
-            return Err(Error::Data(format!("{}: file ends early", self.what)));
+            return Err(Error::Data(format!(
+                "{}: the file ends early (truncated?)",
+                at()
+            )));
         }
-        self.spec
-            .convert(self.sample_shape.clone(), data, &self.what)
+        if let Some((j, x)) = first_non_finite(&data) {
+            return Err(Error::Data(format!(
+                "{}, element {j}: {x} ({}); samples must be finite: drop or repair it \
+                 (e.g. a[np.isfinite(a).reshape(len(a), -1).all(axis=1)])",
+                at(),
+                self.spec.describe()
+            )));
+        }
+        self.spec.convert(self.sample_shape.clone(), data, &at())
+    }
+}
+
+/// The first NaN or infinite element of float data, with its index.
+fn first_non_finite(data: &Data) -> Option<(usize, f64)> {
+    match data {
+        Data::F32(v) => v
+            .iter()
+            .position(|x| !x.is_finite())
+            .map(|j| (j, v[j] as f64)),
+        Data::F64(v) => v.iter().position(|x| !x.is_finite()).map(|j| (j, v[j])),
+        _ => None,
     }
 }
 

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use tflquant::Result;
 use tflquant::writer::{BufferLayout, WriteOptions};
+use tflquant::{Error, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,7 +32,15 @@ pub fn run(a: Args) -> Result<()> {
         Layout::Inline => BufferLayout::Inline,
         Layout::Offset => BufferLayout::Offset,
     };
-    tflquant::writer::write_path(&model, &a.output, &WriteOptions { layout })?;
+    tflquant::writer::write_path(&model, &a.output, &WriteOptions { layout }).map_err(
+        |e| match e {
+            Error::FlatbufferTooLarge {
+                offset_layout: false,
+                ..
+            } => Error::Usage(format!("{e}: pass --buffer-layout offset")),
+            other => other,
+        },
+    )?;
     log::info!("wrote {}", a.output.display());
     Ok(())
 }

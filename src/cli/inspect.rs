@@ -30,6 +30,12 @@ struct JsonOut<'a> {
 pub fn run(a: Args) -> Result<()> {
     let model = tflquant::read_path(&a.model)?;
     let report = Report::new(&model);
+    if a.json || a.tensors {
+        // The summary shows warnings itself; the other forms leave them to stderr.
+        for w in &report.warnings {
+            super::status(&format!("warning: {w}"));
+        }
+    }
     if a.json {
         let file_bytes = std::fs::metadata(&a.model)
             .map_err(|e| Error::Io {

@@ -24,9 +24,13 @@ pub struct Report {
     pub operator_codes: Vec<OpCodeInfo>,
     pub subgraphs: Vec<SubgraphInfo>,
     pub buffers: usize,
-    /// Bytes of constant tensor data per dtype name.
+    /// Bytes of constant tensor data per dtype name. Data stored once count once, however
+    /// many tensors or buffers refer to them: the sum never exceeds the file.
     pub weight_bytes_by_dtype: BTreeMap<String, u64>,
     pub quantized_tensors: QuantCounts,
+    /// Problems that do not stop reading the model but will stop other tools (empty
+    /// when there are none).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,7 +172,9 @@ impl Report {
 
         let mut weight_bytes_by_dtype = BTreeMap::new();
         let mut quantized_tensors = QuantCounts::default();
-        let mut seen_buffers = vec![false; model.buffers.len()];
+        // Data already counted, by their place in memory (the file's map): buffers that
+        // share a tensor, and distinct buffers pointing at the same bytes.
+        let mut seen_data = std::collections::HashSet::new();
         let mut subgraphs = Vec::new();
         for (si, sg) in model.subgraphs.iter().enumerate() {
             let producers = sg.producers();
@@ -194,17 +200,12 @@ impl Report {
                 .iter()
                 .enumerate()
                 .map(|(ti, t)| {
-                    let data_bytes = model.tensor_data(t).len();
-                    if data_bytes > 0 {
-                        // A buffer shared by several tensors counts once.
-                        if let Some(seen) = seen_buffers.get_mut(t.buffer as usize)
-                            && !*seen
-                        {
-                            *seen = true;
-                            *weight_bytes_by_dtype
-                                .entry(fb::dtype_name(t.dtype).to_string())
-                                .or_insert(0) += data_bytes as u64;
-                        }
+                    let data = model.tensor_data(t);
+                    let data_bytes = data.len();
+                    if data_bytes > 0 && seen_data.insert((data.as_ptr() as usize, data_bytes)) {
+                        *weight_bytes_by_dtype
+                            .entry(fb::dtype_name(t.dtype).to_string())
+                            .or_insert(0) += data_bytes as u64;
                     }
                     let quantization = quant_info(t);
                     match quantization.as_ref().map(|q| q.kind.as_str()) {
@@ -239,6 +240,19 @@ impl Report {
                 tensors,
             });
         }
+        let mut warnings = Vec::new();
+        if let Some(src) = &model.source
+            && src.flatbuffer_end > crate::writer::FLATBUFFER_MAX_BYTES
+        {
+            warnings.push(format!(
+                "the flatbuffer part of this file (tables and inline data) ends at byte {}, \
+                 beyond the {} bytes a flatbuffer can hold: LiteRT refuses this file (\"not a \
+                 valid Flatbuffer buffer\"); rewrite it with tensor data after the flatbuffer \
+                 (tflquant convert --buffer-layout offset)",
+                src.flatbuffer_end,
+                crate::writer::FLATBUFFER_MAX_BYTES
+            ));
+        }
         Report {
             version: model.version,
             description: model.description.clone(),
@@ -249,6 +263,7 @@ impl Report {
             buffers: model.buffers.len(),
             weight_bytes_by_dtype,
             quantized_tensors,
+            warnings,
         }
     }
 
@@ -347,6 +362,9 @@ impl Report {
                 String::new()
             }
         );
+        for w in &self.warnings {
+            let _ = writeln!(s, "\nwarning: {w}");
+        }
         s
     }
 

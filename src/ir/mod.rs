@@ -65,6 +65,10 @@ pub struct Source {
     pub path: std::path::PathBuf,
     /// `(device, inode)` on Unix; `None` elsewhere.
     pub file_id: Option<(u64, u64)>,
+    /// Where the flatbuffer part of the file (tables and inline data, not the data of
+    /// the offset layout) ends; LiteRT refuses a file where this is above
+    /// [`crate::writer::FLATBUFFER_MAX_BYTES`].
+    pub flatbuffer_end: u64,
 }
 
 /// An entry of the operator-code table.

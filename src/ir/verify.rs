@@ -1,7 +1,8 @@
 //! Structural checks of a [`Model`]: every index in range, shapes sane, constant data
-//! of the size its dtype and shape imply, no tensor produced twice, no cycle of subgraph
-//! calls. The reader runs it on every model it returns and the quantizer after every
-//! pass, so later code may index without checking again.
+//! of the size its dtype and shape imply, no tensor produced twice, no operator output
+//! holding constant data or writing a subgraph input, no cycle of subgraph calls. The
+//! reader runs it on every model it returns and the quantizer after every pass, so
+//! later code may index without checking again.
 
 use super::{Model, Subgraph, TensorType};
 use crate::error::{Error, Loc, Result};
@@ -209,12 +210,37 @@ fn verify_subgraph(model: &Model, si: usize, sg: &Subgraph) -> Result<()> {
             }
         }
         for &t in op.outputs.iter().filter(|&&t| t >= 0) {
+            let tensor = &sg.tensors[t as usize];
+            if model
+                .buffers
+                .get(tensor.buffer as usize)
+                .is_some_and(|b| !b.data.is_empty())
+            {
+                return Err(Error::malformed(
+                    at.clone(),
+                    format!(
+                        "output tensor {t} {:?} holds constant data (buffer {}); an operator \
+                         cannot compute a constant",
+                        tensor.name, tensor.buffer
+                    ),
+                ));
+            }
             if let Some(prev) = produced_by[t as usize].replace(oi) {
                 return Err(Error::malformed(
                     at.clone(),
                     format!("tensor {t} is also the output of operator {prev}"),
                 ));
             }
+        }
+    }
+    // The runtime writes a subgraph's inputs before it runs; an operator writing one
+    // too would make a cycle (found by the quantizer fuzz target).
+    for &t in &sg.inputs {
+        if let Some(oi) = produced_by[t as usize] {
+            return Err(Error::malformed(
+                Loc::op(si, oi).then(model.op_display_name(&sg.operators[oi])),
+                format!("output tensor {t} is also an input of subgraph {si}"),
+            ));
         }
     }
     Ok(())

@@ -125,7 +125,13 @@ pub fn fold_fp16_dequantize(model: &mut Model, report: &mut Report) -> Result<us
             {
                 continue;
             }
-            let (src, dst) = (op.inputs[0] as usize, op.outputs[0] as usize);
+            // An absent (-1) input or output folds nothing (a fuzz finding: it panicked).
+            let (Ok(src), Ok(dst)) = (
+                usize::try_from(op.inputs[0]),
+                usize::try_from(op.outputs[0]),
+            ) else {
+                continue;
+            };
             let (s, d) = (&sg.tensors[src], &sg.tensors[dst]);
             if s.dtype != TensorType::Float16
                 || d.dtype != TensorType::Float32
@@ -176,7 +182,13 @@ fn densify_constants_with(
             if model.builtin(op) != Op::Densify || op.inputs.len() != 1 || op.outputs.len() != 1 {
                 continue;
             }
-            let (src, dst) = (op.inputs[0] as usize, op.outputs[0] as usize);
+            // An absent (-1) input or output folds nothing (a fuzz finding: it panicked).
+            let (Ok(src), Ok(dst)) = (
+                usize::try_from(op.inputs[0]),
+                usize::try_from(op.outputs[0]),
+            ) else {
+                continue;
+            };
             let s = &sg.tensors[src];
             let Some(sp) = s.sparsity.as_ref().filter(|_| model.is_constant(s)) else {
                 continue;

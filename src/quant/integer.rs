@@ -402,6 +402,26 @@ fn check_operands(
                     ));
                 }
             }
+            // The bias scale is input scale × weight scale: both must exist, the input
+            // as a computed (calibrated) tensor.
+            Role::Bias { input, weight } => {
+                let computed = |i: usize| {
+                    tensor_ref(&op.inputs, i).map(|t| !model.is_constant(&sg.tensors[t]))
+                };
+                if computed(input) != Some(true) || computed(weight).is_none() {
+                    return Err(format!(
+                        "input {pos} {:?} is a bias, but input {input} (whose scale it takes) \
+                         is missing or a constant, or weight input {weight} is missing",
+                        tensor.name
+                    ));
+                }
+                if tensor.shape.len() != 1 {
+                    return Err(format!(
+                        "input {pos} {:?} is a bias of shape {:?}; biases are vectors",
+                        tensor.name, tensor.shape
+                    ));
+                }
+            }
             _ => {}
         }
         if !model.is_constant(tensor) && ranges.get(si, t).is_none() {

@@ -566,9 +566,14 @@ fn apply(
             (TensorType::Int8, data, Some(quant))
         }
         Action::Float16 => {
+            // Straight from the (mapped) bytes, whose pages are released once read.
+            let original = model.buffers[t.buffer as usize].data.clone();
+            model.prefault_pages(&original);
+            let data = math::f16_bytes_of_f32_le(&original);
+            model.release_pages(&original);
             change.new_dtype = "FLOAT16".into();
             change.granularity = "cast".into();
-            (TensorType::Float16, math::f16_bytes(&values()), None)
+            (TensorType::Float16, data, None)
         }
         Action::Int4 { axis, block } => {
             let values = values();

@@ -32,13 +32,14 @@ pub const FILE_IDENTIFIER: &[u8; 4] = b"TFL3";
 pub fn read_path(path: impl AsRef<Path>) -> Result<Model> {
     let path = path.as_ref();
     let (bytes, mapped) = map_file(path)?;
-    let mut model = read_bytes(bytes).map_err(|e| match e {
+    let (mut model, flatbuffer_end) = read_verified(bytes).map_err(|e| match e {
         Error::NotTflite(what) => Error::NotTflite(format!("{}: {what}", path.display())),
         other => other,
     })?;
     model.source = Some(Source {
         path: path.to_path_buf(),
         file_id: file_id(path),
+        flatbuffer_end,
     });
     model.mapped = mapped;
     Ok(model)
@@ -46,6 +47,11 @@ pub fn read_path(path: impl AsRef<Path>) -> Result<Model> {
 
 /// Reads and verifies a model held in memory. Buffer data stay slices of `bytes`.
 pub fn read_bytes(bytes: Bytes) -> Result<Model> {
+    read_verified(bytes).map(|(model, _)| model)
+}
+
+/// The model and where its flatbuffer part ends (see [`Source::flatbuffer_end`]).
+fn read_verified(bytes: Bytes) -> Result<(Model, u64)> {
     if bytes.is_empty() {
         return Err(Error::NotTflite("the file is empty".into()));
     }
@@ -76,14 +82,17 @@ pub fn read_bytes(bytes: Bytes) -> Result<Model> {
     };
     let root = fb::ModelRef::read_as_root(&bytes)
         .map_err(|e| hint(Error::malformed("root table", describe(&e))))?;
-    let model = Converter {
+    let mut converter = Converter {
         file: &bytes,
         budget: Budget::for_file(bytes.len()),
-    }
-    .model(root)
-    .map_err(hint)?;
+        inline_end: 0,
+    };
+    let model = converter.model(root).map_err(hint)?;
     ir::verify(&model)?;
-    Ok(model)
+    // The tables of every known producer come before the inline data; the root table's
+    // offset bounds them from below otherwise.
+    let root_at = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as u64;
+    Ok((model, converter.inline_end.max(root_at)))
 }
 
 /// Maps the file into memory; reads it instead where mapping is impossible (empty
@@ -186,6 +195,8 @@ impl std::io::Write for CountingWriter {
 struct Converter<'f> {
     file: &'f Bytes,
     budget: Budget,
+    /// End of the furthest inline vector (buffer data, custom options) seen so far.
+    inline_end: u64,
 }
 
 /// Attaches a location to a planus result.
@@ -195,12 +206,13 @@ fn at<T>(r: planus::Result<T>, loc: &Loc) -> Result<T> {
 
 impl Converter<'_> {
     /// A zero-copy slice of the file for bytes planus handed out.
-    fn slice_of(&self, part: &[u8]) -> Bytes {
+    fn slice_of(&mut self, part: &[u8]) -> Bytes {
         if part.is_empty() {
             return Bytes::new();
         }
         let base = self.file.as_ptr() as usize;
         let start = part.as_ptr() as usize - base;
+        self.inline_end = self.inline_end.max((start + part.len()) as u64);
         self.file.slice(start..start + part.len())
     }
 
@@ -244,7 +256,7 @@ impl Converter<'_> {
         Ok(value)
     }
 
-    fn model(mut self, m: fb::ModelRef<'_>) -> Result<Model> {
+    fn model(&mut self, m: fb::ModelRef<'_>) -> Result<Model> {
         let loc = Loc::from("root table");
         let version = at(m.version(), &loc)?;
         let description = self.string(at(m.description(), &loc)?, &loc)?;

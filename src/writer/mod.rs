@@ -8,10 +8,15 @@
 //!   that, tensor data go after the flatbuffer and each `Buffer` records its `offset`
 //!   and `size` ([`BufferLayout::Offset`]); LiteRT loads such files. The layout can be
 //!   forced on small models, so it is tested.
-//! - **Atomic**: [`write_path`] writes a temporary file next to the target and renames it
-//!   over the target only when everything succeeded, and refuses to overwrite the file
-//!   the model was read from.
+//!   An inline flatbuffer above [`FLATBUFFER_MAX_BYTES`] is refused
+//!   ([`Error::FlatbufferTooLarge`]): LiteRT cannot load it.
+//! - **Atomic and checked**: [`write_path`] writes a temporary file next to the target,
+//!   reads it back with [`crate::reader`] (tables only) and renames it over the target
+//!   only when everything succeeded; it refuses to overwrite the file the model was read
+//!   from. The file's mode is what the umask gives a new file.
+//! - **Shared data once**: buffers with identical bytes are stored once.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -28,6 +33,12 @@ pub const DATA_ALIGNMENT: usize = 16;
 /// The flatbuffer limit is 2 GiB (signed 32-bit offsets); the margin leaves room for the
 /// tables themselves.
 pub const INLINE_DATA_LIMIT: u64 = (1 << 31) - (256 << 20);
+
+/// The largest flatbuffer LiteRT loads: flatbuffers' verifier takes buffers shorter than
+/// `FLATBUFFERS_MAX_BUFFER_SIZE` (2^31 − 1) bytes, so every table and inline vector must
+/// end within the first 2^31 − 2 bytes of the file. Data stored after the flatbuffer
+/// (offset layout) do not count.
+pub const FLATBUFFER_MAX_BYTES: u64 = (1 << 31) - 2;
 
 /// Where buffer data goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,7 +59,8 @@ pub struct WriteOptions {
     pub layout: BufferLayout,
 }
 
-/// Serialises the model into memory.
+/// Serialises the model into memory, as it is: unlike [`write_path`], the result is not
+/// read back, so tests can build malformed files with it.
 pub fn to_bytes(model: &Model, opts: &WriteOptions) -> Result<Vec<u8>> {
     let plan = Plan::new(model, opts)?;
     let mut out = Vec::new();
@@ -59,6 +71,14 @@ pub fn to_bytes(model: &Model, opts: &WriteOptions) -> Result<Vec<u8>> {
 
 /// Writes the model to `path` atomically (temporary file in the same directory, then
 /// rename). Refuses to overwrite the file the model was read from.
+///
+/// Before the rename, the written file is read back by [`crate::reader`] (which runs
+/// [`crate::ir::verify`]) and its tables compared with the model: the tables only, so
+/// this costs little even on a model of gigabytes. A file that fails is removed and the
+/// error is internal: the writer produced something it cannot read.
+///
+/// The file gets the permissions a newly created file gets (0666 minus the umask,
+/// usually 0644), not the 0600 of a private temporary file.
 pub fn write_path(model: &Model, path: impl AsRef<Path>, opts: &WriteOptions) -> Result<()> {
     let path = path.as_ref();
     refuse_own_input(model, path)?;
@@ -67,18 +87,54 @@ pub fn write_path(model: &Model, path: impl AsRef<Path>, opts: &WriteOptions) ->
         _ => Path::new("."),
     };
     let plan = Plan::new(model, opts)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".tflquant-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tflquant-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The mode passed to open(2), which applies the umask to it.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
         plan.emit(model, &mut w)
             .and_then(|()| w.flush())
             .map_err(|e| Error::io(path, e))?;
     }
+    let back = crate::reader::read_path(tmp.path());
+    check_read_back(model, back, path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// The written model must read back with the same tables: every tensor's dtype, shape
+/// and buffer, every operator's code and connections, every buffer's length.
+fn check_read_back(model: &Model, back: Result<Model>, what: &Path) -> Result<()> {
+    let what = what.display();
+    let fail = |why: String| Error::Internal(format!("{what} does not read back: {why}"));
+    let back = back.map_err(|e| fail(e.to_string()))?;
+    let lengths = |m: &Model| m.buffers.iter().map(|b| b.data.len()).collect::<Vec<_>>();
+    if lengths(&back) != lengths(model) {
+        return Err(fail("buffer lengths differ".into()));
+    }
+    if back.subgraphs.len() != model.subgraphs.len() || back.operator_codes != model.operator_codes
+    {
+        return Err(fail("subgraphs or operator codes differ".into()));
+    }
+    for (si, (a, b)) in model.subgraphs.iter().zip(&back.subgraphs).enumerate() {
+        let tensors_equal = a.tensors.len() == b.tensors.len()
+            && a.tensors.iter().zip(&b.tensors).all(|(x, y)| {
+                (x.dtype, &x.shape, x.buffer, &x.name) == (y.dtype, &y.shape, y.buffer, &y.name)
+            });
+        let ops_equal = a.operators.len() == b.operators.len()
+            && a.operators.iter().zip(&b.operators).all(|(x, y)| {
+                (x.opcode_index, &x.inputs, &x.outputs) == (y.opcode_index, &y.inputs, &y.outputs)
+            });
+        if !tensors_equal || !ops_equal || (&a.inputs, &a.outputs) != (&b.inputs, &b.outputs) {
+            return Err(fail(format!("subgraph {si} differs")));
+        }
+    }
     Ok(())
 }
 
@@ -123,6 +179,9 @@ fn file_id(_path: &Path) -> Option<(u64, u64)> {
 /// 16-byte aligned) and each `Buffer.data` reference is rewritten to point there. In
 /// the offset layout, `Buffer.offset`/`size` are set instead (fixed-size fields, so a
 /// first build with placeholder values measures the tables exactly).
+///
+/// Buffers with identical bytes are stored once ([`shared_data`]): the later ones'
+/// references point at the first one's data.
 struct Plan {
     tables: Vec<u8>,
     chunks: Vec<Chunk>,
@@ -139,21 +198,30 @@ struct Chunk {
 
 impl Plan {
     fn new(model: &Model, opts: &WriteOptions) -> Result<Self> {
-        let tensor_buffers = tensor_buffer_flags(model);
         let data_total: u64 = model
             .buffers
             .iter()
             .map(|b| b.data.len() as u64 + DATA_ALIGNMENT as u64)
             .sum();
-        let offset_layout = match opts.layout {
-            BufferLayout::Inline => false,
-            BufferLayout::Offset => true,
-            BufferLayout::Auto => data_total > INLINE_DATA_LIMIT,
-        };
+        match opts.layout {
+            BufferLayout::Inline => Plan::with_layout(model, false),
+            BufferLayout::Offset => Plan::with_layout(model, true),
+            BufferLayout::Auto if data_total > INLINE_DATA_LIMIT => Plan::with_layout(model, true),
+            // Large tables can still push an inline file over the limit.
+            BufferLayout::Auto => match Plan::with_layout(model, false) {
+                Err(Error::FlatbufferTooLarge { .. }) => Plan::with_layout(model, true),
+                other => other,
+            },
+        }
+    }
+
+    fn with_layout(model: &Model, offset_layout: bool) -> Result<Self> {
+        let tensor_buffers = tensor_buffer_flags(model);
         let external = |i: usize| offset_layout && tensor_buffers[i];
         let with_data: Vec<usize> = (0..model.buffers.len())
             .filter(|&i| !model.buffers[i].data.is_empty())
             .collect();
+        let stored_in = shared_data(model, &with_data, external);
 
         let placeholder: Vec<(usize, u64)> = with_data
             .iter()
@@ -165,10 +233,13 @@ impl Plan {
         // Inline vectors first (they belong to the flatbuffer), then external data.
         let mut at = tables_len;
         let mut chunks = Vec::with_capacity(with_data.len());
+        let mut pos_of = vec![0u64; model.buffers.len()];
         let ordered = with_data
             .iter()
             .filter(|&&i| !external(i))
-            .chain(with_data.iter().filter(|&&i| external(i)));
+            .chain(with_data.iter().filter(|&&i| external(i)))
+            .filter(|&&i| stored_in[i] == i);
+        let mut flatbuffer_len = tables_len;
         for &i in ordered {
             let length_prefix = !external(i);
             let pos = if length_prefix {
@@ -181,12 +252,23 @@ impl Plan {
                 pos,
                 length_prefix,
             });
+            pos_of[i] = pos;
             at = pos + model.buffers[i].data.len() as u64;
+            if length_prefix {
+                flatbuffer_len = at;
+            }
         }
-        let offsets: Vec<(usize, u64)> = chunks
+        if flatbuffer_len > FLATBUFFER_MAX_BYTES {
+            return Err(Error::FlatbufferTooLarge {
+                bytes: flatbuffer_len,
+                offset_layout,
+            });
+        }
+        // Sorted by buffer index, as `build` expects.
+        let offsets: Vec<(usize, u64)> = with_data
             .iter()
-            .filter(|c| !c.length_prefix)
-            .map(|c| (c.buffer, c.pos))
+            .filter(|&&i| external(i))
+            .map(|&i| (i, pos_of[stored_in[i]]))
             .collect();
         let mut tables = build(model, &offsets);
         if tables.len() as u64 != tables_len {
@@ -195,8 +277,8 @@ impl Plan {
                 tables.len()
             )));
         }
-        for c in chunks.iter().filter(|c| c.length_prefix) {
-            patch_buffer_data_ref(&mut tables, c.buffer, c.pos - 4)?;
+        for &i in with_data.iter().filter(|&&i| !external(i)) {
+            patch_buffer_data_ref(&mut tables, i, pos_of[stored_in[i]] - 4)?;
         }
         Ok(Plan { tables, chunks })
     }
@@ -217,6 +299,61 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// For every buffer in `with_data`, the buffer whose stored bytes it uses: itself, or
+/// the first earlier buffer with identical bytes stored the same way (`external`).
+///
+/// Candidates are grouped by length and a fingerprint of a few sampled bytes, then
+/// compared in full: hashing every byte would read each weight page once more than
+/// writing it does, while the sample reads a few hundred bytes per buffer and the full
+/// comparison only runs on buffers that are almost certainly equal. The choice depends
+/// only on the bytes and the buffer order, so the output stays deterministic.
+/// Buffers of variable tensors keep their own bytes (the runtime writes to variables).
+fn shared_data(model: &Model, with_data: &[usize], external: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut stored_in: Vec<usize> = (0..model.buffers.len()).collect();
+    let mut variable = vec![false; model.buffers.len()];
+    for t in model.subgraphs.iter().flat_map(|s| &s.tensors) {
+        if t.is_variable
+            && let Some(v) = variable.get_mut(t.buffer as usize)
+        {
+            *v = true;
+        }
+    }
+    let mut groups: HashMap<(bool, usize, u64), Vec<usize>> = HashMap::new();
+    for &i in with_data {
+        if variable[i] {
+            continue;
+        }
+        let data = &model.buffers[i].data;
+        let key = (external(i), data.len(), fingerprint(data));
+        let group = groups.entry(key).or_default();
+        match group
+            .iter()
+            .find(|&&r| model.buffers[r].data[..] == data[..])
+        {
+            Some(&r) => stored_in[i] = r,
+            None => group.push(i),
+        }
+    }
+    stored_in
+}
+
+/// A hash of up to 64 evenly spaced 8-byte windows of `data` (all of it when short).
+fn fingerprint(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    const WINDOWS: usize = 64;
+    const WIDTH: usize = 8;
+    if data.len() <= WINDOWS * WIDTH {
+        data.hash(&mut h);
+    } else {
+        let step = (data.len() - WIDTH) / (WINDOWS - 1);
+        for k in 0..WINDOWS {
+            data[k * step..k * step + WIDTH].hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 /// Points `Model.buffers[buffer].data` at the vector whose length prefix is at `target`.
@@ -268,16 +405,15 @@ fn patch_buffer_data_ref(bytes: &mut [u8], buffer: usize, target: u64) -> Result
     Ok(())
 }
 
-/// Which buffers hold tensor data (as opposed to metadata).
+/// Which buffers may go after the flatbuffer in the offset layout: all but metadata
+/// (readers of metadata look for it inline). Buffers no tensor uses go too, so that no
+/// stray data can keep a large model's flatbuffer over the limit.
 fn tensor_buffer_flags(model: &Model) -> Vec<bool> {
-    let mut flags = vec![false; model.buffers.len()];
-    for t in model.subgraphs.iter().flat_map(|s| &s.tensors) {
-        if let Some(f) = flags.get_mut(t.buffer as usize) {
-            *f = true;
-        }
-    }
-    for m in &model.metadata {
-        if let Some(f) = flags.get_mut(m.buffer as usize) {
+    let mut flags = vec![true; model.buffers.len()];
+    let metadata = model.metadata.iter().map(|m| m.buffer as usize);
+    let legacy = model.metadata_buffer.iter().flatten().map(|&b| b as usize);
+    for b in metadata.chain(legacy) {
+        if let Some(f) = flags.get_mut(b) {
             *f = false;
         }
     }

@@ -243,6 +243,40 @@ fn unknown_operator_from_a_newer_schema() {
     assert_rejected(&bytes, &["operator code 0", "250", "newer"]);
 }
 
+/// Found by the quantizer fuzz target: a constant written by an operator made float16
+/// fail with an internal error (the DEQUANTIZE it inserted became a second producer).
+#[test]
+fn an_operator_writing_a_constant() {
+    let mut m = model("cnn_digits.tflite");
+    let c = m.subgraphs[0].operators[0].inputs[1];
+    assert!(m.is_constant(&m.subgraphs[0].tensors[c as usize]));
+    m.subgraphs[0].operators[2].outputs[0] = c;
+    assert_rejected(
+        &bytes_of(&m),
+        &[
+            "subgraph 0, operator 2",
+            &format!("output tensor {c}"),
+            "holds constant data",
+        ],
+    );
+}
+
+/// Found by the quantizer fuzz target: an operator writing the graph input made int8
+/// fail with an internal error (two producers once QUANTIZE was inserted).
+#[test]
+fn an_operator_writing_a_subgraph_input() {
+    let mut m = model("cnn_digits.tflite");
+    let input = m.subgraphs[0].inputs[0];
+    m.subgraphs[0].operators[6].outputs[0] = input;
+    assert_rejected(
+        &bytes_of(&m),
+        &[
+            "subgraph 0, operator 6",
+            &format!("output tensor {input} is also an input of subgraph 0"),
+        ],
+    );
+}
+
 #[test]
 fn missing_input_file_and_bad_flags() {
     let (code, _, err) = run_cli(&["inspect".as_ref(), "/nonexistent/model.tflite".as_ref()]);

@@ -1,0 +1,177 @@
+//! A short deterministic version of the quantizer fuzz target: byte mutations of real
+//! models (fixed seed) through every mode. No panic, no internal error; every accepted
+//! output passes `ir::verify` and writes (see `quant_harness.rs`).
+
+use crate::common::*;
+use crate::quant_harness;
+
+/// Seeds: small models covering every family of passes (fp16 weights, sparse, QAT
+/// pairs, already-quantized, LSTM, control flow, embedding, per-op rules).
+/// With each, how many of the 7 modes must accept the unmutated model.
+const SEEDS: [(&str, usize); 9] = [
+    ("fp16_weights_cnn.tflite", 5),
+    ("sparse_dense_mlp.tflite", 6),
+    ("qat_digits.float.tflite", 5),
+    ("int8_quantized_cnn.tflite", 0),
+    ("lstm_seq.tflite", 6),
+    ("while_loop.tflite", 3),
+    ("embedding_lookup.tflite", 6),
+    ("ops_conv_pool.tflite", 3),
+    ("dynamic_batch_mlp.tflite", 6),
+];
+
+/// Mutates 1–4 places of `b`: a random byte, a flipped bit, or a 32-bit field (offset,
+/// index, length, dimension) set to an extreme.
+pub fn mutate(b: &mut [u8], rng: &mut impl rand::Rng) {
+    for _ in 0..rng.random_range(1..=4) {
+        let i = rng.random_range(0..b.len());
+        match rng.random_range(0..3) {
+            0 => b[i] = rng.random(),
+            1 => b[i] ^= 1 << rng.random_range(0..8),
+            _ => {
+                let v: u32 =
+                    [0, 1, 2, 0x7fff_ffff, 0xffff_ffff, rng.random()][rng.random_range(0..6)];
+                let i = i.min(b.len() - 4);
+                b[i..i + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn mutated_models_through_every_mode() {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x9a47);
+    let originals: Vec<Vec<u8>> = SEEDS
+        .iter()
+        .map(|(n, _)| std::fs::read(testdata(n)).unwrap())
+        .collect();
+    // The unmutated seeds pass too, and most modes accept them.
+    for ((name, min), bytes) in SEEDS.iter().zip(&originals) {
+        let m = tflquant::read_bytes(bytes.clone().into()).unwrap();
+        let accepted = quant_harness::check(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            accepted >= *min,
+            "{name}: only {accepted} modes accepted it"
+        );
+    }
+    let (mut read, mut outputs) = (0, 0);
+    let mut findings = Vec::new();
+    for round in 0..ROUNDS {
+        let mut b = originals[round % originals.len()].clone();
+        mutate(&mut b, &mut rng);
+        let Ok(m) = tflquant::read_bytes(b.into()) else {
+            continue;
+        };
+        read += 1;
+        match quant_harness::check(&m) {
+            Ok(n) => outputs += n,
+            Err(e) => findings.push(format!(
+                "round {round} ({}): {e}",
+                SEEDS[round % SEEDS.len()].0
+            )),
+        }
+    }
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+    // Most mutations hit weights or padding: the reader must accept many and the
+    // quantizer must produce outputs for them.
+    assert!(
+        read > ROUNDS / 4 && outputs > read,
+        "{read} read, {outputs} outputs"
+    );
+}
+
+const ROUNDS: usize = 200;
+
+/// Found by the fuzz target (`fuzz/README.md`): a FULLY_CONNECTED whose activation
+/// input is its own bias constant made int8 fail with "internal error: bias of op 7:
+/// input 0 has no parameters". The bias scale needs a calibrated input: the op stays
+/// float, with the reason, and the rest of the model is quantized.
+#[test]
+fn fully_connected_reading_a_constant_as_input_stays_float() {
+    use tflquant::fb::BuiltinOperator;
+    use tflquant::quant::{Mode, Options, integer::Fate};
+    let mut m = tflquant::read_path(testdata("cnn_digits.tflite")).unwrap();
+    let oi = m.subgraphs[0]
+        .operators
+        .iter()
+        .rposition(|op| m.builtin(op) == BuiltinOperator::FullyConnected)
+        .unwrap();
+    let op = &mut m.subgraphs[0].operators[oi];
+    op.inputs[0] = op.inputs[2];
+    quant_harness::check(&m).unwrap();
+    let mut opts = Options::new(Mode::Int8);
+    opts.ranges = Some(quant_harness::ranges(&m));
+    let (_, report) = tflquant::quant::quantize(&m, &opts).unwrap();
+    let fate = report
+        .ops
+        .iter()
+        .find(|f| f.subgraph == 0 && f.operator == oi)
+        .map(|f| &f.fate);
+    match fate {
+        Some(Fate::Float { reason }) => assert!(reason.contains("is a bias"), "{reason}"),
+        other => panic!("operator {oi}: {other:?}"),
+    }
+    assert!(report.ops.iter().any(|f| matches!(f.fate, Fate::Quantized)));
+}
+
+/// Replays what the libFuzzer target saved (`fuzz/artifacts/quantize/*`) through the
+/// same harness, without libFuzzer: `cargo test --test it replay_fuzz_artifacts --
+/// --ignored` after a fuzzing run, to confirm fixes (see `fuzz/README.md`).
+#[test]
+#[ignore = "needs artifacts from a cargo-fuzz run"]
+fn replay_fuzz_artifacts() {
+    let dir = root().join("fuzz/artifacts/quantize");
+    let entries = std::fs::read_dir(&dir).expect("fuzz/artifacts/quantize: run the fuzzer first");
+    let mut findings = Vec::new();
+    let mut n = 0;
+    for e in entries {
+        let path = e.unwrap().path();
+        n += 1;
+        let Ok(m) = tflquant::read_bytes(std::fs::read(&path).unwrap().into()) else {
+            continue;
+        };
+        if let Err(e) = quant_harness::check(&m) {
+            findings.push(format!("{}: {e}", path.display()));
+        }
+    }
+    eprintln!("{n} artifacts replayed");
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+}
+
+/// Found by the fuzz target: a DEQUANTIZE with an absent (-1) input made the float16
+/// folding pass panic (index out of bounds) in every mode.
+#[test]
+fn dequantize_with_an_absent_input_does_not_panic() {
+    use tflquant::fb::BuiltinOperator;
+    let mut m = tflquant::read_path(testdata("fp16_weights_cnn.tflite")).unwrap();
+    let oi = m.subgraphs[0]
+        .operators
+        .iter()
+        .position(|op| m.builtin(op) == BuiltinOperator::Dequantize)
+        .unwrap();
+    m.subgraphs[0].operators[oi].inputs[0] = -1;
+    quant_harness::check(&m).unwrap();
+}
+
+/// Found by the fuzz target: a CONV_2D whose bias was a 4-D constant (another op's
+/// weights) made int8 write 144 per-axis scales on a [1, 3, 3, 16] tensor (internal
+/// error). A bias that is not a vector keeps its operator float.
+#[test]
+fn a_bias_that_is_not_a_vector_keeps_its_operator_float() {
+    use tflquant::quant::{Mode, Options, integer::Fate};
+    let mut m = tflquant::read_path(testdata("cnn_digits.tflite")).unwrap();
+    // Operator 3 (CONV_2D) takes operator 1's depthwise weights as its bias.
+    let dw = m.subgraphs[0].operators[1].inputs[1];
+    assert_eq!(m.subgraphs[0].tensors[dw as usize].shape.len(), 4);
+    m.subgraphs[0].operators[3].inputs[2] = dw;
+    quant_harness::check(&m).unwrap();
+    let mut opts = Options::new(Mode::Int8);
+    opts.ranges = Some(quant_harness::ranges(&m));
+    let (_, report) = tflquant::quant::quantize(&m, &opts).unwrap();
+    let fate = report.ops.iter().find(|f| f.operator == 3).map(|f| &f.fate);
+    match fate {
+        Some(Fate::Float { reason }) => assert!(reason.contains("biases are vectors"), "{reason}"),
+        other => panic!("operator 3: {other:?}"),
+    }
+}
