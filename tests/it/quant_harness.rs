@@ -83,6 +83,7 @@ fn fixed_ranges(model: &Model) -> Ranges {
                     name: t.name.clone(),
                     min: -1.0,
                     max: 1.0,
+                    sentinels: Default::default(),
                 });
             }
         }
