@@ -167,6 +167,19 @@ pub fn densify_constants(model: &mut Model, report: &mut Report) -> Result<usize
     densify_constants_with(model, FoldOptions::default(), report)
 }
 
+/// The (input, output) tensors of a DENSIFY with one of each; `None` for any other
+/// operator, and for an absent (-1) input or output, which folds nothing (a fuzz finding:
+/// it panicked).
+fn densify_operands(model: &Model, op: &ir::Operator) -> Option<(usize, usize)> {
+    if model.builtin(op) != Op::Densify || op.inputs.len() != 1 || op.outputs.len() != 1 {
+        return None;
+    }
+    Some((
+        usize::try_from(op.inputs[0]).ok()?,
+        usize::try_from(op.outputs[0]).ok()?,
+    ))
+}
+
 fn densify_constants_with(
     model: &mut Model,
     opts: FoldOptions,
@@ -178,15 +191,7 @@ fn densify_constants_with(
         // DENSIFY(constant) → constant.
         for oi in 0..model.subgraphs[si].operators.len() {
             let sg = &model.subgraphs[si];
-            let op = &sg.operators[oi];
-            if model.builtin(op) != Op::Densify || op.inputs.len() != 1 || op.outputs.len() != 1 {
-                continue;
-            }
-            // An absent (-1) input or output folds nothing (a fuzz finding: it panicked).
-            let (Ok(src), Ok(dst)) = (
-                usize::try_from(op.inputs[0]),
-                usize::try_from(op.outputs[0]),
-            ) else {
+            let Some((src, dst)) = densify_operands(model, &sg.operators[oi]) else {
                 continue;
             };
             let s = &sg.tensors[src];
@@ -264,14 +269,7 @@ pub fn sparse_to_float16(model: &mut Model) -> Vec<super::report::TensorChange> 
         let mut inserts: Vec<(usize, ir::Operator)> = Vec::new();
         for oi in 0..model.subgraphs[si].operators.len() {
             let sg = &model.subgraphs[si];
-            let op = &sg.operators[oi];
-            if model.builtin(op) != Op::Densify || op.inputs.len() != 1 || op.outputs.len() != 1 {
-                continue;
-            }
-            let (Ok(src), Ok(dst)) = (
-                usize::try_from(op.inputs[0]),
-                usize::try_from(op.outputs[0]),
-            ) else {
+            let Some((src, dst)) = densify_operands(model, &sg.operators[oi]) else {
                 continue;
             };
             let (s, d) = (&sg.tensors[src], &sg.tensors[dst]);
