@@ -200,6 +200,22 @@ impl InputSpec {
 
     /// The names an array for this input may have in an `.npz` (or a dict of arrays):
     /// the tensor name, the signature input name, `input_K`.
+    /// "WHAT: no array for INPUT (looked for NAMES); HOLDER has HAVE": the error of a
+    /// data source (a file, an in-memory sample) that has no array for this input.
+    fn missing_array(&self, what: &str, holder: &str, have: &[String]) -> Error {
+        let looked: Vec<String> = self
+            .wanted_names()
+            .iter()
+            .map(|w| format!("{w:?}"))
+            .collect();
+        Error::Data(format!(
+            "{what}: no array for {} (looked for {}); {holder} has {}",
+            self.describe(),
+            looked.join(", "),
+            have.join(", ")
+        ))
+    }
+
     fn wanted_names(&self) -> Vec<String> {
         let mut wanted = vec![self.name.clone()];
         wanted.extend(self.signature_name.clone());
@@ -462,17 +478,8 @@ impl Samples {
                     .cloned()
                     .or_else(|| (names.len() == 1 && specs.len() == 1).then(|| names[0].clone()));
                 let Some(name) = found else {
-                    return Err(Error::Data(format!(
-                        "{}: no array for {} (looked for {}); the file has {}",
-                        path.display(),
-                        spec.describe(),
-                        wanted
-                            .iter()
-                            .map(|w| format!("{w:?}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        names.join(", ")
-                    )));
+                    let what = path.display().to_string();
+                    return Err(spec.missing_array(&what, "the file", &names));
                 };
                 streams.push(open_npz_member(path, &name, spec)?);
                 used.push(name);
@@ -633,16 +640,7 @@ pub fn sample_from_arrays(
                 })
                 .or_else(|| (arrays.len() == 1 && specs.len() == 1).then_some(0));
             let Some(k) = found else {
-                return Err(Error::Data(format!(
-                    "{what}: no array for {} (looked for {}); the sample has {}",
-                    spec.describe(),
-                    wanted
-                        .iter()
-                        .map(|w| format!("{w:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    names.join(", ")
-                )));
+                return Err(spec.missing_array(what, "the sample", &names));
             };
             k
         } else {
