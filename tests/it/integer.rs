@@ -434,6 +434,36 @@ fn integer_and_uint8_interfaces_match_the_float_interface() {
                     );
                 }
             }
+            // The uint8 interface is the int8 one shifted by exactly 128 (same scale): the
+            // QUANTIZE between them is then lossless, at both ends of the range too.
+            if *iface == "uint8" {
+                for (k, t) in [(0, sg.inputs[0]), (1, sg.outputs[0])] {
+                    let (u, twin) = {
+                        let op = sg
+                            .operators
+                            .iter()
+                            .find(|o| {
+                                let kind = m.builtin(o);
+                                (k == 0 && kind == Op::Quantize && o.inputs[0] == t)
+                                    || (k == 1 && kind == Op::Quantize && o.outputs[0] == t)
+                            })
+                            .unwrap_or_else(|| panic!("uint8 interface {k}: no QUANTIZE"));
+                        let other = if k == 0 { op.outputs[0] } else { op.inputs[0] };
+                        (
+                            sg.tensors[t as usize].quantized().unwrap(),
+                            sg.tensors[other as usize].quantized().unwrap(),
+                        )
+                    };
+                    assert_eq!(u.scale, twin.scale, "uint8 interface {k}: scales differ");
+                    assert_eq!(
+                        u.zero_point[0],
+                        twin.zero_point[0] + 128,
+                        "uint8 interface {k}: zero point {} is not int8's {} + 128",
+                        u.zero_point[0],
+                        twin.zero_point[0]
+                    );
+                }
+            }
             // Same integer inputs: quantize the samples with the input's parameters,
             // feed the float interface their exact dequantized values.
             let q_in = quantize_for_integer_inputs(&m, sample_inputs(&path, &float, 16));
