@@ -166,7 +166,7 @@ fn assert_integer_where_possible(name: &str, mode: &str, out: &Model, report: &s
 const SAMPLES: usize = 8;
 
 /// Every quantization parameter of every tensor of every subgraph is finite, every scale
-/// positive; the failure names the tensor.
+/// positive, every zero point inside its type (0 for int16); the failure names the tensor.
 fn check_params_finite(label: &str, m: &Model, failures: &mut Vec<String>) {
     for (si, sg) in m.subgraphs.iter().enumerate() {
         for (ti, t) in sg.tensors.iter().enumerate() {
@@ -174,6 +174,21 @@ fn check_params_finite(label: &str, m: &Model, failures: &mut Vec<String>) {
             if let Some(s) = q.scale.iter().find(|s| !s.is_finite() || **s <= 0.0) {
                 failures.push(format!(
                     "{label}: subgraph {si} tensor {ti} {:?}: scale {s}",
+                    t.name
+                ));
+            }
+            let range = match t.dtype {
+                TensorType::Int8 => Some((-128, 127)),
+                TensorType::Uint8 => Some((0, 255)),
+                // LiteRT's int16 kernels take symmetric parameters only.
+                TensorType::Int16 => Some((0, 0)),
+                _ => None,
+            };
+            if let Some((lo, hi)) = range
+                && let Some(z) = q.zero_point.iter().find(|&&z| z < lo || z > hi)
+            {
+                failures.push(format!(
+                    "{label}: subgraph {si} tensor {ti} {:?}: zero point {z} outside {lo}..={hi}",
                     t.name
                 ));
             }
@@ -298,8 +313,16 @@ fn every_float_model_as_int8_and_int16x8_every_op_within_its_bound_every_output_
                     crate::op_bounds::check_ops(&label, &quant, &q_in, &tensors, &mut ops);
                     o
                 })
-            }
-            .unwrap_or_else(|e| panic!("{label}: LiteRT fails: {e}"));
+            };
+            // A failure here is collected like the others (the rest of the models still
+            // run, so one broken build shows every model it breaks).
+            let q_out = match q_out {
+                Ok(o) => o,
+                Err(e) => {
+                    failures.push(format!("{label}: LiteRT fails: {e}"));
+                    continue;
+                }
+            };
             let ours = output_metrics(&label, &float, &float_out, &quant, q_out, &mut failures);
             let tf = tf_reference(&path, mode).map(|p| {
                 let m = tflquant::read_path(&p).unwrap();
