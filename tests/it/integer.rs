@@ -296,8 +296,13 @@ fn every_float_model_as_int8_and_int16x8_every_op_within_its_bound_every_output_
         n_models += 1;
         for mode in ["int8", "int16x8"] {
             let label = format!("{name} {mode}");
-            let (out, report) = quantize(&path, &calib, dir.path(), mode, &[])
-                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            let (out, report) = match quantize(&path, &calib, dir.path(), mode, &[]) {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(format!("{label}: quantize fails: {e}"));
+                    continue;
+                }
+            };
             let quant = tflquant::read_path(&out).unwrap();
             assert_integer_where_possible(&name, mode, &quant, &report);
             check_params_finite(&label, &quant, &mut failures);
