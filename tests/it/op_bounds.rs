@@ -140,7 +140,13 @@ pub const K_TABLE: &[Bound] = &[
         1,
         "|q - z| exact, one rescale to the output's parameters: ±1 step",
     ),
-    b(Op::Sqrt, 0, 1, LUT8),
+    b(Op::Sqrt, 8, 1, LUT8),
+    b(
+        Op::Sqrt,
+        16,
+        1,
+        "16-bit SQRT: the kernel's int16 path was not read (assumed: one table lookup and one rounding, as the 8-bit path); measured 1",
+    ),
     b(Op::Rsqrt, 8, 1, LUT8),
     b(
         Op::Rsqrt,
