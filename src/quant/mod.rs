@@ -14,6 +14,7 @@ pub mod prune;
 pub mod qat;
 pub mod report;
 pub mod rounding;
+pub mod scheme;
 pub mod variables;
 pub mod weights;
 
@@ -204,8 +205,8 @@ fn passes() -> Vec<(&'static str, Pass)> {
                 return weights::quantize_weights(m, o, &mut r.report);
             }
             let width = match o.mode {
-                Mode::Int16x8 => integer::Width::Int16x8,
-                _ => integer::Width::Int8,
+                Mode::Int16x8 => scheme::Width::Int16x8,
+                _ => scheme::Width::Int8,
             };
             let ranges = match (r.qat, &o.ranges) {
                 (true, given) => qat::ranges_with_overrides(m, &r.overrides, given.as_ref(), width),
@@ -217,10 +218,7 @@ fn passes() -> Vec<(&'static str, Pass)> {
                     )));
                 }
             };
-            let bias_bits = o.bias_bits.unwrap_or(match width {
-                integer::Width::Int8 => 32,
-                integer::Width::Int16x8 => 64,
-            });
+            let bias_bits = o.bias_bits.unwrap_or(width.default_bias_bits());
             let io = integer::IntegerOptions {
                 width,
                 interface: o.interface,
@@ -236,7 +234,7 @@ fn passes() -> Vec<(&'static str, Pass)> {
                     .ops
                     .iter()
                     .filter_map(|f| match &f.fate {
-                        integer::Fate::Float { reason }
+                        report::Fate::Float { reason }
                             if reason.contains("no calibrated range") =>
                         {
                             Some(format!(

@@ -14,9 +14,9 @@ use crate::error::{Error, Loc, Result};
 use crate::fb::{self, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, QuantParams};
 
-use super::fold::remove_ops;
 use super::math;
 use super::report::Report;
+use super::scheme::{self, Width, fake_quant_params};
 
 /// Trained parameters per tensor, keyed by (subgraph, tensor) of the folded model.
 #[derive(Debug, Clone, Default)]
@@ -178,7 +178,7 @@ pub fn fold_fake_quant(model: &mut Model, report: &mut Report) -> Result<Overrid
             }
         }
         let n = remove.iter().filter(|&&r| r).count();
-        remove_ops(&mut model.subgraphs[si], &remove);
+        model.subgraphs[si].remove_ops(&remove);
         if n > 0 {
             report.note(format!(
                 "subgraph {si}: folded {n} fake-quantization operators; {} activation and {} weight parameter sets taken from training",
@@ -274,33 +274,6 @@ fn weight_params(p: &QuantParams, weight: &crate::ir::Tensor, at: &Loc) -> Resul
     Ok(w)
 }
 
-/// TF's fake-quant nudging: `[min, max]` → scale and an integer zero point (int8 range,
-/// narrow ranges start at −127).
-pub fn fake_quant_params(
-    min: f32,
-    max: f32,
-    num_bits: i32,
-    narrow: bool,
-    at: &Loc,
-) -> Result<QuantParams> {
-    if num_bits != 8 {
-        return Err(Error::unsupported(
-            at.clone(),
-            format!("FAKE_QUANT with {num_bits} bits (only 8-bit fake quantization maps to int8)"),
-        ));
-    }
-    if !(min <= 0.0 && max >= 0.0 && max > min) {
-        return Err(Error::malformed(
-            at.clone(),
-            format!("FAKE_QUANT range [{min}, {max}] must contain 0"),
-        ));
-    }
-    let (qmin, qmax) = (if narrow { -127.0 } else { -128.0 }, 127.0f64);
-    let scale = (max as f64 - min as f64) / (qmax - qmin);
-    let zp = (qmin - min as f64 / scale).round().clamp(qmin, qmax) as i64;
-    Ok(QuantParams::per_tensor(scale as f32, zp))
-}
-
 /// Ranges for the engine in QAT mode: the range each trained parameter set represents,
 /// spread across operators whose kernels share parameters between inputs and outputs
 /// (a MAX_POOL_2D between two fake-quant points needs none of its own), then calibrated
@@ -310,18 +283,13 @@ pub fn ranges_with_overrides(
     model: &Model,
     overrides: &Overrides,
     calibrated: Option<&crate::calib::Ranges>,
-    width: super::integer::Width,
+    width: Width,
 ) -> crate::calib::Ranges {
     use crate::calib::{Ranges, TensorRange};
     use crate::rules::{self, Output, Role};
-    let (qmin, qmax) = match width {
-        super::integer::Width::Int8 => (-128.0f32, 127.0f32),
-        super::integer::Width::Int16x8 => (-32767.0, 32767.0),
-    };
     let mut known: BTreeMap<(usize, usize), (f32, f32)> = BTreeMap::new();
     for (&k, p) in &overrides.activations {
-        let (s, z) = (p.scale[0], p.zero_point[0] as f32);
-        known.insert(k, ((qmin - z) * s, (qmax - z) * s));
+        known.insert(k, scheme::represented_range(p, width));
     }
     // Same-scale operators pass ranges both ways until nothing changes.
     loop {
