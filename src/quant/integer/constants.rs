@@ -17,7 +17,7 @@ use super::super::math::{self, Channels};
 use super::super::report::{Report, TensorParams};
 use super::super::scheme::{self, Width, activation_params};
 use super::kernel_options::bias_bits_for;
-use super::params::{Params, data_range, shared_anchor_input};
+use super::plan::{Params, data_range, shared_anchor_input};
 use super::{IntegerOptions, tensor_ref};
 
 /// One constant operand: input `pos` (tensor `t`) of quantized operator `oi` of

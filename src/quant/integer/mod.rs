@@ -31,6 +31,7 @@ mod fates;
 mod interface;
 mod kernel_options;
 mod params;
+mod plan;
 mod rewire;
 mod sentinels;
 
@@ -102,7 +103,7 @@ pub fn quantize_integer(
 fn report_plan(
     model: &Model,
     fates: &[Vec<Fate>],
-    params: &params::Params,
+    params: &plan::Params,
     width: Width,
     report: &mut Report,
 ) {

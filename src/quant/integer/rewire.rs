@@ -15,7 +15,7 @@ use crate::rules;
 use super::super::report::{Fate, Report};
 use super::constants::{Constants, Site};
 use super::kernel_options::fix_options;
-use super::params::Params;
+use super::plan::Params;
 use super::{IntegerOptions, Interface, interface};
 
 /// How the integer and float versions of an activation map to tensor indices.

@@ -13,7 +13,7 @@ use crate::ir::Model;
 
 use super::super::report::{Fate, Report, SentinelUse};
 use super::super::scheme::Width;
-use super::params::{Ctx, GroupRanges, Groups, Params, data_range, data_range_with_sentinels};
+use super::plan::{Ctx, GroupRanges, Groups, Params, data_range, data_range_with_sentinels};
 use super::tensor_ref;
 
 /// Records every tensor read or written by a quantized operator whose sentinels were
