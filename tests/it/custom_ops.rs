@@ -142,14 +142,6 @@ fn float_input_of(model: &Model, t: i32) -> bool {
     model.subgraphs[0].tensors[t as usize].dtype == TensorType::Float32
 }
 
-fn thresholds(name: &str, mode: &str) -> f64 {
-    let t: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(root().join("tests/integer_thresholds.json")).unwrap(),
-    )
-    .unwrap();
-    t[name][mode]["min_sqnr_db"].as_f64().unwrap()
-}
-
 fn real(a: &Array) -> Vec<f64> {
     match &a.data {
         ArrayData::F32(_) => a.data.to_f64(),
@@ -159,7 +151,7 @@ fn real(a: &Array) -> Vec<f64> {
 
 /// int8 and int16x8: the custom ops stay float between DEQUANTIZE and QUANTIZE with the
 /// reason in the report, every other operator reads and writes integers, the model runs
-/// on LiteRT above the committed SQNR thresholds, and --strict names the custom op.
+/// on LiteRT with finite outputs, and --strict names the custom op.
 #[test]
 fn custom_ops_stay_float_between_dequantize_and_quantize() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,13 +237,12 @@ fn custom_ops_stay_float_between_dequantize_and_quantize() {
                 reasons.iter().all(|w| w.contains("is a custom operator")),
                 "{reasons:?}"
             );
-            // Runs on LiteRT, above the committed threshold.
+            // Runs on LiteRT (sqnr_db fails on NaN/Inf). The accuracy floor of every
+            // output is checked with every other model in
+            // `integer::every_float_model_as_int8_and_int16x8_...`.
             let got = litert_run(&out, &inputs).unwrap();
             let s = sqnr_db(&real(&want[0]), &real(&got[0]));
-            assert!(got[0].data.to_f64().iter().all(|v| v.is_finite()));
-            let min = thresholds(name, mode);
-            assert!(s >= min, "{name} {mode}: SQNR {s:.2} dB < {min}");
-            eprintln!("{name} {mode}: SQNR {s:.2} dB on LiteRT (threshold {min})");
+            eprintln!("{name} {mode}: SQNR {s:.2} dB on LiteRT");
             // --strict names the custom op.
             let strict = dir.path().join(format!("{name}.{mode}.strict.tflite"));
             let mut sargs = args.to_vec();

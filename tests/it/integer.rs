@@ -1,9 +1,10 @@
 //! Full-integer quantization (int8, int16x8) on every float testdata model, checked on
-//! the official runtime: outputs against the float model above committed thresholds
-//! (`tests/integer_thresholds.json`), the graph integer wherever the rule table says it
-//! can be, interfaces, strict mode, duplicated constants.
+//! the official runtime: every integer op within its derived bound of the float op on
+//! LiteRT's own inputs (`op_bounds`), every output above a smoke floor (TF's SQNR − 0.5 dB
+//! or one derived from the output step), no NaN/Inf in outputs or scales, the graph
+//! integer wherever the rule table says it can be, interfaces, strict mode, duplicated
+//! constants.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tflquant::data::{Array, ArrayData};
@@ -86,7 +87,7 @@ fn real_outputs(model: &Model, outs: Vec<Array>) -> Vec<Vec<f64>> {
 
 /// Per output: SQNR (dB) for real-valued outputs, the fraction of equal elements for
 /// integer/boolean ones.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Metric {
     Sqnr(f64),
     Agreement(f64),
@@ -110,11 +111,6 @@ fn metrics(
             ),
         })
         .collect()
-}
-
-fn thresholds() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(root().join("tests/integer_thresholds.json")).unwrap())
-        .unwrap()
 }
 
 /// Every op whose rule has a kernel at this width must compute on integers in the
@@ -166,67 +162,258 @@ fn assert_integer_where_possible(name: &str, mode: &str, out: &Model, report: &s
     }
 }
 
-#[test]
-fn every_float_model_runs_as_int8_and_int16x8_on_litert_above_its_thresholds() {
-    let dir = tempfile::tempdir().unwrap();
-    let thresholds = thresholds();
-    let mut measured: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (path, calib) in float_models() {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let float = tflquant::read_path(&path).unwrap();
-        let inputs = sample_inputs(&path, &float, 32);
-        let float_out = litert_run(&path, &inputs).unwrap();
-        for mode in ["int8", "int16x8"] {
-            let (out, report) = quantize(&path, &calib, dir.path(), mode, &[])
-                .unwrap_or_else(|e| panic!("{name} {mode}: {e}"));
-            let quant = tflquant::read_path(&out).unwrap();
-            assert_integer_where_possible(&name, mode, &quant, &report);
-            let q_out = litert_run(&out, &quantize_for_integer_inputs(&quant, inputs.clone()))
-                .unwrap_or_else(|e| panic!("{name} {mode}: LiteRT fails: {e}"));
-            let m = metrics(&float, &float_out, &quant, q_out);
-            let min_sqnr = m
-                .iter()
-                .filter_map(|x| match x {
-                    Metric::Sqnr(s) => Some(*s),
-                    _ => None,
-                })
-                .fold(f64::INFINITY, f64::min);
-            let min_agree = m
-                .iter()
-                .filter_map(|x| match x {
-                    Metric::Agreement(a) => Some(*a),
-                    _ => None,
-                })
-                .fold(1.0, f64::min);
-            measured.insert(
-                format!("{name} {mode}"),
-                serde_json::json!({"min_sqnr_db": min_sqnr, "min_agreement": min_agree}),
-            );
-            let t = &thresholds[&name][mode];
-            let (want_sqnr, want_agree) = (t["min_sqnr_db"].as_f64(), t["min_agreement"].as_f64());
-            match want_sqnr {
-                Some(w) if min_sqnr < w => {
-                    failures.push(format!("{name} {mode}: SQNR {min_sqnr:.2} dB < {w} dB"))
-                }
-                None if min_sqnr.is_finite() => failures.push(format!(
-                    "{name} {mode}: no committed SQNR threshold (measured {min_sqnr:.2} dB)"
-                )),
-                _ => {}
+/// Samples per model of the per-op and end-to-end checks.
+const SAMPLES: usize = 8;
+
+/// Every quantization parameter of every tensor of every subgraph is finite, every scale
+/// positive, every zero point inside its type (0 for int16); the failure names the tensor.
+fn check_params_finite(label: &str, m: &Model, failures: &mut Vec<String>) {
+    for (si, sg) in m.subgraphs.iter().enumerate() {
+        for (ti, t) in sg.tensors.iter().enumerate() {
+            let Some(q) = t.quantized() else { continue };
+            if let Some(s) = q.scale.iter().find(|s| !s.is_finite() || **s <= 0.0) {
+                failures.push(format!(
+                    "{label}: subgraph {si} tensor {ti} {:?}: scale {s}",
+                    t.name
+                ));
             }
-            if let Some(w) = want_agree
-                && min_agree < w
+            let range = match t.dtype {
+                TensorType::Int8 => Some((-128, 127)),
+                TensorType::Uint8 => Some((0, 255)),
+                // LiteRT's int16 kernels take symmetric parameters only.
+                TensorType::Int16 => Some((0, 0)),
+                _ => None,
+            };
+            if let Some((lo, hi)) = range
+                && let Some(z) = q.zero_point.iter().find(|&&z| z < lo || z > hi)
             {
-                failures.push(format!("{name} {mode}: agreement {min_agree:.4} < {w}"));
+                failures.push(format!(
+                    "{label}: subgraph {si} tensor {ti} {:?}: zero point {z} outside {lo}..={hi}",
+                    t.name
+                ));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{}\nmeasured: {}",
-        failures.join("\n"),
-        serde_json::to_string_pretty(&measured).unwrap()
+}
+
+/// The TF converter's model of the same float model in this mode, if testdata has one.
+fn tf_reference(path: &Path, mode: &str) -> Option<PathBuf> {
+    let stem = path.file_stem()?.to_string_lossy().to_string();
+    let p = testdata(&format!("{stem}.tf_{mode}.tflite"));
+    let name = p.file_name()?.to_string_lossy().to_string();
+    (p.exists() && manifest_entry(&name)?["runs_in_litert"].as_bool() == Some(true)).then_some(p)
+}
+
+/// Per output: the metric, or a failure when a float output holds NaN/Inf.
+fn output_metrics(
+    label: &str,
+    float: &Model,
+    float_out: &[Array],
+    quant: &Model,
+    quant_out: Vec<Array>,
+    failures: &mut Vec<String>,
+) -> Vec<Option<Metric>> {
+    let sg = &quant.subgraphs[0];
+    for (k, a) in quant_out.iter().enumerate() {
+        if let Some(i) = a.data.to_f64().iter().position(|v| !v.is_finite()) {
+            failures.push(format!(
+                "{label}: output {k} {:?} holds a non-finite value at element {i}",
+                sg.tensors[sg.outputs[k] as usize].name
+            ));
+            return vec![None; float_out.len()];
+        }
+    }
+    metrics(float, float_out, quant, quant_out)
+        .into_iter()
+        .map(Some)
+        .collect()
+}
+
+/// RMS error, in 8-bit output steps, of the end-to-end smoke floor of an output
+/// without a TF reference (see [`step_floor_db`]).
+const SMOKE_RMS_STEPS: f64 = 32.0;
+
+/// The smoke floor of a float output without a TF reference, from the output's 8-bit
+/// quantization step `step = (max - min) / 255` of the float reference over the samples
+/// (8 bits in both modes: int16x8 keeps int8 weights): the SQNR the output would have if
+/// its RMS error were [`SMOKE_RMS_STEPS`] such steps, 10·log10(mean(r²) / (32·step)²).
+/// Requantizing once costs step/√12 RMS; 32 steps leaves room for the per-op errors
+/// (bounded by `op_bounds::K_TABLE`) accumulating through the layers and for ops kept
+/// float on quantized inputs, which amplify their input's error (EXP, POW, FLOOR_DIV:
+/// measured 14.1 dB on `ops_elementwise` int8 output 8 against a 16-step floor of 18.0), and still fails a scrambled output (wrong scale, zero point
+/// or axis: errors of the order of the signal, SQNR near 0 dB). The per-op bounds are the
+/// accuracy proof; this is a smoke check.
+fn step_floor_db(reference: &[f64]) -> f64 {
+    let (lo, hi) = reference
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    let step = (hi - lo).max(f64::MIN_POSITIVE) / 255.0;
+    let p = reference.iter().map(|x| x * x).sum::<f64>() / reference.len().max(1) as f64;
+    10.0 * (p / (SMOKE_RMS_STEPS * step).powi(2)).log10()
+}
+
+/// Outputs where tflquant's SQNR is more than 0.5 dB below the TF converter's model of
+/// the same float model (measured with `SAMPLES` samples; reported, not excused: the
+/// accuracy work is issue #15). They get the step-derived floor instead and are
+/// printed on every run; an entry that is no longer below TF − 0.5 dB fails the test so
+/// the list stays true. (model, mode, output index, TF dB, ours dB when listed).
+const BELOW_TF: &[(&str, &str, usize, f64, f64)] = &[
+    // TF keeps ELU float (its output is the float model's exactly); LEAKY_RELU int8.
+    ("ops_activation.tflite", "int8", 5, 37.27, 36.06),
+    ("ops_activation.tflite", "int8", 6, f64::INFINITY, 38.01),
+    // TF keeps these shape ops' outputs float (exactly the float model's).
+    ("ops_shape.tflite", "int8", 4, f64::INFINITY, 51.22),
+    ("ops_shape.tflite", "int8", 5, f64::INFINITY, 50.70),
+    ("ops_shape.tflite", "int8", 7, f64::INFINITY, 50.25),
+    ("ops_shape.tflite", "int8", 8, f64::INFINITY, 50.73),
+    ("ops_shape.tflite", "int8", 9, f64::INFINITY, 50.47),
+    ("ops_shape.tflite", "int8", 10, f64::INFINITY, 39.50),
+    ("ops_shape.tflite", "int8", 14, 48.42, 47.63),
+];
+
+/// The accuracy proof of full-integer quantization, every float testdata model × int8 /
+/// int16x8: (1) every integer op of subgraph 0 within its derived bound of the float op on
+/// LiteRT's own inputs (`op_bounds`); (2) every output of every model above a smoke floor:
+/// the TF converter's SQNR − 0.5 dB where testdata has the TF model, else
+/// [`step_floor_db`]; integer outputs agree at least as often as TF's (else in ≥ 90 % of
+/// the elements); (3) no NaN/Inf in any output or any scale.
+#[test]
+fn every_float_model_as_int8_and_int16x8_every_op_within_its_bound_every_output_above_its_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut measured = Vec::new();
+    let mut ops = crate::op_bounds::OpBounds::default();
+    let mut n_models = 0;
+    let mut skipped_ops = Vec::new();
+    let mut below_tf = Vec::new();
+    for (path, calib) in float_models() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let float = tflquant::read_path(&path).unwrap();
+        let inputs = sample_inputs(&path, &float, SAMPLES);
+        let float_out = litert_run(&path, &inputs).unwrap();
+        n_models += 1;
+        for mode in ["int8", "int16x8"] {
+            let label = format!("{name} {mode}");
+            let (out, report) = match quantize(&path, &calib, dir.path(), mode, &[]) {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(format!("{label}: quantize fails: {e}"));
+                    continue;
+                }
+            };
+            let quant = tflquant::read_path(&out).unwrap();
+            assert_integer_where_possible(&name, mode, &quant, &report);
+            check_params_finite(&label, &quant, &mut failures);
+            let q_in = quantize_for_integer_inputs(&quant, inputs.clone());
+            // LiteRT's builtin resolver without delegates (needed to keep every tensor)
+            // lacks the custom ops MaxPoolingWithArgmax2D / MaxUnpooling2D /
+            // Convolution2DTransposeBias: such models get the end-to-end checks only.
+            let q_out = if has_custom_op(&quant) {
+                skipped_ops.push(label.clone());
+                litert_run(&out, &q_in)
+            } else {
+                litert_run_all(&out, &q_in).map(|(o, tensors)| {
+                    crate::op_bounds::check_ops(&label, &quant, &q_in, &tensors, &mut ops);
+                    o
+                })
+            };
+            // A failure here is collected like the others (the rest of the models still
+            // run, so one broken build shows every model it breaks).
+            let q_out = match q_out {
+                Ok(o) => o,
+                Err(e) => {
+                    failures.push(format!("{label}: LiteRT fails: {e}"));
+                    continue;
+                }
+            };
+            let ours = output_metrics(&label, &float, &float_out, &quant, q_out, &mut failures);
+            let tf = tf_reference(&path, mode).map(|p| {
+                let m = tflquant::read_path(&p).unwrap();
+                let o = litert_run(&p, &quantize_for_integer_inputs(&m, inputs.clone())).unwrap();
+                output_metrics(
+                    &format!("{label} TF"),
+                    &float,
+                    &float_out,
+                    &m,
+                    o,
+                    &mut failures,
+                )
+            });
+            let fo = real_outputs(&float, float_out.clone());
+            for (k, m) in ours.iter().enumerate() {
+                let out_name =
+                    &float.subgraphs[0].tensors[float.subgraphs[0].outputs[k] as usize].name;
+                let at = format!("{label}: output {k} {out_name:?}");
+                let tf_m = tf.as_ref().and_then(|t| t.get(k).cloned().flatten());
+                match (m, tf_m) {
+                    (None, _) => {}
+                    (Some(Metric::Sqnr(s)), tf) => {
+                        let floor = step_floor_db(&fo[k]);
+                        let listed = BELOW_TF
+                            .iter()
+                            .any(|e| e.0 == name && e.1 == mode && e.2 == k);
+                        match tf {
+                            Some(Metric::Sqnr(t)) => {
+                                measured.push(format!("{at}: {s:.2} dB, TF {t:.2} dB"));
+                                if *s < t - 0.5 && !listed {
+                                    failures
+                                        .push(format!("{at}: SQNR {s:.2} dB < TF {t:.2} dB - 0.5"));
+                                }
+                                if *s >= t - 0.5 && listed {
+                                    failures.push(format!(
+                                        "{at}: listed in BELOW_TF but {s:.2} dB ≥ TF {t:.2} - 0.5: remove the entry"
+                                    ));
+                                }
+                                if listed {
+                                    below_tf.push(format!("{at}: ours {s:.2} dB, TF {t:.2} dB"));
+                                }
+                            }
+                            _ => measured.push(format!("{at}: {s:.2} dB, floor {floor:.2} dB")),
+                        }
+                        if *s < floor {
+                            failures.push(format!(
+                                "{at}: SQNR {s:.2} dB < {floor:.2} dB (RMS error above {SMOKE_RMS_STEPS} 8-bit steps of the output range)"
+                            ));
+                        }
+                    }
+                    (Some(Metric::Agreement(a)), t) => {
+                        // Without TF: a majority, as smoke (each integer op is exact or
+                        // within its bound per op; flips come from near-ties upstream).
+                        let want = match t {
+                            Some(Metric::Agreement(t)) => t,
+                            _ => 0.5,
+                        };
+                        measured.push(format!("{at}: agreement {a:.4}, floor {want:.4}"));
+                        if *a < want {
+                            failures.push(format!("{at}: agreement {a:.4} < {want:.4}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut table = String::new();
+    for ((op, bits), s) in &ops.seen {
+        let k = s.k.map_or("-".to_string(), |k| k.to_string());
+        table.push_str(&format!(
+            "{op:<24} {bits:>2} bits: max {} steps (k {k}) over {} elements, at {}\n",
+            s.max_steps, s.elements, s.at
+        ));
+    }
+    eprintln!(
+        "{}\n{table}per-op check skipped (custom ops): {skipped_ops:?}\nbelow TF - 0.5 dB: {below_tf:#?}",
+        measured.join("\n")
     );
+    failures.extend(ops.failures);
+    assert!(n_models >= 20, "only {n_models} models checked");
+    assert!(
+        ops.ops_compared >= 100,
+        "only {} ops compared",
+        ops.ops_compared
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Integer interfaces take integer inputs and give the same results as the float
@@ -272,6 +459,36 @@ fn integer_and_uint8_interfaces_match_the_float_interface() {
                         sg.tensors[t.tensor_index as usize].dtype, want,
                         "signature {:?}",
                         t.name
+                    );
+                }
+            }
+            // The uint8 interface is the int8 one shifted by exactly 128 (same scale): the
+            // QUANTIZE between them is then lossless, at both ends of the range too.
+            if *iface == "uint8" {
+                for (k, t) in [(0, sg.inputs[0]), (1, sg.outputs[0])] {
+                    let (u, twin) = {
+                        let op = sg
+                            .operators
+                            .iter()
+                            .find(|o| {
+                                let kind = m.builtin(o);
+                                (k == 0 && kind == Op::Quantize && o.inputs[0] == t)
+                                    || (k == 1 && kind == Op::Quantize && o.outputs[0] == t)
+                            })
+                            .unwrap_or_else(|| panic!("uint8 interface {k}: no QUANTIZE"));
+                        let other = if k == 0 { op.outputs[0] } else { op.inputs[0] };
+                        (
+                            sg.tensors[t as usize].quantized().unwrap(),
+                            sg.tensors[other as usize].quantized().unwrap(),
+                        )
+                    };
+                    assert_eq!(u.scale, twin.scale, "uint8 interface {k}: scales differ");
+                    assert_eq!(
+                        u.zero_point[0],
+                        twin.zero_point[0] + 128,
+                        "uint8 interface {k}: zero point {} is not int8's {} + 128",
+                        u.zero_point[0],
+                        twin.zero_point[0]
                     );
                 }
             }

@@ -16,6 +16,7 @@ mod int4;
 mod integer;
 mod interp;
 mod litert_capi;
+mod op_bounds;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;

@@ -491,6 +491,8 @@ fn every_mode_on_every_testdata_model_runs_on_litert_within_the_layer_error_boun
     let mut layers = 0;
     let mut conv_layers = 0;
     let mut outputs = 0;
+    let mut per_mode: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut layers_per_mode: std::collections::BTreeMap<&str, usize> = Default::default();
     for path in all_models() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let model = tflquant::read_path(&path).unwrap();
@@ -532,13 +534,36 @@ fn every_mode_on_every_testdata_model_runs_on_litert_within_the_layer_error_boun
                 }
                 continue;
             }
-            litert_run(&out, &inputs)
+            let outs = litert_run(&out, &inputs)
                 .unwrap_or_else(|e| panic!("{name} {mode}: LiteRT fails: {e}"));
+            let sg = &model.subgraphs[0];
+            for (k, o) in outs.iter().enumerate() {
+                if let Some(i) = o.data.to_f64().iter().position(|v| !v.is_finite()) {
+                    panic!(
+                        "{name} {mode}: output {k} {:?} holds a non-finite value at element {i}",
+                        sg.tensors[sg.outputs[k] as usize].name
+                    );
+                }
+            }
             outputs += 1;
+            *per_mode.entry(mode).or_insert(0) += 1;
             let (n, c) = check_layer_bounds(&model, &out, &inputs);
             layers += n;
             conv_layers += c;
+            *layers_per_mode.entry(mode).or_insert(0) += n;
         }
+    }
+    // Per mode, not only in total: a mode that refuses (or skips) every model fails.
+    for mode in MODES {
+        let (ran, n) = (
+            per_mode.get(mode).copied().unwrap_or(0),
+            layers_per_mode.get(mode).copied().unwrap_or(0),
+        );
+        assert!(ran >= 15, "{mode}: only {ran} quantized models ran");
+        assert!(
+            n >= 10,
+            "{mode}: only {n} layers checked against their bound"
+        );
     }
     assert!(outputs >= 50, "only {outputs} quantized models ran");
     assert!(
@@ -550,7 +575,7 @@ fn every_mode_on_every_testdata_model_runs_on_litert_within_the_layer_error_boun
         "only {conv_layers} convolutions were checked against their bound"
     );
     eprintln!(
-        "{outputs} quantized models ran; {layers} layers ({conv_layers} convolutions) within their bounds"
+        "{outputs} quantized models ran; {layers} layers ({conv_layers} convolutions) within their bounds; per mode: {per_mode:?}, layers {layers_per_mode:?}"
     );
 }
 
