@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod behaviours;
 mod calib;
 mod calib_data;
 mod compare;
@@ -14,6 +15,7 @@ mod int4;
 mod integer;
 mod interp;
 mod litert_capi;
+mod planner;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;
