@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use tflquant::data::Array;
-use tflquant::fb::{BuiltinOperator as Op, TensorType};
+use tflquant::fb::BuiltinOperator as Op;
 use tflquant::ir::Model;
 
 use crate::common::*;

@@ -384,7 +384,7 @@ fn fc_samples() -> (Vec<Vec<Value>>, Vec<Array>) {
 /// uint8 interface: the boundary tensors are the int8 ones shifted by +128 (same
 /// scale), converted by QUANTIZE ops. The input range [-1, 3] puts the int8 zero point
 /// at -64, so the shift is visible everywhere: LiteRT gets the int8 model's input bytes
-/// + 128 and must give its output bytes + 128. Catches: a shift of 127 or 129, a
+/// plus 128 and must give its output bytes plus 128. Catches: a shift of 127 or 129, a
 /// changed scale, a missing or misplaced QUANTIZE, an interface tensor left int8.
 #[test]
 fn uint8_interface_is_the_int8_interface_shifted_by_128() {
@@ -896,6 +896,116 @@ fn depthwise_weights_are_per_channel_along_axis_3() {
         assert!(
             (a - b).abs() <= bound,
             "element {k} (channel {c}): {a} vs {b}"
+        );
+    }
+}
+
+/// The rule table's facts that the kernels fix (TFLite `operator_property.cc` and the
+/// kernels' `Prepare`): per-channel weight axes, fixed output parameters per width,
+/// which ops lack an int16 kernel, the role of variadic inputs. Catches: a typo in a
+/// constant of the table (an axis, 1/256, 1/32768), `supports` or `role` answering
+/// wrong, a lookup returning another op's rule.
+#[test]
+fn rule_table_facts_from_the_kernels() {
+    use tflquant::rules::{Output, Role, rule_for};
+    let r = |op: Op| rule_for(op).unwrap_or_else(|| panic!("no rule for {op:?}"));
+    for (op, axis) in [
+        (Op::FullyConnected, 0),
+        (Op::Conv2d, 0),
+        (Op::DepthwiseConv2d, 3),
+    ] {
+        let rule = r(op);
+        assert_eq!(rule.op, op);
+        assert_eq!(rule.role(0), Role::Activation, "{op:?}");
+        assert_eq!(rule.role(1), Role::Weight { axis: Some(axis) }, "{op:?}");
+        assert_eq!(
+            rule.role(2),
+            Role::Bias {
+                input: 0,
+                weight: 1
+            },
+            "{op:?}"
+        );
+        assert_eq!(rule.output, Output::Free, "{op:?}");
+        assert!(rule.supports(8) && rule.supports(16), "{op:?}");
+        assert!(!rule.supports(4) && !rule.supports(32), "{op:?}");
+    }
+    let unit16 = Some((1.0 / 32768.0, 0));
+    for (op, int8, int16) in [
+        (Op::Logistic, (1.0 / 256.0, -128), unit16),
+        (Op::Softmax, (1.0 / 256.0, -128), unit16),
+        (Op::Tanh, (1.0 / 128.0, 0), unit16),
+        (Op::L2Normalization, (1.0 / 128.0, 0), None),
+        (Op::LogSoftmax, (16.0 / 256.0, 127), None),
+    ] {
+        assert_eq!(r(op).output, Output::Fixed { int8, int16 }, "{op:?}");
+    }
+    // No int16 kernel: the op stays float in 16x8 (the fate test below).
+    for op in [Op::HardSwish, Op::Elu, Op::LogSoftmax, Op::L2Normalization] {
+        assert!(r(op).supports(8) && !r(op).supports(16), "{op:?}");
+    }
+    // Variadic inputs take `rest`: every CONCATENATION input is an activation.
+    let concat = r(Op::Concatenation);
+    assert_eq!(concat.output, Output::Shared);
+    assert_eq!(concat.role(7), Role::Activation);
+    assert_eq!(r(Op::Reshape).role(1), Role::NonReal);
+    assert_eq!(r(Op::ArgMax).output, Output::NonReal);
+    assert!(rule_for(Op::Custom).is_none());
+}
+
+/// 16x8: an op without an int16 kernel (HARD_SWISH) stays float between DEQUANTIZE and
+/// QUANTIZE, with the reason; the FULLY_CONNECTED before it is int16. Catches: the
+/// width check of the fates answering "supported" for every width.
+#[test]
+fn an_op_without_an_int16_kernel_stays_float_in_16x8() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let w = g.constant("w", &[4, 4], &ramp(16, -1.0, 1.0));
+    let h = g.act("h", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    g.op(Op::FullyConnected, &[x, w, -1], &[h], fc_options());
+    g.op(Op::HardSwish, &[h], &[y], None);
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -3.0, 3.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int16x8, &r));
+    let rep = serde_json::to_value(&report).unwrap();
+    let fates = rep["ops"].as_array().unwrap();
+    assert_eq!(fates[0]["fate"], "quantized", "{fates:?}");
+    assert_eq!(fates[1]["fate"], "float", "{fates:?}");
+    let why = fates[1]["reason"].as_str().unwrap();
+    assert!(why.contains("no int16 kernel for HARD_SWISH"), "{why}");
+    let o = ops(&q);
+    let kinds: Vec<Op> = o.iter().map(|o| o.0).collect();
+    assert_eq!(
+        kinds,
+        [
+            Op::Quantize,
+            Op::FullyConnected,
+            Op::Dequantize,
+            Op::HardSwish
+        ]
+    );
+    assert_eq!(params(tensor(&q, "h").1).scale.len(), 1);
+    assert_eq!(tensor(&q, "h").1.dtype, TensorType::Int16);
+    // And it runs: within a few int16 steps plus the int8 weights' rounding.
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("16x8", &got);
+    // |hard_swish'| ≤ 1.5; h's error: Σ|x|·s_w/2 (s_w = 1/127) + int16 steps (tiny).
+    let bound = 1.5 * (4.0 * 3.0 / 127.0 / 2.0 + 1e-3);
+    for (i, (a, b)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (a - b).abs() <= bound,
+            "element {i}: {a} vs {b} (bound {bound})"
         );
     }
 }
