@@ -1009,3 +1009,35 @@ fn an_op_without_an_int16_kernel_stays_float_in_16x8() {
         );
     }
 }
+
+/// An activation whose calibrated range is all zeros gets the parameters of [-1, 1]
+/// (scale 2/255, zero point round(-128 + 127.5) = -1), so the kernels' rescaling
+/// multipliers stay ordinary; a range [0, 6] gets (6/255, -128) and [-2, 6] gets
+/// (8/255, -64); 16x8 is symmetric (max |x| / 32767, zero point 0). Catches: the
+/// all-zero fallback on another range, the zero point formula.
+#[test]
+fn activation_parameters_of_degenerate_and_one_sided_ranges() {
+    let m = fc_model(0.5);
+    let (samples, _) = fc_samples();
+    for (lo, hi, want8, want16) in [
+        (0.0, 0.0, (2.0 / 255.0, -1), 1.0f32 / 32767.0),
+        (0.0, 6.0, (6.0 / 255.0, -128), 6.0f32 / 32767.0),
+        (-2.0, 6.0, (8.0 / 255.0, -64), 6.0f32 / 32767.0),
+    ] {
+        let r = ranges(&m, &samples, &[("x", lo, hi)]);
+        let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+        let p = params(tensor(&q, "x/quantized").1);
+        assert_eq!(
+            (p.scale[0], p.zero_point[0]),
+            ((want8.0 as f64) as f32, want8.1),
+            "[{lo}, {hi}]"
+        );
+        let (q, _) = quantize(&m, &options(Mode::Int16x8, &r));
+        let p = params(tensor(&q, "x/quantized").1);
+        assert_eq!(
+            (p.scale[0], p.zero_point[0]),
+            (want16, 0),
+            "16x8 [{lo}, {hi}]"
+        );
+    }
+}
