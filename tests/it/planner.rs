@@ -1020,7 +1020,7 @@ fn activation_parameters_of_degenerate_and_one_sided_ranges() {
     let m = fc_model(0.5);
     let (samples, _) = fc_samples();
     for (lo, hi, want8, want16) in [
-        (0.0, 0.0, (2.0 / 255.0, -1), 1.0f32 / 32767.0),
+        (0.0, 0.0, (2.0f64 / 255.0, -1), 1.0f32 / 32767.0),
         (0.0, 6.0, (6.0 / 255.0, -128), 6.0f32 / 32767.0),
         (-2.0, 6.0, (8.0 / 255.0, -64), 6.0f32 / 32767.0),
     ] {
@@ -1029,7 +1029,7 @@ fn activation_parameters_of_degenerate_and_one_sided_ranges() {
         let p = params(tensor(&q, "x/quantized").1);
         assert_eq!(
             (p.scale[0], p.zero_point[0]),
-            ((want8.0 as f64) as f32, want8.1),
+            (want8.0 as f32, want8.1),
             "[{lo}, {hi}]"
         );
         let (q, _) = quantize(&m, &options(Mode::Int16x8, &r));
