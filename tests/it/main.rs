@@ -6,6 +6,7 @@ mod common;
 mod architecture;
 
 mod bad_input;
+mod behaviours;
 mod calib;
 mod calib_data;
 mod compare;
@@ -17,6 +18,7 @@ mod integer;
 mod interp;
 mod litert_capi;
 mod op_bounds;
+mod planner;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;

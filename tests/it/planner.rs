@@ -1,0 +1,1043 @@
+//! The integer planner on tiny graphs built in Rust (no Python, no files to generate):
+//! each test builds a model of one to three operators with [`Graph`], quantizes it
+//! through the public API (`quant::quantize`) with ranges it sets itself, asserts the
+//! plan (which parameters, which conversions) and runs the output on LiteRT against
+//! the float model with a bound derived from the quantization steps.
+//!
+//! What each test catches when it breaks is said in its doc comment.
+
+use tflquant::calib::{Calibrator, ObserverKind, Ranges};
+use tflquant::data::Array;
+use tflquant::fb::{self, BuiltinOperator as Op, TensorType};
+use tflquant::interp::Value;
+use tflquant::ir::{Model, Operator, QuantParams, SignatureDef, Subgraph, Tensor, TensorMap};
+use tflquant::quant::{self, Mode, Options, Report};
+
+use crate::common::*;
+
+/// A test-only model builder: one subgraph, opcodes and buffers added on demand.
+pub struct Graph {
+    m: Model,
+    sg: Subgraph,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Graph {
+            m: Model {
+                version: 3,
+                // Buffer 0: the empty buffer of activations.
+                buffers: vec![Default::default()],
+                ..Default::default()
+            },
+            sg: Subgraph {
+                name: Some("main".into()),
+                debug_metadata_index: -1,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A float32 activation.
+    pub fn act(&mut self, name: &str, shape: &[i32]) -> i32 {
+        self.sg
+            .add_tensor(Tensor::new(name, TensorType::Float32, shape.to_vec()))
+    }
+
+    /// A float32 constant.
+    pub fn constant(&mut self, name: &str, shape: &[i32], values: &[f32]) -> i32 {
+        let n: i32 = shape.iter().product();
+        assert_eq!(
+            n as usize,
+            values.len(),
+            "{name}: shape and values disagree"
+        );
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut t = Tensor::new(name, TensorType::Float32, shape.to_vec());
+        t.buffer = self.m.add_buffer(bytes);
+        self.sg.add_tensor(t)
+    }
+
+    pub fn op(
+        &mut self,
+        op: Op,
+        inputs: &[i32],
+        outputs: &[i32],
+        opts: Option<fb::BuiltinOptions>,
+    ) {
+        let code = self.m.ensure_opcode(op, 1);
+        let mut o = Operator::new(code, inputs.to_vec(), outputs.to_vec());
+        o.builtin_options = opts;
+        self.sg.operators.push(o);
+    }
+
+    pub fn finish(mut self, inputs: &[i32], outputs: &[i32]) -> Model {
+        self.sg.inputs = inputs.to_vec();
+        self.sg.outputs = outputs.to_vec();
+        self.m.subgraphs.push(self.sg);
+        self.m
+    }
+}
+
+fn fc_options() -> Option<fb::BuiltinOptions> {
+    Some(fb::BuiltinOptions::FullyConnectedOptions(Box::default()))
+}
+
+/// Min/max ranges of every float tensor over `samples` (one value per model input each,
+/// through the reference interpreter); `fixed` then overrides the named tensors' ranges.
+fn ranges(model: &Model, samples: &[Vec<Value>], fixed: &[(&str, f32, f32)]) -> Ranges {
+    let mut c = Calibrator::new(model, ObserverKind::MinMax).unwrap();
+    for s in samples {
+        c.add_sample(s).unwrap();
+    }
+    let mut r = c.ranges();
+    for &(name, lo, hi) in fixed {
+        let t = r
+            .tensors
+            .iter_mut()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no range for {name}"));
+        (t.min, t.max) = (lo, hi);
+    }
+    r
+}
+
+fn options(mode: Mode, ranges: &Ranges) -> Options {
+    let mut o = Options::new(mode);
+    o.ranges = Some(ranges.clone());
+    o
+}
+
+fn quantize(model: &Model, opts: &Options) -> (Model, Report) {
+    let (out, report) = quant::quantize(model, opts).unwrap_or_else(|e| panic!("{e}"));
+    tflquant::ir::verify(&out).unwrap();
+    (out, report)
+}
+
+fn tensor<'a>(m: &'a Model, name: &str) -> (usize, &'a Tensor) {
+    m.subgraphs[0]
+        .tensors
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.name == name)
+        .unwrap_or_else(|| panic!("no tensor {name}"))
+}
+
+fn params(t: &Tensor) -> &QuantParams {
+    t.quantized()
+        .unwrap_or_else(|| panic!("{} has no parameters", t.name))
+}
+
+/// Input `pos` of the first `op` of subgraph 0.
+fn operand(m: &Model, op: Op, pos: usize) -> &Tensor {
+    let sg = &m.subgraphs[0];
+    let o = sg
+        .operators
+        .iter()
+        .find(|o| m.builtin(o) == op)
+        .unwrap_or_else(|| panic!("no {op:?}"));
+    &sg.tensors[o.inputs[pos] as usize]
+}
+
+/// Operators as (builtin, inputs, outputs).
+fn ops(m: &Model) -> Vec<(Op, Vec<i32>, Vec<i32>)> {
+    m.subgraphs[0]
+        .operators
+        .iter()
+        .map(|o| (m.builtin(o), o.inputs.clone(), o.outputs.clone()))
+        .collect()
+}
+
+/// Every operator of the run quantized (the report's fates).
+fn assert_all_quantized(report: &Report) {
+    let r = serde_json::to_value(report).unwrap();
+    for o in r["ops"].as_array().unwrap() {
+        assert_eq!(o["fate"], "quantized", "{o}");
+    }
+}
+
+/// Writes `m` into `dir/name` (read back by the writer).
+fn write(dir: &std::path::Path, name: &str, m: &Model) -> std::path::PathBuf {
+    let p = dir.join(name);
+    tflquant::writer::write_path(m, &p, &Default::default()).unwrap();
+    p
+}
+
+/// Dequantized outputs of a model with integer outputs (float outputs as they are).
+fn real(m: &Model, outs: &[Array]) -> Vec<Vec<f64>> {
+    let sg = &m.subgraphs[0];
+    outs.iter()
+        .zip(&sg.outputs)
+        .map(|(a, &t)| {
+            let v = a.data.to_f64();
+            match sg.tensors[t as usize].quantized() {
+                Some(q) => v
+                    .iter()
+                    .map(|&x| (x - q.zero_point[0] as f64) * q.scale[0] as f64)
+                    .collect(),
+                None => v,
+            }
+        })
+        .collect()
+}
+
+fn assert_finite(what: &str, v: &[f64]) {
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        panic!("{what}: non-finite value {} at {i}", v[i]);
+    }
+}
+
+/// Values of a ramp over [lo, hi] (both ends included), `n` of them.
+fn ramp(n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| lo + (hi - lo) * i as f32 / (n - 1) as f32)
+        .collect()
+}
+
+/// The fixed int8 output parameters of LOGISTIC and TANH.
+fn fixed_params(op: Op) -> QuantParams {
+    match op {
+        Op::Logistic => QuantParams::per_tensor(1.0 / 256.0, -128),
+        Op::Tanh => QuantParams::per_tensor(1.0 / 128.0, 0),
+        _ => unreachable!(),
+    }
+}
+
+/// CONCATENATION(first(x), second(x)) for two ops with different fixed outputs: the
+/// shared-scale group takes the first one's parameters, the second edge is requantized
+/// by an int8→int8 QUANTIZE into them; on LiteRT the output is the float model's within
+/// one output step plus the roundings on the way.
+fn concat_of_fixed_outputs(first: Op, second: Op) {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 8]);
+    let a = g.act("first", &[1, 8]);
+    let b = g.act("second", &[1, 8]);
+    let y = g.act("concat", &[1, 16]);
+    g.op(first, &[x], &[a], None);
+    g.op(second, &[x], &[b], None);
+    g.op(
+        Op::Concatenation,
+        &[a, b],
+        &[y],
+        Some(fb::BuiltinOptions::ConcatenationOptions(Box::new(
+            fb::ConcatenationOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(8 * 8, -4.0, 4.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(8)
+        .map(|c| vec![Value::f32(vec![1, 8], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+
+    let (pa, pb) = (fixed_params(first), fixed_params(second));
+    let (ai, at) = tensor(&q, "first");
+    let (bi, bt) = tensor(&q, "second");
+    let (yi, _) = tensor(&q, "concat/quantized");
+    assert_eq!(params(at), &pa);
+    assert_eq!(params(bt), &pb);
+    assert_eq!(params(&q.subgraphs[0].tensors[yi]), &pa);
+    let o = ops(&q);
+    let concat = o.iter().find(|o| o.0 == Op::Concatenation).unwrap();
+    assert_eq!(concat.1[0], ai as i32, "the first output joins the group");
+    // Input 1 is a requantized copy of the second output, made by QUANTIZE int8→int8.
+    let req = concat.1[1] as usize;
+    assert_ne!(req, bi, "the second output is read without requantization");
+    let req_t = &q.subgraphs[0].tensors[req];
+    assert_eq!(req_t.dtype, TensorType::Int8);
+    assert_eq!(params(req_t), &pa);
+    let producer = o
+        .iter()
+        .find(|o| o.2 == [req as i32])
+        .expect("a producer of the requantized tensor");
+    assert_eq!(producer.0, Op::Quantize);
+    assert_eq!(producer.1, [bi as i32]);
+    let quantizes = o.iter().filter(|o| o.0 == Op::Quantize).count();
+    assert_eq!(quantizes, 2, "input QUANTIZE + one requantize edge: {o:?}");
+
+    // LiteRT: one output step, plus the input's rounding (|f'| ≤ 1: half a step of x)
+    // and half a step of each function's own output before requantization.
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 8], xs)];
+    let f = litert_run(&fp, &input).unwrap();
+    let got = litert_run(&qp, &input).unwrap();
+    let (f, got) = (f[0].data.to_f64(), got[0].data.to_f64());
+    assert_finite("float", &f);
+    assert_finite("int8", &got);
+    let s_x = params(tensor(&q, "x/quantized").1).scale[0] as f64;
+    let (sa, sb) = (pa.scale[0] as f64, pb.scale[0] as f64);
+    let bound = sa + s_x / 2.0 + sa / 2.0 + sb / 2.0;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+}
+
+/// CONCATENATION(TANH(x), LOGISTIC(x)): the group takes TANH's (1/128, 0), which covers
+/// LOGISTIC's [0, 1); the LOGISTIC edge is requantized. Catches: a conflict silently
+/// merged (one half on the wrong scale), the requantize edge missing or on the wrong
+/// input, fixed parameters changed.
+#[test]
+fn fixed_parameters_conflicting_in_a_shared_group_get_a_requantize_edge() {
+    concat_of_fixed_outputs(Op::Tanh, Op::Logistic);
+}
+
+/// The same graph with the inputs the other way round: the group takes LOGISTIC's
+/// (1/256, -128), whose range [0, 1) cannot hold TANH's negative half, so the
+/// CONCATENATION output clips every negative tanh value to 0 (LiteRT gives 0 where the
+/// float model gives -0.999). Known planner bug, found by this test: the first fixed member in tensor order decides the group's parameters whatever
+/// the other members' ranges. Un-ignore when the planner picks parameters that cover
+/// every member (or keeps the output on its own range and requantizes both inputs).
+#[test]
+#[ignore = "known bug: a shared group takes the first fixed member's parameters even when they cannot hold another member's range"]
+fn fixed_parameters_of_the_first_member_must_not_clip_the_others() {
+    concat_of_fixed_outputs(Op::Logistic, Op::Tanh);
+}
+
+/// CONCATENATION(LOGISTIC(x), x) with x in [-4, 4]: the group of the CONCATENATION
+/// takes LOGISTIC's fixed (1/256, -128), and x joins it, so x itself (read by LOGISTIC
+/// too) is quantized on [0, 1): every negative x and every x above 1 is clipped, in
+/// both halves of the output. Same known bug as above (a fixed member's parameters
+/// imposed on members whose range they cannot hold); the fix is a requantize edge on
+/// the x input (or on the LOGISTIC output, with the group on the union range).
+#[test]
+#[ignore = "known bug: an activation joining a group with fixed parameters is clipped to their range"]
+fn a_free_activation_joining_a_fixed_group_is_not_clipped() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 8]);
+    let a = g.act("sigmoid", &[1, 8]);
+    let y = g.act("concat", &[1, 16]);
+    g.op(Op::Logistic, &[x], &[a], None);
+    g.op(
+        Op::Concatenation,
+        &[a, x],
+        &[y],
+        Some(fb::BuiltinOptions::ConcatenationOptions(Box::new(
+            fb::ConcatenationOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(8 * 8, -4.0, 4.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(8)
+        .map(|c| vec![Value::f32(vec![1, 8], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 8], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8", &got);
+    // The output's range is x's, [-4, 4]: one step 8/255, plus half an input step.
+    let bound = 1.5 * 8.0 / 255.0;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+}
+
+/// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].
+/// Channel 1 has tiny weights and a large bias (it overflows int32 at s_in·s_w).
+fn fc_model(bias1: f32) -> Model {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    #[rustfmt::skip]
+    let w = g.constant("w", &[3, 4], &[
+        0.5, -0.25, 0.75, -1.0,
+        1e-5, -2e-5, 0.5e-5, 1e-5,
+        -0.3, 0.6, 0.2, -0.1,
+    ]);
+    let b = g.constant("b", &[3], &[0.1, bias1, -0.2]);
+    let y = g.act("y", &[1, 3]);
+    g.op(Op::FullyConnected, &[x, w, b], &[y], fc_options());
+    g.finish(&[x], &[y])
+}
+
+/// Samples of x over [-1, 3] (ends included), as (interpreter values, LiteRT array).
+fn fc_samples() -> (Vec<Vec<Value>>, Vec<Array>) {
+    let xs = ramp(4 * 16, -1.0, 3.0);
+    let values = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    (values, vec![Array::f32(vec![16, 1, 4], xs)])
+}
+
+/// uint8 interface: the boundary tensors are the int8 ones shifted by +128 (same
+/// scale), converted by QUANTIZE ops. The input range [-1, 3] puts the int8 zero point
+/// at -64, so the shift is visible everywhere: LiteRT gets the int8 model's input bytes
+/// plus 128 and must give its output bytes plus 128. Catches: a shift of 127 or 129, a
+/// changed scale, a missing or misplaced QUANTIZE, an interface tensor left int8.
+#[test]
+fn uint8_interface_is_the_int8_interface_shifted_by_128() {
+    use tflquant::quant::integer::Interface;
+    let m = fc_model(0.5);
+    let (samples, input) = fc_samples();
+    let r = ranges(&m, &samples, &[("x", -1.0, 3.0)]);
+    let mut o8 = options(Mode::Int8, &r);
+    o8.interface = Interface::Integer;
+    let mut ou = o8.clone();
+    ou.interface = Interface::Uint8;
+    let (q8, _) = quantize(&m, &o8);
+    let (qu, report) = quantize(&m, &ou);
+    assert_all_quantized(&report);
+
+    for name in ["x", "y"] {
+        let (i8_idx, t8) = tensor(&q8, name);
+        let (u_idx, tu) = tensor(&qu, name);
+        assert_eq!(t8.dtype, TensorType::Int8, "{name}");
+        assert_eq!(tu.dtype, TensorType::Uint8, "{name}");
+        let (p8, pu) = (params(t8), params(tu));
+        assert_eq!(pu.scale, p8.scale, "{name}");
+        assert_eq!(pu.zero_point[0], p8.zero_point[0] + 128, "{name}");
+        // The interface keeps its tensor indices (signatures stay right).
+        assert_eq!(i8_idx, u_idx, "{name}");
+    }
+    assert_eq!(params(tensor(&q8, "x").1).zero_point[0], -64);
+    // uint8 x → QUANTIZE → int8 twin → FC → int8 twin → QUANTIZE → uint8 y.
+    let (xi, yi) = (tensor(&qu, "x").0 as i32, tensor(&qu, "y").0 as i32);
+    let o = ops(&qu);
+    let kinds: Vec<Op> = o.iter().map(|o| o.0).collect();
+    assert_eq!(kinds, [Op::Quantize, Op::FullyConnected, Op::Quantize]);
+    assert_eq!(o[0].1, [xi]);
+    assert_eq!(o[1].1[0], o[0].2[0]);
+    assert_eq!(o[2].1, o[1].2);
+    assert_eq!(o[2].2, [yi]);
+    for t in [o[0].2[0], o[1].2[0]] {
+        let t = &qu.subgraphs[0].tensors[t as usize];
+        assert_eq!(t.dtype, TensorType::Int8, "{}", t.name);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let p8 = write(dir.path(), "int8.tflite", &q8);
+    let pu = write(dir.path(), "uint8.tflite", &qu);
+    let in8 = quantize_for_integer_inputs(&q8, input.clone());
+    let inu = quantize_for_integer_inputs(&qu, input.clone());
+    let (b8, bu) = (in8[0].data.to_f64(), inu[0].data.to_f64());
+    assert!(
+        b8.iter().zip(&bu).all(|(a, b)| b - a == 128.0),
+        "{b8:?} vs {bu:?}"
+    );
+    let out8 = litert_run(&p8, &in8).unwrap();
+    let outu = litert_run(&pu, &inu).unwrap();
+    let (y8, yu) = (out8[0].data.to_f64(), outu[0].data.to_f64());
+    assert_finite("int8", &y8);
+    for (i, (a, b)) in y8.iter().zip(&yu).enumerate() {
+        assert_eq!(b - a, 128.0, "output element {i}: int8 {a}, uint8 {b}");
+    }
+    // And both compute the float model within the steps (see the bias test's bound).
+    let fp = write(dir.path(), "f.tflite", &m);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let ru = &real(&qu, &outu)[0];
+    let s_y = params(tensor(&qu, "y").1).scale[0] as f64;
+    for (a, b) in f.iter().zip(ru) {
+        assert!((a - b).abs() <= 3.0 * s_y, "{a} vs {b} (step {s_y})");
+    }
+}
+
+/// A bias that overflows int32 at s_in·s_w (channel 1: weights ~1e-5, bias 50) widens
+/// that channel's weight scale, and only that one, to |b| / (s_in · 0.99 · (2³¹−1));
+/// the bias is then quantized at exactly s_in·s_w and fits. In 16x8 the int64 bias
+/// needs no widening, but `--bias int32` does. Catches: no widening (the bias saturates:
+/// LiteRT's channel 1 is far off), widening other channels, a bias scale that is not
+/// s_in·s_w (×1.01), bias width chosen wrong.
+#[test]
+fn a_bias_that_overflows_int32_widens_its_channel_weight_scale() {
+    let m = fc_model(50.0);
+    let (samples, input) = fc_samples();
+    let r = ranges(&m, &samples, &[("x", -1.0, 3.0)]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+
+    let s_in = params(tensor(&q, "x/quantized").1).scale[0];
+    let w = params(operand(&q, Op::FullyConnected, 1));
+    let b_t = operand(&q, Op::FullyConnected, 2);
+    assert_eq!(b_t.dtype, TensorType::Int32);
+    let b = params(b_t);
+    let max_abs = [1.0f32, 2e-5, 0.6];
+    let limit = i32::MAX as f64 * 0.99;
+    let widened = (50.0f64 / (s_in as f64 * limit)) as f32;
+    assert!(widened > max_abs[1] / 127.0, "the test needs an overflow");
+    assert_eq!(w.scale, [max_abs[0] / 127.0, widened, max_abs[2] / 127.0]);
+    assert_eq!(w.quantized_dimension, 0);
+    for c in 0..3 {
+        assert_eq!(b.scale[c], s_in * w.scale[c], "bias scale of channel {c}");
+        assert_eq!(b.zero_point[c], 0);
+    }
+    let bq: Vec<i32> = q
+        .tensor_data(b_t)
+        .chunks(4)
+        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let want1 = (50.0f64 / b.scale[1] as f64).round();
+    assert_eq!(bq[1] as f64, want1);
+    assert!(want1 > 0.98 * i32::MAX as f64 && want1 < i32::MAX as f64);
+    assert_eq!(bq[0] as f64, (0.1f64 / b.scale[0] as f64).round());
+    let notes = report.notes.join("\n");
+    assert!(
+        notes.contains("widened 1 weight scale(s) so that bias \"b\" fits 32 bits"),
+        "{notes}"
+    );
+
+    // On LiteRT: |y − y_float| ≤ Σ_j|W_cj|·s_in/2 + Σ_j|x_j|·s_w,c/2 + s_out (input and
+    // weight rounding, then output rounding and the kernel's fixed-point multiplier).
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8", &got);
+    let s_out = params(tensor(&q, "y/quantized").1).scale[0] as f64;
+    let wsum = [2.5, 5.5e-5, 1.2];
+    let xs = input[0].data.to_f64();
+    for (k, (a, b)) in f.iter().zip(&got).enumerate() {
+        let (sample, c) = (k / 3, k % 3);
+        let xsum: f64 = xs[sample * 4..sample * 4 + 4].iter().map(|v| v.abs()).sum();
+        let bound = wsum[c] * s_in as f64 / 2.0 + xsum * w.scale[c] as f64 / 2.0 + s_out;
+        assert!(
+            (a - b).abs() <= bound,
+            "sample {sample} channel {c}: {a} vs {b} (bound {bound})"
+        );
+    }
+
+    // 16x8: int64 bias, no widening; with 32-bit biases the same widening.
+    let (q16, rep16) = quantize(&m, &options(Mode::Int16x8, &r));
+    assert_eq!(
+        operand(&q16, Op::FullyConnected, 2).dtype,
+        TensorType::Int64
+    );
+    let w16 = params(operand(&q16, Op::FullyConnected, 1));
+    assert_eq!(w16.scale[1], max_abs[1] / 127.0);
+    assert!(
+        !rep16.notes.iter().any(|n| n.contains("widened")),
+        "{:?}",
+        rep16.notes
+    );
+    let mut o32 = options(Mode::Int16x8, &r);
+    o32.bias_bits = Some(32);
+    let (q32, rep32) = quantize(&m, &o32);
+    assert_eq!(
+        operand(&q32, Op::FullyConnected, 2).dtype,
+        TensorType::Int32
+    );
+    let s16 = params(tensor(&q32, "x/quantized").1).scale[0];
+    let widened16 = (50.0f64 / (s16 as f64 * limit)) as f32;
+    let w32 = params(operand(&q32, Op::FullyConnected, 1));
+    assert_eq!(w32.scale[1], widened16);
+    assert!(
+        rep32.notes.iter().any(|n| n.contains("fits 32 bits")),
+        "{:?}",
+        rep32.notes
+    );
+    let p32 = write(dir.path(), "q32.tflite", &q32);
+    let got32 = litert_run(&p32, &input).unwrap()[0].data.to_f64();
+    let s_out16 = params(tensor(&q32, "y/quantized").1).scale[0] as f64;
+    for (k, (a, b)) in f.iter().zip(&got32).enumerate() {
+        let (sample, c) = (k / 3, k % 3);
+        let xsum: f64 = xs[sample * 4..sample * 4 + 4].iter().map(|v| v.abs()).sum();
+        let bound = wsum[c] * s16 as f64 / 2.0 + xsum * w32.scale[c] as f64 / 2.0 + s_out16;
+        assert!(
+            (a - b).abs() <= bound,
+            "16x8 sample {sample} channel {c}: {a} vs {b}"
+        );
+    }
+}
+
+/// A constant read by MAXIMUM (shared scale: it takes the output group's parameters)
+/// and by ADD (its own range [0, 3]: scale 3/255, zero point -128) becomes two int8
+/// constants with exactly those parameters. Catches: one copy reused for both (one op
+/// reads it on the wrong scale), the ADD copy taking the group's parameters.
+#[test]
+fn a_constant_shared_by_ops_needing_different_parameters_gets_one_copy_each() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[4], &[0.0, 1.0, 2.0, 3.0]);
+    let y1 = g.act("max", &[1, 4]);
+    let y2 = g.act("add", &[1, 4]);
+    g.op(Op::Maximum, &[x, c], &[y1], None);
+    g.op(
+        Op::Add,
+        &[x, c],
+        &[y2],
+        Some(fb::BuiltinOptions::AddOptions(Box::default())),
+    );
+    let m = g.finish(&[x], &[y1, y2]);
+    let xs = ramp(4 * 8, -6.0, 5.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let o = ops(&q);
+    let max = o.iter().find(|o| o.0 == Op::Maximum).unwrap();
+    let add = o.iter().find(|o| o.0 == Op::Add).unwrap();
+    let sg = &q.subgraphs[0];
+    let (cm, ca) = (
+        &sg.tensors[max.1[1] as usize],
+        &sg.tensors[add.1[1] as usize],
+    );
+    assert_ne!(max.1[1], add.1[1]);
+    assert_eq!((cm.name.as_str(), ca.name.as_str()), ("c", "c"));
+    let group = params(&sg.tensors[max.2[0] as usize]);
+    assert_eq!(
+        params(cm),
+        group,
+        "MAXIMUM's constant takes the group's parameters"
+    );
+    assert_eq!(params(&sg.tensors[max.1[0] as usize]), group);
+    assert_eq!(params(ca), &QuantParams::per_tensor(3.0 / 255.0, -128));
+    // The bytes are the values on those parameters.
+    let expect = |p: &QuantParams| -> Vec<u8> {
+        [0.0f32, 1.0, 2.0, 3.0]
+            .iter()
+            .map(|v| {
+                ((v / p.scale[0]).round() + p.zero_point[0] as f32).clamp(-128.0, 127.0) as i8 as u8
+            })
+            .collect()
+    };
+    assert_eq!(q.tensor_data(cm), expect(params(cm)).as_slice());
+    assert_eq!(q.tensor_data(ca), expect(params(ca)).as_slice());
+
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap();
+    let got = litert_run(&qp, &input).unwrap();
+    for (k, (a, b)) in f.iter().zip(&got).enumerate() {
+        let (a, b) = (a.data.to_f64(), b.data.to_f64());
+        assert_finite("int8", &b);
+        // Output k: input rounding (half a step of x) + the constant's (half its step)
+        // + the output's (one step, with the kernel's rescaling).
+        let s_out = params(&sg.tensors[max.2[0] as usize]).scale[0] as f64;
+        let s_add = params(tensor(&q, "add/quantized").1).scale[0] as f64;
+        let s_x = params(tensor(&q, "x/quantized").1).scale[0] as f64;
+        let bound = if k == 0 {
+            s_out / 2.0 + s_out / 2.0 + s_out
+        } else {
+            s_x / 2.0 + 3.0 / 255.0 / 2.0 + s_add
+        };
+        for (i, (u, v)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (u - v).abs() <= bound,
+                "output {k}[{i}]: {u} vs {v} (bound {bound})"
+            );
+        }
+    }
+}
+
+/// Runs signature `serving_default` of `model` on LiteRT with named float inputs
+/// (quantized with the signature input's own parameters when it is integer) and returns
+/// the named outputs as real values (dequantized likewise).
+fn run_signature(
+    model: &std::path::Path,
+    inputs: &[(&str, Vec<f32>, Vec<usize>)],
+) -> std::collections::BTreeMap<String, Vec<f64>> {
+    const SCRIPT: &str = r#"
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_path=sys.argv[1])
+r = it.get_signature_runner("serving_default")
+feeds = {}
+details = r.get_input_details()
+for name, spec in json.loads(sys.argv[2]).items():
+    d = details[name]
+    x = np.array(spec["values"], dtype=np.float32).reshape(spec["shape"])
+    if d["dtype"] != np.float32:
+        s, z = d["quantization"]
+        info = np.iinfo(d["dtype"])
+        x = np.clip(np.round(x / s) + z, info.min, info.max).astype(d["dtype"])
+    feeds[name] = x
+out = r(**feeds)
+res = {}
+for name, d in r.get_output_details().items():
+    v = out[name].astype(np.float64)
+    if d["dtype"] != np.float32:
+        s, z = d["quantization"]
+        v = (v - z) * s
+    res[name] = v.ravel().tolist()
+print(json.dumps(res))
+"#;
+    let spec: serde_json::Map<String, serde_json::Value> = inputs
+        .iter()
+        .map(|(n, v, s)| {
+            (
+                (*n).to_string(),
+                serde_json::json!({"values": v, "shape": s}),
+            )
+        })
+        .collect();
+    let o = std::process::Command::new(python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(model)
+        .arg(serde_json::Value::Object(spec).to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A signature listing the subgraph's inputs in the other order (`first` → a, `second`
+/// → b, subgraph inputs [b, a]) still names the right tensors after quantization, with
+/// every interface: LiteRT's signature runner computes `a − b`, not `b − a`, and with
+/// an integer interface each signature input carries its own tensor's parameters.
+/// Catches: signature indices remapped by position, or interface tensors moved.
+#[test]
+fn signature_indices_follow_their_tensors_through_quantization() {
+    use tflquant::quant::integer::Interface;
+    let mut g = Graph::new();
+    let a = g.act("a", &[1, 4]);
+    let b = g.act("b", &[1, 4]);
+    let d = g.act("d", &[1, 4]);
+    g.op(
+        Op::Sub,
+        &[a, b],
+        &[d],
+        Some(fb::BuiltinOptions::SubOptions(Box::default())),
+    );
+    let mut m = g.finish(&[b, a], &[d]);
+    m.signature_defs.push(SignatureDef {
+        signature_key: Some("serving_default".into()),
+        subgraph_index: 0,
+        inputs: vec![
+            TensorMap {
+                name: Some("first".into()),
+                tensor_index: a as u32,
+            },
+            TensorMap {
+                name: Some("second".into()),
+                tensor_index: b as u32,
+            },
+        ],
+        outputs: vec![TensorMap {
+            name: Some("diff".into()),
+            tensor_index: d as u32,
+        }],
+    });
+    let av = ramp(4 * 6, 0.0, 1.0);
+    let bv = ramp(4 * 6, -4.0, 4.0);
+    let samples: Vec<Vec<Value>> = (0..6)
+        .map(|i| {
+            vec![
+                Value::f32(vec![1, 4], bv[i * 4..i * 4 + 4].to_vec()),
+                Value::f32(vec![1, 4], av[i * 4..i * 4 + 4].to_vec()),
+            ]
+        })
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for (k, interface) in [Interface::Float, Interface::Integer, Interface::Uint8]
+        .into_iter()
+        .enumerate()
+    {
+        let mut o = options(Mode::Int8, &r);
+        o.interface = interface;
+        let (q, report) = quantize(&m, &o);
+        assert_all_quantized(&report);
+        let sig = &q.signature_defs[0];
+        let sg = &q.subgraphs[0];
+        let names = |l: &[TensorMap]| -> Vec<(String, String)> {
+            l.iter()
+                .map(|t| {
+                    let name = t.name.clone().unwrap();
+                    (name, sg.tensors[t.tensor_index as usize].name.clone())
+                })
+                .collect()
+        };
+        let want = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(names(&sig.inputs), want(&[("first", "a"), ("second", "b")]));
+        assert_eq!(names(&sig.outputs), want(&[("diff", "d")]));
+        assert_eq!(sg.inputs, [b, a], "{interface:?}");
+        if interface != Interface::Float {
+            let pa = params(&sg.tensors[a as usize]);
+            let pb = params(&sg.tensors[b as usize]);
+            // a in [0, 1], b in [-4, 4]: scales 1/255 and 8/255.
+            assert_eq!(pa.scale, [1.0 / 255.0], "{interface:?}");
+            assert_eq!(pb.scale, [8.0 / 255.0], "{interface:?}");
+        }
+        let p = write(dir.path(), &format!("sig{k}.tflite"), &q);
+        let (xa, xb) = (vec![0.25f32, 0.5, 0.75, 1.0], vec![-3.5f32, -1.0, 2.0, 3.5]);
+        let out = run_signature(
+            &p,
+            &[
+                ("second", xb.clone(), vec![1, 4]),
+                ("first", xa.clone(), vec![1, 4]),
+            ],
+        );
+        let got = &out["diff"];
+        assert_finite("diff", got);
+        // Input rounding (half a step each) and one output step.
+        // Calibrated d = a − b lies in [-3, 4]: step 7/255; inputs a half step each.
+        let bound = 0.5 / 255.0 + 4.0 / 255.0 + 7.0 / 255.0;
+        for i in 0..4 {
+            let want = (xa[i] - xb[i]) as f64;
+            assert!(
+                (got[i] - want).abs() <= bound,
+                "{interface:?} element {i}: {} vs {want}",
+                got[i]
+            );
+        }
+    }
+}
+
+/// DEPTHWISE_CONV_2D weights [1, 3, 3, 2] are quantized per channel along axis 3 (the
+/// output channels), one scale per channel from that channel's largest magnitude, and
+/// the bias at s_in·s_w per channel. Channel 1's weights are 100× smaller than channel
+/// 0's: on a per-tensor scale they would round to a few levels. Catches: an axis off by
+/// one (2: three scales; the table's axis is what is tested), per-tensor weights, a
+/// bias scale not following its channel.
+#[test]
+fn depthwise_weights_are_per_channel_along_axis_3() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 5, 5, 2]);
+    // [1, 3, 3, 2]: kh, kw, channel innermost.
+    let wv: Vec<f32> = (0..9)
+        .flat_map(|k| {
+            let v = (k as f32 - 4.0) / 4.0;
+            [v, v * 0.01 + 0.002]
+        })
+        .collect();
+    let w = g.constant("w", &[1, 3, 3, 2], &wv);
+    let bias = g.constant("bias", &[2], &[0.25, -0.01]);
+    let y = g.act("y", &[1, 3, 3, 2]);
+    g.op(
+        Op::DepthwiseConv2d,
+        &[x, w, bias],
+        &[y],
+        Some(fb::BuiltinOptions::DepthwiseConv2DOptions(Box::new(
+            fb::DepthwiseConv2DOptions {
+                padding: fb::Padding::Valid,
+                stride_w: 1,
+                stride_h: 1,
+                depth_multiplier: 1,
+                dilation_w_factor: 1,
+                dilation_h_factor: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let n = 4;
+    let xs = ramp(n * 50, -1.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(50)
+        .map(|c| vec![Value::f32(vec![1, 5, 5, 2], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let wq = params(operand(&q, Op::DepthwiseConv2d, 1));
+    let max0 = wv.iter().step_by(2).fold(0f32, |a, v| a.max(v.abs()));
+    let max1 = wv
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .fold(0f32, |a, v| a.max(v.abs()));
+    assert_eq!(wq.quantized_dimension, 3);
+    assert_eq!(wq.scale, [max0 / 127.0, max1 / 127.0]);
+    assert_eq!(wq.zero_point, [0, 0]);
+    let bq = params(operand(&q, Op::DepthwiseConv2d, 2));
+    let s_in = params(tensor(&q, "x/quantized").1).scale[0];
+    assert_eq!(bq.scale, [s_in * wq.scale[0], s_in * wq.scale[1]]);
+    let wt = operand(&q, Op::DepthwiseConv2d, 1);
+    let wbytes: Vec<i8> = q.tensor_data(wt).iter().map(|&b| b as i8).collect();
+    for (i, (&v, &qv)) in wv.iter().zip(&wbytes).enumerate() {
+        let s = wq.scale[i % 2];
+        assert_eq!(qv as f32, (v / s).round(), "weight element {i}");
+    }
+
+    // LiteRT: |y − y_float| ≤ Σ|w_c|·s_in/2 + Σ|x|·s_w,c/2 + s_out per channel.
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![n, 1, 5, 5, 2], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8", &got);
+    let s_out = params(tensor(&q, "y/quantized").1).scale[0] as f64;
+    let wsum = [
+        wv.iter().step_by(2).map(|v| v.abs() as f64).sum::<f64>(),
+        wv.iter()
+            .skip(1)
+            .step_by(2)
+            .map(|v| v.abs() as f64)
+            .sum::<f64>(),
+    ];
+    for (k, (a, b)) in f.iter().zip(&got).enumerate() {
+        let c = k % 2;
+        // |x| ≤ 1 over the 9 taps.
+        let bound = wsum[c] * s_in as f64 / 2.0 + 9.0 * wq.scale[c] as f64 / 2.0 + s_out;
+        assert!(
+            (a - b).abs() <= bound,
+            "element {k} (channel {c}): {a} vs {b}"
+        );
+    }
+}
+
+/// The rule table's facts that the kernels fix (TFLite `operator_property.cc` and the
+/// kernels' `Prepare`): per-channel weight axes, fixed output parameters per width,
+/// which ops lack an int16 kernel, the role of variadic inputs. Catches: a typo in a
+/// constant of the table (an axis, 1/256, 1/32768), `supports` or `role` answering
+/// wrong, a lookup returning another op's rule.
+#[test]
+fn rule_table_facts_from_the_kernels() {
+    use tflquant::rules::{Output, Role, rule_for};
+    let r = |op: Op| rule_for(op).unwrap_or_else(|| panic!("no rule for {op:?}"));
+    for (op, axis) in [
+        (Op::FullyConnected, 0),
+        (Op::Conv2d, 0),
+        (Op::DepthwiseConv2d, 3),
+    ] {
+        let rule = r(op);
+        assert_eq!(rule.op, op);
+        assert_eq!(rule.role(0), Role::Activation, "{op:?}");
+        assert_eq!(rule.role(1), Role::Weight { axis: Some(axis) }, "{op:?}");
+        assert_eq!(
+            rule.role(2),
+            Role::Bias {
+                input: 0,
+                weight: 1
+            },
+            "{op:?}"
+        );
+        assert_eq!(rule.output, Output::Free, "{op:?}");
+        assert!(rule.supports(8) && rule.supports(16), "{op:?}");
+        assert!(!rule.supports(4) && !rule.supports(32), "{op:?}");
+    }
+    let unit16 = Some((1.0 / 32768.0, 0));
+    for (op, int8, int16) in [
+        (Op::Logistic, (1.0 / 256.0, -128), unit16),
+        (Op::Softmax, (1.0 / 256.0, -128), unit16),
+        (Op::Tanh, (1.0 / 128.0, 0), unit16),
+        (Op::L2Normalization, (1.0 / 128.0, 0), None),
+        (Op::LogSoftmax, (16.0 / 256.0, 127), None),
+    ] {
+        assert_eq!(r(op).output, Output::Fixed { int8, int16 }, "{op:?}");
+    }
+    // No int16 kernel: the op stays float in 16x8 (the fate test below).
+    for op in [Op::HardSwish, Op::Elu, Op::LogSoftmax, Op::L2Normalization] {
+        assert!(r(op).supports(8) && !r(op).supports(16), "{op:?}");
+    }
+    // Variadic inputs take `rest`: every CONCATENATION input is an activation.
+    let concat = r(Op::Concatenation);
+    assert_eq!(concat.output, Output::Shared);
+    assert_eq!(concat.role(7), Role::Activation);
+    assert_eq!(r(Op::Reshape).role(1), Role::NonReal);
+    assert_eq!(r(Op::ArgMax).output, Output::NonReal);
+    assert!(rule_for(Op::Custom).is_none());
+}
+
+/// 16x8: an op without an int16 kernel (HARD_SWISH) stays float between DEQUANTIZE and
+/// QUANTIZE, with the reason; the FULLY_CONNECTED before it is int16. Catches: the
+/// width check of the fates answering "supported" for every width.
+#[test]
+fn an_op_without_an_int16_kernel_stays_float_in_16x8() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let w = g.constant("w", &[4, 4], &ramp(16, -1.0, 1.0));
+    let h = g.act("h", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    g.op(Op::FullyConnected, &[x, w, -1], &[h], fc_options());
+    g.op(Op::HardSwish, &[h], &[y], None);
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -3.0, 3.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int16x8, &r));
+    let rep = serde_json::to_value(&report).unwrap();
+    let fates = rep["ops"].as_array().unwrap();
+    assert_eq!(fates[0]["fate"], "quantized", "{fates:?}");
+    assert_eq!(fates[1]["fate"], "float", "{fates:?}");
+    let why = fates[1]["reason"].as_str().unwrap();
+    assert!(why.contains("no int16 kernel for HARD_SWISH"), "{why}");
+    let o = ops(&q);
+    let kinds: Vec<Op> = o.iter().map(|o| o.0).collect();
+    assert_eq!(
+        kinds,
+        [
+            Op::Quantize,
+            Op::FullyConnected,
+            Op::Dequantize,
+            Op::HardSwish
+        ]
+    );
+    assert_eq!(params(tensor(&q, "h").1).scale.len(), 1);
+    assert_eq!(tensor(&q, "h").1.dtype, TensorType::Int16);
+    // And it runs: within a few int16 steps plus the int8 weights' rounding.
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("16x8", &got);
+    // |hard_swish'| ≤ 1.5; h's error: Σ|x|·s_w/2 (s_w = 1/127) + int16 steps (tiny).
+    let bound = 1.5 * (4.0 * 3.0 / 127.0 / 2.0 + 1e-3);
+    for (i, (a, b)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (a - b).abs() <= bound,
+            "element {i}: {a} vs {b} (bound {bound})"
+        );
+    }
+}
+
+/// An activation whose calibrated range is all zeros gets the parameters of [-1, 1]
+/// (scale 2/255, zero point round(-128 + 127.5) = -1), so the kernels' rescaling
+/// multipliers stay ordinary; a range [0, 6] gets (6/255, -128) and [-2, 6] gets
+/// (8/255, -64); 16x8 is symmetric (max |x| / 32767, zero point 0). Catches: the
+/// all-zero fallback on another range, the zero point formula.
+#[test]
+fn activation_parameters_of_degenerate_and_one_sided_ranges() {
+    let m = fc_model(0.5);
+    let (samples, _) = fc_samples();
+    for (lo, hi, want8, want16) in [
+        (0.0, 0.0, (2.0f64 / 255.0, -1), 1.0f32 / 32767.0),
+        (0.0, 6.0, (6.0 / 255.0, -128), 6.0f32 / 32767.0),
+        (-2.0, 6.0, (8.0 / 255.0, -64), 6.0f32 / 32767.0),
+    ] {
+        let r = ranges(&m, &samples, &[("x", lo, hi)]);
+        let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+        let p = params(tensor(&q, "x/quantized").1);
+        assert_eq!(
+            (p.scale[0], p.zero_point[0]),
+            (want8.0 as f32, want8.1),
+            "[{lo}, {hi}]"
+        );
+        let (q, _) = quantize(&m, &options(Mode::Int16x8, &r));
+        let p = params(tensor(&q, "x/quantized").1);
+        assert_eq!(
+            (p.scale[0], p.zero_point[0]),
+            (want16, 0),
+            "16x8 [{lo}, {hi}]"
+        );
+    }
+}
