@@ -21,6 +21,8 @@
 //! [`layer_error`] measures what the choice costs: `Σ_rows δw H δwᵀ` with the
 //! calibration `H`, or the plain squared weight error when there is none (`H = I`).
 
+pub mod fast;
+
 use super::math::{self, Channels};
 
 /// Clip ratios tried by the mse search: 1.00, 0.99, …, 0.50.

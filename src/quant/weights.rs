@@ -576,8 +576,11 @@ fn apply(
             (TensorType::Float16, data, None)
         }
         Action::Int4 { axis, block } => {
-            let values = values();
-            let r = round_int4(&t.shape, &values, axis, block, opts, hessian);
+            // Straight from the (mapped) bytes, whose pages are released once read.
+            let original = model.buffers[t.buffer as usize].data.clone();
+            model.prefault_pages(&original);
+            let r = round_int4(&t.shape, &original, axis, block, opts, hessian);
+            model.release_pages(&original);
             let keep_int8 = opts
                 .int4_max_loss_db
                 .is_some_and(|db| r.report.int4_sqnr_db < db);
@@ -591,6 +594,7 @@ fn apply(
                 // a blockwise candidate.
                 let axis = axis.or(block.map(|_| 0));
                 let ch = Channels::new(&t.shape, axis);
+                let values = values();
                 let scales = math::symmetric_scales(&values, ch, 127.0);
                 let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
                 change.new_dtype = "INT8".into();
@@ -637,7 +641,7 @@ fn apply(
                     }
                 };
                 change.new_dtype = "INT4".into();
-                (TensorType::Int4, math::pack_int4(&r.q), Some(quant))
+                (TensorType::Int4, r.packed, Some(quant))
             }
         }
     };
@@ -677,16 +681,20 @@ fn apply(
 /// One weight rounded to INT4: values, scales (one per channel or block, blockwise ones
 /// as the FLOAT16 the kernel reads), and the report of the rounding.
 struct Int4Weight {
-    q: Vec<i8>,
+    /// The values packed two per byte.
+    packed: Vec<u8>,
     scales: Vec<f32>,
     report: RoundingReport,
 }
 
-/// Rounds a weight to INT4 with `opts.rounding()`, and measures the result against
-/// round-to-nearest on the layer's output error (with a Hessian) or on the weights.
+/// Rounds a weight (its little-endian f32 bytes) to INT4 with `opts.rounding()`, and
+/// measures the result against round-to-nearest on the layer's output error (with a
+/// Hessian) or on the weights. Without a Hessian and with contiguous groups (every
+/// large FULLY_CONNECTED or CONV_2D weight) it runs [`rounding::fast::round_bytes`]
+/// on the bytes; otherwise the reference below on a float copy.
 fn round_int4(
     shape: &[i32],
-    values: &[f32],
+    bytes: &[u8],
     axis: Option<usize>,
     block: Option<usize>,
     opts: &Options,
@@ -702,7 +710,7 @@ fn round_int4(
         }),
         (Some(0), None) if !shape.is_empty() && shape[0] > 0 => Some(Groups {
             rows: shape[0] as usize,
-            cols: values.len() / shape[0] as usize,
+            cols: bytes.len() / 4 / shape[0] as usize,
             block: None,
         }),
         _ => None,
@@ -733,6 +741,40 @@ fn round_int4(
         }
         m => m,
     };
+    let db = |a: f64, b: f64| {
+        if b <= 0.0 {
+            if a <= 0.0 { 0.0 } else { f64::INFINITY }
+        } else if a <= 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            10.0 * (a / b).log10()
+        }
+    };
+    let fast_method = match method {
+        Rounding::Nearest => Some(rounding::fast::Method::Nearest),
+        Rounding::Mse => Some(rounding::fast::Method::Mse),
+        Rounding::Gptq => None,
+    };
+    if let (None, Some(m), Some(_)) = (
+        h,
+        fast_method,
+        rounding::fast::contiguous(ch, bytes.len() / 4),
+    ) {
+        let r = rounding::fast::round_bytes(bytes, ch, m, &stored);
+        return Int4Weight {
+            packed: r.packed,
+            scales: r.scales,
+            report: RoundingReport {
+                method: method.name().into(),
+                fallback,
+                measure: "weights".into(),
+                gain_db: db(r.e_nearest, r.e_chosen),
+                int4_sqnr_db: db(r.signal, r.e_chosen),
+                kept_int8: false,
+            },
+        };
+    }
+    let values = &math::f32_values(bytes)[..];
     let nearest_scales = stored(math::symmetric_scales(values, ch, QMAX));
     let nearest = math::quantize_symmetric(values, ch, &nearest_scales, QMAX);
     let (q, scales) = match method {
@@ -765,17 +807,8 @@ fn round_int4(
     };
     let (e_near, signal) = error(&nearest, &nearest_scales);
     let (e, _) = error(&q, &scales);
-    let db = |a: f64, b: f64| {
-        if b <= 0.0 {
-            if a <= 0.0 { 0.0 } else { f64::INFINITY }
-        } else if a <= 0.0 {
-            f64::NEG_INFINITY
-        } else {
-            10.0 * (a / b).log10()
-        }
-    };
     Int4Weight {
-        q,
+        packed: math::pack_int4(&q),
         scales,
         report: RoundingReport {
             method: method.name().into(),
