@@ -14,6 +14,7 @@ mod int4;
 mod integer;
 mod interp;
 mod litert_capi;
+mod memory;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;
