@@ -103,17 +103,26 @@ struct Decision {
 /// Runs the weight pass for `opts.mode` over every subgraph.
 pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) -> Result<()> {
     let decisions = plan(model, opts, report)?;
-    let hessians = if opts.mode == Mode::WeightInt4 && opts.rounding() == Rounding::Gptq {
-        match &opts.samples {
-            Some(samples) => collect_hessians(model, &decisions, samples)?,
-            None => {
-                return Err(Error::Usage(
-                    "gptq rounding needs calibration samples".into(),
-                ));
-            }
+    // The layer-input statistics: for gptq, and for --int4-max-loss's measure (on the
+    // calibration inputs when there are samples).
+    let gptq = opts.rounding() == Rounding::Gptq;
+    let hessians = match (&opts.samples, opts.mode) {
+        (None, Mode::WeightInt4) if gptq => {
+            return Err(Error::Usage(
+                "gptq rounding needs calibration samples".into(),
+            ));
         }
-    } else {
-        HashMap::new()
+        (Some(samples), Mode::WeightInt4) if gptq || opts.int4_max_loss_db.is_some() => {
+            collect_hessians(model, &decisions, samples)?
+        }
+        (Some(_), Mode::WeightInt4) => {
+            report.note(format!(
+                "the calibration samples are not used: --rounding {} needs none (--rounding gptq and --int4-max-loss use them)",
+                opts.rounding().name()
+            ));
+            HashMap::new()
+        }
+        _ => HashMap::new(),
     };
     // DEQUANTIZE operators are inserted after every decision is applied, so that the
     // operator indices the plan recorded stay valid throughout.
@@ -786,8 +795,8 @@ fn round_int4(
         Rounding::Gptq => {
             let s = stored(rounding::mse_scales(values, ch, QMAX));
             let (g, hs) = (groups.expect("checked"), h.expect("checked"));
-            match rounding::inverse_cholesky_upper(&hs.h, hs.n) {
-                Some(u) => (rounding::gptq(values, g, &s, &u, QMAX), s),
+            match rounding::gptq_act_order(values, g, &s, &hs.h, QMAX) {
+                Some(q) => (q, s),
                 None => {
                     fallback =
                         Some("the layer's input Hessian is not positive definite: mse".into());
