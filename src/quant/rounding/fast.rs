@@ -345,7 +345,8 @@ mod tests {
         };
         let same = |s: Vec<f32>| s;
         let odd = &v[..v.len() - 1];
-        let cases: [(&[f32], Channels, &dyn Fn(Vec<f32>) -> Vec<f32>); 4] = [
+        type Stored<'a> = &'a dyn Fn(Vec<f32>) -> Vec<f32>;
+        let cases: [(&[f32], Channels, Stored); 4] = [
             (
                 &v,
                 Channels::new(&[rows as i32, cols as i32], Some(0)),
