@@ -5,7 +5,8 @@
 //! Run: `cargo bench --bench memory` (the ~300 MB model), or
 //! `cargo bench --bench memory -- big` (a ~2.9 GB model: 6 layers of 11000×11000; needs
 //! ~6 GB of disk in `$TFLQUANT_BENCH_DIR` or `.`, and a few minutes to generate).
-//! Each run is one process measured by `/usr/bin/time -v` (GNU time).
+//! Each run is one process measured by `/usr/bin/time -v` (GNU time): wall time, CPU time
+//! (user + system; steadier than wall time on a shared machine) and peak RSS.
 
 mod common;
 
@@ -37,29 +38,38 @@ fn main() {
 
     let cp_out = dir.path.join("cp.tflite");
     common::warm_page_cache(&input);
-    let (cp_time, cp_rss) = measure(Command::new("cp").arg(&input).arg(&cp_out));
+    let (cp_time, cp_cpu, cp_rss) = measure(Command::new("cp").arg(&input).arg(&cp_out));
     std::fs::remove_file(&cp_out).ok();
     println!(
-        "{:<14} {:>9} {:>7} {:>10} {:>10} {:>10}  target",
-        "what", "time ms", "× cp", "peak MB", "in+out MB", "bound MB"
+        "{:<20} {:>9} {:>7} {:>8} {:>10} {:>10} {:>10}  target",
+        "what", "time ms", "× cp", "cpu ms", "peak MB", "in+out MB", "bound MB"
     );
     println!(
-        "{:<14} {:>9.0} {:>7.2} {:>10.1}",
+        "{:<20} {:>9.0} {:>7.2} {:>8.0} {:>10.1}",
         "cp",
         cp_time * 1e3,
         1.0,
+        cp_cpu * 1e3,
         cp_rss as f64 / 1e6
     );
     let bin = env!("CARGO_BIN_EXE_tflquant");
-    let runs: [(&str, &[&str]); 5] = [
+    let runs: [(&str, &[&str]); 7] = [
         ("convert", &["convert"]),
         ("dynamic", &["quantize", "--mode", "dynamic"]),
         ("float16", &["quantize", "--mode", "float16"]),
         ("weight-int8", &["quantize", "--mode", "weight-int8"]),
-        ("weight-int4", &["quantize", "--mode", "weight-int4"]),
+        ("weight-int4 (mse)", &["quantize", "--mode", "weight-int4"]),
+        (
+            "weight-int4 nearest",
+            &["quantize", "--mode", "weight-int4", "--rounding", "nearest"],
+        ),
+        (
+            "weight-int4 block32",
+            &["quantize", "--mode", "weight-int4", "--block-size", "32"],
+        ),
     ];
     for (name, args) in runs {
-        let out = dir.path.join(format!("{name}.tflite"));
+        let out = dir.path.join(format!("{}.tflite", name.replace(' ', "_")));
         common::warm_page_cache(&input);
         let mut cmd = Command::new(bin);
         cmd.arg("-q")
@@ -68,14 +78,15 @@ fn main() {
             .arg("-o")
             .arg(&out)
             .args(&args[1..]);
-        let (t, rss) = measure(&mut cmd);
+        let (t, cpu, rss) = measure(&mut cmd);
         let out_size = std::fs::metadata(&out).unwrap().len();
         let bound = in_size + out_size + SLACK;
         println!(
-            "{:<14} {:>9.0} {:>7.2} {:>10.1} {:>10.1} {:>10.1}  {}",
+            "{:<20} {:>9.0} {:>7.2} {:>8.0} {:>10.1} {:>10.1} {:>10.1}  {}",
             name,
             t * 1e3,
             t / cp_time,
+            cpu * 1e3,
             rss as f64 / 1e6,
             (in_size + out_size) as f64 / 1e6,
             bound as f64 / 1e6,
@@ -91,8 +102,9 @@ fn main() {
     }
 }
 
-/// Wall time (s) and peak RSS (bytes) of one run, through GNU time.
-fn measure(cmd: &mut Command) -> (f64, u64) {
+/// Wall time (s), CPU time (user + system, s) and peak RSS (bytes) of one run, through
+/// GNU time.
+fn measure(cmd: &mut Command) -> (f64, f64, u64) {
     let report = std::env::temp_dir().join(format!("tflquant-time-{}.txt", std::process::id()));
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
@@ -109,13 +121,13 @@ fn measure(cmd: &mut Command) -> (f64, u64) {
     assert!(st.success(), "{program:?} {args:?} failed");
     let text = std::fs::read_to_string(&report).unwrap();
     std::fs::remove_file(&report).ok();
-    let kb: u64 = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .expect("GNU time reports the maximum resident set size");
-    (elapsed, kb * 1024)
+    let field = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("GNU time reports {name:?}"))
+    };
+    let kb = field("Maximum resident set size (kbytes): ");
+    let cpu = field("User time (seconds): ") + field("System time (seconds): ");
+    (elapsed, cpu, kb as u64 * 1024)
 }

@@ -77,54 +77,99 @@ pub fn quantize_symmetric(values: &[f32], ch: Channels, scales: &[f32], qmax: f3
 /// Elements per parallel work item of the byte kernels below.
 const CHUNK: usize = 1 << 16;
 
-/// The channels of consecutive elements from `start` on, as [`Channels::of`] gives them,
-/// without an integer division per element (which dominated the byte kernels' time).
-struct ChannelWalk {
-    ch: Channels,
-    c: usize,
-    /// Elements left before the channel changes.
-    left: usize,
-}
-
-impl ChannelWalk {
-    /// Only for a non-empty range (`ch.inner > 0`).
-    fn from(ch: Channels, start: usize) -> Self {
-        let inner = ch.inner.max(1);
-        ChannelWalk {
-            ch,
-            c: ch.of(start),
-            left: inner - start % inner,
-        }
-    }
-
-    #[inline(always)]
-    fn next(&mut self) -> usize {
-        let c = self.c;
-        self.left -= 1;
-        if self.left == 0 {
-            self.left = self.ch.inner.max(1);
-            self.c += 1;
-            if self.c == self.ch.channels {
-                self.c = 0;
-            }
-        }
-        c
-    }
-}
-
-/// The f32 at element `i` of little-endian bytes.
+/// Calls `f(channel, from, to)` for each maximal run `[from, to)` of `range` whose
+/// elements share a channel (as [`Channels::of`] gives it): the byte kernels below loop
+/// over a run with one scale, which the compiler vectorises (a division per element to
+/// find the channel dominated their time once).
 #[inline(always)]
-fn f32_at(bytes: &[u8], i: usize) -> f32 {
-    f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"))
+fn for_each_run(
+    ch: Channels,
+    range: std::ops::Range<usize>,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    if ch.channels <= 1 {
+        if !range.is_empty() {
+            f(0, range.start, range.end);
+        }
+        return;
+    }
+    let inner = ch.inner.max(1);
+    let mut i = range.start;
+    while i < range.end {
+        let to = ((i / inner + 1) * inner).min(range.end);
+        f(ch.of(i), i, to);
+        i = to;
+    }
+}
+
+/// The little-endian f32 values of `bytes` (whole 4-byte groups).
+#[inline(always)]
+fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Round half away from zero, as `f32::round`, in a form the compiler vectorises: the
 /// magnitude plus one half, truncated, in f64 (exact: no double rounding near .5).
+/// NaN gives `qmax`.
 #[inline(always)]
 fn round_clamped(x: f32, qmax: f32) -> i32 {
     let a = (x.abs() as f64 + 0.5).min(qmax as f64) as i32;
     if x < 0.0 { -a } else { a }
 }
+
+/// Runs `body` compiled with AVX2 when the CPU has it (the same safe code: results are
+/// identical, Rust never fuses multiply-adds on its own), else as it is.
+macro_rules! with_avx2 {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty $body:block) => {
+        #[inline(always)]
+        fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+with_avx2!(quantize_run_i8(src: &[u8], dst: &mut [u8], scale: f32, qmax: f32) -> () {
+    for (d, v) in dst.iter_mut().zip(f32s(src)) {
+        *d = round_clamped(v / scale, qmax) as i8 as u8;
+    }
+});
+
+with_avx2!(quantize_run_i4(src: &[u8], dst: &mut [i8], scale: f32) -> () {
+    // `(v / scale).round().clamp(-7, 7) as i8`, NaN to 0 as that cast gives.
+    for (d, v) in dst.iter_mut().zip(f32s(src)) {
+        let x = v / scale;
+        let q = round_clamped(x, 7.0) as i8;
+        *d = if x.is_nan() { 0 } else { q };
+    }
+});
+
+with_avx2!(abs_max_run(src: &[u8]) -> f32 {
+    // Eight independent lanes: vectorised, and the maximum does not depend on order.
+    let mut lanes = [0f32; 8];
+    let mut it = src.chunks_exact(32);
+    for c in &mut it {
+        for (l, v) in lanes.iter_mut().zip(f32s(c)) {
+            *l = l.max(v.abs());
+        }
+    }
+    let rest = f32s(it.remainder()).fold(0f32, |m, v| m.max(v.abs()));
+    lanes.iter().fold(rest, |m, &l| m.max(l))
+});
 
 /// Symmetric per-channel quantization straight from a constant's little-endian f32
 /// bytes: the scales (as [`symmetric_scales`]) and the int8 values (as
@@ -137,11 +182,14 @@ pub fn quantize_symmetric_bytes(bytes: &[u8], ch: Channels, qmax: f32) -> (Vec<f
     let mut out = vec![0u8; n];
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, dst)| {
         let base = c * CHUNK;
-        let mut walk = ChannelWalk::from(ch, base);
-        for (j, d) in dst.iter_mut().enumerate() {
-            let i = base + j;
-            *d = round_clamped(f32_at(bytes, i) / scales[walk.next()], qmax) as i8 as u8;
-        }
+        for_each_run(ch, base..base + dst.len(), |k, from, to| {
+            quantize_run_i8(
+                &bytes[4 * from..4 * to],
+                &mut dst[from - base..to - base],
+                scales[k],
+                qmax,
+            )
+        });
     });
     (scales, out)
 }
@@ -154,11 +202,9 @@ pub fn symmetric_scales_bytes(bytes: &[u8], ch: Channels, qmax: f32) -> Vec<f32>
         .into_par_iter()
         .map(|c| {
             let mut m = vec![0f32; ch.channels];
-            let mut walk = ChannelWalk::from(ch, c * CHUNK);
-            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
-                let k = walk.next();
-                m[k] = m[k].max(f32_at(bytes, i).abs());
-            }
+            for_each_run(ch, c * CHUNK..((c + 1) * CHUNK).min(n), |k, from, to| {
+                m[k] = m[k].max(abs_max_run(&bytes[4 * from..4 * to]));
+            });
             m
         })
         .reduce(
@@ -187,21 +233,24 @@ pub fn symmetric_scales_bytes(bytes: &[u8], ch: Channels, qmax: f32) -> Vec<f32>
 pub fn quantize_int4_packed_bytes(bytes: &[u8], ch: Channels, scales: &[f32]) -> Vec<u8> {
     use rayon::prelude::*;
     let n = bytes.len() / 4;
-    let q = |i: usize, c: usize| (f32_at(bytes, i) / scales[c]).round().clamp(-7.0, 7.0) as i8;
     let mut out = vec![0u8; n.div_ceil(2)];
     // CHUNK is even: a chunk of output bytes holds whole pairs of elements.
     out.par_chunks_mut(CHUNK / 2)
         .enumerate()
         .for_each(|(c, dst)| {
-            let mut walk = ChannelWalk::from(ch, c * CHUNK);
-            for (j, d) in dst.iter_mut().enumerate() {
-                let i = c * CHUNK + 2 * j;
-                let lo = (q(i, walk.next()) as u8) & 0x0f;
-                let hi = if i + 1 < n {
-                    (q(i + 1, walk.next()) as u8) & 0x0f
-                } else {
-                    0
-                };
+            let base = c * CHUNK;
+            let end = (base + CHUNK).min(n);
+            let mut q = vec![0i8; end - base];
+            for_each_run(ch, base..end, |k, from, to| {
+                quantize_run_i4(
+                    &bytes[4 * from..4 * to],
+                    &mut q[from - base..to - base],
+                    scales[k],
+                )
+            });
+            for (d, p) in dst.iter_mut().zip(q.chunks(2)) {
+                let lo = (p[0] as u8) & 0x0f;
+                let hi = p.get(1).map_or(0, |&v| (v as u8) & 0x0f);
                 *d = lo | (hi << 4);
             }
         });
@@ -250,8 +299,8 @@ pub fn f16_bytes_of_f32_le(bytes: &[u8]) -> Vec<u8> {
     out.par_chunks_mut(2 * CHUNK)
         .enumerate()
         .for_each(|(c, dst)| {
-            for (k, d) in dst.chunks_exact_mut(2).enumerate() {
-                let v = f32_at(bytes, c * CHUNK + k);
+            let src = &bytes[4 * c * CHUNK..4 * (c * CHUNK + dst.len() / 2)];
+            for (d, v) in dst.chunks_exact_mut(2).zip(f32s(src)) {
                 d.copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
             }
         });

@@ -120,13 +120,10 @@ impl Options {
         }
     }
 
-    /// The INT4 rounding in effect: as asked, else gptq with samples, mse without.
+    /// The INT4 rounding in effect: as asked, else [`rounding::DEFAULT`] (mse, the best
+    /// on model outputs on average: docs/ACCURACY.md), with or without samples.
     pub fn rounding(&self) -> rounding::Rounding {
-        self.rounding.unwrap_or(if self.samples.is_some() {
-            rounding::Rounding::Gptq
-        } else {
-            rounding::Rounding::Mse
-        })
+        self.rounding.unwrap_or(rounding::DEFAULT)
     }
 
     pub fn min_elements(&self) -> u64 {

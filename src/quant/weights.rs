@@ -103,17 +103,26 @@ struct Decision {
 /// Runs the weight pass for `opts.mode` over every subgraph.
 pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) -> Result<()> {
     let decisions = plan(model, opts, report)?;
-    let hessians = if opts.mode == Mode::WeightInt4 && opts.rounding() == Rounding::Gptq {
-        match &opts.samples {
-            Some(samples) => collect_hessians(model, &decisions, samples)?,
-            None => {
-                return Err(Error::Usage(
-                    "gptq rounding needs calibration samples".into(),
-                ));
-            }
+    // The layer-input statistics: for gptq, and for --int4-max-loss's measure (on the
+    // calibration inputs when there are samples).
+    let gptq = opts.rounding() == Rounding::Gptq;
+    let hessians = match (&opts.samples, opts.mode) {
+        (None, Mode::WeightInt4) if gptq => {
+            return Err(Error::Usage(
+                "gptq rounding needs calibration samples".into(),
+            ));
         }
-    } else {
-        HashMap::new()
+        (Some(samples), Mode::WeightInt4) if gptq || opts.int4_max_loss_db.is_some() => {
+            collect_hessians(model, &decisions, samples)?
+        }
+        (Some(_), Mode::WeightInt4) => {
+            report.note(format!(
+                "the calibration samples are not used: --rounding {} needs none (--rounding gptq and --int4-max-loss use them)",
+                opts.rounding().name()
+            ));
+            HashMap::new()
+        }
+        _ => HashMap::new(),
     };
     // DEQUANTIZE operators are inserted after every decision is applied, so that the
     // operator indices the plan recorded stay valid throughout.
@@ -688,8 +697,11 @@ fn int4(
     change: &mut TensorChange,
 ) -> QuantizedData {
     let (t, axis, block) = (w.t, w.axis, w.block);
-    let values = math::f32_values(model.tensor_data(t));
-    let r = round_int4(&t.shape, &values, axis, block, opts, hessian);
+    // Straight from the (mapped) bytes, whose pages are released once read.
+    let original = model.buffers[t.buffer as usize].data.clone();
+    model.prefault_pages(&original);
+    let r = round_int4(&t.shape, &original, axis, block, opts, hessian);
+    model.release_pages(&original);
     let keep_int8 = opts
         .int4_max_loss_db
         .is_some_and(|db| r.report.int4_sqnr_db < db);
@@ -703,6 +715,7 @@ fn int4(
         // candidate.
         let axis = axis.or(block.map(|_| 0));
         let ch = Channels::new(&t.shape, axis);
+        let values = math::f32_values(model.tensor_data(t));
         let scales = math::symmetric_scales(&values, ch, 127.0);
         let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
         let data = q.iter().map(|&v| v as u8).collect();
@@ -728,7 +741,7 @@ fn int4(
         }
     };
     change.new_dtype = "INT4".into();
-    (TensorType::Int4, math::pack_int4(&r.q), Some(quant))
+    (TensorType::Int4, r.packed, Some(quant))
 }
 
 /// Blockwise parameters: the block scales as a new FLOAT16 tensor `[out, blocks]`.
@@ -793,16 +806,20 @@ fn install(model: &mut Model, d: &Decision, q: QuantizedData, pending: &mut Vec<
 /// One weight rounded to INT4: values, scales (one per channel or block, blockwise ones
 /// as the FLOAT16 the kernel reads), and the report of the rounding.
 struct Int4Weight {
-    q: Vec<i8>,
+    /// The values packed two per byte.
+    packed: Vec<u8>,
     scales: Vec<f32>,
     report: RoundingReport,
 }
 
-/// Rounds a weight to INT4 with `opts.rounding()`, and measures the result against
-/// round-to-nearest on the layer's output error (with a Hessian) or on the weights.
+/// Rounds a weight (its little-endian f32 bytes) to INT4 with `opts.rounding()`, and
+/// measures the result against round-to-nearest on the layer's output error (with a
+/// Hessian) or on the weights. Without a Hessian and with contiguous groups (every
+/// large FULLY_CONNECTED or CONV_2D weight) it runs [`rounding::fast::round_bytes`]
+/// on the bytes; otherwise the reference below on a float copy.
 fn round_int4(
     shape: &[i32],
-    values: &[f32],
+    bytes: &[u8],
     axis: Option<usize>,
     block: Option<usize>,
     opts: &Options,
@@ -818,7 +835,7 @@ fn round_int4(
         }),
         (Some(0), None) if !shape.is_empty() && shape[0] > 0 => Some(Groups {
             rows: shape[0] as usize,
-            cols: values.len() / shape[0] as usize,
+            cols: bytes.len() / 4 / shape[0] as usize,
             block: None,
         }),
         _ => None,
@@ -849,6 +866,12 @@ fn round_int4(
         }
         m => m,
     };
+    if h.is_none()
+        && let Some(w) = round_int4_fast(bytes, ch, method, &stored, &fallback)
+    {
+        return w;
+    }
+    let values = &math::f32_values(bytes)[..];
     let nearest_scales = stored(math::symmetric_scales(values, ch, QMAX));
     let nearest = math::quantize_symmetric(values, ch, &nearest_scales, QMAX);
     let (q, scales) = match method {
@@ -860,8 +883,8 @@ fn round_int4(
         Rounding::Gptq => {
             let s = stored(rounding::mse_scales(values, ch, QMAX));
             let (g, hs) = (groups.expect("checked"), h.expect("checked"));
-            match rounding::inverse_cholesky_upper(&hs.h, hs.n) {
-                Some(u) => (rounding::gptq(values, g, &s, &u, QMAX), s),
+            match rounding::gptq_act_order(values, g, &s, &hs.h, QMAX) {
+                Some(q) => (q, s),
                 None => {
                     fallback =
                         Some("the layer's input Hessian is not positive definite: mse".into());
@@ -881,17 +904,8 @@ fn round_int4(
     };
     let (e_near, signal) = error(&nearest, &nearest_scales);
     let (e, _) = error(&q, &scales);
-    let db = |a: f64, b: f64| {
-        if b <= 0.0 {
-            if a <= 0.0 { 0.0 } else { f64::INFINITY }
-        } else if a <= 0.0 {
-            f64::NEG_INFINITY
-        } else {
-            10.0 * (a / b).log10()
-        }
-    };
     Int4Weight {
-        q,
+        packed: math::pack_int4(&q),
         scales,
         report: RoundingReport {
             method: method.name().into(),
@@ -902,6 +916,47 @@ fn round_int4(
             kept_int8: false,
         },
     }
+}
+
+/// `10·log10(a / b)`, with the limits for zero terms.
+fn db(a: f64, b: f64) -> f64 {
+    if b <= 0.0 {
+        if a <= 0.0 { 0.0 } else { f64::INFINITY }
+    } else if a <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        10.0 * (a / b).log10()
+    }
+}
+
+/// [`round_int4`] for nearest and mse on weights whose groups are contiguous, straight
+/// from the bytes ([`rounding::fast::round_bytes`]); `None` for the other cases.
+fn round_int4_fast(
+    bytes: &[u8],
+    ch: Channels,
+    method: Rounding,
+    stored: &dyn Fn(Vec<f32>) -> Vec<f32>,
+    fallback: &Option<String>,
+) -> Option<Int4Weight> {
+    let m = match method {
+        Rounding::Nearest => rounding::fast::Method::Nearest,
+        Rounding::Mse => rounding::fast::Method::Mse,
+        Rounding::Gptq => return None,
+    };
+    rounding::fast::contiguous(ch, bytes.len() / 4)?;
+    let r = rounding::fast::round_bytes(bytes, ch, m, stored);
+    Some(Int4Weight {
+        packed: r.packed,
+        scales: r.scales,
+        report: RoundingReport {
+            method: method.name().into(),
+            fallback: fallback.clone(),
+            measure: "weights".into(),
+            gain_db: db(r.e_nearest, r.e_chosen),
+            int4_sqnr_db: db(r.signal, r.e_chosen),
+            kept_int8: false,
+        },
+    })
 }
 
 /// Squared weight error and squared weights, over channels `ch`.

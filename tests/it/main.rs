@@ -19,6 +19,7 @@ mod interp;
 mod litert_capi;
 mod op_bounds;
 mod planner;
+mod memory;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;

@@ -1,0 +1,142 @@
+//! Peak memory of the command line (issue #14): on a generated ~100 MB float model in a
+//! temporary directory, `convert` and every weight mode keep the process's peak resident
+//! set within input size + output size + 64 MiB. The peak is the child's own
+//! (`wait4`'s rusage), so tests running in parallel do not blur it.
+
+use std::path::Path;
+use std::process::Command;
+
+use tflquant::fb::{self, BuiltinOperator, TensorType};
+use tflquant::ir::{Model, Operator, OperatorCode, Subgraph, Tensor};
+
+use crate::common::*;
+
+const SLACK: u64 = 64 << 20;
+
+/// `layers` FULLY_CONNECTED layers of `width × width` float weights with biases,
+/// deterministic values in [-0.05, 0.05).
+fn fc_stack(layers: usize, width: usize) -> Model {
+    let mut m = Model {
+        version: 3,
+        ..Default::default()
+    };
+    m.operator_codes.push(OperatorCode {
+        builtin: BuiltinOperator::FullyConnected,
+        custom_code: None,
+        version: 1,
+    });
+    let mut sg = Subgraph {
+        name: Some("main".into()),
+        debug_metadata_index: -1,
+        ..Default::default()
+    };
+    let w = width as i32;
+    let mut x = sg.add_tensor(Tensor::new("input", TensorType::Float32, vec![1, w]));
+    sg.inputs.push(x);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for l in 0..layers {
+        let mut weights = vec![0u8; width * width * 4];
+        for c in weights.chunks_exact_mut(4) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1;
+            c.copy_from_slice(&v.to_le_bytes());
+        }
+        let mut wt = Tensor::new(format!("fc{l}/weights"), TensorType::Float32, vec![w, w]);
+        wt.buffer = m.add_buffer(weights);
+        let wt = sg.add_tensor(wt);
+        let mut bt = Tensor::new(format!("fc{l}/bias"), TensorType::Float32, vec![w]);
+        bt.buffer = m.add_buffer(vec![0u8; width * 4]);
+        let bt = sg.add_tensor(bt);
+        let y = sg.add_tensor(Tensor::new(
+            format!("fc{l}/out"),
+            TensorType::Float32,
+            vec![1, w],
+        ));
+        let mut op = Operator::new(0, vec![x, wt, bt], vec![y]);
+        op.builtin_options = Some(fb::BuiltinOptions::FullyConnectedOptions(Box::default()));
+        sg.operators.push(op);
+        x = y;
+    }
+    sg.outputs.push(x);
+    m.subgraphs.push(sg);
+    m
+}
+
+/// Runs `cmd` to completion and returns its exit status and its own peak resident set
+/// size in bytes (`wait4` on its pid: only this child is measured).
+fn run_measured(cmd: &mut Command) -> (i32, u64) {
+    let child = cmd.spawn().expect("spawning tflquant");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: wait4 writes the status and the zeroed rusage we pass for our own child,
+    // which `child` never waits for (it is dropped without a wait).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4 failed");
+    drop(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+fn check_mode(input: &Path, dir: &Path, name: &str, args: &[&str]) -> String {
+    let out = dir.join(format!("{name}.tflite"));
+    let mut cmd = tflquant();
+    cmd.arg("-q").arg(args[0]).arg(input).arg("-o").arg(&out);
+    cmd.args(&args[1..]);
+    let (code, peak) = run_measured(&mut cmd);
+    assert_eq!(code, 0, "{name} failed");
+    let in_size = std::fs::metadata(input).unwrap().len();
+    let out_size = std::fs::metadata(&out).unwrap().len();
+    let bound = in_size + out_size + SLACK;
+    std::fs::remove_file(&out).unwrap();
+    let line = format!(
+        "{name}: peak {:.1} MB, input + output + 64 MiB = {:.1} MB",
+        peak as f64 / 1e6,
+        bound as f64 / 1e6
+    );
+    assert!(peak <= bound, "{line}");
+    line
+}
+
+#[test]
+fn every_weight_mode_stays_within_input_plus_output_plus_64_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("fc_stack_100mb.tflite");
+    // 4 × 2560² float weights: 104.9 MB.
+    tflquant::writer::write_path(&fc_stack(4, 2560), &input, &Default::default()).unwrap();
+    assert!(std::fs::metadata(&input).unwrap().len() > 100_000_000);
+    // INT4 with nearest rounding: the default mse search takes the same memory (one
+    // scale per group more) but minutes in a debug build; `cargo bench --bench memory`
+    // measures it in release.
+    let runs: [(&str, &[&str]); 6] = [
+        ("convert", &["convert"]),
+        ("dynamic", &["quantize", "--mode", "dynamic"]),
+        ("float16", &["quantize", "--mode", "float16"]),
+        ("weight-int8", &["quantize", "--mode", "weight-int8"]),
+        (
+            "weight-int4",
+            &["quantize", "--mode", "weight-int4", "--rounding", "nearest"],
+        ),
+        (
+            "weight-int4-block32",
+            &[
+                "quantize",
+                "--mode",
+                "weight-int4",
+                "--rounding",
+                "nearest",
+                "--block-size",
+                "32",
+            ],
+        ),
+    ];
+    for (name, args) in runs {
+        eprintln!("{}", check_mode(&input, dir.path(), name, args));
+    }
+}
