@@ -83,6 +83,8 @@ pub struct IntegerOptions {
     pub per_tensor: bool,
     /// Trained parameters (QAT) that take precedence over ranges.
     pub overrides: super::qat::Overrides,
+    /// Operators forced to stay float (issue #15: `--keep-float`, `--target-sqnr`).
+    pub keep_float: Vec<super::select::KeepFloat>,
 }
 
 /// What happens to one operator.
@@ -130,6 +132,8 @@ pub fn quantize_integer(
     // variable (`variables.rs`).
     let ranges = &super::variables::widen_ranges(model, ranges);
     let mut fates = plan_fates(model, ranges, opts);
+    // Hand-made / searched precision plans (issue #15): forced float fates.
+    super::select::apply_keep_float(model, &opts.keep_float, &mut fates)?;
     super::variables::consistent_fates(model, &mut fates);
     keep_singular_operands_float(model, ranges, opts.width, &mut fates);
     if opts.strict {

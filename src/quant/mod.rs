@@ -14,6 +14,7 @@ pub mod prune;
 pub mod qat;
 pub mod report;
 pub mod rounding;
+pub mod select;
 pub mod variables;
 pub mod weights;
 
@@ -100,6 +101,9 @@ pub struct Options {
     pub samples: Option<std::sync::Arc<Vec<Vec<crate::interp::Value>>>>,
     /// weight-int4: a weight whose INT4 layer SQNR (dB) is below this stays INT8.
     pub int4_max_loss_db: Option<f64>,
+    /// Full-integer modes: operators forced to stay float (`--keep-float`, or the
+    /// `--target-sqnr` search), applied after the engine plans fates (issue #15).
+    pub keep_float: Vec<select::KeepFloat>,
 }
 
 impl Options {
@@ -116,6 +120,7 @@ impl Options {
             rounding: None,
             samples: None,
             int4_max_loss_db: None,
+            keep_float: Vec::new(),
         }
     }
 
@@ -228,6 +233,7 @@ fn passes() -> Vec<(&'static str, Pass)> {
                 bias_bits,
                 per_tensor: o.per_tensor,
                 overrides: std::mem::take(&mut r.overrides),
+                keep_float: o.keep_float.clone(),
             };
             integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
             if r.qat && o.ranges.is_none() {

@@ -39,6 +39,9 @@ pub struct Report {
     /// the input, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_check: Option<SizeCheck>,
+    /// `--target-sqnr`: the searched plan and what it reached (issue #15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixed_precision: Option<super::select::MixedPrecision>,
 }
 
 /// Constant bytes per type (`"INT8"`, `"FLOAT32"`, ...), before and after a run.
