@@ -316,7 +316,21 @@ pub fn run(a: Args) -> Result<()> {
         }
         opts.samples = Some(std::sync::Arc::new(samples));
     }
-    let (out, mut report) = quant::quantize(&model, &opts)?;
+    let (out, mut report) = match (a.target_sqnr, &a.calibration) {
+        (Some(target_db), Some(data)) => {
+            let search = tflquant::mixed::SearchOptions {
+                target_db,
+                calibration: data,
+                validation: a.validate.data(),
+                samples: samples.clone(),
+                observer: a.observer.parse()?,
+            };
+            let r = tflquant::mixed::search(&model, &opts, &search)?;
+            print_search(r.1.mixed_precision.as_ref());
+            r
+        }
+        _ => quant::quantize(&model, &opts)?,
+    };
     if a.dump_plan {
         super::print_out(&quant::integer::render_plan(&report))?;
     }
@@ -454,6 +468,33 @@ fn calibration_check(
         worst.sqnr_db.map_or("NaN".into(), |d| format!("{d:.1}")),
         r.samples
     ))
+}
+
+/// The `--target-sqnr` result on stderr: reached or not, per output, what stayed float.
+fn print_search(m: Option<&quant::select::MixedPrecision>) {
+    let Some(m) = m else { return };
+    let kept: Vec<String> = m
+        .plan
+        .iter()
+        .filter(|p| p.precision == "float")
+        .map(|p| format!("{}:{} {}", p.subgraph, p.operator, p.op))
+        .collect();
+    super::status(&format!(
+        "target-sqnr {} dB: {} on {} ({} samples): {}; {} operator(s) float{}{}; {} evaluations",
+        m.target_sqnr_db,
+        if m.reached {
+            "reached"
+        } else {
+            "NOT reached (best plan written)"
+        },
+        m.measured_on,
+        m.measured_samples,
+        tflquant::mixed::render_outputs(Some(m)),
+        kept.len(),
+        if kept.is_empty() { "" } else { ": " },
+        kept.join(", "),
+        m.evaluations
+    ));
 }
 
 fn file_len(p: &std::path::Path) -> u64 {

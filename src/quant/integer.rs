@@ -132,10 +132,14 @@ pub fn quantize_integer(
     // variable (`variables.rs`).
     let ranges = &super::variables::widen_ranges(model, ranges);
     let mut fates = plan_fates(model, ranges, opts);
-    // Hand-made / searched precision plans (issue #15): forced float fates.
-    super::select::apply_keep_float(model, &opts.keep_float, &mut fates)?;
     super::variables::consistent_fates(model, &mut fates);
     keep_singular_operands_float(model, ranges, opts.width, &mut fates);
+    // Hand-made / searched precision plans (issue #15): forced float fates, after the
+    // singular operands (whose producers stay float whatever the operator's fate).
+    if !opts.keep_float.is_empty() {
+        super::select::apply_keep_float(model, &opts.keep_float, &mut fates)?;
+        super::variables::consistent_fates(model, &mut fates);
+    }
     if opts.strict {
         strict_check(model, &fates)?;
     }

@@ -88,6 +88,10 @@ pub enum KeepFloatBy {
     User,
     /// The `--target-sqnr` search, with the operator's measured sensitivity.
     Search { sensitivity_db: Option<f64> },
+    /// `--target-sqnr`: the operator computes (part of) the real inputs of a comparison
+    /// (`decision`, e.g. `0:2 GREATER`), whose result quantization error can flip on
+    /// unseen data by an amount no SQNR bounds.
+    Decision { decision: String },
 }
 
 /// One forced-float entry of [`super::Options::keep_float`].
@@ -112,6 +116,10 @@ impl KeepFloat {
             KeepFloatBy::Search { sensitivity_db } => format!(
                 "kept float by --target-sqnr (sensitivity: local SQNR {} in int8)",
                 sensitivity_db.map_or("n/a".into(), |d| format!("{d:.1} dB"))
+            ),
+            KeepFloatBy::Decision { decision } => format!(
+                "kept float by --target-sqnr: computes the real inputs of comparison \
+                 {decision}, which quantization could flip on unseen data"
             ),
         }
     }
@@ -170,8 +178,10 @@ pub struct MixedPrecision {
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputSqnr {
     pub name: String,
-    /// `None`: not a number (NaN), or an exact (non-real) output.
+    /// `None`: identical (+∞), not a number (NaN), or an exact (non-real) output.
     pub sqnr_db: Option<f64>,
+    /// Every value equal to the float model's.
+    pub identical: bool,
 }
 
 /// One operator's place in the searched plan.

@@ -14,6 +14,7 @@ mod int4;
 mod integer;
 mod interp;
 mod litert_capi;
+mod mixed;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;
