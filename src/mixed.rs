@@ -44,11 +44,11 @@ use crate::quant::{self, Mode, Report};
 
 /// Calibration samples the search runs at most (the first ones of the calibration data).
 pub const SEARCH_SAMPLES: usize = 128;
-/// The search asks this much more than the target of the pooled SQNR on its samples
-/// (and the target of each single sample's), so that the plan still reaches the target
-/// on other data and on the runtime's integer kernels (about one quantization step
-/// from the simulation).
-pub const SEARCH_MARGIN_DB: f64 = 2.0;
+/// The search asks this much more than the target of every single sample's SQNR, so
+/// that the plan still reaches the target on other data (held-out digits scored up to
+/// 2.2 dB below the lowest search sample) and on the runtime's integer kernels (about
+/// one quantization step from the simulation).
+pub const SEARCH_MARGIN_DB: f64 = 3.0;
 /// With fewer search samples than this, candidates are measured on the samples the
 /// ranges were collected on (no split).
 pub const MIN_SPLIT_SAMPLES: usize = 8;
@@ -120,12 +120,11 @@ impl Cache {
     }
 
     /// The score of `quant` on the search samples: over the real-valued outputs, the
-    /// lowest of (pooled SQNR − [`SEARCH_MARGIN_DB`]) and of every single sample's SQNR
-    /// (NaN counts as −∞; no real output: +∞). A plan meets the target when its score
-    /// does.
+    /// lowest single sample's SQNR minus [`SEARCH_MARGIN_DB`] (NaN counts as −∞; no real
+    /// output: +∞). The SQNR pooled over any set of these samples is at least their
+    /// lowest. A plan meets the target when its score does.
     fn score(&self, float: &Model, quant: &Model) -> Result<f64> {
         let pairs = compare::match_outputs(float, quant)?;
-        let mut acc = vec![Accumulator::default(); pairs.len()];
         let mut score = f64::INFINITY;
         let mut runner = compare::Runner::reference(quant, &[])?;
         runner.set_reset_policy(self.reset, quant);
@@ -145,7 +144,6 @@ impl Cache {
                         pair.float.name
                     ))
                 };
-                compare::accumulate(pair, &mut acc[k], x, y).map_err(data)?;
                 if pair.kind == Kind::Real {
                     let mut one = Accumulator::default();
                     compare::accumulate(pair, &mut one, x, y).map_err(data)?;
@@ -153,12 +151,7 @@ impl Cache {
                 }
             }
         }
-        for (p, a) in pairs.iter().zip(&acc) {
-            if p.kind == Kind::Real {
-                score = score.min(db(a) - SEARCH_MARGIN_DB);
-            }
-        }
-        Ok(score)
+        Ok(score - SEARCH_MARGIN_DB)
     }
 }
 

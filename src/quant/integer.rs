@@ -244,8 +244,13 @@ fn tensor_ref(list: &[i32], pos: usize) -> Option<usize> {
 /// divisor of DIV (issue #15: an audio front end's LOG turned int8 zeros into -inf).
 const SINGULAR_OPERANDS: &[(Op, usize)] = &[(Op::Log, 0), (Op::Rsqrt, 0), (Op::Div, 1)];
 
+/// A singular operand whose calibrated values come within this many quantization steps
+/// of 0 is treated as reaching 0 (issue #15).
+const SINGULAR_MARGIN_STEPS: f32 = 4.0;
+
 /// Numerically safe defaults: where a singular operand's calibrated values reach the
-/// integer zero (the smallest magnitude seen is below half a step of its parameters),
+/// integer zero (the smallest magnitude seen is below [`SINGULAR_MARGIN_STEPS`] steps
+/// of its parameters: unseen data go lower than the calibration data),
 /// small values would round to exactly 0 and the operator would give ±inf or NaN. The
 /// operator, and the operators producing that operand (through same-scale operators
 /// such as RESHAPE, up to the first one that computes), stay float, with the reason: the
@@ -275,12 +280,16 @@ fn keep_singular_operands_float(
                 } else {
                     r.min.abs().min(r.max.abs())
                 };
-                if smallest >= step / 2.0 {
+                // Issue #15: within half a step the calibration data themselves round
+                // to 0; a minimum a few steps above 0 is reached by unseen data (held-out
+                // digits took singular_frontend's divisor to 0 from 1.2 steps).
+                if smallest >= SINGULAR_MARGIN_STEPS * step {
                     continue;
                 }
                 let why = format!(
-                    "input {pos} {:?} of {} reaches 0 (calibrated [{}, {}], step {step:e}): \
-                     integer rounding would make it exactly 0 and the result ±inf/NaN",
+                    "input {pos} {:?} of {} reaches 0 (calibrated [{}, {}], within \
+                     {SINGULAR_MARGIN_STEPS} steps of 0, step {step:e}): integer rounding \
+                     would make it exactly 0 and the result ±inf/NaN",
                     tensor.name,
                     fb::op_name(kind),
                     r.min,
