@@ -376,13 +376,11 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
         } else {
             let mut set = prefix(hi);
             // Lowering: the least sensitive kept operators first.
-            let mut tries = 0;
-            for c in (0..hi).rev() {
-                if tries == MAX_LOWERING_TRIES || set.len() <= 1 {
+            for c in (0..hi).rev().take(MAX_LOWERING_TRIES) {
+                if set.len() <= 1 {
                     break;
                 }
                 let without: Vec<usize> = set.iter().copied().filter(|&x| x != c).collect();
-                tries += 1;
                 if st.meets(&without)? {
                     set = without;
                 }
