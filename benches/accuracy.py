@@ -165,7 +165,8 @@ def main():
                        "--report", rep] + args
                 p = subprocess.run(cmd, capture_output=True, text=True)
                 if p.returncode != 0:
-                    rows.append((name, label, "error: " + p.stderr.strip().splitlines()[-1][:80], "", "", ""))
+                    why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1][:80]
+                    rows.append((name, label, "error: " + why, "", "", ""))
                     continue
                 r = json.load(open(rep))
                 mp = r.get("mixed_precision")
@@ -197,7 +198,11 @@ def main():
             def m(v):
                 f = [min(d, 100) for d in v if d == d]
                 return float(np.mean(f)) if f else float("nan")
-            summary.append((name, m(results["tflquant int8"]) - m(results["TF int8"])))
+
+            def lo(v):
+                return min((d if d == d else -100 for d in v), default=float("nan"))
+            ours, theirs = results["tflquant int8"], results["TF int8"]
+            summary.append((name, m(ours) - m(theirs), lo(ours) - lo(theirs)))
     lines = [
         "| model | quantization | output SQNR dB (held-out, LiteRT) | top-1 agreement / accuracy | size | plan |",
         "|---|---|---|---|---|---|",
@@ -205,13 +210,16 @@ def main():
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
     if summary:
-        diffs = [d for _, d in summary]
         lines.append("")
-        lines.append(
-            f"tflquant int8 − TF int8 (mean output SQNR per model): mean {np.mean(diffs):+.2f} dB, "
-            f"lowest {min(diffs):+.2f} dB ({min(summary, key=lambda s: s[1])[0]}); "
-            + ", ".join(f"{n} {d:+.2f}" for n, d in summary)
-        )
+        for k, what in ((1, "mean output SQNR (∞ as 100 dB)"), (2, "lowest output SQNR")):
+            diffs = [x[k] for x in summary]
+            worst = min(summary, key=lambda x: x[k])
+            lines.append(
+                f"tflquant int8 − TF int8, {what} per model: mean {np.mean(diffs):+.2f} dB, "
+                f"lowest {worst[k]:+.2f} dB ({worst[0]}); "
+                + ", ".join(f"{x[0]} {x[k]:+.2f}" for x in summary)
+                + "\n"
+            )
     table = "\n".join(lines)
     print(table)
     if a.write:

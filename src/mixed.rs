@@ -53,7 +53,7 @@ pub const SEARCH_MARGIN_DB: f64 = 3.0;
 /// ranges were collected on (no split).
 pub const MIN_SPLIT_SAMPLES: usize = 8;
 /// Candidates the lowering pass tries at most.
-pub const MAX_LOWERING_TRIES: usize = 8;
+pub const MAX_LOWERING_TRIES: usize = 4;
 
 /// What to search for and on which data.
 #[derive(Debug, Clone)]

@@ -341,7 +341,9 @@ pub fn run(a: Args) -> Result<()> {
         opts.mode,
         a.allow_larger,
     );
+    // --target-sqnr measured the result already (and printed it).
     if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode)
+        && a.target_sqnr.is_none()
         && let Some(w) = calibration_check(&model, &out, data, &samples)
     {
         eprintln!("warning: {w}");
