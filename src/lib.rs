@@ -19,6 +19,7 @@ pub mod mixed;
 pub mod quant;
 pub mod reader;
 pub mod rules;
+pub mod units;
 pub mod writer;
 
 pub use error::{Error, Result};

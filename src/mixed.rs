@@ -37,9 +37,8 @@ use crate::error::{Error, Result};
 use crate::interp::{SequenceIds, Value};
 use crate::ir::Model;
 use crate::quant::integer::Fate;
-use crate::quant::select::{
-    KeepFloat, KeepFloatBy, MixedPrecision, OpPrecision, OpSelector, OutputSqnr,
-};
+use crate::quant::report::{MixedPrecision, OpPrecision, OutputSqnr};
+use crate::quant::select::{KeepFloat, KeepFloatBy, OpSelector};
 use crate::quant::{self, Mode, Report};
 
 /// Calibration samples the search runs at most (the first ones of the calibration data).

@@ -300,7 +300,7 @@ pub fn run(a: Args) -> Result<()> {
             (Some(r), _) => Some(Ranges::load(r)?),
             (None, Some(data)) if opts.mode == Mode::Qat => {
                 // Calibrate the float graph the QAT pass leaves, so that indices line up.
-                let folded = quant::qat::folded(&model)?;
+                let folded = quant::folded_for_calibration(&model, &opts)?;
                 Some(calibrate(&folded, data)?)
             }
             (None, Some(data)) => Some(calibrate(&model, data)?),
@@ -473,7 +473,7 @@ fn calibration_check(
 }
 
 /// The `--target-sqnr` result on stderr: reached or not, per output, what stayed float.
-fn print_search(m: Option<&quant::select::MixedPrecision>) {
+fn print_search(m: Option<&quant::report::MixedPrecision>) {
     let Some(m) = m else { return };
     let kept: Vec<String> = m
         .plan

@@ -1,6 +1,5 @@
 //! Hand-made and searched precision plans for the full-integer modes (issue #15):
-//! which operators are forced to stay float, and the record of an automatic
-//! mixed-precision search (`--target-sqnr`) for the report.
+//! which operators are forced to stay float.
 //!
 //! An [`OpSelector`] names operators the way a user sees them in `--dump-plan`:
 //! `S:I` (operator I of subgraph S, indices of the graph the integer engine plans,
@@ -8,10 +7,10 @@
 //! that must match the whole operator type (`CONV_2D`, `CUSTOM(Name)`) or the whole
 //! name of one of its output tensors. [`apply_keep_float`] is the one hook the engine
 //! calls after planning fates: every selected operator that would be quantized stays
-//! float, with the reason.
+//! float, with the reason. The search's record lives in the report
+//! ([`super::report::MixedPrecision`]).
 
 use regex::Regex;
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ir::Model;
@@ -152,50 +151,6 @@ pub fn apply_keep_float(model: &Model, keep: &[KeepFloat], fates: &mut [Vec<Fate
         }
     }
     Ok(())
-}
-
-/// The record of a `--target-sqnr` search, in the report.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct MixedPrecision {
-    /// The target every output had to reach, dB.
-    pub target_sqnr_db: f64,
-    /// The margin the search added on its own data (held-out data score lower).
-    pub search_margin_db: f64,
-    /// Whether every output reached the target on the measured data.
-    pub reached: bool,
-    /// The data the result was measured on (`--validate` data, else the calibration data).
-    pub measured_on: String,
-    pub measured_samples: usize,
-    /// Per model output: SQNR on the measured data (the same metric as `compare`).
-    pub outputs: Vec<OutputSqnr>,
-    /// Quantized-model evaluations the search ran (besides the float run).
-    pub evaluations: usize,
-    /// Per operator: precision, sensitivity, reason.
-    pub plan: Vec<OpPrecision>,
-}
-
-/// One output's SQNR after the search.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutputSqnr {
-    pub name: String,
-    /// `None`: identical (+∞), not a number (NaN), or an exact (non-real) output.
-    pub sqnr_db: Option<f64>,
-    /// Every value equal to the float model's.
-    pub identical: bool,
-}
-
-/// One operator's place in the searched plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct OpPrecision {
-    pub subgraph: usize,
-    pub operator: usize,
-    pub op: String,
-    /// `int8`, `int16x8` or `float`.
-    pub precision: String,
-    /// Local SQNR of the operator's output in the all-integer model (the error it adds
-    /// on top of its inputs' error), dB; `None` where it could not be measured.
-    pub sensitivity_db: Option<f64>,
-    pub reason: String,
 }
 
 #[cfg(test)]
