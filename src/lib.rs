@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod interp;
 pub mod ir;
 pub mod litert;
+pub mod mixed;
 pub mod quant;
 pub mod reader;
 pub mod rules;

@@ -195,6 +195,11 @@ impl ValidateArgs {
     pub fn is_set(&self) -> bool {
         self.validate.is_some()
     }
+
+    /// The --validate data, if given.
+    pub fn data(&self) -> Option<&Path> {
+        self.validate.as_deref()
+    }
 }
 
 /// Where `--validate` runs when --validate-runtime is not given, and how LiteRT is found.

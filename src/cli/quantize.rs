@@ -70,6 +70,18 @@ pub struct Args {
     /// int8/int16x8: integer only; any operator that would stay float is an error.
     #[arg(long)]
     strict: bool,
+    /// int8/int16x8: keep these operators float (repeatable): `S:I` (subgraph:operator as
+    /// --dump-plan numbers them), or a regular expression matching the whole operator
+    /// type (`CONV_2D`, `LOG|RSQRT`) or the whole name of one of its output tensors.
+    /// Applied before --target-sqnr's automatic choice.
+    #[arg(long, value_name = "OP_OR_TENSOR_REGEX")]
+    keep_float: Vec<String>,
+    /// int8/int16x8: automatic mixed precision: keep the operators most sensitive to
+    /// quantization float until every model output reaches DB decibels of SQNR against
+    /// the float model (searched on the calibration data, measured on --validate data,
+    /// else the calibration data; see README).
+    #[arg(long, value_name = "DB")]
+    target_sqnr: Option<f64>,
     /// int16x8: bias type [default: int64, as TF's converter].
     #[arg(long, value_enum)]
     bias: Option<BiasArg>,
@@ -210,6 +222,8 @@ fn options(a: &Args) -> Result<Options> {
             (a.interface != InterfaceArg::Float, "--interface"),
             (a.strict, "--strict"),
             (a.bias.is_some(), "--bias"),
+            (!a.keep_float.is_empty(), "--keep-float"),
+            (a.target_sqnr.is_some(), "--target-sqnr"),
         ];
         if let Some((_, flag)) = integer_flags.iter().find(|(set, _)| *set) {
             return usage(format!(
@@ -218,7 +232,28 @@ fn options(a: &Args) -> Result<Options> {
             ));
         }
     }
+    if let Some(db) = a.target_sqnr {
+        if !db.is_finite() || db <= 0.0 {
+            return usage(format!(
+                "--target-sqnr {db}: give a positive, finite number of decibels, e.g. 30"
+            ));
+        }
+        if a.calibration.is_none() {
+            return usage(
+                "--target-sqnr needs --calibration DATA: the search measures every operator on those samples"
+                    .into(),
+            );
+        }
+        if mode == Mode::Qat {
+            return usage("--target-sqnr applies to --mode int8 and int16x8 (QAT models keep their trained parameters)".into());
+        }
+    }
     let mut o = Options::new(mode);
+    o.keep_float = a
+        .keep_float
+        .iter()
+        .map(|s| quant::select::OpSelector::parse(s).map(quant::select::KeepFloat::user))
+        .collect::<Result<_>>()?;
     o.per_tensor = a.per_tensor;
     o.min_elements = a.min_elements;
     o.block_size = a.block_size;
@@ -281,7 +316,21 @@ pub fn run(a: Args) -> Result<()> {
         }
         opts.samples = Some(std::sync::Arc::new(samples));
     }
-    let (out, mut report) = quant::quantize(&model, &opts)?;
+    let (out, mut report) = match (a.target_sqnr, &a.calibration) {
+        (Some(target_db), Some(data)) => {
+            let search = tflquant::mixed::SearchOptions {
+                target_db,
+                calibration: data,
+                validation: a.validate.data(),
+                samples: samples.clone(),
+                observer: a.observer.parse()?,
+            };
+            let r = tflquant::mixed::search(&model, &opts, &search)?;
+            print_search(r.1.mixed_precision.as_ref());
+            r
+        }
+        _ => quant::quantize(&model, &opts)?,
+    };
     if a.dump_plan {
         super::print_out(&quant::integer::render_plan(&report))?;
     }
@@ -292,7 +341,9 @@ pub fn run(a: Args) -> Result<()> {
         opts.mode,
         a.allow_larger,
     );
+    // --target-sqnr measured the result already (and printed it).
     if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode)
+        && a.target_sqnr.is_none()
         && let Some(w) = calibration_check(&model, &out, data, &samples)
     {
         eprintln!("warning: {w}");
@@ -419,6 +470,33 @@ fn calibration_check(
         worst.sqnr_db.map_or("NaN".into(), |d| format!("{d:.1}")),
         r.samples
     ))
+}
+
+/// The `--target-sqnr` result on stderr: reached or not, per output, what stayed float.
+fn print_search(m: Option<&quant::report::MixedPrecision>) {
+    let Some(m) = m else { return };
+    let kept: Vec<String> = m
+        .plan
+        .iter()
+        .filter(|p| p.precision == "float")
+        .map(|p| format!("{}:{} {}", p.subgraph, p.operator, p.op))
+        .collect();
+    super::status(&format!(
+        "target-sqnr {} dB: {} on {} ({} samples): {}; {} operator(s) float{}{}; {} evaluations",
+        m.target_sqnr_db,
+        if m.reached {
+            "reached"
+        } else {
+            "NOT reached (best plan written)"
+        },
+        m.measured_on,
+        m.measured_samples,
+        tflquant::mixed::render_outputs(Some(m)),
+        kept.len(),
+        if kept.is_empty() { "" } else { ": " },
+        kept.join(", "),
+        m.evaluations
+    ));
 }
 
 fn file_len(p: &std::path::Path) -> u64 {

@@ -341,8 +341,9 @@ impl<'a> Upstream<'a> {
     }
 }
 
-/// Folds one pair of values into `acc`; `Err` says why they cannot be compared.
-fn accumulate(
+/// Folds one pair of values into `acc`; `Err` says why they cannot be compared (also
+/// used by the `--target-sqnr` search, which keeps the float side cached).
+pub fn accumulate(
     pair: &Pair,
     acc: &mut Accumulator,
     a: &Value,

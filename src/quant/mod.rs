@@ -15,6 +15,7 @@ pub mod qat;
 pub mod report;
 pub mod rounding;
 pub mod scheme;
+pub mod select;
 pub mod variables;
 pub mod weights;
 
@@ -101,6 +102,9 @@ pub struct Options {
     pub samples: Option<std::sync::Arc<Vec<Vec<crate::interp::Value>>>>,
     /// weight-int4: a weight whose INT4 layer SQNR (dB) is below this stays INT8.
     pub int4_max_loss_db: Option<f64>,
+    /// Full-integer modes: operators forced to stay float (`--keep-float`, or the
+    /// `--target-sqnr` search), applied after the engine plans fates (issue #15).
+    pub keep_float: Vec<select::KeepFloat>,
 }
 
 impl Options {
@@ -117,6 +121,7 @@ impl Options {
             rounding: None,
             samples: None,
             int4_max_loss_db: None,
+            keep_float: Vec::new(),
         }
     }
 
@@ -240,6 +245,7 @@ fn quantize_pass(m: &mut Model, r: &mut Run) -> Result<()> {
         bias_bits: o.bias_bits.unwrap_or(width.default_bias_bits()),
         per_tensor: o.per_tensor,
         overrides: std::mem::take(&mut r.overrides),
+        keep_float: o.keep_float.clone(),
     };
     integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
     if r.qat && o.ranges.is_none() {

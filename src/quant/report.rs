@@ -42,6 +42,9 @@ pub struct Report {
     /// the input, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_check: Option<SizeCheck>,
+    /// `--target-sqnr`: the searched plan and what it reached (issue #15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixed_precision: Option<MixedPrecision>,
 }
 
 /// Constant bytes per type (`"INT8"`, `"FLOAT32"`, ...), before and after a run.
@@ -333,6 +336,50 @@ impl Report {
             self.ops_left_float()
         )
     }
+}
+
+/// The record of a `--target-sqnr` search, in the report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MixedPrecision {
+    /// The target every output had to reach, dB.
+    pub target_sqnr_db: f64,
+    /// The margin the search added on its own data (held-out data score lower).
+    pub search_margin_db: f64,
+    /// Whether every output reached the target on the measured data.
+    pub reached: bool,
+    /// The data the result was measured on (`--validate` data, else the calibration data).
+    pub measured_on: String,
+    pub measured_samples: usize,
+    /// Per model output: SQNR on the measured data (the same metric as `compare`).
+    pub outputs: Vec<OutputSqnr>,
+    /// Quantized-model evaluations the search ran (besides the float run).
+    pub evaluations: usize,
+    /// Per operator: precision, sensitivity, reason.
+    pub plan: Vec<OpPrecision>,
+}
+
+/// One output's SQNR after the search.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputSqnr {
+    pub name: String,
+    /// `None`: identical (+∞), not a number (NaN), or an exact (non-real) output.
+    pub sqnr_db: Option<f64>,
+    /// Every value equal to the float model's.
+    pub identical: bool,
+}
+
+/// One operator's place in the searched plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpPrecision {
+    pub subgraph: usize,
+    pub operator: usize,
+    pub op: String,
+    /// `int8`, `int16x8` or `float`.
+    pub precision: String,
+    /// Local SQNR of the operator's output in the all-integer model (the error it adds
+    /// on top of its inputs' error), dB; `None` where it could not be measured.
+    pub sensitivity_db: Option<f64>,
+    pub reason: String,
 }
 
 #[cfg(test)]

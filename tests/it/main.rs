@@ -18,6 +18,7 @@ mod integer;
 mod interp;
 mod litert_capi;
 mod memory;
+mod mixed;
 mod op_bounds;
 mod planner;
 mod qat;

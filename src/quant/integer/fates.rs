@@ -237,8 +237,13 @@ pub(super) fn strict_check(model: &Model, fates: &[Vec<Fate>]) -> Result<()> {
 /// divisor of DIV (issue #15: an audio front end's LOG turned int8 zeros into -inf).
 const SINGULAR_OPERANDS: &[(Op, usize)] = &[(Op::Log, 0), (Op::Rsqrt, 0), (Op::Div, 1)];
 
+/// A singular operand whose calibrated values come within this many quantization steps
+/// of 0 is treated as reaching 0 (issue #15).
+const SINGULAR_MARGIN_STEPS: f32 = 4.0;
+
 /// Numerically safe defaults: where a singular operand's calibrated values reach the
-/// integer zero (the smallest magnitude seen is below half a step of its parameters),
+/// integer zero (the smallest magnitude seen is below [`SINGULAR_MARGIN_STEPS`] steps
+/// of its parameters: unseen data go lower than the calibration data),
 /// small values would round to exactly 0 and the operator would give ±inf or NaN. The
 /// operator, and the operators producing that operand (through same-scale operators
 /// such as RESHAPE, up to the first one that computes), stay float, with the reason: the
@@ -261,8 +266,9 @@ pub(super) fn keep_singular_operands_float(
                     continue;
                 };
                 let why = format!(
-                    "input {pos} {:?} of {} reaches 0 (calibrated [{min}, {max}], step {step:e}): \
-                     integer rounding would make it exactly 0 and the result ±inf/NaN",
+                    "input {pos} {:?} of {} reaches 0 (calibrated [{min}, {max}], within \
+                     {SINGULAR_MARGIN_STEPS} steps of 0, step {step:e}): integer rounding would \
+                     make it exactly 0 and the result ±inf/NaN",
                     sg.tensors[t].name,
                     fb::op_name(kind),
                 );
@@ -276,7 +282,7 @@ pub(super) fn keep_singular_operands_float(
 }
 
 /// The calibrated range and step of computed tensor `t` when its smallest magnitude
-/// rounds to the integer zero at `width`; `None` for constants, uncalibrated tensors
+/// comes within [`SINGULAR_MARGIN_STEPS`] steps of the integer zero at `width`; `None` for constants, uncalibrated tensors
 /// and ranges that stay clear of 0.
 fn reaches_zero(
     model: &Model,
@@ -295,7 +301,10 @@ fn reaches_zero(
     } else {
         r.min.abs().min(r.max.abs())
     };
-    (smallest < step / 2.0).then_some((r.min, r.max, step))
+    // Issue #15: within half a step the calibration data themselves round to 0; a
+    // minimum a few steps above 0 is reached by unseen data (held-out digits took
+    // singular_frontend's divisor to 0 from 1.2 steps).
+    (smallest < SINGULAR_MARGIN_STEPS * step).then_some((r.min, r.max, step))
 }
 
 /// Walks up from operand `t` of operator `oi` through same-scale operators to the one

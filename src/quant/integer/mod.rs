@@ -72,6 +72,8 @@ pub struct IntegerOptions {
     pub per_tensor: bool,
     /// Trained parameters (QAT) that take precedence over ranges.
     pub overrides: super::qat::Overrides,
+    /// Operators forced to stay float (issue #15: `--keep-float`, `--target-sqnr`).
+    pub keep_float: Vec<super::select::KeepFloat>,
 }
 
 /// Runs full-integer quantization on `model` (already folded) with calibrated `ranges`.
@@ -87,6 +89,12 @@ pub fn quantize_integer(
     let mut fates = fates::plan_fates(model, ranges, opts);
     super::variables::consistent_fates(model, &mut fates);
     fates::keep_singular_operands_float(model, ranges, opts.width, &mut fates);
+    // Hand-made / searched precision plans (issue #15): forced float fates, after the
+    // singular operands (whose producers stay float whatever the operator's fate).
+    if !opts.keep_float.is_empty() {
+        super::select::apply_keep_float(model, &opts.keep_float, &mut fates)?;
+        super::variables::consistent_fates(model, &mut fates);
+    }
     if opts.strict {
         fates::strict_check(model, &fates)?;
     }

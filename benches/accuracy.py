@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Writes the full-integer table of docs/ACCURACY.md (issue #15): every testdata model
+with calibration and held-out data x {TF converter's int8 / int16x8 reference where
+committed, tflquant int8 and int16x8 defaults, --target-sqnr 25 / 30 / 40} -> SQNR of
+every real-valued output against the float model, top-1 agreement with the float model
+and accuracy where labels exist, and the file size.
+
+Usage (from the repository root, after `cargo build --release`):
+    .venv/bin/python benches/accuracy.py [--tflquant target/release/tflquant] [--write]
+
+tflquant calibrates on the first 32 samples of the model's calibration file (the TF
+references were converted with every calibration sample, 48 or 64); everything is
+measured on the model's held-out test file on LiteRT (ai-edge-litert, default XNNPACK
+delegate; the builtin kernels where XNNPACK fails). Models with resource variables run
+their samples as one stream; others reset variable tensors before each sample.
+The same defaults for every model: no per-model tuning. Without --write the table is
+printed; with it, the section between the markers in docs/ACCURACY.md is replaced.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TD = os.path.join(ROOT, "testdata")
+CALIB_SAMPLES = 32
+TARGETS = [25, 30, 40]
+BEGIN = "<!-- benches/accuracy.py: begin -->"
+END = "<!-- benches/accuracy.py: end -->"
+
+
+def models():
+    m = json.load(open(os.path.join(TD, "manifest.json")))["models"]
+    out = []
+    for name, e in sorted(m.items()):
+        if ".tf_" in name or name.startswith(("int8_quantized", "qat_")):
+            continue
+        if e.get("runs_in_litert") and e.get("calib") and e.get("test"):
+            out.append((name, e))
+    return out
+
+
+def load(path):
+    if path.endswith(".npy"):
+        return {None: np.load(path)}
+    z = np.load(path)
+    return {k: z[k] for k in z.files}
+
+
+def write_first(src, dst_dir, n):
+    d = load(src)
+    if None in d:
+        p = os.path.join(dst_dir, "calib.npy")
+        np.save(p, d[None][:n])
+    else:
+        p = os.path.join(dst_dir, "calib.npz")
+        np.savez(p, **{k: v[:n] for k, v in d.items()})
+    return p
+
+
+def interpreter(path, builtin):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    kw = {}
+    if builtin:
+        kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_path=path, **kw)
+
+
+def run(path, data, stream):
+    """Outputs (float64, dequantized) per output, stacked over samples."""
+    last = None
+    for builtin in (False, True):
+        try:
+            return run_with(path, data, stream, builtin)
+        except Exception as e:  # noqa: BLE001 - report and try the other kernels
+            last = e
+    raise last
+
+
+def run_with(path, data, stream, builtin):
+    it = interpreter(path, builtin)
+    it.allocate_tensors()
+    ins, outs = it.get_input_details(), it.get_output_details()
+    n = len(next(iter(data.values())))
+    ys = [[] for _ in outs]
+    for s in range(n):
+        if not stream:
+            it.reset_all_variables()
+        for d in ins:
+            v = data[None] if None in data else data[d["name"]]
+            x = v[s].reshape(d["shape"])
+            if d["dtype"] != np.float32 and np.issubdtype(d["dtype"], np.integer) and d["quantization"][0]:
+                sc, z = d["quantization"]
+                info = np.iinfo(d["dtype"])
+                x = np.clip(np.round(x / sc) + z, info.min, info.max)
+            it.set_tensor(d["index"], x.astype(d["dtype"]))
+        it.invoke()
+        for k, o in enumerate(outs):
+            y = it.get_tensor(o["index"]).astype(np.float64)
+            if o["dtype"] != np.float32 and o["quantization"][0]:
+                sc, z = o["quantization"]
+                y = (y - z) * sc
+            ys[k].append(y.copy())
+    real = [o["dtype"] in (np.float32,) or bool(o["quantization"][0]) for o in outs]
+    return [np.stack(y) for y in ys], real, [o["name"] for o in outs]
+
+
+def sqnr(ref, y):
+    if not np.all(np.isfinite(y)):
+        return float("nan")
+    e = ((ref - y) ** 2).sum()
+    return float("inf") if e == 0 else float(10 * np.log10((ref ** 2).sum() / e))
+
+
+def fmt(db):
+    if db != db:
+        return "NaN"
+    return "∞" if db == float("inf") else f"{db:.1f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tflquant", default=os.path.join(ROOT, "target/release/tflquant"))
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--only", help="comma-separated model names")
+    a = ap.parse_args()
+    rows, summary = [], []
+    tmp = tempfile.mkdtemp()
+    for name, e in models():
+        if a.only and name not in a.only.split(","):
+            continue
+        stem = name[: -len(".tflite")]
+        float_path = os.path.join(TD, name)
+        calib = write_first(os.path.join(TD, e["calib"]), tmp, CALIB_SAMPLES)
+        test = load(os.path.join(TD, e["test"]))
+        labels = None
+        if e.get("test_labels"):
+            labels = np.load(os.path.join(TD, e["test_labels"]))
+        stream = stem.startswith("streaming")
+        try:
+            ref, real, names = run(float_path, test, stream)
+        except Exception as ex:  # noqa: BLE001
+            print(f"{name}: float model does not run on LiteRT: {ex}", file=sys.stderr)
+            continue
+        configs = []
+        for tf_kind in ("tf_int8", "tf_int16x8"):
+            p = os.path.join(TD, f"{stem}.{tf_kind}.tflite")
+            if os.path.exists(p):
+                configs.append((f"TF {tf_kind[3:]}", p, None))
+        configs.append(("tflquant int8", None, ["--mode", "int8"]))
+        configs.append(("tflquant int16x8", None, ["--mode", "int16x8"]))
+        for t in TARGETS:
+            configs.append((f"int8 --target-sqnr {t}", None, ["--mode", "int8", "--target-sqnr", str(t)]))
+        results = {}
+        for label, path, args in configs:
+            note = ""
+            if args is not None:
+                path = os.path.join(tmp, f"{stem}.{label.replace(' ', '_')}.tflite")
+                rep = path + ".json"
+                cmd = [a.tflquant, "-q", "quantize", float_path, "-o", path, "--calibration", calib,
+                       "--report", rep] + args
+                p = subprocess.run(cmd, capture_output=True, text=True)
+                if p.returncode != 0:
+                    why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1][:80]
+                    rows.append((name, label, "error: " + why, "", "", ""))
+                    continue
+                r = json.load(open(rep))
+                mp = r.get("mixed_precision")
+                if mp:
+                    fl = sum(1 for x in mp["plan"] if x["precision"] == "float")
+                    note = f"{fl}/{len(mp['plan'])} ops float"
+            try:
+                ys, _, _ = run(path, test, stream)
+            except Exception as ex:  # noqa: BLE001
+                rows.append((name, label, f"LiteRT error: {str(ex)[:60]}", "", "", ""))
+                continue
+            dbs = [sqnr(r_, y) for r_, y, ok in zip(ref, ys, real) if ok]
+            agree = acc = ""
+            if labels is not None and len(ys) == 1 and ys[0].ndim >= 2 and ys[0].shape[-1] == 10:
+                pf = ref[0].reshape(len(ref[0]), -1).argmax(1)
+                pq = ys[0].reshape(len(ys[0]), -1).argmax(1)
+                agree = f"{100 * (pf == pq).mean():.0f}%"
+                acc = f"{100 * (pq == labels[: len(pq)]).mean():.0f}% (float {100 * (pf == labels[: len(pf)]).mean():.0f}%)"
+            results[label] = dbs
+            if len(dbs) <= 2:
+                per = " / ".join(fmt(d) for d in dbs)
+            else:
+                finite = [d for d in dbs if d == d]
+                per = f"min {fmt(min(dbs, key=lambda d: (d == d, d)))}, mean {fmt(float(np.mean([min(d, 100) for d in finite])) if finite else float('nan'))} ({len(dbs)} outputs)"
+            size = os.path.getsize(path)
+            rows.append((name, label, per, f"{agree} {acc}".strip(), f"{size / 1024:.1f} KiB", note))
+            print("|".join(rows[-1]), file=sys.stderr)
+        if "TF int8" in results and "tflquant int8" in results:
+            def m(v):
+                f = [min(d, 100) for d in v if d == d]
+                return float(np.mean(f)) if f else float("nan")
+
+            def lo(v):
+                return min((d if d == d else -100 for d in v), default=float("nan"))
+            ours, theirs = results["tflquant int8"], results["TF int8"]
+            summary.append((name, m(ours) - m(theirs), lo(ours) - lo(theirs)))
+    lines = [
+        "| model | quantization | output SQNR dB (held-out, LiteRT) | top-1 agreement / accuracy | size | plan |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append("| " + " | ".join(r) + " |")
+    if summary:
+        lines.append("")
+        for k, what in ((1, "mean output SQNR (∞ as 100 dB)"), (2, "lowest output SQNR")):
+            diffs = [x[k] for x in summary]
+            worst = min(summary, key=lambda x: x[k])
+            lines.append(
+                f"tflquant int8 − TF int8, {what} per model: mean {np.mean(diffs):+.2f} dB, "
+                f"lowest {worst[k]:+.2f} dB ({worst[0]}); "
+                + ", ".join(f"{x[0]} {x[k]:+.2f}" for x in summary)
+                + "\n"
+            )
+    table = "\n".join(lines)
+    print(table)
+    if a.write:
+        doc = os.path.join(ROOT, "docs/ACCURACY.md")
+        text = open(doc).read()
+        if BEGIN in text:
+            pre, rest = text.split(BEGIN, 1)
+            post = rest.split(END, 1)[1]
+            text = pre + BEGIN + "\n" + table + "\n" + END + post
+        else:
+            text = text.rstrip("\n") + "\n\n" + BEGIN + "\n" + table + "\n" + END + "\n"
+        open(doc, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,622 @@
+//! Automatic mixed precision (`quantize --target-sqnr DB`, issue #15): which operators
+//! of an int8 (or int16x8) model to keep float so that every model output reaches a
+//! target SQNR against the float model.
+//!
+//! It sits above `quant` and `compare` (it quantizes candidates and measures them) and
+//! changes nothing in either: a plan is a list of [`KeepFloat`] entries handed to
+//! [`quant::quantize`] through [`quant::Options::keep_float`].
+//!
+//! The search, on at most [`SEARCH_SAMPLES`] calibration samples:
+//! 1. **One float run**: the float model's outputs for every search sample are kept.
+//! 2. **Sensitivity**: the all-integer model (the user's `--keep-float` applied) is
+//!    compared with the float one tensor by tensor (`compare --tensors` on the
+//!    reference interpreter, quantized operators simulated). An operator's sensitivity is
+//!    the *local* SQNR of its output: the error it adds on top of what its inputs
+//!    already carry. One float and one quantized run give every operator's value.
+//! 3. **Greedy by sensitivity**: operators are ranked from the lowest local SQNR; the
+//!    smallest prefix of that ranking kept float with which every real-valued output
+//!    reaches target + [`SEARCH_MARGIN_DB`] is found by bisection (the SQNR grows,
+//!    not strictly, with the prefix).
+//! 4. **Lowering**: each operator of the chosen prefix, the least sensitive first, is
+//!    quantized again where the target still holds without it (at most
+//!    [`MAX_LOWERING_TRIES`] tries, to bound the cost).
+//!
+//! Each candidate costs one quantization and one run of the quantized model over the
+//! search samples; the float outputs are never recomputed. The chosen plan is then
+//! measured by `compare` (the same metrics) on the validation data, or the calibration
+//! data when none is given, and recorded in the report ([`MixedPrecision`]). When even
+//! every candidate kept float misses the target, the best plan measured is written
+//! and the report says the target was not reached.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::calib::{SampleOptions, Samples};
+use crate::compare::{self, Accumulator, Kind};
+use crate::error::{Error, Result};
+use crate::interp::{SequenceIds, Value};
+use crate::ir::Model;
+use crate::quant::integer::Fate;
+use crate::quant::report::{MixedPrecision, OpPrecision, OutputSqnr};
+use crate::quant::select::{KeepFloat, KeepFloatBy, OpSelector};
+use crate::quant::{self, Mode, Report};
+
+/// Calibration samples the search runs at most (the first ones of the calibration data).
+pub const SEARCH_SAMPLES: usize = 128;
+/// The search asks this much more than the target of every single sample's SQNR, so
+/// that the plan still reaches the target on other data (held-out digits scored up to
+/// 2.2 dB below the lowest search sample) and on the runtime's integer kernels (about
+/// one quantization step from the simulation).
+pub const SEARCH_MARGIN_DB: f64 = 3.0;
+/// With fewer search samples than this, candidates are measured on the samples the
+/// ranges were collected on (no split).
+pub const MIN_SPLIT_SAMPLES: usize = 8;
+/// Candidates the lowering pass tries at most.
+pub const MAX_LOWERING_TRIES: usize = 4;
+
+/// What to search for and on which data.
+#[derive(Debug, Clone)]
+pub struct SearchOptions<'a> {
+    /// Every real-valued model output must reach this SQNR, dB.
+    pub target_db: f64,
+    /// Search samples (the calibration data).
+    pub calibration: &'a Path,
+    /// Where the result is measured; `None`: the calibration data.
+    pub validation: Option<&'a Path>,
+    /// How samples are read (image normalisation, state resets, a sample limit).
+    pub samples: SampleOptions,
+    /// The observer the user's ranges were collected with (the search collects its
+    /// own ranges on part of the calibration data with it).
+    pub observer: crate::calib::ObserverKind,
+}
+
+/// One operator the search may keep float (indices of the graph the engine plans).
+struct Candidate {
+    subgraph: usize,
+    operator: usize,
+    sensitivity_db: Option<f64>,
+}
+
+/// The float model's side of the search: the samples candidates are measured on and
+/// the float outputs for them, computed once.
+struct Cache {
+    samples: Vec<Vec<Value>>,
+    sequences: SequenceIds,
+    /// Index of `samples[0]` in the data (sequence ids are per data sample).
+    offset: usize,
+    reset: crate::interp::ResetState,
+    float_outputs: Vec<Vec<Value>>,
+}
+
+impl Cache {
+    fn new(
+        model: &Model,
+        samples: Vec<Vec<Value>>,
+        sequences: SequenceIds,
+        offset: usize,
+        reset: crate::interp::ResetState,
+    ) -> Result<Cache> {
+        let mut runner = compare::Runner::reference(model, &[])?;
+        runner.set_reset_policy(reset, model);
+        let mut float_outputs = Vec::with_capacity(samples.len());
+        for (i, s) in samples.iter().enumerate() {
+            if sequences.starts_sequence(offset + i) {
+                runner.reset_state()?;
+            }
+            float_outputs.push(runner.run(s)?.outputs);
+        }
+        Ok(Cache {
+            samples,
+            sequences,
+            offset,
+            reset,
+            float_outputs,
+        })
+    }
+
+    fn starts_sequence(&self, i: usize) -> bool {
+        self.sequences.starts_sequence(self.offset + i)
+    }
+
+    /// The score of `quant` on the search samples: over the real-valued outputs, the
+    /// lowest single sample's SQNR minus [`SEARCH_MARGIN_DB`] (NaN counts as −∞; no real
+    /// output: +∞). The SQNR pooled over any set of these samples is at least their
+    /// lowest. A plan meets the target when its score does.
+    fn score(&self, float: &Model, quant: &Model) -> Result<f64> {
+        let pairs = compare::match_outputs(float, quant)?;
+        let mut score = f64::INFINITY;
+        let mut runner = compare::Runner::reference(quant, &[])?;
+        runner.set_reset_policy(self.reset, quant);
+        for (i, s) in self.samples.iter().enumerate() {
+            if self.starts_sequence(i) {
+                runner.reset_state()?;
+            }
+            let q = runner.run(s)?.outputs;
+            for (k, pair) in pairs.iter().enumerate() {
+                let (a, b) = pair.output.unwrap_or((k, k));
+                let (Some(x), Some(y)) = (self.float_outputs[i].get(a), q.get(b)) else {
+                    return Err(Error::Internal(format!("output {k} missing from a run")));
+                };
+                let data = |why| {
+                    Error::Data(format!(
+                        "sample {i}: output {k} ({:?}): {why}",
+                        pair.float.name
+                    ))
+                };
+                if pair.kind == Kind::Real {
+                    let mut one = Accumulator::default();
+                    compare::accumulate(pair, &mut one, x, y).map_err(data)?;
+                    score = score.min(db(&one));
+                }
+            }
+        }
+        Ok(score - SEARCH_MARGIN_DB)
+    }
+}
+
+/// SQNR of an accumulator: +∞ when identical, −∞ for NaN.
+fn db(a: &Accumulator) -> f64 {
+    let m = a.metrics();
+    if m.identical {
+        f64::INFINITY
+    } else if m.sqnr_db.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        m.sqnr_db
+    }
+}
+
+/// The search state: the model, the options every candidate shares, what it measured.
+struct Search<'a> {
+    model: &'a Model,
+    /// Per fold: the options with that fold's ranges, and the samples it is measured on.
+    folds: Vec<(quant::Options, Cache)>,
+    candidates: Vec<Candidate>,
+    goal_db: f64,
+    evaluations: usize,
+    /// Memo: candidate set → score.
+    seen: HashMap<Vec<usize>, f64>,
+}
+
+impl Search<'_> {
+    fn options(&self, base: &quant::Options, set: &[usize]) -> quant::Options {
+        let mut o = base.clone();
+        o.keep_float.extend(set.iter().map(|&c| KeepFloat {
+            select: OpSelector::Index {
+                subgraph: self.candidates[c].subgraph,
+                operator: self.candidates[c].operator,
+            },
+            by: KeepFloatBy::Search {
+                sensitivity_db: self.candidates[c].sensitivity_db,
+            },
+        }));
+        o
+    }
+
+    /// The worst output SQNR with the candidates `set` kept float (−∞ when that
+    /// plan does not quantize).
+    fn eval(&mut self, set: &[usize]) -> Result<f64> {
+        let mut key = set.to_vec();
+        key.sort_unstable();
+        if let Some(&w) = self.seen.get(&key) {
+            return Ok(w);
+        }
+        if key.len() == self.candidates.len() {
+            // Every operator float: the float model itself.
+            return Ok(f64::INFINITY);
+        }
+        self.evaluations += 1;
+        let mut w = f64::INFINITY;
+        for (base, cache) in &self.folds {
+            let o = self.options(base, set);
+            w = w.min(match quant::quantize(self.model, &o) {
+                Ok((q, _)) => cache.score(self.model, &q)?,
+                Err(e) => {
+                    log::info!(
+                        "target-sqnr: a plan with {} operators kept float does not quantize: {e}",
+                        set.len()
+                    );
+                    f64::NEG_INFINITY
+                }
+            });
+        }
+        log::info!(
+            "target-sqnr: {} operator(s) kept float → worst output {w:.2} dB",
+            set.len()
+        );
+        self.seen.insert(key, w);
+        Ok(w)
+    }
+
+    fn meets(&mut self, set: &[usize]) -> Result<bool> {
+        Ok(self.eval(set)? >= self.goal_db)
+    }
+}
+
+/// Searches the plan, quantizes with it, and measures the result (see the module
+/// documentation). `base` holds the user's options (mode, ranges, `--keep-float`...).
+pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result<(Model, Report)> {
+    if !matches!(base.mode, Mode::Int8 | Mode::Int16x8) {
+        return Err(Error::Usage(format!(
+            "--target-sqnr applies to --mode int8 and int16x8, not {}",
+            base.mode.name()
+        )));
+    }
+    // The search data: the first calibration samples, split in two halves (folds).
+    // Each fold's ranges are collected on one half and its candidates measured on the
+    // other, and a plan must meet the target in both: the search sees data its ranges
+    // were not fitted to, as a deployed model does (with few samples, the SQNR on the
+    // calibration data itself is optimistic by several dB).
+    let opts = SampleOptions {
+        max_samples: Some(
+            s.samples
+                .max_samples
+                .unwrap_or(SEARCH_SAMPLES)
+                .min(SEARCH_SAMPLES),
+        ),
+        ..s.samples.clone()
+    };
+    let source = Samples::open(s.calibration, model, &opts)?;
+    if source.is_empty() {
+        return Err(Error::Data(format!(
+            "{}: no samples",
+            s.calibration.display()
+        )));
+    }
+    let sequences = source.sequences();
+    let reset = source.reset_policy();
+    let all = source.collect::<Result<Vec<_>>>()?;
+    let mut search_base = base.clone();
+    search_base.interface = quant::integer::Interface::Float;
+    let decisions = decision_cones(model, base)?;
+    search_base.keep_float.extend(decisions.iter().cloned());
+    let half = all.len() / 2;
+    let mut folds = Vec::new();
+    if all.len() >= MIN_SPLIT_SAMPLES {
+        let spans = [(0..half, half..all.len()), (half..all.len(), 0..half)];
+        for (fit, held) in spans {
+            let mut c = crate::calib::Calibrator::new(model, s.observer)?;
+            c.interpreter().set_reset_policy(reset);
+            let start = fit.start;
+            for (i, x) in all[fit].iter().enumerate() {
+                if i == 0 || sequences.starts_sequence(start + i) {
+                    c.interpreter().reset_state();
+                }
+                c.add_sample(x)?;
+            }
+            let mut o = search_base.clone();
+            o.ranges = Some(c.ranges());
+            let offset = held.start;
+            let cache = Cache::new(model, all[held].to_vec(), sequences.clone(), offset, reset)?;
+            folds.push((o, cache));
+        }
+    } else {
+        let cache = Cache::new(model, all, sequences, 0, reset)?;
+        folds.push((search_base, cache));
+    }
+    // The all-integer model of the first fold and every tensor's local SQNR: the
+    // sensitivities.
+    let (q0, r0) = quant::quantize(model, &folds[0].0)?;
+    let cmp = sensitivity(model, &q0, &folds[0].1)?;
+    // Local SQNR by tensor name (subgraph 0; NaN where the error is not a number).
+    let local: HashMap<&str, Option<f64>> = cmp
+        .tensors
+        .iter()
+        .flatten()
+        .filter(|e| e.compared_as == "real")
+        .map(|e| (e.name.as_str(), e.local_sqnr_db))
+        .collect();
+    // Candidates: every operator the all-integer plan quantizes; its sensitivity is the
+    // lowest local SQNR of its outputs (`None`: not measured, e.g. inside a called
+    // subgraph, or nothing added).
+    let folded_names = output_names(model, base)?;
+    let sensitivity_of = |si: usize, oi: usize| -> Option<f64> {
+        if si != 0 {
+            return None;
+        }
+        folded_names
+            .get(&(si, oi))
+            .into_iter()
+            .flatten()
+            .filter_map(|n| local.get(n.as_str()).copied().flatten())
+            .reduce(|a, b| if a.is_nan() || a < b { a } else { b })
+    };
+    let mut candidates: Vec<Candidate> = r0
+        .ops
+        .iter()
+        .filter(|f| f.fate == Fate::Quantized)
+        .map(|f| Candidate {
+            subgraph: f.subgraph,
+            operator: f.operator,
+            sensitivity_db: sensitivity_of(f.subgraph, f.operator),
+        })
+        .collect();
+    // Most sensitive first: NaN, then the lowest local SQNR; `None` last, in graph order.
+    let key = |c: &Candidate| match c.sensitivity_db {
+        Some(d) if d.is_nan() => f64::NEG_INFINITY,
+        Some(d) => d,
+        None => f64::INFINITY,
+    };
+    candidates.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let n = candidates.len();
+    let mut st = Search {
+        model,
+        folds,
+        candidates,
+        goal_db: s.target_db,
+        evaluations: 0,
+        seen: HashMap::new(),
+    };
+    let w0 = st.eval(&[])?;
+    let prefix = |k: usize| (0..k).collect::<Vec<usize>>();
+    let chosen = if w0 >= st.goal_db || n == 0 {
+        Vec::new()
+    } else {
+        // Smallest passing prefix by bisection: `lo` fails; `hi` passes, or is `n`
+        // (every candidate float), checked last.
+        let (mut lo, mut hi) = (0, n);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if st.meets(&prefix(mid))? {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        if hi == n && !st.meets(&prefix(n))? {
+            // Unreachable (or every operator float, which quantizes nothing): the best
+            // plan measured, the one with fewer float operators on a tie.
+            st.seen
+                .iter()
+                .filter(|(_, w)| w.is_finite() || **w == f64::INFINITY)
+                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.len().cmp(&a.0.len())))
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default()
+        } else {
+            let mut set = prefix(hi);
+            // Lowering: the least sensitive kept operators first.
+            for c in (0..hi).rev().take(MAX_LOWERING_TRIES) {
+                if set.len() <= 1 {
+                    break;
+                }
+                let without: Vec<usize> = set.iter().copied().filter(|&x| x != c).collect();
+                if st.meets(&without)? {
+                    set = without;
+                }
+            }
+            set
+        }
+    };
+    // The final model: the user's ranges (all the calibration data) and interface.
+    let mut base = base.clone();
+    base.keep_float.extend(decisions);
+    let base = &base;
+    let (out, mut report) = if n > 0 && chosen.len() == n {
+        float_model(model, &r0)
+    } else {
+        quant::quantize(model, &st.options(base, &chosen))?
+    };
+    // The result, measured as `compare` measures it.
+    let data = s.validation.unwrap_or(s.calibration);
+    let measured = compare::compare(model, &out, data, &s.samples, &compare::Options::default())?;
+    let outputs: Vec<OutputSqnr> = measured
+        .outputs
+        .iter()
+        .map(|e| OutputSqnr {
+            name: e.name.clone(),
+            sqnr_db: if e.compared_as == "real" {
+                e.sqnr_db.filter(|d| !d.is_nan())
+            } else {
+                None
+            },
+            identical: e.identical,
+        })
+        .collect();
+    let reached = measured
+        .outputs
+        .iter()
+        .filter(|e| e.compared_as == "real")
+        .all(|e| e.identical || e.sqnr_db.is_some_and(|d| d >= s.target_db));
+    let precision = match base.mode {
+        Mode::Int16x8 => "int16x8",
+        _ => "int8",
+    };
+    let plan = report
+        .ops
+        .iter()
+        .map(|f| {
+            let sensitivity_db = sensitivity_of(f.subgraph, f.operator);
+            let (precision, reason) = match &f.fate {
+                Fate::Quantized => (precision, "quantized".to_string()),
+                Fate::Float { reason } => ("float", reason.clone()),
+            };
+            OpPrecision {
+                subgraph: f.subgraph,
+                operator: f.operator,
+                op: f.op.clone(),
+                precision: precision.into(),
+                sensitivity_db,
+                reason,
+            }
+        })
+        .collect();
+    report.mixed_precision = Some(MixedPrecision {
+        target_sqnr_db: s.target_db,
+        search_margin_db: SEARCH_MARGIN_DB,
+        reached,
+        measured_on: data.display().to_string(),
+        measured_samples: measured.samples,
+        outputs,
+        evaluations: st.evaluations,
+        plan,
+    });
+    if !reached {
+        report.note(format!(
+            "--target-sqnr {}: not reached on {} even with the operators the search could \
+             keep float; the best plan found was written (outputs: {})",
+            s.target_db,
+            data.display(),
+            render_outputs(report.mixed_precision.as_ref())
+        ));
+    }
+    Ok((out, report))
+}
+
+/// The plan that keeps every operator float: the float model, unchanged, with a report
+/// saying so (each operator's fate: the all-integer plan's reason, or the search's).
+fn float_model(model: &Model, all_integer: &Report) -> (Model, Report) {
+    let mut report = Report {
+        mode: all_integer.mode.clone(),
+        ..Default::default()
+    };
+    report.ops = all_integer
+        .ops
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if f.fate == Fate::Quantized {
+                f.fate = Fate::Float {
+                    reason: "kept float by --target-sqnr (the target needs every operator float)"
+                        .into(),
+                };
+            }
+            f
+        })
+        .collect();
+    report.note(
+        "--target-sqnr: only the float model reaches the target on the search data; it is \
+         written unchanged",
+    );
+    let mut out = model.clone();
+    out.source = None;
+    (out, report)
+}
+
+/// Operators whose output is BOOL computed from float activations (GREATER, EQUAL...):
+/// they and every operator their real inputs come from (up to the model inputs) stay
+/// float, so a decision (a WHILE trip count, a SELECT) is taken on exact values. Indices
+/// of the graph the engine plans.
+fn decision_cones(model: &Model, base: &quant::Options) -> Result<Vec<KeepFloat>> {
+    use crate::fb::TensorType;
+    let m = folded(model, base)?;
+    let mut keep = Vec::new();
+    for (si, sg) in m.subgraphs.iter().enumerate() {
+        let producers = sg.producers();
+        let float_inputs = |oi: usize| -> Vec<usize> {
+            sg.operators[oi]
+                .inputs
+                .iter()
+                .filter_map(|&t| usize::try_from(t).ok())
+                .filter(|&t| {
+                    sg.tensors
+                        .get(t)
+                        .is_some_and(|x| x.dtype == TensorType::Float32 && !m.is_constant(x))
+                })
+                .collect()
+        };
+        let mut marked = vec![false; sg.operators.len()];
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let bool_out = !op.outputs.is_empty()
+                && op.outputs.iter().all(|&t| {
+                    usize::try_from(t)
+                        .ok()
+                        .and_then(|t| sg.tensors.get(t))
+                        .is_some_and(|x| x.dtype == TensorType::Bool)
+                });
+            if !bool_out || float_inputs(oi).is_empty() {
+                continue;
+            }
+            let decision = format!("{si}:{oi} {}", m.op_display_name(op));
+            let mut stack = vec![oi];
+            while let Some(o) = stack.pop() {
+                if std::mem::replace(&mut marked[o], true) {
+                    continue;
+                }
+                keep.push(KeepFloat {
+                    select: OpSelector::Index {
+                        subgraph: si,
+                        operator: o,
+                    },
+                    by: KeepFloatBy::Decision {
+                        decision: decision.clone(),
+                    },
+                });
+                stack.extend(float_inputs(o).into_iter().filter_map(|t| producers[t]));
+            }
+        }
+    }
+    Ok(keep)
+}
+
+/// The graph the integer engine plans: weight encodings folded.
+fn folded(model: &Model, base: &quant::Options) -> Result<Model> {
+    let mut m = model.clone();
+    let mut scratch = Report::default();
+    let opts = quant::fold::FoldOptions {
+        keep_sparse: base.mode == Mode::Float16,
+    };
+    quant::fold::fold_weight_encodings(&mut m, opts, &mut scratch)?;
+    Ok(m)
+}
+
+/// Compares the all-integer model with the float one, every tensor.
+fn sensitivity(model: &Model, q0: &Model, cache: &Cache) -> Result<compare::Report> {
+    let opts = compare::Options {
+        tensors: true,
+        reset: cache.reset,
+        ..Default::default()
+    };
+    let mut c = compare::Comparison::new(model, q0, &opts)?;
+    for (i, s) in cache.samples.iter().enumerate() {
+        if cache.starts_sequence(i) {
+            c.reset_state()?;
+        }
+        c.add_sample(s, s)?;
+    }
+    Ok(c.report())
+}
+
+/// Output tensor names of every operator of the graph the engine plans (weight
+/// encodings folded), by (subgraph, operator).
+fn output_names(
+    model: &Model,
+    base: &quant::Options,
+) -> Result<HashMap<(usize, usize), Vec<String>>> {
+    let m = folded(model, base)?;
+    let mut names = HashMap::new();
+    for (si, sg) in m.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let outs = op
+                .outputs
+                .iter()
+                .filter_map(|&t| usize::try_from(t).ok())
+                .filter_map(|t| sg.tensors.get(t))
+                .map(|t| t.name.clone())
+                .collect();
+            names.insert((si, oi), outs);
+        }
+    }
+    Ok(names)
+}
+
+/// `name 31.2 dB, name 28.0 dB` for messages.
+pub fn render_outputs(m: Option<&MixedPrecision>) -> String {
+    m.map(|m| {
+        m.outputs
+            .iter()
+            .map(|o| {
+                format!(
+                    "{:?} {}",
+                    o.name,
+                    match o.sqnr_db {
+                        _ if o.identical => "identical".to_string(),
+                        Some(d) => format!("{d:.1} dB"),
+                        None => "n/a".into(),
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+    .unwrap_or_default()
+}
