@@ -130,6 +130,8 @@ pub fn quantize_integer(
     // variable (`variables.rs`).
     let ranges = &super::variables::widen_ranges(model, ranges);
     let mut fates = plan_fates(model, ranges, opts);
+    // Recurrent hook: which LSTMs the integer kernel runs as tflquant writes them.
+    super::recurrent::refine_fates(model, ranges, opts, &mut fates);
     super::variables::consistent_fates(model, &mut fates);
     keep_singular_operands_float(model, ranges, opts.width, &mut fates);
     if opts.strict {
@@ -165,7 +167,9 @@ pub fn quantize_integer(
         });
     }
     report_sentinels(model, ranges, &fates, &params, report);
-    apply(model, &fates, &params, opts, report)
+    apply(model, &fates, &params, opts, report)?;
+    // Recurrent hook: weights, biases, states and intermediates of integer LSTMs.
+    super::recurrent::apply(model, ranges, report)
 }
 
 /// Records every tensor read or written by a quantized operator whose sentinels were
@@ -608,6 +612,8 @@ fn plan_params(
                         || (rule.op == Op::BatchMatmul && !model.is_constant(&sg.tensors[t]));
                     real_act && !model.is_constant(&sg.tensors[t])
                 })
+                // Recurrent hook: LSTM state operands get their parameters in recurrent.rs.
+                .filter(|&(pos, _)| !super::recurrent::own_operand(rule.op, pos))
                 .collect();
             for &(_, t) in &acts {
                 needed[t] = true;
@@ -1024,6 +1030,10 @@ fn apply(
             for (pos, &t) in ins.iter().enumerate() {
                 let Ok(t) = usize::try_from(t) else { continue };
                 if t >= n_orig {
+                    continue;
+                }
+                // Recurrent hook: recurrent::apply quantizes an integer LSTM's operands.
+                if q && super::recurrent::own_operand(op_kind, pos) {
                     continue;
                 }
                 let tensor = model.subgraphs[si].tensors[t].clone();
