@@ -14,6 +14,7 @@ pub(crate) mod custom;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod lstm;
+pub(crate) mod lstm_int;
 pub(crate) mod misc;
 pub(crate) mod reduce;
 pub(crate) mod resize;
@@ -383,6 +384,14 @@ pub(crate) fn eval(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
         B::Quantize => misc::quantize(ctx, ins)?.into(),
         B::Densify => ins.get(0)?.clone().into(),
         B::FakeQuant => misc::fake_quant(ctx, ins)?.into(),
+        // An int8 input means LiteRT's integer kernel (the interpreter passes raw values).
+        B::UnidirectionalSequenceLstm
+            if ins
+                .opt(0)
+                .is_some_and(|v| v.dtype() == fb::TensorType::Int8) =>
+        {
+            lstm_int::unidirectional_sequence_lstm_int8(ctx, ins)?
+        }
         B::UnidirectionalSequenceLstm => lstm::unidirectional_sequence_lstm(ctx, ins)?,
         B::Custom => custom::eval(ctx.custom_code.unwrap_or_default(), ctx, ins)?,
         other => unsupported!("no kernel for {}", fb::op_name(other)),
