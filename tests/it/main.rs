@@ -17,6 +17,7 @@ mod litert_capi;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;
+mod recurrent;
 mod roundtrip;
 mod scales;
 mod streaming;
