@@ -8,6 +8,10 @@
 //! * [`own_operand`]: the generic passes leave inputs 1..24 of an integer LSTM alone;
 //! * [`apply`]: after the generic rewrite, quantizes them as the kernel expects.
 //!
+//! Fallback: an LSTM that stays float (another variant, 16x8, no calibrated state) keeps
+//! int8 per-tensor weights with `asymmetric_quantize_inputs`, which LiteRT's hybrid
+//! LSTM kernel runs, instead of all its weights in float32; the reason says so.
+//!
 //! What LiteRT's integer kernel expects (read from `lstm.cc`,
 //! `unidirectional_sequence_lstm.cc`, `lstm_eval.cc` and the LSTM entries of
 //! `tools/optimize/operator_property.cc`; written up in `docs/RECURRENT.md`):
@@ -119,21 +123,90 @@ pub(super) fn refine_fates(
 ) {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         for (oi, op) in sg.operators.iter().enumerate() {
-            if model.builtin(op) != Op::UnidirectionalSequenceLstm
-                || fates[si][oi] != Fate::Quantized
-            {
+            if model.builtin(op) != Op::UnidirectionalSequenceLstm {
                 continue;
             }
             if opts.width != Width::Int8 {
                 fates[si][oi] = Fate::Float {
-                    reason: "tflquant writes LiteRT's 8x8_16 integer LSTM (int8 activations) \
-                             only; in 16x8 mode the LSTM stays float"
+                    reason: "tflquant writes LiteRT's 8x8_16 integer LSTM (int8 activations, \
+                             int16 cell state) only, no 16x8 LSTM"
                         .into(),
                 };
+            } else if fates[si][oi] != Fate::Quantized {
+                // The generic reason (an uncalibrated operand...) stands.
             } else if let Some(why) = unsupported(model, si, oi, ranges) {
                 fates[si][oi] = Fate::Float { reason: why };
             }
         }
+    }
+    // Fallback: an LSTM left float keeps int8 weights (LiteRT's hybrid kernel).
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            if let Fate::Float { reason } = &mut fates[si][oi]
+                && model.builtin(op) == Op::UnidirectionalSequenceLstm
+                && hybrid_ok(model, si, op)
+            {
+                reason.push_str(HYBRID_NOTE);
+            }
+        }
+    }
+}
+
+const HYBRID_NOTE: &str = "; kept as a hybrid LSTM: int8 weights (per tensor), float \
+                           activations quantized on the fly by LiteRT's dynamic-range kernel";
+
+/// Positions of an LSTM's weight matrices and peephole vectors: the hybrid kernel reads
+/// all of them as int8 once input 4 is int8.
+const HYBRID_WEIGHTS: [usize; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16];
+
+/// A float LSTM whose weights are all float32 constants (float input): the hybrid kernel
+/// can take them as int8.
+fn hybrid_ok(model: &Model, si: usize, op: &crate::ir::Operator) -> bool {
+    let sg = &model.subgraphs[si];
+    let float_in = input(op, 0).is_some_and(|t| sg.tensors[t].dtype == TensorType::Float32);
+    float_in
+        && input(op, 4).is_some()
+        && HYBRID_WEIGHTS.iter().all(|&pos| match input(op, pos) {
+            None => true,
+            Some(t) => {
+                sg.tensors[t].dtype == TensorType::Float32 && model.is_constant(&sg.tensors[t])
+            }
+        })
+}
+
+/// Quantizes the weights of a float LSTM for the hybrid kernel (the fallback).
+fn apply_hybrid(model: &mut Model, si: usize, oi: usize, report: &mut Report) {
+    for pos in HYBRID_WEIGHTS {
+        let Some(t) = input(&model.subgraphs[si].operators[oi], pos) else {
+            continue;
+        };
+        let tensor = model.subgraphs[si].tensors[t].clone();
+        let values = math::f32_values(model.tensor_data(&tensor));
+        let ch = Channels::new(&tensor.shape, None);
+        let scales = math::symmetric_scales(&values, ch, 127.0);
+        let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+        let ni = new_const(
+            model,
+            si,
+            &tensor,
+            TensorType::Int8,
+            q.iter().map(|&v| v as u8).collect(),
+            QuantParams::per_tensor(scales[0], 0),
+        );
+        model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
+        record(
+            report,
+            si,
+            ni,
+            &model.subgraphs[si].tensors[ni],
+            "weight",
+            None,
+        );
+    }
+    if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
+        &mut model.subgraphs[si].operators[oi].builtin_options
+    {
+        o.asymmetric_quantize_inputs = true;
     }
 }
 
@@ -202,6 +275,9 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
                 continue;
             };
             if sg.tensors[x].dtype != TensorType::Int8 {
+                if hybrid_ok(model, si, op) {
+                    apply_hybrid(model, si, oi, report);
+                }
                 continue;
             }
             let internal = |what: &str| {

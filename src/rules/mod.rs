@@ -272,7 +272,7 @@ pub static RULES: &[Rule] = &[
             Hybrid::PerTensor,
             true,
         )),
-        "int8 only (8x8_16: int8 activations, int16 cell state); tflquant writes no 16x8 LSTM",
+        "tflquant writes the 8x8_16 integer LSTM (int8 activations, int16 cell state), no 16x8",
     ),
     why(
         float_only(rule(Op::BidirectionalSequenceLstm, &[A], A)),
