@@ -610,6 +610,18 @@ impl<'m> Interpreter<'m> {
                     custom_code: model.code(op).custom_code.as_deref(),
                 };
                 let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at()))?;
+                for (pos, v) in &outs.trace {
+                    let Some(t) = op.inputs.get(*pos).and_then(|&t| usize::try_from(t).ok()) else {
+                        continue;
+                    };
+                    let id = TensorId {
+                        subgraph: si,
+                        tensor: t,
+                    };
+                    if let Flow::Stop = observe(id, v) {
+                        return Ok(false);
+                    }
+                }
                 for (pos, v) in outs.state {
                     let Some(&t) = op.inputs.get(pos) else {
                         continue;

@@ -433,6 +433,7 @@ pub(crate) fn unidirectional_sequence_lstm_int8(ctx: &Ctx, ins: &Ins) -> KResult
             (18, value(hs, Data::I8(h))?),
             (19, value(cs, Data::I16(c))?),
         ],
+        trace: Vec::new(),
     })
 }
 

@@ -79,6 +79,11 @@ impl Ctx<'_> {
 pub(crate) struct Outs {
     pub values: Vec<Value>,
     pub state: Vec<(usize, Value)>,
+    /// Every value a variable input took inside the op (input position, values stacked
+    /// on a new leading axis), e.g. an LSTM's cell state after each step: shown to
+    /// observers before the final state so calibration ranges cover the whole sequence,
+    /// never stored.
+    pub trace: Vec<(usize, Value)>,
 }
 
 impl From<Vec<Value>> for Outs {
@@ -86,6 +91,7 @@ impl From<Vec<Value>> for Outs {
         Outs {
             values,
             state: Vec::new(),
+            trace: Vec::new(),
         }
     }
 }
