@@ -262,6 +262,8 @@ fn record(
 /// int8): weights, biases, both state variables, and the five intermediates.
 pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> Result<()> {
     for si in 0..model.subgraphs.len() {
+        // State variables made integer, with the LSTM that owns them.
+        let mut states: Vec<(usize, usize)> = Vec::new();
         for oi in 0..model.subgraphs[si].operators.len() {
             let op = &model.subgraphs[si].operators[oi];
             if model.builtin(op) != Op::UnidirectionalSequenceLstm {
@@ -361,6 +363,7 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
             let op = &model.subgraphs[si].operators[oi];
             let h = input(op, OUTPUT_STATE).ok_or_else(|| internal("no output state"))?;
             let c = input(op, CELL_STATE).ok_or_else(|| internal("no cell state"))?;
+            states.extend([(h, oi), (c, oi)]);
             let c_range = ranges
                 .get(si, c)
                 .map(|r| (r.min, r.max))
@@ -432,8 +435,43 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
                 o.asymmetric_quantize_inputs = false;
             }
         }
+        dequantize_shared_states(model, si, &states);
     }
     Ok(())
+}
+
+/// Other readers of a state variable made integer (the converter lets a GRU's initial
+/// state read the LSTM's output-state variable, which the LSTM updates in place) read it
+/// through a DEQUANTIZE placed right before them, so they see the same values as before.
+fn dequantize_shared_states(model: &mut Model, si: usize, states: &[(usize, usize)]) {
+    if states.is_empty() {
+        return;
+    }
+    let old = std::mem::take(&mut model.subgraphs[si].operators);
+    let mut ops = Vec::with_capacity(old.len());
+    for (oi, mut op) in old.into_iter().enumerate() {
+        for pos in 0..op.inputs.len() {
+            let Ok(t) = usize::try_from(op.inputs[pos]) else {
+                continue;
+            };
+            if !states.iter().any(|&(s, owner)| s == t && owner != oi) {
+                continue;
+            }
+            let src = model.subgraphs[si].tensors[t].clone();
+            let mut f = Tensor::new(
+                format!("{}/dequantized", src.name),
+                TensorType::Float32,
+                src.shape.clone(),
+            );
+            f.shape_signature = src.shape_signature.clone();
+            let fi = model.subgraphs[si].add_tensor(f);
+            let code = model.ensure_opcode(Op::Dequantize, 1);
+            ops.push(crate::ir::Operator::new(code, vec![t as i32], vec![fi]));
+            op.inputs[pos] = fi;
+        }
+        ops.push(op);
+    }
+    model.subgraphs[si].operators = ops;
 }
 
 #[cfg(test)]
