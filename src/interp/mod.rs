@@ -603,6 +603,17 @@ impl<'m> Interpreter<'m> {
                         .iter()
                         .map(|t| t.and_then(|t| t.quantized()))
                         .collect(),
+                    inter_quant: op
+                        .intermediates
+                        .iter()
+                        .flatten()
+                        .map(|&t| {
+                            usize::try_from(t)
+                                .ok()
+                                .and_then(|t| sg.tensors.get(t))
+                                .and_then(|t| t.quantized())
+                        })
+                        .collect(),
                     out_storage: out_tensors
                         .iter()
                         .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))

@@ -15,8 +15,8 @@
 //!   `2^-30 / s_h` and offset by the hidden zero point into int8, which becomes the output
 //!   state and the step's output.
 //!
-//! The hidden value's parameters are the operator's intermediate 4 in LiteRT; tflquant
-//! writes them equal to the output's, which this kernel uses.
+//! The hidden value's parameters are the operator's intermediate 4 (tflquant writes them
+//! equal to the output's, as the kernel needs without projection).
 //! The fixed-point helpers below mirror gemmlowp's (`fixedpoint.h`) for int16 and
 //! TFLite's `MultiplyByQuantizedMultiplier` / `QuantizeMultiplier` (double rounding).
 
@@ -304,9 +304,15 @@ pub(crate) fn unidirectional_sequence_lstm_int8(ctx: &Ctx, ins: &Ins) -> KResult
         Some(q) if !q.scale.is_empty() => q,
         _ => bad!("integer LSTM: the output has no quantization parameters"),
     };
+    // The hidden value's parameters: intermediate 4 (tflquant writes the output's; TF's
+    // converter may not), the output's when the operator has no intermediates.
+    let hidden_q = match ctx.inter_quant.get(4).copied().flatten() {
+        Some(q) if !q.scale.is_empty() => q,
+        _ => out_q,
+    };
     let (s_y, zp_y) = (
-        out_q.scale[0],
-        out_q.zero_point.first().copied().unwrap_or(0) as i32,
+        hidden_q.scale[0],
+        hidden_q.zero_point.first().copied().unwrap_or(0) as i32,
     );
     let gate_scale = 2f32.powi(-12);
     let gate = |wi: usize, ri: usize, bi: usize| -> KResult<Gate> {
@@ -372,7 +378,6 @@ pub(crate) fn unidirectional_sequence_lstm_int8(ctx: &Ctx, ins: &Ins) -> KResult
             batch * n_cell
         ),
     };
-    let _ = zp_y;
     let mut out = vec![0i8; steps * batch * n_out];
     let (mut gi, mut gf, mut gg, mut go) = (
         vec![0i16; n_cell],

@@ -57,6 +57,8 @@ pub(crate) struct Ctx<'a> {
     /// Quantization parameters of the inputs and outputs (QUANTIZE/DEQUANTIZE read them).
     pub in_quant: Vec<Option<&'a QuantParams>>,
     pub out_quant: Vec<Option<&'a QuantParams>>,
+    /// Quantization parameters of the operator's `intermediates` (an integer LSTM's).
+    pub inter_quant: Vec<Option<&'a QuantParams>>,
     pub out_storage: Vec<TensorType>,
     /// The custom code of a CUSTOM op (`None` for builtins).
     pub custom_code: Option<&'a str>,
