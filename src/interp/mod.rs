@@ -251,13 +251,22 @@ impl<'m> Interpreter<'m> {
                         Some(c) => c.raw.clone(),
                         None => {
                             let shape = tensor_shape(t);
-                            let data =
-                                Data::zeros(t.dtype, shape.iter().product()).ok_or_else(|| {
-                                    Error::unsupported(
-                                        Loc::tensor(si, ti),
-                                        format!("variable of type {}", fb::dtype_name(t.dtype)),
-                                    )
-                                })?;
+                            let n = shape.iter().product();
+                            let data = match (t.dtype, t.quantized()) {
+                                // LiteRT resets an int8 variable to its zero point.
+                                (TensorType::Int8, Some(q)) => Some(Data::I8(vec![
+                                    q.zero_point.first().copied().unwrap_or(0)
+                                        as i8;
+                                    n
+                                ])),
+                                _ => Data::zeros(t.dtype, n),
+                            }
+                            .ok_or_else(|| {
+                                Error::unsupported(
+                                    Loc::tensor(si, ti),
+                                    format!("variable of type {}", fb::dtype_name(t.dtype)),
+                                )
+                            })?;
                             Arc::new(Value { shape, data })
                         }
                     };
@@ -509,7 +518,7 @@ impl<'m> Interpreter<'m> {
                 | B::VarHandle
                 | B::ReadVariable
                 | B::AssignVariable
-        );
+        ) || integer_lstm(b, op, sg);
         let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
         for (pos, &t) in op.inputs.iter().enumerate() {
             let Ok(t) = usize::try_from(t) else {
@@ -594,6 +603,17 @@ impl<'m> Interpreter<'m> {
                         .iter()
                         .map(|t| t.and_then(|t| t.quantized()))
                         .collect(),
+                    inter_quant: op
+                        .intermediates
+                        .iter()
+                        .flatten()
+                        .map(|&t| {
+                            usize::try_from(t)
+                                .ok()
+                                .and_then(|t| sg.tensors.get(t))
+                                .and_then(|t| t.quantized())
+                        })
+                        .collect(),
                     out_storage: out_tensors
                         .iter()
                         .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
@@ -601,6 +621,18 @@ impl<'m> Interpreter<'m> {
                     custom_code: model.code(op).custom_code.as_deref(),
                 };
                 let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at()))?;
+                for (pos, v) in &outs.trace {
+                    let Some(t) = op.inputs.get(*pos).and_then(|&t| usize::try_from(t).ok()) else {
+                        continue;
+                    };
+                    let id = TensorId {
+                        subgraph: si,
+                        tensor: t,
+                    };
+                    if let Flow::Stop = observe(id, v) {
+                        return Ok(false);
+                    }
+                }
                 for (pos, v) in outs.state {
                     let Some(&t) = op.inputs.get(pos) else {
                         continue;
@@ -1078,4 +1110,15 @@ fn plan(model: &Model, si: usize) -> Result<Plan> {
         last_use,
         ops,
     })
+}
+
+/// An UNIDIRECTIONAL_SEQUENCE_LSTM with an int8 input runs LiteRT's integer kernel
+/// (`kernels/lstm_int.rs`) on raw integer values instead of the float simulation.
+fn integer_lstm(b: B, op: &crate::ir::Operator, sg: &crate::ir::Subgraph) -> bool {
+    b == B::UnidirectionalSequenceLstm
+        && op
+            .inputs
+            .first()
+            .and_then(|&t| usize::try_from(t).ok())
+            .is_some_and(|t| sg.tensors[t].dtype == TensorType::Int8)
 }

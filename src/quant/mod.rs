@@ -12,6 +12,7 @@ pub mod integer;
 pub mod math;
 pub mod prune;
 pub mod qat;
+pub mod recurrent;
 pub mod report;
 pub mod rounding;
 pub mod scheme;

@@ -264,13 +264,15 @@ pub static RULES: &[Rule] = &[
         float_only(hybrid(rule(Op::Lstm, LSTM, A), Hybrid::PerTensor, true)),
         "full-integer LSTM needs calibrated gate intermediates; stays float",
     ),
+    // Integer in int8 (LiteRT's 8x8_16 kernel); `quant/recurrent.rs` quantizes inputs
+    // 1..24 and the intermediates and narrows the fate to the variants it writes.
     why(
-        float_only(hybrid(
+        no16(hybrid(
             rule(Op::UnidirectionalSequenceLstm, LSTM, A),
             Hybrid::PerTensor,
             true,
         )),
-        "full-integer LSTM needs calibrated gate intermediates; stays float",
+        "tflquant writes the 8x8_16 integer LSTM (int8 activations, int16 cell state), no 16x8",
     ),
     why(
         float_only(rule(Op::BidirectionalSequenceLstm, &[A], A)),

@@ -878,6 +878,9 @@ def _check_streaming(m, state_type):
     need(len(ins) == 1 and list(ins[0].shape) == [1, 8], "one frame [1,8] in")
 
 
+CHECKS["lstm_digits.tflite"] = lambda m: need_ops(m, "UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED")
+CHECKS["gru_digits.tflite"] = lambda m: need_ops(m, "WHILE", "FULLY_CONNECTED")
+CHECKS["lstm_gru_digits.tflite"] = check_lstm_gru
 CHECKS["streaming_kws.tflite"] = lambda m: _check_streaming(m, TT.FLOAT32)
 CHECKS["streaming_kws.tf_int8.tflite"] = lambda m: _check_streaming(m, TT.INT8)
 

@@ -436,6 +436,26 @@ INT4_MODELS = [
 ]
 CLASSIFIERS |= {"tiny_transformer.tflite"}
 
+# ---------------------------------------------------------------------------
+# Recurrent classifiers for full-integer LSTM / GRU (issue #13)  (make_all.py --only
+# recurrent; recurrent.py).  Trained on the digits_qat split: its 360 held-out digits.
+# ---------------------------------------------------------------------------
+RECURRENT_MODELS = [
+    ("lstm_digits.tflite", "digits_qat", True,
+     "Keras LSTM(32) -> Dense(10) softmax over the 8 rows of a digit (input [1,8,8,1] reshaped to [1,8,8]): "
+     "RESHAPE, UNIDIRECTIONAL_SEQUENCE_LSTM (gate weights 4 x [32,8], 4 x [32,32]), STRIDED_SLICE of the last "
+     "step, FULLY_CONNECTED, SOFTMAX; trained on the digits_qat split (360 held-out digits)"),
+    ("gru_digits.tflite", "digits_qat", True,
+     "Keras GRU(32) -> Dense(10) softmax over the 8 rows of a digit (input [1,8,8,1] reshaped): the GRU lowered "
+     "to a WHILE loop (cond with LESS, body computing the gates with FULLY_CONNECTED, LOGISTIC, TANH, MUL); "
+     "trained on the digits_qat split"),
+    ("lstm_gru_digits.tflite", "digits_qat", True,
+     "Keras LSTM(32, return_sequences) -> GRU(32) -> Dense(10) softmax over the 8 rows of a digit (input "
+     "[1,8,8,1] reshaped): UNIDIRECTIONAL_SEQUENCE_LSTM feeding a GRU lowered to a WHILE loop; trained on the "
+     "digits_qat split"),
+]
+CLASSIFIERS |= {f for f, *_ in RECURRENT_MODELS}
+
 # file -> part of make_all.py that produces it
 PARTS = {f: "base" for f, *_ in MODELS}
 PARTS.update({f: "idioms" for f, *_ in IDIOM_MODELS})
@@ -445,11 +465,13 @@ PARTS.update({f: "custom_ops" for f, *_ in CUSTOM_OPS_MODELS})
 PARTS.update({f: "streaming" for f, *_ in STREAMING_MODELS})
 PARTS.update({f: "weights" for f, *_ in WEIGHT_MODELS})
 PARTS.update({f: "int4" for f, *_ in INT4_MODELS})
+PARTS.update({f: "recurrent" for f, *_ in RECURRENT_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
 DATA_PARTS.update({stem: "streaming" for stem in STREAMING_DATA})
 
-MODELS = MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS + WEIGHT_MODELS + INT4_MODELS
+MODELS = (MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS + WEIGHT_MODELS
+          + INT4_MODELS + RECURRENT_MODELS)
 DATA = {**DATA, **QAT_DATA, **STREAMING_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}

@@ -24,6 +24,7 @@ mod planner;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;
+mod recurrent;
 mod roundtrip;
 mod scales;
 mod streaming;

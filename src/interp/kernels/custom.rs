@@ -473,6 +473,7 @@ mod tests {
             out_shapes: out_shapes.to_vec(),
             in_quant: vec![None; inputs.len()],
             out_quant: vec![None; out_shapes.len()],
+            inter_quant: Vec::new(),
             out_storage: vec![TensorType::Float32; out_shapes.len()],
             custom_code: Some(code),
         };

@@ -197,6 +197,9 @@ pub(crate) fn unidirectional_sequence_lstm(ctx: &Ctx, ins: &Ins) -> KResult<Outs
     let mut c = ins.f32(19)?.to_vec();
     let act = o.fused_activation_function;
     let mut out = vec![0f32; steps * batch * n_out];
+    // The cell state after every step, for calibration (the integer kernel's int16 cell
+    // scale must cover the whole sequence, not only its last step).
+    let mut cell_trace = Vec::with_capacity(steps * batch * n_cell);
     let mut xt = vec![0f32; batch * n_in];
     for t in 0..steps {
         for b in 0..batch {
@@ -223,6 +226,7 @@ pub(crate) fn unidirectional_sequence_lstm(ctx: &Ctx, ins: &Ins) -> KResult<Outs
                 c[k] = c[k].clamp(-o.cell_clip, o.cell_clip);
             }
         }
+        cell_trace.extend_from_slice(&c);
         let o_gate = og.eval(&xt, &h, &c, batch, n_in, n_out, n_cell, A::SignBit)?;
         let mut hc = c.clone();
         activate(act, &mut hc)?;
@@ -283,8 +287,11 @@ pub(crate) fn unidirectional_sequence_lstm(ctx: &Ctx, ins: &Ins) -> KResult<Outs
     };
     let hs = ins.get(18)?.shape.clone();
     let cs = ins.get(19)?.shape.clone();
+    let mut ts = vec![steps];
+    ts.extend(&cs);
     Ok(Outs {
         values: vec![Value::f32(shape, out)],
         state: vec![(18, Value::f32(hs, h)), (19, Value::f32(cs, c))],
+        trace: vec![(19, Value::f32(ts, cell_trace))],
     })
 }

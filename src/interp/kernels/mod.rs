@@ -14,6 +14,7 @@ pub(crate) mod custom;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod lstm;
+pub(crate) mod lstm_int;
 pub(crate) mod misc;
 pub(crate) mod reduce;
 pub(crate) mod resize;
@@ -56,6 +57,8 @@ pub(crate) struct Ctx<'a> {
     /// Quantization parameters of the inputs and outputs (QUANTIZE/DEQUANTIZE read them).
     pub in_quant: Vec<Option<&'a QuantParams>>,
     pub out_quant: Vec<Option<&'a QuantParams>>,
+    /// Quantization parameters of the operator's `intermediates` (an integer LSTM's).
+    pub inter_quant: Vec<Option<&'a QuantParams>>,
     pub out_storage: Vec<TensorType>,
     /// The custom code of a CUSTOM op (`None` for builtins).
     pub custom_code: Option<&'a str>,
@@ -78,6 +81,11 @@ impl Ctx<'_> {
 pub(crate) struct Outs {
     pub values: Vec<Value>,
     pub state: Vec<(usize, Value)>,
+    /// Every value a variable input took inside the op (input position, values stacked
+    /// on a new leading axis), e.g. an LSTM's cell state after each step: shown to
+    /// observers before the final state so calibration ranges cover the whole sequence,
+    /// never stored.
+    pub trace: Vec<(usize, Value)>,
 }
 
 impl From<Vec<Value>> for Outs {
@@ -85,6 +93,7 @@ impl From<Vec<Value>> for Outs {
         Outs {
             values,
             state: Vec::new(),
+            trace: Vec::new(),
         }
     }
 }
@@ -383,6 +392,14 @@ pub(crate) fn eval(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
         B::Quantize => misc::quantize(ctx, ins)?.into(),
         B::Densify => ins.get(0)?.clone().into(),
         B::FakeQuant => misc::fake_quant(ctx, ins)?.into(),
+        // An int8 input means LiteRT's integer kernel (the interpreter passes raw values).
+        B::UnidirectionalSequenceLstm
+            if ins
+                .opt(0)
+                .is_some_and(|v| v.dtype() == fb::TensorType::Int8) =>
+        {
+            lstm_int::unidirectional_sequence_lstm_int8(ctx, ins)?
+        }
         B::UnidirectionalSequenceLstm => lstm::unidirectional_sequence_lstm(ctx, ins)?,
         B::Custom => custom::eval(ctx.custom_code.unwrap_or_default(), ctx, ins)?,
         other => unsupported!("no kernel for {}", fb::op_name(other)),

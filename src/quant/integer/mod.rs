@@ -87,6 +87,8 @@ pub fn quantize_integer(
     // variable (`variables.rs`).
     let ranges = &super::variables::widen_ranges(model, ranges);
     let mut fates = fates::plan_fates(model, ranges, opts);
+    // Recurrent hook: which LSTMs the integer kernel runs as tflquant writes them.
+    super::recurrent::refine_fates(model, ranges, opts, &mut fates);
     super::variables::consistent_fates(model, &mut fates);
     fates::keep_singular_operands_float(model, ranges, opts.width, &mut fates);
     // Hand-made / searched precision plans (issue #15): forced float fates, after the
@@ -104,7 +106,9 @@ pub fn quantize_integer(
     params.constants = unified.constants;
     report_plan(model, &fates, &params, opts.width, report);
     sentinels::report_sentinels(model, ranges, &fates, &params, report);
-    rewire::apply(model, &fates, &params, opts, report)
+    rewire::apply(model, &fates, &params, opts, report)?;
+    // Recurrent hook: weights, biases, states and intermediates of integer LSTMs.
+    super::recurrent::apply(model, ranges, report)
 }
 
 /// Records every operator's fate and every activation's parameters.

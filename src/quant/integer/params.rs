@@ -92,6 +92,8 @@ impl Constraints {
                     || (rule.op == Op::BatchMatmul && !ctx.is_constant(t));
                 real_act && !ctx.is_constant(t)
             })
+            // Recurrent hook: LSTM state operands get their parameters in recurrent.rs.
+            .filter(|&(pos, _)| !crate::quant::recurrent::own_operand(rule.op, pos))
             .collect();
         for &(_, t) in &acts {
             self.needed[t] = true;

@@ -1,0 +1,482 @@
+//! UNIDIRECTIONAL_SEQUENCE_LSTM, full integer ("8x8_16"): int8 input, output and output
+//! state, int8 per-tensor gate weights, int32 gate biases, int16 cell state with a
+//! power-of-two scale. Bit-exact with LiteRT's integer kernel for the variant tflquant
+//! writes (no layer norm, peephole, projection or CIFG), following the arithmetic of
+//! `lstm_eval.cc` (`LstmStepInteger8x8_16`) and the portable tensor utilities:
+//!
+//! * each gate: `acc = Σ w·x + (bias − zp_x·Σw)`, rescaled to Q3.12 by the effective
+//!   scale `s_x·s_w / 2^-12` (fixed-point multiplier), saturated to int16, plus the same
+//!   for the recurrent product with the output state; then sigmoid (input, forget,
+//!   output gates) or tanh (cell gate) in 16-bit fixed point (gemmlowp's `logistic` and
+//!   `tanh` on Q3.12 → Q0.15);
+//! * cell: `c = f·c >> 15 + i·g >> (30 + k)` with rounding, saturated, clipped when the
+//!   operator has a cell clip (`2^k` = the cell scale);
+//! * hidden: `tanh(c)` with `15 + k` integer bits, times the output gate, rescaled by
+//!   `2^-30 / s_h` and offset by the hidden zero point into int8, which becomes the output
+//!   state and the step's output.
+//!
+//! The hidden value's parameters are the operator's intermediate 4 (tflquant writes them
+//! equal to the output's, as the kernel needs without projection).
+//! The fixed-point helpers below mirror gemmlowp's (`fixedpoint.h`) for int16 and
+//! TFLite's `MultiplyByQuantizedMultiplier` / `QuantizeMultiplier` (double rounding).
+
+use crate::fb::BuiltinOptions as O;
+use crate::interp::value::{Data, Value};
+
+use super::{Ctx, Ins, KResult, Outs, bad, ensure, unsupported};
+
+// ---- 32-bit fixed point (TFLite) ------------------------------------------------
+
+fn srdhm32(a: i32, b: i32) -> i32 {
+    if a == b && a == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+fn rdbp32(x: i32, e: i32) -> i32 {
+    let mask = ((1i64 << e) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> e) + i32::from(remainder > threshold)
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplier` (double rounding, the default build).
+fn mbqm(x: i32, m: i32, shift: i32) -> i32 {
+    let left = shift.max(0);
+    let right = (-shift).max(0);
+    rdbp32(srdhm32(x.wrapping_mul(1 << left), m), right)
+}
+
+/// TFLite's `QuantizeMultiplier`: `m = q · 2^shift`, `q` in Q0.31 within [0.5, 1).
+pub(crate) fn quantize_multiplier(m: f64) -> (i32, i32) {
+    if m == 0.0 || !m.is_finite() {
+        return (0, 0);
+    }
+    // frexp: m = f · 2^e with f in [0.5, 1).
+    let mut e = m.abs().log2().floor() as i32 + 1;
+    let mut f = m / 2f64.powi(e);
+    if f.abs() >= 1.0 {
+        f /= 2.0;
+        e += 1;
+    } else if f.abs() < 0.5 {
+        f *= 2.0;
+        e -= 1;
+    }
+    let mut q = (f * (1i64 << 31) as f64).round() as i64;
+    if q == 1i64 << 31 {
+        q /= 2;
+        e += 1;
+    }
+    if e < -31 {
+        return (0, 0);
+    }
+    (q as i32, e)
+}
+
+// ---- 16-bit fixed point (gemmlowp) ----------------------------------------------
+
+fn srdhm16(a: i16, b: i16) -> i16 {
+    if a == b && a == i16::MIN {
+        return i16::MAX;
+    }
+    let ab = a as i32 * b as i32;
+    let nudge = if ab >= 0 { 1 << 14 } else { 1 - (1 << 14) };
+    ((ab + nudge) / (1 << 15)) as i16
+}
+
+fn rdbp16(x: i16, e: i32) -> i16 {
+    rdbp32(x as i32, e) as i16
+}
+
+/// gemmlowp's `SaturatingRoundingMultiplyByPOT` on int16.
+fn srmbpot16(x: i16, e: i32) -> i16 {
+    if e > 0 {
+        let threshold = (1i32 << (15 - e)) - 1;
+        if x as i32 > threshold {
+            i16::MAX
+        } else if (x as i32) < -threshold {
+            i16::MIN
+        } else {
+            ((x as i32) << e) as i16
+        }
+    } else if e < 0 {
+        rdbp16(x, -e)
+    } else {
+        x
+    }
+}
+
+/// An int32 gemmlowp constant rescaled to int16 raw.
+fn rc(v: i32) -> i16 {
+    rdbp32(v, 16) as i16
+}
+
+fn sat_add16(a: i16, b: i16) -> i16 {
+    (a as i32 + b as i32).clamp(i16::MIN as i32, i16::MAX as i32) as i16
+}
+
+fn rounding_half_sum16(a: i16, b: i16) -> i16 {
+    let sum = a as i32 + b as i32;
+    let sign = if sum >= 0 { 1 } else { -1 };
+    ((sum + sign) / 2) as i16
+}
+
+/// exp(a) for a in [-1/4, 0), Q0.15 in and out.
+fn exp_quarter(a: i16) -> i16 {
+    let constant_term = rc(1895147668);
+    let one_third = rc(715827883);
+    let x = a.wrapping_add(1 << 12);
+    let x2 = srdhm16(x, x);
+    let x3 = srdhm16(x2, x);
+    let x4 = srdhm16(x2, x2);
+    let x4_over_4 = srmbpot16(x4, -2);
+    let t = srdhm16(x4_over_4.wrapping_add(x3), one_third).wrapping_add(x2);
+    let poly = srmbpot16(t, -1);
+    sat_add16(constant_term, srdhm16(constant_term, x.wrapping_add(poly)))
+}
+
+/// exp(a) for a ≤ 0 with `ib` integer bits; Q0.15 out.
+fn exp_negative(a: i16, ib: i32) -> i16 {
+    let fb = 15 - ib;
+    let one_quarter: i16 = 1 << (fb - 2);
+    let mask = one_quarter - 1;
+    let amq = (a & mask).wrapping_sub(one_quarter);
+    let mut result = exp_quarter(srmbpot16(amq, ib));
+    let remainder = amq.wrapping_sub(a) as i32;
+    for (exp, mult) in [
+        (-2, 1672461947),
+        (-1, 1302514674),
+        (0, 790015084),
+        (1, 290630308),
+        (2, 39332535),
+        (3, 720401),
+        (4, 242),
+    ] {
+        if ib > exp && remainder & (1 << (fb + exp)) != 0 {
+            result = srdhm16(result, rc(mult));
+        }
+    }
+    if ib > 5 {
+        let clamp = rc(-(1 << (36 - ib)));
+        if a < clamp {
+            result = 0;
+        }
+    }
+    if a == 0 { i16::MAX } else { result }
+}
+
+/// Newton-Raphson iterations shared by the two divisions (x ≈ 2 / (1 + a), Q2.13).
+fn newton(a: i16) -> i16 {
+    let half_den = rounding_half_sum16(a, i16::MAX);
+    let mut x = rc(1515870810).wrapping_add(srdhm16(half_den, rc(-1010580540)));
+    for _ in 0..3 {
+        let hdx = srdhm16(half_den, x);
+        let one_minus = (1i16 << 13).wrapping_sub(hdx);
+        x = x.wrapping_add(srmbpot16(srdhm16(x, one_minus), 2));
+    }
+    x
+}
+
+/// Logistic of a value with `ib` integer bits, Q0.15 out.
+pub(crate) fn logistic16(a: i16, ib: i32) -> i16 {
+    if a == 0 {
+        return rc(1 << 30);
+    }
+    let pos = a > 0;
+    let abs = if pos { a } else { a.wrapping_neg() };
+    let r = srmbpot16(newton(exp_negative(abs.wrapping_neg(), ib)), 1);
+    if pos { r } else { i16::MAX.wrapping_sub(r) }
+}
+
+/// Tanh of a value with `ib` integer bits, Q0.15 out.
+pub(crate) fn tanh16(a: i16, ib: i32) -> i16 {
+    if a == 0 {
+        return 0;
+    }
+    let neg = a < 0;
+    let n = if neg { a } else { a.wrapping_neg() };
+    let x = newton(exp_negative(n, ib + 1));
+    let t = srmbpot16(x.wrapping_sub(1 << 13), 2);
+    if neg { t.wrapping_neg() } else { t }
+}
+
+// ---- the operator ---------------------------------------------------------------
+
+fn i8s<'a>(ins: &Ins<'a>, i: usize) -> KResult<&'a [i8]> {
+    match &ins.get(i)?.data {
+        Data::I8(v) => Ok(v),
+        d => unsupported!("integer LSTM: input {i} is {:?}, expected INT8", d.dtype()),
+    }
+}
+
+fn i32s<'a>(ins: &Ins<'a>, i: usize) -> KResult<&'a [i32]> {
+    match &ins.get(i)?.data {
+        Data::I32(v) => Ok(v),
+        d => unsupported!("integer LSTM: input {i} is {:?}, expected INT32", d.dtype()),
+    }
+}
+
+/// One gate's integer weights, folded biases and rescaling multipliers.
+struct Gate<'a> {
+    w_in: &'a [i8],
+    w_rec: &'a [i8],
+    bias_in: Vec<i32>,
+    bias_rec: Vec<i32>,
+    m_in: (i32, i32),
+    m_rec: (i32, i32),
+}
+
+impl Gate<'_> {
+    /// Pre-activation in Q3.12 (saturated int16) for one batch row.
+    fn pre(&self, x: &[i8], h: &[i8], out: &mut [i16]) {
+        let (n_in, n_out) = (x.len(), h.len());
+        for (row, o) in out.iter_mut().enumerate() {
+            let mut acc = self.bias_in[row];
+            for (w, &v) in self.w_in[row * n_in..(row + 1) * n_in].iter().zip(x) {
+                acc = acc.wrapping_add(*w as i32 * v as i32);
+            }
+            let v = mbqm(acc, self.m_in.0, self.m_in.1).clamp(i16::MIN as i32, i16::MAX as i32);
+            let mut acc = self.bias_rec[row];
+            for (w, &v) in self.w_rec[row * n_out..(row + 1) * n_out].iter().zip(h) {
+                acc = acc.wrapping_add(*w as i32 * v as i32);
+            }
+            let r = mbqm(acc, self.m_rec.0, self.m_rec.1) + v;
+            *o = r.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        }
+    }
+}
+
+fn scale_of(ctx: &Ctx, i: usize) -> KResult<(f32, i32)> {
+    match ctx.in_quant.get(i).copied().flatten() {
+        Some(q) if !q.scale.is_empty() => Ok((
+            q.scale[0],
+            q.zero_point.first().copied().unwrap_or(0) as i32,
+        )),
+        _ => bad!("integer LSTM: input {i} has no quantization parameters"),
+    }
+}
+
+pub(crate) fn unidirectional_sequence_lstm_int8(ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
+    let Some(O::UnidirectionalSequenceLstmOptions(o)) = ctx.opts() else {
+        bad!("missing UnidirectionalSequenceLSTMOptions");
+    };
+    if (9..12)
+        .chain(16..18)
+        .chain(20..24)
+        .any(|i| ins.opt(i).is_some())
+        || ins.opt(1).is_none()
+    {
+        unsupported!(
+            "integer LSTM with peephole, projection, layer norm or CIFG (tflquant's \
+             interpreter runs the plain variant only)"
+        );
+    }
+    let xv = ins.get(0)?;
+    let x = i8s(ins, 0)?;
+    let &[d0, d1, n_in] = xv.shape.as_slice() else {
+        bad!("input must be 3-D, got {:?}", xv.shape);
+    };
+    let (steps, batch) = if o.time_major { (d0, d1) } else { (d1, d0) };
+    let fw = ins.get(2)?;
+    ensure!(
+        fw.shape.len() == 2 && fw.shape[1] == n_in,
+        "input-to-forget weights {:?} do not fit input size {n_in}",
+        fw.shape
+    );
+    let n_cell = fw.shape[0];
+    let n_out = ins.get(6)?.shape.get(1).copied().unwrap_or(0);
+    ensure!(
+        n_out == n_cell,
+        "output size {n_out} differs from cell size {n_cell} without projection"
+    );
+    let (s_x, zp_x) = scale_of(ctx, 0)?;
+    let (s_h, zp_h) = scale_of(ctx, 18)?;
+    let (s_c, _) = scale_of(ctx, 19)?;
+    let k = s_c.log2().round() as i32;
+    ensure!(
+        2f32.powi(k) == s_c && (-15..=-9).contains(&k),
+        "cell state scale {s_c} is not a power of two 2^k with -15 <= k <= -9"
+    );
+    let out_q = match ctx.out_quant.first().copied().flatten() {
+        Some(q) if !q.scale.is_empty() => q,
+        _ => bad!("integer LSTM: the output has no quantization parameters"),
+    };
+    // The hidden value's parameters: intermediate 4 (tflquant writes the output's; TF's
+    // converter may not), the output's when the operator has no intermediates.
+    let hidden_q = match ctx.inter_quant.get(4).copied().flatten() {
+        Some(q) if !q.scale.is_empty() => q,
+        _ => out_q,
+    };
+    let (s_y, zp_y) = (
+        hidden_q.scale[0],
+        hidden_q.zero_point.first().copied().unwrap_or(0) as i32,
+    );
+    let gate_scale = 2f32.powi(-12);
+    let gate = |wi: usize, ri: usize, bi: usize| -> KResult<Gate> {
+        let w_in = i8s(ins, wi)?;
+        let w_rec = i8s(ins, ri)?;
+        let bias = i32s(ins, bi)?;
+        ensure!(
+            w_in.len() == n_cell * n_in && w_rec.len() == n_cell * n_out && bias.len() == n_cell,
+            "gate operands {wi}/{ri}/{bi} do not fit {n_cell} cells"
+        );
+        let (sw_in, _) = scale_of(ctx, wi)?;
+        let (sw_rec, _) = scale_of(ctx, ri)?;
+        let bias_in = (0..n_cell)
+            .map(|r| {
+                let sum: i32 = w_in[r * n_in..(r + 1) * n_in]
+                    .iter()
+                    .map(|&w| w as i32)
+                    .sum();
+                bias[r].wrapping_add(sum.wrapping_mul(-zp_x))
+            })
+            .collect();
+        let bias_rec = (0..n_cell)
+            .map(|r| {
+                let sum: i32 = w_rec[r * n_out..(r + 1) * n_out]
+                    .iter()
+                    .map(|&w| w as i32)
+                    .sum();
+                sum.wrapping_mul(-zp_h)
+            })
+            .collect();
+        // The kernel computes the effective scales in float32, in this order.
+        Ok(Gate {
+            w_in,
+            w_rec,
+            bias_in,
+            bias_rec,
+            m_in: quantize_multiplier((sw_in * s_x / gate_scale) as f64),
+            m_rec: quantize_multiplier((sw_rec * s_h / gate_scale) as f64),
+        })
+    };
+    let ig = gate(1, 5, 12)?;
+    let fg = gate(2, 6, 13)?;
+    let cg = gate(3, 7, 14)?;
+    let og = gate(4, 8, 15)?;
+    let hidden_m =
+        quantize_multiplier((2f64.powi(-15) / s_y as f64 * 2f64.powi(-15)) as f32 as f64);
+    let cell_clip = if o.cell_clip > 0.0 {
+        (o.cell_clip / s_c).clamp(-32768.0, 32767.0) as i16
+    } else {
+        0
+    };
+    let mut h = match &ins.get(18)?.data {
+        Data::I8(v) if v.len() == batch * n_out => v.clone(),
+        _ => bad!(
+            "integer LSTM: output state must be INT8 with {} elements",
+            batch * n_out
+        ),
+    };
+    let mut c = match &ins.get(19)?.data {
+        Data::I16(v) if v.len() == batch * n_cell => v.clone(),
+        _ => bad!(
+            "integer LSTM: cell state must be INT16 with {} elements",
+            batch * n_cell
+        ),
+    };
+    let mut out = vec![0i8; steps * batch * n_out];
+    let (mut gi, mut gf, mut gg, mut go) = (
+        vec![0i16; n_cell],
+        vec![0i16; n_cell],
+        vec![0i16; n_cell],
+        vec![0i16; n_cell],
+    );
+    for t in 0..steps {
+        for b in 0..batch {
+            let src = if o.time_major {
+                t * batch + b
+            } else {
+                b * steps + t
+            };
+            let xt = &x[src * n_in..(src + 1) * n_in];
+            let hb = &mut h[b * n_out..(b + 1) * n_out];
+            let cb = &mut c[b * n_cell..(b + 1) * n_cell];
+            fg.pre(xt, hb, &mut gf);
+            gf.iter_mut().for_each(|v| *v = logistic16(*v, 3));
+            cg.pre(xt, hb, &mut gg);
+            gg.iter_mut().for_each(|v| *v = tanh16(*v, 3));
+            ig.pre(xt, hb, &mut gi);
+            gi.iter_mut().for_each(|v| *v = logistic16(*v, 3));
+            for j in 0..n_cell {
+                let kept = rdbp32(gf[j] as i32 * cb[j] as i32, 15);
+                let added = rdbp32(gi[j] as i32 * gg[j] as i32, 30 + k);
+                let mut v = sat_add16(kept as i16, added as i16);
+                if cell_clip > 0 {
+                    v = v.clamp(-cell_clip, cell_clip);
+                }
+                cb[j] = v;
+            }
+            og.pre(xt, hb, &mut go);
+            go.iter_mut().for_each(|v| *v = logistic16(*v, 3));
+            for j in 0..n_cell {
+                let tc = tanh16(cb[j], 15 + k);
+                let v = mbqm(go[j] as i32 * tc as i32, hidden_m.0, hidden_m.1) + zp_y;
+                hb[j] = v.clamp(-128, 127) as i8;
+            }
+            out[src * n_out..(src + 1) * n_out].copy_from_slice(hb);
+        }
+    }
+    let shape = if o.time_major {
+        vec![steps, batch, n_out]
+    } else {
+        vec![batch, steps, n_out]
+    };
+    let hs = ins.get(18)?.shape.clone();
+    let cs = ins.get(19)?.shape.clone();
+    let value = |shape: Vec<usize>, data: Data| {
+        Value::new(shape, data).ok_or_else(|| {
+            super::KErr::Bad("integer LSTM: state shape does not fit its data".into())
+        })
+    };
+    Ok(Outs {
+        values: vec![value(shape, Data::I8(out))?],
+        state: vec![
+            (18, value(hs, Data::I8(h))?),
+            (19, value(cs, Data::I16(c))?),
+        ],
+        trace: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_point_logistic_and_tanh_follow_the_float_functions() {
+        // Reference twin: the float functions, within a few Q0.15 steps.
+        for raw in (-32768i32..=32767).step_by(97) {
+            let a = raw as i16;
+            let x = raw as f64 / 4096.0; // Q3.12
+            let s = logistic16(a, 3) as f64 / 32768.0;
+            let t = tanh16(a, 3) as f64 / 32768.0;
+            assert!(
+                (s - 1.0 / (1.0 + (-x).exp())).abs() < 4e-4,
+                "logistic({x}) = {s}"
+            );
+            assert!((t - x.tanh()).abs() < 4e-4, "tanh({x}) = {t}");
+        }
+        for ib in 0..=6 {
+            for raw in (-32768i32..=32767).step_by(211) {
+                let x = raw as f64 / 2f64.powi(15 - ib);
+                let t = tanh16(raw as i16, ib) as f64 / 32768.0;
+                assert!((t - x.tanh()).abs() < 4e-4, "tanh_{ib}({x}) = {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_multiplier_decomposes_like_tflite() {
+        assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
+        assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));
+        assert_eq!(quantize_multiplier(0.0), (0, 0));
+        let (m, s) = quantize_multiplier(0.3);
+        assert!(((m as f64) * 2f64.powi(s - 31) - 0.3).abs() < 1e-9);
+        assert_eq!(mbqm(1000, 1 << 30, 0), 500);
+        assert_eq!(mbqm(-1000, 1 << 30, 0), -500);
+    }
+}

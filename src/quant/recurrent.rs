@@ -1,0 +1,497 @@
+//! Full-integer UNIDIRECTIONAL_SEQUENCE_LSTM (LiteRT's "8x8_16" integer kernel).
+//!
+//! The generic engine (`integer.rs`) decides the operator's fate from the rule table and
+//! gives its input 0 and output ordinary int8 parameters; this module owns everything
+//! else about the operator, through three small hooks:
+//! * [`refine_fates`]: a calibrated LSTM the kernel can run in integer stays quantized;
+//!   any other stays float with a reason that says what the runtime lacks;
+//! * [`own_operand`]: the generic passes leave inputs 1..24 of an integer LSTM alone;
+//! * [`apply`]: after the generic rewrite, quantizes them as the kernel expects.
+//!
+//! Fallback: an LSTM that stays float (another variant, 16x8, no calibrated state) keeps
+//! int8 per-tensor weights with `asymmetric_quantize_inputs`, which LiteRT's hybrid
+//! LSTM kernel runs, instead of all its weights in float32; the reason says so.
+//!
+//! What LiteRT's integer kernel expects (read from `lstm.cc`,
+//! `unidirectional_sequence_lstm.cc`, `lstm_eval.cc` and the LSTM entries of
+//! `tools/optimize/operator_property.cc`; written up in `docs/RECURRENT.md`):
+//! * input and output int8 (asymmetric); the output-state variable (input 18) int8 with
+//!   the output's parameters (the kernel copies the state into the output each step);
+//! * gate weights (inputs 1-8) int8 symmetric, one scale per tensor;
+//! * gate biases (12-15) int32 with scale `s_input × s_input_to_gate_weight`, added to
+//!   the input product before rescaling (only when there is no layer norm);
+//! * cell-state variable (input 19) int16, zero point 0, scale a power of two `2^k` with
+//!   `k ≤ -9` (the kernel checks it); tflquant takes the smallest `2^p ≥ max|c|`,
+//!   `p ≥ 0`, and `k = p - 15`, as TF's quantizer does;
+//! * five `intermediates`: without layer norm the kernel fixes the gate scales at
+//!   `2^-12` (Q3.12) and reads only intermediate 4, the hidden value `o ∘ tanh(c)`, whose
+//!   parameters must equal the output's when there is no projection (the kernel writes
+//!   the hidden value straight into the output state).
+//!
+//! Supported: no layer norm, no peephole, no projection, no CIFG (cell clipping is: the
+//! kernel clips the int16 cell state) — what Keras' LSTM converts to. Other variants keep the operator float (with the reason).
+
+use crate::calib::Ranges;
+use crate::error::{Error, Result};
+use crate::fb::{self, ActivationFunctionType as Act, BuiltinOperator as Op, TensorType};
+use crate::ir::{Model, QuantParams, Tensor};
+
+use super::integer::{Fate, IntegerOptions, TensorParams, Width};
+use super::math::{self, Channels};
+use super::report::Report;
+
+/// Input positions of the LSTM operands this module quantizes itself.
+const INPUT_WEIGHTS: [usize; 4] = [1, 2, 3, 4];
+const RECURRENT_WEIGHTS: [usize; 4] = [5, 6, 7, 8];
+const BIASES: [usize; 4] = [12, 13, 14, 15];
+const OUTPUT_STATE: usize = 18;
+const CELL_STATE: usize = 19;
+/// Largest cell-state magnitude the kernel accepts: scale `2^-9` × 32768.
+const MAX_CELL: f32 = 64.0;
+
+/// Whether input `pos` of an integer `op` is quantized here, not by the generic passes.
+pub(super) fn own_operand(op: Op, pos: usize) -> bool {
+    op == Op::UnidirectionalSequenceLstm && pos != 0
+}
+
+fn input(op: &crate::ir::Operator, pos: usize) -> Option<usize> {
+    op.inputs.get(pos).and_then(|&t| usize::try_from(t).ok())
+}
+
+/// Why LiteRT's integer kernel cannot run this LSTM as tflquant writes it, or `None`.
+fn unsupported(model: &Model, si: usize, oi: usize, ranges: &Ranges) -> Option<String> {
+    let sg = &model.subgraphs[si];
+    let op = &sg.operators[oi];
+    let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) = &op.builtin_options else {
+        return Some("the operator has no UnidirectionalSequenceLSTMOptions".into());
+    };
+    let has = |pos: usize| input(op, pos).is_some();
+    if (20..24).any(has) {
+        return Some(
+            "layer-norm LSTM: LiteRT's integer kernel then needs the four gate \
+             intermediates calibrated, which tflquant does not do yet"
+                .into(),
+        );
+    }
+    if (9..12).any(has) || has(16) || has(17) {
+        return Some(
+            "peephole or projection LSTM: LiteRT has integer kernels for them, \
+             tflquant writes the plain variant only"
+                .into(),
+        );
+    }
+    if !has(1) || !has(5) || !has(12) {
+        return Some("CIFG LSTM (no input gate): tflquant writes the plain variant only".into());
+    }
+    if o.diagonal_recurrent_tensors {
+        return Some("diagonal recurrent weights have no integer kernel in LiteRT".into());
+    }
+    if o.fused_activation_function != Act::Tanh {
+        return Some(format!(
+            "cell activation {:?}: LiteRT's integer LSTM computes tanh only",
+            o.fused_activation_function
+        ));
+    }
+    if op.inputs.len() < 20
+        || !matches!(input(op, OUTPUT_STATE), Some(t) if sg.tensors[t].is_variable)
+    {
+        return Some("the output state (input 18) is not a variable tensor".into());
+    }
+    let cell = input(op, CELL_STATE).filter(|&t| sg.tensors[t].is_variable);
+    let Some(cell) = cell else {
+        return Some("the cell state (input 19) is not a variable tensor".into());
+    };
+    let Some(r) = ranges.get(si, cell) else {
+        return Some("the cell state has no calibrated range".into());
+    };
+    let m = r.min.abs().max(r.max.abs());
+    if !m.is_finite() || m > MAX_CELL {
+        return Some(format!(
+            "the calibrated cell state reaches {m}; LiteRT's integer kernel needs a \
+             power-of-two cell scale of at most 2^-9, i.e. |c| <= {MAX_CELL}"
+        ));
+    }
+    None
+}
+
+/// Turns the generic fate of each integer-capable LSTM into a precise one.
+pub(super) fn refine_fates(
+    model: &Model,
+    ranges: &Ranges,
+    opts: &IntegerOptions,
+    fates: &mut [Vec<Fate>],
+) {
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            if model.builtin(op) != Op::UnidirectionalSequenceLstm {
+                continue;
+            }
+            if opts.width != Width::Int8 {
+                fates[si][oi] = Fate::Float {
+                    reason: "tflquant writes LiteRT's 8x8_16 integer LSTM (int8 activations, \
+                             int16 cell state) only, no 16x8 LSTM"
+                        .into(),
+                };
+            } else if fates[si][oi] != Fate::Quantized {
+                // The generic reason (an uncalibrated operand...) stands.
+            } else if let Some(why) = unsupported(model, si, oi, ranges) {
+                fates[si][oi] = Fate::Float { reason: why };
+            }
+        }
+    }
+    // Fallback: an LSTM left float keeps int8 weights (LiteRT's hybrid kernel).
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            if let Fate::Float { reason } = &mut fates[si][oi]
+                && model.builtin(op) == Op::UnidirectionalSequenceLstm
+                && hybrid_ok(model, si, op)
+            {
+                reason.push_str(HYBRID_NOTE);
+            }
+        }
+    }
+}
+
+const HYBRID_NOTE: &str = "; kept as a hybrid LSTM: int8 weights (per tensor), float \
+                           activations quantized on the fly by LiteRT's dynamic-range kernel";
+
+/// Positions of an LSTM's weight matrices and peephole vectors: the hybrid kernel reads
+/// all of them as int8 once input 4 is int8.
+const HYBRID_WEIGHTS: [usize; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16];
+
+/// A float LSTM whose weights are all float32 constants (float input): the hybrid kernel
+/// can take them as int8.
+fn hybrid_ok(model: &Model, si: usize, op: &crate::ir::Operator) -> bool {
+    let sg = &model.subgraphs[si];
+    let float_in = input(op, 0).is_some_and(|t| sg.tensors[t].dtype == TensorType::Float32);
+    float_in
+        && input(op, 4).is_some()
+        && HYBRID_WEIGHTS.iter().all(|&pos| match input(op, pos) {
+            None => true,
+            Some(t) => {
+                sg.tensors[t].dtype == TensorType::Float32 && model.is_constant(&sg.tensors[t])
+            }
+        })
+}
+
+/// Quantizes the weights of a float LSTM for the hybrid kernel (the fallback).
+fn apply_hybrid(model: &mut Model, si: usize, oi: usize, report: &mut Report) {
+    for pos in HYBRID_WEIGHTS {
+        let Some(t) = input(&model.subgraphs[si].operators[oi], pos) else {
+            continue;
+        };
+        let tensor = model.subgraphs[si].tensors[t].clone();
+        let values = math::f32_values(model.tensor_data(&tensor));
+        let ch = Channels::new(&tensor.shape, None);
+        let scales = math::symmetric_scales(&values, ch, 127.0);
+        let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+        let ni = new_const(
+            model,
+            si,
+            &tensor,
+            TensorType::Int8,
+            q.iter().map(|&v| v as u8).collect(),
+            QuantParams::per_tensor(scales[0], 0),
+        );
+        model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
+        record(
+            report,
+            si,
+            ni,
+            &model.subgraphs[si].tensors[ni],
+            "weight",
+            None,
+        );
+    }
+    if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
+        &mut model.subgraphs[si].operators[oi].builtin_options
+    {
+        o.asymmetric_quantize_inputs = true;
+    }
+}
+
+/// Exponent `k` of the cell-state scale `2^k`: the smallest `2^p ≥ max|c|` (p in
+/// 0..=10, TF's rule), `k = p - 15`.
+pub fn cell_scale_exponent(max_abs: f32) -> i32 {
+    let mut p = 0;
+    while p < 10 && 2f32.powi(p) < max_abs {
+        p += 1;
+    }
+    p - 15
+}
+
+fn new_const(
+    model: &mut Model,
+    si: usize,
+    like: &Tensor,
+    dtype: TensorType,
+    data: Vec<u8>,
+    qp: QuantParams,
+) -> usize {
+    let buffer = model.add_buffer(data);
+    let mut nt = Tensor::new(like.name.clone(), dtype, like.shape.clone());
+    nt.shape_signature = like.shape_signature.clone();
+    nt.buffer = buffer;
+    nt.quant = Some(qp);
+    model.subgraphs[si].add_tensor(nt) as usize
+}
+
+fn record(
+    report: &mut Report,
+    si: usize,
+    t: usize,
+    tensor: &Tensor,
+    kind: &str,
+    range: Option<(f32, f32)>,
+) {
+    let qp = tensor.quant.clone().unwrap_or_default();
+    report.tensors.push(TensorParams {
+        subgraph: si,
+        tensor: t,
+        name: tensor.name.clone(),
+        kind: kind.into(),
+        dtype: fb::dtype_name(tensor.dtype).into(),
+        range,
+        scale: qp.scale,
+        zero_point: qp.zero_point,
+        axis: None,
+    });
+}
+
+/// Quantizes the operands of every LSTM the generic rewrite made integer (input 0 now
+/// int8): weights, biases, both state variables, and the five intermediates.
+pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> Result<()> {
+    for si in 0..model.subgraphs.len() {
+        // State variables made integer, with the LSTM that owns them.
+        let mut states: Vec<(usize, usize)> = Vec::new();
+        for oi in 0..model.subgraphs[si].operators.len() {
+            let op = &model.subgraphs[si].operators[oi];
+            if model.builtin(op) != Op::UnidirectionalSequenceLstm {
+                continue;
+            }
+            let sg = &model.subgraphs[si];
+            let (Some(x), Some(y)) = (
+                input(op, 0),
+                op.outputs.first().and_then(|&t| usize::try_from(t).ok()),
+            ) else {
+                continue;
+            };
+            if sg.tensors[x].dtype != TensorType::Int8 {
+                if hybrid_ok(model, si, op) {
+                    apply_hybrid(model, si, oi, report);
+                }
+                continue;
+            }
+            let internal = |what: &str| {
+                Error::Internal(format!(
+                    "subgraph {si}, operator {oi} (integer LSTM): {what}"
+                ))
+            };
+            let s_in = sg.tensors[x]
+                .quant
+                .as_ref()
+                .map(|q| q.scale[0])
+                .ok_or_else(|| internal("input has no parameters"))?;
+            let out_q = sg.tensors[y]
+                .quant
+                .clone()
+                .ok_or_else(|| internal("output has no parameters"))?;
+            // Weights: int8 symmetric, per tensor.
+            let mut w_scale = [0f32; 9];
+            for pos in INPUT_WEIGHTS.into_iter().chain(RECURRENT_WEIGHTS) {
+                let t = input(&model.subgraphs[si].operators[oi], pos)
+                    .ok_or_else(|| internal("missing gate weight"))?;
+                let tensor = model.subgraphs[si].tensors[t].clone();
+                let values = math::f32_values(model.tensor_data(&tensor));
+                let ch = Channels::new(&tensor.shape, None);
+                let scales = math::symmetric_scales(&values, ch, 127.0);
+                let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+                w_scale[pos] = scales[0];
+                let ni = new_const(
+                    model,
+                    si,
+                    &tensor,
+                    TensorType::Int8,
+                    q.iter().map(|&v| v as u8).collect(),
+                    QuantParams::per_tensor(scales[0], 0),
+                );
+                model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
+                record(
+                    report,
+                    si,
+                    ni,
+                    &model.subgraphs[si].tensors[ni],
+                    "weight",
+                    None,
+                );
+            }
+            // Gate biases: int32 at s_input × s_input_to_gate_weight.
+            for (k, pos) in BIASES.into_iter().enumerate() {
+                let t = input(&model.subgraphs[si].operators[oi], pos)
+                    .ok_or_else(|| internal("missing gate bias"))?;
+                let tensor = model.subgraphs[si].tensors[t].clone();
+                let values = math::f32_values(model.tensor_data(&tensor));
+                let s = s_in * w_scale[INPUT_WEIGHTS[k]];
+                let lim = i32::MAX as f64;
+                let q: Vec<u8> = values
+                    .iter()
+                    .flat_map(|&b| {
+                        ((b as f64 / s as f64).round().clamp(-lim, lim) as i32).to_le_bytes()
+                    })
+                    .collect();
+                let ni = new_const(
+                    model,
+                    si,
+                    &tensor,
+                    TensorType::Int32,
+                    q,
+                    QuantParams::per_tensor(s, 0),
+                );
+                model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
+                record(
+                    report,
+                    si,
+                    ni,
+                    &model.subgraphs[si].tensors[ni],
+                    "bias",
+                    None,
+                );
+            }
+            // State variables: int8 output state with the output's parameters; int16 cell
+            // state with a power-of-two scale. Their (zero) initial data stay implicit:
+            // LiteRT resets an int8 variable to its zero point, others to 0.
+            let op = &model.subgraphs[si].operators[oi];
+            let h = input(op, OUTPUT_STATE).ok_or_else(|| internal("no output state"))?;
+            let c = input(op, CELL_STATE).ok_or_else(|| internal("no cell state"))?;
+            states.extend([(h, oi), (c, oi)]);
+            let c_range = ranges
+                .get(si, c)
+                .map(|r| (r.min, r.max))
+                .ok_or_else(|| internal("cell state has no range"))?;
+            let k = cell_scale_exponent(c_range.0.abs().max(c_range.1.abs()));
+            let h_range = ranges.get(si, h).map(|r| (r.min, r.max));
+            for (t, dtype, qp, range) in [
+                (h, TensorType::Int8, out_q.clone(), h_range),
+                (
+                    c,
+                    TensorType::Int16,
+                    QuantParams::per_tensor(2f32.powi(k), 0),
+                    Some(c_range),
+                ),
+            ] {
+                let tensor = &mut model.subgraphs[si].tensors[t];
+                tensor.dtype = dtype;
+                tensor.quant = Some(qp);
+                tensor.buffer = 0;
+                let tensor = tensor.clone();
+                record(report, si, t, &tensor, "state", range);
+            }
+            // Intermediates: gates at 2^-12 (fixed by the kernel without layer norm),
+            // then the hidden value with the output's parameters.
+            let cell_shape = model.subgraphs[si].tensors[c].shape.clone();
+            let name = model.subgraphs[si].tensors[y].name.clone();
+            let mut inter = Vec::with_capacity(5);
+            for (i, gate) in [
+                "input_gate",
+                "forget_gate",
+                "cell_gate",
+                "output_gate",
+                "hidden",
+            ]
+            .iter()
+            .enumerate()
+            {
+                let (dtype, qp) = if i < 4 {
+                    (
+                        TensorType::Int16,
+                        QuantParams::per_tensor(2f32.powi(-12), 0),
+                    )
+                } else {
+                    (TensorType::Int8, out_q.clone())
+                };
+                let mut t = Tensor::new(
+                    format!("{name}/intermediate/{gate}"),
+                    dtype,
+                    cell_shape.clone(),
+                );
+                t.quant = Some(qp);
+                let ti = model.subgraphs[si].add_tensor(t) as usize;
+                record(
+                    report,
+                    si,
+                    ti,
+                    &model.subgraphs[si].tensors[ti].clone(),
+                    "intermediate",
+                    None,
+                );
+                inter.push(ti as i32);
+            }
+            model.subgraphs[si].operators[oi].intermediates = Some(inter);
+            // Layer-norm, peephole and projection slots are absent (checked by the fate).
+            let op = &mut model.subgraphs[si].operators[oi];
+            if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
+                &mut op.builtin_options
+            {
+                o.asymmetric_quantize_inputs = false;
+            }
+        }
+        dequantize_shared_states(model, si, &states);
+    }
+    Ok(())
+}
+
+/// Other readers of a state variable made integer (the converter lets a GRU's initial
+/// state read the LSTM's output-state variable, which the LSTM updates in place) read it
+/// through a DEQUANTIZE placed right before them, so they see the same values as before.
+fn dequantize_shared_states(model: &mut Model, si: usize, states: &[(usize, usize)]) {
+    if states.is_empty() {
+        return;
+    }
+    let old = std::mem::take(&mut model.subgraphs[si].operators);
+    let mut ops = Vec::with_capacity(old.len());
+    for (oi, mut op) in old.into_iter().enumerate() {
+        for pos in 0..op.inputs.len() {
+            let Ok(t) = usize::try_from(op.inputs[pos]) else {
+                continue;
+            };
+            if !states.iter().any(|&(s, owner)| s == t && owner != oi) {
+                continue;
+            }
+            let src = model.subgraphs[si].tensors[t].clone();
+            let mut f = Tensor::new(
+                format!("{}/dequantized", src.name),
+                TensorType::Float32,
+                src.shape.clone(),
+            );
+            f.shape_signature = src.shape_signature.clone();
+            let fi = model.subgraphs[si].add_tensor(f);
+            let code = model.ensure_opcode(Op::Dequantize, 1);
+            ops.push(crate::ir::Operator::new(code, vec![t as i32], vec![fi]));
+            op.inputs[pos] = fi;
+        }
+        ops.push(op);
+    }
+    model.subgraphs[si].operators = ops;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_scale_is_the_smallest_power_of_two_covering_the_range() {
+        assert_eq!(cell_scale_exponent(0.0), -15);
+        assert_eq!(cell_scale_exponent(1.0), -15);
+        assert_eq!(cell_scale_exponent(1.01), -14);
+        assert_eq!(cell_scale_exponent(3.0), -13);
+        assert_eq!(cell_scale_exponent(64.0), -9);
+        assert_eq!(cell_scale_exponent(65.0), -8);
+    }
+
+    #[test]
+    fn only_lstm_operands_beyond_the_input_are_owned() {
+        assert!(!own_operand(Op::UnidirectionalSequenceLstm, 0));
+        assert!(own_operand(Op::UnidirectionalSequenceLstm, 19));
+        assert!(!own_operand(Op::FullyConnected, 1));
+    }
+}
