@@ -279,8 +279,18 @@ pub const K_TABLE: &[Bound] = &[
 ];
 
 /// Ops whose output is not one kernel's arithmetic: control flow runs other subgraphs
-/// (their ops are not visible in LiteRT's subgraph-0 tensors); checked end to end.
-pub const NOT_PER_OP: &[Op] = &[Op::While, Op::If, Op::CallOnce, Op::StablehloComposite];
+/// (their ops are not visible in LiteRT's subgraph-0 tensors); checked end to end. The
+/// integer LSTM carries int16 cell and int8 hidden state over every step of the sequence
+/// (one float evaluation of the whole sequence accumulates T steps of state rounding): its
+/// fixed-point arithmetic is reproduced by the interpreter and checked identical to
+/// LiteRT's output in `recurrent::recurrent_models_are_integer_accurate_and_run_like_litert`.
+pub const NOT_PER_OP: &[Op] = &[
+    Op::While,
+    Op::If,
+    Op::CallOnce,
+    Op::StablehloComposite,
+    Op::UnidirectionalSequenceLstm,
+];
 
 /// The bound of an op family at an output width, if derived.
 pub fn bound(op: Op, bits: u8) -> Option<&'static Bound> {
