@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::interp::{SequenceIds, Value};
 use crate::ir::Model;
 use crate::quant::integer::Fate;
-use crate::quant::report::{MixedPrecision, OpPrecision, OutputSqnr};
+use crate::quant::report::{FloatReason, MixedPrecision, OpPrecision, OutputSqnr};
 use crate::quant::select::{KeepFloat, KeepFloatBy, OpSelector};
 use crate::quant::{self, Mode, Report};
 
@@ -428,7 +428,7 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
             let sensitivity_db = sensitivity_of(f.subgraph, f.operator);
             let (precision, reason) = match &f.fate {
                 Fate::Quantized => (precision, "quantized".to_string()),
-                Fate::Float { reason } => ("float", reason.clone()),
+                Fate::Float { reason } => ("float", reason.to_string()),
             };
             OpPrecision {
                 subgraph: f.subgraph,
@@ -476,8 +476,10 @@ fn float_model(model: &Model, all_integer: &Report) -> (Model, Report) {
             let mut f = f.clone();
             if f.fate == Fate::Quantized {
                 f.fate = Fate::Float {
-                    reason: "kept float by --target-sqnr (the target needs every operator float)"
-                        .into(),
+                    reason: FloatReason::Requested {
+                        why: "kept float by --target-sqnr (the target needs every operator float)"
+                            .into(),
+                    },
                 };
             }
             f

@@ -406,8 +406,8 @@ fn plan_section(h: &mut String, plan: &quant::Report) {
         h.push_str("<table class=\"grid\" id=\"plan\">\n<tr><th>subgraph</th><th>#</th><th class=\"text\">op</th><th class=\"text\">precision</th><th class=\"text\">reason</th></tr>\n");
         for f in &plan.ops {
             let (prec, reason) = match &f.fate {
-                quant::integer::Fate::Quantized => ("integer", String::new()),
-                quant::integer::Fate::Float { reason } => ("float", reason.clone()),
+                quant::report::Fate::Quantized => ("integer", String::new()),
+                quant::report::Fate::Float { reason } => ("float", reason.to_string()),
             };
             let _ = writeln!(
                 h,

@@ -156,19 +156,32 @@ pub struct Run<'o> {
 
 type Pass = fn(&mut Model, &mut Run) -> Result<()>;
 
-/// The passes of every run, in order; each mode's work is decided inside a pass by the
-/// options (a weight mode's `quantize` is the weight pass, an integer mode's the
-/// full-integer engine). The graph is verified after each.
-const PASSES: &[(&str, Pass)] = &[
-    ("fold-weight-encodings", fold_weight_encodings),
-    ("fold-fake-quantization", fold_fake_quantization),
-    ("quantize", quantize_pass),
-    ("operator-versions", operator_versions),
-    ("prune", prune_pass),
-];
+/// The passes of a mode, in order, as named functions; the graph is verified after
+/// each. The full-integer modes' list starts with the fold passes, which
+/// [`folded_for_calibration`] runs alone (a prefix of the same list).
+fn passes(mode: Mode) -> Vec<(&'static str, Pass)> {
+    let mut list: Vec<(&'static str, Pass)> =
+        vec![("fold-weight-encodings", fold_weight_encodings)];
+    match mode {
+        Mode::Int8 | Mode::Int16x8 | Mode::Qat => {
+            list.push((LAST_FOLD_PASS, fold_fake_quantization));
+            list.push(("quantize-integer", quantize_integer));
+        }
+        Mode::Float16 => {
+            list.push(("sparse-to-float16", sparse_to_float16));
+            list.push(("quantize-weights", quantize_weights));
+        }
+        Mode::Dynamic | Mode::WeightInt8 | Mode::WeightInt4 => {
+            list.push(("quantize-weights", quantize_weights));
+        }
+    }
+    list.push(("operator-versions", operator_versions));
+    list.push(("prune", prune_pass));
+    list
+}
 
 /// The passes that make the float graph the quantizer works on (the prefix of
-/// [`PASSES`] up to and including this one): calibrating that graph gives ranges
+/// [`passes`] up to and including this one): calibrating that graph gives ranges
 /// whose tensor indices line up with the quantizer's.
 const LAST_FOLD_PASS: &str = "fold-fake-quantization";
 
@@ -215,16 +228,21 @@ fn fold_fake_quantization(m: &mut Model, r: &mut Run) -> Result<()> {
     Ok(())
 }
 
-/// The mode's quantization: the weight pass, or the full-integer engine.
-fn quantize_pass(m: &mut Model, r: &mut Run) -> Result<()> {
+/// float16 mode: sparse float32 constants become sparse FLOAT16 + DEQUANTIZE.
+fn sparse_to_float16(m: &mut Model, r: &mut Run) -> Result<()> {
+    let changes = fold::sparse_to_float16(m);
+    r.report.quantized.extend(changes);
+    Ok(())
+}
+
+/// The weight modes' pass (`weights.rs`).
+fn quantize_weights(m: &mut Model, r: &mut Run) -> Result<()> {
+    weights::quantize_weights(m, r.opts, &mut r.report)
+}
+
+/// The full-integer engine (`integer/`), with trained parameters in QAT.
+fn quantize_integer(m: &mut Model, r: &mut Run) -> Result<()> {
     let o = r.opts;
-    if !o.mode.is_integer() {
-        if o.mode == Mode::Float16 {
-            let changes = fold::sparse_to_float16(m);
-            r.report.quantized.extend(changes);
-        }
-        return weights::quantize_weights(m, o, &mut r.report);
-    }
     let width = match o.mode {
         Mode::Int16x8 => scheme::Width::Int16x8,
         _ => scheme::Width::Int8,
@@ -262,12 +280,10 @@ fn qat_ranges_complete(report: &Report) -> Result<()> {
         .ops
         .iter()
         .filter_map(|f| match &f.fate {
-            report::Fate::Float { reason } if reason.contains("no calibrated range") => {
-                Some(format!(
-                    "  subgraph {}, operator {} ({}): {reason}",
-                    f.subgraph, f.operator, f.op
-                ))
-            }
+            report::Fate::Float { reason } if reason.is_missing_range() => Some(format!(
+                "  subgraph {}, operator {} ({}): {reason}",
+                f.subgraph, f.operator, f.op
+            )),
             _ => None,
         })
         .collect();
@@ -321,11 +337,12 @@ fn new_run(opts: &Options) -> Run<'_> {
 pub fn folded_for_calibration(model: &Model, opts: &Options) -> Result<Model> {
     fold::check_weight_encodings(model)?;
     let mut m = model.clone();
-    let n = PASSES
+    let list = passes(opts.mode);
+    let n = list
         .iter()
         .position(|(name, _)| *name == LAST_FOLD_PASS)
         .map_or(0, |i| i + 1);
-    run_passes(&mut m, &mut new_run(opts), &PASSES[..n])?;
+    run_passes(&mut m, &mut new_run(opts), &list[..n])?;
     Ok(m)
 }
 
@@ -344,7 +361,7 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
     let mut m = model.clone();
     m.source = None;
     let mut run = new_run(opts);
-    run_passes(&mut m, &mut run, PASSES)?;
+    run_passes(&mut m, &mut run, &passes(opts.mode))?;
     let mut report = run.report;
     if report.quantized.is_empty() && report.tensors.is_empty() {
         return Err(weights::nothing_to_quantize(model, opts, &report));

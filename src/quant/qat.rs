@@ -341,7 +341,7 @@ pub fn ranges_with_overrides(
                     .inputs
                     .iter()
                     .enumerate()
-                    .filter(|&(pos, _)| rule.role(pos) == Role::Activation)
+                    .filter(|&(pos, _)| rule.integer_role(pos) == Role::Activation)
                     .filter_map(|(_, &t)| usize::try_from(t).ok())
                     .chain(op.outputs.iter().filter_map(|&t| usize::try_from(t).ok()))
                     .filter(|&t| !model.is_constant(&sg.tensors[t]))

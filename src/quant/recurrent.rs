@@ -38,7 +38,7 @@ use crate::ir::{Model, QuantParams, Tensor};
 
 use super::integer::{Fate, IntegerOptions, TensorParams, Width};
 use super::math::{self, Channels};
-use super::report::Report;
+use super::report::{FloatReason, Report};
 
 /// Input positions of the LSTM operands this module quantizes itself.
 const INPUT_WEIGHTS: [usize; 4] = [1, 2, 3, 4];
@@ -128,14 +128,18 @@ pub(super) fn refine_fates(
             }
             if opts.width != Width::Int8 {
                 fates[si][oi] = Fate::Float {
-                    reason: "tflquant writes LiteRT's 8x8_16 integer LSTM (int8 activations, \
-                             int16 cell state) only, no 16x8 LSTM"
-                        .into(),
+                    reason: FloatReason::RecurrentVariant {
+                        why: "tflquant writes LiteRT's 8x8_16 integer LSTM (int8 activations, \
+                              int16 cell state) only, no 16x8 LSTM"
+                            .into(),
+                    },
                 };
             } else if fates[si][oi] != Fate::Quantized {
                 // The generic reason (an uncalibrated operand...) stands.
             } else if let Some(why) = unsupported(model, si, oi, ranges) {
-                fates[si][oi] = Fate::Float { reason: why };
+                fates[si][oi] = Fate::Float {
+                    reason: FloatReason::RecurrentVariant { why },
+                };
             }
         }
     }
@@ -146,14 +150,15 @@ pub(super) fn refine_fates(
                 && model.builtin(op) == Op::UnidirectionalSequenceLstm
                 && hybrid_ok(model, si, op)
             {
-                reason.push_str(HYBRID_NOTE);
+                let why = Box::new(std::mem::replace(
+                    reason,
+                    FloatReason::NoRule { op: String::new() },
+                ));
+                *reason = FloatReason::HybridLstm { why };
             }
         }
     }
 }
-
-const HYBRID_NOTE: &str = "; kept as a hybrid LSTM: int8 weights (per tensor), float \
-                           activations quantized on the fly by LiteRT's dynamic-range kernel";
 
 /// Positions of an LSTM's weight matrices and peephole vectors: the hybrid kernel reads
 /// all of them as int8 once input 4 is int8.

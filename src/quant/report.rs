@@ -419,7 +419,196 @@ mod tests {
 #[serde(tag = "fate", rename_all = "kebab-case")]
 pub enum Fate {
     Quantized,
-    Float { reason: String },
+    Float {
+        /// Serialised as its text.
+        #[serde(serialize_with = "as_text")]
+        reason: FloatReason,
+    },
+}
+
+fn as_text<S: serde::Serializer>(r: &FloatReason, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(r)
+}
+
+/// Which operand of an operator a [`FloatReason`] is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    /// Input at this position.
+    Input(usize),
+    Output,
+}
+
+/// Why an operator stays float in a full-integer mode. Callers match variants; the
+/// text (`Display`) is what reports and `--dump-plan` show.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FloatReason {
+    /// A custom operator (`op` is its display name).
+    CustomOp { op: String },
+    /// A control-flow or composite operator calling `subgraph`.
+    CallsSubgraph { op: String, subgraph: usize },
+    /// The rule table has no row for the operator.
+    NoRule { op: String },
+    /// The runtime has no kernel for the operator at `bits`; `why` is the rule's note.
+    NoKernel {
+        bits: u32,
+        op: &'static str,
+        why: &'static str,
+    },
+    /// An operand the kernel reads as real-valued is not float32.
+    NotFloat32 {
+        operand: Operand,
+        name: String,
+        dtype: &'static str,
+    },
+    /// A 16x8 int8 coefficient computed at run time.
+    ComputedCoefficient { pos: usize, name: String },
+    /// A weight (or bias) computed at run time.
+    ComputedWeight { pos: usize, name: String },
+    /// A bias whose input or weight is missing, or whose input is a constant.
+    BiasWithoutOperands {
+        pos: usize,
+        name: String,
+        input: usize,
+        weight: usize,
+    },
+    /// A bias that is not a vector.
+    BiasNotVector {
+        pos: usize,
+        name: String,
+        shape: Vec<i32>,
+    },
+    /// An operand the calibration never computed.
+    NoRange { operand: Operand, name: String },
+    /// A singular operand (LOG, RSQRT, DIV's divisor) whose values reach the integer 0;
+    /// `why` says which and with what range.
+    SingularOperand { why: String },
+    /// The producer of such an operand of operator `consumer`.
+    ProducesSingularOperand { consumer: usize, why: String },
+    /// Kept float on request: `--keep-float` or the `--target-sqnr` search (`why` says which).
+    Requested { why: String },
+    /// A recurrent operator in a variant (or at a width) LiteRT's integer kernel does not
+    /// run; `why` says what (quant/recurrent.rs).
+    RecurrentVariant { why: String },
+    /// An LSTM left float for `why` whose weights are int8 for LiteRT's hybrid kernel.
+    HybridLstm { why: Box<FloatReason> },
+    /// A resource variable all of whose readers and writers must share one type, and
+    /// another of them (`subgraph`, `operator`) stays float for `why`.
+    Variable {
+        name: String,
+        subgraph: usize,
+        operator: usize,
+        why: Option<Box<FloatReason>>,
+    },
+}
+
+impl FloatReason {
+    /// An operand without a calibrated range decided it (also through a variable).
+    pub fn is_missing_range(&self) -> bool {
+        match self {
+            FloatReason::NoRange { .. } => true,
+            FloatReason::Variable { why: Some(w), .. } => w.is_missing_range(),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for FloatReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use FloatReason as R;
+        match self {
+            R::CustomOp { op } => write!(
+                f,
+                "{op} is a custom operator: its kernel's integer support is \
+                 unknown (the custom kernels LiteRT ships take float32 only), \
+                 so it stays float between DEQUANTIZE and QUANTIZE"
+            ),
+            R::CallsSubgraph { op, subgraph: sub } => write!(
+                f,
+                "{op} calls subgraph {sub}: its boundary tensors stay float \
+                 (each subgraph is quantized on its own; the operators inside \
+                 subgraph {sub} are quantized there, between \
+                 QUANTIZE/DEQUANTIZE)"
+            ),
+            R::NoRule { op } => write!(f, "{op} has no quantized kernel in tflquant's rule table"),
+            R::NoKernel { bits, op, why } => {
+                let ty = if *bits == 8 { "int8" } else { "int16" };
+                write!(f, "the runtime has no {ty} kernel for {op}")?;
+                if !why.is_empty() {
+                    write!(f, " ({why})")?;
+                }
+                Ok(())
+            }
+            R::NotFloat32 {
+                operand: Operand::Input(pos),
+                name,
+                dtype,
+            } => write!(f, "input {pos} {name:?} is {dtype}, not float32"),
+            R::NotFloat32 {
+                operand: Operand::Output,
+                name,
+                dtype,
+            } => write!(f, "output {name:?} is {dtype}, not float32"),
+            R::ComputedCoefficient { pos, name } => write!(
+                f,
+                "input {pos} {name:?} is computed at run time; the 16x8 kernel reads it as int8"
+            ),
+            R::ComputedWeight { pos, name } => {
+                write!(f, "input {pos} {name:?} is a weight computed at run time")
+            }
+            R::BiasWithoutOperands {
+                pos,
+                name,
+                input,
+                weight,
+            } => write!(
+                f,
+                "input {pos} {name:?} is a bias, but input {input} (whose scale it takes) \
+                 is missing or a constant, or weight input {weight} is missing"
+            ),
+            R::BiasNotVector { pos, name, shape } => write!(
+                f,
+                "input {pos} {name:?} is a bias of shape {shape:?}; biases are vectors"
+            ),
+            R::NoRange {
+                operand: Operand::Input(pos),
+                name,
+            } => write!(
+                f,
+                "input {pos} {name:?} has no calibrated range (the calibration never computed it)"
+            ),
+            R::NoRange {
+                operand: Operand::Output,
+                name,
+            } => write!(f, "output {name:?} has no calibrated range"),
+            R::SingularOperand { why } => write!(f, "{why}; kept float with its producer"),
+            R::ProducesSingularOperand { consumer, why } => write!(
+                f,
+                "produces the operand of operator {consumer}: {why}; kept float"
+            ),
+            R::Requested { why } | R::RecurrentVariant { why } => write!(f, "{why}"),
+            R::HybridLstm { why } => write!(
+                f,
+                "{why}; kept as a hybrid LSTM: int8 weights (per tensor), float \
+                 activations quantized on the fly by LiteRT's dynamic-range kernel"
+            ),
+            R::Variable {
+                name,
+                subgraph,
+                operator,
+                why,
+            } => {
+                write!(
+                    f,
+                    "{name} must have one type everywhere, and subgraph {subgraph} operator \
+                     {operator} stays float ("
+                )?;
+                if let Some(w) = why {
+                    write!(f, "{w}")?;
+                }
+                write!(f, ")")
+            }
+        }
+    }
 }
 
 /// One operator's fate, for the report.

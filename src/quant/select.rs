@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::ir::Model;
 
 use super::integer::Fate;
+use super::report::FloatReason;
 
 /// Which operators a `--keep-float` entry (or the search) selects.
 #[derive(Debug, Clone)]
@@ -137,7 +138,9 @@ pub fn apply_keep_float(model: &Model, keep: &[KeepFloat], fates: &mut [Vec<Fate
                 }
                 matched = true;
                 if fates[si][oi] == Fate::Quantized {
-                    fates[si][oi] = Fate::Float { reason: k.reason() };
+                    fates[si][oi] = Fate::Float {
+                        reason: FloatReason::Requested { why: k.reason() },
+                    };
                 }
             }
         }

@@ -30,8 +30,8 @@ use crate::error::{Error, Loc, Result};
 use crate::fb::{BuiltinOperator as Op, BuiltinOptions as O, TensorType};
 use crate::ir::{Model, QuantParams};
 
-use super::integer::Fate;
 use super::math;
+use super::report::{Fate, FloatReason};
 
 /// (container, shared_name) of a variable.
 type Key = (String, String);
@@ -184,16 +184,18 @@ pub fn consistent_fates(model: &Model, fates: &mut [Vec<Fate>]) {
             continue;
         };
         let why = match &fates[fs][fo] {
-            Fate::Float { reason } => reason.clone(),
-            Fate::Quantized => String::new(),
+            Fate::Float { reason } => Some(Box::new(reason.clone())),
+            Fate::Quantized => None,
         };
         for &(si, oi) in &ops {
             if fates[si][oi] == Fate::Quantized {
                 fates[si][oi] = Fate::Float {
-                    reason: format!(
-                        "{} must have one type everywhere, and subgraph {fs} operator {fo} stays float ({why})",
-                        name(&key)
-                    ),
+                    reason: FloatReason::Variable {
+                        name: name(&key),
+                        subgraph: fs,
+                        operator: fo,
+                        why: why.clone(),
+                    },
                 };
             }
         }

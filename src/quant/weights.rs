@@ -991,33 +991,8 @@ fn set_asymmetric_inputs(model: &mut Model, si: usize, oi: usize) {
     if !rules::rule_for(op_kind).is_some_and(|r| r.asymmetric_inputs) {
         return;
     }
-    use fb::BuiltinOptions as B;
     let op = &mut model.subgraphs[si].operators[oi];
-    match &mut op.builtin_options {
-        Some(B::FullyConnectedOptions(o)) => o.asymmetric_quantize_inputs = true,
-        Some(B::BatchMatMulOptions(o)) => o.asymmetric_quantize_inputs = true,
-        Some(B::SvdfOptions(o)) => o.asymmetric_quantize_inputs = true,
-        Some(B::LstmOptions(o)) => o.asymmetric_quantize_inputs = true,
-        Some(B::UnidirectionalSequenceLstmOptions(o)) => o.asymmetric_quantize_inputs = true,
-        Some(B::RnnOptions(o)) => o.asymmetric_quantize_inputs = true,
-        Some(B::SequenceRnnOptions(o)) => o.asymmetric_quantize_inputs = true,
-        Some(_) => {}
-        None => {
-            op.builtin_options = match op_kind {
-                Op::FullyConnected => Some(B::FullyConnectedOptions(Box::new(
-                    fb::FullyConnectedOptions {
-                        asymmetric_quantize_inputs: true,
-                        ..Default::default()
-                    },
-                ))),
-                Op::BatchMatmul => Some(B::BatchMatMulOptions(Box::new(fb::BatchMatMulOptions {
-                    asymmetric_quantize_inputs: true,
-                    ..Default::default()
-                }))),
-                _ => None,
-            }
-        }
-    }
+    rules::options::set_asymmetric_inputs(op_kind, &mut op.builtin_options);
 }
 
 /// An error for a run that found nothing to do, naming the flags that would change that.

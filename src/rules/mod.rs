@@ -9,13 +9,21 @@
 //!   real-valued (ARG_MAX, comparisons);
 //! - whether the runtime has an int8 kernel and an int16 (16x8) kernel, a dynamic-range
 //!   (hybrid) kernel, an INT4-weight kernel;
+//! - whether its activation inputs are tied to one parameter set although the output is
+//!   not real-valued (comparisons, ARG_MAX), and its full-integer input roles where they
+//!   differ from the weight modes' (BATCH_MATMUL);
 //! - a one-line reason for anything unusual.
 //!
-//! Passes read this table; they never match on operator names themselves. Facts come
+//! Beside the table, as data: operands with a singularity at 0 ([`SINGULAR_OPERANDS`]),
+//! the sentinel headroom an operator needs ([`sentinel_headroom`]), and the builtin-option
+//! facts of quantized kernels ([`options`]).
+//!
+//! Passes read these; they do not match on operator names themselves. Facts come
 //! from TFLite's kernels and quantizers (`operator_property.cc`, the MLIR converter's
 //! dynamic-range interfaces) and ai-edge-quantizer's policy; `../../shared`'s
 //! QUANT_SPEC.md lists them. Operators not listed stay float.
 
+pub mod options;
 pub mod version;
 
 use crate::fb::BuiltinOperator as Op;
@@ -88,13 +96,30 @@ pub struct Rule {
     pub asymmetric_inputs: bool,
     /// Weight-only int4 (packed INT4 weights read directly by the kernel).
     pub int4_weights: bool,
+    /// The activation inputs share one set of parameters although the output is not
+    /// real-valued (comparisons, ARG_MAX: the kernel compares raw integers).
+    pub tied_inputs: bool,
+    /// Input roles in the full-integer modes where they differ from [`Rule::inputs`]
+    /// (BATCH_MATMUL: both operands are activations; its hybrid kernel reads a weight).
+    pub integer_inputs: Option<&'static [Role]>,
+    /// Full-integer modes: constant operands read like activations take symmetric
+    /// parameters (zero point 0) from their own data (BATCH_MATMUL's kernel needs them).
+    pub symmetric_constants: bool,
     pub why: &'static str,
 }
 
 impl Rule {
-    /// The role of input `pos`.
+    /// The role of input `pos` (weight modes; see [`Rule::integer_role`]).
     pub fn role(&self, pos: usize) -> Role {
         self.inputs.get(pos).copied().unwrap_or(self.rest)
+    }
+
+    /// The role of input `pos` in the full-integer modes.
+    pub fn integer_role(&self, pos: usize) -> Role {
+        match self.integer_inputs {
+            Some(roles) => roles.get(pos).copied().unwrap_or(self.rest),
+            None => self.role(pos),
+        }
     }
 
     /// Whether the runtime has a kernel for this operator at the given activation width.
@@ -129,6 +154,9 @@ const fn rule(op: Op, inputs: &'static [Role], rest: Role) -> Rule {
         hybrid: Hybrid::No,
         asymmetric_inputs: false,
         int4_weights: false,
+        tied_inputs: false,
+        integer_inputs: None,
+        symmetric_constants: false,
         why: "",
     }
 }
@@ -146,6 +174,19 @@ const fn fixed(mut r: Rule, int8: (f32, i64), int16: Option<(f32, i64)>) -> Rule
 
 const fn nonreal_out(mut r: Rule) -> Rule {
     r.output = Output::NonReal;
+    r
+}
+
+/// The activation inputs share one set of parameters (with a non-real output).
+const fn tied(mut r: Rule) -> Rule {
+    r.tied_inputs = true;
+    r
+}
+
+/// Full-integer roles that differ from the weight modes', with symmetric constants.
+const fn integer_roles(mut r: Rule, roles: &'static [Role]) -> Rule {
+    r.integer_inputs = Some(roles);
+    r.symmetric_constants = true;
     r
 }
 
@@ -245,10 +286,13 @@ pub static RULES: &[Rule] = &[
         "input 0 is the output shape; input 2 the activation",
     ),
     why(
-        hybrid(
-            rule(Op::BatchMatmul, &[A, W_TENSOR], N),
-            Hybrid::PerTensor,
-            true,
+        integer_roles(
+            hybrid(
+                rule(Op::BatchMatmul, &[A, W_TENSOR], N),
+                Hybrid::PerTensor,
+                true,
+            ),
+            &[A, A],
         ),
         "both operands are activations in full-integer mode; hybrid only with a constant right-hand side",
     ),
@@ -450,19 +494,19 @@ pub static RULES: &[Rule] = &[
     ),
     // --- outputs that are not real-valued ----------------------------------------------
     why(
-        nonreal_out(no16(shared(rule(Op::ArgMax, &[A, N], N)))),
+        nonreal_out(tied(no16(rule(Op::ArgMax, &[A, N], N)))),
         "output holds indices",
     ),
     why(
-        nonreal_out(no16(shared(rule(Op::ArgMin, &[A, N], N)))),
+        nonreal_out(tied(no16(rule(Op::ArgMin, &[A, N], N)))),
         "output holds indices",
     ),
-    nonreal_out(shared(rule(Op::Equal, &[A, A], N))),
-    nonreal_out(shared(rule(Op::NotEqual, &[A, A], N))),
-    nonreal_out(no16(shared(rule(Op::Less, &[A, A], N)))),
-    nonreal_out(no16(shared(rule(Op::LessEqual, &[A, A], N)))),
-    nonreal_out(no16(shared(rule(Op::Greater, &[A, A], N)))),
-    nonreal_out(no16(shared(rule(Op::GreaterEqual, &[A, A], N)))),
+    nonreal_out(tied(rule(Op::Equal, &[A, A], N))),
+    nonreal_out(tied(rule(Op::NotEqual, &[A, A], N))),
+    nonreal_out(tied(no16(rule(Op::Less, &[A, A], N)))),
+    nonreal_out(tied(no16(rule(Op::LessEqual, &[A, A], N)))),
+    nonreal_out(tied(no16(rule(Op::Greater, &[A, A], N)))),
+    nonreal_out(tied(no16(rule(Op::GreaterEqual, &[A, A], N)))),
     // --- resource variables: the kernels copy bytes of any type ------------------
     why(
         nonreal_out(rule(Op::VarHandle, &[], N)),
@@ -483,9 +527,64 @@ pub fn rule_for(op: Op) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.op == op)
 }
 
+/// Operators with a singularity at 0 in one input (its position): LOG and RSQRT of 0,
+/// division by 0. Where that operand's calibrated values reach the integer zero, the
+/// full-integer engine keeps it float (an audio front end's LOG turned int8 zeros into
+/// -inf). Listed apart from [`RULES`]: LOG has no integer rule at all, and still keeps
+/// its operand's producers float.
+pub const SINGULAR_OPERANDS: &[(Op, usize)] = &[(Op::Log, 0), (Op::Rsqrt, 0), (Op::Div, 1)];
+
+/// The input of `op` with a singularity at 0, if any ([`SINGULAR_OPERANDS`]).
+pub fn singular_operand(op: Op) -> Option<usize> {
+    SINGULAR_OPERANDS
+        .iter()
+        .find(|(o, _)| *o == op)
+        .map(|&(_, pos)| pos)
+}
+
+/// What saturated sentinels (±inf, ±FLT_MAX, far-out mask values) in an operator's
+/// inputs need to keep their meaning. Order-only operators (max pool, MINIMUM/MAXIMUM,
+/// SELECT) need nothing: the saturated value stays the range's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentinelHeadroom {
+    /// Nothing beyond saturation.
+    None,
+    /// SOFTMAX: a `-inf`-class input must weigh less than half an output step, so its
+    /// input range reaches `ln(2 / step) / beta` below the ordinary minimum.
+    Softmax,
+    /// ADD (`subtract` false) and SUB: an operand holding sentinels must carry the output
+    /// past its range whatever the other operand is.
+    Sum { subtract: bool },
+}
+
+/// The sentinel headroom `op` needs.
+pub fn sentinel_headroom(op: Op) -> SentinelHeadroom {
+    match op {
+        Op::Softmax => SentinelHeadroom::Softmax,
+        Op::Add => SentinelHeadroom::Sum { subtract: false },
+        Op::Sub => SentinelHeadroom::Sum { subtract: true },
+        _ => SentinelHeadroom::None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tied_inputs_only_where_the_output_is_not_real() {
+        for r in RULES.iter().filter(|r| r.tied_inputs) {
+            assert_eq!(r.output, Output::NonReal, "{:?}: Shared already ties", r.op);
+        }
+        for r in RULES.iter().filter(|r| r.integer_inputs.is_some()) {
+            assert_eq!(
+                r.integer_inputs.map(<[Role]>::len),
+                Some(r.inputs.len()),
+                "{:?}",
+                r.op
+            );
+        }
+    }
 
     #[test]
     fn one_rule_per_operator() {

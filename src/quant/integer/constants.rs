@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::fb::{self, BuiltinOperator as Op, TensorType};
+use crate::fb::{self, TensorType};
 use crate::ir::{Model, QuantParams, Tensor};
 use crate::rules::{Output, Role, Rule};
 
@@ -73,11 +73,9 @@ impl<'a> Constants<'a> {
         }
         let values = math::f32_values(model.tensor_data(&tensor));
         let rule = site.rule;
-        let q = match rule.role(site.pos) {
+        let q = match rule.integer_role(site.pos) {
             Role::NonReal => return Ok(None),
-            Role::Weight { axis } if rule.op != Op::BatchMatmul => {
-                self.weight(model, site, axis, &values, report)
-            }
+            Role::Weight { axis } => self.weight(model, site, axis, &values, report),
             Role::Bias { input, weight } => self.bias(model, site, (input, weight), &values)?,
             Role::Coefficient => {
                 let (lo, hi) = data_range(model, &tensor);
@@ -150,10 +148,12 @@ impl<'a> Constants<'a> {
         let (si, oi, rule) = (site.si, site.oi, site.rule);
         let sg = &model.subgraphs[si];
         let op = &sg.operators[oi];
-        let Some((bias_pos, input)) = (0..op.inputs.len()).find_map(|b| match rule.role(b) {
-            Role::Bias { input, weight } if weight == site.pos => Some((b, input)),
-            _ => None,
-        }) else {
+        let Some((bias_pos, input)) =
+            (0..op.inputs.len()).find_map(|b| match rule.integer_role(b) {
+                Role::Bias { input, weight } if weight == site.pos => Some((b, input)),
+                _ => None,
+            })
+        else {
             return;
         };
         let Some(b) = tensor_ref(&op.inputs, bias_pos).map(|b| &sg.tensors[b]) else {
@@ -199,7 +199,7 @@ impl<'a> Constants<'a> {
             _ => {
                 // The weight is quantized as this op's input `weight`: recompute.
                 let wv = math::f32_values(model.tensor_data(w_tensor));
-                let axis = match site.rule.role(weight) {
+                let axis = match site.rule.integer_role(weight) {
                     Role::Weight { axis } => self.weight_axis(axis, &w_tensor.shape),
                     _ => None,
                 };
@@ -236,7 +236,7 @@ impl<'a> Constants<'a> {
         let anchor = match rule.output {
             Output::Shared => tensor_ref(site.orig_out, 0),
             // Comparisons, ARG_MAX: inputs share the first activation input's.
-            Output::NonReal => shared_anchor_input(model, si, site.orig_in, rule),
+            _ if rule.tied_inputs => shared_anchor_input(model, si, site.orig_in, rule),
             _ => None,
         };
         let group = params
@@ -247,7 +247,7 @@ impl<'a> Constants<'a> {
         let width = self.opts.width;
         let qp = match group {
             Some(g) => g,
-            None if rule.op == Op::BatchMatmul => {
+            None if rule.symmetric_constants => {
                 let (lo, hi) = data_range(model, tensor);
                 scheme::symmetric_operand_params(lo, hi, width)
             }

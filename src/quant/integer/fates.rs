@@ -10,7 +10,7 @@ use crate::fb::{self, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, Operator};
 use crate::rules::{self, Output, Role, Rule};
 
-use super::super::report::Fate;
+use super::super::report::{Fate, FloatReason, Operand};
 use super::super::scheme::{Width, activation_params};
 use super::{IntegerOptions, tensor_ref};
 
@@ -33,14 +33,11 @@ pub(super) fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) 
 /// The fate of one operator of subgraph `si`.
 fn fate_of(model: &Model, si: usize, op: &Operator, ranges: &Ranges, bits: u32) -> Fate {
     let code = model.code(op);
-    let float = |reason: String| Fate::Float { reason };
+    let float = |reason: FloatReason| Fate::Float { reason };
     if code.builtin == Op::Custom {
-        return float(format!(
-            "{} is a custom operator: its kernel's integer support is \
-             unknown (the custom kernels LiteRT ships take float32 only), \
-             so it stays float between DEQUANTIZE and QUANTIZE",
-            model.op_display_name(op)
-        ));
+        return float(FloatReason::CustomOp {
+            op: model.op_display_name(op),
+        });
     }
     let Some(rule) = rules::rule_for(code.builtin) else {
         if let Some((_, sub)) = op.subgraph_refs().first() {
@@ -48,30 +45,21 @@ fn fate_of(model: &Model, si: usize, op: &Operator, ranges: &Ranges, bits: u32) 
             // so the boundary stays float. (LiteRT 2.3 also runs a composite whose
             // integer boundary tensors match on both sides; tflquant does not write
             // that yet.)
-            return float(format!(
-                "{} calls subgraph {sub}: its boundary tensors stay float \
-                 (each subgraph is quantized on its own; the operators inside \
-                 subgraph {sub} are quantized there, between \
-                 QUANTIZE/DEQUANTIZE)",
-                model.op_display_name(op)
-            ));
+            return float(FloatReason::CallsSubgraph {
+                op: model.op_display_name(op),
+                subgraph: *sub as usize,
+            });
         }
-        return float(format!(
-            "{} has no quantized kernel in tflquant's rule table",
-            model.op_display_name(op)
-        ));
+        return float(FloatReason::NoRule {
+            op: model.op_display_name(op),
+        });
     };
     if !rule.supports(bits) {
-        return float(format!(
-            "the runtime has no {} kernel for {}{}",
-            if bits == 8 { "int8" } else { "int16" },
-            fb::op_name(rule.op),
-            if rule.why.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", rule.why)
-            }
-        ));
+        return float(FloatReason::NoKernel {
+            bits,
+            op: fb::op_name(rule.op),
+            why: rule.why,
+        });
     }
     let check = OperandCheck {
         model,
@@ -96,7 +84,7 @@ struct OperandCheck<'a> {
 }
 
 impl OperandCheck<'_> {
-    fn all(&self) -> std::result::Result<(), String> {
+    fn all(&self) -> std::result::Result<(), FloatReason> {
         for (pos, &t) in self.op.inputs.iter().enumerate() {
             let Ok(t) = usize::try_from(t) else { continue };
             self.input(pos, t)?;
@@ -109,41 +97,40 @@ impl OperandCheck<'_> {
             .is_constant(&self.model.subgraphs[self.si].tensors[t])
     }
 
-    fn input(&self, pos: usize, t: usize) -> std::result::Result<(), String> {
+    fn input(&self, pos: usize, t: usize) -> std::result::Result<(), FloatReason> {
         let (model, rule) = (self.model, self.rule);
         let tensor = &model.subgraphs[self.si].tensors[t];
         let constant = model.is_constant(tensor);
-        match rule.role(pos) {
+        match rule.integer_role(pos) {
             Role::NonReal => return Ok(()),
             _ if tensor.dtype != TensorType::Float32 => {
-                return Err(format!(
-                    "input {pos} {:?} is {}, not float32",
-                    tensor.name,
-                    fb::dtype_name(tensor.dtype)
-                ));
+                return Err(FloatReason::NotFloat32 {
+                    operand: Operand::Input(pos),
+                    name: tensor.name.clone(),
+                    dtype: fb::dtype_name(tensor.dtype),
+                });
             }
             Role::Coefficient if !constant && self.bits == 16 => {
-                return Err(format!(
-                    "input {pos} {:?} is computed at run time; the 16x8 kernel reads it as int8",
-                    tensor.name
-                ));
+                return Err(FloatReason::ComputedCoefficient {
+                    pos,
+                    name: tensor.name.clone(),
+                });
             }
             // Both operands are activations in full-integer BATCH_MATMUL.
-            Role::Weight { .. } | Role::Bias { .. } if !constant && rule.op == Op::BatchMatmul => {}
             Role::Weight { .. } | Role::Bias { .. } if !constant => {
-                return Err(format!(
-                    "input {pos} {:?} is a weight computed at run time",
-                    tensor.name
-                ));
+                return Err(FloatReason::ComputedWeight {
+                    pos,
+                    name: tensor.name.clone(),
+                });
             }
             Role::Bias { input, weight } => self.bias(pos, t, input, weight)?,
             _ => {}
         }
         if !constant && self.ranges.get(self.si, t).is_none() {
-            return Err(format!(
-                "input {pos} {:?} has no calibrated range (the calibration never computed it)",
-                tensor.name
-            ));
+            return Err(FloatReason::NoRange {
+                operand: Operand::Input(pos),
+                name: tensor.name.clone(),
+            });
         }
         Ok(())
     }
@@ -156,40 +143,45 @@ impl OperandCheck<'_> {
         t: usize,
         input: usize,
         weight: usize,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), FloatReason> {
         let tensor = &self.model.subgraphs[self.si].tensors[t];
         let computed = |i: usize| tensor_ref(&self.op.inputs, i).map(|t| !self.is_constant(t));
         if computed(input) != Some(true) || computed(weight).is_none() {
-            return Err(format!(
-                "input {pos} {:?} is a bias, but input {input} (whose scale it takes) \
-                 is missing or a constant, or weight input {weight} is missing",
-                tensor.name
-            ));
+            return Err(FloatReason::BiasWithoutOperands {
+                pos,
+                name: tensor.name.clone(),
+                input,
+                weight,
+            });
         }
         if tensor.shape.len() != 1 {
-            return Err(format!(
-                "input {pos} {:?} is a bias of shape {:?}; biases are vectors",
-                tensor.name, tensor.shape
-            ));
+            return Err(FloatReason::BiasNotVector {
+                pos,
+                name: tensor.name.clone(),
+                shape: tensor.shape.clone(),
+            });
         }
         Ok(())
     }
 
-    fn outputs(&self) -> std::result::Result<(), String> {
+    fn outputs(&self) -> std::result::Result<(), FloatReason> {
         for &t in &self.op.outputs {
             let Ok(t) = usize::try_from(t) else { continue };
             let tensor = &self.model.subgraphs[self.si].tensors[t];
             match self.rule.output {
                 Output::NonReal => {}
                 _ if tensor.dtype != TensorType::Float32 => {
-                    return Err(format!(
-                        "output {:?} is {}, not float32",
-                        tensor.name,
-                        fb::dtype_name(tensor.dtype)
-                    ));
+                    return Err(FloatReason::NotFloat32 {
+                        operand: Operand::Output,
+                        name: tensor.name.clone(),
+                        dtype: fb::dtype_name(tensor.dtype),
+                    });
                 }
                 Output::Free if self.ranges.get(self.si, t).is_none() => {
-                    return Err(format!("output {:?} has no calibrated range", tensor.name));
+                    return Err(FloatReason::NoRange {
+                        operand: Operand::Output,
+                        name: tensor.name.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -233,17 +225,14 @@ pub(super) fn strict_check(model: &Model, fates: &[Vec<Fate>]) -> Result<()> {
     ))
 }
 
-/// Operands at which an operator has a singularity at 0: LOG and RSQRT inputs, the
-/// divisor of DIV (issue #15: an audio front end's LOG turned int8 zeros into -inf).
-const SINGULAR_OPERANDS: &[(Op, usize)] = &[(Op::Log, 0), (Op::Rsqrt, 0), (Op::Div, 1)];
-
 /// A singular operand whose calibrated values come within this many quantization steps
 /// of 0 is treated as reaching 0 (issue #15).
 const SINGULAR_MARGIN_STEPS: f32 = 4.0;
 
-/// Numerically safe defaults: where a singular operand's calibrated values reach the
-/// integer zero (the smallest magnitude seen is below [`SINGULAR_MARGIN_STEPS`] steps
-/// of its parameters: unseen data go lower than the calibration data),
+/// Numerically safe defaults: where a singular operand's (`rules::SINGULAR_OPERANDS`)
+/// calibrated values reach the integer zero (the smallest magnitude seen is below
+/// [`SINGULAR_MARGIN_STEPS`] steps of its parameters: unseen data go lower than the
+/// calibration data),
 /// small values would round to exactly 0 and the operator would give ±inf or NaN. The
 /// operator, and the operators producing that operand (through same-scale operators
 /// such as RESHAPE, up to the first one that computes), stay float, with the reason: the
@@ -258,7 +247,7 @@ pub(super) fn keep_singular_operands_float(
         let producers = sg.producers();
         for (oi, op) in sg.operators.iter().enumerate() {
             let kind = model.builtin(op);
-            for &(_, pos) in SINGULAR_OPERANDS.iter().filter(|(o, _)| *o == kind) {
+            if let Some(pos) = rules::singular_operand(kind) {
                 let Some(t) = tensor_ref(&op.inputs, pos) else {
                     continue;
                 };
@@ -273,7 +262,7 @@ pub(super) fn keep_singular_operands_float(
                     fb::op_name(kind),
                 );
                 fates[si][oi] = Fate::Float {
-                    reason: format!("{why}; kept float with its producer"),
+                    reason: FloatReason::SingularOperand { why: why.clone() },
                 };
                 keep_producers_float(model, si, &producers, (oi, t), &why, &mut fates[si]);
             }
@@ -322,7 +311,10 @@ fn keep_producers_float(
     while let Some(p) = producers[cur] {
         if fates[p] == Fate::Quantized {
             fates[p] = Fate::Float {
-                reason: format!("produces the operand of operator {oi}: {why}; kept float"),
+                reason: FloatReason::ProducesSingularOperand {
+                    consumer: oi,
+                    why: why.to_string(),
+                },
             };
         }
         let shared = rules::rule_for(model.builtin(&sg.operators[p]))

@@ -1,60 +1,34 @@
 //! What the quantized kernels need besides parameters: the bias width an operator
-//! takes, and the builtin options a quantized operator must carry.
+//! takes, and the builtin options a quantized operator must carry (the per-operator
+//! facts are `rules::options`).
 
-use crate::fb::{self, BuiltinOperator as Op, TensorType};
+use crate::fb::BuiltinOperator as Op;
 use crate::ir::Model;
+use crate::rules::options;
 
 use super::super::scheme::Width;
 use super::IntegerOptions;
 
 /// Bias width of an operator: int32 in int8; in 16x8 int64, or int32 when asked and the
-/// kernel accepts it (FULLY_CONNECTED and CONV_2D, through `quantized_bias_type`).
+/// kernel accepts it (declared in its options, `rules::options`).
 pub(super) fn bias_bits_for(op: Op, opts: &IntegerOptions) -> u32 {
     match opts.width {
         Width::Int8 => 32,
-        Width::Int16x8 if opts.bias_bits == 32 && matches!(op, Op::FullyConnected | Op::Conv2d) => {
-            32
-        }
+        Width::Int16x8 if opts.bias_bits == 32 && options::declares_int32_bias_in_16x8(op) => 32,
         Width::Int16x8 => 64,
     }
 }
 
-/// Options the quantized kernels need: 16x8 ADD/SUB use the general-scale path (the
-/// default power-of-two path is meant for LSTM internals and rejects most scales), and
-/// int32 biases in 16x8 are declared with `quantized_bias_type`.
+/// Options the quantized kernels need in 16x8 (`rules::options`): ADD/SUB's
+/// general-scale path, and int32 biases declared where asked.
 pub(super) fn fix_options(model: &mut Model, si: usize, oi: usize, opts: &IntegerOptions) {
-    use fb::BuiltinOptions as B;
     if opts.width != Width::Int16x8 {
         return;
     }
     let kind = model.builtin(&model.subgraphs[si].operators[oi]);
     let op = &mut model.subgraphs[si].operators[oi];
-    match kind {
-        Op::Add => match &mut op.builtin_options {
-            Some(B::AddOptions(o)) => o.pot_scale_int16 = false,
-            _ => {
-                op.builtin_options = Some(B::AddOptions(Box::new(fb::AddOptions {
-                    pot_scale_int16: false,
-                    ..Default::default()
-                })))
-            }
-        },
-        Op::Sub => match &mut op.builtin_options {
-            Some(B::SubOptions(o)) => o.pot_scale_int16 = false,
-            _ => {
-                op.builtin_options = Some(B::SubOptions(Box::new(fb::SubOptions {
-                    pot_scale_int16: false,
-                    ..Default::default()
-                })))
-            }
-        },
-        Op::FullyConnected | Op::Conv2d if bias_bits_for(kind, opts) == 32 => {
-            match &mut op.builtin_options {
-                Some(B::FullyConnectedOptions(o)) => o.quantized_bias_type = TensorType::Int32,
-                Some(B::Conv2DOptions(o)) => o.quantized_bias_type = TensorType::Int32,
-                _ => {}
-            }
-        }
-        _ => {}
+    options::set_general_scale_int16(kind, &mut op.builtin_options);
+    if options::declares_int32_bias_in_16x8(kind) && bias_bits_for(kind, opts) == 32 {
+        options::set_int32_bias(&mut op.builtin_options);
     }
 }

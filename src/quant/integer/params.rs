@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use crate::calib::Ranges;
 use crate::error::{Error, Result};
-use crate::fb::BuiltinOperator as Op;
 use crate::ir::{Model, Operator, QuantParams};
 use crate::rules::{Output, Role, Rule};
 
@@ -88,8 +87,8 @@ impl Constraints {
             .enumerate()
             .filter_map(|(pos, &t)| Some((pos, usize::try_from(t).ok()?)))
             .filter(|&(pos, t)| {
-                let real_act = matches!(rule.role(pos), Role::Activation | Role::Coefficient)
-                    || (rule.op == Op::BatchMatmul && !ctx.is_constant(t));
+                let real_act =
+                    matches!(rule.integer_role(pos), Role::Activation | Role::Coefficient);
                 real_act && !ctx.is_constant(t)
             })
             // Recurrent hook: LSTM state operands get their parameters in recurrent.rs.
@@ -131,15 +130,15 @@ impl Constraints {
                     }
                 }
             }
-            Output::NonReal => {
-                // Comparisons and ARG_MAX: inputs share one set of parameters.
-                if let Some(&(_, first)) = acts.first() {
-                    for &(pos, t) in &acts[1..] {
-                        self.shared_inputs.push((oi, pos, t, first));
-                    }
-                }
-            }
             _ => {}
+        }
+        // Comparisons and ARG_MAX: inputs share one set of parameters.
+        if rule.tied_inputs
+            && let Some(&(_, first)) = acts.first()
+        {
+            for &(pos, t) in &acts[1..] {
+                self.shared_inputs.push((oi, pos, t, first));
+            }
         }
         Ok(())
     }
@@ -209,12 +208,12 @@ impl Constraints {
         let (model, sg) = (ctx.model, &ctx.model.subgraphs[ctx.si]);
         let anchor = match rule.output {
             Output::Shared => op.outputs.iter().find_map(|&t| usize::try_from(t).ok()),
-            Output::NonReal => shared_anchor_input(model, ctx.si, &op.inputs, rule),
+            _ if rule.tied_inputs => shared_anchor_input(model, ctx.si, &op.inputs, rule),
             _ => return,
         };
         for (pos, &t) in op.inputs.iter().enumerate() {
             let Ok(t) = usize::try_from(t) else { continue };
-            if rule.role(pos) != Role::Activation || !ctx.is_constant(t) {
+            if rule.integer_role(pos) != Role::Activation || !ctx.is_constant(t) {
                 continue;
             }
             if let Some(a) = anchor {

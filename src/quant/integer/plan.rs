@@ -123,6 +123,7 @@ pub(super) fn shared_anchor_input(
     let sg = &model.subgraphs[si];
     inputs.iter().enumerate().find_map(|(pos, &t)| {
         let t = usize::try_from(t).ok()?;
-        (rule.role(pos) == Role::Activation && !model.is_constant(&sg.tensors[t])).then_some(t)
+        (rule.integer_role(pos) == Role::Activation && !model.is_constant(&sg.tensors[t]))
+            .then_some(t)
     })
 }

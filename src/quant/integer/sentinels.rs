@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::calib::Ranges;
 use crate::calib::observer::Sentinels;
-use crate::fb::{self, BuiltinOperator as Op, TensorType};
+use crate::fb::{self, TensorType};
 use crate::ir::Model;
+use crate::rules::{self, SentinelHeadroom};
 
 use super::super::report::{Fate, Report, SentinelUse};
 use super::super::scheme::Width;
@@ -111,8 +112,11 @@ pub(super) fn headroom(
         const_range,
     };
     for (oi, op) in ctx.model.subgraphs[ctx.si].operators.iter().enumerate() {
-        let kind = ctx.model.builtin(op);
-        if !ctx.quantized(oi) || !matches!(kind, Op::Add | Op::Sub) {
+        let SentinelHeadroom::Sum { subtract } = rules::sentinel_headroom(ctx.model.builtin(op))
+        else {
+            continue;
+        };
+        if !ctx.quantized(oi) {
             continue;
         }
         let (Some(a), Some(b), Some(o)) = (
@@ -122,7 +126,7 @@ pub(super) fn headroom(
         ) else {
             continue;
         };
-        h.widen(kind == Op::Sub, (a, b), o);
+        h.widen(subtract, (a, b), o);
     }
 }
 
@@ -145,8 +149,9 @@ fn softmax_headroom(ctx: &Ctx, groups: &mut Groups, group_range: &mut GroupRange
         let Some(t) = tensor_ref(&op.inputs, 0) else {
             continue;
         };
+        let headroom = rules::sentinel_headroom(ctx.model.builtin(op));
         if !ctx.quantized(oi)
-            || ctx.model.builtin(op) != Op::Softmax
+            || headroom != SentinelHeadroom::Softmax
             || sentinels_of(ctx, t).below == 0
         {
             continue;
