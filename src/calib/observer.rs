@@ -102,6 +102,15 @@ pub enum ObserverKind {
     Entropy,
 }
 
+impl ObserverKind {
+    /// True when the observer's state is the same whatever order the samples come in
+    /// (minmax: a minimum and a maximum), so samples may run in parallel and their
+    /// statistics be merged ([`TensorStats::merge`]) without changing the ranges.
+    pub fn order_free(self) -> bool {
+        matches!(self, ObserverKind::MinMax)
+    }
+}
+
 impl fmt::Display for ObserverKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -273,6 +282,20 @@ impl TensorStats {
         if let Some(h) = &mut self.hist {
             h.add(xs, lo, hi);
         }
+    }
+
+    /// Folds the statistics of other samples of the same tensor into these, as if
+    /// this observer had seen them too. Only for observers whose state does not depend
+    /// on the order of samples ([`ObserverKind::order_free`]); `None` for others.
+    pub fn merge(&mut self, kind: ObserverKind, other: &TensorStats) -> Option<()> {
+        if !kind.order_free() {
+            return None;
+        }
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.samples += other.samples;
+        self.sentinels.add(other.sentinels);
+        Some(())
     }
 
     /// The range this observer chose; `None` if the tensor never had a value.

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::fb::BuiltinOptions as O;
 
-use super::{Ctx, Ins, KResult, apply_act, bad, broadcast_shapes, ensure, strides};
+use super::{Ctx, Ins, KResult, bad, broadcast_shapes, ensure, strides};
 use crate::interp::value::Value;
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
@@ -35,6 +35,59 @@ impl Mat<'_> {
 /// Multiply-adds below which threads cost more than they save.
 const PAR_MIN_WORK: usize = 1 << 16;
 
+/// Rows of C computed (and finished by the [`Epilogue`]) at a time on one thread, so
+/// the epilogue reads them while they are still in cache.
+const ROW_BLOCK: usize = 256;
+
+/// What happens to each row of `C = A · B` right after it is computed: `+ bias` (one
+/// value per column) and a clamp to `[lo, hi]` (a fused activation), in that order, as
+/// a separate pass over C would do.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl<'a> Epilogue<'a> {
+    /// Nothing: C stays the plain product.
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        lo: f32::NEG_INFINITY,
+        hi: f32::INFINITY,
+    };
+
+    /// Bias then the fused activation `act`.
+    pub fn new(bias: Option<&'a [f32]>, act: crate::fb::ActivationFunctionType) -> KResult<Self> {
+        let (lo, hi) = super::act_bounds(act)?;
+        Ok(Epilogue { bias, lo, hi })
+    }
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && self.lo == f32::NEG_INFINITY && self.hi == f32::INFINITY
+    }
+
+    /// Applies the epilogue to row-major rows of `n` columns.
+    pub fn apply(&self, c: &mut [f32], n: usize) {
+        if self.is_none() || n == 0 {
+            return;
+        }
+        let clamp = !(self.lo == f32::NEG_INFINITY && self.hi == f32::INFINITY);
+        for row in c.chunks_exact_mut(n) {
+            if let Some(b) = self.bias {
+                for (o, &bb) in row.iter_mut().zip(b) {
+                    *o += bb;
+                }
+            }
+            if clamp {
+                for o in row.iter_mut() {
+                    *o = o.max(self.lo).min(self.hi);
+                }
+            }
+        }
+    }
+}
+
 #[cfg_attr(not(test), allow(dead_code))]
 /// `C = A · B` with `A` m×k, `B` k×n, `C` row-major m×n (overwritten): the reference,
 /// one dot product per element, accumulated in f32 in index order.
@@ -53,6 +106,20 @@ pub(crate) fn sgemm_reference(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &
 /// `C = A · B` through `matrixmultiply`, rows split over the rayon pool for large
 /// products. Same contract as [`sgemm_reference`].
 pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32]) {
+    sgemm_epilogue(m, k, n, a, b, c, &Epilogue::NONE)
+}
+
+/// [`sgemm`] followed by `epi` on every row, done block by block while the block is
+/// in cache (the result equals `sgemm` then [`Epilogue::apply`] on all of C).
+pub(crate) fn sgemm_epilogue(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    epi: &Epilogue,
+) {
     assert!(
         a.fits(m, k) && b.fits(k, n) && c.len() >= m * n,
         "sgemm bounds"
@@ -62,10 +129,16 @@ pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32])
     }
     if k == 0 {
         c[..m * n].fill(0.0);
+        epi.apply(&mut c[..m * n], n);
         return;
     }
     let threads = rayon::current_num_threads();
     let work = m * n * k;
+    #[cfg(target_arch = "x86_64")]
+    if a.cs == 1 && m >= avx512::MR && avx512::available() {
+        avx512::sgemm(m, k, n, a, b, c, epi, threads > 1 && work >= PAR_MIN_WORK);
+        return;
+    }
     let block = |rows: std::ops::Range<usize>, c: &mut [f32]| {
         let mm = rows.len();
         let a_off = rows.start * a.rs;
@@ -91,9 +164,17 @@ pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32])
                 1,
             );
         }
+        epi.apply(c, n);
     };
     if threads <= 1 || work < PAR_MIN_WORK || m < 2 {
-        block(0..m, &mut c[..m * n]);
+        if epi.is_none() {
+            block(0..m, &mut c[..m * n]);
+        } else {
+            for (ci, cc) in c[..m * n].chunks_mut(ROW_BLOCK * n).enumerate() {
+                let r0 = ci * ROW_BLOCK;
+                block(r0..r0 + cc.len() / n, cc);
+            }
+        }
         return;
     }
     let chunk_rows = m.div_ceil(threads * 2).max(4);
@@ -104,6 +185,150 @@ pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32])
             let r0 = ci * chunk_rows;
             block(r0..r0 + cc.len() / n, cc);
         });
+}
+
+/// An AVX-512 GEMM for row-major A (`cs == 1`): B packed once per call into panels of
+/// [`NR`](avx512::NR) columns, an `MR × NR` register tile of fused multiply-adds
+/// accumulated over all of k in index order, rows split in blocks of [`ROW_BLOCK`]
+/// (over the rayon pool when the product is large), the [`Epilogue`] applied to each
+/// block while it is in cache. Chosen at run time when the CPU has AVX-512F;
+/// [`sgemm_reference`] is its twin in the tests.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use rayon::prelude::*;
+
+    use super::{Epilogue, Mat, ROW_BLOCK};
+
+    /// Rows of a register tile.
+    pub(super) const MR: usize = 8;
+    /// Columns of a register tile (two 16-lane vectors).
+    pub(super) const NR: usize = 32;
+
+    /// True when this CPU runs AVX-512F (detected once).
+    pub(super) fn available() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
+    }
+
+    /// `C = A · B` then `epi`; `a.cs == 1`, `m >= MR`, bounds checked by the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sgemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: Mat,
+        b: Mat,
+        c: &mut [f32],
+        epi: &Epilogue,
+        parallel: bool,
+    ) {
+        let panels = n.div_ceil(NR);
+        // Panel q holds columns q·NR.. as k rows of NR values (zeros past n).
+        let mut bp = vec![0f32; panels * k * NR];
+        for (q, panel) in bp.chunks_mut(k * NR).enumerate() {
+            for jj in 0..NR.min(n - q * NR) {
+                let j = q * NR + jj;
+                for p in 0..k {
+                    panel[p * NR + jj] = b.data[p * b.rs + j * b.cs];
+                }
+            }
+        }
+        let bp = &bp;
+        let block = |r0: usize, cc: &mut [f32]| {
+            let rows = cc.len() / n;
+            for q in 0..panels {
+                let cols = NR.min(n - q * NR);
+                let panel = &bp[q * k * NR..(q + 1) * k * NR];
+                let mut i = 0;
+                while i < rows {
+                    let take = if rows - i >= MR { MR } else { 1 };
+                    let a_row = &a.data[(r0 + i) * a.rs..];
+                    let c_tile = &mut cc[i * n + q * NR..];
+                    // SAFETY: `available()` found AVX-512F. The tile reads rows
+                    // r0+i .. r0+i+take of A, k values each (in bounds: the caller
+                    // checked A fits m × k with cs == 1), k·NR values of `panel`, and
+                    // writes `take` rows of `cols` values at stride n inside `c_tile`
+                    // (row i+take-1 < rows, column q·NR + cols <= n).
+                    unsafe {
+                        if take == MR {
+                            tile::<MR>(k, a_row.as_ptr(), a.rs, panel.as_ptr(), c_tile, n, cols);
+                        } else {
+                            tile::<1>(k, a_row.as_ptr(), a.rs, panel.as_ptr(), c_tile, n, cols);
+                        }
+                    }
+                    i += take;
+                }
+            }
+            epi.apply(cc, n);
+        };
+        let c = &mut c[..m * n];
+        if parallel {
+            c.par_chunks_mut(ROW_BLOCK * n)
+                .enumerate()
+                .for_each(|(bi, cc)| block(bi * ROW_BLOCK, cc));
+        } else {
+            for (bi, cc) in c.chunks_mut(ROW_BLOCK * n).enumerate() {
+                block(bi * ROW_BLOCK, cc);
+            }
+        }
+    }
+
+    /// One `R × NR` tile: `C[i][j] = Σ_p A[i][p] · Bp[p][j]` for i < R, j < cols,
+    /// accumulated with fused multiply-adds in p order.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a + i·rs + p` must be readable for i < R, p < k;
+    /// `bp` must hold k·NR values; `c` must hold ·ldc + cols values.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize>(
+        k: usize,
+        a: *const f32,
+        rs: usize,
+        bp: *const f32,
+        c: &mut [f32],
+        ldc: usize,
+        cols: usize,
+    ) {
+        assert!(c.len() >= (R - 1) * ldc + cols && cols <= NR);
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for p in 0..k {
+            // SAFETY: p < k, see the function's contract.
+            let (b0, b1) = unsafe {
+                (
+                    _mm512_loadu_ps(bp.add(p * NR)),
+                    _mm512_loadu_ps(bp.add(p * NR + 16)),
+                )
+            };
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: i < R, p < k, see the function's contract.
+                let av = _mm512_set1_ps(unsafe { *a.add(i * rs + p) });
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+        }
+        let m0: __mmask16 = if cols >= 16 {
+            0xffff
+        } else {
+            (1u16 << cols) - 1
+        };
+        let m1: __mmask16 = if cols >= 32 {
+            0xffff
+        } else if cols > 16 {
+            (1u16 << (cols - 16)) - 1
+        } else {
+            0
+        };
+        for (i, row) in acc.iter().enumerate() {
+            let dst = c[i * ldc..].as_mut_ptr();
+            // SAFETY: the masks cover only columns < cols, inside `c` by the assert.
+            unsafe {
+                _mm512_mask_storeu_ps(dst, m0, row[0]);
+                _mm512_mask_storeu_ps(dst.add(16), m1, row[1]);
+            }
+        }
+    }
 }
 
 /// FULLY_CONNECTED: `out = act(x · Wᵀ + bias)`; weights `[n, k]`; the input is flattened
@@ -128,8 +353,16 @@ pub(crate) fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         Some(O::FullyConnectedOptions(o)) => (o.fused_activation_function, o.keep_num_dims),
         _ => (crate::fb::ActivationFunctionType::None, false),
     };
+    let bias = match ins.opt(2) {
+        Some(bv) => {
+            let b = ins.f32(2)?;
+            ensure!(b.len() == n, "bias has {} elements, expected {n}", bv.len());
+            Some(b)
+        }
+        None => None,
+    };
     let mut out = vec![0f32; m * n];
-    sgemm(
+    sgemm_epilogue(
         m,
         k,
         n,
@@ -144,17 +377,8 @@ pub(crate) fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
             cs: k,
         },
         &mut out,
+        &Epilogue::new(bias, act)?,
     );
-    if let Some(bv) = ins.opt(2) {
-        let b = ins.f32(2)?;
-        ensure!(b.len() == n, "bias has {} elements, expected {n}", bv.len());
-        for row in out.chunks_exact_mut(n.max(1)) {
-            for (o, &bb) in row.iter_mut().zip(b) {
-                *o += bb;
-            }
-        }
-    }
-    apply_act(&mut out, act)?;
     let shape = if keep {
         ensure!(
             xv.shape.last() == Some(&k),
@@ -249,6 +473,48 @@ mod tests {
 
     fn tolerance(k: usize) -> f32 {
         (k as f32) * f32::EPSILON * ULPS_PER_TERM
+    }
+
+    #[test]
+    fn gemm_with_epilogue_matches_reference_then_bias_and_clamp() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        // Shapes with register-tile tails in rows (not a multiple of 8) and columns
+        // (not a multiple of 32), row blocks (> 256 rows) and a single row.
+        for &(m, k, n) in &[
+            (1, 40, 70),
+            (9, 3, 33),
+            (37, 17, 31),
+            (300, 64, 65),
+            (513, 8, 16),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let am = Mat {
+                data: &a,
+                rs: k,
+                cs: 1,
+            };
+            let bm = Mat {
+                data: &b,
+                rs: 1,
+                cs: k,
+            };
+            let epi = Epilogue {
+                bias: Some(&bias),
+                lo: 0.0,
+                hi: 0.75,
+            };
+            let mut c_ref = vec![0f32; m * n];
+            sgemm_reference(m, k, n, am, bm, &mut c_ref);
+            epi.apply(&mut c_ref, n);
+            let mut c_fast = vec![f32::NAN; m * n];
+            sgemm_epilogue(m, k, n, am, bm, &mut c_fast, &epi);
+            let tol = tolerance(k) + 2.0 * f32::EPSILON;
+            for (x, y) in c_ref.iter().zip(&c_fast) {
+                assert!((x - y).abs() <= tol, "{m}x{k}x{n}: {x} vs {y}");
+            }
+        }
     }
 
     #[test]
