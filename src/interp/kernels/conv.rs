@@ -293,7 +293,7 @@ pub(crate) fn depthwise_reference(
 }
 
 /// Fast DEPTHWISE_CONV_2D: output rows in parallel, channels innermost, the row loop
-/// compiled a second time for AVX2 and chosen at run time (see [`simd_level`]). Both
+/// compiled again for AVX2 and AVX-512F and chosen at run time (see [`simd_level`]). All
 /// builds multiply and add separately (no fused multiply-add), in the same order, so
 /// they give the same bits; [`depthwise_reference`] is the twin the tests compare with.
 #[cfg_attr(not(test), allow(dead_code))]
@@ -321,6 +321,11 @@ pub(crate) fn depthwise_fast_epilogue(
         .enumerate()
         .for_each(|(r, orow)| match level {
             #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => {
+                // SAFETY: `simd_level` returned Avx512 only after detecting AVX-512F.
+                unsafe { depthwise_row_avx512(g, x, w, epi, r, orow) }
+            }
+            #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => {
                 // SAFETY: `simd_level` returned Avx2 only after detecting AVX2 at run time.
                 unsafe { depthwise_row_avx2(g, x, w, epi, r, orow) }
@@ -338,6 +343,9 @@ pub(crate) enum SimdLevel {
     /// AVX2 (256-bit vectors), detected at run time.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
+    /// AVX-512F (512-bit vectors), detected at run time.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
 }
 
 /// The best [`SimdLevel`] this CPU runs (detected once).
@@ -346,7 +354,9 @@ pub(crate) fn simd_level() -> SimdLevel {
     {
         static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
         *LEVEL.get_or_init(|| {
-            if std::is_x86_feature_detected!("avx2") {
+            if std::is_x86_feature_detected!("avx512f") {
+                SimdLevel::Avx512
+            } else if std::is_x86_feature_detected!("avx2") {
                 SimdLevel::Avx2
             } else {
                 SimdLevel::Baseline
@@ -355,6 +365,20 @@ pub(crate) fn simd_level() -> SimdLevel {
     }
     #[cfg(not(target_arch = "x86_64"))]
     SimdLevel::Baseline
+}
+
+/// [`depthwise_row`] compiled with AVX-512F enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn depthwise_row_avx512(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    r: usize,
+    orow: &mut [f32],
+) {
+    depthwise_row(g, x, w, epi, r, orow)
 }
 
 /// [`depthwise_row`] compiled with AVX2 enabled.

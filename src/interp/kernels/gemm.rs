@@ -1,6 +1,10 @@
 //! Matrix products: the GEMM every heavy kernel goes through (a straightforward
-//! reference and a fast path through the `matrixmultiply` crate, split over rows with
-//! rayon), FULLY_CONNECTED (incl. keep_num_dims) and BATCH_MATMUL.
+//! reference; fast paths through an AVX-512 register tile when the CPU has it, else the
+//! `matrixmultiply` crate; rows split over rayon; bias and fused activation applied
+//! while a block is in cache, see [`Epilogue`]), FULLY_CONNECTED (incl.
+//! keep_num_dims) and BATCH_MATMUL. Both fast paths accumulate each element over k in
+//! index order with fused multiply-adds (`matrixmultiply` in blocks of k) and add the
+//! bias after; results agree with LiteRT's to float rounding.
 
 use rayon::prelude::*;
 
@@ -135,7 +139,7 @@ pub(crate) fn sgemm_epilogue(
     let threads = rayon::current_num_threads();
     let work = m * n * k;
     #[cfg(target_arch = "x86_64")]
-    if a.cs == 1 && m >= avx512::MR && avx512::available() {
+    if a.cs == 1 && avx512::available() {
         avx512::sgemm(m, k, n, a, b, c, epi, threads > 1 && work >= PAR_MIN_WORK);
         return;
     }
@@ -212,7 +216,7 @@ mod avx512 {
         *HAS.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
     }
 
-    /// `C = A · B` then `epi`; `a.cs == 1`, `m >= MR`, bounds checked by the caller.
+    /// `C = A · B` then `epi`; `a.cs == 1`, bounds checked by the caller.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn sgemm(
         m: usize,
@@ -224,18 +228,93 @@ mod avx512 {
         epi: &Epilogue,
         parallel: bool,
     ) {
-        let panels = n.div_ceil(NR);
-        // Panel q holds columns q·NR.. as k rows of NR values (zeros past n).
-        let mut bp = vec![0f32; panels * k * NR];
-        for (q, panel) in bp.chunks_mut(k * NR).enumerate() {
-            for jj in 0..NR.min(n - q * NR) {
-                let j = q * NR + jj;
-                for p in 0..k {
-                    panel[p * NR + jj] = b.data[p * b.rs + j * b.cs];
+        let len = n.div_ceil(NR) * k * NR;
+        let mut run = |bp: &mut [f32]| {
+            pack_b(k, n, b, bp);
+            compute(m, k, n, a, c, epi, parallel, bp);
+        };
+        // The packing buffer is reused from call to call on this thread (no zeroing:
+        // `pack_b` writes every value); a nested call (a job stolen while this one
+        // waits) or a very large B gets a buffer of its own.
+        PACK_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) if len <= PACK_BUF_MAX => {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
                 }
+                run(&mut buf[..len]);
+            }
+            _ => run(&mut vec![0f32; len]),
+        });
+    }
+
+    /// Largest packed B (in values) kept in [`PACK_BUF`] between calls.
+    const PACK_BUF_MAX: usize = 1 << 22;
+
+    thread_local! {
+        /// The buffer [`sgemm`] packs B into, kept per thread.
+        static PACK_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Packs B (k × n) into `bp`: panel q holds columns q·NR.. as k rows of NR values
+    /// (zeros past n); every value of `bp` is written.
+    fn pack_b(k: usize, n: usize, b: Mat, bp: &mut [f32]) {
+        for (q, panel) in bp.chunks_mut(k * NR).enumerate() {
+            let cols = NR.min(n - q * NR);
+            let j0 = q * NR;
+            // Columns of B contiguous (weights stored [n, k]): 8 × 8 blocks transposed
+            // in registers; the rest one value at a time.
+            let (done_cols, done_k) = if b.rs == 1 {
+                let (c8, k8) = (cols / 8 * 8, k / 8 * 8);
+                for jj0 in (0..c8).step_by(8) {
+                    for p0 in (0..k8).step_by(8) {
+                        let src = &b.data[(j0 + jj0) * b.cs + p0..];
+                        let dst = &mut panel[p0 * NR + jj0..];
+                        // SAFETY: `available()` found AVX-512F (so AVX2). Rows
+                        // j0+jj0 .. +8 of B's transpose hold k values each (b fits
+                        // k × n), p0 + 8 <= k; dst holds 8 rows of NR from p0.
+                        unsafe { transpose8(src, b.cs, dst, NR) };
+                    }
+                }
+                (c8, k8)
+            } else {
+                (0, 0)
+            };
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let row = p * b.rs + j0 * b.cs;
+                let from = if p < done_k { done_cols } else { 0 };
+                for (jj, d) in dst[..cols].iter_mut().enumerate().skip(from) {
+                    *d = b.data[row + jj * b.cs];
+                }
+                dst[cols..].fill(0.0);
             }
         }
-        let bp = &bp;
+    }
+
+    /// The tiles of `C = A · B` over packed B, block of rows by block of rows.
+    #[allow(clippy::too_many_arguments)]
+    fn compute(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: Mat,
+        c: &mut [f32],
+        epi: &Epilogue,
+        parallel: bool,
+        bp: &[f32],
+    ) {
+        let panels = n.div_ceil(NR);
+        // Bias padded with zeros to whole panels, for the tile's epilogue.
+        let mut bias_pad = vec![0f32; panels * NR];
+        if let Some(bb) = epi.bias {
+            bias_pad[..n].copy_from_slice(&bb[..n]);
+        }
+        let tile_epi = TileEpilogue {
+            bias: epi.bias.is_some(),
+            clamp: !(epi.lo == f32::NEG_INFINITY && epi.hi == f32::INFINITY),
+            lo: epi.lo,
+            hi: epi.hi,
+        };
+        let bias_pad = &bias_pad;
         let block = |r0: usize, cc: &mut [f32]| {
             let rows = cc.len() / n;
             for q in 0..panels {
@@ -252,16 +331,36 @@ mod avx512 {
                     // writes `take` rows of `cols` values at stride n inside `c_tile`
                     // (row i+take-1 < rows, column q·NR + cols <= n).
                     unsafe {
+                        let bias = &bias_pad[q * NR..(q + 1) * NR];
                         if take == MR {
-                            tile::<MR>(k, a_row.as_ptr(), a.rs, panel.as_ptr(), c_tile, n, cols);
+                            tile::<MR>(
+                                k,
+                                a_row.as_ptr(),
+                                a.rs,
+                                panel.as_ptr(),
+                                c_tile,
+                                n,
+                                cols,
+                                bias,
+                                &tile_epi,
+                            );
                         } else {
-                            tile::<1>(k, a_row.as_ptr(), a.rs, panel.as_ptr(), c_tile, n, cols);
+                            tile::<1>(
+                                k,
+                                a_row.as_ptr(),
+                                a.rs,
+                                panel.as_ptr(),
+                                c_tile,
+                                n,
+                                cols,
+                                bias,
+                                &tile_epi,
+                            );
                         }
                     }
                     i += take;
                 }
             }
-            epi.apply(cc, n);
         };
         let c = &mut c[..m * n];
         if parallel {
@@ -275,12 +374,70 @@ mod avx512 {
         }
     }
 
+    /// Writes the transpose of the 8 × 8 block whose row r is `src[r·ld_src ..][..8]`
+    /// to rows `dst[c·ld_dst ..][..8]` (c = 0..8).
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[target_feature(enable = "avx2")]
+    unsafe fn transpose8(src: &[f32], ld_src: usize, dst: &mut [f32], ld_dst: usize) {
+        assert!(src.len() >= 7 * ld_src + 8 && dst.len() >= 7 * ld_dst + 8);
+        let sp = src.as_ptr();
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (i, v) in r.iter_mut().enumerate() {
+            // SAFETY: the assert above keeps every 8-wide load inside `src`.
+            *v = unsafe { _mm256_loadu_ps(sp.add(i * ld_src)) };
+        }
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ];
+        let dp = dst.as_mut_ptr();
+        for (c, v) in out.into_iter().enumerate() {
+            // SAFETY: the assert above keeps every 8-wide store inside `dst`.
+            unsafe { _mm256_storeu_ps(dp.add(c * ld_dst), v) };
+        }
+    }
+
+    /// The [`Epilogue`] as a tile applies it in registers.
+    struct TileEpilogue {
+        bias: bool,
+        clamp: bool,
+        lo: f32,
+        hi: f32,
+    }
+
     /// One `R × NR` tile: `C[i][j] = Σ_p A[i][p] · Bp[p][j]` for i < R, j < cols,
-    /// accumulated with fused multiply-adds in p order.
+    /// accumulated with fused multiply-adds in p order, then `+ bias[j]` and the clamp
+    /// `min(max(·, lo), hi)` (`max`/`min` return the bound for NaN, as `f32::max` /
+    /// `f32::min` do).
     ///
     /// # Safety
     /// AVX-512F must be available; `a + i·rs + p` must be readable for i < R, p < k;
     /// `bp` must hold k·NR values; `c` must hold ·ldc + cols values.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     unsafe fn tile<const R: usize>(
         k: usize,
@@ -290,8 +447,10 @@ mod avx512 {
         c: &mut [f32],
         ldc: usize,
         cols: usize,
+        bias: &[f32],
+        epi: &TileEpilogue,
     ) {
-        assert!(c.len() >= (R - 1) * ldc + cols && cols <= NR);
+        assert!(c.len() >= (R - 1) * ldc + cols && cols <= NR && bias.len() == NR);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for p in 0..k {
             // SAFETY: p < k, see the function's contract.
@@ -306,6 +465,28 @@ mod avx512 {
                 let av = _mm512_set1_ps(unsafe { *a.add(i * rs + p) });
                 row[0] = _mm512_fmadd_ps(av, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+        }
+        if epi.bias {
+            // SAFETY: bias holds NR = 32 values (asserted).
+            let (b0, b1) = unsafe {
+                (
+                    _mm512_loadu_ps(bias.as_ptr()),
+                    _mm512_loadu_ps(bias.as_ptr().add(16)),
+                )
+            };
+            for row in acc.iter_mut() {
+                row[0] = _mm512_add_ps(row[0], b0);
+                row[1] = _mm512_add_ps(row[1], b1);
+            }
+        }
+        if epi.clamp {
+            let (lo, hi) = (_mm512_set1_ps(epi.lo), _mm512_set1_ps(epi.hi));
+            for row in acc.iter_mut() {
+                for v in row.iter_mut() {
+                    // max(x, lo) is lo when x is NaN (the second operand wins).
+                    *v = _mm512_min_ps(_mm512_max_ps(*v, lo), hi);
+                }
             }
         }
         let m0: __mmask16 = if cols >= 16 {
