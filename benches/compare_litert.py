@@ -9,7 +9,8 @@
    imports LiteRT, loads the model and invokes it once per sample: the yardstick of
    issue #16), and against ai-edge-quantizer's `Quantizer.calibrate` (the call alone)
    with its static int8 recipe. `--model M --data D.npy` measures another model (e.g. a
-   transformer encoder) instead of MobileNetV2; `--skip-aeq` leaves ai-edge-quantizer out.
+   transformer encoder; `--model encoder` makes one) instead of MobileNetV2; `--skip-aeq`
+   leaves ai-edge-quantizer out.
 
 Both processes' CPU time (user + system, all threads) is printed next to wall time: on
 a loaded machine the CPU time is the steadier number.
@@ -64,6 +65,27 @@ def litert_latency(model, threads, iters, xnnpack):
         it.invoke()
         ms.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(ms)
+
+
+def make_encoder(path, data, n):
+    """A 4-layer transformer encoder (64 tokens × 128, 4 heads, FFN 512) and n samples."""
+    if not os.path.exists(path):
+        import tensorflow as tf
+        tf.random.set_seed(0)
+        L, D, H, F = 64, 128, 4, 512
+        x = tf.keras.Input((L, D), batch_size=1)
+        h = x
+        for _ in range(4):
+            a = tf.keras.layers.MultiHeadAttention(H, D // H)(h, h)
+            h = tf.keras.layers.LayerNormalization()(h + a)
+            f = tf.keras.layers.Dense(D)(tf.keras.layers.Dense(F, activation="gelu")(h))
+            h = tf.keras.layers.LayerNormalization()(h + f)
+        y = tf.keras.layers.Dense(10)(tf.keras.layers.GlobalAveragePooling1D()(h))
+        with open(path, "wb") as fh:
+            fh.write(tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(x, y)).convert())
+    xs = np.random.default_rng(0).standard_normal((n, 64, 128)).astype(np.float32)
+    np.save(data, xs)
+    return xs
 
 
 def litert_cpu_latency(model, threads, iters):
@@ -164,13 +186,17 @@ def main():
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--calib-threads", type=int, default=2,
                     help="threads of both contenders in the calibration comparison")
-    ap.add_argument("--model", help="another float model (default: MobileNetV2)")
+    ap.add_argument("--model", help="another float model (default: MobileNetV2), or `encoder` "
+                    "for a generated 4-layer transformer encoder")
     ap.add_argument("--data", help="its samples (.npy, one per row)")
     ap.add_argument("--skip-aeq", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
-    if a.model:
+    if a.model == "encoder":
+        model, data = f"{WORK}/encoder.tflite", f"{WORK}/encoder_{a.samples}.npy"
+        samples = make_encoder(model, data, a.samples)
+    elif a.model:
         model, data = a.model, a.data
         samples = np.load(data)
     else:
