@@ -444,3 +444,49 @@ pub fn calibrate(model: &Model, samples: Samples, opts: &CalibOptions) -> Result
     }
     Ok(c.ranges())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parallel path gives exactly the ranges of its sequential twin (minmax is
+    /// order-free), however many workers run, and counts every sample.
+    #[test]
+    fn parallel_samples_give_the_sequential_ranges() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let model = crate::read_path(dir.join("cnn_digits.tflite")).unwrap();
+        let data = dir.join("cnn_digits.calib.npy");
+        let open = || Samples::open(&data, &model, &SampleOptions::default()).unwrap();
+        let total = open().len();
+        let mut seq = Calibrator::new(&model, ObserverKind::MinMax).unwrap();
+        seq.add_samples_sequential(open(), &mut |_, _| {}).unwrap();
+        let want = seq.ranges();
+        assert_eq!(want.samples, total);
+        assert!(want.tensors.len() > 5);
+        for workers in [2, 3] {
+            let mut par = Calibrator::new(&model, ObserverKind::MinMax).unwrap();
+            let mut last = 0;
+            par.add_samples_parallel(open(), workers, &mut |done, _| last = done)
+                .unwrap();
+            assert_eq!(last, total);
+            assert_eq!(par.ranges(), want, "{workers} workers");
+        }
+    }
+
+    /// Order-dependent observers never take the parallel path.
+    #[test]
+    fn only_minmax_runs_samples_in_parallel() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let model = crate::read_path(dir.join("cnn_digits.tflite")).unwrap();
+        let samples = Samples::open(
+            &dir.join("cnn_digits.calib.npy"),
+            &model,
+            &SampleOptions::default(),
+        )
+        .unwrap();
+        for kind in [ObserverKind::Ema(0.9), ObserverKind::Percentile(99.9)] {
+            let c = Calibrator::new(&model, kind).unwrap();
+            assert_eq!(c.parallel_workers(&samples), 1, "{kind}");
+        }
+    }
+}
