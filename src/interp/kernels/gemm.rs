@@ -140,7 +140,8 @@ pub(crate) fn sgemm_epilogue(
     let work = m * n * k;
     #[cfg(target_arch = "x86_64")]
     if a.cs == 1 && avx512::available() {
-        avx512::sgemm(m, k, n, a, b, c, epi, threads > 1 && work >= PAR_MIN_WORK);
+        let prod = avx512::Product { m, k, n, a, b };
+        avx512::sgemm(&prod, c, epi, threads > 1 && work >= PAR_MIN_WORK);
         return;
     }
     let block = |rows: std::ops::Range<usize>, c: &mut [f32]| {
@@ -216,22 +217,21 @@ mod avx512 {
         *HAS.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
     }
 
+    /// The operands of `C = A · B`: A m × k, B k × n.
+    pub(super) struct Product<'a> {
+        pub m: usize,
+        pub k: usize,
+        pub n: usize,
+        pub a: Mat<'a>,
+        pub b: Mat<'a>,
+    }
+
     /// `C = A · B` then `epi`; `a.cs == 1`, bounds checked by the caller.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn sgemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: Mat,
-        b: Mat,
-        c: &mut [f32],
-        epi: &Epilogue,
-        parallel: bool,
-    ) {
-        let len = n.div_ceil(NR) * k * NR;
+    pub(super) fn sgemm(prod: &Product, c: &mut [f32], epi: &Epilogue, parallel: bool) {
+        let len = prod.n.div_ceil(NR) * prod.k * NR;
         let mut run = |bp: &mut [f32]| {
-            pack_b(k, n, b, bp);
-            compute(m, k, n, a, c, epi, parallel, bp);
+            pack_b(prod.k, prod.n, prod.b, bp);
+            compute(prod, c, epi, parallel, bp);
         };
         // The packing buffer is reused from call to call on this thread (no zeroing:
         // `pack_b` writes every value); a nested call (a job stolen while this one
@@ -291,17 +291,8 @@ mod avx512 {
     }
 
     /// The tiles of `C = A · B` over packed B, block of rows by block of rows.
-    #[allow(clippy::too_many_arguments)]
-    fn compute(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: Mat,
-        c: &mut [f32],
-        epi: &Epilogue,
-        parallel: bool,
-        bp: &[f32],
-    ) {
+    fn compute(prod: &Product, c: &mut [f32], epi: &Epilogue, parallel: bool, bp: &[f32]) {
+        let (m, k, n, a) = (prod.m, prod.k, prod.n, prod.a);
         let panels = n.div_ceil(NR);
         // Bias padded with zeros to whole panels, for the tile's epilogue.
         let mut bias_pad = vec![0f32; panels * NR];
@@ -332,30 +323,17 @@ mod avx512 {
                     // (row i+take-1 < rows, column q·NR + cols <= n).
                     unsafe {
                         let bias = &bias_pad[q * NR..(q + 1) * NR];
+                        let geom = TileGeom {
+                            k,
+                            rs: a.rs,
+                            ldc: n,
+                            cols,
+                        };
+                        let (ap, bpp) = (a_row.as_ptr(), panel.as_ptr());
                         if take == MR {
-                            tile::<MR>(
-                                k,
-                                a_row.as_ptr(),
-                                a.rs,
-                                panel.as_ptr(),
-                                c_tile,
-                                n,
-                                cols,
-                                bias,
-                                &tile_epi,
-                            );
+                            tile::<MR>(&geom, ap, bpp, c_tile, bias, &tile_epi);
                         } else {
-                            tile::<1>(
-                                k,
-                                a_row.as_ptr(),
-                                a.rs,
-                                panel.as_ptr(),
-                                c_tile,
-                                n,
-                                cols,
-                                bias,
-                                &tile_epi,
-                            );
+                            tile::<1>(&geom, ap, bpp, c_tile, bias, &tile_epi);
                         }
                     }
                     i += take;
@@ -429,6 +407,16 @@ mod avx512 {
         hi: f32,
     }
 
+    /// Where a tile reads and writes: k products per value, A's row stride `rs`, C's
+    /// row stride `ldc`, `cols` valid columns of the NR.
+    #[derive(Clone, Copy)]
+    struct TileGeom {
+        k: usize,
+        rs: usize,
+        ldc: usize,
+        cols: usize,
+    }
+
     /// One `R × NR` tile: `C[i][j] = Σ_p A[i][p] · Bp[p][j]` for i < R, j < cols,
     /// accumulated with fused multiply-adds in p order, then `+ bias[j]` and the clamp
     /// `min(max(·, lo), hi)` (`max`/`min` return the bound for NaN, as `f32::max` /
@@ -437,19 +425,16 @@ mod avx512 {
     /// # Safety
     /// AVX-512F must be available; `a + i·rs + p` must be readable for i < R, p < k;
     /// `bp` must hold k·NR values; `c` must hold ·ldc + cols values.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     unsafe fn tile<const R: usize>(
-        k: usize,
+        g: &TileGeom,
         a: *const f32,
-        rs: usize,
         bp: *const f32,
         c: &mut [f32],
-        ldc: usize,
-        cols: usize,
         bias: &[f32],
         epi: &TileEpilogue,
     ) {
+        let TileGeom { k, rs, ldc, cols } = *g;
         assert!(c.len() >= (R - 1) * ldc + cols && cols <= NR && bias.len() == NR);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for p in 0..k {
