@@ -3,7 +3,10 @@
 //!     cargo bench --bench latency -- MODEL.tflite [ITERATIONS=30] [THREADS=all]
 //!
 //! Inputs are deterministic values in [0, 1) of each input's static shape. Prints the
-//! median, minimum and maximum wall time of `Interpreter::run` after 3 warm-up runs.
+//! median, minimum and maximum wall time of `Interpreter::run` after 3 warm-up runs,
+//! and the median CPU time of the process per run (`cpu_ms`: all threads; on a loaded
+//! machine it is the steadier number, and with one thread it is the latency an idle
+//! machine would show).
 //! `benches/compare_litert.py` drives it side by side with LiteRT.
 
 use std::time::Instant;
@@ -52,19 +55,36 @@ fn main() {
     for _ in 0..3 {
         it.run(&inputs).expect("run");
     }
+    let mut cpu: Vec<f64> = Vec::with_capacity(iters);
     let mut ms: Vec<f64> = (0..iters)
         .map(|_| {
+            let c0 = cpu_ms();
             let t0 = Instant::now();
             it.run(&inputs).expect("run");
-            t0.elapsed().as_secs_f64() * 1e3
+            let wall = t0.elapsed().as_secs_f64() * 1e3;
+            cpu.push(cpu_ms() - c0);
+            wall
         })
         .collect();
     ms.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
     println!(
-        "threads={} iterations={iters} median_ms={:.3} min_ms={:.3} max_ms={:.3}",
+        "threads={} iterations={iters} median_ms={:.3} min_ms={:.3} max_ms={:.3} cpu_ms={:.3}",
         rayon::current_num_threads(),
         ms[ms.len() / 2],
         ms[0],
-        ms[ms.len() - 1]
+        ms[ms.len() - 1],
+        cpu[cpu.len() / 2]
     );
+}
+
+/// CPU time used by this process so far (all threads), in milliseconds.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the valid pointer it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }

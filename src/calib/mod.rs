@@ -141,6 +141,28 @@ impl Collector {
         }
     }
 
+    /// Folds another collector's statistics (other samples of the same model) into
+    /// this one. Only for order-free observers ([`ObserverKind::order_free`]).
+    fn merge(&mut self, other: Collector) -> Result<()> {
+        for (id, s) in other.stats {
+            match self.stats.entry(id) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(s);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    e.get_mut().merge(self.kind, &s).ok_or_else(|| {
+                        Error::Internal(format!(
+                            "the {} observer cannot merge statistics of parallel samples",
+                            self.kind
+                        ))
+                    })?;
+                }
+            }
+        }
+        self.samples += other.samples;
+        Ok(())
+    }
+
     /// Counts one sample as done.
     pub fn end_sample(&mut self) {
         self.samples += 1;
@@ -209,7 +231,42 @@ impl<'m> Calibrator<'m> {
     /// Runs `samples` in order, resetting state by their policy and where their
     /// sequence ids change (stateful models see one stream per sequence, as in
     /// deployment); `progress` is called after each with (done, total).
+    ///
+    /// Samples run in parallel, one interpreter per thread of the rayon pool, when that
+    /// cannot change the result (see [`Calibrator::parallel_workers`]); the ranges are
+    /// then the same as run one after the other.
     pub fn add_samples(
+        &mut self,
+        samples: Samples,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let workers = self.parallel_workers(&samples);
+        if workers > 1 {
+            return self.add_samples_parallel(samples, workers, progress);
+        }
+        self.add_samples_sequential(samples, progress)
+    }
+
+    /// How many samples [`Calibrator::add_samples`] runs at once: one per thread of the
+    /// rayon pool when the observer is order-free (minmax), the model has no state that
+    /// survives a run, the samples form no sequences and per-op timing is off; 1
+    /// otherwise. Running whole samples side by side keeps both cores busy on the many
+    /// small ops of a small model, where splitting each op does not pay.
+    pub fn parallel_workers(&self, samples: &Samples) -> usize {
+        let model = self.interp.model();
+        if !self.collector.kind.order_free()
+            || self.interp.timing_enabled()
+            || crate::interp::state::is_stateful(model)
+            || samples.sequence_ids().is_some()
+        {
+            return 1;
+        }
+        rayon::current_num_threads().min(samples.len()).max(1)
+    }
+
+    /// The reference twin of [`Calibrator::add_samples_parallel`]: one sample after
+    /// the other on this calibrator's interpreter.
+    fn add_samples_sequential(
         &mut self,
         samples: Samples,
         progress: &mut dyn FnMut(usize, usize),
@@ -227,6 +284,124 @@ impl<'m> Calibrator<'m> {
         Ok(())
     }
 
+    /// Runs `samples` on `workers` interpreters at once (this calibrator's and
+    /// `workers - 1` new ones, each a task of the rayon pool, so kernels inside keep
+    /// using the same threads), then merges their statistics. This thread reads the
+    /// samples (at most `workers` wait in the queue: memory does not grow with their
+    /// number) and reports progress. On failure the error of the earliest failing
+    /// sample is returned, as the sequential run would.
+    fn add_samples_parallel(
+        &mut self,
+        samples: Samples,
+        workers: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc::{channel, sync_channel};
+
+        let total = samples.len();
+        let model = self.interp.model();
+        let kind = self.collector.kind;
+        let (work_tx, work_rx) = sync_channel::<(usize, Vec<Value>)>(workers);
+        let work_rx = Mutex::new(work_rx);
+        let (done_tx, done_rx) = channel::<(usize, Result<()>)>();
+        let stop = AtomicBool::new(false);
+        let collected: Mutex<Vec<Collector>> = Mutex::new(Vec::with_capacity(workers));
+        let mut first_err: Option<(usize, Error)> = None;
+        let mut done = 0usize;
+        let mut own = Some(&mut self.interp);
+        let mut note = |(i, r): (usize, Result<()>), first_err: &mut Option<(usize, Error)>| match r
+        {
+            Ok(()) => {
+                done += 1;
+                progress(done, total);
+            }
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
+                    *first_err = Some((i, e));
+                }
+            }
+        };
+        rayon::in_place_scope(|scope| {
+            for _ in 0..workers {
+                let interp = own.take();
+                let (work_rx, done_tx, stop, collected) =
+                    (&work_rx, done_tx.clone(), &stop, &collected);
+                scope.spawn(move |_| {
+                    let mut fresh = None;
+                    let mut interp = match interp {
+                        Some(i) => Some(i),
+                        None => match Interpreter::new(model) {
+                            Ok(i) => Some(fresh.insert(i)),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                let _ = done_tx.send((usize::MAX, Err(e)));
+                                None
+                            }
+                        },
+                    };
+                    let mut collector = Collector::new(kind);
+                    // Drain the queue to its end even after a failure, so the reader
+                    // never blocks on a full queue.
+                    loop {
+                        let next = match work_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => break,
+                        };
+                        let Ok((i, inputs)) = next else { break };
+                        let Some(interp) = interp.as_deref_mut() else {
+                            continue;
+                        };
+                        if stop.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let r = run_sample(interp, &mut collector, &inputs);
+                        let _ = done_tx.send((i, r));
+                    }
+                    if let Ok(mut c) = collected.lock() {
+                        c.push(collector);
+                    }
+                });
+            }
+            drop(done_tx);
+            for (i, s) in samples.enumerate() {
+                while let Ok(m) = done_rx.try_recv() {
+                    note(m, &mut first_err);
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match s {
+                    Ok(inputs) => {
+                        if work_tx.send((i, inputs)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        note((i, Err(e)), &mut first_err);
+                        break;
+                    }
+                }
+            }
+            drop(work_tx);
+            for m in done_rx.iter() {
+                note(m, &mut first_err);
+            }
+        });
+        if let Some((_, e)) = first_err {
+            return Err(e);
+        }
+        let collected = collected
+            .into_inner()
+            .map_err(|_| Error::Internal("a calibration worker panicked".into()))?;
+        for c in collected {
+            self.collector.merge(c)?;
+        }
+        Ok(())
+    }
+
     /// The interpreter (e.g. to turn on per-op timing).
     pub fn interpreter(&mut self) -> &mut Interpreter<'m> {
         &mut self.interp
@@ -235,20 +410,24 @@ impl<'m> Calibrator<'m> {
     /// Runs one sample and folds every float tensor value into its statistics. A tensor
     /// seen several times in one sample (a loop body) is folded once per occurrence.
     pub fn add_sample(&mut self, inputs: &[Value]) -> Result<()> {
-        let collector = &mut self.collector;
-        let mut obs = |id: TensorId, v: &Value| {
-            collector.observe(id, v);
-            Flow::Continue
-        };
-        self.interp.run_observed(inputs, &mut obs)?;
-        self.collector.end_sample();
-        Ok(())
+        run_sample(&mut self.interp, &mut self.collector, inputs)
     }
 
     /// The ranges collected so far.
     pub fn ranges(&self) -> Ranges {
         self.collector.ranges(self.interp.model())
     }
+}
+
+/// Runs one sample on `interp` and folds every float tensor value into `collector`.
+fn run_sample(interp: &mut Interpreter, collector: &mut Collector, inputs: &[Value]) -> Result<()> {
+    let mut obs = |id: TensorId, v: &Value| {
+        collector.observe(id, v);
+        Flow::Continue
+    };
+    interp.run_observed(inputs, &mut obs)?;
+    collector.end_sample();
+    Ok(())
 }
 
 /// Calibrates `model` over every sample of `samples` (stateful models: see
@@ -264,4 +443,50 @@ pub fn calibrate(model: &Model, samples: Samples, opts: &CalibOptions) -> Result
         return Err(Error::Data("no calibration samples".into()));
     }
     Ok(c.ranges())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parallel path gives exactly the ranges of its sequential twin (minmax is
+    /// order-free), however many workers run, and counts every sample.
+    #[test]
+    fn parallel_samples_give_the_sequential_ranges() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let model = crate::read_path(dir.join("cnn_digits.tflite")).unwrap();
+        let data = dir.join("cnn_digits.calib.npy");
+        let open = || Samples::open(&data, &model, &SampleOptions::default()).unwrap();
+        let total = open().len();
+        let mut seq = Calibrator::new(&model, ObserverKind::MinMax).unwrap();
+        seq.add_samples_sequential(open(), &mut |_, _| {}).unwrap();
+        let want = seq.ranges();
+        assert_eq!(want.samples, total);
+        assert!(want.tensors.len() > 5);
+        for workers in [2, 3] {
+            let mut par = Calibrator::new(&model, ObserverKind::MinMax).unwrap();
+            let mut last = 0;
+            par.add_samples_parallel(open(), workers, &mut |done, _| last = done)
+                .unwrap();
+            assert_eq!(last, total);
+            assert_eq!(par.ranges(), want, "{workers} workers");
+        }
+    }
+
+    /// Order-dependent observers never take the parallel path.
+    #[test]
+    fn only_minmax_runs_samples_in_parallel() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let model = crate::read_path(dir.join("cnn_digits.tflite")).unwrap();
+        let samples = Samples::open(
+            &dir.join("cnn_digits.calib.npy"),
+            &model,
+            &SampleOptions::default(),
+        )
+        .unwrap();
+        for kind in [ObserverKind::Ema(0.9), ObserverKind::Percentile(99.9)] {
+            let c = Calibrator::new(&model, kind).unwrap();
+            assert_eq!(c.parallel_workers(&samples), 1, "{kind}");
+        }
+    }
 }

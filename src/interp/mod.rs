@@ -328,6 +328,11 @@ impl<'m> Interpreter<'m> {
         });
     }
 
+    /// True while per-op timing is on ([`Interpreter::set_timing`]).
+    pub fn timing_enabled(&self) -> bool {
+        self.timing.is_some()
+    }
+
     /// Accumulated per-op timings (empty unless [`Interpreter::set_timing`] is on).
     pub fn timings(&self) -> Vec<OpTiming> {
         self.timing.iter().flatten().flatten().cloned().collect()

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::fb::{ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O, Padding};
 
-use super::gemm::{Mat, sgemm};
+use super::gemm::{Epilogue, Mat, sgemm_epilogue};
 use super::{Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, to_usize};
 use crate::interp::value::Value;
 
@@ -130,7 +130,18 @@ pub(crate) fn conv2d_reference(
 
 /// Fast CONV_2D for one group: im2col (skipped for 1×1 stride-1 unpadded kernels) and
 /// one GEMM `[pixels, kh·kw·c] × [kh·kw·c, out_c]`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let epi = Epilogue {
+        bias,
+        ..Epilogue::NONE
+    };
+    conv2d_fast_epilogue(g, x, w, &epi)
+}
+
+/// [`conv2d_fast`] with the bias and the fused activation applied by the GEMM to each
+/// block of rows while it is in cache ([`Epilogue`]).
+pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epilogue) -> Vec<f32> {
     let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.in_c);
     let k = kh * kw * c;
     let pixels = g.h.output * g.w.output;
@@ -150,7 +161,7 @@ pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32
         cs: k,
     };
     if direct {
-        sgemm(
+        sgemm_epilogue(
             m,
             k,
             g.out_c,
@@ -161,6 +172,7 @@ pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32
             },
             wm,
             &mut out,
+            epi,
         );
     } else {
         // im2col row r = (b, oy, ox): the window's taps (ky, kx, c), zeros where padded.
@@ -183,7 +195,7 @@ pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32
                     }
                 }
             });
-        sgemm(
+        sgemm_epilogue(
             m,
             k,
             g.out_c,
@@ -194,14 +206,8 @@ pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32
             },
             wm,
             &mut out,
+            epi,
         );
-    }
-    if let Some(b) = bias {
-        for row in out.chunks_exact_mut(g.out_c.max(1)) {
-            for (o, &bb) in row.iter_mut().zip(b) {
-                *o += bb;
-            }
-        }
     }
     out
 }
@@ -233,12 +239,14 @@ pub(crate) fn conv2d(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     checked_numel(&shape)?;
     checked_numel(&[n * g.h.output * g.w.output, kh * kw * ic])?;
     let bias = bias_of(ins, 2, oc)?;
-    let mut out = if fc == ic {
-        conv2d_fast(&g, x, w, bias)
+    let out = if fc == ic {
+        let epi = Epilogue::new(bias, o.fused_activation_function)?;
+        conv2d_fast_epilogue(&g, x, w, &epi)
     } else {
-        conv2d_reference(&g, x, w, bias)
+        let mut out = conv2d_reference(&g, x, w, bias);
+        apply_act(&mut out, o.fused_activation_function)?;
+        out
     };
-    apply_act(&mut out, o.fused_activation_function)?;
     Ok(Value::f32(shape, out))
 }
 
@@ -284,42 +292,185 @@ pub(crate) fn depthwise_reference(
     out
 }
 
-/// Fast DEPTHWISE_CONV_2D: output rows in parallel, channels innermost (vectorised).
+/// Fast DEPTHWISE_CONV_2D: output rows in parallel, channels innermost, the row loop
+/// compiled again for AVX2 and AVX-512F and chosen at run time (see [`simd_level`]). All
+/// builds multiply and add separately (no fused multiply-add), in the same order, so
+/// they give the same bits; [`depthwise_reference`] is the twin the tests compare with.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn depthwise_fast(g: &DwGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let epi = Epilogue {
+        bias,
+        ..Epilogue::NONE
+    };
+    depthwise_fast_epilogue(g, x, w, &epi)
+}
+
+/// [`depthwise_fast`] with the fused activation's clamp applied to each output pixel
+/// right after its sum (bias first, as in a separate pass).
+pub(crate) fn depthwise_fast_epilogue(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+) -> Vec<f32> {
     let oc = g.in_c * g.mult;
     let row = g.w.output * oc;
     let mut out = vec![0f32; g.batch * g.h.output * row];
+    let level = simd_level();
     out.par_chunks_mut(row.max(1))
         .enumerate()
-        .for_each(|(r, orow)| {
-            let (b, oy) = (r / g.h.output, r % g.h.output);
-            for ox in 0..g.w.output {
-                let acc = &mut orow[ox * oc..(ox + 1) * oc];
-                match bias {
-                    Some(bb) => acc.copy_from_slice(bb),
-                    None => acc.fill(0.0),
-                }
-                for ky in 0..g.h.kernel {
-                    let Some(iy) = g.h.src(oy, ky) else { continue };
-                    for kx in 0..g.w.kernel {
-                        let Some(ix) = g.w.src(ox, kx) else { continue };
-                        let xs = ((b * g.h.input + iy) * g.w.input + ix) * g.in_c;
-                        let xin = &x[xs..xs + g.in_c];
-                        let wt = &w[(ky * g.w.kernel + kx) * oc..][..oc];
-                        if g.mult == 1 {
-                            for ((a, &xi), &wi) in acc.iter_mut().zip(xin).zip(wt) {
-                                *a += xi * wi;
-                            }
-                        } else {
-                            for (c, a) in acc.iter_mut().enumerate() {
-                                *a += xin[c / g.mult] * wt[c];
-                            }
-                        }
-                    }
-                }
+        .for_each(|(r, orow)| match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => {
+                // SAFETY: `simd_level` returned Avx512 only after detecting AVX-512F.
+                unsafe { depthwise_row_avx512(g, x, w, epi, r, orow) }
             }
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => {
+                // SAFETY: `simd_level` returned Avx2 only after detecting AVX2 at run time.
+                unsafe { depthwise_row_avx2(g, x, w, epi, r, orow) }
+            }
+            _ => depthwise_row(g, x, w, epi, r, orow),
         });
     out
+}
+
+/// Vector instruction sets the kernels have a build for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SimdLevel {
+    /// The build's baseline (SSE2 on x86-64).
+    Baseline,
+    /// AVX2 (256-bit vectors), detected at run time.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
+    /// AVX-512F (512-bit vectors), detected at run time.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
+}
+
+/// The best [`SimdLevel`] this CPU runs (detected once).
+pub(crate) fn simd_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            if std::is_x86_feature_detected!("avx512f") {
+                SimdLevel::Avx512
+            } else if std::is_x86_feature_detected!("avx2") {
+                SimdLevel::Avx2
+            } else {
+                SimdLevel::Baseline
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    SimdLevel::Baseline
+}
+
+/// [`depthwise_row`] compiled with AVX-512F enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn depthwise_row_avx512(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    r: usize,
+    orow: &mut [f32],
+) {
+    depthwise_row(g, x, w, epi, r, orow)
+}
+
+/// [`depthwise_row`] compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn depthwise_row_avx2(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    r: usize,
+    orow: &mut [f32],
+) {
+    depthwise_row(g, x, w, epi, r, orow)
+}
+
+/// Channels accumulated in registers at a time by [`depthwise_row`].
+const DW_BLOCK: usize = 16;
+
+/// One output row `r` (= batch · out_h + y) of a depthwise convolution. Per output
+/// pixel and block of [`DW_BLOCK`] channels the sum stays in registers over all taps;
+/// every element is still `bias + tap₀ + tap₁ + …` in (ky, kx) order.
+#[inline(always)]
+fn depthwise_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, orow: &mut [f32]) {
+    let bias = epi.bias;
+    let clamp = !(epi.lo == f32::NEG_INFINITY && epi.hi == f32::INFINITY);
+    let oc = g.in_c * g.mult;
+    let (b, oy) = (r / g.h.output, r % g.h.output);
+    // (input offset, filter offset) of each tap inside the input, for one pixel.
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(g.h.kernel * g.w.kernel);
+    for ox in 0..g.w.output {
+        let acc = &mut orow[ox * oc..(ox + 1) * oc];
+        taps.clear();
+        for ky in 0..g.h.kernel {
+            let Some(iy) = g.h.src(oy, ky) else { continue };
+            for kx in 0..g.w.kernel {
+                let Some(ix) = g.w.src(ox, kx) else { continue };
+                taps.push((
+                    ((b * g.h.input + iy) * g.w.input + ix) * g.in_c,
+                    (ky * g.w.kernel + kx) * oc,
+                ));
+            }
+        }
+        if g.mult == 1 {
+            let blocks = oc / DW_BLOCK;
+            for cb in 0..blocks {
+                let c0 = cb * DW_BLOCK;
+                let mut a = [0f32; DW_BLOCK];
+                if let Some(bb) = bias {
+                    a.copy_from_slice(&bb[c0..c0 + DW_BLOCK]);
+                }
+                for &(xo, wo) in &taps {
+                    let xin = &x[xo + c0..xo + c0 + DW_BLOCK];
+                    let wt = &w[wo + c0..wo + c0 + DW_BLOCK];
+                    for l in 0..DW_BLOCK {
+                        a[l] += xin[l] * wt[l];
+                    }
+                }
+                acc[c0..c0 + DW_BLOCK].copy_from_slice(&a);
+            }
+            let c0 = blocks * DW_BLOCK;
+            let tail = &mut acc[c0..];
+            match bias {
+                Some(bb) => tail.copy_from_slice(&bb[c0..]),
+                None => tail.fill(0.0),
+            }
+            for &(xo, wo) in &taps {
+                let xin = &x[xo + c0..xo + oc];
+                let wt = &w[wo + c0..wo + oc];
+                for ((a, &xi), &wi) in tail.iter_mut().zip(xin).zip(wt) {
+                    *a += xi * wi;
+                }
+            }
+        } else {
+            match bias {
+                Some(bb) => acc.copy_from_slice(bb),
+                None => acc.fill(0.0),
+            }
+            for &(xo, wo) in &taps {
+                let xin = &x[xo..xo + g.in_c];
+                let wt = &w[wo..wo + oc];
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a += xin[c / g.mult] * wt[c];
+                }
+            }
+        }
+        if clamp {
+            for a in acc.iter_mut() {
+                *a = a.max(epi.lo).min(epi.hi);
+            }
+        }
+    }
 }
 
 /// DEPTHWISE_CONV_2D: filter `[1, kh, kw, in_c · multiplier]`.
@@ -347,9 +498,8 @@ pub(crate) fn depthwise(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let shape = vec![n, g.h.output, g.w.output, oc];
     checked_numel(&shape)?;
     let bias = bias_of(ins, 2, oc)?;
-    let mut out = depthwise_fast(&g, x, w, bias);
-    apply_act(&mut out, o.fused_activation_function)?;
-    Ok(Value::f32(shape, out))
+    let epi = Epilogue::new(bias, o.fused_activation_function)?;
+    Ok(Value::f32(shape, depthwise_fast_epilogue(&g, x, w, &epi)))
 }
 
 /// TRANSPOSE_CONV: inputs (output_shape, filter `[out_c, kh, kw, in_c]`, input, bias?).
@@ -532,8 +682,11 @@ mod tests {
             (Padding::Same, 3, 1, 1, 1),
             (Padding::Same, 3, 2, 1, 2),
             (Padding::Valid, 3, 1, 2, 3),
+            (Padding::Same, 3, 1, 1, 1),
+            (Padding::Valid, 5, 2, 1, 1),
         ] {
-            let (ih, c) = (9, 5);
+            // 37 channels: two register blocks and a tail.
+            let (ih, c) = (9, if mult == 1 { 37 } else { 5 });
             let g = DwGeom {
                 batch: 2,
                 in_c: c,
@@ -550,6 +703,18 @@ mod tests {
             for (a, b) in r.iter().zip(&f) {
                 assert!((a - b).abs() <= t, "{a} vs {b}");
             }
+            // The baseline build of the row loop gives the same bits as the one the
+            // CPU dispatch chose.
+            let row = g.w.output * c * mult;
+            let mut base = vec![0f32; f.len()];
+            for (ri, orow) in base.chunks_mut(row).enumerate() {
+                let epi = Epilogue {
+                    bias: Some(&bias),
+                    ..Epilogue::NONE
+                };
+                depthwise_row(&g, &x, &w, &epi, ri, orow);
+            }
+            assert_eq!(base, f, "baseline and {:?} builds differ", simd_level());
         }
     }
 

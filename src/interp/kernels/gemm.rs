@@ -1,12 +1,16 @@
 //! Matrix products: the GEMM every heavy kernel goes through (a straightforward
-//! reference and a fast path through the `matrixmultiply` crate, split over rows with
-//! rayon), FULLY_CONNECTED (incl. keep_num_dims) and BATCH_MATMUL.
+//! reference; fast paths through an AVX-512 register tile when the CPU has it, else the
+//! `matrixmultiply` crate; rows split over rayon; bias and fused activation applied
+//! while a block is in cache, see [`Epilogue`]), FULLY_CONNECTED (incl.
+//! keep_num_dims) and BATCH_MATMUL. Both fast paths accumulate each element over k in
+//! index order with fused multiply-adds (`matrixmultiply` in blocks of k) and add the
+//! bias after; results agree with LiteRT's to float rounding.
 
 use rayon::prelude::*;
 
 use crate::fb::BuiltinOptions as O;
 
-use super::{Ctx, Ins, KResult, apply_act, bad, broadcast_shapes, ensure, strides};
+use super::{Ctx, Ins, KResult, bad, broadcast_shapes, ensure, strides};
 use crate::interp::value::Value;
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
@@ -35,6 +39,59 @@ impl Mat<'_> {
 /// Multiply-adds below which threads cost more than they save.
 const PAR_MIN_WORK: usize = 1 << 16;
 
+/// Rows of C computed (and finished by the [`Epilogue`]) at a time on one thread, so
+/// the epilogue reads them while they are still in cache.
+const ROW_BLOCK: usize = 256;
+
+/// What happens to each row of `C = A · B` right after it is computed: `+ bias` (one
+/// value per column) and a clamp to `[lo, hi]` (a fused activation), in that order, as
+/// a separate pass over C would do.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl<'a> Epilogue<'a> {
+    /// Nothing: C stays the plain product.
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        lo: f32::NEG_INFINITY,
+        hi: f32::INFINITY,
+    };
+
+    /// Bias then the fused activation `act`.
+    pub fn new(bias: Option<&'a [f32]>, act: crate::fb::ActivationFunctionType) -> KResult<Self> {
+        let (lo, hi) = super::act_bounds(act)?;
+        Ok(Epilogue { bias, lo, hi })
+    }
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && self.lo == f32::NEG_INFINITY && self.hi == f32::INFINITY
+    }
+
+    /// Applies the epilogue to row-major rows of `n` columns.
+    pub fn apply(&self, c: &mut [f32], n: usize) {
+        if self.is_none() || n == 0 {
+            return;
+        }
+        let clamp = !(self.lo == f32::NEG_INFINITY && self.hi == f32::INFINITY);
+        for row in c.chunks_exact_mut(n) {
+            if let Some(b) = self.bias {
+                for (o, &bb) in row.iter_mut().zip(b) {
+                    *o += bb;
+                }
+            }
+            if clamp {
+                for o in row.iter_mut() {
+                    *o = o.max(self.lo).min(self.hi);
+                }
+            }
+        }
+    }
+}
+
 #[cfg_attr(not(test), allow(dead_code))]
 /// `C = A · B` with `A` m×k, `B` k×n, `C` row-major m×n (overwritten): the reference,
 /// one dot product per element, accumulated in f32 in index order.
@@ -53,6 +110,20 @@ pub(crate) fn sgemm_reference(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &
 /// `C = A · B` through `matrixmultiply`, rows split over the rayon pool for large
 /// products. Same contract as [`sgemm_reference`].
 pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32]) {
+    sgemm_epilogue(m, k, n, a, b, c, &Epilogue::NONE)
+}
+
+/// [`sgemm`] followed by `epi` on every row, done block by block while the block is
+/// in cache (the result equals `sgemm` then [`Epilogue::apply`] on all of C).
+pub(crate) fn sgemm_epilogue(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    epi: &Epilogue,
+) {
     assert!(
         a.fits(m, k) && b.fits(k, n) && c.len() >= m * n,
         "sgemm bounds"
@@ -62,10 +133,17 @@ pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32])
     }
     if k == 0 {
         c[..m * n].fill(0.0);
+        epi.apply(&mut c[..m * n], n);
         return;
     }
     let threads = rayon::current_num_threads();
     let work = m * n * k;
+    #[cfg(target_arch = "x86_64")]
+    if a.cs == 1 && avx512::available() {
+        let prod = avx512::Product { m, k, n, a, b };
+        avx512::sgemm(&prod, c, epi, threads > 1 && work >= PAR_MIN_WORK);
+        return;
+    }
     let block = |rows: std::ops::Range<usize>, c: &mut [f32]| {
         let mm = rows.len();
         let a_off = rows.start * a.rs;
@@ -91,9 +169,17 @@ pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32])
                 1,
             );
         }
+        epi.apply(c, n);
     };
     if threads <= 1 || work < PAR_MIN_WORK || m < 2 {
-        block(0..m, &mut c[..m * n]);
+        if epi.is_none() {
+            block(0..m, &mut c[..m * n]);
+        } else {
+            for (ci, cc) in c[..m * n].chunks_mut(ROW_BLOCK * n).enumerate() {
+                let r0 = ci * ROW_BLOCK;
+                block(r0..r0 + cc.len() / n, cc);
+            }
+        }
         return;
     }
     let chunk_rows = m.div_ceil(threads * 2).max(4);
@@ -104,6 +190,311 @@ pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32])
             let r0 = ci * chunk_rows;
             block(r0..r0 + cc.len() / n, cc);
         });
+}
+
+/// An AVX-512 GEMM for row-major A (`cs == 1`): B packed once per call into panels of
+/// [`NR`](avx512::NR) columns, an `MR × NR` register tile of fused multiply-adds
+/// accumulated over all of k in index order, rows split in blocks of [`ROW_BLOCK`]
+/// (over the rayon pool when the product is large), the [`Epilogue`] applied to each
+/// block while it is in cache. Chosen at run time when the CPU has AVX-512F;
+/// [`sgemm_reference`] is its twin in the tests.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use rayon::prelude::*;
+
+    use super::{Epilogue, Mat, ROW_BLOCK};
+
+    /// Rows of a register tile.
+    pub(super) const MR: usize = 8;
+    /// Columns of a register tile (two 16-lane vectors).
+    pub(super) const NR: usize = 32;
+
+    /// True when this CPU runs AVX-512F (detected once).
+    pub(super) fn available() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
+    }
+
+    /// The operands of `C = A · B`: A m × k, B k × n.
+    pub(super) struct Product<'a> {
+        pub m: usize,
+        pub k: usize,
+        pub n: usize,
+        pub a: Mat<'a>,
+        pub b: Mat<'a>,
+    }
+
+    /// `C = A · B` then `epi`; `a.cs == 1`, bounds checked by the caller.
+    pub(super) fn sgemm(prod: &Product, c: &mut [f32], epi: &Epilogue, parallel: bool) {
+        let len = prod.n.div_ceil(NR) * prod.k * NR;
+        let mut run = |bp: &mut [f32]| {
+            pack_b(prod.k, prod.n, prod.b, bp);
+            compute(prod, c, epi, parallel, bp);
+        };
+        // The packing buffer is reused from call to call on this thread (no zeroing:
+        // `pack_b` writes every value); a nested call (a job stolen while this one
+        // waits) or a very large B gets a buffer of its own.
+        PACK_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) if len <= PACK_BUF_MAX => {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+                run(&mut buf[..len]);
+            }
+            _ => run(&mut vec![0f32; len]),
+        });
+    }
+
+    /// Largest packed B (in values) kept in [`PACK_BUF`] between calls.
+    const PACK_BUF_MAX: usize = 1 << 22;
+
+    thread_local! {
+        /// The buffer [`sgemm`] packs B into, kept per thread.
+        static PACK_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Packs B (k × n) into `bp`: panel q holds columns q·NR.. as k rows of NR values
+    /// (zeros past n); every value of `bp` is written.
+    fn pack_b(k: usize, n: usize, b: Mat, bp: &mut [f32]) {
+        for (q, panel) in bp.chunks_mut(k * NR).enumerate() {
+            let cols = NR.min(n - q * NR);
+            let j0 = q * NR;
+            // Columns of B contiguous (weights stored [n, k]): 8 × 8 blocks transposed
+            // in registers; the rest one value at a time.
+            let (done_cols, done_k) = if b.rs == 1 {
+                let (c8, k8) = (cols / 8 * 8, k / 8 * 8);
+                for jj0 in (0..c8).step_by(8) {
+                    for p0 in (0..k8).step_by(8) {
+                        let src = &b.data[(j0 + jj0) * b.cs + p0..];
+                        let dst = &mut panel[p0 * NR + jj0..];
+                        // SAFETY: `available()` found AVX-512F (so AVX2). Rows
+                        // j0+jj0 .. +8 of B's transpose hold k values each (b fits
+                        // k × n), p0 + 8 <= k; dst holds 8 rows of NR from p0.
+                        unsafe { transpose8(src, b.cs, dst, NR) };
+                    }
+                }
+                (c8, k8)
+            } else {
+                (0, 0)
+            };
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let row = p * b.rs + j0 * b.cs;
+                let from = if p < done_k { done_cols } else { 0 };
+                for (jj, d) in dst[..cols].iter_mut().enumerate().skip(from) {
+                    *d = b.data[row + jj * b.cs];
+                }
+                dst[cols..].fill(0.0);
+            }
+        }
+    }
+
+    /// The tiles of `C = A · B` over packed B, block of rows by block of rows.
+    fn compute(prod: &Product, c: &mut [f32], epi: &Epilogue, parallel: bool, bp: &[f32]) {
+        let (m, k, n, a) = (prod.m, prod.k, prod.n, prod.a);
+        let panels = n.div_ceil(NR);
+        // Bias padded with zeros to whole panels, for the tile's epilogue.
+        let mut bias_pad = vec![0f32; panels * NR];
+        if let Some(bb) = epi.bias {
+            bias_pad[..n].copy_from_slice(&bb[..n]);
+        }
+        let tile_epi = TileEpilogue {
+            bias: epi.bias.is_some(),
+            clamp: !(epi.lo == f32::NEG_INFINITY && epi.hi == f32::INFINITY),
+            lo: epi.lo,
+            hi: epi.hi,
+        };
+        let bias_pad = &bias_pad;
+        let block = |r0: usize, cc: &mut [f32]| {
+            let rows = cc.len() / n;
+            for q in 0..panels {
+                let cols = NR.min(n - q * NR);
+                let panel = &bp[q * k * NR..(q + 1) * k * NR];
+                let mut i = 0;
+                while i < rows {
+                    let take = if rows - i >= MR { MR } else { 1 };
+                    let a_row = &a.data[(r0 + i) * a.rs..];
+                    let c_tile = &mut cc[i * n + q * NR..];
+                    // SAFETY: `available()` found AVX-512F. The tile reads rows
+                    // r0+i .. r0+i+take of A, k values each (in bounds: the caller
+                    // checked A fits m × k with cs == 1), k·NR values of `panel`, and
+                    // writes `take` rows of `cols` values at stride n inside `c_tile`
+                    // (row i+take-1 < rows, column q·NR + cols <= n).
+                    unsafe {
+                        let bias = &bias_pad[q * NR..(q + 1) * NR];
+                        let geom = TileGeom {
+                            k,
+                            rs: a.rs,
+                            ldc: n,
+                            cols,
+                        };
+                        let (ap, bpp) = (a_row.as_ptr(), panel.as_ptr());
+                        if take == MR {
+                            tile::<MR>(&geom, ap, bpp, c_tile, bias, &tile_epi);
+                        } else {
+                            tile::<1>(&geom, ap, bpp, c_tile, bias, &tile_epi);
+                        }
+                    }
+                    i += take;
+                }
+            }
+        };
+        let c = &mut c[..m * n];
+        if parallel {
+            c.par_chunks_mut(ROW_BLOCK * n)
+                .enumerate()
+                .for_each(|(bi, cc)| block(bi * ROW_BLOCK, cc));
+        } else {
+            for (bi, cc) in c.chunks_mut(ROW_BLOCK * n).enumerate() {
+                block(bi * ROW_BLOCK, cc);
+            }
+        }
+    }
+
+    /// Writes the transpose of the 8 × 8 block whose row r is `src[r·ld_src ..][..8]`
+    /// to rows `dst[c·ld_dst ..][..8]` (c = 0..8).
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[target_feature(enable = "avx2")]
+    unsafe fn transpose8(src: &[f32], ld_src: usize, dst: &mut [f32], ld_dst: usize) {
+        assert!(src.len() >= 7 * ld_src + 8 && dst.len() >= 7 * ld_dst + 8);
+        let sp = src.as_ptr();
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (i, v) in r.iter_mut().enumerate() {
+            // SAFETY: the assert above keeps every 8-wide load inside `src`.
+            *v = unsafe { _mm256_loadu_ps(sp.add(i * ld_src)) };
+        }
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ];
+        let dp = dst.as_mut_ptr();
+        for (c, v) in out.into_iter().enumerate() {
+            // SAFETY: the assert above keeps every 8-wide store inside `dst`.
+            unsafe { _mm256_storeu_ps(dp.add(c * ld_dst), v) };
+        }
+    }
+
+    /// The [`Epilogue`] as a tile applies it in registers.
+    struct TileEpilogue {
+        bias: bool,
+        clamp: bool,
+        lo: f32,
+        hi: f32,
+    }
+
+    /// Where a tile reads and writes: k products per value, A's row stride `rs`, C's
+    /// row stride `ldc`, `cols` valid columns of the NR.
+    #[derive(Clone, Copy)]
+    struct TileGeom {
+        k: usize,
+        rs: usize,
+        ldc: usize,
+        cols: usize,
+    }
+
+    /// One `R × NR` tile: `C[i][j] = Σ_p A[i][p] · Bp[p][j]` for i < R, j < cols,
+    /// accumulated with fused multiply-adds in p order, then `+ bias[j]` and the clamp
+    /// `min(max(·, lo), hi)` (`max`/`min` return the bound for NaN, as `f32::max` /
+    /// `f32::min` do).
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a + i·rs + p` must be readable for i < R, p < k;
+    /// `bp` must hold k·NR values; `c` must hold ·ldc + cols values.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize>(
+        g: &TileGeom,
+        a: *const f32,
+        bp: *const f32,
+        c: &mut [f32],
+        bias: &[f32],
+        epi: &TileEpilogue,
+    ) {
+        let TileGeom { k, rs, ldc, cols } = *g;
+        assert!(c.len() >= (R - 1) * ldc + cols && cols <= NR && bias.len() == NR);
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for p in 0..k {
+            // SAFETY: p < k, see the function's contract.
+            let (b0, b1) = unsafe {
+                (
+                    _mm512_loadu_ps(bp.add(p * NR)),
+                    _mm512_loadu_ps(bp.add(p * NR + 16)),
+                )
+            };
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: i < R, p < k, see the function's contract.
+                let av = _mm512_set1_ps(unsafe { *a.add(i * rs + p) });
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+        }
+        if epi.bias {
+            // SAFETY: bias holds NR = 32 values (asserted).
+            let (b0, b1) = unsafe {
+                (
+                    _mm512_loadu_ps(bias.as_ptr()),
+                    _mm512_loadu_ps(bias.as_ptr().add(16)),
+                )
+            };
+            for row in acc.iter_mut() {
+                row[0] = _mm512_add_ps(row[0], b0);
+                row[1] = _mm512_add_ps(row[1], b1);
+            }
+        }
+        if epi.clamp {
+            let (lo, hi) = (_mm512_set1_ps(epi.lo), _mm512_set1_ps(epi.hi));
+            for row in acc.iter_mut() {
+                for v in row.iter_mut() {
+                    // max(x, lo) is lo when x is NaN (the second operand wins).
+                    *v = _mm512_min_ps(_mm512_max_ps(*v, lo), hi);
+                }
+            }
+        }
+        let m0: __mmask16 = if cols >= 16 {
+            0xffff
+        } else {
+            (1u16 << cols) - 1
+        };
+        let m1: __mmask16 = if cols >= 32 {
+            0xffff
+        } else if cols > 16 {
+            (1u16 << (cols - 16)) - 1
+        } else {
+            0
+        };
+        for (i, row) in acc.iter().enumerate() {
+            let dst = c[i * ldc..].as_mut_ptr();
+            // SAFETY: the masks cover only columns < cols, inside `c` by the assert.
+            unsafe {
+                _mm512_mask_storeu_ps(dst, m0, row[0]);
+                _mm512_mask_storeu_ps(dst.add(16), m1, row[1]);
+            }
+        }
+    }
 }
 
 /// FULLY_CONNECTED: `out = act(x · Wᵀ + bias)`; weights `[n, k]`; the input is flattened
@@ -128,8 +519,16 @@ pub(crate) fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         Some(O::FullyConnectedOptions(o)) => (o.fused_activation_function, o.keep_num_dims),
         _ => (crate::fb::ActivationFunctionType::None, false),
     };
+    let bias = match ins.opt(2) {
+        Some(bv) => {
+            let b = ins.f32(2)?;
+            ensure!(b.len() == n, "bias has {} elements, expected {n}", bv.len());
+            Some(b)
+        }
+        None => None,
+    };
     let mut out = vec![0f32; m * n];
-    sgemm(
+    sgemm_epilogue(
         m,
         k,
         n,
@@ -144,17 +543,8 @@ pub(crate) fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
             cs: k,
         },
         &mut out,
+        &Epilogue::new(bias, act)?,
     );
-    if let Some(bv) = ins.opt(2) {
-        let b = ins.f32(2)?;
-        ensure!(b.len() == n, "bias has {} elements, expected {n}", bv.len());
-        for row in out.chunks_exact_mut(n.max(1)) {
-            for (o, &bb) in row.iter_mut().zip(b) {
-                *o += bb;
-            }
-        }
-    }
-    apply_act(&mut out, act)?;
     let shape = if keep {
         ensure!(
             xv.shape.last() == Some(&k),
@@ -249,6 +639,48 @@ mod tests {
 
     fn tolerance(k: usize) -> f32 {
         (k as f32) * f32::EPSILON * ULPS_PER_TERM
+    }
+
+    #[test]
+    fn gemm_with_epilogue_matches_reference_then_bias_and_clamp() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        // Shapes with register-tile tails in rows (not a multiple of 8) and columns
+        // (not a multiple of 32), row blocks (> 256 rows) and a single row.
+        for &(m, k, n) in &[
+            (1, 40, 70),
+            (9, 3, 33),
+            (37, 17, 31),
+            (300, 64, 65),
+            (513, 8, 16),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let am = Mat {
+                data: &a,
+                rs: k,
+                cs: 1,
+            };
+            let bm = Mat {
+                data: &b,
+                rs: 1,
+                cs: k,
+            };
+            let epi = Epilogue {
+                bias: Some(&bias),
+                lo: 0.0,
+                hi: 0.75,
+            };
+            let mut c_ref = vec![0f32; m * n];
+            sgemm_reference(m, k, n, am, bm, &mut c_ref);
+            epi.apply(&mut c_ref, n);
+            let mut c_fast = vec![f32::NAN; m * n];
+            sgemm_epilogue(m, k, n, am, bm, &mut c_fast, &epi);
+            let tol = tolerance(k) + 2.0 * f32::EPSILON;
+            for (x, y) in c_ref.iter().zip(&c_fast) {
+                assert!((x - y).abs() <= tol, "{m}x{k}x{n}: {x} vs {y}");
+            }
+        }
     }
 
     #[test]
