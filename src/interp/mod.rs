@@ -40,7 +40,7 @@ use crate::error::{Error, Loc, Result};
 use crate::fb::{self, BuiltinOperator as B, BuiltinOptions as O, TensorType};
 use crate::ir::{Model, Tensor};
 
-use kernels::{Ctx, Ins, KErr};
+use kernels::{Ctx, Ins, KErr, Missing, Run};
 
 /// A tensor of a subgraph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -150,25 +150,13 @@ pub fn unsupported_ops(model: &Model) -> Vec<UnsupportedOp> {
         for (oi, op) in sg.operators.iter().enumerate() {
             let code = model.code(op);
             let name = model.op_display_name(op);
-            // `Some("")`: no kernel; `Some(why)`: options no kernel implements.
-            let missing = if code.builtin == B::Custom {
-                kernels::custom::unsupported(
-                    code.custom_code.as_deref(),
-                    op.custom_options.as_deref(),
-                )
-            } else if !kernels::supported(code.builtin) {
-                Some(String::new())
-            } else {
-                kernels::unsupported_options(op)
-            };
-            if let Some(why) = missing {
+            if let Some(missing) = kernels::missing(code.builtin, code.custom_code.as_deref(), op) {
                 out.push(UnsupportedOp {
                     subgraph: si,
                     op: oi,
-                    name: if why.is_empty() {
-                        name
-                    } else {
-                        format!("{name} with {why}")
+                    name: match missing {
+                        Missing::Kernel => name,
+                        Missing::Options(why) => format!("{name} with {why}"),
                     },
                 });
             }
@@ -496,20 +484,10 @@ impl<'m> Interpreter<'m> {
             (*b, n.clone())
         };
         let at = || op_loc(si, oi, &name);
-        // QUANTIZE / DEQUANTIZE read integers as stored; every other op reads reals.
-        // Resource ops move stored values as they are, as LiteRT copies bytes.
-        let raw_inputs = matches!(
-            b,
-            B::Quantize
-                | B::Dequantize
-                | B::While
-                | B::If
-                | B::CallOnce
-                | B::StablehloComposite
-                | B::VarHandle
-                | B::ReadVariable
-                | B::AssignVariable
-        );
+        let (run, raw_inputs, raw_outputs) = match kernels::lookup(b) {
+            Some(d) => (Some(d.run), d.raw_inputs, d.raw_outputs),
+            None => (None, false, false),
+        };
         let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
         for (pos, &t) in op.inputs.iter().enumerate() {
             let Ok(t) = usize::try_from(t) else {
@@ -543,8 +521,8 @@ impl<'m> Interpreter<'m> {
             }
             owned.push(v);
         }
-        let results: Vec<Value> = match b {
-            B::While | B::If | B::CallOnce | B::StablehloComposite => {
+        let results: Vec<Value> = match run {
+            Some(Run::ControlFlow) => {
                 let args: Vec<Arc<Value>> = owned.into_iter().flatten().collect();
                 match self.control_flow(b, si, oi, args, observe)? {
                     Some(v) => v
@@ -554,10 +532,10 @@ impl<'m> Interpreter<'m> {
                     None => return Ok(false),
                 }
             }
-            B::VarHandle | B::ReadVariable | B::AssignVariable => self
+            Some(Run::Resource) => self
                 .resource_op(b, si, oi, &owned)
                 .map_err(|e| kernel_error(e, at()))?,
-            _ => {
+            Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
                 let out_tensors: Vec<Option<&Tensor>> = op
                     .outputs
@@ -578,7 +556,7 @@ impl<'m> Interpreter<'m> {
                     out_types: out_tensors
                         .iter()
                         .map(|t| match t {
-                            Some(t) if quantized(t).is_some() && b != B::Quantize => {
+                            Some(t) if quantized(t).is_some() && !raw_outputs => {
                                 TensorType::Float32
                             }
                             Some(t) => t.dtype,
@@ -648,10 +626,7 @@ impl<'m> Interpreter<'m> {
                 _ => v,
             };
             let handle = tensor.dtype == TensorType::Resource && v.dtype() == TensorType::Int32;
-            if v.dtype() != tensor.dtype
-                && !handle
-                && !matches!(b, B::While | B::If | B::CallOnce | B::StablehloComposite)
-            {
+            if v.dtype() != tensor.dtype && !handle && !matches!(run, Some(Run::ControlFlow)) {
                 return Err(Error::Internal(format!(
                     "{}: output {pos} computed as {} but tensor {t} is {}",
                     at(),
