@@ -198,6 +198,67 @@ fn kernel_error(e: KErr, at: Loc) -> Error {
     }
 }
 
+/// An op being run, for messages: its location is formatted only when needed.
+#[derive(Clone, Copy)]
+struct OpAt<'n> {
+    si: usize,
+    oi: usize,
+    name: &'n str,
+}
+
+impl OpAt<'_> {
+    fn loc(&self) -> Loc {
+        op_loc(self.si, self.oi, self.name)
+    }
+}
+
+/// What a kernel sees of op `oi` of subgraph `si` besides its input values. Quantized
+/// outputs are computed in float32 (and requantized by the interpreter) unless the
+/// kernel writes stored integers itself (`raw_outputs`).
+fn kernel_ctx(model: &Model, si: usize, oi: usize, raw_outputs: bool) -> Ctx<'_> {
+    let sg = &model.subgraphs[si];
+    let op = &sg.operators[oi];
+    let out_tensors: Vec<Option<&Tensor>> = op
+        .outputs
+        .iter()
+        .map(|&t| usize::try_from(t).ok().map(|t| &sg.tensors[t]))
+        .collect();
+    let in_quant = op
+        .inputs
+        .iter()
+        .map(|&t| {
+            usize::try_from(t)
+                .ok()
+                .and_then(|t| sg.tensors[t].quantized())
+        })
+        .collect();
+    Ctx {
+        op,
+        out_types: out_tensors
+            .iter()
+            .map(|t| match t {
+                Some(t) if quantized(t).is_some() && !raw_outputs => TensorType::Float32,
+                Some(t) => t.dtype,
+                None => TensorType::Float32,
+            })
+            .collect(),
+        out_shapes: out_tensors
+            .iter()
+            .map(|t| t.map_or(&[][..], |t| t.shape.as_slice()))
+            .collect(),
+        in_quant,
+        out_quant: out_tensors
+            .iter()
+            .map(|t| t.and_then(|t| t.quantized()))
+            .collect(),
+        out_storage: out_tensors
+            .iter()
+            .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
+            .collect(),
+        custom_code: model.code(op).custom_code.as_deref(),
+    }
+}
+
 impl<'m> Interpreter<'m> {
     /// Prepares `model` for running: checks every op has a kernel (the error lists all
     /// that do not), plans execution order, decodes constants.
@@ -476,51 +537,20 @@ impl<'m> Interpreter<'m> {
         slots: &mut [Slot],
         observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
     ) -> Result<bool> {
-        let model = self.model;
-        let sg = &model.subgraphs[si];
-        let op = &sg.operators[oi];
         let (b, name) = {
             let (b, n) = &self.plans[si].ops[oi];
             (*b, n.clone())
         };
-        let at = || op_loc(si, oi, &name);
+        let at = OpAt {
+            si,
+            oi,
+            name: &name,
+        };
         let (run, raw_inputs, raw_outputs) = match kernels::lookup(b) {
             Some(d) => (Some(d.run), d.raw_inputs, d.raw_outputs),
             None => (None, false, false),
         };
-        let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
-        for (pos, &t) in op.inputs.iter().enumerate() {
-            let Ok(t) = usize::try_from(t) else {
-                owned.push(None);
-                continue;
-            };
-            let tensor = &sg.tensors[t];
-            let v = match &slots[t] {
-                Some(v) => {
-                    match quantized(tensor)
-                        .filter(|_| !raw_inputs && v.dtype() != TensorType::Float32)
-                    {
-                        Some(q) => Some(Arc::new(value::dequantize(v, q).ok_or_else(|| {
-                            Error::Data(format!(
-                                "{}: input {pos}: quantization parameters do not fit shape {:?}",
-                                at(),
-                                v.shape
-                            ))
-                        })?)),
-                        None => Some(v.clone()),
-                    }
-                }
-                None => self.const_value(si, t, raw_inputs),
-            };
-            if v.is_none() {
-                return Err(Error::Data(format!(
-                    "{}: input {pos} (tensor {t} {:?}) has no value: not produced before it is read",
-                    at(),
-                    tensor.name
-                )));
-            }
-            owned.push(v);
-        }
+        let owned = self.op_inputs(at, slots, raw_inputs)?;
         let results: Vec<Value> = match run {
             Some(Run::ControlFlow) => {
                 let args: Vec<Arc<Value>> = owned.into_iter().flatten().collect();
@@ -534,79 +564,113 @@ impl<'m> Interpreter<'m> {
             }
             Some(Run::Resource) => self
                 .resource_op(b, si, oi, &owned)
-                .map_err(|e| kernel_error(e, at()))?,
+                .map_err(|e| kernel_error(e, at.loc()))?,
             Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
-                let out_tensors: Vec<Option<&Tensor>> = op
-                    .outputs
-                    .iter()
-                    .map(|&t| usize::try_from(t).ok().map(|t| &sg.tensors[t]))
-                    .collect();
-                let in_quant = op
-                    .inputs
-                    .iter()
-                    .map(|&t| {
-                        usize::try_from(t)
-                            .ok()
-                            .and_then(|t| sg.tensors[t].quantized())
-                    })
-                    .collect();
-                let ctx = Ctx {
-                    op,
-                    out_types: out_tensors
-                        .iter()
-                        .map(|t| match t {
-                            Some(t) if quantized(t).is_some() && !raw_outputs => {
-                                TensorType::Float32
-                            }
-                            Some(t) => t.dtype,
-                            None => TensorType::Float32,
-                        })
-                        .collect(),
-                    out_shapes: out_tensors
-                        .iter()
-                        .map(|t| t.map_or(&[][..], |t| t.shape.as_slice()))
-                        .collect(),
-                    in_quant,
-                    out_quant: out_tensors
-                        .iter()
-                        .map(|t| t.and_then(|t| t.quantized()))
-                        .collect(),
-                    out_storage: out_tensors
-                        .iter()
-                        .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
-                        .collect(),
-                    custom_code: model.code(op).custom_code.as_deref(),
-                };
-                let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at()))?;
-                for (pos, v) in outs.state {
-                    let Some(&t) = op.inputs.get(pos) else {
-                        continue;
-                    };
-                    let Ok(t) = usize::try_from(t) else { continue };
-                    if !sg.tensors[t].is_variable {
-                        continue;
-                    }
-                    let id = TensorId {
-                        subgraph: si,
-                        tensor: t,
-                    };
-                    let v = match observe(id, &v) {
-                        Flow::Continue => v,
-                        Flow::Stop => return Ok(false),
-                        Flow::Replace(r) => r,
-                    };
-                    let v = Arc::new(v);
-                    self.variables.insert(id, v.clone());
-                    slots[t] = Some(v);
+                let ctx = kernel_ctx(self.model, si, oi, raw_outputs);
+                let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at.loc()))?;
+                if !self.store_state(si, oi, outs.state, slots, observe) {
+                    return Ok(false);
                 }
                 outs.values
             }
         };
+        let control_flow = matches!(run, Some(Run::ControlFlow));
+        self.store_outputs(at, control_flow, results, slots, observe)
+    }
+
+    /// The input values of an op, by position (absent optional inputs are `None`):
+    /// computed values (dequantized unless `raw`) or constants.
+    fn op_inputs(&self, at: OpAt, slots: &[Slot], raw: bool) -> Result<Vec<Option<Arc<Value>>>> {
+        let sg = &self.model.subgraphs[at.si];
+        let op = &sg.operators[at.oi];
+        let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
+        for (pos, &t) in op.inputs.iter().enumerate() {
+            let Ok(t) = usize::try_from(t) else {
+                owned.push(None);
+                continue;
+            };
+            let tensor = &sg.tensors[t];
+            let v = match &slots[t] {
+                Some(v) => {
+                    match quantized(tensor).filter(|_| !raw && v.dtype() != TensorType::Float32) {
+                        Some(q) => Some(Arc::new(value::dequantize(v, q).ok_or_else(|| {
+                            Error::Data(format!(
+                                "{}: input {pos}: quantization parameters do not fit shape {:?}",
+                                at.loc(),
+                                v.shape
+                            ))
+                        })?)),
+                        None => Some(v.clone()),
+                    }
+                }
+                None => self.const_value(at.si, t, raw),
+            };
+            if v.is_none() {
+                return Err(Error::Data(format!(
+                    "{}: input {pos} (tensor {t} {:?}) has no value: not produced before it is read",
+                    at.loc(),
+                    tensor.name
+                )));
+            }
+            owned.push(v);
+        }
+        Ok(owned)
+    }
+
+    /// Keeps the new values a kernel gave its variable inputs (e.g. an LSTM's state);
+    /// false when the observer stopped the run.
+    fn store_state(
+        &mut self,
+        si: usize,
+        oi: usize,
+        state: Vec<(usize, Value)>,
+        slots: &mut [Slot],
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> bool {
+        let sg = &self.model.subgraphs[si];
+        let op = &sg.operators[oi];
+        for (pos, v) in state {
+            let Some(&t) = op.inputs.get(pos) else {
+                continue;
+            };
+            let Ok(t) = usize::try_from(t) else { continue };
+            if !sg.tensors[t].is_variable {
+                continue;
+            }
+            let id = TensorId {
+                subgraph: si,
+                tensor: t,
+            };
+            let v = match observe(id, &v) {
+                Flow::Continue => v,
+                Flow::Stop => return false,
+                Flow::Replace(r) => r,
+            };
+            let v = Arc::new(v);
+            self.variables.insert(id, v.clone());
+            slots[t] = Some(v);
+        }
+        true
+    }
+
+    /// Requantizes an op's results into its quantized outputs, checks their types
+    /// (control flow returns what its subgraphs computed) and stores them; false when
+    /// the observer stopped the run.
+    fn store_outputs(
+        &self,
+        at: OpAt,
+        control_flow: bool,
+        results: Vec<Value>,
+        slots: &mut [Slot],
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> Result<bool> {
+        let sg = &self.model.subgraphs[at.si];
+        let op = &sg.operators[at.oi];
         if results.len() < op.outputs.iter().filter(|&&t| t >= 0).count() {
             return Err(Error::Data(format!(
                 "{}: produced {} values for {} outputs",
-                at(),
+                at.loc(),
                 results.len(),
                 op.outputs.len()
             )));
@@ -619,23 +683,23 @@ impl<'m> Interpreter<'m> {
                     .ok_or_else(|| {
                         Error::Data(format!(
                             "{}: output {pos}: quantization parameters do not fit shape {:?}",
-                            at(),
+                            at.loc(),
                             v.shape
                         ))
                     })?,
                 _ => v,
             };
             let handle = tensor.dtype == TensorType::Resource && v.dtype() == TensorType::Int32;
-            if v.dtype() != tensor.dtype && !handle && !matches!(run, Some(Run::ControlFlow)) {
+            if v.dtype() != tensor.dtype && !handle && !control_flow {
                 return Err(Error::Internal(format!(
                     "{}: output {pos} computed as {} but tensor {t} is {}",
-                    at(),
+                    at.loc(),
                     fb::dtype_name(v.dtype()),
                     fb::dtype_name(tensor.dtype)
                 )));
             }
             let id = TensorId {
-                subgraph: si,
+                subgraph: at.si,
                 tensor: t,
             };
             match observe(id, &v) {
