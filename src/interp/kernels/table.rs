@@ -155,16 +155,19 @@ const KERNELS: &[KernelDecl] = &[
     K::kernel(B::Prelu, |_, _, i| outs(activation::prelu(i))),
     K::kernel(B::Softmax, |b, c, i| outs(activation::softmax(b, c, i))),
     K::kernel(B::LogSoftmax, |b, c, i| outs(activation::softmax(b, c, i))),
-    K::kernel(B::L2Normalization, |_, c, i| outs(activation::l2_norm(c, i))).options(l2_norm_options),
+    K::kernel(B::L2Normalization, |_, c, i| outs(activation::l2_norm(c, i)))
+        .options(l2_norm_options),
     // conv.rs
     K::kernel(B::Conv2d, |_, c, i| outs(conv::conv2d(c, i))).options(conv_options),
     K::kernel(B::DepthwiseConv2d, |_, c, i| outs(conv::depthwise(c, i))).options(depthwise_options),
-    K::kernel(B::TransposeConv, |_, c, i| outs(conv::transpose_conv(c, i))).options(transpose_conv_options),
+    K::kernel(B::TransposeConv, |_, c, i| outs(conv::transpose_conv(c, i)))
+        .options(transpose_conv_options),
     K::kernel(B::AveragePool2d, pool).options(pool_options),
     K::kernel(B::MaxPool2d, pool).options(pool_options),
     K::kernel(B::L2Pool2d, pool).options(pool_options),
     // gemm.rs
-    K::kernel(B::FullyConnected, |_, c, i| outs(gemm::fully_connected(c, i))).options(fully_connected_options),
+    K::kernel(B::FullyConnected, |_, c, i| outs(gemm::fully_connected(c, i)))
+        .options(fully_connected_options),
     K::kernel(B::BatchMatmul, |_, c, i| outs(gemm::batch_matmul(c, i))),
     // reduce.rs
     K::kernel(B::Mean, reduction),
@@ -217,9 +220,11 @@ const KERNELS: &[KernelDecl] = &[
     K::kernel(B::Densify, |_, _, i| outs(Ok(i.get(0)?.clone()))),
     K::kernel(B::FakeQuant, |_, c, i| outs(misc::fake_quant(c, i))),
     // lstm.rs
-    K::kernel(B::UnidirectionalSequenceLstm, |_, c, i| lstm::unidirectional_sequence_lstm(c, i)).options(lstm_options),
+    K::kernel(B::UnidirectionalSequenceLstm, |_, c, i| lstm::unidirectional_sequence_lstm(c, i))
+        .options(lstm_options),
     // custom.rs: the custom codes LiteRT's XNNPACK delegate runs.
-    K::kernel(B::Custom, |_, c, i| custom::eval(c.custom_code.unwrap_or_default(), c, i)).options(custom_options),
+    K::kernel(B::Custom, |_, c, i| custom::eval(c.custom_code.unwrap_or_default(), c, i))
+        .options(custom_options),
     // The interpreter itself (`super::super`).
     K::interpreter(B::While, Run::ControlFlow),
     K::interpreter(B::If, Run::ControlFlow),
