@@ -142,6 +142,9 @@ pub(crate) fn dense_positions(
     let rank = shape.len();
     let layout = Layout::new(sp, rank)?;
     let levels_n = layout.levels.len();
+    if levels_n == 0 {
+        return Err("no dimension metadata (a scalar cannot be sparse)".into());
+    }
     let strides = super::kernels::strides(shape);
     let total: usize = shape.iter().product();
     let mut out = Vec::with_capacity(stored);
@@ -193,4 +196,17 @@ pub(crate) fn dense_positions(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Used to index the first level of an empty list and panic.
+    #[test]
+    fn a_sparse_scalar_is_an_error_not_a_panic() {
+        let sp = fb::SparsityParameters::default();
+        let err = dense_positions(&sp, &[], 1).unwrap_err();
+        assert!(err.contains("no dimension metadata"), "{err}");
+    }
 }
