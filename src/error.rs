@@ -57,7 +57,7 @@ pub enum Error {
     #[error(
         "the model's flatbuffer would be {bytes} bytes, above the {} bytes a flatbuffer can \
          hold (LiteRT refuses such a file: \"not a valid Flatbuffer buffer\"); {}",
-        crate::writer::FLATBUFFER_MAX_BYTES,
+        crate::fb::FLATBUFFER_MAX_BYTES,
         if *offset_layout {
             "its tables and metadata alone are too large"
         } else {

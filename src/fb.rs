@@ -8,6 +8,12 @@ include!(concat!(env!("OUT_DIR"), "/tflite_generated.rs"));
 
 pub use tflite::*;
 
+/// The largest flatbuffer LiteRT loads: flatbuffers' verifier takes buffers shorter than
+/// `FLATBUFFERS_MAX_BUFFER_SIZE` (2^31 − 1) bytes, so every table and inline vector must
+/// end within the first 2^31 − 2 bytes of the file. Data stored after the flatbuffer
+/// (offset layout) do not count.
+pub const FLATBUFFER_MAX_BYTES: u64 = (1 << 31) - 2;
+
 /// Names of enum values as the schema spells them (generated from `schema/tflite.fbs`).
 pub mod names {
     include!(concat!(env!("OUT_DIR"), "/tflite_names.rs"));

@@ -18,6 +18,7 @@ pub mod litert;
 pub mod quant;
 pub mod reader;
 pub mod rules;
+pub mod units;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -701,7 +701,7 @@ fn quantize(
                 let data = Source::from_py(c)?;
                 if mode == Mode::Qat {
                     // Calibrate the float graph the QAT pass leaves, so that indices line up.
-                    let folded = quant::qat::folded(&model).py()?;
+                    let folded = quant::folded_for_calibration(&model, &s.quant).py()?;
                     Some(calibrate_model(py, &folded, &data, &s)?)
                 } else {
                     Some(calibrate_model(py, &model, &data, &s)?)

@@ -265,7 +265,7 @@ pub fn run(a: Args) -> Result<()> {
             (Some(r), _) => Some(Ranges::load(r)?),
             (None, Some(data)) if opts.mode == Mode::Qat => {
                 // Calibrate the float graph the QAT pass leaves, so that indices line up.
-                let folded = quant::qat::folded(&model)?;
+                let folded = quant::folded_for_calibration(&model, &opts)?;
                 Some(calibrate(&folded, data)?)
             }
             (None, Some(data)) => Some(calibrate(&model, data)?),

@@ -242,7 +242,7 @@ impl Report {
         }
         let mut warnings = Vec::new();
         if let Some(src) = &model.source
-            && src.flatbuffer_end > crate::writer::FLATBUFFER_MAX_BYTES
+            && src.flatbuffer_end > crate::fb::FLATBUFFER_MAX_BYTES
         {
             warnings.push(format!(
                 "the flatbuffer part of this file (tables and inline data) ends at byte {}, \
@@ -250,7 +250,7 @@ impl Report {
                  valid Flatbuffer buffer\"); rewrite it with tensor data after the flatbuffer \
                  (tflquant convert --buffer-layout offset)",
                 src.flatbuffer_end,
-                crate::writer::FLATBUFFER_MAX_BYTES
+                crate::fb::FLATBUFFER_MAX_BYTES
             ));
         }
         Report {
@@ -541,21 +541,7 @@ fn fmt_f32(v: f32) -> String {
     format!("{v:.6e}")
 }
 
-/// `1.5 KiB`, `12.0 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::units::human_bytes;
 
 /// The data as text if it is short, valid UTF-8 without control characters.
 fn printable(data: &[u8]) -> Option<String> {

@@ -1,5 +1,6 @@
 //! Small graph edits and queries shared by the passes: adding tensors, buffers and
-//! operator codes, finding producers and consumers, subgraph references.
+//! operator codes, removing operators, finding producers and consumers, subgraph
+//! references.
 
 use super::{Buffer, BuiltinOperator, Bytes, Model, Operator, OperatorCode, Subgraph, Tensor};
 use crate::fb;
@@ -31,6 +32,16 @@ impl Model {
 }
 
 impl Subgraph {
+    /// Removes the operators flagged in `remove`, keeping the order of the rest.
+    pub fn remove_ops(&mut self, remove: &[bool]) {
+        let mut i = 0;
+        self.operators.retain(|_| {
+            let keep = !remove[i];
+            i += 1;
+            keep
+        });
+    }
+
     /// Appends a tensor and returns its index.
     pub fn add_tensor(&mut self, tensor: Tensor) -> i32 {
         self.tensors.push(tensor);

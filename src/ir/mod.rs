@@ -67,7 +67,7 @@ pub struct Source {
     pub file_id: Option<(u64, u64)>,
     /// Where the flatbuffer part of the file (tables and inline data, not the data of
     /// the offset layout) ends; LiteRT refuses a file where this is above
-    /// [`crate::writer::FLATBUFFER_MAX_BYTES`].
+    /// [`crate::fb::FLATBUFFER_MAX_BYTES`].
     pub flatbuffer_end: u64,
 }
 

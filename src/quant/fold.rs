@@ -156,7 +156,7 @@ pub fn fold_fp16_dequantize(model: &mut Model, report: &mut Report) -> Result<us
                 "subgraph {si}: folded FLOAT16 constant {name:?} behind DEQUANTIZE into float32"
             ));
         }
-        remove_ops(&mut model.subgraphs[si], &remove);
+        model.subgraphs[si].remove_ops(&remove);
     }
     Ok(folded)
 }
@@ -217,7 +217,7 @@ fn densify_constants_with(
                 "subgraph {si}: folded DENSIFY of sparse constant {name:?}"
             ));
         }
-        remove_ops(&mut model.subgraphs[si], &remove);
+        model.subgraphs[si].remove_ops(&remove);
 
         // Sparse constants still read by operators (e.g. block-sparse FULLY_CONNECTED).
         let consumers = model.subgraphs[si].consumers();
@@ -342,16 +342,6 @@ fn dense_bytes(
         })?
         / 8;
     ir::sparse::densify(&t.shape, elem as usize, sp, model.tensor_data(t), at)
-}
-
-/// Removes the operators flagged in `remove`, keeping the order of the rest.
-pub fn remove_ops(sg: &mut ir::Subgraph, remove: &[bool]) {
-    let mut i = 0;
-    sg.operators.retain(|_| {
-        let keep = !remove[i];
-        i += 1;
-        keep
-    });
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod prune;
 pub mod qat;
 pub mod report;
 pub mod rounding;
+pub mod scheme;
 pub mod variables;
 pub mod weights;
 
@@ -152,120 +153,176 @@ pub struct Run<'o> {
 
 type Pass = fn(&mut Model, &mut Run) -> Result<()>;
 
-/// The passes of a run, in order.
-fn passes() -> Vec<(&'static str, Pass)> {
-    vec![
-        ("fold-weight-encodings", |m, r| {
-            // float16 mode keeps sparse constants sparse (dense float16 would be
-            // larger); every other mode needs plain float32 weights.
-            let opts = fold::FoldOptions {
-                keep_sparse: r.opts.mode == Mode::Float16,
-            };
-            fold::fold_weight_encodings(m, opts, &mut r.report).map(drop)
-        }),
-        ("fold-fake-quantization", |m, r| {
-            let mode = r.opts.mode;
-            if mode == Mode::Qat {
-                r.overrides = qat::fold_fake_quant(m, &mut r.report)?;
-                if r.overrides.is_empty() {
-                    return Err(Error::Usage(
-                        "--mode qat: the model has no QUANTIZE→DEQUANTIZE pairs, FAKE_QUANT operators \
-                         or int8 weights behind DEQUANTIZE; quantize a float model with --mode int8 \
-                         --calibration DATA instead"
-                            .into(),
-                    ));
-                }
-                r.qat = true;
-            } else if mode.is_integer() && qat::count_fake_quant(m) > 0 {
-                // A QAT export given to int8/int16x8: its pairs would otherwise keep every
-                // operator float. int8 uses the trained parameters (as --mode qat, with the
-                // calibration for the rest); 16x8 only folds them and calibrates.
-                let overrides = qat::fold_fake_quant(m, &mut r.report)?;
-                if mode == Mode::Int8 {
-                    r.overrides = overrides;
-                    r.qat = true;
-                    r.report.mode = "int8 (QAT model detected: trained parameters used)".into();
-                } else {
-                    r.report.note(
-                        "the model has fake-quantization points (QAT): folded; int16 activations \
-                         use calibrated ranges instead of the trained int8 parameters",
-                    );
-                }
+/// The passes of every run, in order; each mode's work is decided inside a pass by the
+/// options (a weight mode's `quantize` is the weight pass, an integer mode's the
+/// full-integer engine). The graph is verified after each.
+const PASSES: &[(&str, Pass)] = &[
+    ("fold-weight-encodings", fold_weight_encodings),
+    ("fold-fake-quantization", fold_fake_quantization),
+    ("quantize", quantize_pass),
+    ("operator-versions", operator_versions),
+    ("prune", prune_pass),
+];
+
+/// The passes that make the float graph the quantizer works on (the prefix of
+/// [`PASSES`] up to and including this one): calibrating that graph gives ranges
+/// whose tensor indices line up with the quantizer's.
+const LAST_FOLD_PASS: &str = "fold-fake-quantization";
+
+/// Real producers' weight encodings back to float32. float16 mode keeps sparse
+/// constants sparse (dense float16 would be larger); every other mode needs plain
+/// float32 weights.
+fn fold_weight_encodings(m: &mut Model, r: &mut Run) -> Result<()> {
+    let opts = fold::FoldOptions {
+        keep_sparse: r.opts.mode == Mode::Float16,
+    };
+    fold::fold_weight_encodings(m, opts, &mut r.report).map(drop)
+}
+
+/// QAT: fake-quantization points become trained parameters (`qat::Overrides`).
+fn fold_fake_quantization(m: &mut Model, r: &mut Run) -> Result<()> {
+    let mode = r.opts.mode;
+    if mode == Mode::Qat {
+        r.overrides = qat::fold_fake_quant(m, &mut r.report)?;
+        if r.overrides.is_empty() {
+            return Err(Error::Usage(
+                "--mode qat: the model has no QUANTIZE→DEQUANTIZE pairs, FAKE_QUANT operators \
+                 or int8 weights behind DEQUANTIZE; quantize a float model with --mode int8 \
+                 --calibration DATA instead"
+                    .into(),
+            ));
+        }
+        r.qat = true;
+    } else if mode.is_integer() && qat::count_fake_quant(m) > 0 {
+        // A QAT export given to int8/int16x8: its pairs would otherwise keep every
+        // operator float. int8 uses the trained parameters (as --mode qat, with the
+        // calibration for the rest); 16x8 only folds them and calibrates.
+        let overrides = qat::fold_fake_quant(m, &mut r.report)?;
+        if mode == Mode::Int8 {
+            r.overrides = overrides;
+            r.qat = true;
+            r.report.mode = "int8 (QAT model detected: trained parameters used)".into();
+        } else {
+            r.report.note(
+                "the model has fake-quantization points (QAT): folded; int16 activations \
+                 use calibrated ranges instead of the trained int8 parameters",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The mode's quantization: the weight pass, or the full-integer engine.
+fn quantize_pass(m: &mut Model, r: &mut Run) -> Result<()> {
+    let o = r.opts;
+    if !o.mode.is_integer() {
+        if o.mode == Mode::Float16 {
+            let changes = fold::sparse_to_float16(m);
+            r.report.quantized.extend(changes);
+        }
+        return weights::quantize_weights(m, o, &mut r.report);
+    }
+    let width = match o.mode {
+        Mode::Int16x8 => scheme::Width::Int16x8,
+        _ => scheme::Width::Int8,
+    };
+    let ranges = match (r.qat, &o.ranges) {
+        (true, given) => qat::ranges_with_overrides(m, &r.overrides, given.as_ref(), width),
+        (false, Some(ranges)) => ranges.clone(),
+        (false, None) => {
+            return Err(Error::Usage(format!(
+                "--mode {} needs calibration data: pass --calibration DATA",
+                o.mode.name()
+            )));
+        }
+    };
+    let io = integer::IntegerOptions {
+        width,
+        interface: o.interface,
+        strict: o.strict,
+        bias_bits: o.bias_bits.unwrap_or(width.default_bias_bits()),
+        per_tensor: o.per_tensor,
+        overrides: std::mem::take(&mut r.overrides),
+    };
+    integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
+    if r.qat && o.ranges.is_none() {
+        qat_ranges_complete(&r.report)?;
+    }
+    Ok(())
+}
+
+/// `--mode qat` without calibration: every operator training left without a range is
+/// an error (it would silently stay float).
+fn qat_ranges_complete(report: &Report) -> Result<()> {
+    let missing: Vec<String> = report
+        .ops
+        .iter()
+        .filter_map(|f| match &f.fate {
+            report::Fate::Float { reason } if reason.contains("no calibrated range") => {
+                Some(format!(
+                    "  subgraph {}, operator {} ({}): {reason}",
+                    f.subgraph, f.operator, f.op
+                ))
             }
-            Ok(())
-        }),
-        ("quantize", |m, r| {
-            let o = r.opts;
-            if !o.mode.is_integer() {
-                if o.mode == Mode::Float16 {
-                    let changes = fold::sparse_to_float16(m);
-                    r.report.quantized.extend(changes);
-                }
-                return weights::quantize_weights(m, o, &mut r.report);
-            }
-            let width = match o.mode {
-                Mode::Int16x8 => integer::Width::Int16x8,
-                _ => integer::Width::Int8,
-            };
-            let ranges = match (r.qat, &o.ranges) {
-                (true, given) => qat::ranges_with_overrides(m, &r.overrides, given.as_ref(), width),
-                (false, Some(ranges)) => ranges.clone(),
-                (false, None) => {
-                    return Err(Error::Usage(format!(
-                        "--mode {} needs calibration data: pass --calibration DATA",
-                        o.mode.name()
-                    )));
-                }
-            };
-            let bias_bits = o.bias_bits.unwrap_or(match width {
-                integer::Width::Int8 => 32,
-                integer::Width::Int16x8 => 64,
-            });
-            let io = integer::IntegerOptions {
-                width,
-                interface: o.interface,
-                strict: o.strict,
-                bias_bits,
-                per_tensor: o.per_tensor,
-                overrides: std::mem::take(&mut r.overrides),
-            };
-            integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
-            if r.qat && o.ranges.is_none() {
-                let missing: Vec<String> = r
-                    .report
-                    .ops
-                    .iter()
-                    .filter_map(|f| match &f.fate {
-                        integer::Fate::Float { reason }
-                            if reason.contains("no calibrated range") =>
-                        {
-                            Some(format!(
-                                "  subgraph {}, operator {} ({}): {reason}",
-                                f.subgraph, f.operator, f.op
-                            ))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(Error::Data(format!(
-                        "--mode qat: {} operator(s) read or write tensors that training gave no range and no same-scale neighbour covers:\n{}\nadd --calibration DATA to calibrate them",
-                        missing.len(),
-                        missing.join("\n")
-                    )));
-                }
-            }
-            Ok(())
-        }),
-        ("operator-versions", |m, _| {
-            bump_versions(m);
-            Ok(())
-        }),
-        ("prune", |m, _| {
-            prune::prune(m);
-            Ok(())
-        }),
-    ]
+            _ => None,
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Data(format!(
+        "--mode qat: {} operator(s) read or write tensors that training gave no range and no same-scale neighbour covers:\n{}\nadd --calibration DATA to calibrate them",
+        missing.len(),
+        missing.join("\n")
+    )))
+}
+
+fn operator_versions(m: &mut Model, _: &mut Run) -> Result<()> {
+    bump_versions(m);
+    Ok(())
+}
+
+fn prune_pass(m: &mut Model, _: &mut Run) -> Result<()> {
+    prune::prune(m);
+    Ok(())
+}
+
+/// Runs `passes` on `m`, verifying the graph after each.
+fn run_passes(m: &mut Model, run: &mut Run, passes: &[(&str, Pass)]) -> Result<()> {
+    for (name, pass) in passes {
+        pass(m, run)?;
+        ir::verify(m)
+            .map_err(|e| Error::Internal(format!("the graph is invalid after pass {name}: {e}")))?;
+        log::debug!("pass {name} done");
+    }
+    Ok(())
+}
+
+fn new_run(opts: &Options) -> Run<'_> {
+    Run {
+        opts,
+        report: Report {
+            mode: opts.mode.name().to_string(),
+            ..Default::default()
+        },
+        overrides: qat::Overrides::default(),
+        qat: false,
+    }
+}
+
+/// The float model the fold passes leave for `opts` (weight encodings and
+/// fake-quantization folded, tensor indices unchanged), for calibrating a QAT model's
+/// tensors training did not cover: ranges of this model line up with the model
+/// `quantize` works on.
+pub fn folded_for_calibration(model: &Model, opts: &Options) -> Result<Model> {
+    fold::check_weight_encodings(model)?;
+    let mut m = model.clone();
+    let n = PASSES
+        .iter()
+        .position(|(name, _)| *name == LAST_FOLD_PASS)
+        .map_or(0, |i| i + 1);
+    run_passes(&mut m, &mut new_run(opts), &PASSES[..n])?;
+    Ok(m)
 }
 
 /// Quantizes a model. The input is not modified.
@@ -282,21 +339,8 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
     fold::check_weight_encodings(model)?;
     let mut m = model.clone();
     m.source = None;
-    let mut run = Run {
-        opts,
-        report: Report {
-            mode: opts.mode.name().to_string(),
-            ..Default::default()
-        },
-        overrides: qat::Overrides::default(),
-        qat: false,
-    };
-    for (name, pass) in passes() {
-        pass(&mut m, &mut run)?;
-        ir::verify(&m)
-            .map_err(|e| Error::Internal(format!("the graph is invalid after pass {name}: {e}")))?;
-        log::debug!("pass {name} done");
-    }
+    let mut run = new_run(opts);
+    run_passes(&mut m, &mut run, PASSES)?;
     let mut report = run.report;
     if report.quantized.is_empty() && report.tensors.is_empty() {
         return Err(weights::nothing_to_quantize(model, opts, &report));

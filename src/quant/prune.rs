@@ -7,6 +7,14 @@ use crate::ir::Model;
 /// Prunes unreferenced tensors, buffers and operator codes. Returns how many tensors and
 /// buffers were removed.
 pub fn prune(model: &mut Model) -> (usize, usize) {
+    let removed_tensors = prune_tensors(model);
+    let removed_buffers = prune_buffers(model);
+    prune_operator_codes(model);
+    (removed_tensors, removed_buffers)
+}
+
+/// Tensors no operator, subgraph, signature or quantization detail refers to.
+fn prune_tensors(model: &mut Model) -> usize {
     let mut removed_tensors = 0;
     for (si, sg) in model.subgraphs.iter_mut().enumerate() {
         let mut used = vec![false; sg.tensors.len()];
@@ -73,8 +81,11 @@ pub fn prune(model: &mut Model) -> (usize, usize) {
             }
         }
     }
+    removed_tensors
+}
 
-    // Buffers: 0 stays the empty sentinel.
+/// Buffers no tensor or metadata entry refers to; 0 stays the empty sentinel.
+fn prune_buffers(model: &mut Model) -> usize {
     let mut used = vec![false; model.buffers.len()];
     if let Some(u) = used.first_mut() {
         *u = true;
@@ -115,8 +126,11 @@ pub fn prune(model: &mut Model) -> (usize, usize) {
             *b = n as i32;
         }
     }
+    removed_buffers
+}
 
-    // Operator codes.
+/// Operator codes no operator uses.
+fn prune_operator_codes(model: &mut Model) {
     let mut used = vec![false; model.operator_codes.len()];
     for op in model.subgraphs.iter().flat_map(|s| &s.operators) {
         used[op.opcode_index as usize] = true;
@@ -131,7 +145,6 @@ pub fn prune(model: &mut Model) -> (usize, usize) {
             op.opcode_index = map[op.opcode_index as usize].unwrap_or(0) as u32;
         }
     }
-    (removed_tensors, removed_buffers)
 }
 
 /// Keeps the items flagged in `used` (in order) and returns, for every old index, the

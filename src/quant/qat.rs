@@ -14,9 +14,9 @@ use crate::error::{Error, Loc, Result};
 use crate::fb::{self, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, QuantParams};
 
-use super::fold::remove_ops;
 use super::math;
 use super::report::Report;
+use super::scheme::{self, Width, fake_quant_params};
 
 /// Trained parameters per tensor, keyed by (subgraph, tensor) of the folded model.
 #[derive(Debug, Clone, Default)]
@@ -68,107 +68,24 @@ pub fn count_fake_quant(model: &Model) -> usize {
 pub fn fold_fake_quant(model: &mut Model, report: &mut Report) -> Result<Overrides> {
     let mut out = Overrides::default();
     for si in 0..model.subgraphs.len() {
-        let mut remove = vec![false; model.subgraphs[si].operators.len()];
-        let consumers = model.subgraphs[si].consumers();
-        let mut merges: Vec<(usize, usize)> = Vec::new(); // (float input, float output)
+        let mut f = SubgraphFold {
+            si,
+            remove: vec![false; model.subgraphs[si].operators.len()],
+            consumers: model.subgraphs[si].consumers(),
+            merges: Vec::new(),
+            out: &mut out,
+        };
         for oi in 0..model.subgraphs[si].operators.len() {
-            let sg = &model.subgraphs[si];
-            let op = &sg.operators[oi];
+            let op = &model.subgraphs[si].operators[oi];
             let at = Loc::op(si, oi).then(model.op_display_name(op));
             match model.builtin(op) {
-                Op::Quantize => {
-                    let (Some(src), Some(q)) = (
-                        op.inputs.first().and_then(|&t| usize::try_from(t).ok()),
-                        op.outputs.first().and_then(|&t| usize::try_from(t).ok()),
-                    ) else {
-                        continue;
-                    };
-                    let (s, qt) = (&sg.tensors[src], &sg.tensors[q]);
-                    if s.dtype != TensorType::Float32
-                        || consumers[q].is_empty()
-                        || !consumers[q]
-                            .iter()
-                            .all(|&(c, _)| model.builtin(&sg.operators[c]) == Op::Dequantize)
-                    {
-                        continue;
-                    }
-                    let Some(params) = qt.quantized().cloned() else {
-                        continue;
-                    };
-                    let int8 = to_int8_convention(&params, qt.dtype, &at)?;
-                    if model.is_constant(s) {
-                        out.weights.insert((si, src), weight_params(&int8, s, &at)?);
-                    } else {
-                        out.activations.insert((si, src), int8);
-                    }
-                    remove[oi] = true;
-                    for &(c, _) in &consumers[q] {
-                        remove[c] = true;
-                        if let Some(&d) = sg.operators[c].outputs.first() {
-                            merges.push((src, d as usize));
-                        }
-                    }
-                }
-                Op::FakeQuant => {
-                    let (Some(src), Some(dst)) = (
-                        op.inputs.first().and_then(|&t| usize::try_from(t).ok()),
-                        op.outputs.first().and_then(|&t| usize::try_from(t).ok()),
-                    ) else {
-                        continue;
-                    };
-                    let Some(fb::BuiltinOptions::FakeQuantOptions(o)) = &op.builtin_options else {
-                        return Err(Error::malformed(at, "FAKE_QUANT without its options"));
-                    };
-                    let p = fake_quant_params(o.min, o.max, o.num_bits, o.narrow_range, &at)?;
-                    if model.is_constant(&sg.tensors[src]) {
-                        out.weights
-                            .insert((si, src), weight_params(&p, &sg.tensors[src], &at)?);
-                    } else {
-                        out.activations.insert((si, src), p);
-                    }
-                    remove[oi] = true;
-                    merges.push((src, dst));
-                }
-                Op::Dequantize => {
-                    // An int8 weight already quantized by the exporter: back to float
-                    // values on its grid, with its scales as the override.
-                    let (Some(src), Some(dst)) = (
-                        op.inputs.first().and_then(|&t| usize::try_from(t).ok()),
-                        op.outputs.first().and_then(|&t| usize::try_from(t).ok()),
-                    ) else {
-                        continue;
-                    };
-                    let s = &sg.tensors[src];
-                    if s.dtype != TensorType::Int8 || !model.is_constant(s) {
-                        continue;
-                    }
-                    let Some(p) = s.quantized().cloned() else {
-                        continue;
-                    };
-                    if p.zero_point.iter().any(|&z| z != 0) {
-                        continue; // asymmetric int8 weights: leave as they are
-                    }
-                    let ch = math::Channels::new(
-                        &s.shape,
-                        p.is_per_axis().then_some(p.quantized_dimension as usize),
-                    );
-                    let values: Vec<f32> = model
-                        .tensor_data(s)
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &b)| b as i8 as f32 * p.scale[ch.of(i)])
-                        .collect();
-                    let name = s.name.clone();
-                    let buffer = model.add_buffer(math::f32_bytes(&values));
-                    let t = &mut model.subgraphs[si].tensors[dst];
-                    t.buffer = buffer;
-                    t.name = name;
-                    out.weights.insert((si, dst), p);
-                    remove[oi] = true;
-                }
+                Op::Quantize => f.quantize_pair(model, oi, &at)?,
+                Op::FakeQuant => f.fake_quant(model, oi, &at)?,
+                Op::Dequantize => f.int8_weight(model, oi),
                 _ => {}
             }
         }
+        let (remove, merges) = (f.remove, f.merges);
         for (src, dst) in merges {
             let (keep, drop) = merge_tensors(model, si, src, dst);
             for map in [&mut out.activations, &mut out.weights] {
@@ -178,7 +95,7 @@ pub fn fold_fake_quant(model: &mut Model, report: &mut Report) -> Result<Overrid
             }
         }
         let n = remove.iter().filter(|&&r| r).count();
-        remove_ops(&mut model.subgraphs[si], &remove);
+        model.subgraphs[si].remove_ops(&remove);
         if n > 0 {
             report.note(format!(
                 "subgraph {si}: folded {n} fake-quantization operators; {} activation and {} weight parameter sets taken from training",
@@ -188,6 +105,124 @@ pub fn fold_fake_quant(model: &mut Model, report: &mut Report) -> Result<Overrid
         }
     }
     Ok(out)
+}
+
+/// The fold of one subgraph: operators to remove, tensors to merge, and the
+/// parameters found.
+struct SubgraphFold<'a> {
+    si: usize,
+    remove: Vec<bool>,
+    consumers: Vec<Vec<(usize, usize)>>,
+    /// (float input, float output) pairs that become one tensor.
+    merges: Vec<(usize, usize)>,
+    out: &'a mut Overrides,
+}
+
+/// The first input and output of an operator.
+fn in_out(op: &crate::ir::Operator) -> Option<(usize, usize)> {
+    Some((
+        op.inputs.first().and_then(|&t| usize::try_from(t).ok())?,
+        op.outputs.first().and_then(|&t| usize::try_from(t).ok())?,
+    ))
+}
+
+impl SubgraphFold<'_> {
+    /// Records trained parameters `p` of tensor `src`: a weight's when it is constant.
+    fn record(&mut self, model: &Model, src: usize, p: QuantParams, at: &Loc) -> Result<()> {
+        let s = &model.subgraphs[self.si].tensors[src];
+        if model.is_constant(s) {
+            let w = weight_params(&p, s, at)?;
+            self.out.weights.insert((self.si, src), w);
+        } else {
+            self.out.activations.insert((self.si, src), p);
+        }
+        Ok(())
+    }
+
+    /// A float QUANTIZE read only by DEQUANTIZE operators.
+    fn quantize_pair(&mut self, model: &Model, oi: usize, at: &Loc) -> Result<()> {
+        let sg = &model.subgraphs[self.si];
+        let Some((src, q)) = in_out(&sg.operators[oi]) else {
+            return Ok(());
+        };
+        let (s, qt) = (&sg.tensors[src], &sg.tensors[q]);
+        if s.dtype != TensorType::Float32
+            || self.consumers[q].is_empty()
+            || !self.consumers[q]
+                .iter()
+                .all(|&(c, _)| model.builtin(&sg.operators[c]) == Op::Dequantize)
+        {
+            return Ok(());
+        }
+        let Some(params) = qt.quantized().cloned() else {
+            return Ok(());
+        };
+        let int8 = to_int8_convention(&params, qt.dtype, at)?;
+        self.record(model, src, int8, at)?;
+        self.remove[oi] = true;
+        for &(c, _) in &self.consumers[q] {
+            self.remove[c] = true;
+            if let Some(&d) = sg.operators[c].outputs.first() {
+                self.merges.push((src, d as usize));
+            }
+        }
+        Ok(())
+    }
+
+    fn fake_quant(&mut self, model: &Model, oi: usize, at: &Loc) -> Result<()> {
+        let op = &model.subgraphs[self.si].operators[oi];
+        let Some((src, dst)) = in_out(op) else {
+            return Ok(());
+        };
+        let Some(fb::BuiltinOptions::FakeQuantOptions(o)) = &op.builtin_options else {
+            return Err(Error::malformed(
+                at.clone(),
+                "FAKE_QUANT without its options",
+            ));
+        };
+        let p = fake_quant_params(o.min, o.max, o.num_bits, o.narrow_range, at)?;
+        self.record(model, src, p, at)?;
+        self.remove[oi] = true;
+        self.merges.push((src, dst));
+        Ok(())
+    }
+
+    /// An int8 weight already quantized by the exporter: back to float values on its
+    /// grid, with its scales as the override.
+    fn int8_weight(&mut self, model: &mut Model, oi: usize) {
+        let si = self.si;
+        let sg = &model.subgraphs[si];
+        let Some((src, dst)) = in_out(&sg.operators[oi]) else {
+            return;
+        };
+        let s = &sg.tensors[src];
+        if s.dtype != TensorType::Int8 || !model.is_constant(s) {
+            return;
+        }
+        let Some(p) = s.quantized().cloned() else {
+            return;
+        };
+        if p.zero_point.iter().any(|&z| z != 0) {
+            return; // asymmetric int8 weights: leave as they are
+        }
+        let ch = math::Channels::new(
+            &s.shape,
+            p.is_per_axis().then_some(p.quantized_dimension as usize),
+        );
+        let values: Vec<f32> = model
+            .tensor_data(s)
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| b as i8 as f32 * p.scale[ch.of(i)])
+            .collect();
+        let name = s.name.clone();
+        let buffer = model.add_buffer(math::f32_bytes(&values));
+        let t = &mut model.subgraphs[si].tensors[dst];
+        t.buffer = buffer;
+        t.name = name;
+        self.out.weights.insert((si, dst), p);
+        self.remove[oi] = true;
+    }
 }
 
 /// Makes `a` and `b` one tensor: the one that is a subgraph input or output (or else
@@ -274,33 +309,6 @@ fn weight_params(p: &QuantParams, weight: &crate::ir::Tensor, at: &Loc) -> Resul
     Ok(w)
 }
 
-/// TF's fake-quant nudging: `[min, max]` → scale and an integer zero point (int8 range,
-/// narrow ranges start at −127).
-pub fn fake_quant_params(
-    min: f32,
-    max: f32,
-    num_bits: i32,
-    narrow: bool,
-    at: &Loc,
-) -> Result<QuantParams> {
-    if num_bits != 8 {
-        return Err(Error::unsupported(
-            at.clone(),
-            format!("FAKE_QUANT with {num_bits} bits (only 8-bit fake quantization maps to int8)"),
-        ));
-    }
-    if !(min <= 0.0 && max >= 0.0 && max > min) {
-        return Err(Error::malformed(
-            at.clone(),
-            format!("FAKE_QUANT range [{min}, {max}] must contain 0"),
-        ));
-    }
-    let (qmin, qmax) = (if narrow { -127.0 } else { -128.0 }, 127.0f64);
-    let scale = (max as f64 - min as f64) / (qmax - qmin);
-    let zp = (qmin - min as f64 / scale).round().clamp(qmin, qmax) as i64;
-    Ok(QuantParams::per_tensor(scale as f32, zp))
-}
-
 /// Ranges for the engine in QAT mode: the range each trained parameter set represents,
 /// spread across operators whose kernels share parameters between inputs and outputs
 /// (a MAX_POOL_2D between two fake-quant points needs none of its own), then calibrated
@@ -310,18 +318,13 @@ pub fn ranges_with_overrides(
     model: &Model,
     overrides: &Overrides,
     calibrated: Option<&crate::calib::Ranges>,
-    width: super::integer::Width,
+    width: Width,
 ) -> crate::calib::Ranges {
     use crate::calib::{Ranges, TensorRange};
     use crate::rules::{self, Output, Role};
-    let (qmin, qmax) = match width {
-        super::integer::Width::Int8 => (-128.0f32, 127.0f32),
-        super::integer::Width::Int16x8 => (-32767.0, 32767.0),
-    };
     let mut known: BTreeMap<(usize, usize), (f32, f32)> = BTreeMap::new();
     for (&k, p) in &overrides.activations {
-        let (s, z) = (p.scale[0], p.zero_point[0] as f32);
-        known.insert(k, ((qmin - z) * s, (qmax - z) * s));
+        known.insert(k, scheme::represented_range(p, width));
     }
     // Same-scale operators pass ranges both ways until nothing changes.
     loop {
@@ -390,14 +393,4 @@ pub fn ranges_with_overrides(
         samples: calibrated.map_or(0, |c| c.samples),
         tensors,
     }
-}
-
-/// The float model the QAT pass leaves (fake-quantization folded, tensor indices
-/// unchanged), for calibrating the tensors training did not cover: ranges of this model
-/// line up with the model `quantize --mode qat` works on.
-pub fn folded(model: &Model) -> Result<Model> {
-    let mut m = model.clone();
-    super::fold::fold_weight_encodings(&mut m, Default::default(), &mut Report::default())?;
-    fold_fake_quant(&mut m, &mut Report::default())?;
-    Ok(m)
 }

@@ -1,4 +1,7 @@
-//! What a quantization run did, for `--report FILE.json` and the one-line summary.
+//! What a quantization run did, for `--report FILE.json`, the one-line summary and
+//! `--dump-plan` ([`render_plan`]). The record types live here, not in the passes that
+//! fill them, so that every pass and every renderer depends on this module and this
+//! module on no pass.
 
 use std::collections::BTreeMap;
 
@@ -20,10 +23,10 @@ pub struct Report {
     pub left_float: Vec<LeftFloat>,
     /// Full-integer modes: every operator's fate (quantized, or float with the reason).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ops: Vec<super::integer::OpFate>,
+    pub ops: Vec<OpFate>,
     /// Full-integer modes: every integer tensor's parameters and the range they came from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tensors: Vec<super::integer::TensorParams>,
+    pub tensors: Vec<TensorParams>,
     /// Full-integer modes: tensors holding sentinels (±inf, ±FLT_MAX, far-out mask
     /// values) that were kept out of their range and saturate to the integer min/max.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -245,7 +248,7 @@ impl Report {
             return self
                 .ops
                 .iter()
-                .filter(|o| matches!(o.fate, super::integer::Fate::Float { .. }))
+                .filter(|o| matches!(o.fate, Fate::Float { .. }))
                 .count();
         }
         let mut ops: Vec<(usize, &str)> = self
@@ -267,8 +270,8 @@ impl Report {
                 "{} sparse constants were made dense ({} of non-zero values → {}): this mode \
                  has no sparse encoding, and the dense form is larger",
                 f.densified,
-                crate::inspect::human_bytes(f.sparse_bytes),
-                crate::inspect::human_bytes(f.dense_bytes)
+                crate::units::human_bytes(f.sparse_bytes),
+                crate::units::human_bytes(f.dense_bytes)
             ));
         }
         let w = &self.weight_bytes_by_dtype;
@@ -278,7 +281,7 @@ impl Report {
                 .after
                 .iter()
                 .filter(|(k, _)| **k != w.mode_dtype)
-                .map(|(k, v)| format!("{k} {}", crate::inspect::human_bytes(*v)))
+                .map(|(k, v)| format!("{k} {}", crate::units::human_bytes(*v)))
                 .collect();
             reasons.push(format!(
                 "only {:.0}% of the weight bytes are {} (the rest: {})",
@@ -323,8 +326,8 @@ impl Report {
         format!(
             "{}: {} → {} ({size}), {} tensors quantized, {} weights left float, {} ops left float",
             self.mode,
-            crate::inspect::human_bytes(self.input_bytes),
-            crate::inspect::human_bytes(self.output_bytes),
+            crate::units::human_bytes(self.input_bytes),
+            crate::units::human_bytes(self.output_bytes),
             self.quantized.len().max(self.tensors.len()),
             self.weights_left_float().count(),
             self.ops_left_float()
@@ -362,4 +365,97 @@ mod tests {
         assert!((dtype_share(&by, TensorType::Int8) - 4.0 / 12.0).abs() < 1e-12);
         assert_eq!(dtype_share(&BTreeMap::new(), TensorType::Int8), 0.0);
     }
+}
+
+/// What happens to one operator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "fate", rename_all = "kebab-case")]
+pub enum Fate {
+    Quantized,
+    Float { reason: String },
+}
+
+/// One operator's fate, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpFate {
+    pub subgraph: usize,
+    pub operator: usize,
+    pub op: String,
+    #[serde(flatten)]
+    pub fate: Fate,
+}
+
+/// One tensor's chosen parameters, for the report and `--dump-plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorParams {
+    pub subgraph: usize,
+    pub tensor: usize,
+    pub name: String,
+    /// `activation`, `weight`, `bias`, `constant`.
+    pub kind: String,
+    pub dtype: String,
+    /// Calibrated (or data) range the parameters were derived from.
+    pub range: Option<(f32, f32)>,
+    pub scale: Vec<f32>,
+    pub zero_point: Vec<i64>,
+    pub axis: Option<i32>,
+}
+
+/// The decisions of a run as text (`--dump-plan`): operator fates, then tensor
+/// parameters.
+pub fn render_plan(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "operators ({} mode):", report.mode);
+    for o in &report.ops {
+        match &o.fate {
+            Fate::Quantized => {
+                let _ = writeln!(
+                    s,
+                    "  {}:{:<4} {:<24} quantized",
+                    o.subgraph, o.operator, o.op
+                );
+            }
+            Fate::Float { reason } => {
+                let _ = writeln!(
+                    s,
+                    "  {}:{:<4} {:<24} float: {reason}",
+                    o.subgraph, o.operator, o.op
+                );
+            }
+        }
+    }
+    for q in &report.quantized {
+        let _ = writeln!(
+            s,
+            "  weight {}:{} {:?} {} → {} ({})",
+            q.subgraph, q.tensor, q.name, q.old_dtype, q.new_dtype, q.granularity
+        );
+    }
+    if !report.tensors.is_empty() {
+        let _ = writeln!(s, "tensors:");
+    }
+    for t in &report.tensors {
+        let scale = match t.scale.len() {
+            1 => format!("scale {:e} zp {}", t.scale[0], t.zero_point[0]),
+            n => {
+                let lo = t.scale.iter().copied().fold(f32::INFINITY, f32::min);
+                let hi = t.scale.iter().copied().fold(0f32, f32::max);
+                format!("axis {} ×{n} scale {lo:e}..{hi:e}", t.axis.unwrap_or(0))
+            }
+        };
+        let range = t
+            .range
+            .map(|(lo, hi)| format!(" from [{lo}, {hi}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  {}:{:<4} {:<10} {:<6} {scale}{range}  {}",
+            t.subgraph, t.tensor, t.kind, t.dtype, t.name
+        );
+    }
+    for n in &report.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
 }

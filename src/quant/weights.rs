@@ -280,7 +280,6 @@ const BIAS_REASON: &str = "a bias: the weight-only modes keep biases float32 (as
      ai-edge-quantizer); they are small and their rounding error reaches every output";
 
 fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decision>> {
-    let min_elements = opts.min_elements();
     let mut decisions = Vec::new();
     for (si, sg) in model.subgraphs.iter().enumerate() {
         let consumers = sg.consumers();
@@ -288,8 +287,6 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
             if !model.is_constant(t) || consumers[ti].is_empty() {
                 continue;
             }
-            let cons = &consumers[ti];
-            let names = || consumer_names(model, sg, cons);
             if t.quantized().is_some() {
                 report.note(format!(
                     "subgraph {si}: tensor {ti} {:?} is already quantized ({}); left as it is",
@@ -301,199 +298,258 @@ fn plan(model: &Model, opts: &Options, report: &mut Report) -> Result<Vec<Decisi
             if t.dtype != TensorType::Float32 || t.sparsity.is_some() {
                 continue;
             }
-            let elements = t.num_elements().unwrap_or(0);
-            let mut leave_as = |reason: String, bias: bool| {
-                report.left_float.push(LeftFloat {
+            let c = Constant::new(model, (si, ti), &consumers[ti]);
+            match c.verdict(opts, report)? {
+                Verdict::Quantize { action, direct } => {
+                    let dequantize = direct.len() < c.uses.len();
+                    decisions.push(Decision {
+                        subgraph: si,
+                        tensor: ti,
+                        action,
+                        direct,
+                        dequantize,
+                        consumers: c.names(),
+                    });
+                }
+                Verdict::Leave { reason, bias } => report.left_float.push(LeftFloat {
                     subgraph: si,
                     tensor: ti,
-                    name: t.name.clone(),
-                    consumers: names(),
-                    elements,
+                    name: c.t.name.clone(),
+                    consumers: c.names(),
+                    elements: c.elements,
                     reason,
                     bias,
-                })
-            };
-            let uses: Vec<Use> = cons
-                .iter()
-                .map(|&(oi, pos)| {
-                    let kind = model.builtin(&sg.operators[oi]);
-                    Use {
-                        op: oi,
-                        pos,
-                        kind,
-                        rule: rules::rule_for(kind),
-                    }
-                })
-                .collect();
-            let mut leave = |reason: String| leave_as(reason, false);
-            if uses.iter().any(|u| u.role() == Some(Role::NonReal)) {
-                leave("not real-valued (a shape, index or axis input)".into());
-                continue;
+                }),
             }
-            if sg.outputs.contains(&(ti as i32)) {
-                leave("it is also a subgraph output".into());
-                continue;
-            }
-            let is_bias = uses
-                .iter()
-                .any(|u| matches!(u.role(), Some(Role::Bias { .. })));
-            match opts.mode {
-                Mode::WeightInt8 | Mode::WeightInt4 if is_bias => {
-                    leave_as(BIAS_REASON.into(), true);
-                    continue;
-                }
-                Mode::Dynamic if is_bias => {
-                    leave_as("a bias: hybrid kernels read float32 biases".into(), true);
-                    continue;
-                }
-                _ => {}
-            }
-            let mut leave = |reason: String| leave_as(reason, false);
-            if elements < min_elements {
-                leave(format!(
-                    "{elements} elements, fewer than --min-elements {min_elements}"
-                ));
-                continue;
-            }
-            let rank = t.shape.len();
-            // Behind a DEQUANTIZE any axis is allowed: the first reader's output-channel
-            // axis (readers of one constant nearly always agree).
-            let dequantize_axis = || {
-                uses.iter()
-                    .find_map(|u| u.weight_axis(rank))
-                    .filter(|_| !opts.per_tensor)
-            };
-            let (action, direct) = match opts.mode {
-                Mode::Dynamic => {
-                    let hybrid: Vec<&Use> = uses.iter().filter(|u| u.is_hybrid_weight()).collect();
-                    if hybrid.is_empty() {
-                        leave(no_hybrid_reason(&uses));
-                        continue;
-                    }
-                    // One int8 tensor serves every hybrid reader: per channel only when
-                    // all of them take per-channel weights on the same axis.
-                    let axes: Vec<Option<usize>> = hybrid
-                        .iter()
-                        .map(|u| {
-                            u.weight_axis(rank)
-                                .filter(|_| u.rule.is_some_and(|r| r.hybrid == Hybrid::PerChannel))
-                        })
-                        .collect();
-                    let axis =
-                        axes[0].filter(|_| !opts.per_tensor && axes.iter().all(|a| *a == axes[0]));
-                    (
-                        Action::HybridInt8 { axis },
-                        hybrid.iter().map(|u| (u.op, u.pos)).collect(),
-                    )
-                }
-                Mode::WeightInt8 => (
-                    Action::Int8Dequantize {
-                        axis: dequantize_axis(),
-                    },
-                    Vec::new(),
-                ),
-                Mode::Int8 | Mode::Int16x8 | Mode::Qat => {
-                    return Err(Error::Internal(
-                        "full-integer modes do not use the weight pass".into(),
-                    ));
-                }
-                Mode::Float16 => {
-                    let integer_reader = uses.iter().find(|u| {
-                        sg.operators[u.op].inputs.iter().any(|&i| {
-                            usize::try_from(i)
-                                .ok()
-                                .and_then(|i| sg.tensors.get(i))
-                                .is_some_and(|x| x.quantized().is_some())
-                        })
-                    });
-                    if let Some(u) = integer_reader {
-                        leave(format!(
-                            "{} already reads quantized inputs; mixing float16 constants into it is not supported by the runtime's delegates",
-                            fb::op_name(u.kind)
-                        ));
-                        continue;
-                    }
-                    (Action::Float16, Vec::new())
-                }
-                // LiteRT runs the custom operators it knows through XNNPACK, which folds
-                // int8 and float16 weights behind a DEQUANTIZE but not INT4 ones (the op
-                // then falls back to a kernel that is not registered): int8 instead.
-                Mode::WeightInt4 if uses.iter().any(|u| u.kind == Op::Custom) => {
-                    report.note(format!(
-                        "subgraph {si}: tensor {ti} {:?} is INT8, not INT4: a custom operator reads it, and LiteRT's XNNPACK delegate, which runs custom operators, reads no INT4 weights behind a DEQUANTIZE",
-                        t.name
-                    ));
-                    (
-                        Action::Int8Dequantize {
-                            axis: dequantize_axis(),
-                        },
-                        Vec::new(),
-                    )
-                }
-                Mode::WeightInt4 => {
-                    // FULLY_CONNECTED's INT4 kernel reads rows packed two values per
-                    // byte: a weight with odd rows goes through a DEQUANTIZE instead.
-                    let odd_rows = t.shape.last().is_none_or(|&d| d % 2 != 0);
-                    let direct: Vec<&Use> = uses
-                        .iter()
-                        .filter(|u| u.reads_int4() && !(odd_rows && u.kind == Op::FullyConnected))
-                        .collect();
-                    let only_direct = direct.len() == uses.len();
-                    let blockwise = opts.block_size.filter(|&b| {
-                        only_direct
-                            && direct.iter().all(|u| u.kind == Op::FullyConnected)
-                            && rank == 2
-                            && (t.shape[1] as usize).is_multiple_of(b)
-                    });
-                    if let (Some(b), None) = (opts.block_size, blockwise) {
-                        report.note(format!(
-                            "subgraph {si}: tensor {ti} {:?} is INT4 per channel, not blockwise (--block-size {b}): {}",
-                            t.name,
-                            if only_direct && direct.iter().all(|u| u.kind == Op::FullyConnected) {
-                                format!("its input dimension (shape {:?}) is not a multiple of {b}", t.shape)
-                            } else {
-                                "only FULLY_CONNECTED reads blockwise INT4 in LiteRT 2.3 (its DEQUANTIZE ignores blockwise scales)".to_string()
-                            }
-                        ));
-                    }
-                    match blockwise {
-                        Some(b) => (
-                            Action::Int4 {
-                                axis: Some(0),
-                                block: Some(b),
-                            },
-                            direct.iter().map(|u| (u.op, u.pos)).collect(),
-                        ),
-                        // INT4 kernels read per-channel parameters on axis 0 (rows).
-                        None if !direct.is_empty() => (
-                            Action::Int4 {
-                                axis: Some(0),
-                                block: None,
-                            },
-                            direct.iter().map(|u| (u.op, u.pos)).collect(),
-                        ),
-                        None => (
-                            Action::Int4 {
-                                axis: dequantize_axis(),
-                                block: None,
-                            },
-                            Vec::new(),
-                        ),
-                    }
-                }
-            };
-            let dequantize = direct.len() < uses.len();
-            decisions.push(Decision {
-                subgraph: si,
-                tensor: ti,
-                action,
-                direct,
-                dequantize,
-                consumers: names(),
-            });
         }
     }
     Ok(decisions)
+}
+
+/// What becomes of one float32 constant.
+enum Verdict {
+    /// Quantized as `action`; `direct` readers read the quantized tensor itself.
+    Quantize {
+        action: Action,
+        direct: Vec<(usize, usize)>,
+    },
+    /// Left float, with the reason (`bias`: it is a bias).
+    Leave { reason: String, bias: bool },
+}
+
+fn leave(reason: impl Into<String>) -> Result<Verdict> {
+    Ok(Verdict::Leave {
+        reason: reason.into(),
+        bias: false,
+    })
+}
+
+/// One float32 constant of subgraph `si` and its readers.
+struct Constant<'a> {
+    model: &'a Model,
+    sg: &'a ir::Subgraph,
+    si: usize,
+    ti: usize,
+    t: &'a Tensor,
+    cons: &'a [(usize, usize)],
+    uses: Vec<Use>,
+    elements: u64,
+}
+
+impl<'a> Constant<'a> {
+    fn new(model: &'a Model, (si, ti): (usize, usize), cons: &'a [(usize, usize)]) -> Self {
+        let sg = &model.subgraphs[si];
+        let t = &sg.tensors[ti];
+        let uses = cons
+            .iter()
+            .map(|&(oi, pos)| {
+                let kind = model.builtin(&sg.operators[oi]);
+                Use {
+                    op: oi,
+                    pos,
+                    kind,
+                    rule: rules::rule_for(kind),
+                }
+            })
+            .collect();
+        Constant {
+            model,
+            sg,
+            si,
+            ti,
+            t,
+            cons,
+            uses,
+            elements: t.num_elements().unwrap_or(0),
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        consumer_names(self.model, self.sg, self.cons)
+    }
+
+    fn verdict(&self, opts: &Options, report: &mut Report) -> Result<Verdict> {
+        if self.uses.iter().any(|u| u.role() == Some(Role::NonReal)) {
+            return leave("not real-valued (a shape, index or axis input)");
+        }
+        if self.sg.outputs.contains(&(self.ti as i32)) {
+            return leave("it is also a subgraph output");
+        }
+        let is_bias = self
+            .uses
+            .iter()
+            .any(|u| matches!(u.role(), Some(Role::Bias { .. })));
+        let bias_reason = match opts.mode {
+            Mode::WeightInt8 | Mode::WeightInt4 if is_bias => Some(BIAS_REASON),
+            Mode::Dynamic if is_bias => Some("a bias: hybrid kernels read float32 biases"),
+            _ => None,
+        };
+        if let Some(reason) = bias_reason {
+            return Ok(Verdict::Leave {
+                reason: reason.into(),
+                bias: true,
+            });
+        }
+        let (elements, min_elements) = (self.elements, opts.min_elements());
+        if elements < min_elements {
+            return leave(format!(
+                "{elements} elements, fewer than --min-elements {min_elements}"
+            ));
+        }
+        match opts.mode {
+            Mode::Dynamic => Ok(self.dynamic(opts)),
+            Mode::WeightInt8 => Ok(self.dequantized_int8(opts)),
+            Mode::Int8 | Mode::Int16x8 | Mode::Qat => Err(Error::Internal(
+                "full-integer modes do not use the weight pass".into(),
+            )),
+            Mode::Float16 => Ok(self.float16()),
+            // LiteRT runs the custom operators it knows through XNNPACK, which folds
+            // int8 and float16 weights behind a DEQUANTIZE but not INT4 ones (the op
+            // then falls back to a kernel that is not registered): int8 instead.
+            Mode::WeightInt4 if self.uses.iter().any(|u| u.kind == Op::Custom) => {
+                report.note(format!(
+                    "subgraph {}: tensor {} {:?} is INT8, not INT4: a custom operator reads it, and LiteRT's XNNPACK delegate, which runs custom operators, reads no INT4 weights behind a DEQUANTIZE",
+                    self.si, self.ti, self.t.name
+                ));
+                Ok(self.dequantized_int8(opts))
+            }
+            Mode::WeightInt4 => Ok(self.int4(opts, report)),
+        }
+    }
+
+    /// Behind a DEQUANTIZE any axis is allowed: the first reader's output-channel axis
+    /// (readers of one constant nearly always agree).
+    fn dequantize_axis(&self, opts: &Options) -> Option<usize> {
+        self.uses
+            .iter()
+            .find_map(|u| u.weight_axis(self.t.shape.len()))
+            .filter(|_| !opts.per_tensor)
+    }
+
+    fn dequantized_int8(&self, opts: &Options) -> Verdict {
+        Verdict::Quantize {
+            action: Action::Int8Dequantize {
+                axis: self.dequantize_axis(opts),
+            },
+            direct: Vec::new(),
+        }
+    }
+
+    fn dynamic(&self, opts: &Options) -> Verdict {
+        let hybrid: Vec<&Use> = self.uses.iter().filter(|u| u.is_hybrid_weight()).collect();
+        if hybrid.is_empty() {
+            return Verdict::Leave {
+                reason: no_hybrid_reason(&self.uses),
+                bias: false,
+            };
+        }
+        // One int8 tensor serves every hybrid reader: per channel only when all of them
+        // take per-channel weights on the same axis.
+        let rank = self.t.shape.len();
+        let axes: Vec<Option<usize>> = hybrid
+            .iter()
+            .map(|u| {
+                u.weight_axis(rank)
+                    .filter(|_| u.rule.is_some_and(|r| r.hybrid == Hybrid::PerChannel))
+            })
+            .collect();
+        let axis = axes[0].filter(|_| !opts.per_tensor && axes.iter().all(|a| *a == axes[0]));
+        Verdict::Quantize {
+            action: Action::HybridInt8 { axis },
+            direct: hybrid.iter().map(|u| (u.op, u.pos)).collect(),
+        }
+    }
+
+    fn float16(&self) -> Verdict {
+        let sg = self.sg;
+        let integer_reader = self.uses.iter().find(|u| {
+            sg.operators[u.op].inputs.iter().any(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| sg.tensors.get(i))
+                    .is_some_and(|x| x.quantized().is_some())
+            })
+        });
+        if let Some(u) = integer_reader {
+            return Verdict::Leave {
+                reason: format!(
+                    "{} already reads quantized inputs; mixing float16 constants into it is not supported by the runtime's delegates",
+                    fb::op_name(u.kind)
+                ),
+                bias: false,
+            };
+        }
+        Verdict::Quantize {
+            action: Action::Float16,
+            direct: Vec::new(),
+        }
+    }
+
+    fn int4(&self, opts: &Options, report: &mut Report) -> Verdict {
+        let (t, uses) = (self.t, &self.uses);
+        // FULLY_CONNECTED's INT4 kernel reads rows packed two values per byte: a weight
+        // with odd rows goes through a DEQUANTIZE instead.
+        let odd_rows = t.shape.last().is_none_or(|&d| d % 2 != 0);
+        let direct: Vec<&Use> = uses
+            .iter()
+            .filter(|u| u.reads_int4() && !(odd_rows && u.kind == Op::FullyConnected))
+            .collect();
+        let only_direct = direct.len() == uses.len();
+        let fc_only = only_direct && direct.iter().all(|u| u.kind == Op::FullyConnected);
+        let blockwise = opts
+            .block_size
+            .filter(|&b| fc_only && t.shape.len() == 2 && (t.shape[1] as usize).is_multiple_of(b));
+        if let (Some(b), None) = (opts.block_size, blockwise) {
+            report.note(format!(
+                "subgraph {}: tensor {} {:?} is INT4 per channel, not blockwise (--block-size {b}): {}",
+                self.si,
+                self.ti,
+                t.name,
+                if fc_only {
+                    format!("its input dimension (shape {:?}) is not a multiple of {b}", t.shape)
+                } else {
+                    "only FULLY_CONNECTED reads blockwise INT4 in LiteRT 2.3 (its DEQUANTIZE ignores blockwise scales)".to_string()
+                }
+            ));
+        }
+        let direct: Vec<(usize, usize)> = direct.iter().map(|u| (u.op, u.pos)).collect();
+        let action = match blockwise {
+            Some(b) => Action::Int4 {
+                axis: Some(0),
+                block: Some(b),
+            },
+            // INT4 kernels read per-channel parameters on axis 0 (rows).
+            None if !direct.is_empty() => Action::Int4 {
+                axis: Some(0),
+                block: None,
+            },
+            None => Action::Int4 {
+                axis: self.dequantize_axis(opts),
+                block: None,
+            },
+        };
+        Verdict::Quantize { action, direct }
+    }
 }
 
 /// Why `dynamic` leaves a constant none of whose readers is a hybrid kernel's weight.
@@ -531,8 +587,6 @@ fn apply(
 ) -> Result<()> {
     let (si, ti) = (d.subgraph, d.tensor);
     let t = model.subgraphs[si].tensors[ti].clone();
-    let values = || math::f32_values(model.tensor_data(&t));
-    let bytes_before = model.tensor_data(&t).len() as u64;
     let mut change = TensorChange {
         subgraph: si,
         tensor: ti,
@@ -540,7 +594,7 @@ fn apply(
         consumers: d.consumers.clone(),
         old_dtype: fb::dtype_name(t.dtype).into(),
         new_dtype: String::new(),
-        bytes_before,
+        bytes_before: model.tensor_data(&t).len() as u64,
         bytes_after: 0,
         granularity: String::new(),
         axis: None,
@@ -552,18 +606,7 @@ fn apply(
     };
     let (dtype, data, quant) = match d.action {
         Action::HybridInt8 { axis } | Action::Int8Dequantize { axis } => {
-            let ch = Channels::new(&t.shape, axis);
-            let original = model.buffers[t.buffer as usize].data.clone();
-            model.prefault_pages(&original);
-            let (scales, data) = math::quantize_symmetric_bytes(&original, ch, 127.0);
-            model.release_pages(&original);
-            change.new_dtype = "INT8".into();
-            change.granularity = granularity(axis).into();
-            change.axis = axis.map(|a| a as i32);
-            set_scale_range(&mut change, &scales);
-            let zp = vec![0; scales.len()];
-            let quant = QuantParams::per_axis(scales, zp, axis.unwrap_or(0) as i32);
-            (TensorType::Int8, data, Some(quant))
+            int8_from_bytes(model, &t, axis, &mut change)
         }
         Action::Float16 => {
             // Straight from the (mapped) bytes, whose pages are released once read.
@@ -576,102 +619,175 @@ fn apply(
             (TensorType::Float16, data, None)
         }
         Action::Int4 { axis, block } => {
-            let values = values();
-            let r = round_int4(&t.shape, &values, axis, block, opts, hessian);
-            let keep_int8 = opts
-                .int4_max_loss_db
-                .is_some_and(|db| r.report.int4_sqnr_db < db);
-            change.rounding = Some(RoundingReport {
-                kept_int8: keep_int8,
-                ..r.report.clone()
-            });
-            if keep_int8 {
-                // INT4 costs this layer more than the budget: int8 (nearest rounding
-                // is within a step of 1/254 of the range), same axis, per channel for
-                // a blockwise candidate.
-                let axis = axis.or(block.map(|_| 0));
-                let ch = Channels::new(&t.shape, axis);
-                let scales = math::symmetric_scales(&values, ch, 127.0);
-                let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
-                change.new_dtype = "INT8".into();
-                change.granularity = granularity(axis).into();
-                change.axis = axis.map(|a| a as i32);
-                set_scale_range(&mut change, &scales);
-                let zp = vec![0; scales.len()];
-                let quant = QuantParams::per_axis(scales, zp, axis.unwrap_or(0) as i32);
-                let data = q.iter().map(|&v| v as u8).collect();
-                (TensorType::Int8, data, Some(quant))
-            } else {
-                set_scale_range(&mut change, &r.scales);
-                let quant = match block {
-                    None => {
-                        change.granularity = granularity(axis).into();
-                        change.axis = axis.map(|a| a as i32);
-                        let zp = vec![0; r.scales.len()];
-                        QuantParams::per_axis(r.scales, zp, axis.unwrap_or(0) as i32)
-                    }
-                    Some(b) => {
-                        let (out, blocks) = (t.shape[0] as usize, t.shape[1] as usize / b);
-                        change.granularity = "blockwise".into();
-                        change.axis = Some(0);
-                        change.block_size = Some(b);
-                        let scale_buffer = model.add_buffer(math::f16_bytes(&r.scales));
-                        let mut st = Tensor::new(
-                            format!("{}/block_scales", t.name),
-                            TensorType::Float16,
-                            vec![out as i32, blocks as i32],
-                        );
-                        st.buffer = scale_buffer;
-                        let scale_tensor = model.subgraphs[si].add_tensor(st);
-                        QuantParams {
-                            details: Some(fb::QuantizationDetails::BlockwiseQuantization(
-                                Box::new(fb::BlockwiseQuantization {
-                                    scales: scale_tensor,
-                                    zero_points: -1,
-                                    block_size: b as i32,
-                                }),
-                            )),
-                            quantized_dimension: 0,
-                            ..Default::default()
-                        }
-                    }
-                };
-                change.new_dtype = "INT4".into();
-                (TensorType::Int4, math::pack_int4(&r.q), Some(quant))
-            }
+            let w = Int4Site {
+                si,
+                t: &t,
+                axis,
+                block,
+            };
+            int4(model, &w, opts, hessian, &mut change)
         }
     };
     change.bytes_after = data.len() as u64;
-    let buffer = model.add_buffer(data);
-    let quantized = if d.dequantize {
-        // Tensor `ti` becomes the DEQUANTIZE's float output that the other readers keep
-        // reading; the quantized constant is a new tensor with the original name.
-        let opcode = model.ensure_opcode(Op::Dequantize, 1);
-        let sg = &mut model.subgraphs[si];
-        let float = &mut sg.tensors[ti];
-        let mut q = Tensor::new(float.name.clone(), dtype, float.shape.clone());
-        q.shape_signature = float.shape_signature.clone();
-        q.buffer = buffer;
-        q.quant = quant;
-        float.name = format!("{}/dequantize", float.name);
-        float.buffer = 0;
-        float.quant = None;
-        let qi = sg.add_tensor(q);
-        pending.push(Operator::new(opcode, vec![qi], vec![ti as i32]));
-        qi
-    } else {
-        let q = &mut model.subgraphs[si].tensors[ti];
-        q.dtype = dtype;
-        q.buffer = buffer;
-        q.quant = quant;
-        ti as i32
-    };
+    let quantized = install(model, d, (dtype, data, quant), pending);
     for &(oi, pos) in &d.direct {
         model.subgraphs[si].operators[oi].inputs[pos] = quantized;
         set_asymmetric_inputs(model, si, oi);
     }
     report.quantized.push(change);
     Ok(())
+}
+
+/// A quantized constant: its type, data and parameters.
+type QuantizedData = (TensorType, Vec<u8>, Option<QuantParams>);
+
+/// Symmetric int8 straight from the constant's (mapped) bytes.
+fn int8_from_bytes(
+    model: &Model,
+    t: &Tensor,
+    axis: Option<usize>,
+    change: &mut TensorChange,
+) -> QuantizedData {
+    let ch = Channels::new(&t.shape, axis);
+    let original = model.buffers[t.buffer as usize].data.clone();
+    model.prefault_pages(&original);
+    let (scales, data) = math::quantize_symmetric_bytes(&original, ch, 127.0);
+    model.release_pages(&original);
+    (
+        TensorType::Int8,
+        data,
+        Some(int8_params(scales, axis, change)),
+    )
+}
+
+/// Per-axis symmetric int8 parameters, recorded in the report's change.
+fn int8_params(scales: Vec<f32>, axis: Option<usize>, change: &mut TensorChange) -> QuantParams {
+    change.new_dtype = "INT8".into();
+    change.granularity = granularity(axis).into();
+    change.axis = axis.map(|a| a as i32);
+    set_scale_range(change, &scales);
+    let zp = vec![0; scales.len()];
+    QuantParams::per_axis(scales, zp, axis.unwrap_or(0) as i32)
+}
+
+/// The weight an INT4 action quantizes: tensor `t` of subgraph `si`, per channel on
+/// `axis` or in blocks of `block`.
+struct Int4Site<'a> {
+    si: usize,
+    t: &'a Tensor,
+    axis: Option<usize>,
+    block: Option<usize>,
+}
+
+/// INT4 (packed), or int8 when `--int4-max-loss` finds INT4 costs the layer more.
+fn int4(
+    model: &mut Model,
+    w: &Int4Site,
+    opts: &Options,
+    hessian: Option<&Hessian>,
+    change: &mut TensorChange,
+) -> QuantizedData {
+    let (t, axis, block) = (w.t, w.axis, w.block);
+    let values = math::f32_values(model.tensor_data(t));
+    let r = round_int4(&t.shape, &values, axis, block, opts, hessian);
+    let keep_int8 = opts
+        .int4_max_loss_db
+        .is_some_and(|db| r.report.int4_sqnr_db < db);
+    change.rounding = Some(RoundingReport {
+        kept_int8: keep_int8,
+        ..r.report.clone()
+    });
+    if keep_int8 {
+        // INT4 costs this layer more than the budget: int8 (nearest rounding is within
+        // a step of 1/254 of the range), same axis, per channel for a blockwise
+        // candidate.
+        let axis = axis.or(block.map(|_| 0));
+        let ch = Channels::new(&t.shape, axis);
+        let scales = math::symmetric_scales(&values, ch, 127.0);
+        let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+        let data = q.iter().map(|&v| v as u8).collect();
+        return (
+            TensorType::Int8,
+            data,
+            Some(int8_params(scales, axis, change)),
+        );
+    }
+    set_scale_range(change, &r.scales);
+    let quant = match block {
+        None => {
+            change.granularity = granularity(axis).into();
+            change.axis = axis.map(|a| a as i32);
+            let zp = vec![0; r.scales.len()];
+            QuantParams::per_axis(r.scales, zp, axis.unwrap_or(0) as i32)
+        }
+        Some(b) => {
+            change.granularity = "blockwise".into();
+            change.axis = Some(0);
+            change.block_size = Some(b);
+            blockwise_params(model, w.si, t, b, &r.scales)
+        }
+    };
+    change.new_dtype = "INT4".into();
+    (TensorType::Int4, math::pack_int4(&r.q), Some(quant))
+}
+
+/// Blockwise parameters: the block scales as a new FLOAT16 tensor `[out, blocks]`.
+fn blockwise_params(
+    model: &mut Model,
+    si: usize,
+    t: &Tensor,
+    b: usize,
+    scales: &[f32],
+) -> QuantParams {
+    let (out, blocks) = (t.shape[0] as usize, t.shape[1] as usize / b);
+    let scale_buffer = model.add_buffer(math::f16_bytes(scales));
+    let mut st = Tensor::new(
+        format!("{}/block_scales", t.name),
+        TensorType::Float16,
+        vec![out as i32, blocks as i32],
+    );
+    st.buffer = scale_buffer;
+    let scale_tensor = model.subgraphs[si].add_tensor(st);
+    QuantParams {
+        details: Some(fb::QuantizationDetails::BlockwiseQuantization(Box::new(
+            fb::BlockwiseQuantization {
+                scales: scale_tensor,
+                zero_points: -1,
+                block_size: b as i32,
+            },
+        ))),
+        quantized_dimension: 0,
+        ..Default::default()
+    }
+}
+
+/// Stores the quantized data and returns the tensor the direct readers read: the
+/// constant itself, or (when other readers remain) a new quantized tensor with the
+/// original name while tensor `ti` becomes the output of a DEQUANTIZE of it.
+fn install(model: &mut Model, d: &Decision, q: QuantizedData, pending: &mut Vec<Operator>) -> i32 {
+    let (si, ti) = (d.subgraph, d.tensor);
+    let (dtype, data, quant) = q;
+    let buffer = model.add_buffer(data);
+    if !d.dequantize {
+        let q = &mut model.subgraphs[si].tensors[ti];
+        q.dtype = dtype;
+        q.buffer = buffer;
+        q.quant = quant;
+        return ti as i32;
+    }
+    let opcode = model.ensure_opcode(Op::Dequantize, 1);
+    let sg = &mut model.subgraphs[si];
+    let float = &mut sg.tensors[ti];
+    let mut q = Tensor::new(float.name.clone(), dtype, float.shape.clone());
+    q.shape_signature = float.shape_signature.clone();
+    q.buffer = buffer;
+    q.quant = quant;
+    float.name = format!("{}/dequantize", float.name);
+    float.buffer = 0;
+    float.quant = None;
+    let qi = sg.add_tensor(q);
+    pending.push(Operator::new(opcode, vec![qi], vec![ti as i32]));
+    qi
 }
 
 /// One weight rounded to INT4: values, scales (one per channel or block, blockwise ones

@@ -34,11 +34,9 @@ pub const DATA_ALIGNMENT: usize = 16;
 /// tables themselves.
 pub const INLINE_DATA_LIMIT: u64 = (1 << 31) - (256 << 20);
 
-/// The largest flatbuffer LiteRT loads: flatbuffers' verifier takes buffers shorter than
-/// `FLATBUFFERS_MAX_BUFFER_SIZE` (2^31 − 1) bytes, so every table and inline vector must
-/// end within the first 2^31 − 2 bytes of the file. Data stored after the flatbuffer
-/// (offset layout) do not count.
-pub const FLATBUFFER_MAX_BYTES: u64 = (1 << 31) - 2;
+/// The largest flatbuffer LiteRT loads (a wire fact, defined in [`crate::fb`] so that
+/// `error` can name it without depending on the writer).
+pub use crate::fb::FLATBUFFER_MAX_BYTES;
 
 /// Where buffer data goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 
 mod common;
 
+mod architecture;
+
 mod bad_input;
 mod calib;
 mod calib_data;

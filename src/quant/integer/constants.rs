@@ -1,0 +1,317 @@
+//! Step 4: constant inputs of quantized operators become new integer tensors, per role:
+//! weights symmetric int8 per channel (trained scales in QAT; widened where a bias
+//! would overflow), biases int32/int64 at `s_in × s_w`, int8 coefficients from their own
+//! range, and constants read like activations with their same-scale group's parameters
+//! or their own range. One tensor per distinct parameter set: a constant shared by
+//! operators that need different parameters is duplicated, one that needs the same
+//! parameters again is reused.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::fb::{self, BuiltinOperator as Op, TensorType};
+use crate::ir::{Model, QuantParams, Tensor};
+use crate::rules::{Output, Role, Rule};
+
+use super::super::math::{self, Channels};
+use super::super::report::{Report, TensorParams};
+use super::super::scheme::{self, Width, activation_params};
+use super::kernel_options::bias_bits_for;
+use super::plan::{Params, data_range, shared_anchor_input};
+use super::{IntegerOptions, tensor_ref};
+
+/// One constant operand: input `pos` (tensor `t`) of quantized operator `oi` of
+/// subgraph `si`, with the operator's original operand lists (activation parameters are
+/// keyed by original indices; the operator may already read or write integer versions).
+pub(super) struct Site<'a> {
+    pub si: usize,
+    pub oi: usize,
+    pub pos: usize,
+    pub t: usize,
+    pub rule: &'static Rule,
+    pub orig_in: &'a [i32],
+    pub orig_out: &'a [i32],
+}
+
+/// A quantized constant before it becomes a tensor.
+struct Quantized {
+    /// `weight`, `bias` or `constant` (report).
+    kind: &'static str,
+    dtype: TensorType,
+    data: Vec<u8>,
+    qp: QuantParams,
+}
+
+/// Quantizes the constants of one run, reusing a tensor when the same constant needs
+/// the same parameters again.
+pub(super) struct Constants<'a> {
+    params: &'a Params,
+    opts: &'a IntegerOptions,
+    cache: HashMap<(usize, String), usize>,
+}
+
+impl<'a> Constants<'a> {
+    pub fn new(params: &'a Params, opts: &'a IntegerOptions) -> Self {
+        Constants {
+            params,
+            opts,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Quantizes the constant at `site` as its role requires and returns the new tensor.
+    /// `None` leaves the input as it is (non-real inputs, non-float constants).
+    pub fn quantize(
+        &mut self,
+        model: &mut Model,
+        site: &Site,
+        report: &mut Report,
+    ) -> Result<Option<usize>> {
+        let tensor = model.subgraphs[site.si].tensors[site.t].clone();
+        if tensor.dtype != TensorType::Float32 {
+            return Ok(None);
+        }
+        let values = math::f32_values(model.tensor_data(&tensor));
+        let rule = site.rule;
+        let q = match rule.role(site.pos) {
+            Role::NonReal => return Ok(None),
+            Role::Weight { axis } if rule.op != Op::BatchMatmul => {
+                self.weight(model, site, axis, &values, report)
+            }
+            Role::Bias { input, weight } => self.bias(model, site, (input, weight), &values)?,
+            Role::Coefficient => {
+                let (lo, hi) = data_range(model, &tensor);
+                let qp = activation_params(lo, hi, Width::Int8);
+                let data = scheme::affine_bytes(&values, &qp, Width::Int8);
+                Quantized {
+                    kind: "constant",
+                    dtype: TensorType::Int8,
+                    data,
+                    qp,
+                }
+            }
+            _ => self.activation_like(model, site, &values),
+        };
+        Ok(Some(self.store(model, site, &tensor, q, report)))
+    }
+
+    /// Activation parameters of the operator's original input `pos`.
+    fn act_params(&self, site: &Site, pos: usize) -> Option<QuantParams> {
+        self.params
+            .activations
+            .get(&(site.si, tensor_ref(site.orig_in, pos)?))
+            .cloned()
+    }
+
+    /// The per-channel axis of a weight read at `role` (`None`: per tensor).
+    fn weight_axis(&self, axis: Option<i32>, shape: &[i32]) -> Option<usize> {
+        axis.filter(|_| !self.opts.per_tensor)
+            .and_then(|a| usize::try_from(a).ok())
+            .filter(|&a| a < shape.len())
+    }
+
+    fn weight(
+        &self,
+        model: &Model,
+        site: &Site,
+        axis: Option<i32>,
+        values: &[f32],
+        report: &mut Report,
+    ) -> Quantized {
+        let tensor = &model.subgraphs[site.si].tensors[site.t];
+        let axis = self.weight_axis(axis, &tensor.shape);
+        let trained = self.opts.overrides.weights.get(&(site.si, site.t));
+        let axis = match trained {
+            Some(p) if p.is_per_axis() => usize::try_from(p.quantized_dimension).ok(),
+            Some(_) => None,
+            None => axis,
+        };
+        let ch = Channels::new(&tensor.shape, axis);
+        let mut scales = match trained {
+            Some(p) => p.scale.clone(),
+            None => math::symmetric_scales(values, ch, 127.0),
+        };
+        self.widen_for_bias(model, site, &mut scales, report);
+        let q = math::quantize_symmetric(values, ch, &scales, 127.0);
+        let n = scales.len();
+        Quantized {
+            kind: "weight",
+            dtype: TensorType::Int8,
+            data: q.iter().map(|&v| v as u8).collect(),
+            qp: QuantParams::per_axis(scales, vec![0; n], axis.unwrap_or(0) as i32),
+        }
+    }
+
+    /// If the bias of the operator (the input whose role is `Bias { weight: pos }`)
+    /// would not fit its integer type at `s_in × s_w`, widens the weight scales of the
+    /// channels concerned until it does (TF's converter does the same; the
+    /// alternative, failing, helps nobody). Reported as a note.
+    fn widen_for_bias(&self, model: &Model, site: &Site, scales: &mut [f32], report: &mut Report) {
+        let (si, oi, rule) = (site.si, site.oi, site.rule);
+        let sg = &model.subgraphs[si];
+        let op = &sg.operators[oi];
+        let Some((bias_pos, input)) = (0..op.inputs.len()).find_map(|b| match rule.role(b) {
+            Role::Bias { input, weight } if weight == site.pos => Some((b, input)),
+            _ => None,
+        }) else {
+            return;
+        };
+        let Some(b) = tensor_ref(&op.inputs, bias_pos).map(|b| &sg.tensors[b]) else {
+            return;
+        };
+        if !model.is_constant(b) || b.dtype != TensorType::Float32 {
+            return;
+        }
+        let Some(s_in) = self.act_params(site, input).map(|p| p.scale[0]) else {
+            return;
+        };
+        let bits = bias_bits_for(rule.op, self.opts);
+        let bias = math::f32_values(model.tensor_data(b));
+        let widened = scheme::widen_weight_scales_for_bias(&bias, s_in, bits, scales);
+        if widened > 0 {
+            report.note(format!(
+                "subgraph {si}, operator {oi}: widened {widened} weight scale(s) so that bias {:?} fits {bits} bits",
+                b.name
+            ));
+        }
+    }
+
+    fn bias(
+        &self,
+        model: &Model,
+        site: &Site,
+        (input, weight): (usize, usize),
+        values: &[f32],
+    ) -> Result<Quantized> {
+        let (si, oi) = (site.si, site.oi);
+        let sg = &model.subgraphs[si];
+        let s_in = self
+            .act_params(site, input)
+            .ok_or_else(|| {
+                Error::Internal(format!("bias of op {oi}: input {input} has no parameters"))
+            })?
+            .scale[0];
+        let w_ref = tensor_ref(&sg.operators[oi].inputs, weight)
+            .ok_or_else(|| Error::Internal(format!("bias of op {oi}: no weight")))?;
+        let w_tensor = &sg.tensors[w_ref];
+        let w_scales: Vec<f32> = match &w_tensor.quant {
+            Some(q) if !q.scale.is_empty() => q.scale.clone(),
+            _ => {
+                // The weight is quantized as this op's input `weight`: recompute.
+                let wv = math::f32_values(model.tensor_data(w_tensor));
+                let axis = match site.rule.role(weight) {
+                    Role::Weight { axis } => self.weight_axis(axis, &w_tensor.shape),
+                    _ => None,
+                };
+                math::symmetric_scales(&wv, Channels::new(&w_tensor.shape, axis), 127.0)
+            }
+        };
+        let bits = bias_bits_for(site.rule.op, self.opts);
+        let scales = scheme::bias_scales(s_in, &w_scales, values.len());
+        let data = scheme::quantize_bias(values, &scales, bits).ok_or_else(|| {
+            Error::Internal(format!(
+                "subgraph {si}: bias {:?} overflows {bits} bits although the weight range was widened",
+                sg.tensors[site.t].name
+            ))
+        })?;
+        let n = scales.len();
+        let qp = if w_scales.len() > 1 {
+            QuantParams::per_axis(scales, vec![0; n], 0)
+        } else {
+            QuantParams::per_tensor(scales[0], 0)
+        };
+        Ok(Quantized {
+            kind: "bias",
+            dtype: scheme::bias_dtype(bits),
+            data,
+            qp,
+        })
+    }
+
+    /// A constant read like an activation: shared operators give it their group's
+    /// parameters, others its own range.
+    fn activation_like(&self, model: &Model, site: &Site, values: &[f32]) -> Quantized {
+        let (si, rule, params) = (site.si, site.rule, self.params);
+        let tensor = &model.subgraphs[si].tensors[site.t];
+        let anchor = match rule.output {
+            Output::Shared => tensor_ref(site.orig_out, 0),
+            // Comparisons, ARG_MAX: inputs share the first activation input's.
+            Output::NonReal => shared_anchor_input(model, si, site.orig_in, rule),
+            _ => None,
+        };
+        let group = params
+            .constants
+            .get(&(si, site.t))
+            .cloned()
+            .or_else(|| anchor.and_then(|a| params.activations.get(&(si, a)).cloned()));
+        let width = self.opts.width;
+        let qp = match group {
+            Some(g) => g,
+            None if rule.op == Op::BatchMatmul => {
+                let (lo, hi) = data_range(model, tensor);
+                scheme::symmetric_operand_params(lo, hi, width)
+            }
+            None => {
+                let (lo, hi) = params
+                    .const_range
+                    .get(&(si, site.t))
+                    .copied()
+                    .unwrap_or_else(|| data_range(model, tensor));
+                activation_params(lo, hi, width)
+            }
+        };
+        Quantized {
+            kind: "constant",
+            dtype: width.dtype(),
+            data: scheme::affine_bytes(values, &qp, width),
+            qp,
+        }
+    }
+
+    /// The tensor holding `q` (a cached one when the same constant was quantized with
+    /// the same parameters before), reported.
+    fn store(
+        &mut self,
+        model: &mut Model,
+        site: &Site,
+        tensor: &Tensor,
+        q: Quantized,
+        report: &mut Report,
+    ) -> usize {
+        let Quantized {
+            kind,
+            dtype,
+            data,
+            qp,
+        } = q;
+        let key = (
+            site.t,
+            format!(
+                "{dtype:?}{:?}{:?}{}",
+                qp.scale, qp.zero_point, qp.quantized_dimension
+            ),
+        );
+        if let Some(&existing) = self.cache.get(&key) {
+            return existing;
+        }
+        let buffer = model.add_buffer(data);
+        let mut nt = Tensor::new(tensor.name.clone(), dtype, tensor.shape.clone());
+        nt.shape_signature = tensor.shape_signature.clone();
+        nt.buffer = buffer;
+        nt.quant = Some(qp.clone());
+        let ni = model.subgraphs[site.si].add_tensor(nt) as usize;
+        self.cache.insert(key, ni);
+        report.tensors.push(TensorParams {
+            subgraph: site.si,
+            tensor: ni,
+            name: tensor.name.clone(),
+            kind: kind.into(),
+            dtype: fb::dtype_name(dtype).into(),
+            range: None,
+            scale: qp.scale.clone(),
+            zero_point: qp.zero_point.clone(),
+            axis: qp.is_per_axis().then_some(qp.quantized_dimension),
+        });
+        ni
+    }
+}

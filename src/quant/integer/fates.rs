@@ -1,0 +1,326 @@
+//! Step 1: which operators are quantized. An operator is quantized when the rule table
+//! has a kernel for the bit width and every real-valued input it needs has a range (or
+//! is a constant); otherwise it stays float with the reason. Singular operands that
+//! reach the integer zero keep their operator float ([`keep_singular_operands_float`]);
+//! `--strict` turns any float operator into an error ([`strict_check`]).
+
+use crate::calib::Ranges;
+use crate::error::{Error, Loc, Result};
+use crate::fb::{self, BuiltinOperator as Op, TensorType};
+use crate::ir::{Model, Operator};
+use crate::rules::{self, Output, Role, Rule};
+
+use super::super::report::Fate;
+use super::super::scheme::{Width, activation_params};
+use super::{IntegerOptions, tensor_ref};
+
+/// Decides which operators are quantized.
+pub(super) fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) -> Vec<Vec<Fate>> {
+    let bits = opts.width.bits();
+    model
+        .subgraphs
+        .iter()
+        .enumerate()
+        .map(|(si, sg)| {
+            sg.operators
+                .iter()
+                .map(|op| fate_of(model, si, op, ranges, bits))
+                .collect()
+        })
+        .collect()
+}
+
+/// The fate of one operator of subgraph `si`.
+fn fate_of(model: &Model, si: usize, op: &Operator, ranges: &Ranges, bits: u32) -> Fate {
+    let code = model.code(op);
+    let float = |reason: String| Fate::Float { reason };
+    if code.builtin == Op::Custom {
+        return float(format!(
+            "{} is a custom operator: its kernel's integer support is \
+             unknown (the custom kernels LiteRT ships take float32 only), \
+             so it stays float between DEQUANTIZE and QUANTIZE",
+            model.op_display_name(op)
+        ));
+    }
+    let Some(rule) = rules::rule_for(code.builtin) else {
+        if let Some((_, sub)) = op.subgraph_refs().first() {
+            // STABLEHLO_COMPOSITE, WHILE, IF...: each subgraph is quantized on its own,
+            // so the boundary stays float. (LiteRT 2.3 also runs a composite whose
+            // integer boundary tensors match on both sides; tflquant does not write
+            // that yet.)
+            return float(format!(
+                "{} calls subgraph {sub}: its boundary tensors stay float \
+                 (each subgraph is quantized on its own; the operators inside \
+                 subgraph {sub} are quantized there, between \
+                 QUANTIZE/DEQUANTIZE)",
+                model.op_display_name(op)
+            ));
+        }
+        return float(format!(
+            "{} has no quantized kernel in tflquant's rule table",
+            model.op_display_name(op)
+        ));
+    };
+    if !rule.supports(bits) {
+        return float(format!(
+            "the runtime has no {} kernel for {}{}",
+            if bits == 8 { "int8" } else { "int16" },
+            fb::op_name(rule.op),
+            if rule.why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", rule.why)
+            }
+        ));
+    }
+    let check = OperandCheck {
+        model,
+        si,
+        op,
+        rule,
+        ranges,
+        bits,
+    };
+    check.all().map_or_else(float, |()| Fate::Quantized)
+}
+
+/// Every real-valued operand of one operator must be float32 and, unless constant,
+/// calibrated.
+struct OperandCheck<'a> {
+    model: &'a Model,
+    si: usize,
+    op: &'a Operator,
+    rule: &'a Rule,
+    ranges: &'a Ranges,
+    bits: u32,
+}
+
+impl OperandCheck<'_> {
+    fn all(&self) -> std::result::Result<(), String> {
+        for (pos, &t) in self.op.inputs.iter().enumerate() {
+            let Ok(t) = usize::try_from(t) else { continue };
+            self.input(pos, t)?;
+        }
+        self.outputs()
+    }
+
+    fn is_constant(&self, t: usize) -> bool {
+        self.model
+            .is_constant(&self.model.subgraphs[self.si].tensors[t])
+    }
+
+    fn input(&self, pos: usize, t: usize) -> std::result::Result<(), String> {
+        let (model, rule) = (self.model, self.rule);
+        let tensor = &model.subgraphs[self.si].tensors[t];
+        let constant = model.is_constant(tensor);
+        match rule.role(pos) {
+            Role::NonReal => return Ok(()),
+            _ if tensor.dtype != TensorType::Float32 => {
+                return Err(format!(
+                    "input {pos} {:?} is {}, not float32",
+                    tensor.name,
+                    fb::dtype_name(tensor.dtype)
+                ));
+            }
+            Role::Coefficient if !constant && self.bits == 16 => {
+                return Err(format!(
+                    "input {pos} {:?} is computed at run time; the 16x8 kernel reads it as int8",
+                    tensor.name
+                ));
+            }
+            // Both operands are activations in full-integer BATCH_MATMUL.
+            Role::Weight { .. } | Role::Bias { .. } if !constant && rule.op == Op::BatchMatmul => {}
+            Role::Weight { .. } | Role::Bias { .. } if !constant => {
+                return Err(format!(
+                    "input {pos} {:?} is a weight computed at run time",
+                    tensor.name
+                ));
+            }
+            Role::Bias { input, weight } => self.bias(pos, t, input, weight)?,
+            _ => {}
+        }
+        if !constant && self.ranges.get(self.si, t).is_none() {
+            return Err(format!(
+                "input {pos} {:?} has no calibrated range (the calibration never computed it)",
+                tensor.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bias scale is input scale × weight scale: both must exist, the input as a
+    /// computed (calibrated) tensor.
+    fn bias(
+        &self,
+        pos: usize,
+        t: usize,
+        input: usize,
+        weight: usize,
+    ) -> std::result::Result<(), String> {
+        let tensor = &self.model.subgraphs[self.si].tensors[t];
+        let computed = |i: usize| tensor_ref(&self.op.inputs, i).map(|t| !self.is_constant(t));
+        if computed(input) != Some(true) || computed(weight).is_none() {
+            return Err(format!(
+                "input {pos} {:?} is a bias, but input {input} (whose scale it takes) \
+                 is missing or a constant, or weight input {weight} is missing",
+                tensor.name
+            ));
+        }
+        if tensor.shape.len() != 1 {
+            return Err(format!(
+                "input {pos} {:?} is a bias of shape {:?}; biases are vectors",
+                tensor.name, tensor.shape
+            ));
+        }
+        Ok(())
+    }
+
+    fn outputs(&self) -> std::result::Result<(), String> {
+        for &t in &self.op.outputs {
+            let Ok(t) = usize::try_from(t) else { continue };
+            let tensor = &self.model.subgraphs[self.si].tensors[t];
+            match self.rule.output {
+                Output::NonReal => {}
+                _ if tensor.dtype != TensorType::Float32 => {
+                    return Err(format!(
+                        "output {:?} is {}, not float32",
+                        tensor.name,
+                        fb::dtype_name(tensor.dtype)
+                    ));
+                }
+                Output::Free if self.ranges.get(self.si, t).is_none() => {
+                    return Err(format!("output {:?} has no calibrated range", tensor.name));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--strict`: every operator that would still compute on float32 tensors is an error.
+pub(super) fn strict_check(model: &Model, fates: &[Vec<Fate>]) -> Result<()> {
+    let mut bad = Vec::new();
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let Fate::Float { reason } = &fates[si][oi] else {
+                continue;
+            };
+            let touches_float = op
+                .inputs
+                .iter()
+                .chain(&op.outputs)
+                .filter_map(|&t| usize::try_from(t).ok())
+                .any(|t| sg.tensors[t].dtype == TensorType::Float32);
+            if touches_float {
+                bad.push(format!(
+                    "  subgraph {si}, operator {oi} ({}): {reason}",
+                    model.op_display_name(op)
+                ));
+            }
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::unsupported(
+        Loc::model(),
+        format!(
+            "--strict: {} operator(s) would stay float:\n{}\n(drop --strict to keep them float between DEQUANTIZE/QUANTIZE)",
+            bad.len(),
+            bad.join("\n")
+        ),
+    ))
+}
+
+/// Operands at which an operator has a singularity at 0: LOG and RSQRT inputs, the
+/// divisor of DIV (issue #15: an audio front end's LOG turned int8 zeros into -inf).
+const SINGULAR_OPERANDS: &[(Op, usize)] = &[(Op::Log, 0), (Op::Rsqrt, 0), (Op::Div, 1)];
+
+/// Numerically safe defaults: where a singular operand's calibrated values reach the
+/// integer zero (the smallest magnitude seen is below half a step of its parameters),
+/// small values would round to exactly 0 and the operator would give ±inf or NaN. The
+/// operator, and the operators producing that operand (through same-scale operators
+/// such as RESHAPE, up to the first one that computes), stay float, with the reason: the
+/// operand then never passes through an integer tensor.
+pub(super) fn keep_singular_operands_float(
+    model: &Model,
+    ranges: &Ranges,
+    width: Width,
+    fates: &mut [Vec<Fate>],
+) {
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        let producers = sg.producers();
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let kind = model.builtin(op);
+            for &(_, pos) in SINGULAR_OPERANDS.iter().filter(|(o, _)| *o == kind) {
+                let Some(t) = tensor_ref(&op.inputs, pos) else {
+                    continue;
+                };
+                let Some((min, max, step)) = reaches_zero(model, si, t, ranges, width) else {
+                    continue;
+                };
+                let why = format!(
+                    "input {pos} {:?} of {} reaches 0 (calibrated [{min}, {max}], step {step:e}): \
+                     integer rounding would make it exactly 0 and the result ±inf/NaN",
+                    sg.tensors[t].name,
+                    fb::op_name(kind),
+                );
+                fates[si][oi] = Fate::Float {
+                    reason: format!("{why}; kept float with its producer"),
+                };
+                keep_producers_float(model, si, &producers, (oi, t), &why, &mut fates[si]);
+            }
+        }
+    }
+}
+
+/// The calibrated range and step of computed tensor `t` when its smallest magnitude
+/// rounds to the integer zero at `width`; `None` for constants, uncalibrated tensors
+/// and ranges that stay clear of 0.
+fn reaches_zero(
+    model: &Model,
+    si: usize,
+    t: usize,
+    ranges: &Ranges,
+    width: Width,
+) -> Option<(f32, f32, f32)> {
+    let r = ranges.get(si, t)?;
+    if model.is_constant(&model.subgraphs[si].tensors[t]) {
+        return None;
+    }
+    let step = activation_params(r.min, r.max, width).scale[0];
+    let smallest = if r.min <= 0.0 && r.max >= 0.0 {
+        0.0
+    } else {
+        r.min.abs().min(r.max.abs())
+    };
+    (smallest < step / 2.0).then_some((r.min, r.max, step))
+}
+
+/// Walks up from operand `t` of operator `oi` through same-scale operators to the one
+/// that computes it, keeping each float.
+fn keep_producers_float(
+    model: &Model,
+    si: usize,
+    producers: &[Option<usize>],
+    (oi, t): (usize, usize),
+    why: &str,
+    fates: &mut [Fate],
+) {
+    let sg = &model.subgraphs[si];
+    let mut cur = t;
+    while let Some(p) = producers[cur] {
+        if fates[p] == Fate::Quantized {
+            fates[p] = Fate::Float {
+                reason: format!("produces the operand of operator {oi}: {why}; kept float"),
+            };
+        }
+        let shared = rules::rule_for(model.builtin(&sg.operators[p]))
+            .is_some_and(|r| r.output == Output::Shared);
+        match tensor_ref(&sg.operators[p].inputs, 0) {
+            Some(next) if shared => cur = next,
+            _ => break,
+        }
+    }
+}

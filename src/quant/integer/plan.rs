@@ -1,0 +1,128 @@
+//! What the planning steps share and hand to rewiring: the chosen [`Params`], the
+//! context of one subgraph's planning ([`Ctx`]), the same-scale groups ([`Groups`],
+//! [`GroupRanges`]) and the ranges of constants.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::calib::Ranges;
+use crate::calib::observer::{Sentinels, ordinary_min_max};
+use crate::ir::{Model, Operator, QuantParams, Tensor};
+use crate::rules::{self, Role, Rule};
+
+use super::super::math;
+use super::super::report::Fate;
+use super::super::scheme::Width;
+
+/// Parameters chosen for activations, and requantized edges.
+#[derive(Default)]
+pub(super) struct Params {
+    /// Integer parameters of every activation that has an integer version.
+    pub activations: BTreeMap<(usize, usize), QuantParams>,
+    /// The range each activation's parameters came from (report).
+    pub range_of: BTreeMap<(usize, usize), (f32, f32)>,
+    /// `(subgraph, operator, input position)` → parameters the input must be
+    /// requantized to (its group's parameters differ from the tensor's own).
+    pub requant: BTreeMap<(usize, usize, usize), QuantParams>,
+    /// Ranges of constants that hold sentinels, widened so the saturated sentinel
+    /// still dominates the operator's output (`sentinels.rs`).
+    pub const_range: BTreeMap<(usize, usize), (f32, f32)>,
+    /// Constants that must take given parameters (values assigned to a variable).
+    pub constants: BTreeMap<(usize, usize), QuantParams>,
+}
+
+/// What the planning of one subgraph reads.
+pub(super) struct Ctx<'a> {
+    pub model: &'a Model,
+    pub si: usize,
+    /// The fates of the subgraph's operators.
+    pub fates: &'a [Fate],
+    pub ranges: &'a Ranges,
+    pub width: Width,
+}
+
+impl Ctx<'_> {
+    pub fn quantized(&self, oi: usize) -> bool {
+        self.fates[oi] == Fate::Quantized
+    }
+
+    pub fn is_constant(&self, t: usize) -> bool {
+        self.model
+            .is_constant(&self.model.subgraphs[self.si].tensors[t])
+    }
+
+    /// The quantized operators of the subgraph with their rules.
+    pub fn quantized_ops(&self) -> impl Iterator<Item = (usize, &Operator, &'static Rule)> {
+        self.model.subgraphs[self.si]
+            .operators
+            .iter()
+            .enumerate()
+            .filter(|&(oi, _)| self.quantized(oi))
+            .map(|(oi, op)| {
+                let rule =
+                    rules::rule_for(self.model.builtin(op)).expect("quantized ops have rules");
+                (oi, op, rule)
+            })
+    }
+}
+
+/// Union-find over tensor indices of one subgraph.
+pub(super) struct Groups {
+    parent: Vec<usize>,
+}
+
+impl Groups {
+    pub fn new(n: usize) -> Self {
+        Groups {
+            parent: (0..n).collect(),
+        }
+    }
+    pub fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+    pub fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[rb.max(ra)] = rb.min(ra);
+        }
+    }
+}
+
+/// Each group's range (keyed by its root), the union of its members'.
+pub(super) type GroupRanges = HashMap<usize, (f32, f32)>;
+
+/// The range of a constant's ordinary values (sentinels excluded: they saturate to
+/// the integer minimum or maximum; see `calib::observer`), widened to include 0, and
+/// the sentinels it holds.
+pub(super) fn data_range_with_sentinels(model: &Model, t: &Tensor) -> ((f32, f32), Sentinels) {
+    let v = math::f32_values(model.tensor_data(t));
+    let (lo, hi, s) = ordinary_min_max(&v);
+    if lo > hi {
+        return ((0.0, 0.0), s);
+    }
+    // `+ 0.0` turns a -0.0 end (a mask of -0.0 and -1e9) into 0.0.
+    ((lo.min(0.0) + 0.0, hi.max(0.0) + 0.0), s)
+}
+
+/// The range of a constant's ordinary values, widened to include 0.
+pub(super) fn data_range(model: &Model, t: &Tensor) -> (f32, f32) {
+    data_range_with_sentinels(model, t).0
+}
+
+/// The first non-constant activation input of an operator whose inputs share
+/// parameters although its output is not real-valued (comparisons, ARG_MAX).
+pub(super) fn shared_anchor_input(
+    model: &Model,
+    si: usize,
+    inputs: &[i32],
+    rule: &Rule,
+) -> Option<usize> {
+    let sg = &model.subgraphs[si];
+    inputs.iter().enumerate().find_map(|(pos, &t)| {
+        let t = usize::try_from(t).ok()?;
+        (rule.role(pos) == Role::Activation && !model.is_constant(&sg.tensors[t])).then_some(t)
+    })
+}
