@@ -40,7 +40,7 @@ use crate::error::{Error, Loc, Result};
 use crate::fb::{self, BuiltinOperator as B, BuiltinOptions as O, TensorType};
 use crate::ir::{Model, Tensor};
 
-use kernels::{Ctx, Ins, KErr};
+use kernels::{Ctx, Ins, KErr, Missing, Run};
 
 /// A tensor of a subgraph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -150,25 +150,13 @@ pub fn unsupported_ops(model: &Model) -> Vec<UnsupportedOp> {
         for (oi, op) in sg.operators.iter().enumerate() {
             let code = model.code(op);
             let name = model.op_display_name(op);
-            // `Some("")`: no kernel; `Some(why)`: options no kernel implements.
-            let missing = if code.builtin == B::Custom {
-                kernels::custom::unsupported(
-                    code.custom_code.as_deref(),
-                    op.custom_options.as_deref(),
-                )
-            } else if !kernels::supported(code.builtin) {
-                Some(String::new())
-            } else {
-                kernels::unsupported_options(op)
-            };
-            if let Some(why) = missing {
+            if let Some(missing) = kernels::missing(code.builtin, code.custom_code.as_deref(), op) {
                 out.push(UnsupportedOp {
                     subgraph: si,
                     op: oi,
-                    name: if why.is_empty() {
-                        name
-                    } else {
-                        format!("{name} with {why}")
+                    name: match missing {
+                        Missing::Kernel => name,
+                        Missing::Options(why) => format!("{name} with {why}"),
                     },
                 });
             }
@@ -207,6 +195,78 @@ fn kernel_error(e: KErr, at: Loc) -> Error {
     match e {
         KErr::Unsupported(what) => Error::unsupported(at, what),
         KErr::Bad(what) => Error::Data(format!("{at}: {what}")),
+    }
+}
+
+/// An op being run, for messages: its location is formatted only when needed.
+#[derive(Clone, Copy)]
+struct OpAt<'n> {
+    si: usize,
+    oi: usize,
+    name: &'n str,
+}
+
+impl OpAt<'_> {
+    fn loc(&self) -> Loc {
+        op_loc(self.si, self.oi, self.name)
+    }
+}
+
+/// What a kernel sees of op `oi` of subgraph `si` besides its input values. Quantized
+/// outputs are computed in float32 (and requantized by the interpreter) unless the
+/// kernel writes stored integers itself (`raw_outputs`).
+fn kernel_ctx(model: &Model, si: usize, oi: usize, raw_outputs: bool) -> Ctx<'_> {
+    let sg = &model.subgraphs[si];
+    let op = &sg.operators[oi];
+    let out_tensors: Vec<Option<&Tensor>> = op
+        .outputs
+        .iter()
+        .map(|&t| usize::try_from(t).ok().map(|t| &sg.tensors[t]))
+        .collect();
+    let in_quant = op
+        .inputs
+        .iter()
+        .map(|&t| {
+            usize::try_from(t)
+                .ok()
+                .and_then(|t| sg.tensors[t].quantized())
+        })
+        .collect();
+    Ctx {
+        op,
+        out_types: out_tensors
+            .iter()
+            .map(|t| match t {
+                Some(t) if quantized(t).is_some() && !raw_outputs => TensorType::Float32,
+                Some(t) => t.dtype,
+                None => TensorType::Float32,
+            })
+            .collect(),
+        out_shapes: out_tensors
+            .iter()
+            .map(|t| t.map_or(&[][..], |t| t.shape.as_slice()))
+            .collect(),
+        in_quant,
+        out_quant: out_tensors
+            .iter()
+            .map(|t| t.and_then(|t| t.quantized()))
+            .collect(),
+        inter_quant: op
+            .intermediates
+            .iter()
+            .flatten()
+            .map(|&t| {
+                usize::try_from(t)
+                    .ok()
+                    .and_then(|t| sg.tensors.get(t))
+                    .and_then(|t| t.quantized())
+            })
+            .collect(),
+        out_storage: out_tensors
+            .iter()
+            .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
+            .collect(),
+        custom_code: model.code(op).custom_code.as_deref(),
     }
 }
 
@@ -502,63 +562,27 @@ impl<'m> Interpreter<'m> {
         slots: &mut [Slot],
         observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
     ) -> Result<bool> {
-        let model = self.model;
-        let sg = &model.subgraphs[si];
-        let op = &sg.operators[oi];
         let (b, name) = {
             let (b, n) = &self.plans[si].ops[oi];
             (*b, n.clone())
         };
-        let at = || op_loc(si, oi, &name);
-        // QUANTIZE / DEQUANTIZE read integers as stored; every other op reads reals.
-        // Resource ops move stored values as they are, as LiteRT copies bytes.
-        let raw_inputs = matches!(
-            b,
-            B::Quantize
-                | B::Dequantize
-                | B::While
-                | B::If
-                | B::CallOnce
-                | B::StablehloComposite
-                | B::VarHandle
-                | B::ReadVariable
-                | B::AssignVariable
-        ) || integer_lstm(b, op, sg);
-        let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
-        for (pos, &t) in op.inputs.iter().enumerate() {
-            let Ok(t) = usize::try_from(t) else {
-                owned.push(None);
-                continue;
-            };
-            let tensor = &sg.tensors[t];
-            let v = match &slots[t] {
-                Some(v) => {
-                    match quantized(tensor)
-                        .filter(|_| !raw_inputs && v.dtype() != TensorType::Float32)
-                    {
-                        Some(q) => Some(Arc::new(value::dequantize(v, q).ok_or_else(|| {
-                            Error::Data(format!(
-                                "{}: input {pos}: quantization parameters do not fit shape {:?}",
-                                at(),
-                                v.shape
-                            ))
-                        })?)),
-                        None => Some(v.clone()),
-                    }
-                }
-                None => self.const_value(si, t, raw_inputs),
-            };
-            if v.is_none() {
-                return Err(Error::Data(format!(
-                    "{}: input {pos} (tensor {t} {:?}) has no value: not produced before it is read",
-                    at(),
-                    tensor.name
-                )));
-            }
-            owned.push(v);
-        }
-        let results: Vec<Value> = match b {
-            B::While | B::If | B::CallOnce | B::StablehloComposite => {
+        let at = OpAt {
+            si,
+            oi,
+            name: &name,
+        };
+        let (run, raw_inputs, raw_outputs) = match kernels::lookup(b) {
+            Some(d) => (Some(d.run), d.raw_inputs, d.raw_outputs),
+            None => (None, false, false),
+        };
+        // An LSTM with int8 input runs LiteRT's integer kernel on the stored integers.
+        let raw_inputs = raw_inputs || {
+            let sg = &self.model.subgraphs[si];
+            integer_lstm(b, &sg.operators[oi], sg)
+        };
+        let owned = self.op_inputs(at, slots, raw_inputs)?;
+        let results: Vec<Value> = match run {
+            Some(Run::ControlFlow) => {
                 let args: Vec<Arc<Value>> = owned.into_iter().flatten().collect();
                 match self.control_flow(b, si, oi, args, observe)? {
                     Some(v) => v
@@ -568,104 +592,143 @@ impl<'m> Interpreter<'m> {
                     None => return Ok(false),
                 }
             }
-            B::VarHandle | B::ReadVariable | B::AssignVariable => self
+            Some(Run::Resource) => self
                 .resource_op(b, si, oi, &owned)
-                .map_err(|e| kernel_error(e, at()))?,
-            _ => {
+                .map_err(|e| kernel_error(e, at.loc()))?,
+            Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
-                let out_tensors: Vec<Option<&Tensor>> = op
-                    .outputs
-                    .iter()
-                    .map(|&t| usize::try_from(t).ok().map(|t| &sg.tensors[t]))
-                    .collect();
-                let in_quant = op
-                    .inputs
-                    .iter()
-                    .map(|&t| {
-                        usize::try_from(t)
-                            .ok()
-                            .and_then(|t| sg.tensors[t].quantized())
-                    })
-                    .collect();
-                let ctx = Ctx {
-                    op,
-                    out_types: out_tensors
-                        .iter()
-                        .map(|t| match t {
-                            Some(t) if quantized(t).is_some() && b != B::Quantize => {
-                                TensorType::Float32
-                            }
-                            Some(t) => t.dtype,
-                            None => TensorType::Float32,
-                        })
-                        .collect(),
-                    out_shapes: out_tensors
-                        .iter()
-                        .map(|t| t.map_or(&[][..], |t| t.shape.as_slice()))
-                        .collect(),
-                    in_quant,
-                    out_quant: out_tensors
-                        .iter()
-                        .map(|t| t.and_then(|t| t.quantized()))
-                        .collect(),
-                    inter_quant: op
-                        .intermediates
-                        .iter()
-                        .flatten()
-                        .map(|&t| {
-                            usize::try_from(t)
-                                .ok()
-                                .and_then(|t| sg.tensors.get(t))
-                                .and_then(|t| t.quantized())
-                        })
-                        .collect(),
-                    out_storage: out_tensors
-                        .iter()
-                        .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
-                        .collect(),
-                    custom_code: model.code(op).custom_code.as_deref(),
-                };
-                let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at()))?;
-                for (pos, v) in &outs.trace {
-                    let Some(t) = op.inputs.get(*pos).and_then(|&t| usize::try_from(t).ok()) else {
-                        continue;
-                    };
-                    let id = TensorId {
-                        subgraph: si,
-                        tensor: t,
-                    };
-                    if let Flow::Stop = observe(id, v) {
-                        return Ok(false);
-                    }
+                let ctx = kernel_ctx(self.model, si, oi, raw_outputs);
+                let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at.loc()))?;
+                if !Self::observe_trace(self.model, si, oi, &outs.trace, observe) {
+                    return Ok(false);
                 }
-                for (pos, v) in outs.state {
-                    let Some(&t) = op.inputs.get(pos) else {
-                        continue;
-                    };
-                    let Ok(t) = usize::try_from(t) else { continue };
-                    if !sg.tensors[t].is_variable {
-                        continue;
-                    }
-                    let id = TensorId {
-                        subgraph: si,
-                        tensor: t,
-                    };
-                    let v = match observe(id, &v) {
-                        Flow::Continue => v,
-                        Flow::Stop => return Ok(false),
-                        Flow::Replace(r) => r,
-                    };
-                    let v = Arc::new(v);
-                    self.variables.insert(id, v.clone());
-                    slots[t] = Some(v);
+                if !self.store_state(si, oi, outs.state, slots, observe) {
+                    return Ok(false);
                 }
                 outs.values
             }
         };
+        let control_flow = matches!(run, Some(Run::ControlFlow));
+        self.store_outputs(at, control_flow, results, slots, observe)
+    }
+
+    /// Shows the observer the per-step values a kernel traced for its inputs (the LSTM's
+    /// cell state after every step, for calibration); false when the observer stops.
+    fn observe_trace(
+        model: &Model,
+        si: usize,
+        oi: usize,
+        trace: &[(usize, Value)],
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> bool {
+        let op = &model.subgraphs[si].operators[oi];
+        for (pos, v) in trace {
+            let Some(t) = op.inputs.get(*pos).and_then(|&t| usize::try_from(t).ok()) else {
+                continue;
+            };
+            let id = TensorId {
+                subgraph: si,
+                tensor: t,
+            };
+            if let Flow::Stop = observe(id, v) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The input values of an op, by position (absent optional inputs are `None`):
+    /// computed values (dequantized unless `raw`) or constants.
+    fn op_inputs(&self, at: OpAt, slots: &[Slot], raw: bool) -> Result<Vec<Option<Arc<Value>>>> {
+        let sg = &self.model.subgraphs[at.si];
+        let op = &sg.operators[at.oi];
+        let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
+        for (pos, &t) in op.inputs.iter().enumerate() {
+            let Ok(t) = usize::try_from(t) else {
+                owned.push(None);
+                continue;
+            };
+            let tensor = &sg.tensors[t];
+            let v = match &slots[t] {
+                Some(v) => {
+                    match quantized(tensor).filter(|_| !raw && v.dtype() != TensorType::Float32) {
+                        Some(q) => Some(Arc::new(value::dequantize(v, q).ok_or_else(|| {
+                            Error::Data(format!(
+                                "{}: input {pos}: quantization parameters do not fit shape {:?}",
+                                at.loc(),
+                                v.shape
+                            ))
+                        })?)),
+                        None => Some(v.clone()),
+                    }
+                }
+                None => self.const_value(at.si, t, raw),
+            };
+            if v.is_none() {
+                return Err(Error::Data(format!(
+                    "{}: input {pos} (tensor {t} {:?}) has no value: not produced before it is read",
+                    at.loc(),
+                    tensor.name
+                )));
+            }
+            owned.push(v);
+        }
+        Ok(owned)
+    }
+
+    /// Keeps the new values a kernel gave its variable inputs (e.g. an LSTM's state);
+    /// false when the observer stopped the run.
+    fn store_state(
+        &mut self,
+        si: usize,
+        oi: usize,
+        state: Vec<(usize, Value)>,
+        slots: &mut [Slot],
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> bool {
+        let sg = &self.model.subgraphs[si];
+        let op = &sg.operators[oi];
+        for (pos, v) in state {
+            let Some(&t) = op.inputs.get(pos) else {
+                continue;
+            };
+            let Ok(t) = usize::try_from(t) else { continue };
+            if !sg.tensors[t].is_variable {
+                continue;
+            }
+            let id = TensorId {
+                subgraph: si,
+                tensor: t,
+            };
+            let v = match observe(id, &v) {
+                Flow::Continue => v,
+                Flow::Stop => return false,
+                Flow::Replace(r) => r,
+            };
+            let v = Arc::new(v);
+            self.variables.insert(id, v.clone());
+            slots[t] = Some(v);
+        }
+        true
+    }
+
+    /// Requantizes an op's results into its quantized outputs, checks their types
+    /// (control flow returns what its subgraphs computed) and stores them; false when
+    /// the observer stopped the run.
+    fn store_outputs(
+        &self,
+        at: OpAt,
+        control_flow: bool,
+        results: Vec<Value>,
+        slots: &mut [Slot],
+        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+    ) -> Result<bool> {
+        let sg = &self.model.subgraphs[at.si];
+        let op = &sg.operators[at.oi];
         if results.len() < op.outputs.iter().filter(|&&t| t >= 0).count() {
             return Err(Error::Data(format!(
                 "{}: produced {} values for {} outputs",
-                at(),
+                at.loc(),
                 results.len(),
                 op.outputs.len()
             )));
@@ -678,26 +741,23 @@ impl<'m> Interpreter<'m> {
                     .ok_or_else(|| {
                         Error::Data(format!(
                             "{}: output {pos}: quantization parameters do not fit shape {:?}",
-                            at(),
+                            at.loc(),
                             v.shape
                         ))
                     })?,
                 _ => v,
             };
             let handle = tensor.dtype == TensorType::Resource && v.dtype() == TensorType::Int32;
-            if v.dtype() != tensor.dtype
-                && !handle
-                && !matches!(b, B::While | B::If | B::CallOnce | B::StablehloComposite)
-            {
+            if v.dtype() != tensor.dtype && !handle && !control_flow {
                 return Err(Error::Internal(format!(
                     "{}: output {pos} computed as {} but tensor {t} is {}",
-                    at(),
+                    at.loc(),
                     fb::dtype_name(v.dtype()),
                     fb::dtype_name(tensor.dtype)
                 )));
             }
             let id = TensorId {
-                subgraph: si,
+                subgraph: at.si,
                 tensor: t,
             };
             match observe(id, &v) {

@@ -4,7 +4,7 @@
 
 use std::ffi::c_void;
 
-use super::ffi;
+use super::ffi::{self, Called, call};
 
 /// Model bytes kept at a 64-byte aligned address (LiteRT reads tensor data in place).
 pub(super) struct AlignedBytes {
@@ -50,58 +50,53 @@ impl Drop for Buffer {
 }
 
 /// Copies `bytes` into a buffer of exactly that size.
-pub(super) fn write_buffer(
-    buf: &Buffer,
-    bytes: &[u8],
-) -> std::result::Result<(), (&'static str, ffi::Status)> {
+pub(super) fn write_buffer(buf: &Buffer, bytes: &[u8]) -> std::result::Result<(), Called> {
     if bytes.len() != buf.bytes {
-        return Err(("LiteRtLockTensorBuffer (size check)", ffi::STATUS_OK));
+        return Err(Called::refused("LiteRtLockTensorBuffer (size check)"));
     }
     let mut p: *mut c_void = std::ptr::null_mut();
     // SAFETY: `handle` is live; out-pointer valid.
-    let status = unsafe { (buf.api.LiteRtLockTensorBuffer)(buf.handle, &mut p, ffi::LOCK_WRITE) };
-    if status != ffi::STATUS_OK {
-        return Err(("LiteRtLockTensorBuffer", status));
+    let locked = call!(buf.api, unsafe LiteRtLockTensorBuffer(buf.handle, &mut p, ffi::LOCK_WRITE));
+    if !locked.ok() {
+        return Err(locked);
     }
     if p.is_null() {
         // SAFETY: locked just above.
         unsafe { (buf.api.LiteRtUnlockTensorBuffer)(buf.handle) };
-        return Err(("LiteRtLockTensorBuffer", ffi::STATUS_OK));
+        return Err(Called::refused("LiteRtLockTensorBuffer"));
     }
     // SAFETY: while locked, `p` points to the buffer's packed host memory, which was
     // checked at creation to be `buf.bytes` long; `bytes` has exactly that length and
     // cannot overlap memory LiteRT allocated.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>(), bytes.len()) };
     // SAFETY: locked above, unlocked once.
-    let status = unsafe { (buf.api.LiteRtUnlockTensorBuffer)(buf.handle) };
-    if status != ffi::STATUS_OK {
-        return Err(("LiteRtUnlockTensorBuffer", status));
+    let unlocked = call!(buf.api, unsafe LiteRtUnlockTensorBuffer(buf.handle));
+    if !unlocked.ok() {
+        return Err(unlocked);
     }
     Ok(())
 }
 
 /// Copies a buffer's packed bytes out.
-pub(super) fn read_buffer(
-    buf: &Buffer,
-) -> std::result::Result<Vec<u8>, (&'static str, ffi::Status)> {
+pub(super) fn read_buffer(buf: &Buffer) -> std::result::Result<Vec<u8>, Called> {
     let mut p: *mut c_void = std::ptr::null_mut();
     // SAFETY: `handle` is live; out-pointer valid.
-    let status = unsafe { (buf.api.LiteRtLockTensorBuffer)(buf.handle, &mut p, ffi::LOCK_READ) };
-    if status != ffi::STATUS_OK {
-        return Err(("LiteRtLockTensorBuffer", status));
+    let locked = call!(buf.api, unsafe LiteRtLockTensorBuffer(buf.handle, &mut p, ffi::LOCK_READ));
+    if !locked.ok() {
+        return Err(locked);
     }
     if p.is_null() {
         // SAFETY: locked just above.
         unsafe { (buf.api.LiteRtUnlockTensorBuffer)(buf.handle) };
-        return Err(("LiteRtLockTensorBuffer", ffi::STATUS_OK));
+        return Err(Called::refused("LiteRtLockTensorBuffer"));
     }
     // SAFETY: while locked, `p` points to `buf.bytes` initialised bytes of packed host
     // memory (size checked at creation); they are copied before unlocking.
     let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), buf.bytes) }.to_vec();
     // SAFETY: locked above, unlocked once.
-    let status = unsafe { (buf.api.LiteRtUnlockTensorBuffer)(buf.handle) };
-    if status != ffi::STATUS_OK {
-        return Err(("LiteRtUnlockTensorBuffer", status));
+    let unlocked = call!(buf.api, unsafe LiteRtUnlockTensorBuffer(buf.handle));
+    if !unlocked.ok() {
+        return Err(unlocked);
     }
     Ok(bytes)
 }

@@ -228,6 +228,51 @@ pub fn status_name(s: Status) -> &'static str {
     }
 }
 
+/// A C function's name and the status it returned: what every LiteRT error names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Called {
+    pub name: &'static str,
+    pub status: Status,
+}
+
+impl Called {
+    /// A check of ours that refused what `name` returned (a null pointer, a size).
+    pub fn refused(name: &'static str) -> Called {
+        Called {
+            name,
+            status: STATUS_OK,
+        }
+    }
+
+    pub fn ok(self) -> bool {
+        self.status == STATUS_OK
+    }
+
+    /// `"LiteRtFoo failed: kLiteRtStatusErrorRuntimeFailure (3)"`.
+    pub fn text(self) -> String {
+        format!(
+            "{} failed: {} ({})",
+            self.name,
+            status_name(self.status),
+            self.status
+        )
+    }
+}
+
+/// Calls C function `$f` of the [`Api`] `$api` and returns a [`Called`] naming it, so
+/// that an error names the function that was actually called. The caller writes
+/// `unsafe` (`call!(api, unsafe LiteRtFoo(a, b))`) under a SAFETY comment for the call.
+macro_rules! call {
+    ($api:expr, unsafe $f:ident($($arg:expr),* $(,)?)) => {
+        $crate::litert::ffi::Called {
+            name: stringify!($f),
+            // SAFETY: stated by the caller, who wrote `unsafe` in the invocation.
+            status: unsafe { ($api.$f)($($arg),*) },
+        }
+    };
+}
+pub(crate) use call;
+
 /// Destructor of an opaque-options payload (`void (*)(void*)`).
 pub type PayloadDestructor = unsafe extern "C" fn(*mut c_void);
 

@@ -26,7 +26,7 @@
 //! `testdata/*.expected.npz` were made with, reproduced bit for bit). The two kernel sets
 //! differ in the last bits of float results, and more on dynamic-range models. XNNPACK runs
 //! with subgraph reshaping off, and a graph with value-dependent shapes runs on the builtin
-//! kernels (see [`CompiledModel::kernels`] and `compiled.rs`: with reshaping on, LiteRT 2.3
+//! kernels (see [`CompiledModel::kernels`] and `compiled/compile.rs`: with reshaping on, LiteRT 2.3
 //! lets XNNPACK write past an output buffer).
 //!
 //! Not supported by the 2.3 C API (the Python `Interpreter` runs them): models with
@@ -44,9 +44,11 @@
 //! tensor buffers are released on drop, in dependency order. The handles are not `Send`:
 //! LiteRT does not promise its environment is thread-safe, so each thread loads its own.
 
-// Files: `locate` (lookup, version), `ffi` (the C declarations), `compiled` (a compiled
-// model and its runs), `buffer` (tensor buffers), `convert` (Arrays <-> bytes),
-// `intermediates` (extra outputs, the self-test model), `calibrate` (ranges on LiteRT).
+// Files: `locate` (lookup, version), `ffi` (the C declarations, `call!` naming the C
+// function in every status), `compiled/` (a compiled model: its handles, compilation,
+// signature, runs, buffers, diagnostics), `buffer` (tensor buffers), `convert` (Arrays
+// <-> bytes), `intermediates` (extra outputs, the self-test model), `calibrate` (ranges
+// on LiteRT).
 mod buffer;
 mod calibrate;
 mod compiled;
@@ -193,11 +195,6 @@ impl Drop for Runtime {
 #[derive(Clone)]
 pub struct LiteRt {
     rt: Rc<Runtime>,
-}
-
-/// `"LiteRtFoo failed: kLiteRtStatusErrorRuntimeFailure (3)"`.
-fn status_text(call: &str, status: ffi::Status) -> String {
-    format!("{call} failed: {} ({status})", ffi::status_name(status))
 }
 
 impl LiteRt {
@@ -417,14 +414,15 @@ fn create_environment(lib: &'static Lib, log: RuntimeLog) -> Result<ffi::Environ
     let mut env: ffi::Environment = std::ptr::null_mut();
     // SAFETY: `options` is a live array of two `LiteRtEnvOption`s (layout pinned in
     // `ffi`), read during the call only; `env` is a valid out-pointer.
-    let status = unsafe {
-        (lib.api.LiteRtCreateEnvironment)(options.len() as c_int, options.as_ptr(), &mut env)
-    };
-    if status != ffi::STATUS_OK || env.is_null() {
+    let created = ffi::call!(
+        lib.api,
+        unsafe LiteRtCreateEnvironment(options.len() as c_int, options.as_ptr(), &mut env)
+    );
+    if !created.ok() || env.is_null() {
         return Err(Error::Usage(format!(
             "LiteRT runtime {}: {}; {}",
             lib.path.display(),
-            status_text("LiteRtCreateEnvironment", status),
+            created.text(),
             install_hint()
         )));
     }

@@ -1,9 +1,10 @@
 //! Kernels: one function per builtin op family, each following TFLite's reference
-//! kernels (`tflite/kernels/internal/reference/*.h`) for semantics. This module owns
-//! the dispatch table ([`supported`] is the coverage list, [`eval`] runs one op), the
-//! shared helpers (option access, integer-list inputs, broadcasting, fused
-//! activations) and the kernel error type that the interpreter turns into an
-//! [`crate::Error`] with the op's location.
+//! kernels (`tflite/kernels/internal/reference/*.h`) for semantics. `table.rs` holds the
+//! kernel table, one declaration per op from which coverage ([`lookup`], [`missing`]),
+//! the up-front option checks and dispatch ([`eval`]) are derived. This module owns the
+//! shared helpers (option access, integer-list inputs, broadcasting, fused activations)
+//! and the kernel error type that the interpreter turns into an [`crate::Error`] with
+//! the op's location.
 //!
 //! Kernels compute on float32 for real-valued data; the interpreter dequantizes
 //! quantized inputs before and requantizes outputs after (see `super` docs).
@@ -19,8 +20,11 @@ pub(crate) mod misc;
 pub(crate) mod reduce;
 pub(crate) mod resize;
 pub(crate) mod shape;
+mod table;
 
-use crate::fb::{self, ActivationFunctionType, BuiltinOperator as B, BuiltinOptions, TensorType};
+pub(crate) use table::{Missing, Run, eval, lookup, missing};
+
+use crate::fb::{self, ActivationFunctionType, BuiltinOptions, TensorType};
 use crate::ir::{Operator, QuantParams};
 
 use super::value::{Data, Value};
@@ -146,264 +150,6 @@ impl<'a> Ins<'a> {
             ),
         }
     }
-}
-
-/// True for every builtin op [`eval`] can run (control flow and resource variables are
-/// handled by the interpreter itself and listed here too).
-pub(crate) fn supported(op: B) -> bool {
-    matches!(
-        op,
-        B::Add
-            | B::Sub
-            | B::Mul
-            | B::Div
-            | B::FloorDiv
-            | B::FloorMod
-            | B::Pow
-            | B::SquaredDifference
-            | B::Maximum
-            | B::Minimum
-            | B::Conv2d
-            | B::DepthwiseConv2d
-            | B::TransposeConv
-            | B::FullyConnected
-            | B::BatchMatmul
-            | B::AveragePool2d
-            | B::MaxPool2d
-            | B::L2Pool2d
-            | B::Mean
-            | B::Sum
-            | B::ReduceMax
-            | B::ReduceMin
-            | B::ReduceProd
-            | B::ReduceAny
-            | B::ReduceAll
-            | B::Reshape
-            | B::Squeeze
-            | B::ExpandDims
-            | B::Transpose
-            | B::Concatenation
-            | B::Split
-            | B::SplitV
-            | B::Slice
-            | B::StridedSlice
-            | B::Pad
-            | B::Padv2
-            | B::MirrorPad
-            | B::Gather
-            | B::GatherNd
-            | B::Pack
-            | B::Unpack
-            | B::Tile
-            | B::BroadcastTo
-            | B::ReverseV2
-            | B::ResizeBilinear
-            | B::ResizeNearestNeighbor
-            | B::DepthToSpace
-            | B::SpaceToDepth
-            | B::BatchToSpaceNd
-            | B::SpaceToBatchNd
-            | B::Logistic
-            | B::Tanh
-            | B::Relu
-            | B::Relu6
-            | B::ReluN1To1
-            | B::Relu0To1
-            | B::LeakyRelu
-            | B::Prelu
-            | B::Elu
-            | B::HardSwish
-            | B::Gelu
-            | B::Softmax
-            | B::LogSoftmax
-            | B::L2Normalization
-            | B::Exp
-            | B::Log
-            | B::Sqrt
-            | B::Rsqrt
-            | B::Square
-            | B::Neg
-            | B::Abs
-            | B::Sin
-            | B::Cos
-            | B::Floor
-            | B::Ceil
-            | B::Round
-            | B::Sign
-            | B::Select
-            | B::SelectV2
-            | B::Equal
-            | B::NotEqual
-            | B::Less
-            | B::LessEqual
-            | B::Greater
-            | B::GreaterEqual
-            | B::LogicalAnd
-            | B::LogicalOr
-            | B::LogicalNot
-            | B::Cast
-            | B::Shape
-            | B::Range
-            | B::Fill
-            | B::ZerosLike
-            | B::ArgMax
-            | B::ArgMin
-            | B::Cumsum
-            | B::EmbeddingLookup
-            | B::UnidirectionalSequenceLstm
-            | B::Dequantize
-            | B::Quantize
-            | B::Densify
-            | B::FakeQuant
-            | B::While
-            | B::If
-            | B::CallOnce
-            | B::StablehloComposite
-            | B::VarHandle
-            | B::ReadVariable
-            | B::AssignVariable
-    )
-}
-
-/// A feature of an op's options that no kernel implements (checked before running, so
-/// the interpreter's up-front error can name it); `None` when the op can run.
-pub(crate) fn unsupported_options(op: &Operator) -> Option<String> {
-    use BuiltinOptions as O;
-    use fb::FullyConnectedOptionsWeightsFormat as Wf;
-    let act = match op.builtin_options.as_ref()? {
-        O::AddOptions(o) => o.fused_activation_function,
-        O::SubOptions(o) => o.fused_activation_function,
-        O::MulOptions(o) => o.fused_activation_function,
-        O::DivOptions(o) => o.fused_activation_function,
-        O::Conv2DOptions(o) => o.fused_activation_function,
-        O::DepthwiseConv2DOptions(o) => o.fused_activation_function,
-        O::TransposeConvOptions(o) => o.fused_activation_function,
-        O::Pool2DOptions(o) => o.fused_activation_function,
-        O::ConcatenationOptions(o) => o.fused_activation_function,
-        O::L2NormOptions(o) => o.fused_activation_function,
-        O::FullyConnectedOptions(o) => {
-            if o.weights_format != Wf::Default {
-                return Some(format!("weights format {:?}", o.weights_format));
-            }
-            o.fused_activation_function
-        }
-        O::UnidirectionalSequenceLstmOptions(o) if o.diagonal_recurrent_tensors => {
-            return Some("diagonal recurrent weights".into());
-        }
-        _ => return None,
-    };
-    act_bounds(act)
-        .err()
-        .map(|_| format!("fused activation {act:?}"))
-}
-
-/// Runs one (non-control-flow) op.
-pub(crate) fn eval(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
-    use elementwise as ew;
-    Ok(match b {
-        B::Add
-        | B::Sub
-        | B::Mul
-        | B::Div
-        | B::FloorDiv
-        | B::FloorMod
-        | B::Pow
-        | B::SquaredDifference
-        | B::Maximum
-        | B::Minimum
-        | B::Equal
-        | B::NotEqual
-        | B::Less
-        | B::LessEqual
-        | B::Greater
-        | B::GreaterEqual
-        | B::LogicalAnd
-        | B::LogicalOr => ew::binary(b, ctx, ins)?.into(),
-        B::Exp
-        | B::Log
-        | B::Sqrt
-        | B::Rsqrt
-        | B::Square
-        | B::Neg
-        | B::Abs
-        | B::Sin
-        | B::Cos
-        | B::Floor
-        | B::Ceil
-        | B::Round
-        | B::Sign
-        | B::LogicalNot => ew::unary(b, ins)?.into(),
-        B::Select | B::SelectV2 => ew::select(b, ins)?.into(),
-        B::Logistic
-        | B::Tanh
-        | B::Relu
-        | B::Relu6
-        | B::ReluN1To1
-        | B::Relu0To1
-        | B::LeakyRelu
-        | B::Elu
-        | B::HardSwish
-        | B::Gelu => activation::pointwise(b, ctx, ins)?.into(),
-        B::Prelu => activation::prelu(ins)?.into(),
-        B::Softmax | B::LogSoftmax => activation::softmax(b, ctx, ins)?.into(),
-        B::L2Normalization => activation::l2_norm(ctx, ins)?.into(),
-        B::Conv2d => conv::conv2d(ctx, ins)?.into(),
-        B::DepthwiseConv2d => conv::depthwise(ctx, ins)?.into(),
-        B::TransposeConv => conv::transpose_conv(ctx, ins)?.into(),
-        B::AveragePool2d | B::MaxPool2d | B::L2Pool2d => conv::pool(b, ctx, ins)?.into(),
-        B::FullyConnected => gemm::fully_connected(ctx, ins)?.into(),
-        B::BatchMatmul => gemm::batch_matmul(ctx, ins)?.into(),
-        B::Mean
-        | B::Sum
-        | B::ReduceMax
-        | B::ReduceMin
-        | B::ReduceProd
-        | B::ReduceAny
-        | B::ReduceAll => reduce::reduce(b, ctx, ins)?.into(),
-        B::ArgMax | B::ArgMin => reduce::arg_min_max(b, ctx, ins)?.into(),
-        B::Cumsum => reduce::cumsum(ctx, ins)?.into(),
-        B::Reshape => shape::reshape(ctx, ins)?.into(),
-        B::Squeeze => shape::squeeze(ctx, ins)?.into(),
-        B::ExpandDims => shape::expand_dims(ins)?.into(),
-        B::Transpose => shape::transpose(ins)?.into(),
-        B::Concatenation => shape::concat(ctx, ins)?.into(),
-        B::Split | B::SplitV => shape::split(b, ctx, ins)?.into(),
-        B::Slice => shape::slice(ins)?.into(),
-        B::StridedSlice => shape::strided_slice(ctx, ins)?.into(),
-        B::Pad | B::Padv2 => shape::pad(ins)?.into(),
-        B::MirrorPad => shape::mirror_pad(ctx, ins)?.into(),
-        B::Gather => shape::gather(ctx, ins)?.into(),
-        B::GatherNd => shape::gather_nd(ins)?.into(),
-        B::Pack => shape::pack(ctx, ins)?.into(),
-        B::Unpack => shape::unpack(ctx, ins)?.into(),
-        B::Tile => shape::tile(ins)?.into(),
-        B::BroadcastTo => shape::broadcast_to(ins)?.into(),
-        B::ReverseV2 => shape::reverse(ins)?.into(),
-        B::EmbeddingLookup => shape::embedding_lookup(ins)?.into(),
-        B::ResizeBilinear | B::ResizeNearestNeighbor => resize::resize(b, ctx, ins)?.into(),
-        B::DepthToSpace | B::SpaceToDepth => resize::depth_space(b, ctx, ins)?.into(),
-        B::BatchToSpaceNd | B::SpaceToBatchNd => resize::batch_space(b, ins)?.into(),
-        B::Cast => misc::cast(ctx, ins)?.into(),
-        B::Shape => misc::shape_of(ctx, ins)?.into(),
-        B::Range => misc::range(ins)?.into(),
-        B::Fill => misc::fill(ins)?.into(),
-        B::ZerosLike => misc::zeros_like(ins)?.into(),
-        B::Dequantize => misc::dequantize(ctx, ins)?.into(),
-        B::Quantize => misc::quantize(ctx, ins)?.into(),
-        B::Densify => ins.get(0)?.clone().into(),
-        B::FakeQuant => misc::fake_quant(ctx, ins)?.into(),
-        // An int8 input means LiteRT's integer kernel (the interpreter passes raw values).
-        B::UnidirectionalSequenceLstm
-            if ins
-                .opt(0)
-                .is_some_and(|v| v.dtype() == fb::TensorType::Int8) =>
-        {
-            lstm_int::unidirectional_sequence_lstm_int8(ctx, ins)?
-        }
-        B::UnidirectionalSequenceLstm => lstm::unidirectional_sequence_lstm(ctx, ins)?,
-        B::Custom => custom::eval(ctx.custom_code.unwrap_or_default(), ctx, ins)?,
-        other => unsupported!("no kernel for {}", fb::op_name(other)),
-    })
 }
 
 // ---- shared helpers -------------------------------------------------------------

@@ -313,27 +313,18 @@ pub(crate) fn slice(ins: &Ins) -> KResult<Value> {
     value(shape, x.data.gather(&idx))
 }
 
-/// STRIDED_SLICE with TF's full semantics: begin/end/shrink-axis masks, negative
-/// strides, `offset`, an ellipsis (expands to the dimensions not otherwise named) and
-/// new axes (size-1 dimensions inserted into the output).
-pub(crate) fn strided_slice(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
-    let x = ins.get(0)?;
-    let (begin, end, stride) = (ins.ints(1)?, ins.ints(2)?, ins.ints(3)?);
-    let Some(O::StridedSliceOptions(o)) = ctx.opts() else {
-        bad!("missing StridedSliceOptions");
-    };
-    let r = x.shape.len();
-    let k = begin.len();
-    ensure!(
-        end.len() == k && stride.len() == k && k <= 32,
-        "begin/end/strides lengths {}/{}/{}",
-        k,
-        end.len(),
-        stride.len()
-    );
+/// STRIDED_SLICE's dense spec.
+struct DenseSpec {
+    /// Which begin/end/strides entry (if any) addresses each input dimension.
+    dense: Vec<Option<usize>>,
+    /// The output layout: `Some(d)` = input dimension d unless shrunk, `None` = a new
+    /// axis.
+    layout: Vec<Option<usize>>,
+}
+
+/// The dense spec of `k` begin/end/strides entries on an input of rank `r`.
+fn strided_layout(o: &fb::StridedSliceOptions, k: usize, r: usize) -> KResult<DenseSpec> {
     let bit = |m: i32, i: usize| (m >> i) & 1 == 1;
-    // Dense spec: which sparse entry (if any) addresses each input dimension, and the
-    // output layout (Some(d) = input dimension d unless shrunk, None = a new axis).
     let ellipsis = (0..k).find(|&i| bit(o.ellipsis_mask, i));
     ensure!(
         (0..k).filter(|&i| bit(o.ellipsis_mask, i)).count() <= 1,
@@ -368,6 +359,29 @@ pub(crate) fn strided_slice(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         layout.push(Some(d));
         d += 1;
     }
+    Ok(DenseSpec { dense, layout })
+}
+
+/// STRIDED_SLICE with TF's full semantics: begin/end/shrink-axis masks, negative
+/// strides, `offset`, an ellipsis (expands to the dimensions not otherwise named) and
+/// new axes (size-1 dimensions inserted into the output).
+pub(crate) fn strided_slice(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let x = ins.get(0)?;
+    let (begin, end, stride) = (ins.ints(1)?, ins.ints(2)?, ins.ints(3)?);
+    let Some(O::StridedSliceOptions(o)) = ctx.opts() else {
+        bad!("missing StridedSliceOptions");
+    };
+    let r = x.shape.len();
+    let k = begin.len();
+    ensure!(
+        end.len() == k && stride.len() == k && k <= 32,
+        "begin/end/strides lengths {}/{}/{}",
+        k,
+        end.len(),
+        stride.len()
+    );
+    let bit = |m: i32, i: usize| (m >> i) & 1 == 1;
+    let DenseSpec { dense, layout } = strided_layout(o, k, r)?;
     let mut starts = vec![0i64; r];
     let mut steps = vec![1i64; r];
     let mut full_shape = x.shape.clone();
