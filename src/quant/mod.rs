@@ -12,7 +12,6 @@ pub mod integer;
 pub mod math;
 pub mod prune;
 pub mod qat;
-pub mod recurrent;
 pub mod report;
 pub mod rounding;
 pub mod scheme;

@@ -487,7 +487,7 @@ pub enum FloatReason {
     /// Kept float on request: `--keep-float` or the `--target-sqnr` search (`why` says which).
     Requested { why: String },
     /// A recurrent operator in a variant (or at a width) LiteRT's integer kernel does not
-    /// run; `why` says what (quant/recurrent.rs).
+    /// run; `why` says what (quant/integer/recurrent.rs).
     RecurrentVariant { why: String },
     /// An LSTM left float for `why` whose weights are int8 for LiteRT's hybrid kernel.
     HybridLstm { why: Box<FloatReason> },

@@ -308,7 +308,7 @@ pub static RULES: &[Rule] = &[
         float_only(hybrid(rule(Op::Lstm, LSTM, A), Hybrid::PerTensor, true)),
         "full-integer LSTM needs calibrated gate intermediates; stays float",
     ),
-    // Integer in int8 (LiteRT's 8x8_16 kernel); `quant/recurrent.rs` quantizes inputs
+    // Integer in int8 (LiteRT's 8x8_16 kernel); `quant/integer/recurrent.rs` quantizes inputs
     // 1..24 and the intermediates and narrows the fate to the variants it writes.
     why(
         no16(hybrid(

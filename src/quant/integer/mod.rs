@@ -32,6 +32,7 @@ mod interface;
 mod kernel_options;
 mod params;
 mod plan;
+mod recurrent;
 mod rewire;
 mod sentinels;
 
@@ -88,7 +89,7 @@ pub fn quantize_integer(
     let ranges = &super::variables::widen_ranges(model, ranges);
     let mut fates = fates::plan_fates(model, ranges, opts);
     // Recurrent hook: which LSTMs the integer kernel runs as tflquant writes them.
-    super::recurrent::refine_fates(model, ranges, opts, &mut fates);
+    recurrent::refine_fates(model, ranges, opts, &mut fates);
     super::variables::consistent_fates(model, &mut fates);
     fates::keep_singular_operands_float(model, ranges, opts.width, &mut fates);
     // Hand-made / searched precision plans (issue #15): forced float fates, after the
@@ -108,7 +109,7 @@ pub fn quantize_integer(
     sentinels::report_sentinels(model, ranges, &fates, &params, report);
     rewire::apply(model, &fates, &params, opts, report)?;
     // Recurrent hook: weights, biases, states and intermediates of integer LSTMs.
-    super::recurrent::apply(model, ranges, report)
+    recurrent::apply(model, ranges, report)
 }
 
 /// Records every operator's fate and every activation's parameters.

@@ -92,7 +92,7 @@ impl Constraints {
                 real_act && !ctx.is_constant(t)
             })
             // Recurrent hook: LSTM state operands get their parameters in recurrent.rs.
-            .filter(|&(pos, _)| !crate::quant::recurrent::own_operand(rule.op, pos))
+            .filter(|&(pos, _)| !super::recurrent::own_operand(rule.op, pos))
             .collect();
         for &(_, t) in &acts {
             self.needed[t] = true;

@@ -243,7 +243,7 @@ impl<'a> Rewire<'a> {
             }
             // Recurrent hook: recurrent::apply quantizes an integer LSTM's operands.
             let kind = self.model.builtin(&self.model.subgraphs[si].operators[oi]);
-            if q && crate::quant::recurrent::own_operand(kind, pos) {
+            if q && super::recurrent::own_operand(kind, pos) {
                 continue;
             }
             let target = if self.model.is_constant(&self.model.subgraphs[si].tensors[t]) {

@@ -36,9 +36,9 @@ use crate::error::{Error, Result};
 use crate::fb::{self, ActivationFunctionType as Act, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, QuantParams, Tensor};
 
-use super::integer::{Fate, IntegerOptions, TensorParams, Width};
-use super::math::{self, Channels};
-use super::report::{FloatReason, Report};
+use super::{Fate, IntegerOptions, TensorParams, Width};
+use crate::quant::math::{self, Channels};
+use crate::quant::report::{FloatReason, Report};
 
 /// Input positions of the LSTM operands this module quantizes itself.
 const INPUT_WEIGHTS: [usize; 4] = [1, 2, 3, 4];
@@ -287,162 +287,228 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
                 }
                 continue;
             }
-            let internal = |what: &str| {
-                Error::Internal(format!(
-                    "subgraph {si}, operator {oi} (integer LSTM): {what}"
-                ))
-            };
-            let s_in = sg.tensors[x]
-                .quant
-                .as_ref()
-                .map(|q| q.scale[0])
-                .ok_or_else(|| internal("input has no parameters"))?;
-            let out_q = sg.tensors[y]
-                .quant
-                .clone()
-                .ok_or_else(|| internal("output has no parameters"))?;
-            // Weights: int8 symmetric, per tensor.
-            let mut w_scale = [0f32; 9];
-            for pos in INPUT_WEIGHTS.into_iter().chain(RECURRENT_WEIGHTS) {
-                let t = input(&model.subgraphs[si].operators[oi], pos)
-                    .ok_or_else(|| internal("missing gate weight"))?;
-                let tensor = model.subgraphs[si].tensors[t].clone();
-                let values = math::f32_values(model.tensor_data(&tensor));
-                let ch = Channels::new(&tensor.shape, None);
-                let scales = math::symmetric_scales(&values, ch, 127.0);
-                let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
-                w_scale[pos] = scales[0];
-                let ni = new_const(
-                    model,
-                    si,
-                    &tensor,
-                    TensorType::Int8,
-                    q.iter().map(|&v| v as u8).collect(),
-                    QuantParams::per_tensor(scales[0], 0),
-                );
-                model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
-                record(
-                    report,
-                    si,
-                    ni,
-                    &model.subgraphs[si].tensors[ni],
-                    "weight",
-                    None,
-                );
-            }
-            // Gate biases: int32 at s_input × s_input_to_gate_weight.
-            for (k, pos) in BIASES.into_iter().enumerate() {
-                let t = input(&model.subgraphs[si].operators[oi], pos)
-                    .ok_or_else(|| internal("missing gate bias"))?;
-                let tensor = model.subgraphs[si].tensors[t].clone();
-                let values = math::f32_values(model.tensor_data(&tensor));
-                let s = s_in * w_scale[INPUT_WEIGHTS[k]];
-                let lim = i32::MAX as f64;
-                let q: Vec<u8> = values
-                    .iter()
-                    .flat_map(|&b| {
-                        ((b as f64 / s as f64).round().clamp(-lim, lim) as i32).to_le_bytes()
-                    })
-                    .collect();
-                let ni = new_const(
-                    model,
-                    si,
-                    &tensor,
-                    TensorType::Int32,
-                    q,
-                    QuantParams::per_tensor(s, 0),
-                );
-                model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
-                record(
-                    report,
-                    si,
-                    ni,
-                    &model.subgraphs[si].tensors[ni],
-                    "bias",
-                    None,
-                );
-            }
-            // State variables: int8 output state with the output's parameters; int16 cell
-            // state with a power-of-two scale. Their (zero) initial data stay implicit:
-            // LiteRT resets an int8 variable to its zero point, others to 0.
-            let op = &model.subgraphs[si].operators[oi];
-            let h = input(op, OUTPUT_STATE).ok_or_else(|| internal("no output state"))?;
-            let c = input(op, CELL_STATE).ok_or_else(|| internal("no cell state"))?;
-            states.extend([(h, oi), (c, oi)]);
-            let c_range = ranges
-                .get(si, c)
-                .map(|r| (r.min, r.max))
-                .ok_or_else(|| internal("cell state has no range"))?;
-            let k = cell_scale_exponent(c_range.0.abs().max(c_range.1.abs()));
-            let h_range = ranges.get(si, h).map(|r| (r.min, r.max));
-            for (t, dtype, qp, range) in [
-                (h, TensorType::Int8, out_q.clone(), h_range),
-                (
-                    c,
-                    TensorType::Int16,
-                    QuantParams::per_tensor(2f32.powi(k), 0),
-                    Some(c_range),
-                ),
-            ] {
-                let tensor = &mut model.subgraphs[si].tensors[t];
-                tensor.dtype = dtype;
-                tensor.quant = Some(qp);
-                tensor.buffer = 0;
-                let tensor = tensor.clone();
-                record(report, si, t, &tensor, "state", range);
-            }
-            // Intermediates: gates at 2^-12 (fixed by the kernel without layer norm),
-            // then the hidden value with the output's parameters.
-            let cell_shape = model.subgraphs[si].tensors[c].shape.clone();
-            let name = model.subgraphs[si].tensors[y].name.clone();
-            let mut inter = Vec::with_capacity(5);
-            for (i, gate) in [
-                "input_gate",
-                "forget_gate",
-                "cell_gate",
-                "output_gate",
-                "hidden",
-            ]
-            .iter()
-            .enumerate()
-            {
-                let (dtype, qp) = if i < 4 {
-                    (
-                        TensorType::Int16,
-                        QuantParams::per_tensor(2f32.powi(-12), 0),
-                    )
-                } else {
-                    (TensorType::Int8, out_q.clone())
-                };
-                let mut t = Tensor::new(
-                    format!("{name}/intermediate/{gate}"),
-                    dtype,
-                    cell_shape.clone(),
-                );
-                t.quant = Some(qp);
-                let ti = model.subgraphs[si].add_tensor(t) as usize;
-                record(
-                    report,
-                    si,
-                    ti,
-                    &model.subgraphs[si].tensors[ti].clone(),
-                    "intermediate",
-                    None,
-                );
-                inter.push(ti as i32);
-            }
-            model.subgraphs[si].operators[oi].intermediates = Some(inter);
-            // Layer-norm, peephole and projection slots are absent (checked by the fate).
-            let op = &mut model.subgraphs[si].operators[oi];
-            if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
-                &mut op.builtin_options
-            {
-                o.asymmetric_quantize_inputs = false;
-            }
+            let lstm = IntegerLstm { si, oi, x, y };
+            states.extend(lstm.quantize(model, ranges, report)?);
         }
         dequantize_shared_states(model, si, &states);
     }
     Ok(())
+}
+
+/// One LSTM made integer: subgraph, operator, input and output tensors.
+struct IntegerLstm {
+    si: usize,
+    oi: usize,
+    x: usize,
+    y: usize,
+}
+
+impl IntegerLstm {
+    fn internal(&self, what: &str) -> Error {
+        Error::Internal(format!(
+            "subgraph {}, operator {} (integer LSTM): {what}",
+            self.si, self.oi
+        ))
+    }
+
+    fn input(&self, model: &Model, pos: usize, what: &str) -> Result<usize> {
+        input(&model.subgraphs[self.si].operators[self.oi], pos).ok_or_else(|| self.internal(what))
+    }
+
+    /// Quantizes every operand; returns the state variables (with the operator).
+    fn quantize(
+        &self,
+        model: &mut Model,
+        ranges: &Ranges,
+        report: &mut Report,
+    ) -> Result<[(usize, usize); 2]> {
+        let sg = &model.subgraphs[self.si];
+        let s_in = sg.tensors[self.x]
+            .quant
+            .as_ref()
+            .map(|q| q.scale[0])
+            .ok_or_else(|| self.internal("input has no parameters"))?;
+        let out_q = sg.tensors[self.y]
+            .quant
+            .clone()
+            .ok_or_else(|| self.internal("output has no parameters"))?;
+        let w_scale = self.quantize_weights(model, report)?;
+        self.quantize_biases(model, s_in, &w_scale, report)?;
+        let states = self.quantize_states(model, ranges, &out_q, report)?;
+        self.add_intermediates(model, states[1].0, &out_q, report);
+        // Layer-norm, peephole and projection slots are absent (checked by the fate).
+        let op = &mut model.subgraphs[self.si].operators[self.oi];
+        if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
+            &mut op.builtin_options
+        {
+            o.asymmetric_quantize_inputs = false;
+        }
+        Ok(states)
+    }
+
+    /// Weights: int8 symmetric, per tensor; returns each position's scale.
+    fn quantize_weights(&self, model: &mut Model, report: &mut Report) -> Result<[f32; 9]> {
+        let si = self.si;
+        let mut w_scale = [0f32; 9];
+        for pos in INPUT_WEIGHTS.into_iter().chain(RECURRENT_WEIGHTS) {
+            let t = self.input(model, pos, "missing gate weight")?;
+            let tensor = model.subgraphs[si].tensors[t].clone();
+            let values = math::f32_values(model.tensor_data(&tensor));
+            let ch = Channels::new(&tensor.shape, None);
+            let scales = math::symmetric_scales(&values, ch, 127.0);
+            let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+            w_scale[pos] = scales[0];
+            let ni = new_const(
+                model,
+                si,
+                &tensor,
+                TensorType::Int8,
+                q.iter().map(|&v| v as u8).collect(),
+                QuantParams::per_tensor(scales[0], 0),
+            );
+            model.subgraphs[si].operators[self.oi].inputs[pos] = ni as i32;
+            record(
+                report,
+                si,
+                ni,
+                &model.subgraphs[si].tensors[ni],
+                "weight",
+                None,
+            );
+        }
+        Ok(w_scale)
+    }
+
+    /// Gate biases: int32 at s_input × s_input_to_gate_weight.
+    fn quantize_biases(
+        &self,
+        model: &mut Model,
+        s_in: f32,
+        w_scale: &[f32; 9],
+        report: &mut Report,
+    ) -> Result<()> {
+        let si = self.si;
+        for (k, pos) in BIASES.into_iter().enumerate() {
+            let t = self.input(model, pos, "missing gate bias")?;
+            let tensor = model.subgraphs[si].tensors[t].clone();
+            let values = math::f32_values(model.tensor_data(&tensor));
+            let s = s_in * w_scale[INPUT_WEIGHTS[k]];
+            let lim = i32::MAX as f64;
+            let q: Vec<u8> = values
+                .iter()
+                .flat_map(|&b| {
+                    ((b as f64 / s as f64).round().clamp(-lim, lim) as i32).to_le_bytes()
+                })
+                .collect();
+            let ni = new_const(
+                model,
+                si,
+                &tensor,
+                TensorType::Int32,
+                q,
+                QuantParams::per_tensor(s, 0),
+            );
+            model.subgraphs[si].operators[self.oi].inputs[pos] = ni as i32;
+            record(
+                report,
+                si,
+                ni,
+                &model.subgraphs[si].tensors[ni],
+                "bias",
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    /// State variables: int8 output state with the output's parameters; int16 cell state
+    /// with a power-of-two scale. Their (zero) initial data stay implicit: LiteRT resets
+    /// an int8 variable to its zero point, others to 0. Returns (output state, cell).
+    fn quantize_states(
+        &self,
+        model: &mut Model,
+        ranges: &Ranges,
+        out_q: &QuantParams,
+        report: &mut Report,
+    ) -> Result<[(usize, usize); 2]> {
+        let (si, oi) = (self.si, self.oi);
+        let h = self.input(model, OUTPUT_STATE, "no output state")?;
+        let c = self.input(model, CELL_STATE, "no cell state")?;
+        let c_range = ranges
+            .get(si, c)
+            .map(|r| (r.min, r.max))
+            .ok_or_else(|| self.internal("cell state has no range"))?;
+        let k = cell_scale_exponent(c_range.0.abs().max(c_range.1.abs()));
+        let h_range = ranges.get(si, h).map(|r| (r.min, r.max));
+        for (t, dtype, qp, range) in [
+            (h, TensorType::Int8, out_q.clone(), h_range),
+            (
+                c,
+                TensorType::Int16,
+                QuantParams::per_tensor(2f32.powi(k), 0),
+                Some(c_range),
+            ),
+        ] {
+            let tensor = &mut model.subgraphs[si].tensors[t];
+            tensor.dtype = dtype;
+            tensor.quant = Some(qp);
+            tensor.buffer = 0;
+            let tensor = tensor.clone();
+            record(report, si, t, &tensor, "state", range);
+        }
+        Ok([(h, oi), (c, oi)])
+    }
+
+    /// Intermediates: gates at 2^-12 (fixed by the kernel without layer norm), then the
+    /// hidden value with the output's parameters.
+    fn add_intermediates(
+        &self,
+        model: &mut Model,
+        cell: usize,
+        out_q: &QuantParams,
+        report: &mut Report,
+    ) {
+        let si = self.si;
+        let cell_shape = model.subgraphs[si].tensors[cell].shape.clone();
+        let name = model.subgraphs[si].tensors[self.y].name.clone();
+        let mut inter = Vec::with_capacity(5);
+        for (i, gate) in [
+            "input_gate",
+            "forget_gate",
+            "cell_gate",
+            "output_gate",
+            "hidden",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (dtype, qp) = if i < 4 {
+                (
+                    TensorType::Int16,
+                    QuantParams::per_tensor(2f32.powi(-12), 0),
+                )
+            } else {
+                (TensorType::Int8, out_q.clone())
+            };
+            let mut t = Tensor::new(
+                format!("{name}/intermediate/{gate}"),
+                dtype,
+                cell_shape.clone(),
+            );
+            t.quant = Some(qp);
+            let ti = model.subgraphs[si].add_tensor(t) as usize;
+            record(
+                report,
+                si,
+                ti,
+                &model.subgraphs[si].tensors[ti].clone(),
+                "intermediate",
+                None,
+            );
+            inter.push(ti as i32);
+        }
+        model.subgraphs[si].operators[self.oi].intermediates = Some(inter);
+    }
 }
 
 /// Other readers of a state variable made integer (the converter lets a GRU's initial
