@@ -367,48 +367,17 @@ fn dump_plan_prints_the_written_decisions() {
     runs_on_litert(&out, &model);
 }
 
-/// Peak resident memory of `tflquant ARGS` in KiB: the child's `VmHWM` in
-/// `/proc/PID/status`, read every few milliseconds until it exits (the high-water mark
-/// only grows, so the last reading is the peak up to a few ms before exit).
-/// `wait4`/`getrusage(RUSAGE_CHILDREN)` would not do: a child spawned by vfork/fork
-/// inherits the parent's high-water mark through `exec`, so it reports the test
-/// process's own memory whenever that is larger.
+/// Peak resident memory of `tflquant ARGS` in KiB ([`peak_rss`]).
 fn peak_rss_kib(args: &[&std::ffi::OsStr]) -> u64 {
-    let mut child = tflquant()
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let exe_path = format!("/proc/{}/exe", child.id());
-    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_tflquant")).unwrap();
-    let mut peak = 0;
-    loop {
-        // Only once the child runs tflquant: before `exec` it is a copy of this process.
-        let running = std::fs::read_link(&exe_path).is_ok_and(|p| p == exe);
-        if running
-            && let Ok(s) = std::fs::read_to_string(&status_path)
-            && let Some(kb) = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(kb);
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(3));
-    }
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = tflquant();
+    cmd.args(args);
+    let (out, peak) = peak_rss(cmd);
     assert!(
         out.status.success(),
         "tflquant {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(peak > 0, "no VmHWM reading of the child");
-    peak
+    peak / 1024
 }
 
 /// `calibrate` streams its samples: the peak RSS over 1,000 samples of 48 KiB each

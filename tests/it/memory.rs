@@ -1,10 +1,9 @@
 //! Peak memory of the command line (issue #14): on a generated ~100 MB float model in a
 //! temporary directory, `convert` and every weight mode keep the process's peak resident
-//! set within input size + output size + 64 MiB. The peak is the child's own
-//! (`wait4`'s rusage), so tests running in parallel do not blur it.
+//! set within input size + output size + 64 MiB. The peak is the child's own `VmHWM`
+//! ([`peak_rss`]; `wait4`'s rusage would carry this test process's memory into the child).
 
 use std::path::Path;
-use std::process::Command;
 
 use tflquant::fb::{self, BuiltinOperator, TensorType};
 use tflquant::ir::{Model, Operator, OperatorCode, Subgraph, Tensor};
@@ -64,33 +63,17 @@ fn fc_stack(layers: usize, width: usize) -> Model {
     m
 }
 
-/// Runs `cmd` to completion and returns its exit status and its own peak resident set
-/// size in bytes (`wait4` on its pid: only this child is measured).
-fn run_measured(cmd: &mut Command) -> (i32, u64) {
-    let child = cmd.spawn().expect("spawning tflquant");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: wait4 writes the status and the zeroed rusage we pass for our own child,
-    // which `child` never waits for (it is dropped without a wait).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4 failed");
-    drop(child);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, usage.ru_maxrss as u64 * 1024)
-}
-
 fn check_mode(input: &Path, dir: &Path, name: &str, args: &[&str]) -> String {
     let out = dir.join(format!("{name}.tflite"));
     let mut cmd = tflquant();
     cmd.arg("-q").arg(args[0]).arg(input).arg("-o").arg(&out);
     cmd.args(&args[1..]);
-    let (code, peak) = run_measured(&mut cmd);
-    assert_eq!(code, 0, "{name} failed");
+    let (out_run, peak) = peak_rss(cmd);
+    assert!(
+        out_run.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out_run.stderr)
+    );
     let in_size = std::fs::metadata(input).unwrap().len();
     let out_size = std::fs::metadata(&out).unwrap().len();
     let bound = in_size + out_size + SLACK;

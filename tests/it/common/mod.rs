@@ -349,3 +349,42 @@ pub fn quantize_cli(input: &Path, out: &Path, args: &[&str]) -> Result<(), Strin
     let (code, _, err) = quantize_run(input, out, args);
     if code == 0 { Ok(()) } else { Err(err) }
 }
+
+/// Runs `cmd` (a `tflquant` command) to completion and returns its output and its peak
+/// resident memory in bytes: the child's `VmHWM` in `/proc/PID/status`, read every few
+/// milliseconds until it exits (the high-water mark only grows, so the last reading is
+/// the peak up to a few ms before exit). `wait4`/`getrusage(RUSAGE_CHILDREN)` would not
+/// do: a child spawned by vfork/fork keeps the parent's high-water mark through `exec`
+/// (Linux saves it in the process's signal struct), so it reports the test process's
+/// own memory whenever that is larger — other tests running in the same process.
+pub fn peak_rss(mut cmd: Command) -> (Output, u64) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let exe_path = format!("/proc/{}/exe", child.id());
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_tflquant")).unwrap();
+    let mut peak_kib = 0;
+    loop {
+        // Only once the child runs tflquant: before `exec` it is a copy of this process.
+        let running = std::fs::read_link(&exe_path).is_ok_and(|p| p == exe);
+        if running
+            && let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kb);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(peak_kib > 0, "no VmHWM reading of the child");
+    (out, peak_kib * 1024)
+}
