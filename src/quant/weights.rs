@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use super::math::{self, Channels};
 use super::report::{LeftFloat, Report, RoundingReport, TensorChange};
 use super::rounding::{self, Groups, Rounding};
-use super::{Mode, Options};
+use super::{Mode, OptionError, Options};
 
 /// What happens to one constant.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,9 +108,7 @@ pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) 
     let gptq = opts.rounding() == Rounding::Gptq;
     let hessians = match (&opts.samples, opts.mode) {
         (None, Mode::WeightInt4) if gptq => {
-            return Err(Error::Usage(
-                "gptq rounding needs calibration samples".into(),
-            ));
+            return Err(OptionError::GptqWithoutSamples.into());
         }
         (Some(samples), Mode::WeightInt4) if gptq || opts.int4_max_loss_db.is_some() => {
             collect_hessians(model, &decisions, samples)?
