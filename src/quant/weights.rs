@@ -433,7 +433,12 @@ impl<'a> Constant<'a> {
             // LiteRT runs the custom operators it knows through XNNPACK, which folds
             // int8 and float16 weights behind a DEQUANTIZE but not INT4 ones (the op
             // then falls back to a kernel that is not registered): int8 instead.
-            Mode::WeightInt4 if self.uses.iter().any(|u| u.kind == Op::Custom) => {
+            Mode::WeightInt4
+                if self
+                    .uses
+                    .iter()
+                    .any(|u| !rules::reads_int4_behind_dequantize(u.kind)) =>
+            {
                 report.note(format!(
                     "subgraph {}: tensor {} {:?} is INT8, not INT4: a custom operator reads it, and LiteRT's XNNPACK delegate, which runs custom operators, reads no INT4 weights behind a DEQUANTIZE",
                     self.si, self.ti, self.t.name
