@@ -4,6 +4,12 @@
 //! `subgraph 0, operator 3 (CONV_2D), input 1`) and *what*. The CLI maps each
 //! variant to an exit code with [`Error::exit_code`]: invalid input or usage is
 //! `2`, a failure while doing the work (I/O, an internal invariant) is `1`.
+//!
+//! Option errors are typed ([`OptionError`], also `quant::OptionError`) and name no
+//! command-line flag; `cli::explain_option_error` (and the Python package) turn them
+//! into flag (keyword) names and fixes. A graph that fails verification after a
+//! quantization pass is [`Error::InvalidAfterPass`], keeping the verifier's error as
+//! its source.
 
 use std::{fmt, path::PathBuf};
 
@@ -48,6 +54,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A quantization option does not fit the model or the other options (typed;
+    /// `cli::explain_option_error` gives the command line's text with flag names).
+    #[error(transparent)]
+    Option(#[from] OptionError),
+
     /// Input data (calibration samples, ranges, ...) does not fit the model.
     #[error("{0}")]
     Data(String),
@@ -69,18 +80,28 @@ pub enum Error {
     /// A bug: an internal invariant did not hold. Reported, never a panic.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// A bug: the graph failed verification after a quantization pass; `source` is
+    /// what the verifier found.
+    #[error("internal error: the graph is invalid after pass {pass}: {source}")]
+    InvalidAfterPass {
+        pass: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
     /// Exit code for the command line: 2 for invalid input/usage, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Io { .. } | Error::Internal(_) => 1,
+            Error::Io { .. } | Error::Internal(_) | Error::InvalidAfterPass { .. } => 1,
             Error::Input { .. }
             | Error::NotTflite(_)
             | Error::Malformed { .. }
             | Error::Unsupported { .. }
             | Error::Usage(_)
+            | Error::Option(_)
             | Error::Data(_)
             | Error::FlatbufferTooLarge { .. } => 2,
         }
@@ -114,6 +135,53 @@ impl Error {
             what: what.to_string(),
         }
     }
+}
+
+/// A quantization option that does not fit the model or the other options, in the
+/// library's terms (modes, block sizes, selectors; no flag names). Re-exported as
+/// `quant::OptionError`; `cli::explain_option_error` gives the command line's text
+/// with flag names and fixes, the Python package its keyword names. (It lives here,
+/// not in `quant/`, so that `error` depends on no other module.)
+#[derive(Debug, thiserror::Error)]
+pub enum OptionError {
+    /// Blockwise quantization was asked with an unsupported block size, or in a mode
+    /// other than weight-int4.
+    #[error(
+        "block size {n}: blockwise quantization takes 32, 64, 128 or 256 and only applies \
+         to the weight-int4 mode (mode {mode})"
+    )]
+    BlockSize { n: usize, mode: &'static str },
+
+    /// The QAT mode was asked for a model with no fake-quantization points.
+    #[error(
+        "mode qat: the model has no QUANTIZE→DEQUANTIZE pairs, FAKE_QUANT operators or \
+         int8 weights behind DEQUANTIZE; quantize a float model in the int8 mode with \
+         calibration data instead"
+    )]
+    QatWithoutFakeQuant,
+
+    /// A full-integer mode was asked without activation ranges.
+    #[error("mode {mode} needs calibration data (activation ranges)")]
+    MissingRanges { mode: &'static str },
+
+    /// An operator selector is neither `S:I` nor a valid regular expression.
+    #[error("{text:?} is neither S:I (subgraph:operator) nor a valid regular expression: {error}")]
+    InvalidSelector { text: String, error: regex::Error },
+
+    /// A selector of operators to keep float matches no operator of the model.
+    #[error(
+        "keep-float selector {selector}: no operator matches (give S:I, an operator type \
+         such as CONV_2D, or a regular expression matching a whole output tensor name)"
+    )]
+    KeepFloatMatchesNothing { selector: String },
+
+    /// GPTQ rounding was asked without calibration samples.
+    #[error("gptq rounding needs calibration samples")]
+    GptqWithoutSamples,
+
+    /// The SQNR-target search was asked in a mode it does not search.
+    #[error("the SQNR-target search applies to modes int8 and int16x8, not {mode}")]
+    TargetSqnrMode { mode: &'static str },
 }
 
 /// A location inside a model, rendered like `subgraph 0, tensor 12 "dense/kernel"`.

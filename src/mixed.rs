@@ -237,10 +237,10 @@ impl Search<'_> {
 /// documentation). `base` holds the user's options (mode, ranges, `--keep-float`...).
 pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result<(Model, Report)> {
     if !matches!(base.mode, Mode::Int8 | Mode::Int16x8) {
-        return Err(Error::Usage(format!(
-            "--target-sqnr applies to --mode int8 and int16x8, not {}",
-            base.mode.name()
-        )));
+        return Err(quant::OptionError::TargetSqnrMode {
+            mode: base.mode.name(),
+        }
+        .into());
     }
     // The search data: the first calibration samples, split in two halves (folds).
     // Each fold's ranges are collected on one half and its candidates measured on the

@@ -41,12 +41,16 @@ use tflquant::quant::{self, Mode, integer::Interface};
 use tflquant::writer::{self, WriteOptions};
 use tflquant::{Error, Model};
 
-/// A library error as a Python exception carrying the same message.
+/// A library error as a Python exception carrying the same message (option errors
+/// name the keyword arguments, as the command line names its flags).
 fn py_err(e: Error) -> PyErr {
-    let msg = e.to_string();
+    let msg = match &e {
+        Error::Option(o) => explain_option_error(o),
+        e => e.to_string(),
+    };
     match e {
         Error::Io { .. } => PyOSError::new_err(msg),
-        Error::Internal(_) => PyRuntimeError::new_err(msg),
+        Error::Internal(_) | Error::InvalidAfterPass { .. } => PyRuntimeError::new_err(msg),
         _ => PyValueError::new_err(msg),
     }
 }
@@ -58,6 +62,28 @@ trait OrPy<T> {
 impl<T> OrPy<T> for tflquant::Result<T> {
     fn py(self) -> PyResult<T> {
         self.map_err(py_err)
+    }
+}
+
+/// The Python text of a library option error: keyword names where the package takes
+/// the option, the library's own words otherwise.
+fn explain_option_error(e: &quant::OptionError) -> String {
+    use quant::OptionError as O;
+    match e {
+        O::BlockSize { n, .. } => format!(
+            "block_size={n}: blockwise quantization takes 32, 64, 128 or 256 and only \
+             applies to mode=\"weight-int4\""
+        ),
+        O::QatWithoutFakeQuant => {
+            "mode=\"qat\": the model has no QUANTIZE→DEQUANTIZE pairs, FAKE_QUANT operators \
+             or int8 weights behind DEQUANTIZE; quantize a float model with mode=\"int8\" \
+             and calibration=DATA instead"
+                .into()
+        }
+        O::MissingRanges { mode } => {
+            format!("mode={mode:?} needs calibration data: pass calibration=DATA")
+        }
+        e => e.to_string(),
     }
 }
 

@@ -267,7 +267,7 @@ pub fn validate(
     )
     .map_err(|e| match e {
         // Failures while working keep their kind (exit code 1).
-        Error::Io { .. } | Error::Internal(_) => e,
+        Error::Io { .. } | Error::Internal(_) | Error::InvalidAfterPass { .. } => e,
         e => Error::Usage(format!(
             "{} was written, but --validate {} could not run: {e}",
             output.display(),

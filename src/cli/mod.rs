@@ -5,6 +5,7 @@ mod calib_runtime;
 mod calibrate;
 mod compare;
 mod convert;
+mod explain;
 mod inspect;
 mod litert_run;
 mod quantize;
@@ -107,6 +108,7 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
+            let e = explain::for_cli(e);
             let top = e.to_string();
             eprintln!("error: {top}");
             let mut source = std::error::Error::source(&e);

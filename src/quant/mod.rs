@@ -19,6 +19,7 @@ pub mod select;
 pub mod variables;
 pub mod weights;
 
+pub use crate::error::OptionError;
 pub use report::Report;
 
 use crate::error::{Error, Result};
@@ -200,12 +201,7 @@ fn fold_fake_quantization(m: &mut Model, r: &mut Run) -> Result<()> {
     if mode == Mode::Qat {
         r.overrides = qat::fold_fake_quant(m, &mut r.report)?;
         if r.overrides.is_empty() {
-            return Err(Error::Usage(
-                "--mode qat: the model has no QUANTIZE→DEQUANTIZE pairs, FAKE_QUANT operators \
-                 or int8 weights behind DEQUANTIZE; quantize a float model with --mode int8 \
-                 --calibration DATA instead"
-                    .into(),
-            ));
+            return Err(OptionError::QatWithoutFakeQuant.into());
         }
         r.qat = true;
     } else if mode.is_integer() && qat::count_fake_quant(m) > 0 {
@@ -250,10 +246,10 @@ fn quantize_integer(m: &mut Model, r: &mut Run) -> Result<()> {
         (true, given) => qat::ranges_with_overrides(m, &r.overrides, given.as_ref(), width),
         (false, Some(ranges)) => ranges.clone(),
         (false, None) => {
-            return Err(Error::Usage(format!(
-                "--mode {} needs calibration data: pass --calibration DATA",
-                o.mode.name()
-            )));
+            return Err(OptionError::MissingRanges {
+                mode: o.mode.name(),
+            }
+            .into());
         }
     };
     let io = integer::IntegerOptions {
@@ -307,11 +303,13 @@ fn prune_pass(m: &mut Model, _: &mut Run) -> Result<()> {
 }
 
 /// Runs `passes` on `m`, verifying the graph after each.
-fn run_passes(m: &mut Model, run: &mut Run, passes: &[(&str, Pass)]) -> Result<()> {
+fn run_passes(m: &mut Model, run: &mut Run, passes: &[(&'static str, Pass)]) -> Result<()> {
     for (name, pass) in passes {
         pass(m, run)?;
-        ir::verify(m)
-            .map_err(|e| Error::Internal(format!("the graph is invalid after pass {name}: {e}")))?;
+        ir::verify(m).map_err(|e| Error::InvalidAfterPass {
+            pass: name,
+            source: Box::new(e),
+        })?;
         log::debug!("pass {name} done");
     }
     Ok(())
@@ -350,10 +348,11 @@ pub fn quantize(model: &Model, opts: &Options) -> Result<(Model, Report)> {
     if let Some(b) = opts.block_size
         && (opts.mode != Mode::WeightInt4 || !BLOCK_SIZES.contains(&b))
     {
-        return Err(Error::Usage(format!(
-            "--block-size {b}: blockwise quantization takes 32, 64, 128 or 256 and only \
-                 applies to --mode weight-int4"
-        )));
+        return Err(OptionError::BlockSize {
+            n: b,
+            mode: opts.mode.name(),
+        }
+        .into());
     }
     // Malformed encodings are the input's fault: say so before any pass runs.
     fold::check_weight_encodings(model)?;

@@ -15,6 +15,7 @@ use regex::Regex;
 use crate::error::{Error, Result};
 use crate::ir::Model;
 
+use super::OptionError;
 use super::integer::Fate;
 use super::report::FloatReason;
 
@@ -38,11 +39,11 @@ impl OpSelector {
         }
         Regex::new(&format!("^(?:{text})$"))
             .map(OpSelector::Pattern)
-            .map_err(|e| {
-                Error::Usage(format!(
-                    "{text:?} is neither S:I (subgraph:operator, as --dump-plan numbers them) \
-                     nor a valid regular expression: {e}"
-                ))
+            .map_err(|error| {
+                Error::Option(OptionError::InvalidSelector {
+                    text: text.to_string(),
+                    error,
+                })
             })
     }
 
@@ -145,12 +146,10 @@ pub fn apply_keep_float(model: &Model, keep: &[KeepFloat], fates: &mut [Vec<Fate
             }
         }
         if !matched && matches!(k.by, KeepFloatBy::User) {
-            return Err(Error::Usage(format!(
-                "--keep-float {}: no operator matches (give S:I as --dump-plan numbers \
-                 operators, an operator type such as CONV_2D, or a regular expression \
-                 matching a whole output tensor name)",
-                k.select
-            )));
+            return Err(OptionError::KeepFloatMatchesNothing {
+                selector: k.select.to_string(),
+            }
+            .into());
         }
     }
     Ok(())

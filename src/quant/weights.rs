@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use super::math::{self, Channels};
 use super::report::{LeftFloat, Report, RoundingReport, TensorChange};
 use super::rounding::{self, Groups, Rounding};
-use super::{Mode, Options};
+use super::{Mode, OptionError, Options};
 
 /// What happens to one constant.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,9 +108,7 @@ pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) 
     let gptq = opts.rounding() == Rounding::Gptq;
     let hessians = match (&opts.samples, opts.mode) {
         (None, Mode::WeightInt4) if gptq => {
-            return Err(Error::Usage(
-                "gptq rounding needs calibration samples".into(),
-            ));
+            return Err(OptionError::GptqWithoutSamples.into());
         }
         (Some(samples), Mode::WeightInt4) if gptq || opts.int4_max_loss_db.is_some() => {
             collect_hessians(model, &decisions, samples)?
@@ -435,7 +433,12 @@ impl<'a> Constant<'a> {
             // LiteRT runs the custom operators it knows through XNNPACK, which folds
             // int8 and float16 weights behind a DEQUANTIZE but not INT4 ones (the op
             // then falls back to a kernel that is not registered): int8 instead.
-            Mode::WeightInt4 if self.uses.iter().any(|u| u.kind == Op::Custom) => {
+            Mode::WeightInt4
+                if self
+                    .uses
+                    .iter()
+                    .any(|u| !rules::reads_int4_behind_dequantize(u.kind)) =>
+            {
                 report.note(format!(
                     "subgraph {}: tensor {} {:?} is INT8, not INT4: a custom operator reads it, and LiteRT's XNNPACK delegate, which runs custom operators, reads no INT4 weights behind a DEQUANTIZE",
                     self.si, self.ti, self.t.name

@@ -15,8 +15,9 @@
 //! - a one-line reason for anything unusual.
 //!
 //! Beside the table, as data: operands with a singularity at 0 ([`SINGULAR_OPERANDS`]),
-//! the sentinel headroom an operator needs ([`sentinel_headroom`]), and the builtin-option
-//! facts of quantized kernels ([`options`]).
+//! the sentinel headroom an operator needs ([`sentinel_headroom`]), the builtin-option
+//! facts of quantized kernels ([`options`]), and what custom operators allow
+//! ([`is_custom`], [`reads_int4_behind_dequantize`]).
 //!
 //! Passes read these; they do not match on operator names themselves. Facts come
 //! from TFLite's kernels and quantizers (`operator_property.cc`, the MLIR converter's
@@ -540,6 +541,21 @@ pub fn singular_operand(op: Op) -> Option<usize> {
         .iter()
         .find(|(o, _)| *o == op)
         .map(|&(_, pos)| pos)
+}
+
+/// Is `op` a custom operator (`CUSTOM`, identified by its custom code)? The table has
+/// no row for it: its kernel's quantized behaviour is unknown, so it reads and writes
+/// float in the full-integer modes.
+pub fn is_custom(op: Op) -> bool {
+    op == Op::Custom
+}
+
+/// Can LiteRT run `op` on INT4 weights behind a DEQUANTIZE? Not a custom operator:
+/// LiteRT runs the custom operators it knows through XNNPACK, which folds int8 and
+/// float16 weights behind a DEQUANTIZE but not INT4 ones (the op then falls back to a
+/// kernel that is not registered).
+pub fn reads_int4_behind_dequantize(op: Op) -> bool {
+    !is_custom(op)
 }
 
 /// What saturated sentinels (±inf, ±FLT_MAX, far-out mask values) in an operator's

@@ -6,7 +6,7 @@
 
 use crate::calib::Ranges;
 use crate::error::{Error, Loc, Result};
-use crate::fb::{self, BuiltinOperator as Op, TensorType};
+use crate::fb::{self, TensorType};
 use crate::ir::{Model, Operator};
 use crate::rules::{self, Output, Role, Rule};
 
@@ -34,7 +34,7 @@ pub(super) fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) 
 fn fate_of(model: &Model, si: usize, op: &Operator, ranges: &Ranges, bits: u32) -> Fate {
     let code = model.code(op);
     let float = |reason: FloatReason| Fate::Float { reason };
-    if code.builtin == Op::Custom {
+    if rules::is_custom(code.builtin) {
         return float(FloatReason::CustomOp {
             op: model.op_display_name(op),
         });
