@@ -5,63 +5,14 @@
 
 use std::path::Path;
 
-use tflquant::fb::{self, BuiltinOperator, TensorType};
-use tflquant::ir::{Model, Operator, OperatorCode, Subgraph, Tensor};
-
 use crate::common::*;
 
 const SLACK: u64 = 64 << 20;
 
-/// `layers` FULLY_CONNECTED layers of `width × width` float weights with biases,
-/// deterministic values in [-0.05, 0.05).
-fn fc_stack(layers: usize, width: usize) -> Model {
-    let mut m = Model {
-        version: 3,
-        ..Default::default()
-    };
-    m.operator_codes.push(OperatorCode {
-        builtin: BuiltinOperator::FullyConnected,
-        custom_code: None,
-        version: 1,
-    });
-    let mut sg = Subgraph {
-        name: Some("main".into()),
-        debug_metadata_index: -1,
-        ..Default::default()
-    };
-    let w = width as i32;
-    let mut x = sg.add_tensor(Tensor::new("input", TensorType::Float32, vec![1, w]));
-    sg.inputs.push(x);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for l in 0..layers {
-        let mut weights = vec![0u8; width * width * 4];
-        for c in weights.chunks_exact_mut(4) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let v = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1;
-            c.copy_from_slice(&v.to_le_bytes());
-        }
-        let mut wt = Tensor::new(format!("fc{l}/weights"), TensorType::Float32, vec![w, w]);
-        wt.buffer = m.add_buffer(weights);
-        let wt = sg.add_tensor(wt);
-        let mut bt = Tensor::new(format!("fc{l}/bias"), TensorType::Float32, vec![w]);
-        bt.buffer = m.add_buffer(vec![0u8; width * 4]);
-        let bt = sg.add_tensor(bt);
-        let y = sg.add_tensor(Tensor::new(
-            format!("fc{l}/out"),
-            TensorType::Float32,
-            vec![1, w],
-        ));
-        let mut op = Operator::new(0, vec![x, wt, bt], vec![y]);
-        op.builtin_options = Some(fb::BuiltinOptions::FullyConnectedOptions(Box::default()));
-        sg.operators.push(op);
-        x = y;
-    }
-    sg.outputs.push(x);
-    m.subgraphs.push(sg);
-    m
-}
+/// The benchmarks' weight-dominated model (`benches/common`), one definition for both.
+#[path = "../../benches/common/mod.rs"]
+mod bench_common;
+use bench_common::fc_stack;
 
 fn check_mode(input: &Path, dir: &Path, name: &str, args: &[&str]) -> String {
     let out = dir.join(format!("{name}.tflite"));
