@@ -446,6 +446,17 @@ pub enum FloatReason {
     CustomOp { op: String },
     /// A control-flow or composite operator calling `subgraph`.
     CallsSubgraph { op: String, subgraph: usize },
+    /// A WHILE whose float32 carried tensors at positions `integer` cross the loop as
+    /// `dtype` (one set of parameters per position, `quant/integer/loops.rs`); `float`
+    /// lists the positions that stay float32, with the reason.
+    Loop {
+        op: String,
+        cond: usize,
+        body: usize,
+        integer: Vec<usize>,
+        float: Vec<(usize, String)>,
+        dtype: &'static str,
+    },
     /// The rule table has no row for the operator.
     NoRule { op: String },
     /// The runtime has no kernel for the operator at `bits`; `why` is the rule's note.
@@ -529,6 +540,29 @@ impl std::fmt::Display for FloatReason {
                  subgraph {sub} are quantized there, between \
                  QUANTIZE/DEQUANTIZE)"
             ),
+            R::Loop {
+                op,
+                cond,
+                body,
+                integer,
+                float,
+                dtype,
+            } => {
+                write!(f, "{op} computes nothing itself (control flow over cond subgraph {cond} and body subgraph {body}); ")?;
+                if integer.is_empty() {
+                    write!(f, "no carried tensor crosses it as {dtype}")?;
+                } else {
+                    write!(
+                        f,
+                        "carried tensors {integer:?} cross it as {dtype}, one set of parameters per \
+                         position in the outer graph, cond and body"
+                    )?;
+                }
+                for (pos, why) in float {
+                    write!(f, "; carried tensor {pos} stays float32: {why}")?;
+                }
+                Ok(())
+            }
             R::NoRule { op } => write!(f, "{op} has no quantized kernel in tflquant's rule table"),
             R::NoKernel { bits, op, why } => {
                 let ty = if *bits == 8 { "int8" } else { "int16" };

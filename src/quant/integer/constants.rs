@@ -90,7 +90,28 @@ impl<'a> Constants<'a> {
             }
             _ => self.activation_like(model, site, &values),
         };
-        Ok(Some(self.store(model, site, &tensor, q, report)))
+        Ok(Some(self.store(model, (site.si, site.t), &tensor, q, report)))
+    }
+
+    /// Constant `t` of subgraph `si` quantized with the given parameters (the initial
+    /// value of a tensor carried through a loop, `loops.rs`).
+    pub fn with_params(
+        &mut self,
+        model: &mut Model,
+        (si, t): (usize, usize),
+        qp: &QuantParams,
+        report: &mut Report,
+    ) -> usize {
+        let tensor = model.subgraphs[si].tensors[t].clone();
+        let values = math::f32_values(model.tensor_data(&tensor));
+        let width = self.opts.width;
+        let q = Quantized {
+            kind: "constant",
+            dtype: width.dtype(),
+            data: scheme::affine_bytes(&values, qp, width),
+            qp: qp.clone(),
+        };
+        self.store(model, (si, t), &tensor, q, report)
     }
 
     /// Activation parameters of the operator's original input `pos`.
@@ -273,7 +294,7 @@ impl<'a> Constants<'a> {
     fn store(
         &mut self,
         model: &mut Model,
-        site: &Site,
+        (si, t): (usize, usize),
         tensor: &Tensor,
         q: Quantized,
         report: &mut Report,
@@ -285,7 +306,7 @@ impl<'a> Constants<'a> {
             qp,
         } = q;
         let key = (
-            site.t,
+            t,
             format!(
                 "{dtype:?}{:?}{:?}{}",
                 qp.scale, qp.zero_point, qp.quantized_dimension
@@ -299,10 +320,10 @@ impl<'a> Constants<'a> {
         nt.shape_signature = tensor.shape_signature.clone();
         nt.buffer = buffer;
         nt.quant = Some(qp.clone());
-        let ni = model.subgraphs[site.si].add_tensor(nt) as usize;
+        let ni = model.subgraphs[si].add_tensor(nt) as usize;
         self.cache.insert(key, ni);
         report.tensors.push(TensorParams {
-            subgraph: site.si,
+            subgraph: si,
             tensor: ni,
             name: tensor.name.clone(),
             kind: kind.into(),

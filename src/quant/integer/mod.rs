@@ -30,6 +30,7 @@ mod constants;
 mod fates;
 mod interface;
 mod kernel_options;
+mod loops;
 mod params;
 mod plan;
 mod recurrent;
@@ -101,7 +102,17 @@ pub fn quantize_integer(
     if opts.strict {
         fates::strict_check(model, &fates)?;
     }
+    // WHILE loops: carried tensors get one range per position before planning, one
+    // set of parameters after it (`loops.rs`).
+    let (chains, kept) = loops::candidates(model, &fates);
+    let ranges = &loops::widen_ranges(model, ranges, &chains);
     let mut params = params::plan_params(model, ranges, &fates, opts)?;
+    let d = loops::Decide {
+        model,
+        ranges,
+        width: opts.width,
+    };
+    params.carried = loops::decide(&d, &chains, kept, &mut fates, &mut params);
     let unified = super::variables::unify(model, &fates, &params.activations)?;
     params.requant.extend(unified.requant);
     params.constants = unified.constants;

@@ -28,6 +28,8 @@ pub(super) struct Params {
     pub const_range: BTreeMap<(usize, usize), (f32, f32)>,
     /// Constants that must take given parameters (values assigned to a variable).
     pub constants: BTreeMap<(usize, usize), QuantParams>,
+    /// Tensors carried through WHILE loops as integers (`loops.rs`).
+    pub carried: super::loops::Carried,
 }
 
 /// What the planning of one subgraph reads.

@@ -86,9 +86,12 @@ impl<'a> Rewire<'a> {
         let mut int_owned = vec![false; n_orig];
         for (&(_, t), _) in params.activations.range((si, 0)..(si + 1, 0)) {
             let io = sg.inputs.contains(&(t as i32)) || sg.outputs.contains(&(t as i32));
-            let produced_int = producers[t].is_some_and(|p| fates[p] == Fate::Quantized);
+            let produced_int = producers[t].is_some_and(|p| {
+                fates[p] == Fate::Quantized || params.carried.writes_integer(model, si, p, t)
+            });
             let original_is_int = if io {
-                integer_io
+                // Cond/body boundary tensors of a loop carried as integers.
+                integer_io || params.carried.boundary.contains(&(si, t))
             } else {
                 produced_int || (producers[t].is_none() && integer_io)
             };
@@ -221,6 +224,9 @@ impl<'a> Rewire<'a> {
         if q {
             fix_options(self.model, si, oi, self.opts);
         }
+        if let Some(carried) = self.params.carried.ops.get(&(si, oi)) {
+            return self.rewire_loop(oi, carried, constants, report);
+        }
         // The original operands are kept for parameter lookups.
         let outs = self.model.subgraphs[si].operators[oi].outputs.clone();
         let ins = self.model.subgraphs[si].operators[oi].inputs.clone();
@@ -272,6 +278,65 @@ impl<'a> Rewire<'a> {
                 self.int_input(oi, pos, t)
             } else {
                 self.ensure_float(t)
+            };
+            self.model.subgraphs[si].operators[oi].inputs[pos] = target as i32;
+        }
+        Ok(())
+    }
+
+    /// A WHILE carrying integers at the positions of `carried` (with their parameters):
+    /// it reads and writes integer versions there, float versions elsewhere.
+    fn rewire_loop(
+        &mut self,
+        oi: usize,
+        carried: &BTreeMap<usize, QuantParams>,
+        constants: &mut Constants,
+        report: &mut Report,
+    ) -> Result<()> {
+        let si = self.si;
+        let outs = self.model.subgraphs[si].operators[oi].outputs.clone();
+        let ins = self.model.subgraphs[si].operators[oi].inputs.clone();
+        for (k, &t) in outs.iter().enumerate() {
+            let Ok(t) = usize::try_from(t) else { continue };
+            if t >= self.n_orig || !self.has_params(t) {
+                continue;
+            }
+            let target = if carried.contains_key(&k) {
+                self.int_output(oi, t)
+            } else {
+                self.ensure_float(t)
+            };
+            self.model.subgraphs[si].operators[oi].outputs[k] = target as i32;
+        }
+        for (pos, &t) in ins.iter().enumerate() {
+            let Ok(t) = usize::try_from(t) else { continue };
+            if t >= self.n_orig {
+                continue;
+            }
+            let target = match carried.get(&pos) {
+                Some(c) if self.model.is_constant(&self.model.subgraphs[si].tensors[t]) => {
+                    constants.with_params(self.model, (si, t), c, report)
+                }
+                Some(_) if self.has_params(t) => self.int_input(oi, pos, t),
+                Some(c) => {
+                    // A float tensor only the WHILE reads as an integer (such as a state
+                    // variable an LSTM updates in place): quantized right before the loop.
+                    let f = self.versions[t].float.unwrap_or(t);
+                    let dtype = self.opts.width.dtype();
+                    let q = twin(
+                        &self.model.subgraphs[si].tensors[f],
+                        "/quantized",
+                        dtype,
+                        Some(c.clone()),
+                    );
+                    self.convert(Op::Quantize, f, q, oi.checked_sub(1))
+                }
+                None if self.has_params(t)
+                    && !self.model.is_constant(&self.model.subgraphs[si].tensors[t]) =>
+                {
+                    self.ensure_float(t)
+                }
+                None => continue,
             };
             self.model.subgraphs[si].operators[oi].inputs[pos] = target as i32;
         }
