@@ -22,8 +22,10 @@
 //! 3. [`decide`], after the parameters: the chain's parameters `C` are those the
 //!    planner gave body output `k` (the value fed back), or body input `k` for a
 //!    loop-invariant tensor; the cond/body inputs, the body output and the outer output
-//!    take `C`, and where an operator reading one of them planned other parameters that
-//!    edge is requantized (a QUANTIZE int→int); the outer input is requantized to `C`
+//!    take `C`, and where a same-scale operator reading one of them planned other
+//!    parameters that edge is requantized (a QUANTIZE int→int); a chain whose body output
+//!    has fixed parameters (TANH, LOGISTIC) that do not cover its calibrated values stays
+//!    float32; the outer input is requantized to `C`
 //!    on the WHILE's edge where its own parameters differ (a constant is quantized with
 //!    `C`, a float tensor gets a QUANTIZE right before the WHILE).
 //!
@@ -322,6 +324,12 @@ pub(super) fn decide(
             ));
             continue;
         };
+        if let Some(why) = clips(model, d, chain, &c) {
+            kept.entry((chain.si, chain.oi))
+                .or_default()
+                .push((chain.pos, why));
+            continue;
+        }
         for (s, t) in chain.boundary() {
             let old = params.activations.insert((s, t), c.clone());
             if let Some(old) = old.filter(|o| *o != c) {
@@ -371,9 +379,32 @@ pub(super) fn decide(
     carried
 }
 
+/// Why the chain's parameters `c` cannot carry it: fixed parameters of the body output
+/// (a LOGISTIC or TANH writes it) that do not cover the values the chain's members
+/// took in calibration by more than one step (the initial value would saturate).
+fn clips(model: &Model, d: &Decide, chain: &Chain, c: &QuantParams) -> Option<String> {
+    let (lo, hi) = union_range(model, d.ranges, chain)?;
+    let (s, z) = (c.scale[0], c.zero_point[0] as f32);
+    let (qmin, qmax) = match d.width {
+        Width::Int8 => (-128.0, 127.0),
+        Width::Int16x8 => (-32767.0, 32767.0),
+    };
+    let (rlo, rhi) = ((qmin - z) * s, (qmax - z) * s);
+    // Saturating by up to one step costs what rounding does.
+    (lo < rlo - s || hi > rhi + s).then(|| {
+        format!(
+            "its values [{lo}, {hi}] exceed what body output {}'s parameters (scale {s:e}, \
+             zero point {z}) represent, [{rlo}, {rhi}]",
+            chain.pos
+        )
+    })
+}
+
 /// Quantized operators of subgraph `s` reading `t`, which now holds the chain's
-/// parameters, read it requantized to the `old` parameters they were planned with
-/// (unless that edge is requantized already).
+/// parameters, and whose kernel ties that input's parameters to others (same-scale
+/// operators, comparisons) read it requantized to the `old` parameters they were planned
+/// with (unless that edge is requantized already). Other readers take the chain's
+/// parameters as they are (a bias follows them: it is quantized with `t`'s parameters).
 fn requantize_readers(
     model: &Model,
     fates: &[Vec<Fate>],
@@ -383,9 +414,10 @@ fn requantize_readers(
 ) {
     let sg = &model.subgraphs[s];
     for &(p, pos) in &sg.consumers()[t] {
-        if fates[s][p] != Fate::Quantized
-            || super::recurrent::own_operand(model.builtin(&sg.operators[p]), pos)
-        {
+        let kind = model.builtin(&sg.operators[p]);
+        let tied = crate::rules::rule_for(kind)
+            .is_some_and(|r| r.output == crate::rules::Output::Shared || r.tied_inputs);
+        if fates[s][p] != Fate::Quantized || !tied || super::recurrent::own_operand(kind, pos) {
             continue;
         }
         params.requant.entry((s, p, pos)).or_insert_with(|| old.clone());
