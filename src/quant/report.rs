@@ -548,7 +548,10 @@ impl std::fmt::Display for FloatReason {
                 float,
                 dtype,
             } => {
-                write!(f, "{op} computes nothing itself (control flow over cond subgraph {cond} and body subgraph {body}); ")?;
+                write!(
+                    f,
+                    "{op} computes nothing itself (control flow over cond subgraph {cond} and body subgraph {body}); "
+                )?;
                 if integer.is_empty() {
                     write!(f, "no carried tensor crosses it as {dtype}")?;
                 } else {

@@ -90,7 +90,13 @@ impl<'a> Constants<'a> {
             }
             _ => self.activation_like(model, site, &values),
         };
-        Ok(Some(self.store(model, (site.si, site.t), &tensor, q, report)))
+        Ok(Some(self.store(
+            model,
+            (site.si, site.t),
+            &tensor,
+            q,
+            report,
+        )))
     }
 
     /// Constant `t` of subgraph `si` quantized with the given parameters (the initial

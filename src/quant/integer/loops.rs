@@ -103,7 +103,12 @@ pub(super) type Kept = BTreeMap<(usize, usize), Vec<(usize, String)>>;
 
 /// The cond and body subgraphs of a WHILE whose loop can carry integers: both exist,
 /// no other operator runs them, and their inputs and outputs match the operator's.
-fn loop_of(model: &Model, refs: &BTreeMap<usize, usize>, si: usize, oi: usize) -> Option<(usize, usize)> {
+fn loop_of(
+    model: &Model,
+    refs: &BTreeMap<usize, usize>,
+    si: usize,
+    oi: usize,
+) -> Option<(usize, usize)> {
     let op = &model.subgraphs[si].operators[oi];
     if model.builtin(op) != Op::While {
         return None;
@@ -157,7 +162,8 @@ pub(super) fn candidates(model: &Model, fates: &[Vec<Fate>]) -> (Vec<Chain>, Kep
             let why = kept.entry((si, oi)).or_default();
             let op = &sg.operators[oi];
             for pos in 0..op.inputs.len() {
-                let at = |list: &[i32], k: usize| list.get(k).and_then(|&t| usize::try_from(t).ok());
+                let at =
+                    |list: &[i32], k: usize| list.get(k).and_then(|&t| usize::try_from(t).ok());
                 let (c, b) = (&model.subgraphs[cond], &model.subgraphs[body]);
                 let (Some(outer_in), Some(cond_in), Some(body_in), Some(body_out), Some(outer_out)) = (
                     at(&op.inputs, pos),
@@ -207,7 +213,10 @@ fn check(model: &Model, fates: &[Vec<Fate>], chain: &Chain) -> Result<(), String
             return Err(format!("subgraph {s} has no tensor {t}"));
         };
         if tensor.dtype != TensorType::Float32 {
-            return Err(format!("subgraph {s} tensor {t} {:?} is not float32", tensor.name));
+            return Err(format!(
+                "subgraph {s} tensor {t} {:?} is not float32",
+                tensor.name
+            ));
         }
     }
     let b = &model.subgraphs[chain.body];
@@ -220,7 +229,12 @@ fn check(model: &Model, fates: &[Vec<Fate>], chain: &Chain) -> Result<(), String
             ));
         }
         match b.producers()[chain.body_out] {
-            None => return Err(format!("body output {} is not computed in the body", chain.pos)),
+            None => {
+                return Err(format!(
+                    "body output {} is not computed in the body",
+                    chain.pos
+                ));
+            }
             Some(p) if !quantized(chain.body, p) => {
                 return Err(format!(
                     "body output {} is computed by operator {p} ({}) of subgraph {}, which stays float",
@@ -313,9 +327,15 @@ pub(super) fn decide(
                 .activations
                 .get(&(chain.body, chain.body_in))
                 .cloned()
-                .or_else(|| union_range(model, d.ranges, chain).map(|(lo, hi)| activation_params(lo, hi, d.width)))
+                .or_else(|| {
+                    union_range(model, d.ranges, chain)
+                        .map(|(lo, hi)| activation_params(lo, hi, d.width))
+                })
         } else {
-            params.activations.get(&(chain.body, chain.body_out)).cloned()
+            params
+                .activations
+                .get(&(chain.body, chain.body_out))
+                .cloned()
         };
         let Some(c) = planned.filter(|p| p.scale.len() == 1 && p.zero_point.len() == 1) else {
             kept.entry((chain.si, chain.oi)).or_default().push((
@@ -342,7 +362,9 @@ pub(super) fn decide(
         if let Some(p) = params.activations.get(&(chain.si, chain.outer_in))
             && *p != c
         {
-            params.requant.insert((chain.si, chain.oi, chain.pos), c.clone());
+            params
+                .requant
+                .insert((chain.si, chain.oi, chain.pos), c.clone());
         }
         carried
             .ops
@@ -362,7 +384,10 @@ pub(super) fn decide(
         float.sort();
         let op = &model.subgraphs[si].operators[oi];
         let (cond, body) = match &op.builtin_options {
-            Some(O::WhileOptions(o)) => (o.cond_subgraph_index as usize, o.body_subgraph_index as usize),
+            Some(O::WhileOptions(o)) => (
+                o.cond_subgraph_index as usize,
+                o.body_subgraph_index as usize,
+            ),
             _ => continue,
         };
         fates[si][oi] = Fate::Float {
@@ -420,6 +445,9 @@ fn requantize_readers(
         if fates[s][p] != Fate::Quantized || !tied || super::recurrent::own_operand(kind, pos) {
             continue;
         }
-        params.requant.entry((s, p, pos)).or_insert_with(|| old.clone());
+        params
+            .requant
+            .entry((s, p, pos))
+            .or_insert_with(|| old.clone());
     }
 }

@@ -129,8 +129,10 @@ pub(super) fn refine_fates(
             if opts.width != Width::Int8 {
                 fates[si][oi] = Fate::Float {
                     reason: FloatReason::RecurrentVariant {
-                        why: "tflquant writes LiteRT's 8x8_16 integer LSTM (int8 activations, \
-                              int16 cell state) only, no 16x8 LSTM"
+                        why: "LiteRT has no UNIDIRECTIONAL_SEQUENCE_LSTM kernel with int16 \
+                              activations: its integer kernel (8x8_16) reads int8 input and \
+                              output, and it registers the operator up to version 4 (version 5, \
+                              int16 activations, is TFLite Micro's)"
                             .into(),
                     },
                 };
