@@ -38,13 +38,14 @@ const MODELS: [(&str, &str, &str); 5] = [
 /// each is the SQNR measured when the floor was written less 6 dB (one bit of int8
 /// resolution), so a regression of a whole bit fails. Measured (int8, int16x8): lstm_seq
 /// 48.9, 50.5; lstm_gru 41.7, 42.3; lstm_digits 35.4, 35.3; gru_digits 33.6 (32.7 with a
-/// float loop boundary), 50.3; lstm_gru_digits 26.1, 42.6.
+/// float loop boundary), 50.3; lstm_gru_digits 40.9 (26.1 while LiteRT's XNNPACK read the
+/// LSTM's state variable before the LSTM ran), 42.6.
 const FLOORS: [(f64, f64); 5] = [
     (42.9, 44.5),
     (35.7, 36.3),
     (29.4, 29.3),
     (27.6, 44.3),
-    (20.1, 36.6),
+    (34.9, 36.6),
 ];
 
 /// The WHILE of a quantized model (subgraph 0) carries every float32 position as an
@@ -312,11 +313,9 @@ fn check_model(
     // `run` against LiteRT (int8 only: the hybrid kernel's on-the-fly input quantization
     // is not simulated). The interpreter runs the integer LSTM bit-exactly: its output
     // tensor holds LiteRT's integers. The model's outputs are then within one step of the
-    // int8 output (1/256, the softmax's); the integer GRU loops of gru_digits and
-    // lstm_gru give LiteRT's outputs exactly. In lstm_gru_digits the GRU's initial state
-    // reads the LSTM's state variable through a DEQUANTIZE, which LiteRT's default
-    // XNNPACK delegate runs before the LSTM updates the variable (a data dependency it
-    // cannot see), so there only the LSTM is compared.
+    // int8 output (1/256, the softmax's); the integer GRU loops give LiteRT's outputs
+    // exactly (gru_digits, lstm_gru, and lstm_gru_digits, whose GRU starts from the
+    // LSTM's last output step).
     if mode != "int8" {
         return;
     }
@@ -339,9 +338,6 @@ fn check_model(
                 "{file}: LSTM output, sample {i}"
             );
         }
-    }
-    if file == "lstm_gru_digits.tflite" {
-        return;
     }
     let mut worst = 0f64;
     for (i, (outs, _)) in ours.iter().enumerate() {

@@ -516,19 +516,33 @@ impl IntegerLstm {
 /// Other readers of a state variable made integer (the converter lets a GRU's initial
 /// state read the LSTM's output-state variable, which the LSTM updates in place) read it
 /// through a DEQUANTIZE placed right before them, so they see the same values as before.
+/// A reader after the LSTM of its output state reads the last time step of the LSTM's
+/// output instead (the same values): a DEQUANTIZE of the variable itself has no data
+/// dependency on the LSTM, and LiteRT's XNNPACK delegate runs it before the LSTM.
 fn dequantize_shared_states(model: &mut Model, si: usize, states: &[(usize, usize)]) {
     if states.is_empty() {
         return;
     }
     let old = std::mem::take(&mut model.subgraphs[si].operators);
+    let owners: Vec<crate::ir::Operator> = states.iter().map(|&(_, o)| old[o].clone()).collect();
     let mut ops = Vec::with_capacity(old.len());
     for (oi, mut op) in old.into_iter().enumerate() {
         for pos in 0..op.inputs.len() {
             let Ok(t) = usize::try_from(op.inputs[pos]) else {
                 continue;
             };
-            if !states.iter().any(|&(s, owner)| s == t && owner != oi) {
+            let Some((k, &(_, owner))) = states
+                .iter()
+                .enumerate()
+                .find(|&(_, &(s, owner))| s == t && owner != oi)
+            else {
                 continue;
+            };
+            let mut t = t;
+            if owner < oi
+                && let Some(last) = last_step(model, si, &owners[k], t, &mut ops)
+            {
+                t = last;
             }
             let src = model.subgraphs[si].tensors[t].clone();
             let mut f = Tensor::new(
@@ -545,6 +559,73 @@ fn dequantize_shared_states(model: &mut Model, si: usize, states: &[(usize, usiz
         ops.push(op);
     }
     model.subgraphs[si].operators = ops;
+}
+
+/// The last time step of the output of LSTM `lstm` as a new int8 tensor `[batch,
+/// units]` (a STRIDED_SLICE appended to `ops`): what its output-state variable `h` holds
+/// once the LSTM ran. `None` (the caller reads the variable) unless `h` is the LSTM's
+/// output state and the shapes are static and fit.
+fn last_step(
+    model: &mut Model,
+    si: usize,
+    lstm: &crate::ir::Operator,
+    h: usize,
+    ops: &mut Vec<crate::ir::Operator>,
+) -> Option<usize> {
+    if input(lstm, OUTPUT_STATE) != Some(h) {
+        return None;
+    }
+    let time_major = match &lstm.builtin_options {
+        Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) => o.time_major,
+        _ => return None,
+    };
+    let y = lstm
+        .outputs
+        .first()
+        .and_then(|&t| usize::try_from(t).ok())?;
+    let sg = &model.subgraphs[si];
+    let (out, var) = (sg.tensors[y].clone(), &sg.tensors[h]);
+    let [a, b, units] = out.shape[..] else {
+        return None;
+    };
+    let (batch, steps) = if time_major { (b, a) } else { (a, b) };
+    if batch <= 0 || steps <= 0 || var.shape != [batch, units] || out.quant != var.quant {
+        return None;
+    }
+    let (begin, end, shrink) = if time_major {
+        ([steps - 1, 0, 0], [steps, batch, units], 1)
+    } else {
+        ([0, steps - 1, 0], [batch, steps, units], 2)
+    };
+    let mut operand = |name: &str, v: [i32; 3]| {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let buffer = model.add_buffer(bytes);
+        let mut t = Tensor::new(format!("{}/{name}", out.name), TensorType::Int32, vec![3]);
+        t.buffer = buffer;
+        model.subgraphs[si].add_tensor(t)
+    };
+    let ins = vec![
+        operand("last_step_begin", begin),
+        operand("last_step_end", end),
+        operand("last_step_strides", [1, 1, 1]),
+    ];
+    let mut last = Tensor::new(
+        format!("{}/last_step", out.name),
+        TensorType::Int8,
+        vec![batch, units],
+    );
+    last.quant = out.quant.clone();
+    let li = model.subgraphs[si].add_tensor(last);
+    let code = model.ensure_opcode(Op::StridedSlice, 2);
+    let mut slice = crate::ir::Operator::new(code, [vec![y as i32], ins].concat(), vec![li]);
+    slice.builtin_options = Some(fb::BuiltinOptions::StridedSliceOptions(Box::new(
+        fb::StridedSliceOptions {
+            shrink_axis_mask: shrink,
+            ..Default::default()
+        },
+    )));
+    ops.push(slice);
+    Some(li as usize)
 }
 
 #[cfg(test)]
