@@ -33,7 +33,7 @@
 //! tensor of a chain as the integer version and lets the WHILE read and write integer
 //! versions at the carried positions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::calib::Ranges;
 use crate::fb::{BuiltinOperator as Op, BuiltinOptions as O, TensorType};
@@ -41,7 +41,7 @@ use crate::ir::{Model, QuantParams};
 
 use super::super::report::{Fate, FloatReason};
 use super::super::scheme::{Width, activation_params};
-use super::plan::{Params, data_range};
+use super::plan::{Carried, Params, data_range};
 
 /// One carried position `pos` of the WHILE operator `oi` of subgraph `si`.
 #[derive(Debug, Clone)]
@@ -72,29 +72,6 @@ impl Chain {
             (self.body, self.body_out),
             (self.si, self.outer_out),
         ]
-    }
-}
-
-/// What [`decide`] settled, read by rewiring.
-#[derive(Debug, Default)]
-pub(super) struct Carried {
-    /// (subgraph, WHILE operator) → carried positions with their parameters.
-    pub ops: BTreeMap<(usize, usize), BTreeMap<usize, QuantParams>>,
-    /// Inputs and outputs of cond/body subgraphs that hold integers.
-    pub boundary: BTreeSet<(usize, usize)>,
-}
-
-impl Carried {
-    /// Whether output `t` of operator `p` in subgraph `si` is a carried WHILE output.
-    pub fn writes_integer(&self, model: &Model, si: usize, p: usize, t: usize) -> bool {
-        let Some(pos) = self.ops.get(&(si, p)) else {
-            return false;
-        };
-        model.subgraphs[si].operators[p]
-            .outputs
-            .iter()
-            .position(|&o| o == t as i32)
-            .is_some_and(|k| pos.contains_key(&k))
     }
 }
 
@@ -372,6 +349,18 @@ pub(super) fn decide(
             .or_default()
             .insert(chain.pos, c);
     }
+    record_fates(model, d.width, &carried, kept, fates);
+    carried
+}
+
+/// Each WHILE's fate names its carried positions and why the others stay float32.
+fn record_fates(
+    model: &Model,
+    width: Width,
+    carried: &Carried,
+    kept: Kept,
+    fates: &mut [Vec<Fate>],
+) {
     for ((si, oi), mut float) in kept {
         let integer: Vec<usize> = carried
             .ops
@@ -397,11 +386,10 @@ pub(super) fn decide(
                 body,
                 integer,
                 float,
-                dtype: crate::fb::dtype_name(d.width.dtype()),
+                dtype: crate::fb::dtype_name(width.dtype()),
             },
         };
     }
-    carried
 }
 
 /// Why the chain's parameters `c` cannot carry it: fixed parameters of the body output

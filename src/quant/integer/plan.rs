@@ -1,8 +1,9 @@
 //! What the planning steps share and hand to rewiring: the chosen [`Params`], the
 //! context of one subgraph's planning ([`Ctx`]), the same-scale groups ([`Groups`],
-//! [`GroupRanges`]) and the ranges of constants.
+//! [`GroupRanges`]), the ranges of constants and the tensors WHILE loops carry as integers
+//! ([`Carried`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::calib::Ranges;
 use crate::calib::observer::{Sentinels, ordinary_min_max};
@@ -29,7 +30,29 @@ pub(super) struct Params {
     /// Constants that must take given parameters (values assigned to a variable).
     pub constants: BTreeMap<(usize, usize), QuantParams>,
     /// Tensors carried through WHILE loops as integers (`loops.rs`).
-    pub carried: super::loops::Carried,
+    pub carried: Carried,
+}
+/// What `loops::decide` settled about WHILE loops, read by rewiring.
+#[derive(Debug, Default)]
+pub(super) struct Carried {
+    /// (subgraph, WHILE operator) → carried positions with their parameters.
+    pub ops: BTreeMap<(usize, usize), BTreeMap<usize, QuantParams>>,
+    /// Inputs and outputs of cond/body subgraphs that hold integers.
+    pub boundary: BTreeSet<(usize, usize)>,
+}
+
+impl Carried {
+    /// Whether output `t` of operator `p` in subgraph `si` is a carried WHILE output.
+    pub fn writes_integer(&self, model: &Model, si: usize, p: usize, t: usize) -> bool {
+        let Some(pos) = self.ops.get(&(si, p)) else {
+            return false;
+        };
+        model.subgraphs[si].operators[p]
+            .outputs
+            .iter()
+            .position(|&o| o == t as i32)
+            .is_some_and(|k| pos.contains_key(&k))
+    }
 }
 
 /// What the planning of one subgraph reads.
