@@ -540,32 +540,7 @@ impl std::fmt::Display for FloatReason {
                  subgraph {sub} are quantized there, between \
                  QUANTIZE/DEQUANTIZE)"
             ),
-            R::Loop {
-                op,
-                cond,
-                body,
-                integer,
-                float,
-                dtype,
-            } => {
-                write!(
-                    f,
-                    "{op} computes nothing itself (control flow over cond subgraph {cond} and body subgraph {body}); "
-                )?;
-                if integer.is_empty() {
-                    write!(f, "no carried tensor crosses it as {dtype}")?;
-                } else {
-                    write!(
-                        f,
-                        "carried tensors {integer:?} cross it as {dtype}, one set of parameters per \
-                         position in the outer graph, cond and body"
-                    )?;
-                }
-                for (pos, why) in float {
-                    write!(f, "; carried tensor {pos} stays float32: {why}")?;
-                }
-                Ok(())
-            }
+            R::Loop { .. } => fmt_loop(self, f),
             R::NoRule { op } => write!(f, "{op} has no quantized kernel in tflquant's rule table"),
             R::NoKernel { bits, op, why } => {
                 let ty = if *bits == 8 { "int8" } else { "int16" };
@@ -646,6 +621,38 @@ impl std::fmt::Display for FloatReason {
             }
         }
     }
+}
+
+/// The text of [`FloatReason::Loop`].
+fn fmt_loop(r: &FloatReason, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    let FloatReason::Loop {
+        op,
+        cond,
+        body,
+        integer,
+        float,
+        dtype,
+    } = r
+    else {
+        return Ok(());
+    };
+    write!(
+        f,
+        "{op} computes nothing itself (control flow over cond subgraph {cond} and body subgraph {body}); "
+    )?;
+    if integer.is_empty() {
+        write!(f, "no carried tensor crosses it as {dtype}")?;
+    } else {
+        write!(
+            f,
+            "carried tensors {integer:?} cross it as {dtype}, one set of parameters per \
+             position in the outer graph, cond and body"
+        )?;
+    }
+    for (pos, why) in float {
+        write!(f, "; carried tensor {pos} stays float32: {why}")?;
+    }
+    Ok(())
 }
 
 /// One operator's fate, for the report.
