@@ -82,6 +82,12 @@ pub struct Args {
     /// else the calibration data; see README).
     #[arg(long, value_name = "DB")]
     target_sqnr: Option<f64>,
+    /// int8/int16x8: cross-layer equalization of the float model before calibration:
+    /// evens out the per-channel weight ranges of CONV_2D/DEPTHWISE_CONV_2D→CONV_2D and
+    /// FULLY_CONNECTED→FULLY_CONNECTED pairs (NONE or RELU between; RELU6 pairs are
+    /// skipped) without changing the float model's outputs (see README).
+    #[arg(long)]
+    cle: bool,
     /// int16x8: bias type [default: int64, as TF's converter].
     #[arg(long, value_enum)]
     bias: Option<BiasArg>,
@@ -224,6 +230,7 @@ fn options(a: &Args) -> Result<Options> {
             (a.bias.is_some(), "--bias"),
             (!a.keep_float.is_empty(), "--keep-float"),
             (a.target_sqnr.is_some(), "--target-sqnr"),
+            (a.cle, "--cle"),
         ];
         if let Some((_, flag)) = integer_flags.iter().find(|(set, _)| *set) {
             return usage(format!(
@@ -247,6 +254,9 @@ fn options(a: &Args) -> Result<Options> {
         if mode == Mode::Qat {
             return usage("--target-sqnr applies to --mode int8 and int16x8 (QAT models keep their trained parameters)".into());
         }
+    }
+    if a.cle && mode == Mode::Qat {
+        return usage("--cle applies to --mode int8 and int16x8: a QAT model's trained parameters belong to its weights as they are".into());
     }
     let mut o = Options::new(mode);
     o.keep_float = a
@@ -282,6 +292,13 @@ pub fn run(a: Args) -> Result<()> {
     let samples = a.data_args.sample_options()?;
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.input)?;
+    // --cle: the float model is rewritten before anything calibrates or quantizes it.
+    let (model, cle_notes) = if a.cle {
+        let (m, summary) = quant::ptq::cle::equalize(&model)?;
+        (m, summary.notes())
+    } else {
+        (model, Vec::new())
+    };
     // The runtime that calibrated, which --validate defaults to.
     let mut used = None;
     if opts.mode.is_integer() {
@@ -331,6 +348,9 @@ pub fn run(a: Args) -> Result<()> {
         }
         _ => quant::quantize(&model, &opts)?,
     };
+    for n in cle_notes {
+        report.note(n);
+    }
     if a.dump_plan {
         super::print_out(&quant::integer::render_plan(&report))?;
     }

@@ -9,6 +9,7 @@ mod bad_input;
 mod behaviours;
 mod calib;
 mod calib_data;
+mod cle;
 mod compare;
 mod custom_ops;
 mod files;
