@@ -4,9 +4,12 @@
 //! two consecutive layers so that per-channel int8 weights and the per-tensor int8
 //! activation between them lose less.
 //!
-//! For a pair `A → (nothing | RELU) → B` where
-//! - `A` is CONV_2D or DEPTHWISE_CONV_2D and `B` is CONV_2D (a plain or a
-//!   depthwise-separable chain), or both are FULLY_CONNECTED,
+//! For a pair `A → (nothing | RELU | MAX_POOL_2D | AVERAGE_POOL_2D …) → B` where
+//! - `A` is CONV_2D or DEPTHWISE_CONV_2D and `B` is CONV_2D or a DEPTHWISE_CONV_2D of
+//!   depth multiplier 1 (plain and depthwise-separable chains), or both are
+//!   FULLY_CONNECTED,
+//! - the operators between act per channel and commute with a positive per-channel
+//!   scale (RELU; pools with a fused NONE or RELU), each the single reader of its input,
 //! - `A`'s fused activation is NONE or RELU (positively homogeneous: `relu(x / s) =
 //!   relu(x) / s` for `s > 0`),
 //! - the tensor between them is float32, has exactly one reader and is no subgraph
