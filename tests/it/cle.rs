@@ -30,7 +30,7 @@ fn test_file(name: &str) -> String {
 #[test]
 fn cle_keeps_the_float_outputs_and_balances_the_pairs() {
     for &(name, pairs) in EXPECTED {
-        let model = tflquant::read_path(&testdata(name)).unwrap();
+        let model = tflquant::read_path(testdata(name)).unwrap();
         let (eq, summary) = cle::equalize(&model).unwrap();
         let found: Vec<(usize, usize)> =
             summary.pairs.iter().map(|p| (p.first, p.second)).collect();
@@ -67,7 +67,7 @@ fn cle_keeps_the_float_outputs_and_balances_the_pairs() {
 
 #[test]
 fn cle_skips_relu6_and_shared_weights_with_the_reason() {
-    let model = tflquant::read_path(&testdata("cnn_digits.tflite")).unwrap();
+    let model = tflquant::read_path(testdata("cnn_digits.tflite")).unwrap();
     let (_, s) = cle::equalize(&model).unwrap();
     assert!(
         s.skipped
@@ -76,7 +76,7 @@ fn cle_skips_relu6_and_shared_weights_with_the_reason() {
         "{s:?}"
     );
     // Every weight of shared_weights_cnn's chains is read by two layers.
-    let model = tflquant::read_path(&testdata("shared_weights_cnn.tflite")).unwrap();
+    let model = tflquant::read_path(testdata("shared_weights_cnn.tflite")).unwrap();
     let (eq, s) = cle::equalize(&model).unwrap();
     assert!(s.pairs.is_empty(), "{s:?}");
     assert!(!s.skipped.is_empty() && s.skipped.iter().all(|k| k.why.contains("own")));

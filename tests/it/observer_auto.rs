@@ -63,7 +63,7 @@ fn observer_auto_reports_its_choice_per_tensor_and_runs_on_litert() {
     let (minmax, r0) = quantize_with(dir.path(), name, "minmax");
     assert!(r0.get("observers").is_none(), "only auto records choices");
     let choices = r["observers"].as_array().unwrap();
-    let model = tflquant::read_path(&testdata(name)).unwrap();
+    let model = tflquant::read_path(testdata(name)).unwrap();
     let sg = &model.subgraphs[0];
     let activations = sg
         .tensors
