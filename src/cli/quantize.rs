@@ -257,6 +257,9 @@ fn options(a: &Args) -> Result<Options> {
             return usage("--target-sqnr applies to --mode int8 and int16x8 (QAT models keep their trained parameters)".into());
         }
     }
+    if a.cle && a.ranges.is_some() {
+        return usage("--cle rewrites the float model before calibration, so ranges collected on the original (--ranges) do not fit it; use --calibration DATA instead".into());
+    }
     if a.cle && mode == Mode::Qat {
         return usage("--cle applies to --mode int8 and int16x8: a QAT model's trained parameters belong to its weights as they are".into());
     }

@@ -165,4 +165,23 @@ fn cle_is_an_int8_int16x8_flag() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--cle"), "{err}");
+    // Ranges of the original model do not fit the equalized one.
+    let ranges = dir.path().join("r.json");
+    std::fs::write(&ranges, r#"{"observer":"minmax","samples":1,"tensors":[]}"#).unwrap();
+    let (code, _, err) = quantize_run(
+        &testdata("cnn_digits.tflite"),
+        &out,
+        &[
+            "--mode",
+            "int8",
+            "--cle",
+            "--ranges",
+            ranges.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--cle") && err.contains("--calibration"),
+        "{err}"
+    );
 }
