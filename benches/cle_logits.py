@@ -31,7 +31,7 @@ def logits(path, xs):
             s, z = d["quantization"]; y = (y - z) * s
         out.append(y.copy())
     return np.stack(out)
-for m in ["cnn_digits", "mlp_large_fc", "sparse_fp16_cnn", "dynamic_batch_mlp", "fp16_weights_cnn"]:
+for m in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["cnn_digits", "mlp_large_fc", "sparse_fp16_cnn", "dynamic_batch_mlp", "fp16_weights_cnn", "sparse_dense_mlp", "sparse_block1x4_mlp"]):
     e = man[m + ".tflite"]
     xs = np.load(TD + e["test"])[:32]
     ref = logits(TD + m + ".tflite", xs)
