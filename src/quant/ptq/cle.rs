@@ -182,6 +182,9 @@ struct Found {
     channels: usize,
 }
 
+/// Working copies of every weight and bias involved: (subgraph, tensor) → values.
+type Values = HashMap<(usize, usize), Vec<f32>>;
+
 /// Equalizes every pair of `model` that qualifies (see the module header) and returns
 /// the rewritten float model with what was done. The input is not modified.
 pub fn equalize(model: &Model) -> Result<(Model, Summary)> {
@@ -198,8 +201,7 @@ pub fn equalize(model: &Model) -> Result<(Model, Summary)> {
     if found.is_empty() {
         return Ok((m, summary));
     }
-    // Working copies of every weight and bias involved: (subgraph, tensor) → values.
-    let mut values: HashMap<(usize, usize), Vec<f32>> = HashMap::new();
+    let mut values: Values = HashMap::new();
     for f in &found {
         for t in [Some(f.w1), f.b1, Some(f.w2)].into_iter().flatten() {
             values.entry((f.subgraph, t)).or_insert_with(|| {
@@ -208,59 +210,25 @@ pub fn equalize(model: &Model) -> Result<(Model, Summary)> {
             });
         }
     }
-    let shape = |si: usize, t: usize| m.subgraphs[si].tensors[t].shape.clone();
-    let mut before = vec![None; found.len()];
+    let before: Vec<f32> = found.iter().map(|f| pair_balance(&m, &values, f)).collect();
     for sweep in 0..MAX_SWEEPS {
         summary.sweeps = sweep + 1;
-        let mut moved = 0f32;
-        for (k, f) in found.iter().enumerate() {
-            let ch1 = Channels::new(&shape(f.subgraph, f.w1), Some(f.out_axis1));
-            let ch2 = Channels::new(&shape(f.subgraph, f.w2), Some(f.in_axis2));
-            let r1 = channel_ranges(&values[&(f.subgraph, f.w1)], ch1);
-            let r2 = channel_ranges(&values[&(f.subgraph, f.w2)], ch2);
-            if before[k].is_none() {
-                before[k] = Some(balance(&r1, &r2));
-            }
-            let s: Vec<f32> = r1.iter().zip(&r2).map(|(&a, &b)| scale(a, b)).collect();
-            moved = s.iter().fold(moved, |acc, &x| acc.max((x - 1.0).abs()));
-            scale_channels(
-                values.get_mut(&(f.subgraph, f.w1)).expect("loaded"),
-                ch1,
-                &s,
-                true,
-            );
-            if let Some(b) = f.b1 {
-                let chb = Channels::new(&shape(f.subgraph, b), Some(0));
-                scale_channels(
-                    values.get_mut(&(f.subgraph, b)).expect("loaded"),
-                    chb,
-                    &s,
-                    true,
-                );
-            }
-            scale_channels(
-                values.get_mut(&(f.subgraph, f.w2)).expect("loaded"),
-                ch2,
-                &s,
-                false,
-            );
-        }
+        let moved = found
+            .iter()
+            .map(|f| equalize_pair(&m, &mut values, f))
+            .fold(0f32, f32::max);
         if moved <= CONVERGED {
             break;
         }
     }
-    for (k, f) in found.iter().enumerate() {
-        let ch1 = Channels::new(&shape(f.subgraph, f.w1), Some(f.out_axis1));
-        let ch2 = Channels::new(&shape(f.subgraph, f.w2), Some(f.in_axis2));
-        let r1 = channel_ranges(&values[&(f.subgraph, f.w1)], ch1);
-        let r2 = channel_ranges(&values[&(f.subgraph, f.w2)], ch2);
+    for (f, b) in found.iter().zip(before) {
         summary.pairs.push(Pair {
             subgraph: f.subgraph,
             first: f.first,
             second: f.second,
             channels: f.channels,
-            balance_before: before[k].unwrap_or(1.0),
-            balance_after: balance(&r1, &r2),
+            balance_before: b,
+            balance_after: pair_balance(&m, &values, f),
         });
     }
     let mut keys: Vec<_> = values.keys().copied().collect();
@@ -272,6 +240,48 @@ pub fn equalize(model: &Model) -> Result<(Model, Summary)> {
     }
     crate::quant::prune::prune(&mut m);
     Ok((m, summary))
+}
+
+/// The channel layouts of a pair's first weight (output channels) and second weight
+/// (input channels).
+fn pair_channels(m: &Model, f: &Found) -> (Channels, Channels) {
+    let tensors = &m.subgraphs[f.subgraph].tensors;
+    (
+        Channels::new(&tensors[f.w1].shape, Some(f.out_axis1)),
+        Channels::new(&tensors[f.w2].shape, Some(f.in_axis2)),
+    )
+}
+
+/// The per-channel ranges `(r1, r2)` of a pair in its current values.
+fn pair_ranges(m: &Model, values: &Values, f: &Found) -> (Vec<f32>, Vec<f32>) {
+    let (ch1, ch2) = pair_channels(m, f);
+    (
+        channel_ranges(&values[&(f.subgraph, f.w1)], ch1),
+        channel_ranges(&values[&(f.subgraph, f.w2)], ch2),
+    )
+}
+
+fn pair_balance(m: &Model, values: &Values, f: &Found) -> f32 {
+    let (r1, r2) = pair_ranges(m, values, f);
+    balance(&r1, &r2)
+}
+
+/// One equalization step of a pair; returns the largest `|s_i − 1|`.
+fn equalize_pair(m: &Model, values: &mut Values, f: &Found) -> f32 {
+    let (r1, r2) = pair_ranges(m, values, f);
+    let s: Vec<f32> = r1.iter().zip(&r2).map(|(&a, &b)| scale(a, b)).collect();
+    let (ch1, ch2) = pair_channels(m, f);
+    let mut rescale = |t: usize, ch: Channels, divide: bool| {
+        if let Some(v) = values.get_mut(&(f.subgraph, t)) {
+            scale_channels(v, ch, &s, divide);
+        }
+    };
+    rescale(f.w1, ch1, true);
+    if let Some(b) = f.b1 {
+        rescale(b, Channels::new(&[f.channels as i32], Some(0)), true);
+    }
+    rescale(f.w2, ch2, false);
+    s.iter().fold(0f32, |acc, &x| acc.max((x - 1.0).abs()))
 }
 
 /// `s = sqrt(r1 · r2) / r2`, 1 where either side is all zeros or not finite, clamped to
@@ -343,166 +353,168 @@ fn find_pairs(m: &Model, skipped: &mut Vec<Skipped>) -> Vec<Found> {
         }
     }
     let mut out = Vec::new();
-    // A layer may be rewritten by at most one pair on each side.
-    let mut used_out: Vec<(usize, usize)> = Vec::new();
-    let mut used_in: Vec<(usize, usize)> = Vec::new();
     for (si, sg) in m.subgraphs.iter().enumerate() {
-        let consumers = sg.consumers();
-        let outputs: Vec<usize> = sg.outputs.iter().filter_map(|&t| index(t)).collect();
-        // A constant read by exactly this operator, float32, dense, with an unshared buffer.
-        let own_constant = |t: i32| -> Option<usize> {
-            let t = index(t)?;
-            let tensor = sg.tensors.get(t)?;
-            (tensor.dtype == TensorType::Float32
-                && tensor.sparsity.is_none()
-                && tensor.quant.as_ref().is_none_or(|q| q.scale.is_empty())
-                && m.is_constant(tensor)
-                && consumers[t].len() == 1
-                && buffer_users.get(tensor.buffer as usize) == Some(&1))
-            .then_some(t)
+        let view = View {
+            m,
+            sg,
+            si,
+            consumers: sg.consumers(),
+            outputs: sg.outputs.iter().filter_map(|&t| index(t)).collect(),
+            buffer_users: &buffer_users,
         };
-        // The single reader of an intermediate float tensor that is no subgraph output.
-        let single_reader = |t: usize| -> std::result::Result<(usize, usize), &'static str> {
-            if outputs.contains(&t) {
-                return Err("its output is a model output");
+        for oi in 0..sg.operators.len() {
+            match view.pair(oi) {
+                None => {}
+                Some(Ok(f)) => out.push(f),
+                Some(Err(why)) => skipped.push(Skipped {
+                    subgraph: si,
+                    operator: oi,
+                    why,
+                }),
             }
-            if sg.tensors[t].dtype != TensorType::Float32 {
-                return Err("its output is not float32");
-            }
-            match consumers[t].as_slice() {
-                [one] => Ok(*one),
-                [] => Err("its output has no reader"),
-                _ => Err("its output has more than one reader"),
-            }
-        };
-        for (oi, op) in sg.operators.iter().enumerate() {
-            let Some(k1) = Kind::of(m.builtin(op)) else {
-                continue;
-            };
-            let skip = |why: String| Skipped {
-                subgraph: si,
-                operator: oi,
-                why,
-            };
-            let Some(&t) = op.outputs.first() else {
-                continue;
-            };
-            let Some(t) = index(t) else { continue };
-            let (mut next, mut pos) = match single_reader(t) {
-                Ok(r) => r,
-                Err(_) => continue,
-            };
-            // Per-channel, positively homogeneous operators between the layers.
-            let mut between_ok = true;
-            while let Some(k) = Between::of(m.builtin(&sg.operators[next])) {
-                if pos != 0 || !k.homogeneous(&sg.operators[next]) {
-                    between_ok = false;
-                    break;
-                }
-                let Some(u) = sg.operators[next].outputs.first().and_then(|&u| index(u)) else {
-                    between_ok = false;
-                    break;
-                };
-                match single_reader(u) {
-                    Ok(r) => (next, pos) = r,
-                    Err(_) => {
-                        between_ok = false;
-                        break;
-                    }
-                }
-            }
-            if !between_ok {
-                continue;
-            }
-            let op2 = &sg.operators[next];
-            let Some(k2) = Kind::of(m.builtin(op2)) else {
-                continue;
-            };
-            let chain_ok = matches!(
-                (k1, k2),
-                (Kind::Conv | Kind::Depthwise, Kind::Conv | Kind::Depthwise)
-                    | (Kind::FullyConnected, Kind::FullyConnected)
-            );
-            if !chain_ok {
-                continue;
-            }
-            let act = activation(op);
-            if !matches!(act, Act::None | Act::Relu) {
-                skipped.push(skip(format!(
-                    "its fused activation {act:?} is not scale-equivariant (only NONE and RELU are)"
-                )));
-                continue;
-            }
-            if pos != 0 {
-                skipped.push(skip("the next layer reads its output as a weight".into()));
-                continue;
-            }
-            let Some(w1) = op.inputs.get(1).and_then(|&w| own_constant(w)) else {
-                skipped.push(skip(
-                    "its weight is not a float32 constant of its own (shared or computed)".into(),
-                ));
-                continue;
-            };
-            let b1 = match op.inputs.get(2).copied() {
-                None | Some(-1) => None,
-                Some(b) => match own_constant(b) {
-                    Some(b) => Some(b),
-                    None => {
-                        skipped.push(skip("its bias is not a float32 constant of its own".into()));
-                        continue;
-                    }
-                },
-            };
-            let Some(w2) = op2.inputs.get(1).and_then(|&w| own_constant(w)) else {
-                skipped.push(skip(format!(
-                    "the weight of operator {next} is not a float32 constant of its own (shared or computed)"
-                )));
-                continue;
-            };
-            let s1 = &sg.tensors[w1].shape;
-            let s2 = &sg.tensors[w2].shape;
-            let expected_rank = |k: Kind| if k == Kind::FullyConnected { 2 } else { 4 };
-            if s1.len() != expected_rank(k1) || s2.len() != expected_rank(k2) {
-                skipped.push(skip("unexpected weight rank".into()));
-                continue;
-            }
-            let out_axis1 = k1.out_axis(s1.len());
-            let in_axis2 = s2.len() - 1;
-            let channels = s1[out_axis1];
-            if channels <= 0 || s2[in_axis2] != channels {
-                skipped.push(skip(format!(
-                    "operator {next} has {} weight input channels for {channels} output channels (grouped)",
-                    s2[in_axis2]
-                )));
-                continue;
-            }
-            if let Some(b) = b1
-                && sg.tensors[b].shape != [channels]
-            {
-                skipped.push(skip(
-                    "its bias does not have one value per output channel".into(),
-                ));
-                continue;
-            }
-            if used_out.contains(&(si, oi)) || used_in.contains(&(si, next)) {
-                continue;
-            }
-            used_out.push((si, oi));
-            used_in.push((si, next));
-            out.push(Found {
-                subgraph: si,
-                first: oi,
-                second: next,
-                w1,
-                out_axis1,
-                b1,
-                w2,
-                in_axis2,
-                channels: channels as usize,
-            });
         }
     }
     out
+}
+
+/// One subgraph as [`find_pairs`] looks at it.
+struct View<'a> {
+    m: &'a Model,
+    sg: &'a crate::ir::Subgraph,
+    si: usize,
+    consumers: Vec<Vec<(usize, usize)>>,
+    outputs: Vec<usize>,
+    buffer_users: &'a [usize],
+}
+
+impl View<'_> {
+    /// A constant read by exactly one operator, float32, dense, with an unshared buffer.
+    fn own_constant(&self, t: i32) -> Option<usize> {
+        let t = index(t)?;
+        let tensor = self.sg.tensors.get(t)?;
+        (tensor.dtype == TensorType::Float32
+            && tensor.sparsity.is_none()
+            && tensor.quant.as_ref().is_none_or(|q| q.scale.is_empty())
+            && self.m.is_constant(tensor)
+            && self.consumers[t].len() == 1
+            && self.buffer_users.get(tensor.buffer as usize) == Some(&1))
+        .then_some(t)
+    }
+
+    /// The single reader `(operator, input position)` of a float intermediate tensor
+    /// that is no subgraph output.
+    fn single_reader(&self, t: usize) -> Option<(usize, usize)> {
+        let ok = !self.outputs.contains(&t) && self.sg.tensors[t].dtype == TensorType::Float32;
+        match self.consumers[t].as_slice() {
+            [one] if ok => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// The layer reading `A`'s output `t`, through per-channel homogeneous operators.
+    fn next_layer(&self, t: usize) -> Option<(usize, usize)> {
+        let (mut next, mut pos) = self.single_reader(t)?;
+        while let Some(k) = Between::of(self.m.builtin(&self.sg.operators[next])) {
+            let op = &self.sg.operators[next];
+            if pos != 0 || !k.homogeneous(op) {
+                return None;
+            }
+            let u = op.outputs.first().and_then(|&u| index(u))?;
+            (next, pos) = self.single_reader(u)?;
+        }
+        Some((next, pos))
+    }
+
+    /// Operator `oi` as the first layer of a pair: `None` when it is no candidate,
+    /// `Err(why)` when it is one that cannot be equalized.
+    fn pair(&self, oi: usize) -> Option<std::result::Result<Found, String>> {
+        let op = &self.sg.operators[oi];
+        let k1 = Kind::of(self.m.builtin(op))?;
+        let t = op.outputs.first().and_then(|&t| index(t))?;
+        let (next, pos) = self.next_layer(t)?;
+        let op2 = &self.sg.operators[next];
+        let k2 = Kind::of(self.m.builtin(op2))?;
+        let chain_ok = matches!(
+            (k1, k2),
+            (Kind::Conv | Kind::Depthwise, Kind::Conv | Kind::Depthwise)
+                | (Kind::FullyConnected, Kind::FullyConnected)
+        );
+        if !chain_ok {
+            return None;
+        }
+        Some(self.check(oi, next, pos, k1, k2))
+    }
+
+    /// The conditions on a candidate pair `oi → next` (see the module header).
+    fn check(
+        &self,
+        oi: usize,
+        next: usize,
+        pos: usize,
+        k1: Kind,
+        k2: Kind,
+    ) -> std::result::Result<Found, String> {
+        let (op, op2) = (&self.sg.operators[oi], &self.sg.operators[next]);
+        let act = activation(op);
+        if !matches!(act, Act::None | Act::Relu) {
+            return Err(format!(
+                "its fused activation {act:?} is not scale-equivariant (only NONE and RELU are)"
+            ));
+        }
+        if pos != 0 {
+            return Err("the next layer reads its output as a weight".into());
+        }
+        let w1 = op
+            .inputs
+            .get(1)
+            .and_then(|&w| self.own_constant(w))
+            .ok_or_else(|| {
+                "its weight is not a float32 constant of its own (shared or computed)".to_string()
+            })?;
+        let b1 = match op.inputs.get(2).copied() {
+            None | Some(-1) => None,
+            Some(b) => Some(
+                self.own_constant(b)
+                    .ok_or("its bias is not a float32 constant of its own")?,
+            ),
+        };
+        let w2 = op2.inputs.get(1).and_then(|&w| self.own_constant(w)).ok_or_else(|| {
+            format!(
+                "the weight of operator {next} is not a float32 constant of its own (shared or computed)"
+            )
+        })?;
+        let (s1, s2) = (&self.sg.tensors[w1].shape, &self.sg.tensors[w2].shape);
+        let expected_rank = |k: Kind| if k == Kind::FullyConnected { 2 } else { 4 };
+        if s1.len() != expected_rank(k1) || s2.len() != expected_rank(k2) {
+            return Err("unexpected weight rank".into());
+        }
+        let out_axis1 = k1.out_axis(s1.len());
+        let in_axis2 = s2.len() - 1;
+        let channels = s1[out_axis1];
+        if channels <= 0 || s2[in_axis2] != channels {
+            return Err(format!(
+                "operator {next} has {} weight input channels for {channels} output channels \
+                 (grouped, or a depth multiplier above 1)",
+                s2[in_axis2]
+            ));
+        }
+        if let Some(b) = b1
+            && self.sg.tensors[b].shape != [channels]
+        {
+            return Err("its bias does not have one value per output channel".into());
+        }
+        Ok(Found {
+            subgraph: self.si,
+            first: oi,
+            second: next,
+            w1,
+            out_axis1,
+            b1,
+            w2,
+            in_axis2,
+            channels: channels as usize,
+        })
+    }
 }
 
 #[cfg(test)]
