@@ -43,6 +43,10 @@ pub struct TensorRange {
     /// not in `[min, max]` (see [`observer`]). Absent when none.
     #[serde(default, skip_serializing_if = "Sentinels::is_none")]
     pub sentinels: Sentinels,
+    /// `--observer auto`: the observer chosen for this tensor (`minmax`,
+    /// `percentile:99.99`, `mse`; model inputs always `minmax`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observer: Option<String>,
 }
 
 /// Ranges of a calibration run (see the module docs for the JSON form).
@@ -194,7 +198,16 @@ impl Collector {
                 } else {
                     self.kind
                 };
-                let (min, max) = s.range(kind)?;
+                let (observer, (min, max)) = match kind {
+                    ObserverKind::Auto => {
+                        let (k, r) = s.auto_choice()?;
+                        (Some(k.to_string()), r)
+                    }
+                    _ if self.kind == ObserverKind::Auto => {
+                        (Some(kind.to_string()), s.range(kind)?)
+                    }
+                    _ => (None, s.range(kind)?),
+                };
                 Some(TensorRange {
                     subgraph: id.subgraph,
                     tensor: id.tensor,
@@ -202,6 +215,7 @@ impl Collector {
                     min,
                     max,
                     sentinels: s.sentinels,
+                    observer,
                 })
             })
             .collect();

@@ -10,6 +10,12 @@
 //!   error of asymmetric int8 quantization over the histogram.
 //! * `entropy` — TensorRT's KL-divergence threshold on the |x| histogram
 //!   (128 quantized levels), clipped to `[min, max]`.
+//! * `auto` — per tensor, one of `minmax`, `percentile:99.99` and `mse`, chosen from the
+//!   tensor's histogram by [`TensorStats::auto_choice`]: the candidate with the least
+//!   expected int8 quantization error (rounding + clipping) on the calibrated
+//!   distribution, where a clipping candidate must beat `minmax` by at least
+//!   [`AUTO_MIN_GAIN_DB`] (values beyond a clipped range on unseen data saturate, which
+//!   the calibration histogram cannot show: clipping must pay clearly to be chosen).
 //!
 //! **Sentinels** never set a range, whatever the observer ([`ordinary_min_max`]):
 //! exporters write "minus infinity" as `-inf`, as the lowest float (`-3.4e38`, a max
@@ -100,7 +106,15 @@ pub enum ObserverKind {
     Percentile(f64),
     Mse,
     Entropy,
+    /// Per tensor, the best of minmax, percentile:99.99 and mse on its histogram.
+    Auto,
 }
+
+/// `auto`: the percentile candidate.
+pub const AUTO_PERCENTILE: f64 = 99.99;
+/// `auto`: how much less expected squared error (dB) a clipped range must give than
+/// `minmax` to be chosen.
+pub const AUTO_MIN_GAIN_DB: f64 = 3.0;
 
 impl ObserverKind {
     /// True when the observer's state is the same whatever order the samples come in
@@ -119,6 +133,7 @@ impl fmt::Display for ObserverKind {
             ObserverKind::Percentile(p) => write!(f, "percentile:{p}"),
             ObserverKind::Mse => write!(f, "mse"),
             ObserverKind::Entropy => write!(f, "entropy"),
+            ObserverKind::Auto => write!(f, "auto"),
         }
     }
 }
@@ -128,7 +143,7 @@ impl FromStr for ObserverKind {
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = |why: &str| {
             Error::Usage(format!(
-                "unknown observer {s:?}: {why}; use one of minmax, ema:0.95, percentile:99.99, mse, entropy"
+                "unknown observer {s:?}: {why}; use one of minmax, ema:0.95, percentile:99.99, mse, entropy, auto"
             ))
         };
         let (name, arg) = match s.split_once(':') {
@@ -139,6 +154,7 @@ impl FromStr for ObserverKind {
             ("minmax", None) => ObserverKind::MinMax,
             ("mse", None) => ObserverKind::Mse,
             ("entropy", None) => ObserverKind::Entropy,
+            ("auto", None) => ObserverKind::Auto,
             ("ema", None) => ObserverKind::Ema(0.95),
             ("ema", Some(a)) => {
                 let c: f32 = a
@@ -250,7 +266,10 @@ impl TensorStats {
             ema: None,
             hist: matches!(
                 kind,
-                ObserverKind::Percentile(_) | ObserverKind::Mse | ObserverKind::Entropy
+                ObserverKind::Percentile(_)
+                    | ObserverKind::Mse
+                    | ObserverKind::Entropy
+                    | ObserverKind::Auto
             )
             .then(Histogram::new),
             samples: 0,
@@ -327,7 +346,40 @@ impl TensorStats {
                 let t = entropy_threshold(h);
                 clip(-t, t)
             }
+            ObserverKind::Auto => self.auto_choice()?.1,
         })
+    }
+
+    /// `auto`: the observer chosen for this tensor and its range. Candidates are
+    /// `minmax`, `percentile:99.99` and `mse`; each range is scored by the expected
+    /// squared error of asymmetric int8 quantization over the histogram (the error
+    /// `mse` minimises); the lowest score wins, but `percentile` or `mse` only when
+    /// it is at least [`AUTO_MIN_GAIN_DB`] below `minmax`'s. `None` without samples.
+    pub fn auto_choice(&self) -> Option<(ObserverKind, (f32, f32))> {
+        let minmax = self.range(ObserverKind::MinMax)?;
+        let Some(h) = self.hist.as_ref() else {
+            return Some((ObserverKind::MinMax, minmax));
+        };
+        let bins = histogram_bins(h);
+        let score = |r: (f32, f32)| quant_mse(&bins, r.0 as f64, r.1 as f64);
+        let base = score(minmax);
+        let mut best = (ObserverKind::MinMax, minmax, base);
+        if !(base > 0.0 && base.is_finite()) {
+            return Some((best.0, best.1));
+        }
+        let bar = base / 10f64.powf(AUTO_MIN_GAIN_DB / 10.0);
+        for kind in [ObserverKind::Percentile(AUTO_PERCENTILE), ObserverKind::Mse] {
+            let Some(r) = self.range(kind) else { continue };
+            let e = score(r);
+            log::debug!(
+                "observer auto: {kind} gains {:.2} dB over minmax",
+                10.0 * (base / e).log10()
+            );
+            if e <= bar && e < best.2 {
+                best = (kind, r, e);
+            }
+        }
+        Some((best.0, best.1))
     }
 }
 
@@ -423,16 +475,20 @@ fn quant_mse(bins: &[(f64, f64)], lo: f64, hi: f64) -> f64 {
         .sum()
 }
 
-/// The range `[a·min, b·max]`, a and b in (0, 1], with the least quantization MSE: a
-/// 20×20 grid, then a 20×20 refinement around the best point.
-pub fn mse_range(h: &Histogram, min: f64, max: f64) -> (f64, f64) {
-    let bins: Vec<(f64, f64)> = h
-        .counts
+/// The non-empty bins of a histogram as `(centre, count)`.
+fn histogram_bins(h: &Histogram) -> Vec<(f64, f64)> {
+    h.counts
         .iter()
         .enumerate()
         .filter(|(_, c)| **c > 0)
         .map(|(i, &c)| (h.center(i), c as f64))
-        .collect();
+        .collect()
+}
+
+/// The range `[a·min, b·max]`, a and b in (0, 1], with the least quantization MSE: a
+/// 20×20 grid, then a 20×20 refinement around the best point.
+pub fn mse_range(h: &Histogram, min: f64, max: f64) -> (f64, f64) {
+    let bins = histogram_bins(h);
     let mut best = (1.0, 1.0, quant_mse(&bins, min, max));
     let search = |a0: f64, a1: f64, b0: f64, b1: f64, best: &mut (f64, f64, f64)| {
         const STEPS: usize = 20;
@@ -558,6 +614,37 @@ mod tests {
                 "{xs:?}"
             );
         }
+    }
+
+    #[test]
+    fn auto_keeps_minmax_for_bounded_data_and_clips_rare_outliers() {
+        // Uniform values: clipping cannot pay 3 dB, minmax is kept.
+        let kind = ObserverKind::Auto;
+        let mut s = TensorStats::new(kind);
+        let xs: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0 - 0.5).collect();
+        s.observe(kind, &xs);
+        let (k, r) = s.auto_choice().unwrap();
+        assert_eq!(k, ObserverKind::MinMax);
+        assert_eq!(r, (s.min, s.max));
+        // A large bulk and one far outlier: the bulk's rounding error under minmax
+        // (4e6 values × step²/12, step = 201/255) outweighs the outlier's clipping error
+        // (~199²) by about 7 dB, so a clipped range wins and is the tensor's range. (With
+        // few values the outlier's error wins: squared error clips only rare outliers.)
+        let mut s = TensorStats::new(kind);
+        let mut xs: Vec<f32> = (0..4_000_000)
+            .map(|i| (i % 2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        xs.push(200.0);
+        s.observe(kind, &xs);
+        let (k, r) = s.auto_choice().unwrap();
+        assert!(
+            matches!(k, ObserverKind::Mse | ObserverKind::Percentile(_)),
+            "{k}"
+        );
+        assert!(r.1 < 50.0, "{r:?}");
+        assert_eq!(s.range(kind), Some(r));
+        assert_eq!("auto".parse::<ObserverKind>().unwrap(), kind);
+        assert_eq!(kind.to_string(), "auto");
     }
 
     #[test]

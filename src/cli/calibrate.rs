@@ -119,7 +119,8 @@ pub struct Args {
     #[arg(short, long)]
     output: PathBuf,
     /// minmax (default), ema:C (moving average, e.g. ema:0.95), percentile:P (e.g.
-    /// percentile:99.99), mse, entropy.
+    /// percentile:99.99), mse, entropy, auto (per tensor the best of minmax, percentile:99.99
+    /// and mse on its histogram; see README).
     #[arg(long, default_value = "minmax")]
     observer: String,
     #[command(flatten)]

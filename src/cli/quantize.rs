@@ -59,7 +59,9 @@ pub struct Args {
     /// int8/int16x8: use ranges from `tflquant calibrate` instead of calibrating.
     #[arg(long, value_name = "ranges.json")]
     ranges: Option<PathBuf>,
-    /// int8/int16x8: range observer: minmax, ema:C, percentile:P, mse, entropy.
+    /// int8/int16x8: range observer: minmax, ema:C, percentile:P, mse, entropy, or auto
+    /// (per tensor the one of minmax, percentile:99.99, mse with the least expected int8
+    /// error on its histogram; clipping must gain 3 dB over minmax; see README).
     #[arg(long, default_value = "minmax")]
     observer: String,
     /// int8/int16x8: type of the model's inputs and outputs. `float` adds QUANTIZE after
@@ -82,6 +84,12 @@ pub struct Args {
     /// else the calibration data; see README).
     #[arg(long, value_name = "DB")]
     target_sqnr: Option<f64>,
+    /// int8/int16x8: cross-layer equalization of the float model before calibration:
+    /// evens out the per-channel weight ranges of CONV_2D/DEPTHWISE_CONV_2D→CONV_2D and
+    /// FULLY_CONNECTED→FULLY_CONNECTED pairs (NONE or RELU between; RELU6 pairs are
+    /// skipped) without changing the float model's outputs (see README).
+    #[arg(long)]
+    cle: bool,
     /// int16x8: bias type [default: int64, as TF's converter].
     #[arg(long, value_enum)]
     bias: Option<BiasArg>,
@@ -224,6 +232,7 @@ fn options(a: &Args) -> Result<Options> {
             (a.bias.is_some(), "--bias"),
             (!a.keep_float.is_empty(), "--keep-float"),
             (a.target_sqnr.is_some(), "--target-sqnr"),
+            (a.cle, "--cle"),
         ];
         if let Some((_, flag)) = integer_flags.iter().find(|(set, _)| *set) {
             return usage(format!(
@@ -247,6 +256,12 @@ fn options(a: &Args) -> Result<Options> {
         if mode == Mode::Qat {
             return usage("--target-sqnr applies to --mode int8 and int16x8 (QAT models keep their trained parameters)".into());
         }
+    }
+    if a.cle && a.ranges.is_some() {
+        return usage("--cle rewrites the float model before calibration, so ranges collected on the original (--ranges) do not fit it; use --calibration DATA instead".into());
+    }
+    if a.cle && mode == Mode::Qat {
+        return usage("--cle applies to --mode int8 and int16x8: a QAT model's trained parameters belong to its weights as they are".into());
     }
     let mut o = Options::new(mode);
     o.keep_float = a
@@ -282,6 +297,13 @@ pub fn run(a: Args) -> Result<()> {
     let samples = a.data_args.sample_options()?;
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.input)?;
+    // --cle: the float model is rewritten before anything calibrates or quantizes it.
+    let (model, cle_notes) = if a.cle {
+        let (m, summary) = quant::ptq::cle::equalize(&model)?;
+        (m, summary.notes())
+    } else {
+        (model, Vec::new())
+    };
     // The runtime that calibrated, which --validate defaults to.
     let mut used = None;
     if opts.mode.is_integer() {
@@ -331,6 +353,10 @@ pub fn run(a: Args) -> Result<()> {
         }
         _ => quant::quantize(&model, &opts)?,
     };
+    for n in cle_notes {
+        report.note(n);
+    }
+    record_observer_choices(&mut report, opts.ranges.as_ref());
     if a.dump_plan {
         super::print_out(&quant::integer::render_plan(&report))?;
     }
@@ -470,6 +496,34 @@ fn calibration_check(
         worst.sqnr_db.map_or("NaN".into(), |d| format!("{d:.1}")),
         r.samples
     ))
+}
+
+/// `--observer auto`: the observer chosen per tensor into the report, with a count.
+fn record_observer_choices(report: &mut quant::Report, ranges: Option<&Ranges>) {
+    let Some(ranges) = ranges else { return };
+    report.observers = ranges
+        .tensors
+        .iter()
+        .filter_map(|t| {
+            Some(quant::report::ObserverChoice {
+                subgraph: t.subgraph,
+                tensor: t.tensor,
+                name: t.name.clone(),
+                observer: t.observer.clone()?,
+                range: (t.min, t.max),
+            })
+        })
+        .collect();
+    if report.observers.is_empty() {
+        return;
+    }
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for c in &report.observers {
+        *counts.entry(c.observer.as_str()).or_default() += 1;
+    }
+    let text: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let note = format!("--observer auto chose: {}", text.join(", "));
+    report.note(note);
 }
 
 /// The `--target-sqnr` result on stderr: reached or not, per output, what stayed float.

@@ -11,6 +11,7 @@ pub mod fold;
 pub mod integer;
 pub mod math;
 pub mod prune;
+pub mod ptq;
 pub mod qat;
 pub mod report;
 pub mod rounding;

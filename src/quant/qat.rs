@@ -370,6 +370,7 @@ pub fn ranges_with_overrides(
             min,
             max,
             sentinels: Default::default(),
+            observer: None,
         })
         .collect();
     if let Some(c) = calibrated {

@@ -45,6 +45,20 @@ pub struct Report {
     /// `--target-sqnr`: the searched plan and what it reached (issue #15).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mixed_precision: Option<MixedPrecision>,
+    /// `--observer auto`: the observer chosen for each calibrated tensor.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<ObserverChoice>,
+}
+
+/// `--observer auto`'s choice for one tensor (see `calib::observer`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ObserverChoice {
+    pub subgraph: usize,
+    pub tensor: usize,
+    pub name: String,
+    /// `minmax`, `percentile:99.99` or `mse`.
+    pub observer: String,
+    pub range: (f32, f32),
 }
 
 /// Constant bytes per type (`"INT8"`, `"FLOAT32"`, ...), before and after a run.

@@ -84,6 +84,7 @@ fn fixed_ranges(model: &Model) -> Ranges {
                     min: -1.0,
                     max: 1.0,
                     sentinels: Default::default(),
+                    observer: None,
                 });
             }
         }
