@@ -7,6 +7,7 @@
 //! Malformed weight encodings are rejected before the first pass
 //! ([`fold::check_weight_encodings`]).
 
+pub mod blockwise;
 pub mod fold;
 pub mod integer;
 pub mod math;
