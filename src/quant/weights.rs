@@ -551,7 +551,9 @@ impl<'a> Constant<'a> {
         let fc_only = only_direct && direct.iter().all(|u| u.kind == Op::FullyConnected);
         let readers: Vec<usize> = direct.iter().map(|u| u.op).collect();
         let refusal = opts.block_size.and_then(|b| {
-            if !fc_only {
+            if odd_rows && uses.iter().all(|u| u.kind == Op::FullyConnected) {
+                Some(format!("its input depth (shape {:?}) is odd: FULLY_CONNECTED reads it through a DEQUANTIZE, which ignores blockwise scales", t.shape))
+            } else if !fc_only {
                 Some("only FULLY_CONNECTED reads blockwise INT4 in LiteRT 2.3 (its DEQUANTIZE ignores blockwise scales)".to_string())
             } else if t.shape.len() != 2 || !(t.shape[1] as usize).is_multiple_of(b) {
                 Some(format!("its input dimension (shape {:?}) is not a multiple of {b}", t.shape))
