@@ -49,7 +49,8 @@ pub struct Args {
     /// weight-int4: how weights are rounded. `nearest` = scale from the largest
     /// magnitude; `mse` = clip ratio searched per channel/block for the lowest squared
     /// error; `gptq` = error-compensating rounding with each layer's input statistics
-    /// (needs --calibration) [default: mse, the best on outputs on average].
+    /// (needs --calibration) [default: gptq with --calibration, else mse: the best on
+    /// average of what each can run, docs/ACCURACY.md].
     #[arg(long, value_enum)]
     rounding: Option<RoundingArg>,
     /// weight-int4: a weight whose layer SQNR under INT4 is below DB decibels stays INT8

@@ -7,6 +7,7 @@
 //! Malformed weight encodings are rejected before the first pass
 //! ([`fold::check_weight_encodings`]).
 
+pub mod blockwise;
 pub mod fold;
 pub mod integer;
 pub mod math;
@@ -127,10 +128,15 @@ impl Options {
         }
     }
 
-    /// The INT4 rounding in effect: as asked, else [`rounding::DEFAULT`] (mse, the best
-    /// on model outputs on average: docs/ACCURACY.md), with or without samples.
+    /// The INT4 rounding in effect: as asked, else gptq when calibration samples are
+    /// given and [`rounding::DEFAULT`] (mse) without (the best on average of what each
+    /// can run: docs/ACCURACY.md, "Default rounding").
     pub fn rounding(&self) -> rounding::Rounding {
-        self.rounding.unwrap_or(rounding::DEFAULT)
+        self.rounding.unwrap_or(if self.samples.is_some() {
+            rounding::Rounding::Gptq
+        } else {
+            rounding::DEFAULT
+        })
     }
 
     pub fn min_elements(&self) -> u64 {

@@ -18,8 +18,10 @@
 //! - `weight-int4`: INT4 read directly by the kernels that take it (FULLY_CONNECTED,
 //!   CONV_2D, EMBEDDING_LOOKUP: the rule table's `int4_weights`), INT4 + DEQUANTIZE (per
 //!   channel) for the other weights; blockwise only for weights FULLY_CONNECTED alone
-//!   reads. Values are rounded by [`super::rounding`] (nearest, mse, or gptq with the
-//!   layer-input Hessians [`collect_hessians`] gathers from calibration samples);
+//!   reads and LiteRT's builtin kernel computes blockwise ([`super::blockwise`], which
+//!   also writes their fused activations as operators of their own). Values are
+//!   rounded by [`super::rounding`] (nearest, mse, or gptq with the layer-input
+//!   Hessians [`collect_hessians`] gathers from calibration samples);
 //!   `--int4-max-loss` writes a weight whose INT4 layer SQNR is below the budget as int8.
 //!
 //! Biases (the rule table's bias role) stay float32 in the int8/int4 weight modes, as
@@ -129,11 +131,29 @@ pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) 
         .iter()
         .any(|d| matches!(d.action, Action::Int4 { block: Some(_), .. }))
     {
-        report.note(BLOCKWISE_CAVEAT);
+        report.note(BLOCKWISE_NOTE);
     }
     for d in &decisions {
         let h = hessians.get(&(d.subgraph, d.tensor));
         apply(model, d, opts, h, report, &mut pending[d.subgraph])?;
+    }
+    // LiteRT's builtin blockwise INT4 kernel applies no fused activation: each reader
+    // of a blockwise weight gets its activation as an operator of its own (before the
+    // DEQUANTIZE operators go in: the plan's operator indices still hold).
+    for si in 0..model.subgraphs.len() {
+        let readers: Vec<usize> = decisions
+            .iter()
+            .filter(|d| d.subgraph == si && matches!(d.action, Action::Int4 { block: Some(_), .. }))
+            // --int4-max-loss may have kept it int8 (per channel).
+            .filter(|d| model.subgraphs[si].tensors[d.tensor].dtype == TensorType::Int4)
+            .flat_map(|d| d.direct.iter().map(|&(oi, _)| oi))
+            .collect();
+        let moved = super::blockwise::unfuse_activations(model, si, &readers);
+        if moved > 0 {
+            report.note(format!(
+                "subgraph {si}: {moved} FULLY_CONNECTED operators reading blockwise INT4 weights have their fused activation written as an operator of its own after them (LiteRT's builtin blockwise INT4 kernel applies none)"
+            ));
+        }
     }
     for (si, ops) in pending.into_iter().enumerate() {
         // Constants need nothing computed first: DEQUANTIZE ops go to the front, in
@@ -276,10 +296,11 @@ fn collect_hessians(
     Ok(out)
 }
 
-/// What LiteRT 2.3 does with blockwise INT4 (measured: docs/ACCURACY.md).
-const BLOCKWISE_CAVEAT: &str = "blockwise INT4: LiteRT 2.3 computes FULLY_CONNECTED with blockwise \
-     weights correctly only in its XNNPACK delegate (its default); its builtin kernel (an \
-     interpreter without the default delegates) runs the model but gives wrong outputs";
+/// What LiteRT 2.3 does with blockwise INT4 (measured: docs/ACCURACY.md; why:
+/// [`super::blockwise`]).
+const BLOCKWISE_NOTE: &str = "blockwise INT4: written only for FULLY_CONNECTED weights that LiteRT 2.3's \
+     builtin 4-bit kernel computes blockwise (>= 4 output units, even input depth >= 32); the others \
+     stay INT4 per channel";
 
 /// Why weight-only int8/int4 leave biases float (reported for each; `dynamic` leaves
 /// them too, as its hybrid kernels read float biases).
@@ -528,20 +549,23 @@ impl<'a> Constant<'a> {
             .collect();
         let only_direct = direct.len() == uses.len();
         let fc_only = only_direct && direct.iter().all(|u| u.kind == Op::FullyConnected);
-        let blockwise = opts
-            .block_size
-            .filter(|&b| fc_only && t.shape.len() == 2 && (t.shape[1] as usize).is_multiple_of(b));
-        if let (Some(b), None) = (opts.block_size, blockwise) {
+        let readers: Vec<usize> = direct.iter().map(|u| u.op).collect();
+        let refusal = opts.block_size.and_then(|b| {
+            if odd_rows && uses.iter().all(|u| u.kind == Op::FullyConnected) {
+                Some(format!("its input depth (shape {:?}) is odd: FULLY_CONNECTED reads it through a DEQUANTIZE, which ignores blockwise scales", t.shape))
+            } else if !fc_only {
+                Some("only FULLY_CONNECTED reads blockwise INT4 in LiteRT 2.3 (its DEQUANTIZE ignores blockwise scales)".to_string())
+            } else if t.shape.len() != 2 || !(t.shape[1] as usize).is_multiple_of(b) {
+                Some(format!("its input dimension (shape {:?}) is not a multiple of {b}", t.shape))
+            } else {
+                super::blockwise::refusal(self.model, self.si, &t.shape, &readers)
+            }
+        });
+        let blockwise = opts.block_size.filter(|_| refusal.is_none());
+        if let (Some(b), Some(why)) = (opts.block_size, refusal) {
             report.note(format!(
-                "subgraph {}: tensor {} {:?} is INT4 per channel, not blockwise (--block-size {b}): {}",
-                self.si,
-                self.ti,
-                t.name,
-                if fc_only {
-                    format!("its input dimension (shape {:?}) is not a multiple of {b}", t.shape)
-                } else {
-                    "only FULLY_CONNECTED reads blockwise INT4 in LiteRT 2.3 (its DEQUANTIZE ignores blockwise scales)".to_string()
-                }
+                "subgraph {}: tensor {} {:?} is INT4 per channel, not blockwise (--block-size {b}): {why}",
+                self.si, self.ti, t.name,
             ));
         }
         let direct: Vec<(usize, usize)> = direct.iter().map(|u| (u.op, u.pos)).collect();

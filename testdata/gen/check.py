@@ -37,6 +37,7 @@ import registry  # noqa: E402
 import runner  # noqa: E402
 
 BO = schema.BuiltinOperator
+AF = schema.ActivationFunctionType
 TT = schema.TensorType
 AF_RELU, AF_RELU6 = schema.ActivationFunctionType.RELU, schema.ActivationFunctionType.RELU6
 
@@ -541,7 +542,18 @@ def check_tiny_transformer(m):
     need(len(fc_weights) >= 6, f"only {len(fc_weights)} FULLY_CONNECTED projections")
 
 
+def check_fc_fused_acts(m):
+    need_ops(m, "FULLY_CONNECTED", "TANH", "SOFTMAX")
+    sg = m.t.subgraphs[0]
+    shapes = {tuple(sg.tensors[op.inputs[1]].shape): op.builtinOptions.fusedActivationFunction
+              for _, op in m.ops(BO.FULLY_CONNECTED)}
+    need( {AF.RELU, AF.RELU6} <= set(shapes.values()),
+         f"fused RELU and RELU6 expected: {shapes}")
+    need(shapes.get((3, 32)) == AF.RELU, f"a [3, 32] FULLY_CONNECTED with fused RELU expected: {shapes}")
+
+
 CHECKS = {
+    "fc_fused_acts.tflite": check_fc_fused_acts,
     "singular_frontend.tflite": check_singular_frontend,
     "sentinel_pad_maxpool.tflite": check_sentinel_pad_maxpool,
     "sentinel_masked_attention.tflite": check_sentinel_masked_attention,

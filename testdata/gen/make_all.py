@@ -22,6 +22,8 @@ Parts (registry.PARTS says which file belongs to which):
               (weight_models.py; uses the base data);
   int4        INT4 on every kind of weight: a tiny transformer (int4_models.py; uses
               the base data);
+  int4_blockwise  blockwise INT4 FULLY_CONNECTED with fused activations and a layer too
+              narrow for LiteRT's blockwise kernel (int4_blockwise.py; uses the base data);
   recurrent   LSTM, GRU and LSTM->GRU digit classifiers for full-integer recurrent
               models (recurrent.py; uses the qat part's digits_qat data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
@@ -59,6 +61,7 @@ import quant_refs  # noqa: E402
 import custom_ops  # noqa: E402
 import weight_models  # noqa: E402
 import int4_models  # noqa: E402
+import int4_blockwise  # noqa: E402
 import recurrent  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
@@ -297,6 +300,8 @@ def write_readme():
     lines.append("* `gen/weight_models.py` — weight-mode structures (issue #11): sparse float16 CNN, shared "
                  "and tied weights, LSTM->GRU.")
     lines.append("* `gen/int4_models.py` — INT4 on every kind of weight (issue #21): a tiny transformer.")
+    lines.append("* `gen/int4_blockwise.py` — blockwise INT4 FULLY_CONNECTED on LiteRT's builtin kernels "
+                 "(issue #21): fused RELU / RELU6 and a layer too narrow for the blockwise kernel.")
     lines.append("* `gen/recurrent.py` — LSTM, GRU and LSTM->GRU digit classifiers (issue #13) trained on the "
                  "digits_qat split (360 held-out digits).")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
@@ -307,7 +312,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming", "weights", "int4", "recurrent")
+PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming", "weights", "int4", "int4_blockwise", "recurrent")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -351,6 +356,9 @@ def main():
     if "int4" in parts:
         print("== INT4 models")
         int4_models.make_all(report)
+    if "int4_blockwise" in parts:
+        print("== blockwise INT4 model")
+        int4_blockwise.make_all(report)
     if "recurrent" in parts:
         print("== recurrent classifiers")
         recurrent.make_all(report)

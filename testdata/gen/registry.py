@@ -437,6 +437,18 @@ INT4_MODELS = [
 CLASSIFIERS |= {"tiny_transformer.tflite"}
 
 # ---------------------------------------------------------------------------
+# Blockwise INT4 FULLY_CONNECTED on LiteRT's builtin kernels (issue #21)  (make_all.py
+# --only int4_blockwise; int4_blockwise.py)
+# ---------------------------------------------------------------------------
+INT4_BLOCKWISE_MODELS = [
+    ("fc_fused_acts.tflite", "mlp_large_fc", True,
+     "MLP over flattened digits with fused activations: Dense(64, relu) -> Dense(32, relu6) -> Dense(32, tanh; "
+     "TANH written as its own op) -> Dense(3, relu) -> Dense(10) softmax; the 3-unit layer is too narrow for "
+     "LiteRT's blockwise INT4 kernel (>= 4 output units); 7.3k weights"),
+]
+CLASSIFIERS |= {"fc_fused_acts.tflite"}
+
+# ---------------------------------------------------------------------------
 # Recurrent classifiers for full-integer LSTM / GRU (issue #13)  (make_all.py --only
 # recurrent; recurrent.py).  Trained on the digits_qat split: its 360 held-out digits.
 # ---------------------------------------------------------------------------
@@ -465,13 +477,14 @@ PARTS.update({f: "custom_ops" for f, *_ in CUSTOM_OPS_MODELS})
 PARTS.update({f: "streaming" for f, *_ in STREAMING_MODELS})
 PARTS.update({f: "weights" for f, *_ in WEIGHT_MODELS})
 PARTS.update({f: "int4" for f, *_ in INT4_MODELS})
+PARTS.update({f: "int4_blockwise" for f, *_ in INT4_BLOCKWISE_MODELS})
 PARTS.update({f: "recurrent" for f, *_ in RECURRENT_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
 DATA_PARTS.update({stem: "streaming" for stem in STREAMING_DATA})
 
 MODELS = (MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS + WEIGHT_MODELS
-          + INT4_MODELS + RECURRENT_MODELS)
+          + INT4_MODELS + INT4_BLOCKWISE_MODELS + RECURRENT_MODELS)
 DATA = {**DATA, **QAT_DATA, **STREAMING_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}

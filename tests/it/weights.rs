@@ -45,7 +45,7 @@ fn output_sqnr(reference: &Path, test: &Path, inputs: &[Array]) -> f64 {
 /// Real values of a constant as the runtime sees them (float32, float16, or quantized
 /// int8/int4 with per-tensor, per-axis or blockwise scales), with the largest rounding
 /// error each element may carry relative to the float original.
-fn dequantize(model: &Model, sg: usize, t: &Tensor) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn dequantize(model: &Model, sg: usize, t: &Tensor) -> (Vec<f32>, Vec<f32>) {
     let data = model.tensor_data(t);
     let n = t.num_elements().unwrap() as usize;
     match t.dtype {
@@ -148,7 +148,7 @@ fn output_grid(m: &Model, t: i32) -> Option<(f64, f64, f64)> {
 
 /// The constant that feeds input `pos` of an operator: the tensor itself, or the
 /// constant behind a DEQUANTIZE that produces it.
-fn weight_source(model: &Model, sg: usize, op: usize, pos: usize) -> Option<Tensor> {
+pub(crate) fn weight_source(model: &Model, sg: usize, op: usize, pos: usize) -> Option<Tensor> {
     let g = &model.subgraphs[sg];
     let ti = usize::try_from(*g.operators[op].inputs.get(pos)?).ok()?;
     let t = &g.tensors[ti];
