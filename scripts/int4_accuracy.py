@@ -14,7 +14,8 @@ Every weight is quantized (--min-elements 0).  gptq calibrates on the model's
   * top-1 agreement with the float model (XNNPACK);
   * the output and logit SQNR again on 512 more digits (scripts/int4_digits_extra.npz:
     sklearn digits from the models' training pool, none of them a calibration or
-    held-out sample; pixel values 0..16, divided by 16 as the test files are).  The
+    held-out sample; pixel values 0..16, divided by 16 as the test files are; made by
+    scripts/make_int4_digits_extra.py).  The
     32 held-out digits are too few for softmax outputs that saturate: the output SQNR
     there is set by the one or two least confident samples.
 """
