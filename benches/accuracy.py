@@ -19,6 +19,7 @@ printed; with it, the section between the markers in docs/ACCURACY.md is replace
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TD = os.path.join(ROOT, "testdata")
 CALIB_SAMPLES = 32
 TARGETS = [25, 30, 40]
+# int8 with each weight PTQ algorithm alone and both together (quant::ptq).
+PTQ_WEIGHT_VARIANTS = [
+    ("int8 --weight-clipping mse", ["--weight-clipping", "mse", "--bias-correction", "off"]),
+    ("int8 --bias-correction", ["--weight-clipping", "minmax", "--bias-correction", "on"]),
+    ("int8 mse clipping + bias correction", ["--weight-clipping", "mse", "--bias-correction", "on"]),
+    ("int8 minmax, no bias correction", ["--weight-clipping", "minmax", "--bias-correction", "off"]),
+]
 BEGIN = "<!-- benches/accuracy.py: begin -->"
 END = "<!-- benches/accuracy.py: end -->"
 
@@ -122,13 +130,38 @@ def fmt(db):
     return "∞" if db == float("inf") else f"{db:.1f}"
 
 
+def ptq_weight_summary(per_model):
+    """Each PTQ weight variant minus the int8 baseline without them, per model, on the
+    mean output SQNR (inf as 100 dB) and on the lowest output SQNR: the mean over the
+    models, the worst model, and every model."""
+    base = PTQ_WEIGHT_VARIANTS[-1][0]
+    out = []
+    for label, _ in PTQ_WEIGHT_VARIANTS[:-1]:
+        for what, f in (("mean output SQNR", lambda v: float(np.mean([min(d, 100) for d in v if d == d]))),
+                        ("lowest output SQNR", lambda v: min(min(d, 100) if d == d else -100 for d in v))):
+            diffs = [(n, f(r[label]) - f(r[base])) for n, r in per_model
+                     if r.get(label) and r.get(base)]
+            if not diffs:
+                continue
+            worst = min(diffs, key=lambda x: x[1])
+            out.append(
+                f"{label} − {base}, {what} per model: mean {np.mean([d for _, d in diffs]):+.2f} dB "
+                f"over {len(diffs)} models, lowest {worst[1]:+.2f} dB ({worst[0]}); "
+                + ", ".join(f"{n} {d:+.2f}" for n, d in diffs)
+                + "\n"
+            )
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tflquant", default=os.path.join(ROOT, "target/release/tflquant"))
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--only", help="comma-separated model names")
+    ap.add_argument("--configs", help="regular expression: run only the quantizations whose label it finds")
     a = ap.parse_args()
     rows, summary = [], []
+    ptq_weight_results = []
     tmp = tempfile.mkdtemp()
     for name, e in models():
         if a.only and name not in a.only.split(","):
@@ -153,8 +186,14 @@ def main():
                 configs.append((f"TF {tf_kind[3:]}", p, None))
         configs.append(("tflquant int8", None, ["--mode", "int8"]))
         configs.append(("tflquant int16x8", None, ["--mode", "int16x8"]))
+        # PTQ weight algorithms (ptq-weights), each alone and both, int8 (explicit
+        # on/off so that the rows stay what they say whatever the defaults are).
+        for label, extra in PTQ_WEIGHT_VARIANTS:
+            configs.append((label, None, ["--mode", "int8"] + extra))
         for t in TARGETS:
             configs.append((f"int8 --target-sqnr {t}", None, ["--mode", "int8", "--target-sqnr", str(t)]))
+        if a.configs:
+            configs = [c for c in configs if re.search(a.configs, c[0])]
         results = {}
         for label, path, args in configs:
             note = ""
@@ -194,6 +233,7 @@ def main():
             size = os.path.getsize(path)
             rows.append((name, label, per, f"{agree} {acc}".strip(), f"{size / 1024:.1f} KiB", note))
             print("|".join(rows[-1]), file=sys.stderr)
+        ptq_weight_results.append((name, results))
         if "TF int8" in results and "tflquant int8" in results:
             def m(v):
                 f = [min(d, 100) for d in v if d == d]
@@ -220,6 +260,7 @@ def main():
                 + ", ".join(f"{x[0]} {x[k]:+.2f}" for x in summary)
                 + "\n"
             )
+    lines += ptq_weight_summary(ptq_weight_results)
     table = "\n".join(lines)
     print(table)
     if a.write:

@@ -21,6 +21,7 @@ mod memory;
 mod mixed;
 mod op_bounds;
 mod planner;
+mod ptq_weights;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;
