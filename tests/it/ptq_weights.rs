@@ -354,3 +354,48 @@ fn bias_correction_removes_the_mean_error_of_biased_weight_rounding() {
         upstream = e1;
     }
 }
+
+/// Flag checks: bias correction needs calibration samples (ranges alone do not carry
+/// them), and both flags belong to the full-integer modes (exit code 2, the flag named).
+#[test]
+fn ptq_flags_outside_their_modes_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = testdata("cnn_digits.tflite");
+    let out = dir.path().join("o.tflite");
+    let ranges = dir.path().join("r.json");
+    let (code, _, err) = run_cli(&[
+        "calibrate".as_ref(),
+        m.as_os_str(),
+        "--data".as_ref(),
+        testdata("cnn_digits.calib.npy").as_os_str(),
+        "-o".as_ref(),
+        ranges.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = quantize_run(
+        &m,
+        &out,
+        &[
+            "--mode",
+            "int8",
+            "--ranges",
+            ranges.to_str().unwrap(),
+            "--bias-correction",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--bias-correction needs --calibration"),
+        "{err}"
+    );
+    for flag in [
+        &["--weight-clipping", "mse"][..],
+        &["--bias-correction", "on"],
+    ] {
+        let mut args = vec!["--mode", "weight-int8"];
+        args.extend_from_slice(flag);
+        let (code, _, err) = quantize_run(&m, &out, &args);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(flag[0]), "{err}");
+    }
+}

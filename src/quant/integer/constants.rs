@@ -229,9 +229,17 @@ impl<'a> Constants<'a> {
         // PTQ hook: empirical bias correction (`ptq::bias`).
         let corrected = self.corrected_bias(model, site, weight, values, report);
         let data_key = corrected.as_ref().map(|c| data_hash(c));
-        let data = corrected
-            .and_then(|c| scheme::quantize_bias(&c, &scales, bits))
-            .or_else(|| scheme::quantize_bias(values, &scales, bits));
+        let data = match corrected.and_then(|c| scheme::quantize_bias(&c, &scales, bits)) {
+            Some(d) => Some(d),
+            None if data_key.is_some() => {
+                report.note(format!(
+                    "subgraph {si}, operator {oi}: the corrected bias {:?} does not fit {bits} bits; written uncorrected",
+                    sg.tensors[site.t].name
+                ));
+                scheme::quantize_bias(values, &scales, bits)
+            }
+            None => scheme::quantize_bias(values, &scales, bits),
+        };
         let data = data.ok_or_else(|| {
             Error::Internal(format!(
                 "subgraph {si}: bias {:?} overflows {bits} bits although the weight range was widened",

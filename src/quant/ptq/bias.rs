@@ -295,3 +295,90 @@ impl InputMeans {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn means(key: LayerKey, mean: &[f64], in_channels: usize) -> InputMeans {
+        let mut layers = HashMap::new();
+        layers.insert(
+            key,
+            LayerMean {
+                sum: mean.iter().map(|m| m * 4.0).collect(),
+                count: 4,
+                in_channels,
+            },
+        );
+        InputMeans { layers, samples: 4 }
+    }
+
+    #[test]
+    fn fully_connected_correction_is_the_weight_error_times_the_mean_input() {
+        // [2, 3] weight, per-channel scales 0.1 and 0.5.
+        let float = [0.26f32, -0.14, 0.05, 1.2, -0.74, 0.3];
+        let scales = [0.1f32, 0.5];
+        let int: Vec<i8> = float
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v / scales[i / 3]).round() as i8)
+            .collect();
+        let mean = [1.0, -2.0, 0.5];
+        let m = means((0, 7), &mean, 3);
+        let w = QuantizedWeight {
+            shape: &[2, 3],
+            float: &float,
+            int: &int,
+            scales: &scales,
+            axis: Some(0),
+        };
+        let got = m.correction((0, 7), Op::FullyConnected, &w).unwrap();
+        for o in 0..2 {
+            let want: f64 = (0..3)
+                .map(|j| {
+                    let i = o * 3 + j;
+                    (int[i] as f64 * scales[o] as f64 - float[i] as f64) * mean[j]
+                })
+                .sum();
+            assert!((got[o] - want).abs() < 1e-12, "{o}: {} vs {want}", got[o]);
+        }
+        // Another operator has no mean; other op types are not corrected.
+        assert_eq!(
+            m.correction((0, 8), Op::FullyConnected, &w),
+            Err(Skip::NoData)
+        );
+        assert_eq!(m.correction((0, 7), Op::TransposeConv, &w), Err(Skip::Op));
+    }
+
+    #[test]
+    fn depthwise_channel_reads_its_input_channel_of_each_tap() {
+        // [1, 2, 1, 4]: two taps, 2 input channels, multiplier 2; one scale per output.
+        let float: Vec<f32> = (0..8).map(|i| 0.013 * (i as f32 + 1.0)).collect();
+        let scales = [0.004f32, 0.005, 0.006, 0.007];
+        let int: Vec<i8> = float
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v / scales[i % 4]).round() as i8)
+            .collect();
+        // Mean patch [tap, in_channel]: tap 0 (1, 3), tap 1 (-2, 5).
+        let mean = [1.0, 3.0, -2.0, 5.0];
+        let m = means((1, 0), &mean, 2);
+        let w = QuantizedWeight {
+            shape: &[1, 2, 1, 4],
+            float: &float,
+            int: &int,
+            scales: &scales,
+            axis: Some(3),
+        };
+        let got = m.correction((1, 0), Op::DepthwiseConv2d, &w).unwrap();
+        for o in 0..4 {
+            let want: f64 = (0..2)
+                .map(|t| {
+                    let i = t * 4 + o;
+                    (int[i] as f64 * scales[o] as f64 - float[i] as f64) * mean[t * 2 + o / 2]
+                })
+                .sum();
+            assert!((got[o] - want).abs() < 1e-12, "{o}: {} vs {want}", got[o]);
+        }
+    }
+}
