@@ -30,12 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TD = os.path.join(ROOT, "testdata")
 CALIB_SAMPLES = 32
 TARGETS = [25, 30, 40]
-# int8 with each weight PTQ algorithm alone and both together (quant::ptq).
+# Each weight PTQ algorithm alone and both together (quant::ptq), in the mode of
+# --ptq-mode (int8 by default), against the last entry (neither).
 PTQ_WEIGHT_VARIANTS = [
-    ("int8 --weight-clipping mse", ["--weight-clipping", "mse", "--bias-correction", "off"]),
-    ("int8 --bias-correction", ["--weight-clipping", "minmax", "--bias-correction", "on"]),
-    ("int8 mse clipping + bias correction", ["--weight-clipping", "mse", "--bias-correction", "on"]),
-    ("int8 minmax, no bias correction", ["--weight-clipping", "minmax", "--bias-correction", "off"]),
+    ("--weight-clipping mse", ["--weight-clipping", "mse", "--bias-correction", "off"]),
+    ("--bias-correction", ["--weight-clipping", "minmax", "--bias-correction", "on"]),
+    ("mse clipping + bias correction", ["--weight-clipping", "mse", "--bias-correction", "on"]),
+    ("minmax, no bias correction", ["--weight-clipping", "minmax", "--bias-correction", "off"]),
 ]
 BEGIN = "<!-- benches/accuracy.py: begin -->"
 END = "<!-- benches/accuracy.py: end -->"
@@ -130,13 +131,13 @@ def fmt(db):
     return "∞" if db == float("inf") else f"{db:.1f}"
 
 
-def ptq_weight_summary(per_model):
+def ptq_weight_summary(per_model, mode):
     """Each PTQ weight variant minus the int8 baseline without them, per model, on the
     mean output SQNR (inf as 100 dB) and on the lowest output SQNR: the mean over the
     models, the worst model, and every model."""
-    base = PTQ_WEIGHT_VARIANTS[-1][0]
+    base = f"{mode} {PTQ_WEIGHT_VARIANTS[-1][0]}"
     out = []
-    for label, _ in PTQ_WEIGHT_VARIANTS[:-1]:
+    for label in (f"{mode} {v[0]}" for v in PTQ_WEIGHT_VARIANTS[:-1]):
         for what, f in (("mean output SQNR", lambda v: float(np.mean([min(d, 100) for d in v if d == d]))),
                         ("lowest output SQNR", lambda v: min(min(d, 100) if d == d else -100 for d in v))):
             diffs = [(n, f(r[label]) - f(r[base])) for n, r in per_model
@@ -158,6 +159,8 @@ def main():
     ap.add_argument("--tflquant", default=os.path.join(ROOT, "target/release/tflquant"))
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--only", help="comma-separated model names")
+    ap.add_argument("--ptq-mode", default="int8", choices=["int8", "int16x8"],
+                    help="the mode of the weight PTQ rows")
     ap.add_argument("--configs", help="regular expression: run only the quantizations whose label it finds")
     a = ap.parse_args()
     rows, summary = [], []
@@ -189,7 +192,7 @@ def main():
         # PTQ weight algorithms (ptq-weights), each alone and both, int8 (explicit
         # on/off so that the rows stay what they say whatever the defaults are).
         for label, extra in PTQ_WEIGHT_VARIANTS:
-            configs.append((label, None, ["--mode", "int8"] + extra))
+            configs.append((f"{a.ptq_mode} {label}", None, ["--mode", a.ptq_mode] + extra))
         for t in TARGETS:
             configs.append((f"int8 --target-sqnr {t}", None, ["--mode", "int8", "--target-sqnr", str(t)]))
         if a.configs:
@@ -260,7 +263,7 @@ def main():
                 + ", ".join(f"{x[0]} {x[k]:+.2f}" for x in summary)
                 + "\n"
             )
-    lines += ptq_weight_summary(ptq_weight_results)
+    lines += ptq_weight_summary(ptq_weight_results, a.ptq_mode)
     table = "\n".join(lines)
     print(table)
     if a.write:

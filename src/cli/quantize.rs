@@ -85,7 +85,7 @@ pub struct Args {
     /// int8/int16x8: how the per-channel scales of int8 weights are chosen. `minmax` =
     /// the channel's largest magnitude / 127 (TF's converter); `mse` = the clip ratio
     /// (1.00 … 0.50) with the lowest squared rounding error per channel
-    /// [default: minmax; see README].
+    /// [default: mse in int8, minmax in int16x8 and qat; see README].
     #[arg(long, value_enum)]
     weight_clipping: Option<ClippingArg>,
     /// int8/int16x8: empirical bias correction: subtract from each output channel's

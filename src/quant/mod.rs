@@ -108,8 +108,8 @@ pub struct Options {
     /// Full-integer modes: operators forced to stay float (`--keep-float`, or the
     /// `--target-sqnr` search), applied after the engine plans fates (issue #15).
     pub keep_float: Vec<select::KeepFloat>,
-    /// Full-integer modes: how int8 weight scales are chosen; `None` =
-    /// [`ptq::DEFAULT_CLIPPING`].
+    /// Full-integer modes: how int8 weight scales are chosen; `None` = the mode's
+    /// default ([`ptq::default_clipping`]).
     pub weight_clipping: Option<ptq::WeightClipping>,
     /// Full-integer modes: empirical bias correction (needs `samples`); `None` =
     /// [`ptq::DEFAULT_BIAS_CORRECTION`].
@@ -138,7 +138,8 @@ impl Options {
 
     /// The weight clipping in effect (full-integer modes).
     pub fn weight_clipping(&self) -> ptq::WeightClipping {
-        self.weight_clipping.unwrap_or(ptq::DEFAULT_CLIPPING)
+        self.weight_clipping
+            .unwrap_or_else(|| ptq::default_clipping(self.mode))
     }
 
     /// Whether bias correction is asked for (full-integer modes; it runs when

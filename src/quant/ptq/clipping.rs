@@ -15,7 +15,8 @@ pub enum WeightClipping {
     /// `max|w| / 127` per channel (TF's converter).
     #[default]
     Minmax,
-    /// The clip ratio with the lowest squared rounding error per channel.
+    /// The clip ratio with the lowest squared rounding error per channel (the default
+    /// in int8: [`super::default_clipping`]).
     Mse,
 }
 
