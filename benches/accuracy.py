@@ -20,6 +20,7 @@ printed; with it, the section between the markers in docs/ACCURACY.md is replace
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TD = os.path.join(ROOT, "testdata")
 CALIB_SAMPLES = 32
 TARGETS = [25, 30, 40]
+# Each weight PTQ algorithm alone and both together (quant::ptq), in the mode of
+# --ptq-mode (int8 by default), against the last entry (neither).
+PTQ_WEIGHT_VARIANTS = [
+    ("--weight-clipping mse", ["--weight-clipping", "mse", "--bias-correction", "off"]),
+    ("--bias-correction", ["--weight-clipping", "minmax", "--bias-correction", "on"]),
+    ("mse clipping + bias correction", ["--weight-clipping", "mse", "--bias-correction", "on"]),
+    ("minmax, no bias correction", ["--weight-clipping", "minmax", "--bias-correction", "off"]),
+]
 BEGIN = "<!-- benches/accuracy.py: begin -->"
 END = "<!-- benches/accuracy.py: end -->"
 
@@ -128,13 +137,41 @@ def fmt(db):
     return "∞" if db == float("inf") else f"{db:.1f}"
 
 
+def ptq_weight_summary(per_model, mode):
+    """Each PTQ weight variant minus the int8 baseline without them, per model, on the
+    mean output SQNR (inf as 100 dB) and on the lowest output SQNR: the mean over the
+    models, the worst model, and every model."""
+    base = f"{mode} {PTQ_WEIGHT_VARIANTS[-1][0]}"
+    out = []
+    for label in (f"{mode} {v[0]}" for v in PTQ_WEIGHT_VARIANTS[:-1]):
+        for what, f in (("mean output SQNR", lambda v: float(np.mean([min(d, 100) for d in v if d == d]))),
+                        ("lowest output SQNR", lambda v: min(min(d, 100) if d == d else -100 for d in v))):
+            diffs = [(n, f(r[label]) - f(r[base])) for n, r in per_model
+                     if r.get(label) and r.get(base)]
+            if not diffs:
+                continue
+            worst = min(diffs, key=lambda x: x[1])
+            out.append(
+                f"{label} − {base}, {what} per model: mean {np.mean([d for _, d in diffs]):+.2f} dB "
+                f"over {len(diffs)} models, lowest {worst[1]:+.2f} dB ({worst[0]}); "
+                + ", ".join(f"{n} {d:+.2f}" for n, d in diffs)
+                + "\n"
+            )
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tflquant", default=os.path.join(ROOT, "target/release/tflquant"))
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--only", help="comma-separated model names")
+    ap.add_argument("--ptq-mode", default="int8", choices=["int8", "int16x8"],
+                    help="the mode of the weight PTQ rows")
+    ap.add_argument("--configs", help="regular expression: run only the quantizations whose label it finds")
     a = ap.parse_args()
     rows, summary, algos = [], [], {}
+    rows, summary = [], []
+    ptq_weight_results = []
     tmp = tempfile.mkdtemp()
     for name, e in models():
         if a.only and name not in a.only.split(","):
@@ -162,8 +199,14 @@ def main():
         # Each PTQ algorithm alone on top of the int8 default (issue #15 item 3).
         configs.append(("int8 --cle", None, ["--mode", "int8", "--cle"]))
         configs.append(("int8 --observer auto", None, ["--mode", "int8", "--observer", "auto"]))
+        # PTQ weight algorithms (ptq-weights), each alone and both, int8 (explicit
+        # on/off so that the rows stay what they say whatever the defaults are).
+        for label, extra in PTQ_WEIGHT_VARIANTS:
+            configs.append((f"{a.ptq_mode} {label}", None, ["--mode", a.ptq_mode] + extra))
         for t in TARGETS:
             configs.append((f"int8 --target-sqnr {t}", None, ["--mode", "int8", "--target-sqnr", str(t)]))
+        if a.configs:
+            configs = [c for c in configs if re.search(a.configs, c[0])]
         results = {}
         for label, path, args in configs:
             note = ""
@@ -205,9 +248,10 @@ def main():
             print("|".join(rows[-1]), file=sys.stderr)
         if "tflquant int8" in results:
             for label, v in results.items():
-                if label.startswith("int8 --") and "--target-sqnr" not in label:
+                if label in ("int8 --cle", "int8 --observer auto"):
                     algos.setdefault(label, []).append(
                         (name, mean_db(v) - mean_db(results["tflquant int8"])))
+        ptq_weight_results.append((name, results))
         if "TF int8" in results and "tflquant int8" in results:
             def m(v):
                 f = [min(d, 100) for d in v if d == d]
@@ -241,6 +285,7 @@ def main():
             f"mean {np.mean([x[1] for x in d]):+.2f} dB, lowest {worst[1]:+.2f} dB ({worst[0]}), "
             f"{sum(1 for x in d if abs(x[1]) >= 0.05)} of {len(d)} models moved by ≥ 0.05 dB\n"
         )
+    lines += ptq_weight_summary(ptq_weight_results, a.ptq_mode)
     table = "\n".join(lines)
     print(table)
     if a.write:

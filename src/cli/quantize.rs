@@ -91,6 +91,18 @@ pub struct Args {
     /// skipped) without changing the float model's outputs (see README).
     #[arg(long)]
     cle: bool,
+    /// int8/int16x8: how the per-channel scales of int8 weights are chosen. `minmax` =
+    /// the channel's largest magnitude / 127 (TF's converter); `mse` = the clip ratio
+    /// (1.00 … 0.50) with the lowest squared rounding error per channel
+    /// [default: mse in int8, minmax in int16x8 and qat; see README].
+    #[arg(long, value_enum)]
+    weight_clipping: Option<ClippingArg>,
+    /// int8/int16x8: empirical bias correction: subtract from each output channel's
+    /// bias the mean error the quantized weights add (FULLY_CONNECTED, CONV_2D,
+    /// DEPTHWISE_CONV_2D), measured on the --calibration samples. `--bias-correction`
+    /// alone means `on` [default: off; see README].
+    #[arg(long, value_enum, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+    bias_correction: Option<OnOff>,
     /// int16x8: bias type [default: int64, as TF's converter].
     #[arg(long, value_enum)]
     bias: Option<BiasArg>,
@@ -137,6 +149,18 @@ enum RoundingArg {
     Nearest,
     Mse,
     Gptq,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ClippingArg {
+    Minmax,
+    Mse,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -234,6 +258,8 @@ fn options(a: &Args) -> Result<Options> {
             (!a.keep_float.is_empty(), "--keep-float"),
             (a.target_sqnr.is_some(), "--target-sqnr"),
             (a.cle, "--cle"),
+            (a.weight_clipping.is_some(), "--weight-clipping"),
+            (a.bias_correction.is_some(), "--bias-correction"),
         ];
         if let Some((_, flag)) = integer_flags.iter().find(|(set, _)| *set) {
             return usage(format!(
@@ -264,7 +290,15 @@ fn options(a: &Args) -> Result<Options> {
     if a.cle && mode == Mode::Qat {
         return usage("--cle applies to --mode int8 and int16x8: a QAT model's trained parameters belong to its weights as they are".into());
     }
+    if a.bias_correction == Some(OnOff::On) && a.calibration.is_none() {
+        return usage("--bias-correction needs --calibration DATA: it measures each layer's input on those samples (ranges alone do not carry them)".into());
+    }
     let mut o = Options::new(mode);
+    o.weight_clipping = a.weight_clipping.map(|c| match c {
+        ClippingArg::Minmax => quant::ptq::WeightClipping::Minmax,
+        ClippingArg::Mse => quant::ptq::WeightClipping::Mse,
+    });
+    o.bias_correction = a.bias_correction.map(|b| b == OnOff::On);
     o.keep_float = a
         .keep_float
         .iter()
@@ -331,7 +365,11 @@ pub fn run(a: Args) -> Result<()> {
             (None, None) => None,
         };
     }
-    if let (Mode::WeightInt4, Some(data)) = (opts.mode, &a.calibration) {
+    let wants_samples = match opts.mode {
+        Mode::WeightInt4 => true,
+        m => m.is_integer() && opts.bias_correction(),
+    };
+    if let (true, Some(data)) = (wants_samples, &a.calibration) {
         let samples = Samples::open(data, &model, &a.data_args.sample_options()?)?;
         let samples = samples.collect::<Result<Vec<_>>>()?;
         if samples.is_empty() {

@@ -101,13 +101,20 @@ pub struct Options {
     /// weight-int4: how weights are rounded; `None` = gptq when calibration samples
     /// are given, mse otherwise.
     pub rounding: Option<rounding::Rounding>,
-    /// weight-int4: calibration samples (one value per model input each) for gptq.
+    /// weight-int4: calibration samples (one value per model input each) for gptq;
+    /// full-integer modes: the samples `--bias-correction` measures layer inputs on.
     pub samples: Option<std::sync::Arc<Vec<Vec<crate::interp::Value>>>>,
     /// weight-int4: a weight whose INT4 layer SQNR (dB) is below this stays INT8.
     pub int4_max_loss_db: Option<f64>,
     /// Full-integer modes: operators forced to stay float (`--keep-float`, or the
     /// `--target-sqnr` search), applied after the engine plans fates (issue #15).
     pub keep_float: Vec<select::KeepFloat>,
+    /// Full-integer modes: how int8 weight scales are chosen; `None` = the mode's
+    /// default ([`ptq::default_clipping`]).
+    pub weight_clipping: Option<ptq::WeightClipping>,
+    /// Full-integer modes: empirical bias correction (needs `samples`); `None` =
+    /// [`ptq::DEFAULT_BIAS_CORRECTION`].
+    pub bias_correction: Option<bool>,
 }
 
 impl Options {
@@ -125,7 +132,21 @@ impl Options {
             samples: None,
             int4_max_loss_db: None,
             keep_float: Vec::new(),
+            weight_clipping: None,
+            bias_correction: None,
         }
+    }
+
+    /// The weight clipping in effect (full-integer modes).
+    pub fn weight_clipping(&self) -> ptq::WeightClipping {
+        self.weight_clipping
+            .unwrap_or_else(|| ptq::default_clipping(self.mode))
+    }
+
+    /// Whether bias correction is asked for (full-integer modes; it runs when
+    /// calibration samples are given).
+    pub fn bias_correction(&self) -> bool {
+        self.bias_correction.unwrap_or(ptq::DEFAULT_BIAS_CORRECTION)
     }
 
     /// The INT4 rounding in effect: as asked, else gptq when calibration samples are
@@ -267,12 +288,38 @@ fn quantize_integer(m: &mut Model, r: &mut Run) -> Result<()> {
         per_tensor: o.per_tensor,
         overrides: std::mem::take(&mut r.overrides),
         keep_float: o.keep_float.clone(),
+        weight_clipping: o.weight_clipping(),
+        input_means: bias_correction_means(m, o, &mut r.report)?,
     };
     integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
     if r.qat && o.ranges.is_none() {
         qat_ranges_complete(&r.report)?;
     }
     Ok(())
+}
+
+/// Bias correction's layer-input means, measured on the float graph `m` (the fold
+/// passes' result) with the calibration samples; `None` when it is off, or with a note
+/// when no samples were given (ranges from a file).
+fn bias_correction_means(
+    m: &Model,
+    o: &Options,
+    report: &mut Report,
+) -> Result<Option<std::sync::Arc<ptq::InputMeans>>> {
+    if !o.bias_correction() {
+        return Ok(None);
+    }
+    match o.samples.as_deref() {
+        Some(samples) if !samples.is_empty() => {
+            Ok(Some(std::sync::Arc::new(ptq::bias::collect(m, samples)?)))
+        }
+        _ => {
+            report.note(
+                "bias correction: no calibration samples (ranges given without data), biases are not corrected",
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// `--mode qat` without calibration: every operator training left without a range is

@@ -48,6 +48,10 @@ pub struct Report {
     /// `--observer auto`: the observer chosen for each calibrated tensor.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub observers: Vec<ObserverChoice>,
+    /// Full-integer modes: what the weight PTQ algorithms (`--weight-clipping mse`,
+    /// `--bias-correction`) did, per operator (`quant::ptq`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ptq: Vec<PtqLayer>,
 }
 
 /// `--observer auto`'s choice for one tensor (see `calib::observer`).
@@ -59,6 +63,43 @@ pub struct ObserverChoice {
     /// `minmax`, `percentile:99.99` or `mse`.
     pub observer: String,
     pub range: (f32, f32),
+}
+
+/// What the weight PTQ algorithms did to one operator's weight and bias.
+#[derive(Debug, Clone, Serialize)]
+pub struct PtqLayer {
+    pub subgraph: usize,
+    pub operator: usize,
+    pub op: String,
+    /// `--weight-clipping mse`: the weight's channels, how many were clipped, and the
+    /// weight's squared rounding error with min/max scales and with the chosen ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clipping: Option<ClipStats>,
+    /// `--bias-correction`: the shift of the bias, or why there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias_correction: Option<BiasCorrection>,
+}
+
+/// What `--weight-clipping mse` changed in one weight.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClipStats {
+    pub elements: usize,
+    pub channels: usize,
+    pub clipped: usize,
+    pub sq_err_minmax: f64,
+    pub sq_err_chosen: f64,
+}
+
+/// What `--bias-correction` did to one operator's bias: `E[ΔW·x]` subtracted per
+/// output channel (mean and largest magnitude, and relative to the bias' RMS), or why
+/// it was skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct BiasCorrection {
+    pub channels: usize,
+    pub mean_abs_shift: f64,
+    pub max_abs_shift: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// Constant bytes per type (`"INT8"`, `"FLOAT32"`, ...), before and after a run.
@@ -256,6 +297,28 @@ pub struct LeftFloat {
 impl Report {
     pub fn note(&mut self, text: impl Into<String>) {
         self.notes.push(text.into());
+    }
+
+    /// The PTQ record of operator `oi` of subgraph `si` (created on first use).
+    pub fn ptq_layer(&mut self, si: usize, oi: usize, op: &str) -> &mut PtqLayer {
+        let i = match self
+            .ptq
+            .iter()
+            .position(|l| (l.subgraph, l.operator) == (si, oi))
+        {
+            Some(i) => i,
+            None => {
+                self.ptq.push(PtqLayer {
+                    subgraph: si,
+                    operator: oi,
+                    op: op.to_string(),
+                    clipping: None,
+                    bias_correction: None,
+                });
+                self.ptq.len() - 1
+            }
+        };
+        &mut self.ptq[i]
     }
 
     /// Operators that still compute in float: in full-integer modes those with a float

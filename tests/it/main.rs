@@ -23,6 +23,7 @@ mod mixed;
 mod observer_auto;
 mod op_bounds;
 mod planner;
+mod ptq_weights;
 mod qat;
 mod quant_fuzz;
 mod quant_harness;

@@ -14,7 +14,8 @@ use crate::ir::{Model, QuantParams, Tensor};
 use crate::rules::{Output, Role, Rule};
 
 use super::super::math::{self, Channels};
-use super::super::report::{Report, TensorParams};
+use super::super::ptq::{bias, clipping};
+use super::super::report::{BiasCorrection, Report, TensorParams};
 use super::super::scheme::{self, Width, activation_params};
 use super::kernel_options::bias_bits_for;
 use super::plan::{Params, data_range, shared_anchor_input};
@@ -40,6 +41,9 @@ struct Quantized {
     dtype: TensorType,
     data: Vec<u8>,
     qp: QuantParams,
+    /// Set when the data depend on the operator, not only on the parameters (a
+    /// bias-corrected bias): such a tensor is reused only for the same data.
+    data_key: Option<u64>,
 }
 
 /// Quantizes the constants of one run, reusing a tensor when the same constant needs
@@ -76,7 +80,9 @@ impl<'a> Constants<'a> {
         let q = match rule.integer_role(site.pos) {
             Role::NonReal => return Ok(None),
             Role::Weight { axis } => self.weight(model, site, axis, &values, report),
-            Role::Bias { input, weight } => self.bias(model, site, (input, weight), &values)?,
+            Role::Bias { input, weight } => {
+                self.bias(model, site, (input, weight), &values, report)?
+            }
             Role::Coefficient => {
                 let (lo, hi) = data_range(model, &tensor);
                 let qp = activation_params(lo, hi, Width::Int8);
@@ -86,6 +92,7 @@ impl<'a> Constants<'a> {
                     dtype: TensorType::Int8,
                     data,
                     qp,
+                    data_key: None,
                 }
             }
             _ => self.activation_like(model, site, &values),
@@ -116,6 +123,7 @@ impl<'a> Constants<'a> {
             dtype: width.dtype(),
             data: scheme::affine_bytes(&values, qp, width),
             qp: qp.clone(),
+            data_key: None,
         };
         self.store(model, (si, t), &tensor, q, report)
     }
@@ -154,7 +162,15 @@ impl<'a> Constants<'a> {
         let ch = Channels::new(&tensor.shape, axis);
         let mut scales = match trained {
             Some(p) => p.scale.clone(),
-            None => math::symmetric_scales(values, ch, 127.0),
+            None => {
+                // PTQ hook: min/max or MSE-clipped scales (`ptq::clipping`).
+                let (scales, clip) = clipping::weight_scales(values, ch, self.opts.weight_clipping);
+                if let Some(c) = clip {
+                    let name = model.op_display_name(&model.subgraphs[site.si].operators[site.oi]);
+                    report.ptq_layer(site.si, site.oi, &name).clipping = Some(c);
+                }
+                scales
+            }
         };
         self.widen_for_bias(model, site, &mut scales, report);
         let q = math::quantize_symmetric(values, ch, &scales, 127.0);
@@ -164,6 +180,7 @@ impl<'a> Constants<'a> {
             dtype: TensorType::Int8,
             data: q.iter().map(|&v| v as u8).collect(),
             qp: QuantParams::per_axis(scales, vec![0; n], axis.unwrap_or(0) as i32),
+            data_key: None,
         }
     }
 
@@ -209,6 +226,7 @@ impl<'a> Constants<'a> {
         site: &Site,
         (input, weight): (usize, usize),
         values: &[f32],
+        report: &mut Report,
     ) -> Result<Quantized> {
         let (si, oi) = (site.si, site.oi);
         let sg = &model.subgraphs[si];
@@ -230,12 +248,27 @@ impl<'a> Constants<'a> {
                     Role::Weight { axis } => self.weight_axis(axis, &w_tensor.shape),
                     _ => None,
                 };
-                math::symmetric_scales(&wv, Channels::new(&w_tensor.shape, axis), 127.0)
+                let ch = Channels::new(&w_tensor.shape, axis);
+                clipping::weight_scales(&wv, ch, self.opts.weight_clipping).0
             }
         };
         let bits = bias_bits_for(site.rule.op, self.opts);
         let scales = scheme::bias_scales(s_in, &w_scales, values.len());
-        let data = scheme::quantize_bias(values, &scales, bits).ok_or_else(|| {
+        // PTQ hook: empirical bias correction (`ptq::bias`).
+        let corrected = self.corrected_bias(model, site, weight, values, report);
+        let data_key = corrected.as_ref().map(|c| data_hash(c));
+        let data = match corrected.and_then(|c| scheme::quantize_bias(&c, &scales, bits)) {
+            Some(d) => Some(d),
+            None if data_key.is_some() => {
+                report.note(format!(
+                    "subgraph {si}, operator {oi}: the corrected bias {:?} does not fit {bits} bits; written uncorrected",
+                    sg.tensors[site.t].name
+                ));
+                scheme::quantize_bias(values, &scales, bits)
+            }
+            None => scheme::quantize_bias(values, &scales, bits),
+        };
+        let data = data.ok_or_else(|| {
             Error::Internal(format!(
                 "subgraph {si}: bias {:?} overflows {bits} bits although the weight range was widened",
                 sg.tensors[site.t].name
@@ -252,7 +285,76 @@ impl<'a> Constants<'a> {
             dtype: scheme::bias_dtype(bits),
             data,
             qp,
+            data_key,
         })
+    }
+
+    /// With bias correction on, the bias `values` of the operator at `site` minus the
+    /// mean error its quantized weight (input `weight`, already integer) adds per
+    /// output channel; reported either way.
+    fn corrected_bias(
+        &self,
+        model: &Model,
+        site: &Site,
+        weight: usize,
+        values: &[f32],
+        report: &mut Report,
+    ) -> Option<Vec<f32>> {
+        let means = self.opts.input_means.as_ref()?;
+        let sg = &model.subgraphs[site.si];
+        let op = &sg.operators[site.oi];
+        let name = model.op_display_name(op);
+        let skip = |report: &mut Report, why: String| {
+            report.ptq_layer(site.si, site.oi, &name).bias_correction = Some(BiasCorrection {
+                channels: values.len(),
+                mean_abs_shift: 0.0,
+                max_abs_shift: 0.0,
+                skipped: Some(why),
+            });
+            None
+        };
+        let (Some(wq), Some(wf)) = (
+            tensor_ref(&op.inputs, weight).map(|t| &sg.tensors[t]),
+            tensor_ref(site.orig_in, weight).map(|t| &sg.tensors[t]),
+        ) else {
+            return skip(report, "the operator has no weight".into());
+        };
+        let (Some(qp), TensorType::Int8, TensorType::Float32) = (&wq.quant, wq.dtype, wf.dtype)
+        else {
+            return skip(report, "the weight is not a quantized constant".into());
+        };
+        let float = math::f32_values(model.tensor_data(wf));
+        let int: Vec<i8> = model.tensor_data(wq).iter().map(|&b| b as i8).collect();
+        let w = bias::QuantizedWeight {
+            shape: &wq.shape,
+            float: &float,
+            int: &int,
+            scales: &qp.scale,
+            axis: (qp.scale.len() > 1).then_some(qp.quantized_dimension.max(0) as usize),
+        };
+        match means.correction((site.si, site.oi), site.rule.op, &w) {
+            Err(why) => skip(report, why.to_string()),
+            Ok(shift) if shift.len() != values.len() => skip(
+                report,
+                "the bias does not have one value per output channel".into(),
+            ),
+            Ok(shift) => {
+                let abs = shift.iter().map(|d| d.abs());
+                report.ptq_layer(site.si, site.oi, &name).bias_correction = Some(BiasCorrection {
+                    channels: shift.len(),
+                    mean_abs_shift: abs.clone().sum::<f64>() / shift.len().max(1) as f64,
+                    max_abs_shift: abs.fold(0.0, f64::max),
+                    skipped: None,
+                });
+                Some(
+                    values
+                        .iter()
+                        .zip(&shift)
+                        .map(|(&b, &d)| (b as f64 - d) as f32)
+                        .collect(),
+                )
+            }
+        }
     }
 
     /// A constant read like an activation: shared operators give it their group's
@@ -292,6 +394,7 @@ impl<'a> Constants<'a> {
             dtype: width.dtype(),
             data: scheme::affine_bytes(values, &qp, width),
             qp,
+            data_key: None,
         }
     }
 
@@ -310,14 +413,18 @@ impl<'a> Constants<'a> {
             dtype,
             data,
             qp,
+            data_key,
         } = q;
-        let key = (
+        let mut key = (
             t,
             format!(
                 "{dtype:?}{:?}{:?}{}",
                 qp.scale, qp.zero_point, qp.quantized_dimension
             ),
         );
+        if let Some(h) = data_key {
+            key.1.push_str(&format!(" data {h:016x}"));
+        }
         if let Some(&existing) = self.cache.get(&key) {
             return existing;
         }
@@ -341,4 +448,15 @@ impl<'a> Constants<'a> {
         });
         ni
     }
+}
+
+/// A hash of a corrected bias' values (the cache key of data that depend on the
+/// operator).
+fn data_hash(values: &[f32]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for v in values {
+        v.to_bits().hash(&mut h);
+    }
+    h.finish()
 }

@@ -76,6 +76,10 @@ pub struct IntegerOptions {
     pub overrides: super::qat::Overrides,
     /// Operators forced to stay float (issue #15: `--keep-float`, `--target-sqnr`).
     pub keep_float: Vec<super::select::KeepFloat>,
+    /// How int8 weight scales are chosen (`quant::ptq::clipping`).
+    pub weight_clipping: super::ptq::WeightClipping,
+    /// Bias correction's layer-input means (`quant::ptq::bias`); `None`: off.
+    pub input_means: Option<std::sync::Arc<super::ptq::InputMeans>>,
 }
 
 /// Runs full-integer quantization on `model` (already folded) with calibrated `ranges`.

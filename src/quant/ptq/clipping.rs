@@ -1,0 +1,156 @@
+//! MSE-optimal clipping of per-channel int8 weight scales (see [`super`]).
+//!
+//! The search is the INT4 mse rounding's ([`rounding::mse_scales`]) with the int8
+//! maximum: per channel, `r · max|w| / 127` for the clip ratios `r` of
+//! [`rounding::CLIP_GRID`], keeping the one with the lowest squared rounding error.
+
+use crate::quant::math::{self, Channels};
+use crate::quant::report::ClipStats;
+use crate::quant::rounding;
+
+/// How the per-channel scales of int8 weights are chosen in the integer modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightClipping {
+    /// `max|w| / 127` per channel (TF's converter).
+    #[default]
+    Minmax,
+    /// The clip ratio with the lowest squared rounding error per channel (the default
+    /// in int8: [`super::default_clipping`]).
+    Mse,
+}
+
+impl WeightClipping {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightClipping::Minmax => "minmax",
+            WeightClipping::Mse => "mse",
+        }
+    }
+}
+
+/// The int8 maximum of symmetric weights.
+const QMAX: f32 = 127.0;
+
+/// Per-channel scales of `values` (channels `ch`) with `clipping`; for mse also what
+/// the search changed.
+pub fn weight_scales(
+    values: &[f32],
+    ch: Channels,
+    clipping: WeightClipping,
+) -> (Vec<f32>, Option<ClipStats>) {
+    let minmax = math::symmetric_scales(values, ch, QMAX);
+    match clipping {
+        WeightClipping::Minmax => (minmax, None),
+        WeightClipping::Mse => {
+            let chosen = rounding::mse_scales(values, ch, QMAX);
+            let stats = ClipStats {
+                elements: values.len(),
+                channels: ch.channels,
+                clipped: minmax.iter().zip(&chosen).filter(|(a, b)| b < a).count(),
+                sq_err_minmax: channel_sq_errors(values, ch, &minmax).iter().sum(),
+                sq_err_chosen: channel_sq_errors(values, ch, &chosen).iter().sum(),
+            };
+            (chosen, Some(stats))
+        }
+    }
+}
+
+/// Squared rounding error of each channel with `scales`.
+pub fn channel_sq_errors(values: &[f32], ch: Channels, scales: &[f32]) -> Vec<f64> {
+    let mut err = vec![0f64; ch.channels];
+    for (i, &v) in values.iter().enumerate() {
+        let c = ch.of(i);
+        let q = (v / scales[c]).round().clamp(-QMAX, QMAX);
+        let d = v as f64 - q as f64 * scales[c] as f64;
+        err[c] += d * d;
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed pseudo-random sequence (xorshift) in [-1, 1).
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.max(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mse_never_loses_to_minmax_per_channel_and_clips_bell_shaped_channels() {
+        // Bell-shaped channels (sums of four uniforms) of 4096 values: the few largest
+        // values are worth clipping at 8 bits; half of them get a scaled copy of
+        // their largest value (a tail), which must not make mse lose either.
+        let (rows, cols) = (8, 4096);
+        let base = noise(rows * cols * 4, 21);
+        let mut w: Vec<f32> = base
+            .chunks(4)
+            .map(|c| c.iter().sum::<f32>() / 4.0)
+            .collect();
+        for r in (1..rows).step_by(2) {
+            let m = w[r * cols..(r + 1) * cols]
+                .iter()
+                .fold(0f32, |a, v| a.max(v.abs()));
+            w[r * cols + 3] = 1.3 * m;
+        }
+        let ch = Channels {
+            channels: rows,
+            inner: cols,
+        };
+        let (mm, none) = weight_scales(&w, ch, WeightClipping::Minmax);
+        assert!(none.is_none());
+        let (ms, stats) = weight_scales(&w, ch, WeightClipping::Mse);
+        let stats = stats.unwrap();
+        let (em, es) = (
+            channel_sq_errors(&w, ch, &mm),
+            channel_sq_errors(&w, ch, &ms),
+        );
+        for c in 0..rows {
+            assert!(
+                es[c] <= em[c],
+                "channel {c}: mse {} > minmax {}",
+                es[c],
+                em[c]
+            );
+            assert!(ms[c] <= mm[c] && ms[c] >= mm[c] * 0.5);
+            if c % 2 == 0 {
+                assert!(es[c] < em[c] * 0.99, "channel {c}: {} vs {}", es[c], em[c]);
+            }
+        }
+        assert!(stats.clipped >= rows / 2);
+        assert!((stats.sq_err_minmax - em.iter().sum::<f64>()).abs() < 1e-12);
+        assert!((stats.sq_err_chosen - es.iter().sum::<f64>()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn uniform_and_zero_channels_keep_their_minmax_scale() {
+        // A channel of ±1 only (exact at ratio 1) and an all-zero channel: nothing to
+        // gain by clipping, ties keep min/max.
+        let w: Vec<f32> = (0..64)
+            .map(|i| {
+                if i < 32 {
+                    if i % 2 == 0 { 1.0 } else { -1.0 }
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let ch = Channels {
+            channels: 2,
+            inner: 32,
+        };
+        let (mm, _) = weight_scales(&w, ch, WeightClipping::Minmax);
+        let (ms, stats) = weight_scales(&w, ch, WeightClipping::Mse);
+        assert_eq!(mm, ms);
+        assert_eq!(stats.unwrap().clipped, 0);
+    }
+}
