@@ -324,6 +324,11 @@ impl<'a> ParamIndex<'a> {
         })
     }
 
+    /// True when every zero point lies in `[lo, hi]`.
+    fn zero_points_within(&self, lo: i64, hi: i64) -> bool {
+        (0..self.channels).all(|c| (lo..=hi).contains(&self.at(c * self.inner).1))
+    }
+
     #[inline]
     fn at(&self, i: usize) -> (f32, i64) {
         let c = if self.channels == 1 {
@@ -341,7 +346,52 @@ impl<'a> ParamIndex<'a> {
 /// `real = (q - zero_point) * scale` for every element of an integer value (per-tensor
 /// or per-axis). `None` if the data is not integer or the parameters do not fit the
 /// shape.
+///
+/// int8, uint8 and int16 data take a fast path (no widening copy, no per-element
+/// parameter lookup, one f32 multiply: `q - zero_point` is exact in f32 for them, and
+/// the product of two f32 rounded once equals the f64 product narrowed, so the result
+/// is bit-identical); [`dequantize_reference`] is its twin in the tests.
 pub fn dequantize(v: &Value, q: &QuantParams) -> Option<Value> {
+    let p = ParamIndex::new(q, &v.shape)?;
+    let out = match &v.data {
+        Data::I8(x) => dequantize_blocks(x, &p),
+        Data::U8(x) => dequantize_blocks(x, &p),
+        Data::I16(x) => dequantize_blocks(x, &p),
+        _ => return dequantize_reference(v, q),
+    };
+    Some(Value::f32(v.shape.clone(), out))
+}
+
+/// The fast path of [`dequantize`]: runs of `inner` elements share one channel's
+/// parameters (the whole tensor for per-tensor parameters).
+fn dequantize_blocks<T: Copy + Into<i32>>(x: &[T], p: &ParamIndex) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    let run = if p.channels == 1 {
+        x.len().max(1)
+    } else {
+        p.inner.max(1)
+    };
+    for (b, chunk) in x.chunks(run).enumerate() {
+        let (s, z) = p.at(b * run);
+        // |q - z| < 2^24 for 8- and 16-bit data with a zero point of the same type; a
+        // zero point outside that (a malformed file) goes through the f64 formula.
+        if z.unsigned_abs() < 1 << 23 {
+            let z = z as i32;
+            out.extend(chunk.iter().map(|&q| s * (q.into() - z) as f32));
+        } else {
+            out.extend(
+                chunk
+                    .iter()
+                    .map(|&q| (s as f64 * (q.into() as i64 - z) as f64) as f32),
+            );
+        }
+    }
+    out
+}
+
+/// The reference twin of [`dequantize`]: every element widened to i64, its parameters
+/// looked up by index, the product taken in f64 and narrowed.
+pub fn dequantize_reference(v: &Value, q: &QuantParams) -> Option<Value> {
     let p = ParamIndex::new(q, &v.shape)?;
     let ints = v.data.to_i64_vec()?;
     let out = ints
@@ -365,7 +415,58 @@ pub fn round_half_away(x: f32) -> f32 {
 /// `q = clamp(round(real / scale) + zero_point)` into the range of `t` (round half away
 /// from zero, as TFLite's reference QUANTIZE). `None` if `t` is no quantized storage type,
 /// the value is not float32 or the parameters do not fit.
+///
+/// int8, uint8 and int16 targets take a fast path: runs of elements sharing one
+/// channel's parameters, the clamp done on the rounded f32 against the range shifted
+/// by the zero point (`clamp(r + z, lo, hi) = clamp(r, lo - z, hi - z) + z` for
+/// integers; both bounds are exact in f32), no i64 per element. The result is
+/// identical to [`quantize_reference`], its twin in the tests.
 pub fn quantize(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
+    let p = ParamIndex::new(q, &v.shape)?;
+    let (lo, hi) = quant_range(t)?;
+    let x = v.as_f32()?;
+    let fast = matches!(t, TensorType::Int8 | TensorType::Uint8 | TensorType::Int16)
+        && p.zero_points_within(lo, hi);
+    if !fast {
+        return quantize_reference(v, q, t);
+    }
+    let ints = quantize_blocks(x, &p, lo, hi);
+    let data = match t {
+        TensorType::Int8 => Data::I8(ints.into_iter().map(|x| x as i8).collect()),
+        TensorType::Uint8 => Data::U8(ints.into_iter().map(|x| x as u8).collect()),
+        _ => Data::I16(ints.into_iter().map(|x| x as i16).collect()),
+    };
+    Some(Value {
+        shape: v.shape.clone(),
+        data,
+    })
+}
+
+/// The fast path of [`quantize`] for 8- and 16-bit targets (zero points in range).
+fn quantize_blocks(x: &[f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<i32> {
+    let mut out = Vec::with_capacity(x.len());
+    let run = if p.channels == 1 {
+        x.len().max(1)
+    } else {
+        p.inner.max(1)
+    };
+    for (b, chunk) in x.chunks(run).enumerate() {
+        let (s, z) = p.at(b * run);
+        let (lo_r, hi_r) = ((lo - z) as f32, (hi - z) as f32);
+        let z = z as i32;
+        out.extend(chunk.iter().map(|&r| {
+            let r = round_half_away(r / s);
+            // NaN maps to the zero point; infinities saturate through the clamp.
+            let r = if r.is_nan() { 0.0 } else { r.clamp(lo_r, hi_r) };
+            r as i32 + z
+        }));
+    }
+    out
+}
+
+/// The reference twin of [`quantize`]: parameters looked up per element, the rounded
+/// value widened to i64, shifted and clamped there.
+pub fn quantize_reference(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
     let p = ParamIndex::new(q, &v.shape)?;
     let (lo, hi) = quant_range(t)?;
     let x = v.as_f32()?;
@@ -411,5 +512,51 @@ mod tests {
         let v = Value::new(vec![2, 2], Data::I8(vec![1, 1, 2, 2])).unwrap();
         let out = dequantize(&v, &q).unwrap();
         assert_eq!(out.as_f32().unwrap(), &[1.0, 10.0, 2.0, 20.0]);
+    }
+
+    /// The fast (de)quantization paths give exactly what their reference twins give:
+    /// per-tensor and per-axis parameters, every 8/16-bit type, values around the
+    /// rounding ties and the clamps, infinities and NaN.
+    #[test]
+    fn fast_quantize_and_dequantize_match_their_reference_twins() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let shape = vec![3, 4, 5];
+        let n = 60;
+        let mut x: Vec<f32> = (0..n).map(|_| rng.random_range(-300.0..300.0)).collect();
+        x[0] = f32::NAN;
+        x[1] = f32::INFINITY;
+        x[2] = f32::NEG_INFINITY;
+        x[3] = 2.5;
+        x[4] = -2.5;
+        x[5] = 1e30;
+        x[6] = -0.0;
+        let v = Value::f32(shape.clone(), x);
+        let params = [
+            QuantParams::per_tensor(0.5, -1),
+            QuantParams::per_tensor(0.01, 3),
+            QuantParams::per_tensor(1.7, 0),
+            QuantParams::per_axis(vec![0.5, 1.0, 0.25, 3.0], vec![0, 1, -2, 5], 1),
+            QuantParams::per_axis(vec![0.1, 2.0, 0.3, 0.7, 1.5], vec![0; 5], 2),
+        ];
+        for q in &params {
+            for t in [TensorType::Int8, TensorType::Uint8, TensorType::Int16] {
+                let fast = quantize(&v, q, t).unwrap();
+                let slow = quantize_reference(&v, q, t).unwrap();
+                assert_eq!(fast, slow, "quantize {t:?} {q:?}");
+                let back = dequantize(&fast, q).unwrap();
+                let back_ref = dequantize_reference(&fast, q).unwrap();
+                let bits = |v: &Value| -> Vec<u32> {
+                    v.as_f32().unwrap().iter().map(|x| x.to_bits()).collect()
+                };
+                assert_eq!(bits(&back), bits(&back_ref), "dequantize {t:?} {q:?}");
+            }
+        }
+        // A zero point outside the type's range (a malformed file) takes the reference.
+        let q = QuantParams::per_tensor(0.5, 300);
+        assert_eq!(
+            quantize(&v, &q, TensorType::Int8),
+            quantize_reference(&v, &q, TensorType::Int8)
+        );
     }
 }
