@@ -430,11 +430,10 @@ pub fn quantize(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
     if !fast {
         return quantize_reference(v, q, t);
     }
-    let ints = quantize_blocks(x, &p, lo, hi);
     let data = match t {
-        TensorType::Int8 => Data::I8(ints.into_iter().map(|x| x as i8).collect()),
-        TensorType::Uint8 => Data::U8(ints.into_iter().map(|x| x as u8).collect()),
-        _ => Data::I16(ints.into_iter().map(|x| x as i16).collect()),
+        TensorType::Int8 => Data::I8(quantize_blocks(x, &p, lo, hi)),
+        TensorType::Uint8 => Data::U8(quantize_blocks(x, &p, lo, hi)),
+        _ => Data::I16(quantize_blocks(x, &p, lo, hi)),
     };
     Some(Value {
         shape: v.shape.clone(),
@@ -443,7 +442,7 @@ pub fn quantize(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
 }
 
 /// The fast path of [`quantize`] for 8- and 16-bit targets (zero points in range).
-fn quantize_blocks(x: &[f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<i32> {
+fn quantize_blocks<T: Narrow>(x: &[f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<T> {
     let mut out = Vec::with_capacity(x.len());
     let run = if p.channels == 1 {
         x.len().max(1)
@@ -452,16 +451,116 @@ fn quantize_blocks(x: &[f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<i32> {
     };
     for (b, chunk) in x.chunks(run).enumerate() {
         let (s, z) = p.at(b * run);
-        let (lo_r, hi_r) = ((lo - z) as f32, (hi - z) as f32);
-        let z = z as i32;
-        out.extend(chunk.iter().map(|&r| {
-            let r = round_half_away(r / s);
-            // NaN maps to the zero point; infinities saturate through the clamp.
-            let r = if r.is_nan() { 0.0 } else { r.clamp(lo_r, hi_r) };
-            r as i32 + z
-        }));
+        let q = QuantRun {
+            s,
+            z: z as i32,
+            lo: (lo - z) as f32,
+            hi: (hi - z) as f32,
+        };
+        quantize_run(chunk, &q, &mut out);
     }
     out
+}
+
+/// The stored integer types of the fast quantize path: a clamped `i32` narrowed.
+trait Narrow: Copy {
+    fn narrow(v: i32) -> Self;
+}
+
+impl Narrow for i8 {
+    #[inline(always)]
+    fn narrow(v: i32) -> Self {
+        v as i8
+    }
+}
+
+impl Narrow for u8 {
+    #[inline(always)]
+    fn narrow(v: i32) -> Self {
+        v as u8
+    }
+}
+
+impl Narrow for i16 {
+    #[inline(always)]
+    fn narrow(v: i32) -> Self {
+        v as i16
+    }
+}
+
+/// One run of elements sharing (scale, zero point): the clamp bounds already shifted
+/// by the zero point.
+struct QuantRun {
+    s: f32,
+    z: i32,
+    lo: f32,
+    hi: f32,
+}
+
+/// Appends the quantized `xs` to `out`, built for AVX-512 and AVX2 too (where rounding
+/// is one vector instruction instead of a call to `roundf`) and chosen at run time;
+/// every build gives the same integers.
+fn quantize_run<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        let level = *LEVEL.get_or_init(|| {
+            if std::is_x86_feature_detected!("avx512f") {
+                2
+            } else {
+                u8::from(std::is_x86_feature_detected!("avx2"))
+            }
+        });
+        match level {
+            // SAFETY: AVX-512F was detected at run time.
+            2 => return unsafe { quantize_run_avx512(xs, q, out) },
+            // SAFETY: AVX2 was detected at run time.
+            1 => return unsafe { quantize_run_avx2(xs, q, out) },
+            _ => {}
+        }
+    }
+    quantize_run_body(xs, q, out)
+}
+
+/// [`quantize_run_body`] compiled with AVX-512F enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_run_avx512<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    quantize_run_body(xs, q, out)
+}
+
+/// [`quantize_run_body`] compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_run_avx2<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    quantize_run_body(xs, q, out)
+}
+
+#[inline(always)]
+fn quantize_run_body<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    out.extend(xs.iter().map(|&r| {
+        let r = round_half_away_exact(r / q.s);
+        // NaN maps to the zero point; infinities saturate through the clamp.
+        let r = if r.is_nan() {
+            0.0
+        } else {
+            r.max(q.lo).min(q.hi)
+        };
+        T::narrow(r as i32 + q.z)
+    }));
+}
+
+/// [`round_half_away`] without a call to `roundf`: truncate, then step away from zero
+/// when the dropped fraction (exact: `x - trunc(x)` loses no bits) is at least one
+/// half. Equal to `f32::round` for every input (infinities and NaN pass through).
+#[inline(always)]
+fn round_half_away_exact(x: f32) -> f32 {
+    let t = x.trunc();
+    if (x - t).abs() >= 0.5 {
+        t + 1f32.copysign(x)
+    } else {
+        t
+    }
 }
 
 /// The reference twin of [`quantize`]: parameters looked up per element, the rounded
@@ -512,6 +611,43 @@ mod tests {
         let v = Value::new(vec![2, 2], Data::I8(vec![1, 1, 2, 2])).unwrap();
         let out = dequantize(&v, &q).unwrap();
         assert_eq!(out.as_f32().unwrap(), &[1.0, 10.0, 2.0, 20.0]);
+    }
+
+    /// The call-free rounding equals `f32::round` on ties, near-ties, large values,
+    /// infinities and NaN.
+    #[test]
+    fn exact_rounding_is_round_half_away() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut xs = vec![
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.49999997,
+            -0.49999997,
+            8388607.5,
+            8388608.0,
+            16777217.0,
+            1e30,
+            -1e30,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+        ];
+        xs.extend((0..10_000).map(|_| rng.random_range(-300.0f32..300.0)));
+        xs.extend((0..1000).map(|i| i as f32 * 0.5 - 250.0));
+        for x in xs {
+            assert_eq!(
+                round_half_away_exact(x).to_bits(),
+                x.round().to_bits(),
+                "{x}"
+            );
+        }
+        assert!(round_half_away_exact(f32::NAN).is_nan());
     }
 
     /// The fast (de)quantization paths give exactly what their reference twins give:

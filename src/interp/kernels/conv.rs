@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::fb::{ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O, Padding};
 
-use super::gemm::{Epilogue, Mat, sgemm_epilogue};
+use super::gemm::{Epilogue, Mat, PackCell, cached_pack, sgemm_packed};
 use super::{Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, to_usize};
 use crate::interp::value::Value;
 
@@ -142,6 +142,18 @@ pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32
 /// [`conv2d_fast`] with the bias and the fused activation applied by the GEMM to each
 /// block of rows while it is in cache ([`Epilogue`]).
 pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epilogue) -> Vec<f32> {
+    conv2d_fast_packed(g, x, w, epi, None)
+}
+
+/// [`conv2d_fast_epilogue`] keeping the packing of the (constant) filter in `cell`
+/// (the same result).
+pub(crate) fn conv2d_fast_packed(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    cell: Option<&PackCell>,
+) -> Vec<f32> {
     let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.in_c);
     let k = kh * kw * c;
     let pixels = g.h.output * g.w.output;
@@ -160,8 +172,9 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
         rs: 1,
         cs: k,
     };
+    let packed = cached_pack(cell, k, g.out_c, wm);
     if direct {
-        sgemm_epilogue(
+        sgemm_packed(
             m,
             k,
             g.out_c,
@@ -173,6 +186,7 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
             wm,
             &mut out,
             epi,
+            packed,
         );
     } else {
         // im2col row r = (b, oy, ox): the window's taps (ky, kx, c), zeros where padded.
@@ -195,7 +209,7 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
                     }
                 }
             });
-        sgemm_epilogue(
+        sgemm_packed(
             m,
             k,
             g.out_c,
@@ -207,6 +221,7 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
             wm,
             &mut out,
             epi,
+            packed,
         );
     }
     out
@@ -214,6 +229,11 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
 
 /// CONV_2D: input NHWC, filter `[out_c, kh, kw, in_c / groups]`, optional bias.
 pub(crate) fn conv2d(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    conv2d_with(ctx, ins, None)
+}
+
+/// [`conv2d`] keeping the packing of its (constant) filter in `cell`.
+pub(crate) fn conv2d_with(ctx: &Ctx, ins: &Ins, cell: Option<&PackCell>) -> KResult<Value> {
     let Some(O::Conv2DOptions(o)) = ctx.opts() else {
         bad!("missing Conv2DOptions");
     };
@@ -241,7 +261,7 @@ pub(crate) fn conv2d(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let bias = bias_of(ins, 2, oc)?;
     let out = if fc == ic {
         let epi = Epilogue::new(bias, o.fused_activation_function)?;
-        conv2d_fast_epilogue(&g, x, w, &epi)
+        conv2d_fast_packed(&g, x, w, &epi, cell)
     } else {
         let mut out = conv2d_reference(&g, x, w, bias);
         apply_act(&mut out, o.fused_activation_function)?;
