@@ -536,6 +536,9 @@ unsafe fn quantize_run_avx2<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T
     quantize_run_body(xs, q, out)
 }
 
+/// 1.5 · 2^23: an f32 whose last mantissa bit is worth 1 (see [`quantize_run_body`]).
+const MAGIC: f32 = 12_582_912.0;
+
 #[inline(always)]
 fn quantize_run_body<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
     out.extend(xs.iter().map(|&r| {
@@ -546,7 +549,10 @@ fn quantize_run_body<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
         } else {
             r.max(q.lo).min(q.hi)
         };
-        T::narrow(r as i32 + q.z)
+        // `r` is an integer within ±2^17 here: adding 1.5 · 2^23 puts it in the
+        // mantissa exactly, read back without a (scalar, saturating) float → int cast.
+        let int = (r + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
+        T::narrow(int + q.z)
     }));
 }
 
