@@ -175,9 +175,7 @@ pub(crate) fn conv2d_fast_packed(
     let packed = cached_pack(cell, k, g.out_c, wm);
     if direct {
         sgemm_packed(
-            m,
-            k,
-            g.out_c,
+            [m, k, g.out_c],
             Mat {
                 data: x,
                 rs: k,
@@ -210,9 +208,7 @@ pub(crate) fn conv2d_fast_packed(
                 }
             });
         sgemm_packed(
-            m,
-            k,
-            g.out_c,
+            [m, k, g.out_c],
             Mat {
                 data: &cols,
                 rs: k,
@@ -570,20 +566,18 @@ fn depthwise_interior(
     let taps = &taps[..nt];
     let blocks = oc / DW_BLOCK;
     for cb in 0..blocks {
-        interior_block::<DW_BLOCK>(g, x, w, epi, taps, cb * DW_BLOCK, pixels.clone(), orow);
+        interior_block::<DW_BLOCK>(g, (x, w), epi, taps, cb * DW_BLOCK, pixels.clone(), orow);
     }
     for c0 in blocks * DW_BLOCK..oc {
-        interior_block::<1>(g, x, w, epi, taps, c0, pixels.clone(), orow);
+        interior_block::<1>(g, (x, w), epi, taps, c0, pixels.clone(), orow);
     }
 }
 
 /// Channels `c0..c0 + L` of the interior pixels `pixels` (see [`depthwise_interior`]).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn interior_block<const L: usize>(
     g: &DwGeom,
-    x: &[f32],
-    w: &[f32],
+    (x, w): (&[f32], &[f32]),
     epi: &Epilogue,
     taps: &[(usize, usize)],
     c0: usize,

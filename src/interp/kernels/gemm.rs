@@ -124,7 +124,7 @@ pub(crate) fn sgemm_epilogue(
     c: &mut [f32],
     epi: &Epilogue,
 ) {
-    sgemm_packed(m, k, n, a, b, c, epi, None)
+    sgemm_packed([m, k, n], a, b, c, epi, None)
 }
 
 /// B of a product packed once for the fast path and kept: a constant weight, reused
@@ -189,11 +189,8 @@ pub(crate) fn cached_pack<'c>(
 
 /// [`sgemm_epilogue`] using `packed` (the packing of this B) instead of packing B
 /// again, when the fast path runs; the result is the same.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm_packed(
-    m: usize,
-    k: usize,
-    n: usize,
+    [m, k, n]: [usize; 3],
     a: Mat,
     b: Mat,
     c: &mut [f32],
@@ -629,9 +626,7 @@ pub(crate) fn fully_connected_with(
         cs: k,
     };
     sgemm_packed(
-        m,
-        k,
-        n,
+        [m, k, n],
         Mat {
             data: x,
             rs: k,
