@@ -40,18 +40,29 @@ def tflquant_exe():
 
 
 def timed_with_time(cmd):
-    """Like timed(), with the child's own peak RSS from GNU time -f %M."""
+    """(wall s, peak RSS MB, CPU s = user + system) of the child, from GNU time."""
     t = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, check=True,
+    r = subprocess.run(["/usr/bin/time", "-f", "%M %U %S"] + cmd, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t
-    kb = int(r.stderr.strip().splitlines()[-1])
-    return dt, kb / 1024.0
+    kb, user, sys_ = r.stderr.strip().splitlines()[-1].split()
+    return dt, int(kb) / 1024.0, float(user) + float(sys_)
 
 
 def median_runs(n, cmd):
     res = [timed_with_time(cmd) for _ in range(n)]
     return statistics.median(r[0] for r in res), max(r[1] for r in res)
+
+
+def paired_runs(n, cmd_a, cmd_b):
+    """Runs a and b in turn n times (paired: both see the same load); per command the
+    (median wall s, max peak RSS MB, median CPU s)."""
+    ra, rb = [], []
+    for _ in range(n):
+        ra.append(timed_with_time(cmd_a))
+        rb.append(timed_with_time(cmd_b))
+    return [(statistics.median(r[0] for r in rs), max(r[1] for r in rs),
+             statistics.median(r[2] for r in rs)) for rs in (ra, rb)]
 
 
 AEQ_SCRIPT = r"""
@@ -179,10 +190,11 @@ def bench_int8(a, exe):
             f.write(c.convert())
     ours = os.path.join(a.work, "mnv2_logits.int8.tflquant.tflite")
     theirs = os.path.join(a.work, "mnv2_logits.int8.aeq.tflite")
-    t_ours, m_ours = median_runs(a.runs, [exe, "-q", "quantize", model, "-o", ours, "--mode", "int8",
-                                          "--calibration", calib, "--threads", str(a.threads)])
-    t_aeq, m_aeq = median_runs(a.runs, [sys.executable, "-c", AEQ_SCRIPT, model, theirs, "int8", calib,
-                                        str(a.threads)])
+    (t_ours, m_ours, c_ours), (t_aeq, m_aeq, c_aeq) = paired_runs(
+        a.runs,
+        [exe, "-q", "quantize", model, "-o", ours, "--mode", "int8", "--calibration", calib,
+         "--threads", str(a.threads)],
+        [sys.executable, "-c", AEQ_SCRIPT, model, theirs, "int8", calib, str(a.threads)])
     xs = np.load(test)
     ref, lat_f = run_litert(model, xs, a.threads, iters=30)
     y_ours, lat_ours = run_litert(ours, xs, a.threads, iters=30)
@@ -192,7 +204,8 @@ def bench_int8(a, exe):
     print(f"  tflquant           {t_ours:8.2f} s   peak RSS {m_ours:6.0f} MB   SQNR {sqnr(ref, y_ours):6.2f} dB")
     print(f"  ai-edge-quantizer  {t_aeq:8.2f} s   peak RSS {m_aeq:6.0f} MB   SQNR {sqnr(ref, y_aeq):6.2f} dB")
     print(f"  TF converter int8                                          SQNR {sqnr(ref, y_tf):6.2f} dB (same network, same data)")
-    print(f"  time ratio aeq/tflquant {t_aeq / t_ours:6.1f}×")
+    print(f"  time ratio aeq/tflquant {t_aeq / t_ours:6.1f}× (wall, {t_ours:.2f} s vs {t_aeq:.2f} s), "
+          f"{c_aeq / c_ours:.1f}× (CPU, user + system: {c_ours:.2f} s vs {c_aeq:.2f} s)")
     print(f"  LiteRT latency (median of 30): float {lat_f*1e3:.2f} ms, tflquant int8 {lat_ours*1e3:.2f} ms, "
           f"TF int8 {lat_tf*1e3:.2f} ms, aeq int8 {lat_aeq*1e3:.2f} ms; ours/TF {lat_ours/lat_tf:.2f}×")
 

@@ -218,8 +218,11 @@ def main():
               f"{lit_x:.1f} ms (CPU {lit_cpu:.1f} ms) | ratio wall {ours / lit_x:.2f}, CPU "
               f"{ours_cpu / lit_cpu:.2f} | LiteRT builtin kernels {lit_b:.1f} ms (ratio {ours / lit_b:.2f})")
     t = a.calib_threads
-    oc, oc_cpu = ours_calibration(model, data, t)
-    lc, lc_cpu = litert_throughput(model, data, t)
+    # Paired: each contender in turn, so both see the same load; medians of 3.
+    pairs = [(ours_calibration(model, data, t, runs=1), litert_throughput(model, data, t, runs=1))
+             for _ in range(3)]
+    oc, oc_cpu = (statistics.median(p[0][i] for p in pairs) for i in (0, 1))
+    lc, lc_cpu = (statistics.median(p[1][i] for p in pairs) for i in (0, 1))
     print(f"{n} samples, {t} threads, median of 3 processes: tflquant calibrate {oc:.2f} s "
           f"(CPU {oc_cpu:.2f} s, {n / oc:.1f} samples/s) | LiteRT inference {lc:.2f} s (CPU "
           f"{lc_cpu:.2f} s, {n / lc:.1f} samples/s) | ratio wall {oc / lc:.2f}, CPU {oc_cpu / lc_cpu:.2f} "

@@ -315,7 +315,6 @@ impl<'m> Calibrator<'m> {
         use std::sync::mpsc::{channel, sync_channel};
 
         let total = samples.len();
-        let model = self.interp.model();
         let kind = self.collector.kind;
         let (work_tx, work_rx) = sync_channel::<(usize, Vec<Value>)>(workers);
         let work_rx = Mutex::new(work_rx);
@@ -324,7 +323,6 @@ impl<'m> Calibrator<'m> {
         let collected: Mutex<Vec<Collector>> = Mutex::new(Vec::with_capacity(workers));
         let mut first_err: Option<(usize, Error)> = None;
         let mut done = 0usize;
-        let mut own = Some(&mut self.interp);
         let mut note = |(i, r): (usize, Result<()>), first_err: &mut Option<(usize, Error)>| match r
         {
             Ok(()) => {
@@ -338,24 +336,18 @@ impl<'m> Calibrator<'m> {
                 }
             }
         };
+        // The other workers share this interpreter's constants and packed weights.
+        let mut forks: Vec<Interpreter> = (1..workers).map(|_| self.interp.fork()).collect();
+        let mut own = Some(&mut self.interp);
         rayon::in_place_scope(|scope| {
             for _ in 0..workers {
                 let interp = own.take();
+                let fork = if interp.is_none() { forks.pop() } else { None };
                 let (work_rx, done_tx, stop, collected) =
                     (&work_rx, done_tx.clone(), &stop, &collected);
                 scope.spawn(move |_| {
-                    let mut fresh = None;
-                    let mut interp = match interp {
-                        Some(i) => Some(i),
-                        None => match Interpreter::new(model) {
-                            Ok(i) => Some(fresh.insert(i)),
-                            Err(e) => {
-                                stop.store(true, Ordering::Relaxed);
-                                let _ = done_tx.send((usize::MAX, Err(e)));
-                                None
-                            }
-                        },
-                    };
+                    let mut fresh = fork;
+                    let mut interp = interp.or(fresh.as_mut());
                     let mut collector = Collector::new(kind);
                     // Drain the queue to its end even after a failure, so the reader
                     // never blocks on a full queue.

@@ -383,10 +383,114 @@ impl TensorStats {
     }
 }
 
-/// Minimum and maximum ignoring NaN (infinities included), vectorised: 8 lanes, built
-/// for AVX2 too and chosen at run time (the same lanes in both builds, so the same
-/// result, signed zeros included).
+/// Minimum and maximum ignoring NaN (infinities included): the bits of
+/// [`lane_min_max`], faster. Floats are compared as integers of the same order
+/// ([`order_key`]; -0 below +0), which has no NaN special case in the dependency chain
+/// and no ties: equal keys are equal bits. Only where `lane_min_max`'s answer depends on
+/// which of two zeros its lanes met first — a minimum that is -0 (a +0 may be there
+/// too) or a maximum that is +0 (a -0 may be there too) — does it ask `lane_min_max`.
+/// (ReLU outputs, minimum +0 without -0, stay on the fast path.) `(inf, -inf)` when
+/// there is no non-NaN value.
 fn fast_min_max(xs: &[f32]) -> (f32, f32) {
+    let (lo, hi) = key_min_max(xs);
+    if lo == order_key(-0.0) || hi == order_key(0.0) {
+        return lane_min_max(xs);
+    }
+    let value = |k: i32, none: f32| {
+        if k == i32::MAX || k == i32::MIN {
+            none
+        } else {
+            f32::from_bits(order_key_inverse(k) as u32)
+        }
+    };
+    (value(lo, f32::INFINITY), value(hi, f32::NEG_INFINITY))
+}
+
+/// An integer with the order of the float: `a < b` ⇔ `key(a) < key(b)` for non-NaN
+/// floats, with -0 just below +0. NaNs map beyond ±infinity (never compared here).
+#[inline(always)]
+fn order_key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ (((b >> 31) as u32) >> 1) as i32
+}
+
+/// The float bits of an [`order_key`] (the map is its own inverse).
+fn order_key_inverse(k: i32) -> i32 {
+    k ^ (((k >> 31) as u32) >> 1) as i32
+}
+
+/// Smallest and largest [`order_key`] of the non-NaN values (`i32::MAX`, `i32::MIN`
+/// when there is none: no float has those keys but NaNs), built for AVX-512 and AVX2
+/// too and chosen at run time (integer min/max: every build gives the same answer).
+fn key_min_max(xs: &[f32]) -> (i32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        let level = *LEVEL.get_or_init(|| {
+            if std::is_x86_feature_detected!("avx512f") {
+                2
+            } else {
+                u8::from(std::is_x86_feature_detected!("avx2"))
+            }
+        });
+        match level {
+            // SAFETY: AVX-512F was detected at run time.
+            2 => return unsafe { key_min_max_avx512(xs) },
+            // SAFETY: AVX2 was detected at run time.
+            1 => return unsafe { key_min_max_avx2(xs) },
+            _ => {}
+        }
+    }
+    key_min_max_body(xs)
+}
+
+/// [`key_min_max_body`] compiled with AVX-512F enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn key_min_max_avx512(xs: &[f32]) -> (i32, i32) {
+    key_min_max_body(xs)
+}
+
+/// [`key_min_max_body`] compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn key_min_max_avx2(xs: &[f32]) -> (i32, i32) {
+    key_min_max_body(xs)
+}
+
+#[inline(always)]
+fn key_min_max_body(xs: &[f32]) -> (i32, i32) {
+    const L: usize = 32;
+    let mut lo = [i32::MAX; L];
+    let mut hi = [i32::MIN; L];
+    let chunks = xs.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..L {
+            let (x, key) = (c[k], order_key(c[k]));
+            let nan = x.is_nan();
+            lo[k] = lo[k].min(if nan { i32::MAX } else { key });
+            hi[k] = hi[k].max(if nan { i32::MIN } else { key });
+        }
+    }
+    let (mut l, mut h) = (i32::MAX, i32::MIN);
+    for k in 0..L {
+        l = l.min(lo[k]);
+        h = h.max(hi[k]);
+    }
+    for &x in rest {
+        if !x.is_nan() {
+            l = l.min(order_key(x));
+            h = h.max(order_key(x));
+        }
+    }
+    (l, h)
+}
+
+/// The twin of [`fast_min_max`] (and its answer where zeros of both signs tie): 8 lanes
+/// of `f32::min`/`f32::max`, built for AVX2 too and chosen at run time (the same lanes
+/// in both builds, so the same result, signed zeros included).
+fn lane_min_max(xs: &[f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
     {
         static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -601,7 +705,7 @@ mod tests {
         ];
         for xs in cases {
             // The dispatched build and the baseline build give the same bits.
-            let (f, g) = (fast_min_max(xs), fast_min_max_body(xs));
+            let (f, g) = (lane_min_max(xs), fast_min_max_body(xs));
             assert_eq!(
                 (f.0.to_bits(), f.1.to_bits()),
                 (g.0.to_bits(), g.1.to_bits()),
@@ -613,6 +717,42 @@ mod tests {
                 a.0 == b.0 && a.1 == b.1 || (a.0 > a.1 && b.0 > b.1),
                 "{xs:?}"
             );
+        }
+    }
+
+    /// The integer-key scan gives the bits of the 8-lane float scan, zeros of both
+    /// signs (in any order), NaN and infinities included, every build the same.
+    #[test]
+    fn key_min_max_gives_the_lane_scan_bits() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1.0,
+            -1.0,
+        ];
+        for case in 0..400 {
+            let n = rng.random_range(0..100);
+            let xs: Vec<f32> = (0..n)
+                .map(|_| match case % 4 {
+                    // Mostly zeros of both signs: the ties.
+                    0 => specials[rng.random_range(0..3)],
+                    1 => specials[rng.random_range(0..7)],
+                    2 => -rng.random_range(0.0..4.0f32).floor(),
+                    _ => rng.random_range(-3.0..3.0),
+                })
+                .collect();
+            let (f, g) = (fast_min_max(&xs), lane_min_max(&xs));
+            assert_eq!(
+                (f.0.to_bits(), f.1.to_bits()),
+                (g.0.to_bits(), g.1.to_bits()),
+                "{xs:?}"
+            );
+            assert_eq!(key_min_max(&xs), key_min_max_body(&xs), "{xs:?}");
         }
     }
 

@@ -497,18 +497,22 @@ fn calibration_check(
         ),
         ..samples.clone()
     };
-    let opts = CompareOptions {
-        tensors: true,
-        ..Default::default()
-    };
-    let r = match compare::compare(float, quant, data, &samples, &opts) {
-        Ok(r) => r,
-        Err(e) => {
-            log::info!("the SQNR check on the calibration data did not run: {e}");
-            return None;
-        }
-    };
     let bad = |x: Option<f64>| x.is_some_and(|d| d.is_nan() || d < WARN_SQNR_DB);
+    // Outputs only first; the intermediate tensors (which name the culprit) are compared
+    // only when an output is below the bar.
+    let run = |tensors: bool| {
+        let opts = CompareOptions {
+            tensors,
+            ..Default::default()
+        };
+        compare::compare(float, quant, data, &samples, &opts)
+            .map_err(|e| log::info!("the SQNR check on the calibration data did not run: {e}"))
+            .ok()
+    };
+    if !run(false)?.outputs.iter().any(|o| bad(o.sqnr_db)) {
+        return None;
+    }
+    let r = run(true)?;
     let worst = r.outputs.iter().filter(|o| bad(o.sqnr_db)).min_by(|a, b| {
         a.sqnr_db
             .partial_cmp(&b.sqnr_db)

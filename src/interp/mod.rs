@@ -94,6 +94,7 @@ pub struct OpTiming {
 type Slot = Option<Arc<Value>>;
 
 /// The execution plan of one subgraph.
+#[derive(Clone)]
 struct Plan {
     /// Operator indices in execution order.
     order: Vec<usize>,
@@ -105,6 +106,7 @@ struct Plan {
 }
 
 /// Per-tensor constant data.
+#[derive(Clone)]
 struct Const {
     /// As stored (float16 stays float16, int8 stays int8; sparse densified).
     raw: Arc<Value>,
@@ -132,7 +134,16 @@ pub struct Interpreter<'m> {
     schedule: Schedule,
     options: Options,
     timing: Option<Vec<Vec<OpTiming>>>,
+    /// Per subgraph and operator: where CONV_2D / FULLY_CONNECTED with a constant weight
+    /// keep its packing for the GEMM (`None` for every other op). Filled on first use,
+    /// kept for the interpreter's life and shared with its [`Interpreter::fork`]s: the
+    /// cost is about one more copy of those weights (padded to panels of 32 output
+    /// channels; [`Interpreter::packed_weight_bytes`]).
+    packs: Arc<Vec<Vec<Option<PackCell>>>>,
 }
+
+/// See [`Interpreter`]'s `packs`.
+type PackCell = kernels::gemm::PackCell;
 
 /// An op the interpreter has no kernel for (or whose options no kernel implements,
 /// e.g. a fused TANH), as listed in the error of [`Interpreter::new`].
@@ -345,8 +356,10 @@ impl<'m> Interpreter<'m> {
             consts.push(cs);
         }
         let (handles, resource_names) = resource_ids(model);
+        let packs = pack_cells(model, &plans, &consts);
         Ok(Interpreter {
             model,
+            packs: Arc::new(packs),
             plans,
             consts,
             variables: initial_variables.clone(),
@@ -359,6 +372,39 @@ impl<'m> Interpreter<'m> {
             options,
             timing: None,
         })
+    }
+
+    /// A new interpreter of the same model and options, in its initial state, sharing
+    /// this one's decoded constants and packed weights (read-only; nothing is decoded
+    /// or packed twice), e.g. one per thread running samples side by side.
+    pub fn fork(&self) -> Interpreter<'m> {
+        let (handles, resource_names) = resource_ids(self.model);
+        Interpreter {
+            model: self.model,
+            plans: self.plans.clone(),
+            consts: self.consts.clone(),
+            variables: self.initial_variables.clone(),
+            initial_variables: self.initial_variables.clone(),
+            called_once: HashSet::new(),
+            handles,
+            resource_names,
+            resources: HashMap::new(),
+            schedule: Schedule::new(self.options.reset, self.model),
+            options: self.options.clone(),
+            timing: None,
+            packs: Arc::clone(&self.packs),
+        }
+    }
+
+    /// Bytes held by packed constant weights (see [`Interpreter::fork`]; shared by forks).
+    pub fn packed_weight_bytes(&self) -> usize {
+        self.packs
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|c| c.get().and_then(Option::as_ref))
+            .map(|p| p.bytes())
+            .sum()
     }
 
     /// The model this interpreter runs.
@@ -598,7 +644,11 @@ impl<'m> Interpreter<'m> {
             Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
                 let ctx = kernel_ctx(self.model, si, oi, raw_outputs);
-                let outs = kernels::eval(b, &ctx, &ins).map_err(|e| kernel_error(e, at.loc()))?;
+                let outs = match &self.packs[si][oi] {
+                    Some(cell) => kernels::eval_packed(b, &ctx, &ins, cell),
+                    None => kernels::eval(b, &ctx, &ins),
+                }
+                .map_err(|e| kernel_error(e, at.loc()))?;
                 if !Self::observe_trace(self.model, si, oi, &outs.trace, observe) {
                     return Ok(false);
                 }
@@ -1108,6 +1158,35 @@ fn decode_const(model: &Model, si: usize, ti: usize, t: &Tensor) -> Result<Optio
 
 /// Orders the ops of a subgraph topologically (file order among ready ops) and finds
 /// each tensor's last reader.
+/// A pack cell for every op that packs a weight (see [`kernels::packs_weights`]) whose
+/// weight (input 1) is a constant of the model, `None` for the others.
+fn pack_cells(
+    model: &Model,
+    plans: &[Plan],
+    consts: &[Vec<Option<Const>>],
+) -> Vec<Vec<Option<PackCell>>> {
+    model
+        .subgraphs
+        .iter()
+        .enumerate()
+        .map(|(si, sg)| {
+            sg.operators
+                .iter()
+                .enumerate()
+                .map(|(oi, op)| {
+                    let constant_weight = op
+                        .inputs
+                        .get(1)
+                        .and_then(|&t| usize::try_from(t).ok())
+                        .is_some_and(|t| consts[si].get(t).is_some_and(Option::is_some));
+                    (kernels::packs_weights(plans[si].ops[oi].0) && constant_weight)
+                        .then(PackCell::new)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn plan(model: &Model, si: usize) -> Result<Plan> {
     let sg = &model.subgraphs[si];
     let n = sg.operators.len();

@@ -324,6 +324,11 @@ impl<'a> ParamIndex<'a> {
         })
     }
 
+    /// True when every zero point lies in `[lo, hi]`.
+    fn zero_points_within(&self, lo: i64, hi: i64) -> bool {
+        (0..self.channels).all(|c| (lo..=hi).contains(&self.at(c * self.inner).1))
+    }
+
     #[inline]
     fn at(&self, i: usize) -> (f32, i64) {
         let c = if self.channels == 1 {
@@ -341,7 +346,52 @@ impl<'a> ParamIndex<'a> {
 /// `real = (q - zero_point) * scale` for every element of an integer value (per-tensor
 /// or per-axis). `None` if the data is not integer or the parameters do not fit the
 /// shape.
+///
+/// int8, uint8 and int16 data take a fast path (no widening copy, no per-element
+/// parameter lookup, one f32 multiply: `q - zero_point` is exact in f32 for them, and
+/// the product of two f32 rounded once equals the f64 product narrowed, so the result
+/// is bit-identical); [`dequantize_reference`] is its twin in the tests.
 pub fn dequantize(v: &Value, q: &QuantParams) -> Option<Value> {
+    let p = ParamIndex::new(q, &v.shape)?;
+    let out = match &v.data {
+        Data::I8(x) => dequantize_blocks(x, &p),
+        Data::U8(x) => dequantize_blocks(x, &p),
+        Data::I16(x) => dequantize_blocks(x, &p),
+        _ => return dequantize_reference(v, q),
+    };
+    Some(Value::f32(v.shape.clone(), out))
+}
+
+/// The fast path of [`dequantize`]: runs of `inner` elements share one channel's
+/// parameters (the whole tensor for per-tensor parameters).
+fn dequantize_blocks<T: Copy + Into<i32>>(x: &[T], p: &ParamIndex) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    let run = if p.channels == 1 {
+        x.len().max(1)
+    } else {
+        p.inner.max(1)
+    };
+    for (b, chunk) in x.chunks(run).enumerate() {
+        let (s, z) = p.at(b * run);
+        // |q - z| < 2^24 for 8- and 16-bit data with a zero point of the same type; a
+        // zero point outside that (a malformed file) goes through the f64 formula.
+        if z.unsigned_abs() < 1 << 23 {
+            let z = z as i32;
+            out.extend(chunk.iter().map(|&q| s * (q.into() - z) as f32));
+        } else {
+            out.extend(
+                chunk
+                    .iter()
+                    .map(|&q| (s as f64 * (q.into() as i64 - z) as f64) as f32),
+            );
+        }
+    }
+    out
+}
+
+/// The reference twin of [`dequantize`]: every element widened to i64, its parameters
+/// looked up by index, the product taken in f64 and narrowed.
+pub fn dequantize_reference(v: &Value, q: &QuantParams) -> Option<Value> {
     let p = ParamIndex::new(q, &v.shape)?;
     let ints = v.data.to_i64_vec()?;
     let out = ints
@@ -365,7 +415,163 @@ pub fn round_half_away(x: f32) -> f32 {
 /// `q = clamp(round(real / scale) + zero_point)` into the range of `t` (round half away
 /// from zero, as TFLite's reference QUANTIZE). `None` if `t` is no quantized storage type,
 /// the value is not float32 or the parameters do not fit.
+///
+/// int8, uint8 and int16 targets take a fast path: runs of elements sharing one
+/// channel's parameters, the clamp done on the rounded f32 against the range shifted
+/// by the zero point (`clamp(r + z, lo, hi) = clamp(r, lo - z, hi - z) + z` for
+/// integers; both bounds are exact in f32), no i64 per element. The result is
+/// identical to [`quantize_reference`], its twin in the tests.
 pub fn quantize(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
+    let p = ParamIndex::new(q, &v.shape)?;
+    let (lo, hi) = quant_range(t)?;
+    let x = v.as_f32()?;
+    let fast = matches!(t, TensorType::Int8 | TensorType::Uint8 | TensorType::Int16)
+        && p.zero_points_within(lo, hi);
+    if !fast {
+        return quantize_reference(v, q, t);
+    }
+    let data = match t {
+        TensorType::Int8 => Data::I8(quantize_blocks(x, &p, lo, hi)),
+        TensorType::Uint8 => Data::U8(quantize_blocks(x, &p, lo, hi)),
+        _ => Data::I16(quantize_blocks(x, &p, lo, hi)),
+    };
+    Some(Value {
+        shape: v.shape.clone(),
+        data,
+    })
+}
+
+/// The fast path of [`quantize`] for 8- and 16-bit targets (zero points in range).
+fn quantize_blocks<T: Narrow>(x: &[f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    let run = if p.channels == 1 {
+        x.len().max(1)
+    } else {
+        p.inner.max(1)
+    };
+    for (b, chunk) in x.chunks(run).enumerate() {
+        let (s, z) = p.at(b * run);
+        let q = QuantRun {
+            s,
+            z: z as i32,
+            lo: (lo - z) as f32,
+            hi: (hi - z) as f32,
+        };
+        quantize_run(chunk, &q, &mut out);
+    }
+    out
+}
+
+/// The stored integer types of the fast quantize path: a clamped `i32` narrowed.
+trait Narrow: Copy {
+    fn narrow(v: i32) -> Self;
+}
+
+impl Narrow for i8 {
+    #[inline(always)]
+    fn narrow(v: i32) -> Self {
+        v as i8
+    }
+}
+
+impl Narrow for u8 {
+    #[inline(always)]
+    fn narrow(v: i32) -> Self {
+        v as u8
+    }
+}
+
+impl Narrow for i16 {
+    #[inline(always)]
+    fn narrow(v: i32) -> Self {
+        v as i16
+    }
+}
+
+/// One run of elements sharing (scale, zero point): the clamp bounds already shifted
+/// by the zero point.
+struct QuantRun {
+    s: f32,
+    z: i32,
+    lo: f32,
+    hi: f32,
+}
+
+/// Appends the quantized `xs` to `out`, built for AVX-512 and AVX2 too (where rounding
+/// is one vector instruction instead of a call to `roundf`) and chosen at run time;
+/// every build gives the same integers.
+fn quantize_run<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        let level = *LEVEL.get_or_init(|| {
+            if std::is_x86_feature_detected!("avx512f") {
+                2
+            } else {
+                u8::from(std::is_x86_feature_detected!("avx2"))
+            }
+        });
+        match level {
+            // SAFETY: AVX-512F was detected at run time.
+            2 => return unsafe { quantize_run_avx512(xs, q, out) },
+            // SAFETY: AVX2 was detected at run time.
+            1 => return unsafe { quantize_run_avx2(xs, q, out) },
+            _ => {}
+        }
+    }
+    quantize_run_body(xs, q, out)
+}
+
+/// [`quantize_run_body`] compiled with AVX-512F enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_run_avx512<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    quantize_run_body(xs, q, out)
+}
+
+/// [`quantize_run_body`] compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_run_avx2<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    quantize_run_body(xs, q, out)
+}
+
+/// 1.5 · 2^23: an f32 whose last mantissa bit is worth 1 (see [`quantize_run_body`]).
+const MAGIC: f32 = 12_582_912.0;
+
+#[inline(always)]
+fn quantize_run_body<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
+    out.extend(xs.iter().map(|&r| {
+        let r = round_half_away_exact(r / q.s);
+        // NaN maps to the zero point; infinities saturate through the clamp.
+        let r = if r.is_nan() {
+            0.0
+        } else {
+            r.max(q.lo).min(q.hi)
+        };
+        // `r` is an integer within ±2^17 here: adding 1.5 · 2^23 puts it in the
+        // mantissa exactly, read back without a (scalar, saturating) float → int cast.
+        let int = (r + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
+        T::narrow(int + q.z)
+    }));
+}
+
+/// [`round_half_away`] without a call to `roundf`: truncate, then step away from zero
+/// when the dropped fraction (exact: `x - trunc(x)` loses no bits) is at least one
+/// half. Equal to `f32::round` for every input (infinities and NaN pass through).
+#[inline(always)]
+fn round_half_away_exact(x: f32) -> f32 {
+    let t = x.trunc();
+    if (x - t).abs() >= 0.5 {
+        t + 1f32.copysign(x)
+    } else {
+        t
+    }
+}
+
+/// The reference twin of [`quantize`]: parameters looked up per element, the rounded
+/// value widened to i64, shifted and clamped there.
+pub fn quantize_reference(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
     let p = ParamIndex::new(q, &v.shape)?;
     let (lo, hi) = quant_range(t)?;
     let x = v.as_f32()?;
@@ -411,5 +617,88 @@ mod tests {
         let v = Value::new(vec![2, 2], Data::I8(vec![1, 1, 2, 2])).unwrap();
         let out = dequantize(&v, &q).unwrap();
         assert_eq!(out.as_f32().unwrap(), &[1.0, 10.0, 2.0, 20.0]);
+    }
+
+    /// The call-free rounding equals `f32::round` on ties, near-ties, large values,
+    /// infinities and NaN.
+    #[test]
+    fn exact_rounding_is_round_half_away() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut xs = vec![
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.49999997,
+            -0.49999997,
+            8388607.5,
+            8388608.0,
+            16777217.0,
+            1e30,
+            -1e30,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+        ];
+        xs.extend((0..10_000).map(|_| rng.random_range(-300.0f32..300.0)));
+        xs.extend((0..1000).map(|i| i as f32 * 0.5 - 250.0));
+        for x in xs {
+            assert_eq!(
+                round_half_away_exact(x).to_bits(),
+                x.round().to_bits(),
+                "{x}"
+            );
+        }
+        assert!(round_half_away_exact(f32::NAN).is_nan());
+    }
+
+    /// The fast (de)quantization paths give exactly what their reference twins give:
+    /// per-tensor and per-axis parameters, every 8/16-bit type, values around the
+    /// rounding ties and the clamps, infinities and NaN.
+    #[test]
+    fn fast_quantize_and_dequantize_match_their_reference_twins() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let shape = vec![3, 4, 5];
+        let n = 60;
+        let mut x: Vec<f32> = (0..n).map(|_| rng.random_range(-300.0..300.0)).collect();
+        x[0] = f32::NAN;
+        x[1] = f32::INFINITY;
+        x[2] = f32::NEG_INFINITY;
+        x[3] = 2.5;
+        x[4] = -2.5;
+        x[5] = 1e30;
+        x[6] = -0.0;
+        let v = Value::f32(shape.clone(), x);
+        let params = [
+            QuantParams::per_tensor(0.5, -1),
+            QuantParams::per_tensor(0.01, 3),
+            QuantParams::per_tensor(1.7, 0),
+            QuantParams::per_axis(vec![0.5, 1.0, 0.25, 3.0], vec![0, 1, -2, 5], 1),
+            QuantParams::per_axis(vec![0.1, 2.0, 0.3, 0.7, 1.5], vec![0; 5], 2),
+        ];
+        for q in &params {
+            for t in [TensorType::Int8, TensorType::Uint8, TensorType::Int16] {
+                let fast = quantize(&v, q, t).unwrap();
+                let slow = quantize_reference(&v, q, t).unwrap();
+                assert_eq!(fast, slow, "quantize {t:?} {q:?}");
+                let back = dequantize(&fast, q).unwrap();
+                let back_ref = dequantize_reference(&fast, q).unwrap();
+                let bits = |v: &Value| -> Vec<u32> {
+                    v.as_f32().unwrap().iter().map(|x| x.to_bits()).collect()
+                };
+                assert_eq!(bits(&back), bits(&back_ref), "dequantize {t:?} {q:?}");
+            }
+        }
+        // A zero point outside the type's range (a malformed file) takes the reference.
+        let q = QuantParams::per_tensor(0.5, 300);
+        assert_eq!(
+            quantize(&v, &q, TensorType::Int8),
+            quantize_reference(&v, &q, TensorType::Int8)
+        );
     }
 }

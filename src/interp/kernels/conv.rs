@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::fb::{ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O, Padding};
 
-use super::gemm::{Epilogue, Mat, sgemm_epilogue};
+use super::gemm::{Epilogue, Mat, PackCell, cached_pack, sgemm_packed};
 use super::{Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, to_usize};
 use crate::interp::value::Value;
 
@@ -142,6 +142,18 @@ pub(crate) fn conv2d_fast(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32
 /// [`conv2d_fast`] with the bias and the fused activation applied by the GEMM to each
 /// block of rows while it is in cache ([`Epilogue`]).
 pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epilogue) -> Vec<f32> {
+    conv2d_fast_packed(g, x, w, epi, None)
+}
+
+/// [`conv2d_fast_epilogue`] keeping the packing of the (constant) filter in `cell`
+/// (the same result).
+pub(crate) fn conv2d_fast_packed(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    cell: Option<&PackCell>,
+) -> Vec<f32> {
     let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.in_c);
     let k = kh * kw * c;
     let pixels = g.h.output * g.w.output;
@@ -160,11 +172,10 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
         rs: 1,
         cs: k,
     };
+    let packed = cached_pack(cell, k, g.out_c, wm);
     if direct {
-        sgemm_epilogue(
-            m,
-            k,
-            g.out_c,
+        sgemm_packed(
+            [m, k, g.out_c],
             Mat {
                 data: x,
                 rs: k,
@@ -173,6 +184,7 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
             wm,
             &mut out,
             epi,
+            packed,
         );
     } else {
         // im2col row r = (b, oy, ox): the window's taps (ky, kx, c), zeros where padded.
@@ -195,10 +207,8 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
                     }
                 }
             });
-        sgemm_epilogue(
-            m,
-            k,
-            g.out_c,
+        sgemm_packed(
+            [m, k, g.out_c],
             Mat {
                 data: &cols,
                 rs: k,
@@ -207,6 +217,7 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
             wm,
             &mut out,
             epi,
+            packed,
         );
     }
     out
@@ -214,6 +225,11 @@ pub(crate) fn conv2d_fast_epilogue(g: &ConvGeom, x: &[f32], w: &[f32], epi: &Epi
 
 /// CONV_2D: input NHWC, filter `[out_c, kh, kw, in_c / groups]`, optional bias.
 pub(crate) fn conv2d(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    conv2d_with(ctx, ins, None)
+}
+
+/// [`conv2d`] keeping the packing of its (constant) filter in `cell`.
+pub(crate) fn conv2d_with(ctx: &Ctx, ins: &Ins, cell: Option<&PackCell>) -> KResult<Value> {
     let Some(O::Conv2DOptions(o)) = ctx.opts() else {
         bad!("missing Conv2DOptions");
     };
@@ -241,7 +257,7 @@ pub(crate) fn conv2d(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let bias = bias_of(ins, 2, oc)?;
     let out = if fc == ic {
         let epi = Epilogue::new(bias, o.fused_activation_function)?;
-        conv2d_fast_epilogue(&g, x, w, &epi)
+        conv2d_fast_packed(&g, x, w, &epi, cell)
     } else {
         let mut out = conv2d_reference(&g, x, w, bias);
         apply_act(&mut out, o.fused_activation_function)?;
@@ -398,18 +414,28 @@ unsafe fn depthwise_row_avx2(
 /// Channels accumulated in registers at a time by [`depthwise_row`].
 const DW_BLOCK: usize = 16;
 
-/// One output row `r` (= batch · out_h + y) of a depthwise convolution. Per output
-/// pixel and block of [`DW_BLOCK`] channels the sum stays in registers over all taps;
-/// every element is still `bias + tap₀ + tap₁ + …` in (ky, kx) order.
+/// Output pixels `pixels` of row `r` (= batch · out_h + y) of a depthwise convolution,
+/// pixel by pixel: the taps of each pixel listed, then per block of [`DW_BLOCK`]
+/// channels the sum kept in registers over all taps; every element is `bias + tap₀ +
+/// tap₁ + …` in (ky, kx) order, taps outside the input skipped. The edges of
+/// [`depthwise_row`], and its twin in the tests for the interior.
 #[inline(always)]
-fn depthwise_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, orow: &mut [f32]) {
+fn depthwise_pixels(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    r: usize,
+    pixels: std::ops::Range<usize>,
+    orow: &mut [f32],
+) {
     let bias = epi.bias;
     let clamp = !(epi.lo == f32::NEG_INFINITY && epi.hi == f32::INFINITY);
     let oc = g.in_c * g.mult;
     let (b, oy) = (r / g.h.output, r % g.h.output);
     // (input offset, filter offset) of each tap inside the input, for one pixel.
     let mut taps: Vec<(usize, usize)> = Vec::with_capacity(g.h.kernel * g.w.kernel);
-    for ox in 0..g.w.output {
+    for ox in pixels {
         let acc = &mut orow[ox * oc..(ox + 1) * oc];
         taps.clear();
         for ky in 0..g.h.kernel {
@@ -470,6 +496,121 @@ fn depthwise_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, oro
                 *a = a.max(epi.lo).min(epi.hi);
             }
         }
+    }
+}
+
+/// Most taps [`depthwise_row`]'s interior path keeps the weights of (larger windows go
+/// pixel by pixel).
+const DW_MAX_TAPS: usize = 25;
+
+/// One output row `r` (= batch · out_h + y) of a depthwise convolution. Pixels whose
+/// window lies inside the input along x (the interior; rows outside the input are
+/// skipped for the whole row) run channel block by channel block with the block's
+/// weights held in registers over the row ([`depthwise_interior`]); the edges, channel
+/// multipliers above 1 and large windows go pixel by pixel ([`depthwise_pixels`]). Both
+/// give every element as `bias + tap₀ + tap₁ + …` in (ky, kx) order with separate
+/// multiplies and adds: the same bits.
+#[inline(always)]
+fn depthwise_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, orow: &mut [f32]) {
+    let (lo, hi) = interior(&g.w);
+    if g.mult != 1 || g.h.kernel * g.w.kernel > DW_MAX_TAPS || lo >= hi {
+        depthwise_pixels(g, x, w, epi, r, 0..g.w.output, orow);
+        return;
+    }
+    depthwise_pixels(g, x, w, epi, r, 0..lo, orow);
+    depthwise_interior(g, x, w, epi, r, lo..hi, orow);
+    depthwise_pixels(g, x, w, epi, r, hi..g.w.output, orow);
+}
+
+/// The outputs `lo..hi` of `d` whose every tap lies inside the input.
+fn interior(d: &Dim) -> (usize, usize) {
+    let lo = d.pad.div_ceil(d.stride);
+    let reach = (d.kernel - 1) * d.dilation;
+    // o·stride + reach − pad < input  ⇔  o·stride < input + pad − reach.
+    let hi = match (d.input + d.pad).checked_sub(reach) {
+        Some(lim) if lim > 0 => (lim - 1) / d.stride + 1,
+        _ => 0,
+    };
+    (lo, hi.min(d.output))
+}
+
+/// The interior pixels `pixels` of row `r` (see [`depthwise_row`]; channel multiplier
+/// 1): per block of [`DW_BLOCK`] channels the taps' weights are loaded once and kept
+/// over the row, each pixel's sum in registers over the taps.
+#[inline(always)]
+fn depthwise_interior(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    r: usize,
+    pixels: std::ops::Range<usize>,
+    orow: &mut [f32],
+) {
+    let oc = g.in_c;
+    let (b, oy) = (r / g.h.output, r % g.h.output);
+    // Per tap (rows inside the input, every column): input offset from the pixel's
+    // first window column, filter offset.
+    let mut taps = [(0usize, 0usize); DW_MAX_TAPS];
+    let mut nt = 0;
+    for ky in 0..g.h.kernel {
+        let Some(iy) = g.h.src(oy, ky) else { continue };
+        for kx in 0..g.w.kernel {
+            taps[nt] = (
+                ((b * g.h.input + iy) * g.w.input + kx * g.w.dilation) * oc,
+                (ky * g.w.kernel + kx) * oc,
+            );
+            nt += 1;
+        }
+    }
+    let taps = &taps[..nt];
+    let blocks = oc / DW_BLOCK;
+    for cb in 0..blocks {
+        interior_block::<DW_BLOCK>(g, (x, w), epi, taps, cb * DW_BLOCK, pixels.clone(), orow);
+    }
+    for c0 in blocks * DW_BLOCK..oc {
+        interior_block::<1>(g, (x, w), epi, taps, c0, pixels.clone(), orow);
+    }
+}
+
+/// Channels `c0..c0 + L` of the interior pixels `pixels` (see [`depthwise_interior`]).
+#[inline(always)]
+fn interior_block<const L: usize>(
+    g: &DwGeom,
+    (x, w): (&[f32], &[f32]),
+    epi: &Epilogue,
+    taps: &[(usize, usize)],
+    c0: usize,
+    pixels: std::ops::Range<usize>,
+    orow: &mut [f32],
+) {
+    let oc = g.in_c;
+    let clamp = !(epi.lo == f32::NEG_INFINITY && epi.hi == f32::INFINITY);
+    let mut wts = [[0f32; L]; DW_MAX_TAPS];
+    for (wt, &(_, wo)) in wts.iter_mut().zip(taps) {
+        wt.copy_from_slice(&w[wo + c0..wo + c0 + L]);
+    }
+    let wts = &wts[..taps.len()];
+    let mut start = [0f32; L];
+    if let Some(bb) = epi.bias {
+        start.copy_from_slice(&bb[c0..c0 + L]);
+    }
+    for ox in pixels {
+        // The window's first column: inside the input for interior pixels.
+        let col = (ox * g.w.stride - g.w.pad) * oc + c0;
+        let mut a = start;
+        for (&(xo, _), wt) in taps.iter().zip(wts) {
+            let xin = &x[col + xo..col + xo + L];
+            for l in 0..L {
+                a[l] += xin[l] * wt[l];
+            }
+        }
+        if clamp {
+            for v in a.iter_mut() {
+                *v = v.max(epi.lo).min(epi.hi);
+            }
+        }
+        orow[ox * oc + c0..ox * oc + c0 + L].copy_from_slice(&a);
     }
 }
 
@@ -684,6 +825,11 @@ mod tests {
             (Padding::Valid, 3, 1, 2, 3),
             (Padding::Same, 3, 1, 1, 1),
             (Padding::Valid, 5, 2, 1, 1),
+            (Padding::Same, 3, 2, 1, 1),
+            (Padding::Valid, 3, 2, 1, 1),
+            (Padding::Same, 5, 1, 2, 1),
+            (Padding::Valid, 7, 1, 1, 1),
+            (Padding::Same, 11, 1, 1, 1),
         ] {
             // 37 channels: two register blocks and a tail.
             let (ih, c) = (9, if mult == 1 { 37 } else { 5 });
@@ -715,6 +861,40 @@ mod tests {
                 depthwise_row(&g, &x, &w, &epi, ri, orow);
             }
             assert_eq!(base, f, "baseline and {:?} builds differ", simd_level());
+            // The interior path gives the bits of going pixel by pixel.
+            let mut px = vec![0f32; f.len()];
+            for (ri, orow) in px.chunks_mut(row).enumerate() {
+                let epi = Epilogue {
+                    bias: Some(&bias),
+                    ..Epilogue::NONE
+                };
+                depthwise_pixels(&g, &x, &w, &epi, ri, 0..g.w.output, orow);
+            }
+            assert_eq!(
+                px, f,
+                "interior and pixel paths differ: {pad:?} k{k} s{s} d{d}"
+            );
+        }
+    }
+
+    /// `interior` is exactly the outputs whose every tap is inside the input.
+    #[test]
+    fn interior_outputs_have_every_tap_inside() {
+        for pad in [Padding::Same, Padding::Valid] {
+            for input in 1..12 {
+                for kernel in 1..6 {
+                    for stride in 1..4 {
+                        for dilation in 1..3 {
+                            let d = Dim::new(pad, input, kernel, stride, dilation).unwrap();
+                            let (lo, hi) = interior(&d);
+                            for o in 0..d.output {
+                                let inside = (0..kernel).all(|k| d.src(o, k).is_some());
+                                assert_eq!(inside, (lo..hi).contains(&o), "{d:?} output {o}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

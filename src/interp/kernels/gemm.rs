@@ -124,6 +124,79 @@ pub(crate) fn sgemm_epilogue(
     c: &mut [f32],
     epi: &Epilogue,
 ) {
+    sgemm_packed([m, k, n], a, b, c, epi, None)
+}
+
+/// B of a product packed once for the fast path and kept: a constant weight, reused
+/// by every later product with it (see [`PackCell`]). Holds `⌈n / 32⌉ · 32 · k` values
+/// (the weights padded to whole panels) and where B lived, so that a packing is never
+/// used for another B.
+pub(crate) struct PackedB {
+    k: usize,
+    n: usize,
+    /// Address and length of the B it was packed from.
+    source: (usize, usize),
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// True when this is the packing of `b` as a k × n matrix.
+    fn packs(&self, k: usize, n: usize, b: &Mat) -> bool {
+        self.k == k && self.n == n && self.source == (b.data.as_ptr() as usize, b.data.len())
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
+    }
+}
+
+/// Where an op keeps the packing of its constant weight between runs: filled by the
+/// first product that needs it, `None` inside when the CPU has no packed fast path.
+pub(crate) type PackCell = std::sync::OnceLock<Option<PackedB>>;
+
+/// The packing of B (k × n) the fast path would make, or `None` when products with
+/// B take no packed fast path on this CPU (or B does not fit k × n).
+pub(crate) fn pack(k: usize, n: usize, b: Mat) -> Option<PackedB> {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() && b.fits(k, n) && k > 0 && n > 0 {
+        let mut data = vec![0f32; n.div_ceil(avx512::NR) * k * avx512::NR];
+        avx512::pack_b(k, n, b, &mut data);
+        return Some(PackedB {
+            k,
+            n,
+            source: (b.data.as_ptr() as usize, b.data.len()),
+            data,
+        });
+    }
+    let _ = (k, n, b);
+    None
+}
+
+/// The packing `cell` holds for `b` (packing it on first use), if any.
+pub(crate) fn cached_pack<'c>(
+    cell: Option<&'c PackCell>,
+    k: usize,
+    n: usize,
+    b: Mat,
+) -> Option<&'c PackedB> {
+    cell?
+        .get_or_init(|| pack(k, n, b))
+        .as_ref()
+        .filter(|p| p.packs(k, n, &b))
+}
+
+/// [`sgemm_epilogue`] using `packed` (the packing of this B) instead of packing B
+/// again, when the fast path runs; the result is the same.
+pub(crate) fn sgemm_packed(
+    [m, k, n]: [usize; 3],
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    epi: &Epilogue,
+    packed: Option<&PackedB>,
+) {
     assert!(
         a.fits(m, k) && b.fits(k, n) && c.len() >= m * n,
         "sgemm bounds"
@@ -141,7 +214,11 @@ pub(crate) fn sgemm_epilogue(
     #[cfg(target_arch = "x86_64")]
     if a.cs == 1 && avx512::available() {
         let prod = avx512::Product { m, k, n, a, b };
-        avx512::sgemm(&prod, c, epi, threads > 1 && work >= PAR_MIN_WORK);
+        let parallel = threads > 1 && work >= PAR_MIN_WORK;
+        match packed.filter(|p| p.packs(k, n, &b)) {
+            Some(p) => avx512::compute(&prod, c, epi, parallel, &p.data),
+            None => avx512::sgemm(&prod, c, epi, parallel),
+        }
         return;
     }
     let block = |rows: std::ops::Range<usize>, c: &mut [f32]| {
@@ -257,7 +334,7 @@ mod avx512 {
 
     /// Packs B (k × n) into `bp`: panel q holds columns q·NR.. as k rows of NR values
     /// (zeros past n); every value of `bp` is written.
-    fn pack_b(k: usize, n: usize, b: Mat, bp: &mut [f32]) {
+    pub(super) fn pack_b(k: usize, n: usize, b: Mat, bp: &mut [f32]) {
         for (q, panel) in bp.chunks_mut(k * NR).enumerate() {
             let cols = NR.min(n - q * NR);
             let j0 = q * NR;
@@ -291,7 +368,13 @@ mod avx512 {
     }
 
     /// The tiles of `C = A · B` over packed B, block of rows by block of rows.
-    fn compute(prod: &Product, c: &mut [f32], epi: &Epilogue, parallel: bool, bp: &[f32]) {
+    pub(super) fn compute(
+        prod: &Product,
+        c: &mut [f32],
+        epi: &Epilogue,
+        parallel: bool,
+        bp: &[f32],
+    ) {
         let (m, k, n, a) = (prod.m, prod.k, prod.n, prod.a);
         let panels = n.div_ceil(NR);
         // Bias padded with zeros to whole panels, for the tile's epilogue.
@@ -500,6 +583,15 @@ mod avx512 {
 /// FULLY_CONNECTED: `out = act(x · Wᵀ + bias)`; weights `[n, k]`; the input is flattened
 /// to `[numel / k, k]` unless `keep_num_dims` keeps its leading dimensions.
 pub(crate) fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    fully_connected_with(ctx, ins, None)
+}
+
+/// [`fully_connected`] keeping the packing of its (constant) weights in `cell`.
+pub(crate) fn fully_connected_with(
+    ctx: &Ctx,
+    ins: &Ins,
+    cell: Option<&PackCell>,
+) -> KResult<Value> {
     let (xv, wv) = (ins.get(0)?, ins.get(1)?);
     let (x, w) = (ins.f32(0)?, ins.f32(1)?);
     ensure!(
@@ -528,22 +620,22 @@ pub(crate) fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         None => None,
     };
     let mut out = vec![0f32; m * n];
-    sgemm_epilogue(
-        m,
-        k,
-        n,
+    let wm = Mat {
+        data: w,
+        rs: 1,
+        cs: k,
+    };
+    sgemm_packed(
+        [m, k, n],
         Mat {
             data: x,
             rs: k,
             cs: 1,
         },
-        Mat {
-            data: w,
-            rs: 1,
-            cs: k,
-        },
+        wm,
         &mut out,
         &Epilogue::new(bias, act)?,
+        cached_pack(cell, k, n, wm),
     );
     let shape = if keep {
         ensure!(

@@ -22,7 +22,7 @@ pub(crate) mod resize;
 pub(crate) mod shape;
 mod table;
 
-pub(crate) use table::{Missing, Run, eval, lookup, missing};
+pub(crate) use table::{Missing, Run, eval, eval_packed, lookup, missing, packs_weights};
 
 use crate::fb::{self, ActivationFunctionType, BuiltinOptions, TensorType};
 use crate::ir::{Operator, QuantParams};

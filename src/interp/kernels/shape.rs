@@ -34,6 +34,7 @@ pub(crate) fn build_index(shape: &[usize], mut f: impl FnMut(&[usize]) -> usize)
     out
 }
 
+#[cfg_attr(not(test), allow(dead_code))]
 fn flat(coord: &[usize], strides: &[usize]) -> usize {
     coord.iter().zip(strides).map(|(a, b)| a * b).sum()
 }
@@ -156,8 +157,45 @@ pub(crate) fn transpose(ins: &Ins) -> KResult<Value> {
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let s = strides(&x.shape);
     let ps: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
-    let idx = build_index(&shape, |c| flat(c, &ps));
+    let idx = strided_index(&shape, &ps);
     value(shape, x.data.gather(&idx))
+}
+
+/// The flat source index of every element of a row-major `shape` whose axis d steps
+/// `strides[d]` in the source: `build_index(shape, |c| flat(c, strides))` (its twin in
+/// the tests) with the offset carried from element to element instead of recomputed,
+/// the last axis a tight loop.
+fn strided_index(shape: &[usize], strides: &[usize]) -> Vec<usize> {
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let Some((&inner, outer)) = shape.split_last() else {
+        out.push(0);
+        return out;
+    };
+    if n == 0 {
+        return out;
+    }
+    let step = strides[outer.len()];
+    let mut c = vec![0usize; outer.len()];
+    let mut base = 0usize;
+    loop {
+        out.extend((0..inner).map(|j| base + j * step));
+        // Next outer coordinate (odometer), carrying the offset.
+        let mut d = outer.len();
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            c[d] += 1;
+            base += strides[d];
+            if c[d] < outer[d] {
+                break;
+            }
+            base -= strides[d] * outer[d];
+            c[d] = 0;
+        }
+    }
 }
 
 /// CONCATENATION along the option's axis, with a fused activation.
@@ -756,4 +794,37 @@ pub(crate) fn embedding_lookup(ins: &Ins) -> KResult<Value> {
     let mut shape = vec![ids.len()];
     shape.extend_from_slice(&table.shape[1..]);
     value(shape, table.data.gather(&idx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The carried-offset index equals the per-element one (its twin) for every
+    /// rotation and the reversal of the axes of several shapes, empty and rank-0 ones
+    /// included.
+    #[test]
+    fn strided_index_matches_build_index() {
+        let shapes: [&[usize]; 6] = [&[], &[5], &[2, 3], &[2, 3, 4], &[1, 4, 1, 3], &[2, 0, 3]];
+        for shape in shapes {
+            let s = strides(shape);
+            let r = shape.len();
+            let mut perm: Vec<usize> = (0..r).collect();
+            let mut perms = vec![perm.clone()];
+            for _ in 1..r {
+                perm.rotate_left(1);
+                perms.push(perm.clone());
+            }
+            perms.push((0..r).rev().collect());
+            for p in perms {
+                let out_shape: Vec<usize> = p.iter().map(|&a| shape[a]).collect();
+                let ps: Vec<usize> = p.iter().map(|&a| s[a]).collect();
+                assert_eq!(
+                    strided_index(&out_shape, &ps),
+                    build_index(&out_shape, |c| flat(c, &ps)),
+                    "{shape:?} {p:?}"
+                );
+            }
+        }
+    }
 }

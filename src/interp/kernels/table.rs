@@ -370,6 +370,23 @@ pub(crate) fn missing(op: B, custom_code: Option<&str>, operator: &Operator) -> 
     }
 }
 
+/// Whether `op` keeps the packing of a constant weight (input 1) between runs when
+/// given a [`gemm::PackCell`] ([`eval_packed`]).
+pub(crate) fn packs_weights(op: B) -> bool {
+    matches!(op, B::Conv2d | B::FullyConnected)
+}
+
+/// [`eval`] for an op whose weight input is a constant: CONV_2D and FULLY_CONNECTED keep
+/// its packing for the GEMM in `cell` (the first run fills it, later runs reuse it;
+/// the results are the same as [`eval`]'s).
+pub(crate) fn eval_packed(op: B, ctx: &Ctx, ins: &Ins, cell: &gemm::PackCell) -> KResult<Outs> {
+    match op {
+        B::Conv2d => outs(conv::conv2d_with(ctx, ins, Some(cell))),
+        B::FullyConnected => outs(gemm::fully_connected_with(ctx, ins, Some(cell))),
+        _ => eval(op, ctx, ins),
+    }
+}
+
 /// Runs one op that has a kernel function (not control flow or resource ops).
 pub(crate) fn eval(op: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
     match lookup(op).map(|d| d.run) {
