@@ -194,6 +194,12 @@ fn ramp(n: usize, lo: f32, hi: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The real range int8 per-tensor parameters represent.
+fn represented_range(p: &QuantParams) -> (f32, f32) {
+    let (s, z) = (p.scale[0], p.zero_point[0] as f32);
+    ((-128.0 - z) * s, (127.0 - z) * s)
+}
+
 /// The fixed int8 output parameters of LOGISTIC and TANH.
 fn fixed_params(op: Op) -> QuantParams {
     match op {
@@ -203,10 +209,11 @@ fn fixed_params(op: Op) -> QuantParams {
     }
 }
 
-/// CONCATENATION(first(x), second(x)) for two ops with different fixed outputs: the
-/// shared-scale group takes the first one's parameters, the second edge is requantized
-/// by an int8→int8 QUANTIZE into them; on LiteRT the output is the float model's within
-/// one output step plus the roundings on the way.
+/// CONCATENATION(first(x), second(x)) for LOGISTIC and TANH in either order: the
+/// shared-scale group takes TANH's parameters (the only ones that hold both halves'
+/// values), LOGISTIC's edge is requantized by an int8→int8 QUANTIZE into them; on
+/// LiteRT the output is the float model's within one output step plus the roundings on
+/// the way.
 fn concat_of_fixed_outputs(first: Op, second: Op) {
     let mut g = Graph::new();
     let x = g.act("x", &[1, 8]);
@@ -242,22 +249,32 @@ fn concat_of_fixed_outputs(first: Op, second: Op) {
     let (yi, _) = tensor(&q, "concat/quantized");
     assert_eq!(params(at), &pa);
     assert_eq!(params(bt), &pb);
-    assert_eq!(params(&q.subgraphs[0].tensors[yi]), &pa);
+    // Position of the TANH input (joins the group) and of the LOGISTIC one.
+    let (keep, req_pos) = if first == Op::Tanh { (0, 1) } else { (1, 0) };
+    let (kept_i, req_src) = if keep == 0 { (ai, bi) } else { (bi, ai) };
+    let group = fixed_params(Op::Tanh);
+    assert_eq!(params(&q.subgraphs[0].tensors[yi]), &group);
     let o = ops(&q);
     let concat = o.iter().find(|o| o.0 == Op::Concatenation).unwrap();
-    assert_eq!(concat.1[0], ai as i32, "the first output joins the group");
-    // Input 1 is a requantized copy of the second output, made by QUANTIZE int8→int8.
-    let req = concat.1[1] as usize;
-    assert_ne!(req, bi, "the second output is read without requantization");
+    assert_eq!(
+        concat.1[keep], kept_i as i32,
+        "the TANH output joins the group"
+    );
+    // The LOGISTIC input is a requantized copy of its output, made by QUANTIZE int8→int8.
+    let req = concat.1[req_pos] as usize;
+    assert_ne!(
+        req, req_src,
+        "the LOGISTIC output is read without requantization"
+    );
     let req_t = &q.subgraphs[0].tensors[req];
     assert_eq!(req_t.dtype, TensorType::Int8);
-    assert_eq!(params(req_t), &pa);
+    assert_eq!(params(req_t), &group);
     let producer = o
         .iter()
         .find(|o| o.2 == [req as i32])
         .expect("a producer of the requantized tensor");
     assert_eq!(producer.0, Op::Quantize);
-    assert_eq!(producer.1, [bi as i32]);
+    assert_eq!(producer.1, [req_src as i32]);
     let quantizes = o.iter().filter(|o| o.0 == Op::Quantize).count();
     assert_eq!(quantizes, 2, "input QUANTIZE + one requantize edge: {o:?}");
 
@@ -292,26 +309,24 @@ fn fixed_parameters_conflicting_in_a_shared_group_get_a_requantize_edge() {
     concat_of_fixed_outputs(Op::Tanh, Op::Logistic);
 }
 
-/// The same graph with the inputs the other way round: the group takes LOGISTIC's
-/// (1/256, -128), whose range [0, 1) cannot hold TANH's negative half, so the
-/// CONCATENATION output clips every negative tanh value to 0 (LiteRT gives 0 where the
-/// float model gives -0.999). Known planner bug, found by this test: the first fixed member in tensor order decides the group's parameters whatever
-/// the other members' ranges. Un-ignore when the planner picks parameters that cover
-/// every member (or keeps the output on its own range and requantizes both inputs).
+/// The same graph with the inputs the other way round. The planner used to give the
+/// group the first fixed member's parameters, LOGISTIC's (1/256, -128), whose range
+/// [0, 1) cannot hold TANH's negative half: the CONCATENATION output clipped every
+/// negative tanh value to 0 (LiteRT gave 0 where the float model gives -0.999).
+/// Catches: fixed parameters chosen by tensor order instead of by what they cover.
 #[test]
-#[ignore = "known bug: a shared group takes the first fixed member's parameters even when they cannot hold another member's range"]
 fn fixed_parameters_of_the_first_member_must_not_clip_the_others() {
     concat_of_fixed_outputs(Op::Logistic, Op::Tanh);
 }
 
 /// CONCATENATION(LOGISTIC(x), x) with x in [-4, 4]: the group of the CONCATENATION
-/// takes LOGISTIC's fixed (1/256, -128), and x joins it, so x itself (read by LOGISTIC
-/// too) is quantized on [0, 1): every negative x and every x above 1 is clipped, in
-/// both halves of the output. Same known bug as above (a fixed member's parameters
-/// imposed on members whose range they cannot hold); the fix is a requantize edge on
-/// the x input (or on the LOGISTIC output, with the group on the union range).
+/// used to take LOGISTIC's fixed (1/256, -128), and x joined it, so x itself (read by LOGISTIC
+/// too) was quantized on [0, 1): every negative x and every x above 1 was clipped, in
+/// both halves of the output. Now LOGISTIC's parameters cannot hold the group's
+/// [-4, 4], so the group keeps its range's parameters and the LOGISTIC edge is
+/// requantized into them. Catches: a fixed member's parameters imposed on members
+/// whose range they cannot hold.
 #[test]
-#[ignore = "known bug: an activation joining a group with fixed parameters is clipped to their range"]
 fn a_free_activation_joining_a_fixed_group_is_not_clipped() {
     let mut g = Graph::new();
     let x = g.act("x", &[1, 8]);
@@ -336,7 +351,28 @@ fn a_free_activation_joining_a_fixed_group_is_not_clipped() {
         .map(|c| vec![Value::f32(vec![1, 8], c.to_vec())])
         .collect();
     let r = ranges(&m, &samples, &[]);
-    let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    // The group (x and the output) keeps x's range; LOGISTIC keeps its own parameters
+    // and is read through a requantizing QUANTIZE.
+    let (xi, xt) = tensor(&q, "x/quantized");
+    let (si_, st) = tensor(&q, "sigmoid");
+    let (yi, yt) = tensor(&q, "concat/quantized");
+    assert_eq!(params(st), &fixed_params(Op::Logistic));
+    assert_eq!(params(xt), params(yt));
+    // x's [-4, 4] to within one step (the zero point is rounded), not LOGISTIC's [0, 1).
+    let (lo, hi) = represented_range(params(xt));
+    let step = 8.0 / 255.0;
+    assert!(lo <= -4.0 + step && hi >= 4.0 - step, "x on [{lo}, {hi}]");
+    let o = ops(&q);
+    let concat = o.iter().find(|o| o.0 == Op::Concatenation).unwrap();
+    assert_eq!(concat.2, [yi as i32]);
+    assert_eq!(concat.1[1], xi as i32, "x joins the group");
+    let req = concat.1[0];
+    let producer = o.iter().find(|o| o.2 == [req]).expect("a requantize op");
+    assert_eq!(producer.0, Op::Quantize);
+    assert_eq!(producer.1, [si_ as i32]);
+    assert_eq!(params(&q.subgraphs[0].tensors[req as usize]), params(yt));
     let dir = tempfile::tempdir().unwrap();
     let fp = write(dir.path(), "f.tflite", &m);
     let qp = write(dir.path(), "q.tflite", &q);
