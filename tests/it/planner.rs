@@ -390,6 +390,87 @@ fn a_free_activation_joining_a_fixed_group_is_not_clipped() {
     }
 }
 
+/// CONCATENATION of `fixed_op(x)` and (optionally) x itself, with the calibrated
+/// ranges given: (x, fixed output, concatenation) as `(lo, hi)`. Returns the int8 model.
+fn concat_with_fixed(
+    fixed_op: Op,
+    with_x: bool,
+    rx: (f32, f32),
+    rf: (f32, f32),
+    ry: (f32, f32),
+) -> Model {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let f = g.act("fixed", &[1, 4]);
+    let y = g.act("concat", &[1, if with_x { 8 } else { 4 }]);
+    g.op(fixed_op, &[x], &[f], None);
+    let ins: Vec<i32> = if with_x { vec![f, x] } else { vec![f] };
+    g.op(
+        Op::Concatenation,
+        &ins,
+        &[y],
+        Some(fb::BuiltinOptions::ConcatenationOptions(Box::new(
+            fb::ConcatenationOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let sample = vec![vec![Value::f32(vec![1, 4], vec![0.0, 0.1, 0.2, 0.3])]];
+    let r = ranges(
+        &m,
+        &sample,
+        &[
+            ("x", rx.0, rx.1),
+            ("fixed", rf.0, rf.1),
+            ("concat", ry.0, ry.1),
+        ],
+    );
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    q
+}
+
+/// The QUANTIZE operators of a model.
+fn quantizes(m: &Model) -> usize {
+    ops(m).iter().filter(|o| o.0 == Op::Quantize).count()
+}
+
+/// A group takes a fixed output's parameters exactly when they hold the group's values
+/// to within one step. Catches: the one-step tolerance dropped or misapplied at either
+/// end (SOFTMAX's 1.0 on its [0, 255/256] must not cost a requantize; TANH's [-1, 1)
+/// must not take a group reaching -4), a group that never takes fixed parameters (x
+/// in [-0.5, 0.5] joins TANH's and needs no requantize).
+#[test]
+fn a_shared_group_takes_fixed_parameters_exactly_when_they_cover_it() {
+    let softmax = QuantParams::per_tensor(1.0 / 256.0, -128);
+    let tanh = fixed_params(Op::Tanh);
+    // SOFTMAX reaching 1.0 (one logit dominating): within one step of 255/256.
+    let q = concat_with_fixed(Op::Softmax, false, (-1.0, 1.0), (0.0, 1.0), (0.0, 1.0));
+    assert_eq!(params(tensor(&q, "concat/quantized").1), &softmax);
+    assert_eq!(quantizes(&q), 1, "only the input's QUANTIZE: {:?}", ops(&q));
+    // TANH and x in [-0.5, 0.5]: TANH's parameters hold it; x takes them.
+    let q = concat_with_fixed(Op::Tanh, true, (-0.5, 0.5), (-0.47, 0.47), (-0.5, 0.5));
+    assert_eq!(params(tensor(&q, "concat/quantized").1), &tanh);
+    assert_eq!(params(tensor(&q, "x/quantized").1), &tanh);
+    assert_eq!(quantizes(&q), 1, "only the input's QUANTIZE: {:?}", ops(&q));
+    // x in [-4, 0.5]: only the low end is beyond TANH's range; the group keeps x's.
+    let q = concat_with_fixed(Op::Tanh, true, (-4.0, 0.5), (-0.999, 0.47), (-4.0, 0.5));
+    let y = params(tensor(&q, "concat/quantized").1);
+    let (lo, hi) = represented_range(y);
+    let step = 4.5 / 255.0;
+    assert!(
+        lo <= -4.0 + step && hi >= 0.5 - step,
+        "group on [{lo}, {hi}]"
+    );
+    assert_eq!(quantizes(&q), 2, "input + requantized TANH: {:?}", ops(&q));
+    // Just beyond one step below TANH's -1: not covered either.
+    let q = concat_with_fixed(Op::Tanh, true, (-1.02, 0.5), (-0.77, 0.47), (-1.02, 0.5));
+    assert_ne!(params(tensor(&q, "concat/quantized").1), &tanh);
+    assert_eq!(quantizes(&q), 2, "input + requantized TANH: {:?}", ops(&q));
+}
+
 /// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].
 /// Channel 1 has tiny weights and a large bias (it overflows int32 at s_in·s_w).
 fn fc_model(bias1: f32) -> Model {
