@@ -357,7 +357,7 @@ mod tests {
             widen_weight_scales_for_bias(&[1.0, 1e6], 1e-3, 32, &mut s),
             1
         );
-        assert_eq!(s, [1e-3, need(1e6, 1e-3 as f32 as f64)]);
+        assert_eq!(s, [1e-3, need(1e6, f64::from(1e-3_f32))]);
         // Once widened, the same bias needs nothing more.
         assert_eq!(
             widen_weight_scales_for_bias(&[1.0, 1e6], 1e-3, 32, &mut s),
@@ -369,7 +369,7 @@ mod tests {
             widen_weight_scales_for_bias(&[1e6, -2e6], 1e-3, 32, &mut s),
             2
         );
-        assert_eq!(s, [need(2e6, 1e-3 as f32 as f64)]);
+        assert_eq!(s, [need(2e6, f64::from(1e-3_f32))]);
         // Three channels on two scales (channel 2 reads scale 0).
         let mut s = [1e-3f32, 1e-3];
         assert_eq!(
