@@ -471,6 +471,73 @@ fn a_shared_group_takes_fixed_parameters_exactly_when_they_cover_it() {
     assert_eq!(quantizes(&q), 2, "input + requantized TANH: {:?}", ops(&q));
 }
 
+/// GATHER(x, ARG_MAX(x)): the indices are computed (not a constant) and not real-valued,
+/// so they are no activation of the GATHER: they keep int32 and join no group; x and the
+/// output share one set of parameters. On LiteRT the int8 model picks the same element
+/// as the float model, within one step. Catches: non-real inputs counted as activations
+/// (`add_op`'s filter), which gave the indices int8 parameters.
+#[test]
+fn computed_indices_are_no_activation_of_a_shared_operator() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mut axis = Tensor::new("axis", TensorType::Int32, vec![1]);
+    axis.buffer = g.m.add_buffer(1i32.to_le_bytes().to_vec());
+    let axis = g.sg.add_tensor(axis);
+    let idx =
+        g.sg.add_tensor(Tensor::new("idx", TensorType::Int32, vec![1]));
+    let y = g.act("y", &[1, 1]);
+    g.op(
+        Op::ArgMax,
+        &[x, axis],
+        &[idx],
+        Some(fb::BuiltinOptions::ArgMaxOptions(Box::new(
+            fb::ArgMaxOptions {
+                output_type: TensorType::Int32,
+            },
+        ))),
+    );
+    g.op(
+        Op::Gather,
+        &[x, idx],
+        &[y],
+        Some(fb::BuiltinOptions::GatherOptions(Box::new(
+            fb::GatherOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -2.0, 3.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let (_, it) = tensor(&q, "idx");
+    assert_eq!(it.dtype, TensorType::Int32);
+    assert!(it.quantized().is_none(), "indices got parameters");
+    let (_, xt) = tensor(&q, "x/quantized");
+    let (_, yt) = tensor(&q, "y/quantized");
+    assert_eq!(params(xt), params(yt));
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8", &got);
+    let step = params(yt).scale[0] as f64;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= step,
+            "element {i}: {u} vs {v} (step {step})"
+        );
+    }
+}
+
 /// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].
 /// Channel 1 has tiny weights and a large bias (it overflows int32 at s_in·s_w).
 fn fc_model(bias1: f32) -> Model {
