@@ -538,6 +538,46 @@ fn computed_indices_are_no_activation_of_a_shared_operator() {
     }
 }
 
+/// LESS(LOGISTIC(x), TANH(x)): the comparison's inputs share parameters, but both carry
+/// different fixed ones; each output keeps its own (LiteRT's LOGISTIC and TANH kernels
+/// require them) and the second input is read through a requantizing QUANTIZE.
+/// Structure only. Catches: the two fixed tensors united into one group (one of them on
+/// the other's parameters), or a requantize edge between equal parameters.
+#[test]
+fn different_fixed_parameters_meeting_on_tied_inputs_are_requantized_not_united() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let a = g.act("sigmoid", &[1, 4]);
+    let b = g.act("tanh", &[1, 4]);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Logistic, &[x], &[a], None);
+    g.op(Op::Tanh, &[x], &[b], None);
+    g.op(Op::Less, &[a, b], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let xs = ramp(4 * 8, -3.0, 3.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let (ai, at) = tensor(&q, "sigmoid");
+    let (_, bt) = tensor(&q, "tanh");
+    assert_eq!(params(at), &fixed_params(Op::Logistic));
+    assert_eq!(params(bt), &fixed_params(Op::Tanh));
+    let o = ops(&q);
+    let less = o.iter().find(|o| o.0 == Op::Less).unwrap();
+    assert_eq!(less.1[0], ai as i32);
+    assert_eq!(quantizes(&q), 2, "input + one requantize: {o:?}");
+    let req = less.1[1];
+    assert_eq!(
+        params(&q.subgraphs[0].tensors[req as usize]),
+        &fixed_params(Op::Logistic)
+    );
+}
+
 /// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].
 /// Channel 1 has tiny weights and a large bias (it overflows int32 at s_in·s_w).
 fn fc_model(bias1: f32) -> Model {
