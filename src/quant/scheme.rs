@@ -217,3 +217,207 @@ pub fn represented_range(p: &QuantParams, width: Width) -> (f32, f32) {
     let (s, z) = (p.scale[0], p.zero_point[0] as f32);
     ((qmin - z) * s, (qmax - z) * s)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Exact values of the parameter arithmetic, worked by hand from the formulas in the
+    //! docs above (TFLite's conventions). Mutation testing (docs/TESTING.md) runs these.
+    use super::*;
+
+    fn pt(scale: f32, zp: i64) -> QuantParams {
+        QuantParams::per_tensor(scale, zp)
+    }
+
+    #[test]
+    fn widths() {
+        assert_eq!((Width::Int8.bits(), Width::Int16x8.bits()), (8, 16));
+        assert_eq!(Width::Int8.dtype(), TensorType::Int8);
+        assert_eq!(Width::Int16x8.dtype(), TensorType::Int16);
+        assert_eq!(Width::Int8.int_range(), (-128.0, 127.0));
+        assert_eq!(Width::Int16x8.int_range(), (-32767.0, 32767.0));
+        assert_eq!(Width::Int8.default_bias_bits(), 32);
+        assert_eq!(Width::Int16x8.default_bias_bits(), 64);
+    }
+
+    #[test]
+    fn activation_params_int8() {
+        // [-1, 3]: scale 4/255, zero point round(-128 + 1 / (4/255)) = round(-64.25).
+        let p = activation_params(-1.0, 3.0, Width::Int8);
+        assert_eq!(p, pt((4.0f64 / 255.0) as f32, -64));
+        // One-sided ranges are widened to include 0.
+        assert_eq!(
+            activation_params(0.5, 2.0, Width::Int8),
+            pt((2.0f64 / 255.0) as f32, -128)
+        );
+        assert_eq!(
+            activation_params(-2.0, -0.5, Width::Int8),
+            pt((2.0f64 / 255.0) as f32, 127)
+        );
+        // All zero (or a width up to the smallest normal float): [-1, 1]'s parameters.
+        let unit = pt((2.0f64 / 255.0) as f32, -1);
+        assert_eq!(activation_params(0.0, 0.0, Width::Int8), unit);
+        assert_eq!(activation_params(0.0, f32::MIN_POSITIVE, Width::Int8), unit);
+        assert_ne!(activation_params(0.0, 1e-30, Width::Int8), unit);
+    }
+
+    #[test]
+    fn activation_params_int16_are_symmetric() {
+        assert_eq!(
+            activation_params(-1.0, 3.0, Width::Int16x8),
+            pt(3.0 / 32767.0, 0)
+        );
+        assert_eq!(
+            activation_params(-4.0, 3.0, Width::Int16x8),
+            pt(4.0 / 32767.0, 0)
+        );
+        assert_eq!(
+            activation_params(0.0, f32::MIN_POSITIVE, Width::Int16x8),
+            pt(1.0 / 32767.0, 0)
+        );
+        assert_eq!(
+            activation_params(0.0, 1e-30, Width::Int16x8),
+            pt(1e-30 / 32767.0, 0)
+        );
+    }
+
+    #[test]
+    fn symmetric_operand_params_of_constants() {
+        assert_eq!(
+            symmetric_operand_params(-0.5, 0.25, Width::Int8),
+            pt(0.5 / 127.0, 0)
+        );
+        assert_eq!(
+            symmetric_operand_params(-0.25, 0.5, Width::Int8),
+            pt(0.5 / 127.0, 0)
+        );
+        assert_eq!(symmetric_operand_params(0.0, 0.0, Width::Int8), pt(1.0, 0));
+        assert_eq!(
+            symmetric_operand_params(-0.5, 0.25, Width::Int16x8),
+            pt(0.5 / 32767.0, 0)
+        );
+    }
+
+    #[test]
+    fn affine_bytes_round_shift_and_clamp() {
+        let qp = pt((4.0f64 / 255.0) as f32, -64);
+        let b = affine_bytes(&[-1.0, 0.0, 0.5, 3.0, 100.0, -100.0], &qp, Width::Int8);
+        let q: Vec<i8> = b.iter().map(|&x| x as i8).collect();
+        assert_eq!(q, [-128, -64, -32, 127, 127, -128]);
+        let qp16 = pt(1e-3, 3);
+        let b = affine_bytes(&[0.0015, -40.0, 0.0, 40.0], &qp16, Width::Int16x8);
+        let q: Vec<i16> = b
+            .chunks(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        assert_eq!(q, [5, -32767, 3, 32767]);
+    }
+
+    #[test]
+    fn bias_limits_and_types() {
+        assert_eq!(bias_limit(32), i32::MAX as f64);
+        assert_eq!(bias_limit(64), i64::MAX as f64);
+        assert_eq!(bias_dtype(32), TensorType::Int32);
+        assert_eq!(bias_dtype(64), TensorType::Int64);
+    }
+
+    #[test]
+    fn bias_scales_per_tensor_and_per_channel() {
+        assert_eq!(bias_scales(0.5, &[2.0], 3), [1.0, 1.0, 1.0]);
+        assert_eq!(bias_scales(0.5, &[1.0, 2.0, 3.0], 3), [0.5, 1.0, 1.5]);
+    }
+
+    #[test]
+    fn quantize_bias_values_and_overflow() {
+        let b = quantize_bias(&[1.0, -2.0, 0.3], &[0.5, 0.25, 0.2], 32).unwrap();
+        let q: Vec<i32> = b
+            .chunks(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(q, [2, -8, 2]);
+        // 2^31 does not fit int32 (saturates at the limit, which counts as overflow).
+        assert_eq!(quantize_bias(&[2147483648.0], &[1.0], 32), None);
+        assert_eq!(quantize_bias(&[-2147483648.0], &[1.0], 32), None);
+        assert!(quantize_bias(&[2147483000.0], &[1.0], 32).is_some());
+        let b = quantize_bias(&[3e9, -1.0], &[1.0, 1.0], 64).unwrap();
+        assert_eq!(b.len(), 16);
+        assert_eq!(
+            i64::from_le_bytes(b[..8].try_into().unwrap()),
+            3_000_000_000
+        );
+        assert_eq!(i64::from_le_bytes(b[8..].try_into().unwrap()), -1);
+    }
+
+    #[test]
+    fn widen_weight_scales_until_the_bias_fits() {
+        let limit = i32::MAX as f64 * 0.99;
+        let need = |b: f64, s_in: f64| (b / (s_in * limit)) as f32;
+        // Per channel: only channel 1 overflows at s_in·s_w.
+        let mut s = [1e-3f32, 1e-3];
+        assert_eq!(
+            widen_weight_scales_for_bias(&[1.0, 1e6], 1e-3, 32, &mut s),
+            1
+        );
+        assert_eq!(s, [1e-3, need(1e6, f64::from(1e-3_f32))]);
+        // Once widened, the same bias needs nothing more.
+        assert_eq!(
+            widen_weight_scales_for_bias(&[1.0, 1e6], 1e-3, 32, &mut s),
+            0
+        );
+        // Per tensor: every channel reads scale 0, which grows to the largest need.
+        let mut s = [1e-3f32];
+        assert_eq!(
+            widen_weight_scales_for_bias(&[1e6, -2e6], 1e-3, 32, &mut s),
+            2
+        );
+        assert_eq!(s, [need(2e6, f64::from(1e-3_f32))]);
+        // Three channels on two scales (channel 2 reads scale 0).
+        let mut s = [1e-3f32, 1e-3];
+        assert_eq!(
+            widen_weight_scales_for_bias(&[0.0, 0.0, 1e6], 1e-3, 32, &mut s),
+            1
+        );
+        assert_eq!(s[1], 1e-3);
+        // 64-bit biases fit.
+        let mut s = [1e-3f32];
+        assert_eq!(widen_weight_scales_for_bias(&[1e6], 1e-3, 64, &mut s), 0);
+    }
+
+    #[test]
+    fn fake_quant_nudging() {
+        let at = Loc::model();
+        let p = fake_quant_params(-1.0, 1.0, 8, false, &at).unwrap();
+        assert_eq!(p, pt((2.0f64 / 255.0) as f32, -1));
+        let p = fake_quant_params(-1.0, 1.0, 8, true, &at).unwrap();
+        assert_eq!(p, pt((2.0f64 / 254.0) as f32, 0));
+        let p = fake_quant_params(0.0, 1.0, 8, false, &at).unwrap();
+        assert_eq!(p, pt((1.0f64 / 255.0) as f32, -128));
+        let p = fake_quant_params(-1.0, 0.0, 8, false, &at).unwrap();
+        assert_eq!(p, pt((1.0f64 / 255.0) as f32, 127));
+        let p = fake_quant_params(-0.5, 2.0, 8, false, &at).unwrap();
+        assert_eq!(p, pt((2.5f64 / 255.0) as f32, -77));
+        for (lo, hi, bits) in [
+            (-1.0, 1.0, 4),
+            (0.5, 1.0, 8),
+            (-1.0, -0.5, 8),
+            (0.0, 0.0, 8),
+        ] {
+            assert!(
+                fake_quant_params(lo, hi, bits, false, &at).is_err(),
+                "{lo} {hi} {bits}"
+            );
+        }
+    }
+
+    #[test]
+    fn represented_ranges() {
+        let s = (4.0f64 / 255.0) as f32;
+        assert_eq!(
+            represented_range(&pt(s, -64), Width::Int8),
+            (-64.0 * s, 191.0 * s)
+        );
+        assert_eq!(
+            represented_range(&pt(0.5, 0), Width::Int16x8),
+            (-16383.5, 16383.5)
+        );
+    }
+}

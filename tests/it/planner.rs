@@ -194,6 +194,12 @@ fn ramp(n: usize, lo: f32, hi: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The real range int8 per-tensor parameters represent.
+fn represented_range(p: &QuantParams) -> (f32, f32) {
+    let (s, z) = (p.scale[0], p.zero_point[0] as f32);
+    ((-128.0 - z) * s, (127.0 - z) * s)
+}
+
 /// The fixed int8 output parameters of LOGISTIC and TANH.
 fn fixed_params(op: Op) -> QuantParams {
     match op {
@@ -203,10 +209,11 @@ fn fixed_params(op: Op) -> QuantParams {
     }
 }
 
-/// CONCATENATION(first(x), second(x)) for two ops with different fixed outputs: the
-/// shared-scale group takes the first one's parameters, the second edge is requantized
-/// by an int8→int8 QUANTIZE into them; on LiteRT the output is the float model's within
-/// one output step plus the roundings on the way.
+/// CONCATENATION(first(x), second(x)) for LOGISTIC and TANH in either order: the
+/// shared-scale group takes TANH's parameters (the only ones that hold both halves'
+/// values), LOGISTIC's edge is requantized by an int8→int8 QUANTIZE into them; on
+/// LiteRT the output is the float model's within one output step plus the roundings on
+/// the way.
 fn concat_of_fixed_outputs(first: Op, second: Op) {
     let mut g = Graph::new();
     let x = g.act("x", &[1, 8]);
@@ -242,22 +249,32 @@ fn concat_of_fixed_outputs(first: Op, second: Op) {
     let (yi, _) = tensor(&q, "concat/quantized");
     assert_eq!(params(at), &pa);
     assert_eq!(params(bt), &pb);
-    assert_eq!(params(&q.subgraphs[0].tensors[yi]), &pa);
+    // Position of the TANH input (joins the group) and of the LOGISTIC one.
+    let (keep, req_pos) = if first == Op::Tanh { (0, 1) } else { (1, 0) };
+    let (kept_i, req_src) = if keep == 0 { (ai, bi) } else { (bi, ai) };
+    let group = fixed_params(Op::Tanh);
+    assert_eq!(params(&q.subgraphs[0].tensors[yi]), &group);
     let o = ops(&q);
     let concat = o.iter().find(|o| o.0 == Op::Concatenation).unwrap();
-    assert_eq!(concat.1[0], ai as i32, "the first output joins the group");
-    // Input 1 is a requantized copy of the second output, made by QUANTIZE int8→int8.
-    let req = concat.1[1] as usize;
-    assert_ne!(req, bi, "the second output is read without requantization");
+    assert_eq!(
+        concat.1[keep], kept_i as i32,
+        "the TANH output joins the group"
+    );
+    // The LOGISTIC input is a requantized copy of its output, made by QUANTIZE int8→int8.
+    let req = concat.1[req_pos] as usize;
+    assert_ne!(
+        req, req_src,
+        "the LOGISTIC output is read without requantization"
+    );
     let req_t = &q.subgraphs[0].tensors[req];
     assert_eq!(req_t.dtype, TensorType::Int8);
-    assert_eq!(params(req_t), &pa);
+    assert_eq!(params(req_t), &group);
     let producer = o
         .iter()
         .find(|o| o.2 == [req as i32])
         .expect("a producer of the requantized tensor");
     assert_eq!(producer.0, Op::Quantize);
-    assert_eq!(producer.1, [bi as i32]);
+    assert_eq!(producer.1, [req_src as i32]);
     let quantizes = o.iter().filter(|o| o.0 == Op::Quantize).count();
     assert_eq!(quantizes, 2, "input QUANTIZE + one requantize edge: {o:?}");
 
@@ -292,26 +309,24 @@ fn fixed_parameters_conflicting_in_a_shared_group_get_a_requantize_edge() {
     concat_of_fixed_outputs(Op::Tanh, Op::Logistic);
 }
 
-/// The same graph with the inputs the other way round: the group takes LOGISTIC's
-/// (1/256, -128), whose range [0, 1) cannot hold TANH's negative half, so the
-/// CONCATENATION output clips every negative tanh value to 0 (LiteRT gives 0 where the
-/// float model gives -0.999). Known planner bug, found by this test: the first fixed member in tensor order decides the group's parameters whatever
-/// the other members' ranges. Un-ignore when the planner picks parameters that cover
-/// every member (or keeps the output on its own range and requantizes both inputs).
+/// The same graph with the inputs the other way round. The planner used to give the
+/// group the first fixed member's parameters, LOGISTIC's (1/256, -128), whose range
+/// [0, 1) cannot hold TANH's negative half: the CONCATENATION output clipped every
+/// negative tanh value to 0 (LiteRT gave 0 where the float model gives -0.999).
+/// Catches: fixed parameters chosen by tensor order instead of by what they cover.
 #[test]
-#[ignore = "known bug: a shared group takes the first fixed member's parameters even when they cannot hold another member's range"]
 fn fixed_parameters_of_the_first_member_must_not_clip_the_others() {
     concat_of_fixed_outputs(Op::Logistic, Op::Tanh);
 }
 
 /// CONCATENATION(LOGISTIC(x), x) with x in [-4, 4]: the group of the CONCATENATION
-/// takes LOGISTIC's fixed (1/256, -128), and x joins it, so x itself (read by LOGISTIC
-/// too) is quantized on [0, 1): every negative x and every x above 1 is clipped, in
-/// both halves of the output. Same known bug as above (a fixed member's parameters
-/// imposed on members whose range they cannot hold); the fix is a requantize edge on
-/// the x input (or on the LOGISTIC output, with the group on the union range).
+/// used to take LOGISTIC's fixed (1/256, -128), and x joined it, so x itself (read by LOGISTIC
+/// too) was quantized on [0, 1): every negative x and every x above 1 was clipped, in
+/// both halves of the output. Now LOGISTIC's parameters cannot hold the group's
+/// [-4, 4], so the group keeps its range's parameters and the LOGISTIC edge is
+/// requantized into them. Catches: a fixed member's parameters imposed on members
+/// whose range they cannot hold.
 #[test]
-#[ignore = "known bug: an activation joining a group with fixed parameters is clipped to their range"]
 fn a_free_activation_joining_a_fixed_group_is_not_clipped() {
     let mut g = Graph::new();
     let x = g.act("x", &[1, 8]);
@@ -336,7 +351,28 @@ fn a_free_activation_joining_a_fixed_group_is_not_clipped() {
         .map(|c| vec![Value::f32(vec![1, 8], c.to_vec())])
         .collect();
     let r = ranges(&m, &samples, &[]);
-    let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    // The group (x and the output) keeps x's range; LOGISTIC keeps its own parameters
+    // and is read through a requantizing QUANTIZE.
+    let (xi, xt) = tensor(&q, "x/quantized");
+    let (si_, st) = tensor(&q, "sigmoid");
+    let (yi, yt) = tensor(&q, "concat/quantized");
+    assert_eq!(params(st), &fixed_params(Op::Logistic));
+    assert_eq!(params(xt), params(yt));
+    // x's [-4, 4] to within one step (the zero point is rounded), not LOGISTIC's [0, 1).
+    let (lo, hi) = represented_range(params(xt));
+    let step = 8.0 / 255.0;
+    assert!(lo <= -4.0 + step && hi >= 4.0 - step, "x on [{lo}, {hi}]");
+    let o = ops(&q);
+    let concat = o.iter().find(|o| o.0 == Op::Concatenation).unwrap();
+    assert_eq!(concat.2, [yi as i32]);
+    assert_eq!(concat.1[1], xi as i32, "x joins the group");
+    let req = concat.1[0];
+    let producer = o.iter().find(|o| o.2 == [req]).expect("a requantize op");
+    assert_eq!(producer.0, Op::Quantize);
+    assert_eq!(producer.1, [si_ as i32]);
+    assert_eq!(params(&q.subgraphs[0].tensors[req as usize]), params(yt));
     let dir = tempfile::tempdir().unwrap();
     let fp = write(dir.path(), "f.tflite", &m);
     let qp = write(dir.path(), "q.tflite", &q);
@@ -352,6 +388,194 @@ fn a_free_activation_joining_a_fixed_group_is_not_clipped() {
             "element {i}: {u} vs {v} (bound {bound})"
         );
     }
+}
+
+/// CONCATENATION of `fixed_op(x)` and (optionally) x itself, with the calibrated
+/// ranges given: (x, fixed output, concatenation) as `(lo, hi)`. Returns the int8 model.
+fn concat_with_fixed(
+    fixed_op: Op,
+    with_x: bool,
+    rx: (f32, f32),
+    rf: (f32, f32),
+    ry: (f32, f32),
+) -> Model {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let f = g.act("fixed", &[1, 4]);
+    let y = g.act("concat", &[1, if with_x { 8 } else { 4 }]);
+    g.op(fixed_op, &[x], &[f], None);
+    let ins: Vec<i32> = if with_x { vec![f, x] } else { vec![f] };
+    g.op(
+        Op::Concatenation,
+        &ins,
+        &[y],
+        Some(fb::BuiltinOptions::ConcatenationOptions(Box::new(
+            fb::ConcatenationOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let sample = vec![vec![Value::f32(vec![1, 4], vec![0.0, 0.1, 0.2, 0.3])]];
+    let r = ranges(
+        &m,
+        &sample,
+        &[
+            ("x", rx.0, rx.1),
+            ("fixed", rf.0, rf.1),
+            ("concat", ry.0, ry.1),
+        ],
+    );
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    q
+}
+
+/// The QUANTIZE operators of a model.
+fn quantizes(m: &Model) -> usize {
+    ops(m).iter().filter(|o| o.0 == Op::Quantize).count()
+}
+
+/// A group takes a fixed output's parameters exactly when they hold the group's values
+/// to within one step. Catches: the one-step tolerance dropped or misapplied at either
+/// end (SOFTMAX's 1.0 on its [0, 255/256] must not cost a requantize; TANH's [-1, 1)
+/// must not take a group reaching -4), a group that never takes fixed parameters (x
+/// in [-0.5, 0.5] joins TANH's and needs no requantize).
+#[test]
+fn a_shared_group_takes_fixed_parameters_exactly_when_they_cover_it() {
+    let softmax = QuantParams::per_tensor(1.0 / 256.0, -128);
+    let tanh = fixed_params(Op::Tanh);
+    // SOFTMAX reaching 1.0 (one logit dominating): within one step of 255/256.
+    let q = concat_with_fixed(Op::Softmax, false, (-1.0, 1.0), (0.0, 1.0), (0.0, 1.0));
+    assert_eq!(params(tensor(&q, "concat/quantized").1), &softmax);
+    assert_eq!(quantizes(&q), 1, "only the input's QUANTIZE: {:?}", ops(&q));
+    // TANH and x in [-0.5, 0.5]: TANH's parameters hold it; x takes them.
+    let q = concat_with_fixed(Op::Tanh, true, (-0.5, 0.5), (-0.47, 0.47), (-0.5, 0.5));
+    assert_eq!(params(tensor(&q, "concat/quantized").1), &tanh);
+    assert_eq!(params(tensor(&q, "x/quantized").1), &tanh);
+    assert_eq!(quantizes(&q), 1, "only the input's QUANTIZE: {:?}", ops(&q));
+    // x in [-4, 0.5]: only the low end is beyond TANH's range; the group keeps x's.
+    let q = concat_with_fixed(Op::Tanh, true, (-4.0, 0.5), (-0.999, 0.47), (-4.0, 0.5));
+    let y = params(tensor(&q, "concat/quantized").1);
+    let (lo, hi) = represented_range(y);
+    let step = 4.5 / 255.0;
+    assert!(
+        lo <= -4.0 + step && hi >= 0.5 - step,
+        "group on [{lo}, {hi}]"
+    );
+    assert_eq!(quantizes(&q), 2, "input + requantized TANH: {:?}", ops(&q));
+    // Just beyond one step below TANH's -1: not covered either.
+    let q = concat_with_fixed(Op::Tanh, true, (-1.02, 0.5), (-0.77, 0.47), (-1.02, 0.5));
+    assert_ne!(params(tensor(&q, "concat/quantized").1), &tanh);
+    assert_eq!(quantizes(&q), 2, "input + requantized TANH: {:?}", ops(&q));
+}
+
+/// GATHER(x, ARG_MAX(x)): the indices are computed (not a constant) and not real-valued,
+/// so they are no activation of the GATHER: they keep int32 and join no group; x and the
+/// output share one set of parameters. On LiteRT the int8 model picks the same element
+/// as the float model, within one step. Catches: non-real inputs counted as activations
+/// (`add_op`'s filter), which gave the indices int8 parameters.
+#[test]
+fn computed_indices_are_no_activation_of_a_shared_operator() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mut axis = Tensor::new("axis", TensorType::Int32, vec![1]);
+    axis.buffer = g.m.add_buffer(1i32.to_le_bytes().to_vec());
+    let axis = g.sg.add_tensor(axis);
+    let idx =
+        g.sg.add_tensor(Tensor::new("idx", TensorType::Int32, vec![1]));
+    let y = g.act("y", &[1, 1]);
+    g.op(
+        Op::ArgMax,
+        &[x, axis],
+        &[idx],
+        Some(fb::BuiltinOptions::ArgMaxOptions(Box::new(
+            fb::ArgMaxOptions {
+                output_type: TensorType::Int32,
+            },
+        ))),
+    );
+    g.op(
+        Op::Gather,
+        &[x, idx],
+        &[y],
+        Some(fb::BuiltinOptions::GatherOptions(Box::new(
+            fb::GatherOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -2.0, 3.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let (_, it) = tensor(&q, "idx");
+    assert_eq!(it.dtype, TensorType::Int32);
+    assert!(it.quantized().is_none(), "indices got parameters");
+    let (_, xt) = tensor(&q, "x/quantized");
+    let (_, yt) = tensor(&q, "y/quantized");
+    assert_eq!(params(xt), params(yt));
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8", &got);
+    let step = params(yt).scale[0] as f64;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= step,
+            "element {i}: {u} vs {v} (step {step})"
+        );
+    }
+}
+
+/// LESS(LOGISTIC(x), TANH(x)): the comparison's inputs share parameters, but both carry
+/// different fixed ones; each output keeps its own (LiteRT's LOGISTIC and TANH kernels
+/// require them) and the second input is read through a requantizing QUANTIZE.
+/// Structure only. Catches: the two fixed tensors united into one group (one of them on
+/// the other's parameters), or a requantize edge between equal parameters.
+#[test]
+fn different_fixed_parameters_meeting_on_tied_inputs_are_requantized_not_united() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let a = g.act("sigmoid", &[1, 4]);
+    let b = g.act("tanh", &[1, 4]);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Logistic, &[x], &[a], None);
+    g.op(Op::Tanh, &[x], &[b], None);
+    g.op(Op::Less, &[a, b], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let xs = ramp(4 * 8, -3.0, 3.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let (ai, at) = tensor(&q, "sigmoid");
+    let (_, bt) = tensor(&q, "tanh");
+    assert_eq!(params(at), &fixed_params(Op::Logistic));
+    assert_eq!(params(bt), &fixed_params(Op::Tanh));
+    let o = ops(&q);
+    let less = o.iter().find(|o| o.0 == Op::Less).unwrap();
+    assert_eq!(less.1[0], ai as i32);
+    assert_eq!(quantizes(&q), 2, "input + one requantize: {o:?}");
+    let req = less.1[1];
+    assert_eq!(
+        params(&q.subgraphs[0].tensors[req as usize]),
+        &fixed_params(Op::Logistic)
+    );
 }
 
 /// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].

@@ -9,9 +9,10 @@
 //! 2. **Parameters** (`params.rs`): activations of quantized operators get parameters
 //!    from their ranges; operators whose kernel needs equal input and output parameters
 //!    join their tensors into one group (union-find) whose range is the union of the
-//!    members' ranges; fixed outputs (LOGISTIC, SOFTMAX...) impose theirs on the group;
-//!    a member that cannot take a group's fixed parameters is requantized on that edge
-//!    (a QUANTIZE int→int). Sentinels get headroom (`sentinels.rs`).
+//!    members' ranges; a fixed output (LOGISTIC, SOFTMAX...) gives the group its
+//!    parameters only if they hold every member's values; a fixed output that does not
+//!    is requantized on its edge (a QUANTIZE int→int). Sentinels get headroom
+//!    (`sentinels.rs`).
 //! 3. **Rewiring** (`rewire.rs`): every activation has a float and an integer version;
 //!    which one keeps the original tensor index depends on its producer and on the model
 //!    interface (subgraph inputs/outputs keep their index so signatures stay right;

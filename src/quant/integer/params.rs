@@ -1,12 +1,13 @@
 //! Step 2: parameters of every activation read or written by a quantized operator.
 //! Activations get parameters from their ranges; operators whose kernel needs equal
 //! input and output parameters join their tensors into one same-scale group
-//! (union-find) whose range is the union of the members' ranges; fixed outputs
-//! (LOGISTIC, SOFTMAX...) impose theirs on the group; a shared input whose group
-//! carries different fixed parameters is requantized on that edge instead. Trained
+//! (union-find) whose range is the union of the members' ranges; a fixed output
+//! (LOGISTIC, SOFTMAX...) joins a group only if its parameters hold the group's values,
+//! and then imposes them; otherwise it is requantized on its edge into the group
+//! (`Constraints::join_shared` says why, from LiteRT's and TF's sources). Trained
 //! (QAT) parameters win over ranges, fixed outputs over both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::calib::Ranges;
 use crate::error::{Error, Result};
@@ -14,13 +15,29 @@ use crate::ir::{Model, Operator, QuantParams};
 use crate::rules::{Output, Role, Rule};
 
 use super::super::report::Fate;
-use super::super::scheme::{Width, activation_params};
+use super::super::scheme::{Width, activation_params, represented_range};
 use super::plan::{Ctx, GroupRanges, Groups, Params, data_range, shared_anchor_input};
 use super::{IntegerOptions, sentinels};
 
-/// An activation input of a shared-parameter operator: `(operator, input position,
-/// tensor, anchor)`, where the anchor is the tensor whose group it should join.
-type SharedInput = (usize, usize, usize, usize);
+/// An activation input of a shared-parameter operator: operator `op` reads tensor `t`
+/// at input `pos`, and `t` should join the group of `anchor` (the operator's output,
+/// or for tied inputs its first activation input, read at `anchor_pos`).
+#[derive(Clone, Copy)]
+struct SharedInput {
+    op: usize,
+    pos: usize,
+    t: usize,
+    anchor: usize,
+    anchor_pos: Option<usize>,
+}
+
+/// An input edge requantized instead of joined: `(operator, input position)` takes the
+/// parameters of tensor `like`'s group.
+struct Requant {
+    op: usize,
+    pos: usize,
+    like: usize,
+}
 
 /// The same-scale constraints of one subgraph's quantized operators.
 struct Constraints {
@@ -32,6 +49,31 @@ struct Constraints {
     shared_inputs: Vec<SharedInput>,
     /// Fixed parameters per group root.
     group_fixed: HashMap<usize, (f32, i64)>,
+}
+
+/// Whether fixed parameters `(scale, zero point)` hold the values `[lo, hi]`, to
+/// within one step beyond either end (a fixed output's own float range may end a step
+/// past what its parameters represent, e.g. SOFTMAX's 1.0 on `[0, 255/256]`).
+fn covers((s, z): (f32, i64), (lo, hi): (f32, f32), width: Width) -> bool {
+    let (rlo, rhi) = represented_range(&QuantParams::per_tensor(s, z), width);
+    lo >= rlo - s && hi <= rhi + s
+}
+
+/// Joins the groups of `a` and `b`, their ranges too.
+fn merge(groups: &mut Groups, group_range: &mut GroupRanges, a: usize, b: usize) {
+    let (ra, rb) = (groups.find(a), groups.find(b));
+    if ra == rb {
+        return;
+    }
+    let ranges = (group_range.remove(&ra), group_range.remove(&rb));
+    groups.union(ra, rb);
+    let merged = match ranges {
+        (Some(x), Some(y)) => Some((x.0.min(y.0), x.1.max(y.1))),
+        (x, y) => x.or(y),
+    };
+    if let Some(m) = merged {
+        group_range.insert(groups.find(ra), m);
+    }
 }
 
 /// Chooses parameters for every activation read or written by a quantized operator.
@@ -51,13 +93,12 @@ pub(super) fn plan_params(
             width: opts.width,
         };
         let mut c = Constraints::collect(&ctx)?;
-        let requant_edges = c.join_shared();
-        let mut group_range = c.group_ranges(&ctx);
+        let (mut group_range, requant_edges) = c.join_shared(&ctx);
         sentinels::headroom(&ctx, &mut c.groups, &mut group_range, &mut p.const_range);
         c.assign(&ctx, opts, &group_range, &mut p)?;
-        for (oi, pos, _, anchor) in requant_edges {
-            let target = p.activations[&(si, anchor)].clone();
-            p.requant.insert((si, oi, pos), target);
+        for r in requant_edges {
+            let target = p.activations[&(si, r.like)].clone();
+            p.requant.insert((si, r.op, r.pos), target);
         }
     }
     Ok(p)
@@ -125,8 +166,15 @@ impl Constraints {
                     for &t in &outs {
                         self.groups.union(anchor, t);
                     }
+                    let anchor_pos = acts.iter().find(|a| a.1 == anchor).map(|a| a.0);
                     for &(pos, t) in &acts {
-                        self.shared_inputs.push((oi, pos, t, anchor));
+                        self.shared_inputs.push(SharedInput {
+                            op: oi,
+                            pos,
+                            t,
+                            anchor,
+                            anchor_pos,
+                        });
                     }
                 }
             }
@@ -134,46 +182,129 @@ impl Constraints {
         }
         // Comparisons and ARG_MAX: inputs share one set of parameters.
         if rule.tied_inputs
-            && let Some(&(_, first)) = acts.first()
+            && let Some(&(first_pos, first)) = acts.first()
         {
             for &(pos, t) in &acts[1..] {
-                self.shared_inputs.push((oi, pos, t, first));
+                self.shared_inputs.push(SharedInput {
+                    op: oi,
+                    pos,
+                    t,
+                    anchor: first,
+                    anchor_pos: Some(first_pos),
+                });
             }
         }
         Ok(())
     }
 
-    /// Joins shared inputs into their operator's group unless both carry different
-    /// fixed parameters; returns those edges, which are requantized instead.
-    fn join_shared(&mut self) -> Vec<SharedInput> {
+    /// Joins shared inputs into their operator's group and returns the group ranges
+    /// and the edges requantized instead of joined.
+    ///
+    /// Tensors without fixed parameters join freely; the group's range is the union
+    /// of its members'. A tensor with fixed parameters (LOGISTIC's output...) is joined
+    /// only into a group whose parameters become its own, and a group takes fixed
+    /// parameters only when they cover all its values ([`covers`]): the first such
+    /// candidate in tensor order, else parameters from its range. Every fixed member
+    /// not joined reaches the group through a requantize edge (QUANTIZE int8→int8).
+    ///
+    /// Why: LiteRT's int8 CONCATENATION (like the other same-scale kernels) rejects
+    /// inputs whose scale or zero point differ from the output's
+    /// (`tensorflow/lite/kernels/concatenation.cc`, Prepare), and TF's quantizer
+    /// (`tools/optimize/quantize_model.cc`, `ApplyConstraints`) keeps the output's
+    /// parameters from the output's own range and inserts a QUANTIZE before every input
+    /// whose parameters differ. A group that took a fixed member's parameters
+    /// regardless of the other members clipped them: CONCATENATION(LOGISTIC(x),
+    /// TANH(x)) on LOGISTIC's `[0, 1)` turned every negative tanh into 0.
+    fn join_shared(&mut self, ctx: &Ctx) -> (GroupRanges, Vec<Requant>) {
+        let mut requant = Vec::new();
+        let mut pending = Vec::new();
+        for &e in &self.shared_inputs {
+            match (self.fixed[e.t], self.fixed[e.anchor]) {
+                (None, None) => self.groups.union(e.t, e.anchor),
+                (Some(a), Some(b)) if a == b => self.groups.union(e.t, e.anchor),
+                (Some(_), Some(_)) => requant.push(Requant {
+                    op: e.op,
+                    pos: e.pos,
+                    like: e.anchor,
+                }),
+                _ => pending.push(e),
+            }
+        }
         for t in 0..self.fixed.len() {
             if let Some(f) = self.fixed[t] {
                 let r = self.groups.find(t);
-                self.group_fixed.entry(r).or_insert(f);
+                self.group_fixed.insert(r, f);
             }
         }
-        let mut requant_edges = Vec::new();
-        for &(oi, pos, t, anchor) in &self.shared_inputs {
-            let (rt, ra) = (self.groups.find(t), self.groups.find(anchor));
-            if rt == ra {
-                continue;
+        let mut group_range = self.group_ranges(ctx);
+        // Per free group (root): its fixed candidates, as (fixed tensor, the edge that
+        // would requantize it, the group's tensor on that edge).
+        let mut candidates: BTreeMap<usize, Vec<(usize, Requant)>> = BTreeMap::new();
+        for e in pending {
+            let (f, free, r) = if self.fixed[e.t].is_some() {
+                let r = Requant {
+                    op: e.op,
+                    pos: e.pos,
+                    like: e.anchor,
+                };
+                (e.t, e.anchor, r)
+            } else {
+                let Some(pos) = e.anchor_pos else { continue };
+                let r = Requant {
+                    op: e.op,
+                    pos,
+                    like: e.t,
+                };
+                (e.anchor, e.t, r)
+            };
+            let g = self.groups.find(free);
+            candidates.entry(g).or_default().push((f, r));
+        }
+        for (g, mut cands) in candidates {
+            cands.sort_by_key(|c| c.0);
+            let mut values = group_range.get(&g).copied();
+            for &(f, _) in &cands {
+                let v = self.fixed_values(ctx, f);
+                values = Some(values.map_or(v, |u| (u.0.min(v.0), u.1.max(v.1))));
             }
-            let fixed = (
-                self.group_fixed.get(&rt).copied(),
-                self.group_fixed.get(&ra).copied(),
-            );
-            match fixed {
-                (Some(a), Some(b)) if a != b => requant_edges.push((oi, pos, t, anchor)),
-                (ft, fa) => {
-                    self.groups.union(rt, ra);
-                    let r = self.groups.find(rt);
-                    if let Some(f) = ft.or(fa) {
-                        self.group_fixed.insert(r, f);
+            let chosen = cands.iter().find_map(|&(f, _)| {
+                let p = self.fixed[f]?;
+                values.is_none_or(|v| covers(p, v, ctx.width)).then_some(p)
+            });
+            match chosen {
+                Some(p) => {
+                    for (f, r) in cands {
+                        if self.fixed[f] == Some(p) {
+                            merge(&mut self.groups, &mut group_range, g, f);
+                            let root = self.groups.find(g);
+                            self.group_fixed.insert(root, p);
+                        } else {
+                            requant.push(r);
+                        }
                     }
+                }
+                None => {
+                    if let Some(v) = values {
+                        group_range.insert(g, v);
+                    }
+                    requant.extend(cands.into_iter().map(|c| c.1));
                 }
             }
         }
-        requant_edges
+        (group_range, requant)
+    }
+
+    /// The values a tensor with fixed parameters carries: its calibrated range
+    /// within the range its parameters represent.
+    fn fixed_values(&self, ctx: &Ctx, t: usize) -> (f32, f32) {
+        let Some((s, z)) = self.fixed[t] else {
+            return (0.0, 0.0);
+        };
+        let (lo, hi) = represented_range(&QuantParams::per_tensor(s, z), ctx.width);
+        match ctx.ranges.get(ctx.si, t) {
+            Some(r) => (r.min.clamp(lo, hi), r.max.clamp(lo, hi)),
+            None => (lo, hi),
+        }
     }
 
     /// Each group's range: the union of its members' calibrated ranges, and of the
