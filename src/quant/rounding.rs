@@ -99,7 +99,7 @@ fn sq_err(v: f32, scale: f32, qmax: f32) -> f64 {
 
 /// Per channel, the scale among `r · max|w| / qmax` (r on [`CLIP_GRID`]) with the
 /// lowest squared rounding error; ratio 1 (the nearest-rounding scale) wins ties.
-/// Channels of more than [`fast::EXACT_SEARCH_MAX`] elements estimate the errors on a
+/// Long channels of large weights ([`fast::uses_histogram`]) estimate the errors on a
 /// histogram ([`fast::histogram_scale`]) instead of summing all 51 over every element.
 pub fn mse_scales(values: &[f32], ch: Channels, qmax: f32) -> Vec<f32> {
     let base = math::symmetric_scales(values, ch, qmax);
@@ -110,7 +110,7 @@ pub fn mse_scales(values: &[f32], ch: Channels, qmax: f32) -> Vec<f32> {
     base.iter()
         .zip(&members)
         .map(|(&s, v)| {
-            if v.len() > fast::EXACT_SEARCH_MAX {
+            if fast::uses_histogram(v.len(), values.len()) {
                 return fast::histogram_scale(v, s, qmax);
             }
             let mut e = [0f64; CLIP_GRID];

@@ -38,9 +38,18 @@ const LANES: usize = CLIP_GRID.div_ceil(8) * 8;
 /// elements (every testdata weight) are one band.
 pub const BAND: usize = 1 << 18;
 
-/// Groups longer than this take the histogram mse search ([`histogram_scale`]); shorter
-/// ones try every ratio of the grid on every element (≤ 209k candidate evaluations).
+/// Groups longer than this, in weights of more than [`BAND`] elements, take the
+/// histogram mse search ([`histogram_scale`]); the others try every ratio of the grid on
+/// every element (≤ 13M candidate evaluations a weight). A small weight can afford
+/// the exact search, and needs it when its values sit on a lattice (a QAT weight): 128
+/// bins do not resolve one (on `qat_digits.float`'s per-tensor FC weight the histogram
+/// loses 0.25 dB of gain).
 pub const EXACT_SEARCH_MAX: usize = 4096;
+
+/// Whether a group of `len` values in a weight of `n` takes the histogram search.
+pub fn uses_histogram(len: usize, n: usize) -> bool {
+    len > EXACT_SEARCH_MAX && n > BAND
+}
 
 /// Step of the histogram search's coarse pass over the grid (then ±`COARSE - 1`).
 const COARSE: usize = 5;
@@ -121,7 +130,7 @@ pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -
         .map(|(b, dst)| {
             let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
             let src = &bytes[4 * g0 * len..4 * g1 * len];
-            band(src, len, method, stored, dst)
+            band(src, len, method, uses_histogram(len, n), stored, dst)
         })
         .collect();
     let mut r = Rounded {
@@ -143,14 +152,21 @@ pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -
 }
 
 /// One band: whole groups of `len` elements in `src`, packed into `dst`.
-fn band(src: &[u8], len: usize, method: Method, stored: Stored, dst: &mut [u8]) -> Band {
+fn band(
+    src: &[u8],
+    len: usize,
+    method: Method,
+    histogram: bool,
+    stored: Stored,
+    dst: &mut [u8],
+) -> Band {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the function is the same
         // safe code compiled with AVX2 enabled (no FMA: results are identical).
-        return unsafe { band_avx2(src, len, method, stored, dst) };
+        return unsafe { band_avx2(src, len, method, histogram, stored, dst) };
     }
-    band_generic(src, len, method, stored, dst)
+    band_generic(src, len, method, histogram, stored, dst)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -159,14 +175,22 @@ unsafe fn band_avx2(
     src: &[u8],
     len: usize,
     method: Method,
+    histogram: bool,
     stored: Stored,
     dst: &mut [u8],
 ) -> Band {
-    band_generic(src, len, method, stored, dst)
+    band_generic(src, len, method, histogram, stored, dst)
 }
 
 #[inline(always)]
-fn band_generic(src: &[u8], len: usize, method: Method, stored: Stored, dst: &mut [u8]) -> Band {
+fn band_generic(
+    src: &[u8],
+    len: usize,
+    method: Method,
+    histogram: bool,
+    stored: Stored,
+    dst: &mut [u8],
+) -> Band {
     const QMAX: f32 = 7.0;
     let base: Vec<f32> = src
         .chunks_exact(4 * len)
@@ -180,7 +204,7 @@ fn band_generic(src: &[u8], len: usize, method: Method, stored: Stored, dst: &mu
             let chosen = src
                 .chunks_exact(4 * len)
                 .zip(&base)
-                .map(|(g, &s)| search(g, s, QMAX, &mut values))
+                .map(|(g, &s)| search(g, s, QMAX, histogram, &mut values))
                 .collect();
             stored(chosen)
         }
@@ -294,12 +318,12 @@ fn errors(
     (e_nearest, e_chosen, signal)
 }
 
-/// The mse scale of one group (its f32 bytes) whose nearest scale is `base`: every
-/// ratio of the grid on groups of up to [`EXACT_SEARCH_MAX`] elements (as
-/// [`super::mse_scales`]), [`histogram_scale`] on longer ones (`values` is scratch).
+/// The mse scale of one group (its f32 bytes) whose nearest scale is `base`:
+/// [`histogram_scale`] when `histogram` ([`uses_histogram`]), else every ratio of the
+/// grid (as [`super::mse_scales`]); `values` is scratch.
 #[inline(always)]
-fn search(group: &[u8], base: f32, qmax: f32, values: &mut Vec<f32>) -> f32 {
-    if group.len() / 4 > EXACT_SEARCH_MAX {
+fn search(group: &[u8], base: f32, qmax: f32, histogram: bool, values: &mut Vec<f32>) -> f32 {
+    if histogram {
         values.clear();
         values.extend(
             group
