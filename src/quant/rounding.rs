@@ -105,18 +105,26 @@ fn sq_err(v: f32, scale: f32, qmax: f32) -> f64 {
 
 /// Per channel, the scale among `r · max|w| / qmax` (r on [`CLIP_GRID`]) with the
 /// lowest squared rounding error; ratio 1 (the nearest-rounding scale) wins ties.
+/// Long channels of large weights ([`fast::uses_histogram`]) estimate the errors on a
+/// histogram ([`fast::histogram_scale`]) instead of summing all 51 over every element.
 pub fn mse_scales(values: &[f32], ch: Channels, qmax: f32) -> Vec<f32> {
     let base = math::symmetric_scales(values, ch, qmax);
-    let mut err = vec![vec![0f64; CLIP_GRID]; ch.channels];
+    let mut members = vec![Vec::new(); ch.channels];
     for (i, &v) in values.iter().enumerate() {
-        let c = ch.of(i);
-        for (k, e) in err[c].iter_mut().enumerate() {
-            *e += sq_err(v, base[c] * clip_ratio(k), qmax);
-        }
+        members[ch.of(i)].push(v);
     }
     base.iter()
-        .zip(&err)
-        .map(|(&s, e)| {
+        .zip(&members)
+        .map(|(&s, v)| {
+            if fast::uses_histogram(v.len(), values.len()) {
+                return fast::histogram_scale(v, s, qmax);
+            }
+            let mut e = [0f64; CLIP_GRID];
+            for &x in v {
+                for (k, e) in e.iter_mut().enumerate() {
+                    *e += sq_err(x, s * clip_ratio(k), qmax);
+                }
+            }
             let best = (0..CLIP_GRID).fold(0, |b, k| if e[k] < e[b] { k } else { b });
             s * clip_ratio(best)
         })

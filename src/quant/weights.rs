@@ -872,7 +872,7 @@ fn round_int4(
         None => Channels::new(shape, axis),
     };
     // Blockwise scales are stored as FLOAT16: round with the value the kernel reads.
-    let stored = |s: Vec<f32>| -> Vec<f32> {
+    let stored = move |s: Vec<f32>| -> Vec<f32> {
         if block.is_none() {
             return s;
         }
@@ -962,7 +962,7 @@ fn round_int4_fast(
     bytes: &[u8],
     ch: Channels,
     method: Rounding,
-    stored: &dyn Fn(Vec<f32>) -> Vec<f32>,
+    stored: rounding::fast::Stored,
     fallback: &Option<String>,
 ) -> Option<Int4Weight> {
     let m = match method {
@@ -970,8 +970,7 @@ fn round_int4_fast(
         Rounding::Mse => rounding::fast::Method::Mse,
         Rounding::Gptq => return None,
     };
-    rounding::fast::contiguous(ch, bytes.len() / 4)?;
-    let r = rounding::fast::round_bytes(bytes, ch, m, stored);
+    let r = rounding::fast::round_bytes(bytes, ch, m, stored)?;
     Some(Int4Weight {
         packed: r.packed,
         scales: r.scales,
@@ -986,16 +985,23 @@ fn round_int4_fast(
     })
 }
 
-/// Squared weight error and squared weights, over channels `ch`.
+/// Squared weight error and squared weights, over channels `ch`: added in element order
+/// within bands of [`rounding::fast::band_len`] elements, then band after band (the
+/// order of the fast path's parallel bands; one band, a plain loop, up to 2^18
+/// elements).
 fn weight_error(values: &[f32], q: &[i8], ch: Channels, scales: &[f32]) -> (f64, f64) {
-    values
-        .iter()
-        .zip(q)
-        .enumerate()
-        .fold((0.0, 0.0), |(e, s), (i, (&v, &qi))| {
+    let band = rounding::fast::band_len(ch, values.len());
+    let mut total = (0f64, 0f64);
+    for start in (0..values.len()).step_by(band) {
+        let end = (start + band).min(values.len());
+        let (e, s) = (start..end).fold((0f64, 0f64), |(e, s), i| {
+            let (v, qi) = (values[i], q[i]);
             let d = v as f64 - qi as f64 * scales[ch.of(i)] as f64;
             (e + d * d, s + v as f64 * v as f64)
-        })
+        });
+        total = (total.0 + e, total.1 + s);
+    }
+    total
 }
 
 fn granularity(axis: Option<usize>) -> &'static str {
