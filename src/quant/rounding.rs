@@ -400,11 +400,12 @@ impl ConvGeometry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A fixed pseudo-random sequence (xorshift), in [-1, 1).
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
+    /// A fixed pseudo-random sequence (xorshift), in [-1, 1); also used by
+    /// `ptq::clipping`'s tests.
+    pub(crate) fn noise(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.max(1);
         (0..n)
             .map(|_| {

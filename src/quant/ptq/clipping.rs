@@ -71,19 +71,7 @@ pub fn channel_sq_errors(values: &[f32], ch: Channels, scales: &[f32]) -> Vec<f6
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fixed pseudo-random sequence (xorshift) in [-1, 1).
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.max(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::quant::rounding::tests::noise;
 
     #[test]
     fn mse_never_loses_to_minmax_per_channel_and_clips_bell_shaped_channels() {
