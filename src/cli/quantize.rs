@@ -79,6 +79,12 @@ pub struct Args {
     /// Applied before --target-sqnr's automatic choice.
     #[arg(long, value_name = "OP_OR_TENSOR_REGEX")]
     keep_float: Vec<String>,
+    /// int8: run these operators in 16x8 (int16 activations, int8 weights, int64
+    /// biases; repeatable, selected like --keep-float); QUANTIZE operators convert
+    /// between int8 and int16 tensors. Operators without a 16x8 kernel stay int8 (a note
+    /// says why). Applied after --keep-float, before --target-sqnr's automatic choice.
+    #[arg(long, value_name = "OP_OR_TENSOR_REGEX")]
+    int16: Vec<String>,
     /// int8/int16x8: automatic mixed precision: keep the operators most sensitive to
     /// quantization float until every model output reaches DB decibels of SQNR against
     /// the float model (searched on the calibration data, measured on --validate data,
@@ -256,6 +262,7 @@ fn options(a: &Args) -> Result<Options> {
             (a.strict, "--strict"),
             (a.bias.is_some(), "--bias"),
             (!a.keep_float.is_empty(), "--keep-float"),
+            (!a.int16.is_empty(), "--int16"),
             (a.target_sqnr.is_some(), "--target-sqnr"),
             (a.cle, "--cle"),
             (a.weight_clipping.is_some(), "--weight-clipping"),
@@ -284,6 +291,18 @@ fn options(a: &Args) -> Result<Options> {
             return usage("--target-sqnr applies to --mode int8 and int16x8 (QAT models keep their trained parameters)".into());
         }
     }
+    if !a.int16.is_empty() && mode != Mode::Int8 {
+        return usage(format!(
+            "--int16 picks 16x8 operators inside an int8 model: it applies to --mode int8 (got --mode {}; --mode int16x8 runs every operator in 16x8)",
+            mode.name()
+        ));
+    }
+    if !a.int16.is_empty() && a.interface != InterfaceArg::Float {
+        return usage(
+            "--int16 needs --interface float: an integer interface fixes the model's input and output types to the run's width"
+                .into(),
+        );
+    }
     if a.cle && a.ranges.is_some() {
         return usage("--cle rewrites the float model before calibration, so ranges collected on the original (--ranges) do not fit it; use --calibration DATA instead".into());
     }
@@ -303,6 +322,11 @@ fn options(a: &Args) -> Result<Options> {
         .keep_float
         .iter()
         .map(|s| quant::select::OpSelector::parse(s).map(quant::select::KeepFloat::user))
+        .collect::<Result<_>>()?;
+    o.int16 = a
+        .int16
+        .iter()
+        .map(|s| quant::select::OpSelector::parse(s).map(quant::select::Int16::user))
         .collect::<Result<_>>()?;
     o.per_tensor = a.per_tensor;
     o.min_elements = a.min_elements;
