@@ -411,7 +411,7 @@ pub fn run(a: Args) -> Result<()> {
                 observer: a.observer.parse()?,
             };
             let r = tflquant::mixed::search(&model, &opts, &search)?;
-            print_search(r.1.mixed_precision.as_ref());
+            print_search(r.1.mixed_precision.as_ref(), &r.1.mode);
             r
         }
         _ => quant::quantize(&model, &opts)?,
@@ -594,7 +594,7 @@ fn record_observer_choices(report: &mut quant::Report, ranges: Option<&Ranges>) 
 }
 
 /// The `--target-sqnr` result on stderr: reached or not, per output, what stayed float.
-fn print_search(m: Option<&quant::report::MixedPrecision>) {
+fn print_search(m: Option<&quant::report::MixedPrecision>, mode: &str) {
     let Some(m) = m else { return };
     let kept: Vec<String> = m
         .plan
@@ -602,8 +602,13 @@ fn print_search(m: Option<&quant::report::MixedPrecision>) {
         .filter(|p| p.precision == "float")
         .map(|p| format!("{}:{} {}", p.subgraph, p.operator, p.op))
         .collect();
+    let int16 = m
+        .plan
+        .iter()
+        .filter(|p| p.precision == "int16x8" && mode == "int8")
+        .count();
     super::status(&format!(
-        "target-sqnr {} dB: {} on {} ({} samples): {}; {} operator(s) float{}{}; {} evaluations",
+        "target-sqnr {} dB: {} on {} ({} samples): {}; {int16} operator(s) int16x8, {} float{}{}; {} evaluations",
         m.target_sqnr_db,
         if m.reached {
             "reached"

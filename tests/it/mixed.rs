@@ -113,7 +113,10 @@ fn target_sqnr_on_every_model(target: f64) {
         );
         for p in plan {
             let precision = p["precision"].as_str().unwrap();
-            assert!(precision == "int8" || precision == "float", "{name}: {p}");
+            assert!(
+                ["int8", "int16x8", "float"].contains(&precision),
+                "{name}: {p}"
+            );
         }
         let bound = target;
         for (k, db) in output_sqnr(&input, &out, &test) {

@@ -455,7 +455,14 @@ impl Constraints {
                 if t < self.n {
                     p.range_of.insert((si, t), (lo, hi));
                 }
-                activation_params(lo, hi, self.node_width(ctx, t))
+                let w = self.node_width(ctx, t);
+                if w == Width::Int16x8 && ctx.width == Width::Int8 {
+                    // 16x8 in an int8 run: headroom for unseen data (`widths.rs`).
+                    let h = super::widths::INT16_HEADROOM;
+                    activation_params(lo * h, hi * h, w)
+                } else {
+                    activation_params(lo, hi, w)
+                }
             } else {
                 return Err(Error::Internal(format!(
                     "subgraph {si}, tensor {} {:?}: no range for a quantized activation",

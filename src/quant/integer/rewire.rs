@@ -348,8 +348,25 @@ impl<'a> Rewire<'a> {
     /// The integer tensor quantized operator `oi` reads as input `pos` (original `t`):
     /// its integer version, requantized where its group's parameters differ.
     fn int_input(&mut self, oi: usize, pos: usize, t: usize) -> usize {
-        let i = self.ensure_int(t);
         let key = (self.si, oi, pos);
+        // Mixed widths: a float activation (a model input, a float operator's output)
+        // that a reader of the other width needs is quantized for it directly, once
+        // rounded, as that reader's width alone would (a comparison's ties stay ties).
+        if let (Some(&width), Some(rp), false) = (
+            self.params.requant_width.get(&key),
+            self.params.requant.get(&key),
+            self.int_owned[t],
+        ) {
+            let f = self.versions[t].float.expect("a float version exists");
+            let q = twin(
+                &self.model.subgraphs[self.si].tensors[f],
+                "/quantized",
+                width.dtype(),
+                Some(rp.clone()),
+            );
+            return self.convert(Op::Quantize, f, q, self.place_after(t));
+        }
+        let i = self.ensure_int(t);
         match self.params.requant.get(&key) {
             Some(rp) => {
                 let width = self.params.requant_width.get(&key);

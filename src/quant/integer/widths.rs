@@ -4,9 +4,11 @@
 //!
 //! * **Operators**: one selected by an [`Int16`](crate::quant::select::Int16) entry runs in 16x8 (int16 activations,
 //!   symmetric; int8 weights; int64 biases) when it is quantized, sits in subgraph 0,
-//!   is not an integer LSTM, and the rule table gives it a 16x8 kernel with its operands
-//!   (the fate it would have at 16 bits is "quantized"); otherwise it stays int8 and a
-//!   note says why. Float wins: `--keep-float` is applied first.
+//!   is not an integer LSTM, touches no tensor a WHILE/IF carries or a resource variable
+//!   holds (those keep the run's width: `loops.rs`, `variables.rs`), and the rule table
+//!   gives it a 16x8 kernel with its operands (the fate it would have at 16 bits is
+//!   "quantized"); otherwise it stays int8 and a note says why. Float wins:
+//!   `--keep-float` is applied first.
 //! * **Same-scale groups**: the operators whose kernel needs equal input and output
 //!   parameters (CONCATENATION, RESHAPE, MAX_POOL_2D...) or tied inputs (comparisons),
 //!   joined through the activations they share, take one width: 16x8 when any of them
@@ -17,8 +19,17 @@
 //!   in 16x8. A reader of another width reads a requantized copy (a QUANTIZE
 //!   int8→int16 or int16→int8, which LiteRT's `quantize.cc` runs in both directions):
 //!   `params.rs` plans the copy's parameters, `rewire.rs` inserts it.
+//! * **Headroom**: a 16x8 activation of an int8 run gets [`INT16_HEADROOM`] times its
+//!   calibrated range (`params.rs`). The 16-bit grid is still 128 times finer than
+//!   int8's, and values beyond what the calibration data showed then do not clip: on
+//!   held-out data, clipping, not rounding, is what such an operator's error is made of
+//!   (sentinel_clip: held-out values 17% beyond the calibrated minimum cost 38 dB where
+//!   the calibration data scored 92).
 
-use std::collections::BTreeMap;
+/// Factor on the calibrated range of a 16x8 activation in an int8 run.
+pub const INT16_HEADROOM: f32 = 2.0;
+
+use std::collections::{BTreeMap, HashSet};
 
 use crate::calib::Ranges;
 use crate::error::Result;
@@ -72,6 +83,8 @@ pub(super) fn plan_widths(
     if opts.int16.is_empty() || opts.width != Width::Int8 {
         return Ok(w);
     }
+    let pinned = pinned_tensors(model);
+    let eligible = |si: usize, oi: usize| eligible(model, ranges, &pinned, si, oi);
     let mut refused: BTreeMap<(usize, usize), String> = BTreeMap::new();
     for pick in &opts.int16 {
         let mut matched = false;
@@ -84,7 +97,7 @@ pub(super) fn plan_widths(
                 if fates[si][oi] != Fate::Quantized || w.ops.contains_key(&(si, oi)) {
                     continue;
                 }
-                match eligible(model, ranges, si, oi) {
+                match eligible(si, oi) {
                     Ok(()) => {
                         w.ops.insert((si, oi), (Width::Int16x8, pick.reason()));
                     }
@@ -96,21 +109,44 @@ pub(super) fn plan_widths(
         }
         pick.check_matched(matched)?;
     }
-    widen_groups(model, ranges, fates, &mut w, &mut refused);
+    widen_groups(model, fates, &eligible, &mut w, &mut refused);
     for ((si, oi), why) in refused {
         let op = model.op_display_name(&model.subgraphs[si].operators[oi]);
         report.note(format!(
             "subgraph {si}, operator {oi} ({op}): stays int8 although selected for int16x8: {why}"
         ));
     }
-    tensor_widths(model, fates, &mut w);
+    tensor_widths(model, fates, &pinned, &mut w);
     Ok(w)
+}
+
+/// Tensors that keep the run's width: read or written by an operator that calls
+/// subgraphs (WHILE, IF: carried as integers by `loops.rs`) or by a resource-variable
+/// operator (one parameter set per variable: `variables.rs`).
+fn pinned_tensors(model: &Model) -> HashSet<(usize, usize)> {
+    let mut pinned = HashSet::new();
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for op in &sg.operators {
+            let kind = model.builtin(op);
+            let pins = !op.subgraph_refs().is_empty()
+                || matches!(kind, Op::ReadVariable | Op::AssignVariable | Op::VarHandle);
+            if pins {
+                for &t in op.inputs.iter().chain(&op.outputs) {
+                    if let Ok(t) = usize::try_from(t) {
+                        pinned.insert((si, t));
+                    }
+                }
+            }
+        }
+    }
+    pinned
 }
 
 /// Whether operator `oi` of subgraph `si` can run in 16x8 inside an int8 model, or why not.
 fn eligible(
     model: &Model,
     ranges: &Ranges,
+    pinned: &HashSet<(usize, usize)>,
     si: usize,
     oi: usize,
 ) -> std::result::Result<(), String> {
@@ -121,6 +157,19 @@ fn eligible(
     if model.builtin(op) == Op::UnidirectionalSequenceLstm {
         return Err("an integer LSTM keeps the run's width".into());
     }
+    if op
+        .inputs
+        .iter()
+        .chain(&op.outputs)
+        .filter_map(|&t| usize::try_from(t).ok())
+        .any(|t| pinned.contains(&(si, t)))
+    {
+        return Err(
+            "it reads or writes a tensor a WHILE/IF carries or a resource variable holds, \
+             which keeps the run's width"
+                .into(),
+        );
+    }
     match super::fates::fate_of(model, si, op, ranges, 16) {
         Fate::Quantized => Ok(()),
         Fate::Float { reason } => Err(format!("in 16x8 it would stay float: {reason}")),
@@ -130,8 +179,8 @@ fn eligible(
 /// Same-scale groups take one width (see the module documentation).
 fn widen_groups(
     model: &Model,
-    ranges: &Ranges,
     fates: &[Vec<Fate>],
+    eligible: &dyn Fn(usize, usize) -> std::result::Result<(), String>,
     w: &mut Widths,
     refused: &mut BTreeMap<(usize, usize), String>,
 ) {
@@ -194,7 +243,7 @@ fn widen_groups(
     for &(oi, anchor) in &shared {
         let g = groups.find(anchor);
         if wide[g]
-            && let Err(why) = eligible(model, ranges, si, oi)
+            && let Err(why) = eligible(si, oi)
         {
             let op = model.op_display_name(&sg.operators[oi]);
             blocked.entry(g).or_insert(format!(
@@ -225,7 +274,12 @@ fn widen_groups(
 
 /// Activation widths: the producer's when it is quantized, else 16x8 when a quantized
 /// reader computes in 16x8.
-fn tensor_widths(model: &Model, fates: &[Vec<Fate>], w: &mut Widths) {
+fn tensor_widths(
+    model: &Model,
+    fates: &[Vec<Fate>],
+    pinned: &HashSet<(usize, usize)>,
+    w: &mut Widths,
+) {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         let producers = sg.producers();
         let mut wide = vec![false; sg.tensors.len()];
@@ -239,6 +293,7 @@ fn tensor_widths(model: &Model, fates: &[Vec<Fate>], w: &mut Widths) {
         }
         for t in 0..sg.tensors.len() {
             let width = match producers[t] {
+                _ if pinned.contains(&(si, t)) => w.run,
                 Some(p) if fates[si][p] == Fate::Quantized => w.op(si, p),
                 _ if wide[t] => Width::Int16x8,
                 _ => w.run,
