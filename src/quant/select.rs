@@ -120,8 +120,9 @@ impl KeepFloat {
                 sensitivity_db.map_or("n/a".into(), |d| format!("{d:.1} dB"))
             ),
             KeepFloatBy::Decision { decision } => format!(
-                "kept float by --target-sqnr: computes the real inputs of comparison \
-                 {decision}, which quantization could flip on unseen data"
+                "kept float by --target-sqnr: computes the real inputs of {decision} (a \
+                 comparison or step function), whose result quantization could flip on \
+                 unseen data"
             ),
         }
     }

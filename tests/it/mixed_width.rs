@@ -530,3 +530,66 @@ fn int16_usage_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `--target-sqnr` raises sensitive operators to 16x8 before float: shared_weights_cnn at
+/// 40 dB stays all-integer (no float operator, so no float island), the report and the
+/// stderr summary say which operators are 16x8 and why, the search stays within its
+/// evaluation bound, and held-out data on LiteRT reach the target.
+#[test]
+fn target_sqnr_prefers_int16_to_float() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("shared_weights_cnn.tflite");
+    let out = dir.path().join("t.tflite");
+    let rep = dir.path().join("t.json");
+    let calib = testdata("cnn_digits.calib.npy");
+    let (code, _, err) = quantize_run(
+        &input,
+        &out,
+        &[
+            "--mode",
+            "int8",
+            "--calibration",
+            calib.to_str().unwrap(),
+            "--samples",
+            "32",
+            "--target-sqnr",
+            "40",
+            "--report",
+            rep.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = report(&rep);
+    let mp = &r["mixed_precision"];
+    let plan = mp["plan"].as_array().unwrap();
+    let count = |p: &str| plan.iter().filter(|o| o["precision"] == p).count();
+    assert!(count("int16x8") >= 1, "{plan:?}");
+    assert_eq!(count("float"), 0, "{plan:?}");
+    for o in plan.iter().filter(|o| o["precision"] == "int16x8") {
+        let why = o["reason"].as_str().unwrap();
+        assert!(
+            why.starts_with("int16x8 by --target-sqnr (sensitivity: local SQNR")
+                || why.contains("same-scale group"),
+            "{o}"
+        );
+    }
+    assert!(
+        err.contains(&format!(
+            "{} operator(s) int16x8, 0 float",
+            count("int16x8")
+        )),
+        "{err}"
+    );
+    let n = plan.len() as f64;
+    let bound = 1.0 + 2.0 * n.log2().ceil() + 2.0 + 4.0;
+    assert!(mp["evaluations"].as_f64().unwrap() <= bound, "{mp}");
+    let m = tflquant::read_path(&out).unwrap();
+    for op in &m.subgraphs[0].operators {
+        if !matches!(m.builtin(op), Op::Quantize | Op::Dequantize) {
+            assert_ne!(out_dtype(&m, op), TensorType::Float32, "{op:?}");
+        }
+    }
+    for db in litert_sqnr(&input, &out, "cnn_digits.test.npy", 32) {
+        assert!(db >= 40.0, "{db} dB");
+    }
+}
