@@ -449,7 +449,11 @@ impl Constraints {
             let g = self.groups.find(t);
             let params = if let Some(&(s, z)) = self.group_fixed.get(&g) {
                 QuantParams::per_tensor(s, z)
-            } else if let Some(q) = group_override.get(&g) {
+            } else if let Some(q) = group_override
+                .get(&g)
+                // Trained parameters are int8's: a 16x8 group plans its own.
+                .filter(|_| self.node_width(ctx, t) == ctx.width)
+            {
                 q.clone()
             } else if let Some(&(lo, hi)) = group_range.get(&g) {
                 if t < self.n {
