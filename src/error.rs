@@ -175,6 +175,13 @@ pub enum OptionError {
     )]
     KeepFloatMatchesNothing { selector: String },
 
+    /// A selector of operators to run in 16x8 matches no operator of the model.
+    #[error(
+        "int16 selector {selector}: no operator matches (give S:I, an operator type such \
+         as CONV_2D, or a regular expression matching a whole output tensor name)"
+    )]
+    Int16MatchesNothing { selector: String },
+
     /// GPTQ rounding was asked without calibration samples.
     #[error("gptq rounding needs calibration samples")]
     GptqWithoutSamples,

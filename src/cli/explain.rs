@@ -39,6 +39,11 @@ pub(crate) fn explain_option_error(e: &OptionError) -> String {
              operators, an operator type such as CONV_2D, or a regular expression \
              matching a whole output tensor name)"
         ),
+        OptionError::Int16MatchesNothing { selector } => format!(
+            "--int16 {selector}: no operator matches (give S:I as --dump-plan numbers \
+             operators, an operator type such as CONV_2D, or a regular expression \
+             matching a whole output tensor name)"
+        ),
         OptionError::GptqWithoutSamples => "gptq rounding needs calibration samples".into(),
         OptionError::TargetSqnrMode { mode } => {
             format!("--target-sqnr applies to --mode int8 and int16x8, not {mode}")

@@ -35,7 +35,7 @@ enum Command {
     Inspect(inspect::Args),
     /// Quantize a float model: weights only (dynamic, float16, weight-int8, weight-int4), full
     /// integer from calibration data (int8, int16x8), or from quantization-aware training (qat).
-    Quantize(quantize::Args),
+    Quantize(Box<quantize::Args>),
     /// Read a model and write it back unchanged (identity rewrite).
     Convert(convert::Args),
     /// Run a model on samples with the reference interpreter; save or summarise outputs.
@@ -98,7 +98,7 @@ pub fn main() -> i32 {
         .init();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
-        Command::Quantize(a) => quantize::run(a),
+        Command::Quantize(a) => quantize::run(*a),
         Command::Convert(a) => convert::run(a),
         Command::LitertRun(a) => litert_run::run(a),
         Command::Run(a) => run::run(a),

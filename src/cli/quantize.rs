@@ -79,6 +79,12 @@ pub struct Args {
     /// Applied before --target-sqnr's automatic choice.
     #[arg(long, value_name = "OP_OR_TENSOR_REGEX")]
     keep_float: Vec<String>,
+    /// int8: run these operators in 16x8 (int16 activations, int8 weights, int64
+    /// biases; repeatable, selected like --keep-float); QUANTIZE operators convert
+    /// between int8 and int16 tensors. Operators without a 16x8 kernel stay int8 (a note
+    /// says why). Applied after --keep-float, before --target-sqnr's automatic choice.
+    #[arg(long, value_name = "OP_OR_TENSOR_REGEX")]
+    int16: Vec<String>,
     /// int8/int16x8: automatic mixed precision: keep the operators most sensitive to
     /// quantization float until every model output reaches DB decibels of SQNR against
     /// the float model (searched on the calibration data, measured on --validate data,
@@ -256,6 +262,7 @@ fn options(a: &Args) -> Result<Options> {
             (a.strict, "--strict"),
             (a.bias.is_some(), "--bias"),
             (!a.keep_float.is_empty(), "--keep-float"),
+            (!a.int16.is_empty(), "--int16"),
             (a.target_sqnr.is_some(), "--target-sqnr"),
             (a.cle, "--cle"),
             (a.weight_clipping.is_some(), "--weight-clipping"),
@@ -284,6 +291,18 @@ fn options(a: &Args) -> Result<Options> {
             return usage("--target-sqnr applies to --mode int8 and int16x8 (QAT models keep their trained parameters)".into());
         }
     }
+    if !a.int16.is_empty() && mode != Mode::Int8 {
+        return usage(format!(
+            "--int16 picks 16x8 operators inside an int8 model: it applies to --mode int8 (got --mode {}; --mode int16x8 runs every operator in 16x8)",
+            mode.name()
+        ));
+    }
+    if !a.int16.is_empty() && a.interface != InterfaceArg::Float {
+        return usage(
+            "--int16 needs --interface float: an integer interface fixes the model's input and output types to the run's width"
+                .into(),
+        );
+    }
     if a.cle && a.ranges.is_some() {
         return usage("--cle rewrites the float model before calibration, so ranges collected on the original (--ranges) do not fit it; use --calibration DATA instead".into());
     }
@@ -303,6 +322,11 @@ fn options(a: &Args) -> Result<Options> {
         .keep_float
         .iter()
         .map(|s| quant::select::OpSelector::parse(s).map(quant::select::KeepFloat::user))
+        .collect::<Result<_>>()?;
+    o.int16 = a
+        .int16
+        .iter()
+        .map(|s| quant::select::OpSelector::parse(s).map(quant::select::Int16::user))
         .collect::<Result<_>>()?;
     o.per_tensor = a.per_tensor;
     o.min_elements = a.min_elements;
@@ -387,7 +411,7 @@ pub fn run(a: Args) -> Result<()> {
                 observer: a.observer.parse()?,
             };
             let r = tflquant::mixed::search(&model, &opts, &search)?;
-            print_search(r.1.mixed_precision.as_ref());
+            print_search(r.1.mixed_precision.as_ref(), &r.1.mode);
             r
         }
         _ => quant::quantize(&model, &opts)?,
@@ -570,7 +594,7 @@ fn record_observer_choices(report: &mut quant::Report, ranges: Option<&Ranges>) 
 }
 
 /// The `--target-sqnr` result on stderr: reached or not, per output, what stayed float.
-fn print_search(m: Option<&quant::report::MixedPrecision>) {
+fn print_search(m: Option<&quant::report::MixedPrecision>, mode: &str) {
     let Some(m) = m else { return };
     let kept: Vec<String> = m
         .plan
@@ -578,8 +602,13 @@ fn print_search(m: Option<&quant::report::MixedPrecision>) {
         .filter(|p| p.precision == "float")
         .map(|p| format!("{}:{} {}", p.subgraph, p.operator, p.op))
         .collect();
+    let int16 = m
+        .plan
+        .iter()
+        .filter(|p| p.precision == "int16x8" && mode == "int8")
+        .count();
     super::status(&format!(
-        "target-sqnr {} dB: {} on {} ({} samples): {}; {} operator(s) float{}{}; {} evaluations",
+        "target-sqnr {} dB: {} on {} ({} samples): {}; {int16} operator(s) int16x8, {} float{}{}; {} evaluations",
         m.target_sqnr_db,
         if m.reached {
             "reached"

@@ -109,6 +109,9 @@ pub struct Options {
     /// Full-integer modes: operators forced to stay float (`--keep-float`, or the
     /// `--target-sqnr` search), applied after the engine plans fates (issue #15).
     pub keep_float: Vec<select::KeepFloat>,
+    /// Mode int8: operators that run in 16x8 (`--int16`, or the `--target-sqnr`
+    /// search), applied after `keep_float` (issue #15).
+    pub int16: Vec<select::Int16>,
     /// Full-integer modes: how int8 weight scales are chosen; `None` = the mode's
     /// default ([`ptq::default_clipping`]).
     pub weight_clipping: Option<ptq::WeightClipping>,
@@ -132,6 +135,7 @@ impl Options {
             samples: None,
             int4_max_loss_db: None,
             keep_float: Vec::new(),
+            int16: Vec::new(),
             weight_clipping: None,
             bias_correction: None,
         }
@@ -288,6 +292,7 @@ fn quantize_integer(m: &mut Model, r: &mut Run) -> Result<()> {
         per_tensor: o.per_tensor,
         overrides: std::mem::take(&mut r.overrides),
         keep_float: o.keep_float.clone(),
+        int16: o.int16.clone(),
         weight_clipping: o.weight_clipping(),
         input_means: bias_correction_means(m, o, &mut r.report)?,
     };

@@ -740,6 +740,18 @@ pub struct OpFate {
     pub op: String,
     #[serde(flatten)]
     pub fate: Fate,
+    /// A quantized operator computing in another width than the run's (issue #15:
+    /// 16x8 operators in an int8 model); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<OpWidth>,
+}
+
+/// The width a quantized operator computes in when it is not the run's, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpWidth {
+    /// `int16x8`.
+    pub precision: String,
+    pub reason: String,
 }
 
 /// One tensor's chosen parameters, for the report and `--dump-plan`.
@@ -766,13 +778,22 @@ pub fn render_plan(report: &Report) -> String {
     let _ = writeln!(s, "operators ({} mode):", report.mode);
     for o in &report.ops {
         match &o.fate {
-            Fate::Quantized => {
-                let _ = writeln!(
-                    s,
-                    "  {}:{:<4} {:<24} quantized",
-                    o.subgraph, o.operator, o.op
-                );
-            }
+            Fate::Quantized => match &o.width {
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "  {}:{:<4} {:<24} quantized",
+                        o.subgraph, o.operator, o.op
+                    );
+                }
+                Some(w) => {
+                    let _ = writeln!(
+                        s,
+                        "  {}:{:<4} {:<24} quantized {}: {}",
+                        o.subgraph, o.operator, o.op, w.precision, w.reason
+                    );
+                }
+            },
             Fate::Float { reason } => {
                 let _ = writeln!(
                     s,

@@ -13,9 +13,10 @@ use crate::fb::TensorType;
 use crate::ir::QuantParams;
 
 /// Integer width of activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Width {
     /// int8 activations, int8 weights, int32 biases.
+    #[default]
     Int8,
     /// int16 activations (symmetric), int8 weights, int64 (or int32) biases.
     Int16x8,
@@ -48,6 +49,14 @@ impl Width {
     }
 
     /// The bias type's default bits: 32 for int8, 64 for 16x8 (as TF's converter).
+    /// `int8` or `int16x8`, as `--mode` names them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Width::Int8 => "int8",
+            Width::Int16x8 => "int16x8",
+        }
+    }
+
     pub fn default_bias_bits(self) -> u32 {
         match self {
             Width::Int8 => 32,

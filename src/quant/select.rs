@@ -1,5 +1,6 @@
 //! Hand-made and searched precision plans for the full-integer modes (issue #15):
-//! which operators are forced to stay float.
+//! which operators are forced to stay float, and which run in 16x8 inside an int8
+//! model ([`Int16`], applied by the engine's `integer/widths.rs`).
 //!
 //! An [`OpSelector`] names operators the way a user sees them in `--dump-plan`:
 //! `S:I` (operator I of subgraph S, indices of the graph the integer engine plans,
@@ -119,8 +120,9 @@ impl KeepFloat {
                 sensitivity_db.map_or("n/a".into(), |d| format!("{d:.1} dB"))
             ),
             KeepFloatBy::Decision { decision } => format!(
-                "kept float by --target-sqnr: computes the real inputs of comparison \
-                 {decision}, which quantization could flip on unseen data"
+                "kept float by --target-sqnr: computes the real inputs of {decision} (a \
+                 comparison or step function), whose result quantization could flip on \
+                 unseen data"
             ),
         }
     }
@@ -153,6 +155,47 @@ pub fn apply_keep_float(model: &Model, keep: &[KeepFloat], fates: &mut [Vec<Fate
         }
     }
     Ok(())
+}
+
+/// One entry of [`super::Options::int16`]: operators that run in 16x8 (int16
+/// activations, int8 weights, int64 biases) inside an int8 model.
+#[derive(Debug, Clone)]
+pub struct Int16 {
+    pub select: OpSelector,
+    /// `User` (`--int16`: a selector that matches nothing is an error) or `Search`.
+    pub by: KeepFloatBy,
+}
+
+impl Int16 {
+    /// A user's `--int16` entry.
+    pub fn user(select: OpSelector) -> Int16 {
+        Int16 {
+            select,
+            by: KeepFloatBy::User,
+        }
+    }
+
+    /// Why the operator runs in 16x8 (report).
+    pub fn reason(&self) -> String {
+        match &self.by {
+            KeepFloatBy::Search { sensitivity_db } => format!(
+                "int16x8 by --target-sqnr (sensitivity: local SQNR {} in int8)",
+                sensitivity_db.map_or("n/a".into(), |d| format!("{d:.1} dB"))
+            ),
+            _ => format!("int16x8 by --int16 {}", self.select),
+        }
+    }
+
+    /// The error for a user's selector that matches no operator.
+    pub fn check_matched(&self, matched: bool) -> Result<()> {
+        if !matched && matches!(self.by, KeepFloatBy::User) {
+            return Err(OptionError::Int16MatchesNothing {
+                selector: self.select.to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

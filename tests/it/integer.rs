@@ -243,7 +243,7 @@ const SMOKE_RMS_STEPS: f64 = 32.0;
 /// measured 14.1 dB on `ops_elementwise` int8 output 8 against a 16-step floor of 18.0), and still fails a scrambled output (wrong scale, zero point
 /// or axis: errors of the order of the signal, SQNR near 0 dB). The per-op bounds are the
 /// accuracy proof; this is a smoke check.
-fn step_floor_db(reference: &[f64]) -> f64 {
+pub(crate) fn step_floor_db(reference: &[f64]) -> f64 {
     let (lo, hi) = reference
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {

@@ -20,6 +20,7 @@ mod interp;
 mod litert_capi;
 mod memory;
 mod mixed;
+mod mixed_width;
 mod observer_auto;
 mod op_bounds;
 mod planner;

@@ -128,12 +128,21 @@ impl<'a> Constants<'a> {
         self.store(model, (si, t), &tensor, q, report)
     }
 
-    /// Activation parameters of the operator's original input `pos`.
+    /// Activation parameters the operator reads at its original input `pos`: the
+    /// requantized copy's where the edge is requantized, else the tensor's own.
     fn act_params(&self, site: &Site, pos: usize) -> Option<QuantParams> {
+        if let Some(p) = self.params.requant.get(&(site.si, site.oi, pos)) {
+            return Some(p.clone());
+        }
         self.params
             .activations
             .get(&(site.si, tensor_ref(site.orig_in, pos)?))
             .cloned()
+    }
+
+    /// The width the operator at `site` computes in.
+    fn op_width(&self, site: &Site) -> Width {
+        self.params.widths.op(site.si, site.oi)
     }
 
     /// The per-channel axis of a weight read at `role` (`None`: per tensor).
@@ -209,7 +218,7 @@ impl<'a> Constants<'a> {
         let Some(s_in) = self.act_params(site, input).map(|p| p.scale[0]) else {
             return;
         };
-        let bits = bias_bits_for(rule.op, self.opts);
+        let bits = bias_bits_for(rule.op, self.op_width(site), self.opts);
         let bias = math::f32_values(model.tensor_data(b));
         let widened = scheme::widen_weight_scales_for_bias(&bias, s_in, bits, scales);
         if widened > 0 {
@@ -252,7 +261,7 @@ impl<'a> Constants<'a> {
                 clipping::weight_scales(&wv, ch, self.opts.weight_clipping).0
             }
         };
-        let bits = bias_bits_for(site.rule.op, self.opts);
+        let bits = bias_bits_for(site.rule.op, self.op_width(site), self.opts);
         let scales = scheme::bias_scales(s_in, &w_scales, values.len());
         // PTQ hook: empirical bias correction (`ptq::bias`).
         let corrected = self.corrected_bias(model, site, weight, values, report);
@@ -362,18 +371,25 @@ impl<'a> Constants<'a> {
     fn activation_like(&self, model: &Model, site: &Site, values: &[f32]) -> Quantized {
         let (si, rule, params) = (site.si, site.rule, self.params);
         let tensor = &model.subgraphs[si].tensors[site.t];
-        let anchor = match rule.output {
-            Output::Shared => tensor_ref(site.orig_out, 0),
-            // Comparisons, ARG_MAX: inputs share the first activation input's.
-            _ if rule.tied_inputs => shared_anchor_input(model, si, site.orig_in, rule),
+        let width = self.op_width(site);
+        let group = match rule.output {
+            Output::Shared => {
+                tensor_ref(site.orig_out, 0).and_then(|a| params.activations.get(&(si, a)))
+            }
+            // Comparisons, ARG_MAX: inputs share the first activation input's (its
+            // requantized copy's where it has one).
+            _ if rule.tied_inputs => {
+                shared_anchor_input(model, si, site.orig_in, rule).and_then(|a| {
+                    let pos = site.orig_in.iter().position(|&x| x == a as i32)?;
+                    params
+                        .requant
+                        .get(&(si, site.oi, pos))
+                        .or_else(|| params.activations.get(&(si, a)))
+                })
+            }
             _ => None,
         };
-        let group = params
-            .constants
-            .get(&(si, site.t))
-            .cloned()
-            .or_else(|| anchor.and_then(|a| params.activations.get(&(si, a)).cloned()));
-        let width = self.opts.width;
+        let group = params.constants.get(&(si, site.t)).or(group).cloned();
         let qp = match group {
             Some(g) => g,
             None if rule.symmetric_constants => {

@@ -31,7 +31,7 @@ pub(super) fn plan_fates(model: &Model, ranges: &Ranges, opts: &IntegerOptions) 
 }
 
 /// The fate of one operator of subgraph `si`.
-fn fate_of(model: &Model, si: usize, op: &Operator, ranges: &Ranges, bits: u32) -> Fate {
+pub(super) fn fate_of(model: &Model, si: usize, op: &Operator, ranges: &Ranges, bits: u32) -> Fate {
     let code = model.code(op);
     let float = |reason: FloatReason| Fate::Float { reason };
     if rules::is_custom(code.builtin) {

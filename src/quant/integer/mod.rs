@@ -37,6 +37,7 @@ mod plan;
 mod recurrent;
 mod rewire;
 mod sentinels;
+mod widths;
 
 use crate::calib::Ranges;
 use crate::error::Result;
@@ -77,6 +78,8 @@ pub struct IntegerOptions {
     pub overrides: super::qat::Overrides,
     /// Operators forced to stay float (issue #15: `--keep-float`, `--target-sqnr`).
     pub keep_float: Vec<super::select::KeepFloat>,
+    /// Operators that run in 16x8 in an int8 run (issue #15: `--int16`, `--target-sqnr`).
+    pub int16: Vec<super::select::Int16>,
     /// How int8 weight scales are chosen (`quant::ptq::clipping`).
     pub weight_clipping: super::ptq::WeightClipping,
     /// Bias correction's layer-input means (`quant::ptq::bias`); `None`: off.
@@ -107,11 +110,13 @@ pub fn quantize_integer(
     if opts.strict {
         fates::strict_check(model, &fates)?;
     }
+    // Mixed widths (issue #15): 16x8 operators in an int8 run (`widths.rs`).
+    let widths = widths::plan_widths(model, ranges, &fates, opts, report)?;
     // WHILE loops: carried tensors get one range per position before planning, one
     // set of parameters after it (`loops.rs`).
     let (chains, kept) = loops::candidates(model, &fates);
     let ranges = &loops::widen_ranges(model, ranges, &chains);
-    let mut params = params::plan_params(model, ranges, &fates, opts)?;
+    let mut params = params::plan_params(model, ranges, &fates, &widths, opts)?;
     let d = loops::Decide {
         model,
         ranges,
@@ -121,7 +126,7 @@ pub fn quantize_integer(
     let unified = super::variables::unify(model, &fates, &params.activations)?;
     params.requant.extend(unified.requant);
     params.constants = unified.constants;
-    report_plan(model, &fates, &params, opts.width, report);
+    report_plan(model, &fates, &params, report);
     sentinels::report_sentinels(model, ranges, &fates, &params, report);
     rewire::apply(model, &fates, &params, opts, report)?;
     // Recurrent hook: weights, biases, states and intermediates of integer LSTMs.
@@ -129,21 +134,26 @@ pub fn quantize_integer(
 }
 
 /// Records every operator's fate and every activation's parameters.
-fn report_plan(
-    model: &Model,
-    fates: &[Vec<Fate>],
-    params: &plan::Params,
-    width: Width,
-    report: &mut Report,
-) {
+fn report_plan(model: &Model, fates: &[Vec<Fate>], params: &plan::Params, report: &mut Report) {
     for (si, sg_fates) in fates.iter().enumerate() {
         for (oi, fate) in sg_fates.iter().enumerate() {
             let op = &model.subgraphs[si].operators[oi];
+            // Only an operator of another width than the run's records one.
+            let width = params
+                .widths
+                .ops
+                .get(&(si, oi))
+                .filter(|_| *fate == Fate::Quantized)
+                .map(|(w, why)| super::report::OpWidth {
+                    precision: w.name().into(),
+                    reason: why.clone(),
+                });
             report.ops.push(OpFate {
                 subgraph: si,
                 operator: oi,
                 op: model.op_display_name(op),
                 fate: fate.clone(),
+                width,
             });
         }
     }
@@ -154,7 +164,7 @@ fn report_plan(
             tensor: ti,
             name: t.name.clone(),
             kind: "activation".into(),
-            dtype: fb::dtype_name(width.dtype()).into(),
+            dtype: fb::dtype_name(params.widths.tensor(si, ti).dtype()).into(),
             range: params.range_of.get(&(si, ti)).copied(),
             scale: p.scale.clone(),
             zero_point: p.zero_point.clone(),

@@ -6,6 +6,12 @@
 //! and then imposes them; otherwise it is requantized on its edge into the group
 //! (`Constraints::join_shared` says why, from LiteRT's and TF's sources). Trained
 //! (QAT) parameters win over ranges, fixed outputs over both.
+//!
+//! With mixed widths (`widths.rs`), an operator that reads an activation of another
+//! width than its own reads a requantized copy: the copy is a node of its own in the
+//! union-find (a "view" of the tensor at the operator's width, with the tensor's range),
+//! so it joins same-scale groups like any activation and its parameters become the
+//! requantize edge's target.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,9 +45,17 @@ struct Requant {
     like: usize,
 }
 
-/// The same-scale constraints of one subgraph's quantized operators.
+/// The same-scale constraints of one subgraph's quantized operators. Nodes are the
+/// subgraph's tensors, then one view per input edge whose width differs from its
+/// operator's.
 struct Constraints {
     groups: Groups,
+    /// The tensor count of the subgraph (nodes past it are views).
+    n: usize,
+    /// `(operator, input position)` → its view node.
+    views: HashMap<(usize, usize), usize>,
+    /// Per view (node − `n`): the tensor it copies and the edge.
+    view_of: Vec<(usize, usize, usize)>,
     /// Tensors needing an integer version (non-constant activations).
     needed: Vec<bool>,
     /// Fixed parameters imposed by an operator's output: (scale, zp).
@@ -81,6 +95,7 @@ pub(super) fn plan_params(
     model: &Model,
     ranges: &Ranges,
     fates: &[Vec<Fate>],
+    widths: &super::widths::Widths,
     opts: &IntegerOptions,
 ) -> Result<Params> {
     let mut p = Params::default();
@@ -91,26 +106,60 @@ pub(super) fn plan_params(
             fates: &fates[si],
             ranges,
             width: opts.width,
+            widths,
         };
         let mut c = Constraints::collect(&ctx)?;
         let (mut group_range, requant_edges) = c.join_shared(&ctx);
         sentinels::headroom(&ctx, &mut c.groups, &mut group_range, &mut p.const_range);
-        c.assign(&ctx, opts, &group_range, &mut p)?;
+        let views = c.assign(&ctx, opts, &group_range, &mut p)?;
+        // Views first: an edge both viewed and requantized into a fixed group takes
+        // the group's parameters (one QUANTIZE does both).
+        for (k, &(_, op, pos)) in c.view_of.iter().enumerate() {
+            p.requant.insert((si, op, pos), views[k].clone());
+            p.requant_width.insert((si, op, pos), ctx.op_width(op));
+        }
         for r in requant_edges {
-            let target = p.activations[&(si, r.like)].clone();
+            let target = match r.like.checked_sub(c.n) {
+                Some(k) => views[k].clone(),
+                None => p.activations[&(si, r.like)].clone(),
+            };
             p.requant.insert((si, r.op, r.pos), target);
+            let w = c.node_width(&ctx, r.like);
+            if w != ctx.width {
+                p.requant_width.insert((si, r.op, r.pos), w);
+            } else {
+                p.requant_width.remove(&(si, r.op, r.pos));
+            }
         }
     }
+    p.widths = widths.clone();
     Ok(p)
 }
 
 impl Constraints {
     fn collect(ctx: &Ctx) -> Result<Self> {
         let n = ctx.model.subgraphs[ctx.si].tensors.len();
+        // Views: activation inputs of another width than their operator's.
+        let mut views = HashMap::new();
+        let mut view_of = Vec::new();
+        if !ctx.widths.tensors.is_empty() || !ctx.widths.ops.is_empty() {
+            for (oi, op, rule) in ctx.quantized_ops() {
+                for (pos, t) in activation_inputs(ctx, op, rule) {
+                    if ctx.tensor_width(t) != ctx.op_width(oi) {
+                        views.insert((oi, pos), n + view_of.len());
+                        view_of.push((t, oi, pos));
+                    }
+                }
+            }
+        }
+        let total = n + view_of.len();
         let mut c = Constraints {
-            groups: Groups::new(n),
-            needed: vec![false; n],
-            fixed: vec![None; n],
+            groups: Groups::new(total),
+            n,
+            views,
+            view_of,
+            needed: vec![false; total],
+            fixed: vec![None; total],
             shared_inputs: Vec::new(),
             group_fixed: HashMap::new(),
         };
@@ -120,20 +169,23 @@ impl Constraints {
         Ok(c)
     }
 
+    /// The tensor node `x` stands for (itself, or the tensor a view copies).
+    fn tensor_of(&self, x: usize) -> usize {
+        x.checked_sub(self.n).map_or(x, |k| self.view_of[k].0)
+    }
+
+    /// The width of node `x`: its tensor's, or a view's operator's.
+    fn node_width(&self, ctx: &Ctx, x: usize) -> Width {
+        match x.checked_sub(self.n) {
+            Some(k) => ctx.op_width(self.view_of[k].1),
+            None => ctx.tensor_width(x),
+        }
+    }
+
     /// The constraints one quantized operator adds.
     fn add_op(&mut self, ctx: &Ctx, oi: usize, op: &Operator, rule: &Rule) -> Result<()> {
-        let acts: Vec<(usize, usize)> = op
-            .inputs
-            .iter()
-            .enumerate()
-            .filter_map(|(pos, &t)| Some((pos, usize::try_from(t).ok()?)))
-            .filter(|&(pos, t)| {
-                let real_act =
-                    matches!(rule.integer_role(pos), Role::Activation | Role::Coefficient);
-                real_act && !ctx.is_constant(t)
-            })
-            // Recurrent hook: LSTM state operands get their parameters in recurrent.rs.
-            .filter(|&(pos, _)| !super::recurrent::own_operand(rule.op, pos))
+        let acts: Vec<(usize, usize)> = activation_inputs(ctx, op, rule)
+            .map(|(pos, t)| (pos, self.views.get(&(oi, pos)).copied().unwrap_or(t)))
             .collect();
         for &(_, t) in &acts {
             self.needed[t] = true;
@@ -150,7 +202,7 @@ impl Constraints {
         }
         match rule.output {
             Output::Fixed { int8, int16 } => {
-                let f = match ctx.width {
+                let f = match ctx.op_width(oi) {
                     Width::Int8 => int8,
                     Width::Int16x8 => int16.ok_or_else(|| {
                         Error::Internal(format!("{:?} has no int16 fixed output", rule.op))
@@ -269,7 +321,9 @@ impl Constraints {
             }
             let chosen = cands.iter().find_map(|&(f, _)| {
                 let p = self.fixed[f]?;
-                values.is_none_or(|v| covers(p, v, ctx.width)).then_some(p)
+                values
+                    .is_none_or(|v| covers(p, v, self.node_width(ctx, f)))
+                    .then_some(p)
             });
             match chosen {
                 Some(p) => {
@@ -300,8 +354,8 @@ impl Constraints {
         let Some((s, z)) = self.fixed[t] else {
             return (0.0, 0.0);
         };
-        let (lo, hi) = represented_range(&QuantParams::per_tensor(s, z), ctx.width);
-        match ctx.ranges.get(ctx.si, t) {
+        let (lo, hi) = represented_range(&QuantParams::per_tensor(s, z), self.node_width(ctx, t));
+        match ctx.ranges.get(ctx.si, self.tensor_of(t)) {
             Some(r) => (r.min.clamp(lo, hi), r.max.clamp(lo, hi)),
             None => (lo, hi),
         }
@@ -315,15 +369,15 @@ impl Constraints {
             if !self.needed[t] {
                 continue;
             }
-            if let Some(r) = ctx.ranges.get(ctx.si, t) {
+            if let Some(r) = ctx.ranges.get(ctx.si, self.tensor_of(t)) {
                 let g = self.groups.find(t);
                 let e = group_range.entry(g).or_insert((r.min, r.max));
                 e.0 = e.0.min(r.min);
                 e.1 = e.1.max(r.max);
             }
         }
-        for (_, op, rule) in ctx.quantized_ops() {
-            self.widen_for_constants(ctx, op, rule, &mut group_range);
+        for (oi, op, rule) in ctx.quantized_ops() {
+            self.widen_for_constants(ctx, oi, op, rule, &mut group_range);
         }
         group_range
     }
@@ -332,6 +386,7 @@ impl Constraints {
     fn widen_for_constants(
         &mut self,
         ctx: &Ctx,
+        oi: usize,
         op: &Operator,
         rule: &Rule,
         group_range: &mut GroupRanges,
@@ -339,7 +394,8 @@ impl Constraints {
         let (model, sg) = (ctx.model, &ctx.model.subgraphs[ctx.si]);
         let anchor = match rule.output {
             Output::Shared => op.outputs.iter().find_map(|&t| usize::try_from(t).ok()),
-            _ if rule.tied_inputs => shared_anchor_input(model, ctx.si, &op.inputs, rule),
+            _ if rule.tied_inputs => shared_anchor_input(model, ctx.si, &op.inputs, rule)
+                .map(|t| self.view_or(oi, &op.inputs, t)),
             _ => return,
         };
         for (pos, &t) in op.inputs.iter().enumerate() {
@@ -356,19 +412,30 @@ impl Constraints {
         }
     }
 
+    /// The node operator `oi` reads for tensor `t` (its first input position holding
+    /// it): the view where there is one, else `t`.
+    fn view_or(&self, oi: usize, inputs: &[i32], t: usize) -> usize {
+        inputs
+            .iter()
+            .position(|&x| x == t as i32)
+            .and_then(|pos| self.views.get(&(oi, pos)).copied())
+            .unwrap_or(t)
+    }
+
     /// Parameters of every needed tensor: its group's fixed parameters, else its
     /// group's trained ones (the first member's in tensor order), else from its
-    /// group's range.
+    /// group's range. Returns the views' parameters (in view order).
     fn assign(
         &mut self,
         ctx: &Ctx,
         opts: &IntegerOptions,
         group_range: &GroupRanges,
         p: &mut Params,
-    ) -> Result<()> {
+    ) -> Result<Vec<QuantParams>> {
         let (si, n) = (ctx.si, self.needed.len());
+        let mut views = vec![QuantParams::per_tensor(1.0, 0); self.view_of.len()];
         let mut group_override: HashMap<usize, QuantParams> = HashMap::new();
-        for t in 0..n {
+        for t in 0..self.n {
             if let Some(q) = opts.overrides.activations.get(&(si, t)) {
                 group_override
                     .entry(self.groups.find(t))
@@ -382,19 +449,57 @@ impl Constraints {
             let g = self.groups.find(t);
             let params = if let Some(&(s, z)) = self.group_fixed.get(&g) {
                 QuantParams::per_tensor(s, z)
-            } else if let Some(q) = group_override.get(&g) {
+            } else if let Some(q) = group_override
+                .get(&g)
+                // Trained parameters are int8's: a 16x8 group plans its own.
+                .filter(|_| self.node_width(ctx, t) == ctx.width)
+            {
                 q.clone()
             } else if let Some(&(lo, hi)) = group_range.get(&g) {
-                p.range_of.insert((si, t), (lo, hi));
-                activation_params(lo, hi, ctx.width)
+                if t < self.n {
+                    p.range_of.insert((si, t), (lo, hi));
+                }
+                let w = self.node_width(ctx, t);
+                if w == Width::Int16x8 && ctx.width == Width::Int8 {
+                    // 16x8 in an int8 run: headroom for unseen data (`widths.rs`).
+                    let h = super::widths::INT16_HEADROOM;
+                    activation_params(lo * h, hi * h, w)
+                } else {
+                    activation_params(lo, hi, w)
+                }
             } else {
                 return Err(Error::Internal(format!(
-                    "subgraph {si}, tensor {t} {:?}: no range for a quantized activation",
-                    ctx.model.subgraphs[si].tensors[t].name
+                    "subgraph {si}, tensor {} {:?}: no range for a quantized activation",
+                    self.tensor_of(t),
+                    ctx.model.subgraphs[si].tensors[self.tensor_of(t)].name
                 )));
             };
-            p.activations.insert((si, t), params);
+            match t.checked_sub(self.n) {
+                Some(k) => views[k] = params,
+                None => {
+                    p.activations.insert((si, t), params);
+                }
+            }
         }
-        Ok(())
+        Ok(views)
     }
+}
+
+/// The real-valued, non-constant activation inputs of a quantized operator as
+/// `(position, tensor)` (LSTM state operands excluded: `recurrent.rs` plans them).
+fn activation_inputs<'a>(
+    ctx: &'a Ctx,
+    op: &'a Operator,
+    rule: &'a Rule,
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    op.inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, &t)| Some((pos, usize::try_from(t).ok()?)))
+        .filter(move |&(pos, t)| {
+            let real_act = matches!(rule.integer_role(pos), Role::Activation | Role::Coefficient);
+            real_act && !ctx.is_constant(t)
+        })
+        // Recurrent hook: LSTM state operands get their parameters in recurrent.rs.
+        .filter(move |&(pos, _)| !super::recurrent::own_operand(rule.op, pos))
 }

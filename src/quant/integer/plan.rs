@@ -31,6 +31,10 @@ pub(super) struct Params {
     pub constants: BTreeMap<(usize, usize), QuantParams>,
     /// Tensors carried through WHILE loops as integers (`loops.rs`).
     pub carried: Carried,
+    /// Every quantized operator's and activation's width (`widths.rs`).
+    pub widths: super::widths::Widths,
+    /// Width of the requantized edges of [`Params::requant`] that is not the run's.
+    pub requant_width: BTreeMap<(usize, usize, usize), Width>,
 }
 /// What `loops::decide` settled about WHILE loops, read by rewiring.
 #[derive(Debug, Default)]
@@ -63,9 +67,20 @@ pub(super) struct Ctx<'a> {
     pub fates: &'a [Fate],
     pub ranges: &'a Ranges,
     pub width: Width,
+    pub widths: &'a super::widths::Widths,
 }
 
 impl Ctx<'_> {
+    /// The width quantized operator `oi` computes in.
+    pub fn op_width(&self, oi: usize) -> Width {
+        self.widths.op(self.si, oi)
+    }
+
+    /// The width of activation `t`'s integer version.
+    pub fn tensor_width(&self, t: usize) -> Width {
+        self.widths.tensor(self.si, t)
+    }
+
     pub fn quantized(&self, oi: usize) -> bool {
         self.fates[oi] == Fate::Quantized
     }

@@ -13,6 +13,7 @@ use crate::ir::{Model, Operator, QuantParams, Tensor};
 use crate::rules;
 
 use super::super::report::{Fate, Report};
+use super::super::scheme::Width;
 use super::constants::{Constants, Site};
 use super::kernel_options::fix_options;
 use super::plan::Params;
@@ -149,7 +150,7 @@ impl<'a> Rewire<'a> {
         }
         let f = self.versions[t].float.expect("a float version exists");
         let p = self.act_params(t);
-        let dtype = self.opts.width.dtype();
+        let dtype = self.params.widths.tensor(self.si, t).dtype();
         let q = twin(
             &self.model.subgraphs[self.si].tensors[f],
             "/quantized",
@@ -179,10 +180,10 @@ impl<'a> Rewire<'a> {
     }
 
     /// A QUANTIZE from integer tensor `src` (the version of original tensor `t`) to a
-    /// new integer tensor with parameters `p` of the run's width (given: `src` may be an
+    /// new integer tensor with parameters `p` of width `width` (given: `src` may be an
     /// original index whose type changes only after rewiring).
-    fn requantize(&mut self, t: usize, src: usize, p: QuantParams) -> usize {
-        let dtype = self.opts.width.dtype();
+    fn requantize(&mut self, t: usize, src: usize, p: QuantParams, width: Width) -> usize {
+        let dtype = width.dtype();
         let s = &self.model.subgraphs[self.si].tensors[src];
         let r = twin(s, "/requantized", dtype, Some(p));
         self.convert(Op::Quantize, src, r, self.place_after(t))
@@ -195,7 +196,7 @@ impl<'a> Rewire<'a> {
         if let Some(i) = self.versions[t].int {
             return i;
         }
-        let dtype = self.opts.width.dtype();
+        let dtype = self.params.widths.tensor(self.si, t).dtype();
         let qt = twin(
             &self.model.subgraphs[self.si].tensors[t],
             "/quantized",
@@ -222,7 +223,8 @@ impl<'a> Rewire<'a> {
         let si = self.si;
         let q = self.fates[oi] == Fate::Quantized;
         if q {
-            fix_options(self.model, si, oi, self.opts);
+            let width = self.params.widths.op(si, oi);
+            fix_options(self.model, (si, oi), width, self.opts);
         }
         if let Some(carried) = self.params.carried.ops.get(&(si, oi)) {
             return self.rewire_loop(oi, carried, constants, report);
@@ -346,9 +348,30 @@ impl<'a> Rewire<'a> {
     /// The integer tensor quantized operator `oi` reads as input `pos` (original `t`):
     /// its integer version, requantized where its group's parameters differ.
     fn int_input(&mut self, oi: usize, pos: usize, t: usize) -> usize {
+        let key = (self.si, oi, pos);
+        // Mixed widths: a float activation (a model input, a float operator's output)
+        // that a reader of the other width needs is quantized for it directly, once
+        // rounded, as that reader's width alone would (a comparison's ties stay ties).
+        if let (Some(&width), Some(rp), false) = (
+            self.params.requant_width.get(&key),
+            self.params.requant.get(&key),
+            self.int_owned[t],
+        ) {
+            let f = self.versions[t].float.expect("a float version exists");
+            let q = twin(
+                &self.model.subgraphs[self.si].tensors[f],
+                "/quantized",
+                width.dtype(),
+                Some(rp.clone()),
+            );
+            return self.convert(Op::Quantize, f, q, self.place_after(t));
+        }
         let i = self.ensure_int(t);
-        match self.params.requant.get(&(self.si, oi, pos)) {
-            Some(rp) => self.requantize(t, i, rp.clone()),
+        match self.params.requant.get(&key) {
+            Some(rp) => {
+                let width = self.params.requant_width.get(&key);
+                self.requantize(t, i, rp.clone(), width.copied().unwrap_or(self.opts.width))
+            }
             None => i,
         }
     }
@@ -361,8 +384,9 @@ impl<'a> Rewire<'a> {
         let si = self.si;
         for t in (0..self.n_orig).filter(|&t| self.int_owned[t]) {
             let params = self.act_params(t);
+            let dtype = self.params.widths.tensor(si, t).dtype();
             let tensor = &mut self.model.subgraphs[si].tensors[t];
-            tensor.dtype = self.opts.width.dtype();
+            tensor.dtype = dtype;
             tensor.quant = Some(params);
         }
         if self.integer_io && self.opts.interface == Interface::Uint8 {
