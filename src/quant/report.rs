@@ -572,6 +572,9 @@ pub enum FloatReason {
     SingularOperand { why: String },
     /// The producer of such an operand of operator `consumer`.
     ProducesSingularOperand { consumer: usize, why: String },
+    /// A value-moving operator (RESHAPE, TRANSPOSE, GATHER...) between float tensors only:
+    /// quantized it would compute nothing and only round (`quant/integer/fates.rs`).
+    MovesFloatValues,
     /// Kept float on request: `--keep-float` or the `--target-sqnr` search (`why` says which).
     Requested { why: String },
     /// A recurrent operator in a variant (or at a width) LiteRT's integer kernel does not
@@ -673,6 +676,12 @@ impl std::fmt::Display for FloatReason {
             R::ProducesSingularOperand { consumer, why } => write!(
                 f,
                 "produces the operand of operator {consumer}: {why}; kept float"
+            ),
+            R::MovesFloatValues => write!(
+                f,
+                "only moves values, read from float tensors and read by float operators or \
+                 the float model outputs: quantized it would compute nothing and only add \
+                 rounding, a QUANTIZE and a DEQUANTIZE"
             ),
             R::Requested { why } | R::RecurrentVariant { why } => write!(f, "{why}"),
             R::HybridLstm { why } => write!(
