@@ -42,7 +42,7 @@ fn ops_shape_int8(
 #[test]
 fn value_moving_operators_between_float_tensors_stay_float_and_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let float = tflquant::read_path(&testdata("ops_shape.tflite")).unwrap();
+    let float = tflquant::read_path(testdata("ops_shape.tflite")).unwrap();
     let inputs = sample_inputs(&testdata("ops_shape.tflite"), &float, 16);
     let float_out = litert_run(&testdata("ops_shape.tflite"), &inputs).unwrap();
     let (quant, report) = ops_shape_int8(dir.path(), &[]);
