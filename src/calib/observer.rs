@@ -911,7 +911,10 @@ mod tests {
         for bad in ["median", "ema:2", "percentile", "percentile:abc", "mse:3"] {
             let e = bad.parse::<ObserverKind>().unwrap_err();
             assert_eq!(e.exit_code(), 2);
-            assert!(e.to_string().contains("minmax, extrapolate, ema:0.95"), "{e}");
+            assert!(
+                e.to_string().contains("minmax, extrapolate, ema:0.95"),
+                "{e}"
+            );
         }
     }
 

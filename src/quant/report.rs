@@ -603,6 +603,11 @@ impl FloatReason {
     }
 }
 
+/// The text of [`FloatReason::MovesFloatValues`].
+const MOVES_FLOAT_VALUES: &str = "only moves values, read from float tensors and read by \
+    float operators or the float model outputs: quantized it would compute nothing and only \
+    add rounding, a QUANTIZE and a DEQUANTIZE";
+
 impl std::fmt::Display for FloatReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use FloatReason as R;
@@ -677,12 +682,7 @@ impl std::fmt::Display for FloatReason {
                 f,
                 "produces the operand of operator {consumer}: {why}; kept float"
             ),
-            R::MovesFloatValues => write!(
-                f,
-                "only moves values, read from float tensors and read by float operators or \
-                 the float model outputs: quantized it would compute nothing and only add \
-                 rounding, a QUANTIZE and a DEQUANTIZE"
-            ),
+            R::MovesFloatValues => f.write_str(MOVES_FLOAT_VALUES),
             R::Requested { why } | R::RecurrentVariant { why } => write!(f, "{why}"),
             R::HybridLstm { why } => write!(
                 f,
