@@ -2,7 +2,7 @@
 """Writes the full-integer table of docs/ACCURACY.md (issue #15): every testdata model
 with calibration and held-out data x {TF converter's int8 / int16x8 reference where
 committed, tflquant int8 and int16x8 defaults, each PTQ algorithm alone on int8 (--cle,
---observer auto), --target-sqnr 25 / 30 / 40} -> SQNR of
+--observer auto, --observer extrapolate), --target-sqnr 25 / 30 / 40} -> SQNR of
 every real-valued output against the float model, top-1 agreement with the float model
 and accuracy where labels exist, and the file size.
 
@@ -199,6 +199,8 @@ def main():
         # Each PTQ algorithm alone on top of the int8 default (issue #15 item 3).
         configs.append(("int8 --cle", None, ["--mode", "int8", "--cle"]))
         configs.append(("int8 --observer auto", None, ["--mode", "int8", "--observer", "auto"]))
+        configs.append(("int8 --observer extrapolate", None,
+                        ["--mode", "int8", "--observer", "extrapolate"]))
         # PTQ weight algorithms (ptq-weights), each alone and both, int8 (explicit
         # on/off so that the rows stay what they say whatever the defaults are).
         for label, extra in PTQ_WEIGHT_VARIANTS:
@@ -248,7 +250,7 @@ def main():
             print("|".join(rows[-1]), file=sys.stderr)
         if "tflquant int8" in results:
             for label, v in results.items():
-                if label in ("int8 --cle", "int8 --observer auto"):
+                if label in ("int8 --cle", "int8 --observer auto", "int8 --observer extrapolate"):
                     algos.setdefault(label, []).append(
                         (name, mean_db(v) - mean_db(results["tflquant int8"])))
         ptq_weight_results.append((name, results))

@@ -158,7 +158,7 @@ def calibrate(model: "str | os.PathLike[str]", data: Any, **options: Any) -> dic
     """Per-tensor ranges of ``model`` over ``data``: the ``ranges.json`` document
     (``{"observer", "samples", "tensors": [{"subgraph", "tensor", "name", "min", "max"}]}``).
 
-    Options: ``observer`` (``"minmax"`` (default), ``"ema:C"``, ``"percentile:P"``,
+    Options: ``observer`` (``"minmax"`` (default), ``"extrapolate"``, ``"ema:C"``, ``"percentile:P"``,
     ``"mse"``, ``"entropy"``), ``samples`` (at most N), the image options ``mean``,
     ``std``, ``scale``, ``offset``, ``rgb``, ``bgr``, ``threads``, ``quiet``, ``reset_state``. Save the
     result with ``json.dump`` and pass it to ``quantize(..., ranges=path)``.

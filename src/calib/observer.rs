@@ -3,6 +3,12 @@
 //! constant (a fixed-size histogram at most), whatever the number of samples.
 //!
 //! * `minmax` — global minimum and maximum (TF's calibrator).
+//! * `extrapolate` — `minmax` widened by the gap between the largest and the
+//!   second-largest per-sample maximum (and likewise below): `2·X(n) − X(n−1)`, the
+//!   Robson–Whitlock estimate of a distribution's end point from its two largest
+//!   draws. A bound every sample reaches (pixels in [0, 1], RELU's 0, RELU6's 6) is not
+//!   widened; a maximum one sample alone sets — the few-sample case, where unseen data
+//!   go further — is, by as much as it stands out.
 //! * `ema:C` — moving average of per-sample min/max, `new = C·old + (1−C)·sample`
 //!   (ai-edge-quantizer's `moving_average_update`); the first sample sets it.
 //! * `percentile:P` — the P-th and (100−P)-th percentiles from a histogram.
@@ -102,6 +108,8 @@ fn ordinary_min_max_slow(xs: &[f32]) -> (f32, f32, Sentinels) {
 pub enum ObserverKind {
     #[default]
     MinMax,
+    /// `minmax` widened by the gap to the second most extreme per-sample value.
+    Extrapolate(f32),
     Ema(f32),
     Percentile(f64),
     Mse,
@@ -121,7 +129,7 @@ impl ObserverKind {
     /// (minmax: a minimum and a maximum), so samples may run in parallel and their
     /// statistics be merged ([`TensorStats::merge`]) without changing the ranges.
     pub fn order_free(self) -> bool {
-        matches!(self, ObserverKind::MinMax)
+        matches!(self, ObserverKind::MinMax | ObserverKind::Extrapolate(_))
     }
 }
 
@@ -129,6 +137,8 @@ impl fmt::Display for ObserverKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ObserverKind::MinMax => write!(f, "minmax"),
+            ObserverKind::Extrapolate(g) if *g == 1.0 => write!(f, "extrapolate"),
+            ObserverKind::Extrapolate(g) => write!(f, "extrapolate:{g}"),
             ObserverKind::Ema(c) => write!(f, "ema:{c}"),
             ObserverKind::Percentile(p) => write!(f, "percentile:{p}"),
             ObserverKind::Mse => write!(f, "mse"),
@@ -143,7 +153,7 @@ impl FromStr for ObserverKind {
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = |why: &str| {
             Error::Usage(format!(
-                "unknown observer {s:?}: {why}; use one of minmax, ema:0.95, percentile:99.99, mse, entropy, auto"
+                "unknown observer {s:?}: {why}; use one of minmax, extrapolate, ema:0.95, percentile:99.99, mse, entropy, auto"
             ))
         };
         let (name, arg) = match s.split_once(':') {
@@ -152,6 +162,16 @@ impl FromStr for ObserverKind {
         };
         Ok(match (name, arg) {
             ("minmax", None) => ObserverKind::MinMax,
+            ("extrapolate", None) => ObserverKind::Extrapolate(1.0),
+            ("extrapolate", Some(a)) => {
+                let g: f32 = a
+                    .parse()
+                    .map_err(|_| bad("the extrapolation factor is not a number"))?;
+                if !(g > 0.0 && g <= 1.0) {
+                    return Err(bad("the extrapolation factor must be in (0, 1]"));
+                }
+                ObserverKind::Extrapolate(g)
+            }
             ("mse", None) => ObserverKind::Mse,
             ("entropy", None) => ObserverKind::Entropy,
             ("auto", None) => ObserverKind::Auto,
@@ -251,6 +271,10 @@ impl Histogram {
 pub struct TensorStats {
     pub min: f32,
     pub max: f32,
+    /// The second-smallest per-sample minimum and second-largest per-sample maximum
+    /// (`extrapolate`); infinite until two samples were seen.
+    min2: f32,
+    max2: f32,
     ema: Option<(f32, f32)>,
     hist: Option<Histogram>,
     pub samples: u64,
@@ -263,6 +287,8 @@ impl TensorStats {
         TensorStats {
             min: f32::INFINITY,
             max: f32::NEG_INFINITY,
+            min2: f32::INFINITY,
+            max2: f32::NEG_INFINITY,
             ema: None,
             hist: matches!(
                 kind,
@@ -290,8 +316,7 @@ impl TensorStats {
             (lo, hi) = (0.0, 0.0);
         }
         self.samples += 1;
-        self.min = self.min.min(lo);
-        self.max = self.max.max(hi);
+        self.push_extremes(lo, hi);
         if let ObserverKind::Ema(c) = kind {
             self.ema = Some(match self.ema {
                 None => (lo, hi),
@@ -310,11 +335,47 @@ impl TensorStats {
         if !kind.order_free() {
             return None;
         }
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
+        self.push_extremes(other.min, other.max);
+        self.push_extremes(other.min2, other.max2);
         self.samples += other.samples;
         self.sentinels.add(other.sentinels);
         Some(())
+    }
+
+    /// Takes one sample's (or one merged set's) extremes into the two smallest minima
+    /// and the two largest maxima.
+    fn push_extremes(&mut self, lo: f32, hi: f32) {
+        if lo < self.min {
+            self.min2 = self.min;
+            self.min = lo;
+        } else if lo < self.min2 {
+            self.min2 = lo;
+        }
+        if hi > self.max {
+            self.max2 = self.max;
+            self.max = hi;
+        } else if hi > self.max2 {
+            self.max2 = hi;
+        }
+    }
+
+    /// `extrapolate`: `[2·min − min2, 2·max − max2]` (the minmax range with one sample).
+    fn extrapolated(&self, g: f32) -> (f32, f32) {
+        let lo = if self.min2.is_finite() {
+            self.min - g * (self.min2 - self.min)
+        } else {
+            self.min
+        };
+        let hi = if self.max2.is_finite() {
+            self.max + g * (self.max - self.max2)
+        } else {
+            self.max
+        };
+        // A sample range above ±f32::MAX would overflow: keep the seen range then.
+        (
+            if lo.is_finite() { lo } else { self.min },
+            if hi.is_finite() { hi } else { self.max },
+        )
     }
 
     /// The range this observer chose; `None` if the tensor never had a value.
@@ -330,6 +391,7 @@ impl TensorStats {
         };
         Some(match kind {
             ObserverKind::MinMax => (min, max),
+            ObserverKind::Extrapolate(g) => self.extrapolated(g),
             ObserverKind::Ema(_) => self.ema.unwrap_or((min, max)),
             ObserverKind::Percentile(p) => {
                 let h = self.hist.as_ref()?;
@@ -849,7 +911,10 @@ mod tests {
         for bad in ["median", "ema:2", "percentile", "percentile:abc", "mse:3"] {
             let e = bad.parse::<ObserverKind>().unwrap_err();
             assert_eq!(e.exit_code(), 2);
-            assert!(e.to_string().contains("minmax, ema:0.95"), "{e}");
+            assert!(
+                e.to_string().contains("minmax, extrapolate, ema:0.95"),
+                "{e}"
+            );
         }
     }
 
@@ -859,6 +924,42 @@ mod tests {
         assert_eq!(feed(ObserverKind::MinMax, &s), (-2.0, 3.0));
         // ema 0.5: (0,1) → (-1, 2) → (-1, 1.5)
         assert_eq!(feed(ObserverKind::Ema(0.5), &s), (-1.0, 1.5));
+    }
+
+    #[test]
+    fn extrapolate_widens_by_the_gap_to_the_second_extreme_sample() {
+        // Per-sample extremes: min 0, -2, -1 and max 1, 3, 1.5: 3 + (3 - 1.5), -2 - (-1 + 2).
+        let s = vec![vec![0.0, 1.0], vec![-2.0, 3.0], vec![-1.0, 1.5]];
+        assert_eq!(feed(ObserverKind::Extrapolate(1.0), &s), (-3.0, 4.5));
+        assert_eq!(feed(ObserverKind::Extrapolate(0.5), &s), (-2.5, 3.75));
+        // A bound that several samples reach (RELU's 0, pixels' 1) is not widened.
+        let relu = vec![vec![0.0, 0.5], vec![0.0, 1.0], vec![0.0, 1.0]];
+        assert_eq!(feed(ObserverKind::Extrapolate(1.0), &relu), (0.0, 1.0));
+        // One sample: minmax.
+        assert_eq!(feed(ObserverKind::Extrapolate(1.0), &s[1..2]), (-2.0, 3.0));
+        // Order-free: merged halves give the sequential statistics.
+        let kind = ObserverKind::Extrapolate(1.0);
+        let g = gaussian(3, 40, 50);
+        let mut a = TensorStats::new(kind);
+        let mut b = TensorStats::new(kind);
+        for (i, x) in g.iter().enumerate() {
+            if i % 3 == 0 { &mut a } else { &mut b }.observe(kind, x);
+        }
+        a.merge(kind, &b).unwrap();
+        assert_eq!(a.range(kind), Some(feed(kind, &g)));
+        assert_eq!(a.samples, 40);
+        // The parameter is checked.
+        assert_eq!("extrapolate".parse::<ObserverKind>().unwrap(), kind);
+        assert_eq!(
+            "extrapolate:0.5"
+                .parse::<ObserverKind>()
+                .unwrap()
+                .to_string(),
+            "extrapolate:0.5"
+        );
+        for bad in ["extrapolate:0", "extrapolate:1.5", "extrapolate:x"] {
+            assert!(bad.parse::<ObserverKind>().is_err(), "{bad}");
+        }
     }
 
     #[test]

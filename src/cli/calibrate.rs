@@ -118,7 +118,8 @@ pub struct Args {
     /// Where to write the ranges (JSON).
     #[arg(short, long)]
     output: PathBuf,
-    /// minmax (default), ema:C (moving average, e.g. ema:0.95), percentile:P (e.g.
+    /// minmax (default), extrapolate[:G] (minmax widened by G × the gap to the second most
+    /// extreme per-sample value), ema:C (moving average, e.g. ema:0.95), percentile:P (e.g.
     /// percentile:99.99), mse, entropy, auto (per tensor the best of minmax, percentile:99.99
     /// and mse on its histogram; see README).
     #[arg(long, default_value = "minmax")]

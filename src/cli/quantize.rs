@@ -60,7 +60,9 @@ pub struct Args {
     /// int8/int16x8: use ranges from `tflquant calibrate` instead of calibrating.
     #[arg(long, value_name = "ranges.json")]
     ranges: Option<PathBuf>,
-    /// int8/int16x8: range observer: minmax, ema:C, percentile:P, mse, entropy, or auto
+    /// int8/int16x8: range observer: minmax, extrapolate[:G] (minmax widened by G × the gap
+    /// to the second most extreme sample; G = 1 by default), ema:C, percentile:P, mse,
+    /// entropy, or auto
     /// (per tensor the one of minmax, percentile:99.99, mse with the least expected int8
     /// error on its histogram; clipping must gain 3 dB over minmax; see README).
     #[arg(long, default_value = "minmax")]

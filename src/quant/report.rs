@@ -572,6 +572,9 @@ pub enum FloatReason {
     SingularOperand { why: String },
     /// The producer of such an operand of operator `consumer`.
     ProducesSingularOperand { consumer: usize, why: String },
+    /// A value-moving operator (RESHAPE, TRANSPOSE, GATHER...) between float tensors only:
+    /// quantized it would compute nothing and only round (`quant/integer/fates.rs`).
+    MovesFloatValues,
     /// Kept float on request: `--keep-float` or the `--target-sqnr` search (`why` says which).
     Requested { why: String },
     /// A recurrent operator in a variant (or at a width) LiteRT's integer kernel does not
@@ -599,6 +602,11 @@ impl FloatReason {
         }
     }
 }
+
+/// The text of [`FloatReason::MovesFloatValues`].
+const MOVES_FLOAT_VALUES: &str = "only moves values, read from float tensors and read by \
+    float operators or the float model outputs: quantized it would compute nothing and only \
+    add rounding, a QUANTIZE and a DEQUANTIZE";
 
 impl std::fmt::Display for FloatReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -674,6 +682,7 @@ impl std::fmt::Display for FloatReason {
                 f,
                 "produces the operand of operator {consumer}: {why}; kept float"
             ),
+            R::MovesFloatValues => f.write_str(MOVES_FLOAT_VALUES),
             R::Requested { why } | R::RecurrentVariant { why } => write!(f, "{why}"),
             R::HybridLstm { why } => write!(
                 f,

@@ -543,6 +543,20 @@ pub fn singular_operand(op: Op) -> Option<usize> {
         .map(|&(_, pos)| pos)
 }
 
+/// Same-scale operators that compute new values (a mean, an interpolation): every
+/// other [`Output::Shared`] operator only moves, selects or repeats its input values
+/// (or writes a constant pad value), so its int8 output is exactly its float output
+/// rounded to the shared parameters.
+pub const SHARED_BUT_COMPUTING: &[Op] = &[Op::AveragePool2d, Op::ResizeBilinear];
+
+/// Does `op` only move values: a same-scale operator that is not in
+/// [`SHARED_BUT_COMPUTING`] (RESHAPE, TRANSPOSE, SLICE, GATHER, PAD, MAX_POOL_2D,
+/// REDUCE_MAX...)? Quantizing such an operator saves no arithmetic; where both its
+/// neighbours are float it only adds rounding (`quant/integer/fates.rs`).
+pub fn moves_values(op: Op) -> bool {
+    rule_for(op).is_some_and(|r| r.output == Output::Shared) && !SHARED_BUT_COMPUTING.contains(&op)
+}
+
 /// Is `op` a custom operator (`CUSTOM`, identified by its custom code)? The table has
 /// no row for it: its kernel's quantized behaviour is unknown, so it reads and writes
 /// float in the full-integer modes.

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod acc_int8;
 mod architecture;
 
 mod bad_input;

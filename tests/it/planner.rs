@@ -514,7 +514,11 @@ fn computed_indices_are_no_activation_of_a_shared_operator() {
         .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
         .collect();
     let r = ranges(&m, &samples, &[]);
-    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    // --strict: GATHER only moves values between float tensors here, which would keep it
+    // float (`fates::keep_float_moves`); this test is about its integer form.
+    let mut o = options(Mode::Int8, &r);
+    o.strict = true;
+    let (q, report) = quantize(&m, &o);
     assert_all_quantized(&report);
     let (_, it) = tensor(&q, "idx");
     assert_eq!(it.dtype, TensorType::Int32);
@@ -810,7 +814,11 @@ fn a_constant_shared_by_ops_needing_different_parameters_gets_one_copy_each() {
         .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
         .collect();
     let r = ranges(&m, &samples, &[]);
-    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    // --strict: MAXIMUM only moves values between float tensors here, which would keep it
+    // float (`fates::keep_float_moves`); this test is about its integer form.
+    let mut opts = options(Mode::Int8, &r);
+    opts.strict = true;
+    let (q, report) = quantize(&m, &opts);
     assert_all_quantized(&report);
     let o = ops(&q);
     let max = o.iter().find(|o| o.0 == Op::Maximum).unwrap();

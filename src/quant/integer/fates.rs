@@ -2,7 +2,8 @@
 //! has a kernel for the bit width and every real-valued input it needs has a range (or
 //! is a constant); otherwise it stays float with the reason. Singular operands that
 //! reach the integer zero keep their operator float ([`keep_singular_operands_float`]);
-//! `--strict` turns any float operator into an error ([`strict_check`]).
+//! groups of value-moving operators between float tensors stay float
+//! ([`keep_float_moves`]); `--strict` turns any float operator into an error ([`strict_check`]).
 
 use crate::calib::Ranges;
 use crate::error::{Error, Loc, Result};
@@ -322,6 +323,92 @@ fn keep_producers_float(
         match tensor_ref(&sg.operators[p].inputs, 0) {
             Some(next) if shared => cur = next,
             _ => break,
+        }
+    }
+}
+
+/// Float islands of value-moving operators (issue #15): a connected group of quantized
+/// operators that only move values ([`rules::moves_values`]: RESHAPE, TRANSPOSE,
+/// STRIDED_SLICE, TILE, GATHER, PAD, MAX_POOL_2D...) whose every computed input comes
+/// from a float tensor (a model input of the float interface or a float operator's
+/// output) and whose every output is read only by float operators or is a model output.
+/// Quantized, such a group computes nothing: it would read a QUANTIZE and end in a
+/// DEQUANTIZE, and its outputs would be its float outputs rounded to 8 bits. So it
+/// stays float, exact and with two operators fewer (TF's converter leaves such groups
+/// float too). Subgraph 0 with the float interface only: other subgraphs' boundaries
+/// and integer interfaces are integer by choice.
+pub(super) fn keep_float_moves(model: &Model, fates: &mut [Vec<Fate>]) {
+    let (Some(sg), Some(fates)) = (model.subgraphs.first(), fates.first_mut()) else {
+        return;
+    };
+    let n = sg.operators.len();
+    let member: Vec<bool> = (0..n)
+        .map(|oi| {
+            fates[oi] == Fate::Quantized && rules::moves_values(model.builtin(&sg.operators[oi]))
+        })
+        .collect();
+    let producers = sg.producers();
+    let consumers = sg.consumers();
+    // Union-find over members joined by the tensors between them.
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (oi, op) in sg.operators.iter().enumerate() {
+        if !member[oi] {
+            continue;
+        }
+        for t in op.inputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
+            if let Some(p) = producers.get(t).copied().flatten().filter(|&p| member[p]) {
+                let (a, b) = (root(&mut parent, oi), root(&mut parent, p));
+                parent[a] = b;
+            }
+        }
+    }
+    let is_input = |t: usize| sg.inputs.iter().any(|&i| usize::try_from(i) == Ok(t));
+    // Per group: (every boundary is float, at least one computed input).
+    let mut ok = vec![(true, false); n];
+    for (oi, op) in sg.operators.iter().enumerate() {
+        if !member[oi] {
+            continue;
+        }
+        let g = root(&mut parent, oi);
+        let rule = rules::rule_for(model.builtin(op));
+        for (pos, &t) in op.inputs.iter().enumerate() {
+            let Ok(t) = usize::try_from(t) else { continue };
+            let real = rule.is_some_and(|r| r.integer_role(pos) != Role::NonReal);
+            if !real || model.is_constant(&sg.tensors[t]) {
+                continue;
+            }
+            match producers.get(t).copied().flatten() {
+                Some(p) if member[p] => {}
+                Some(p) if matches!(fates[p], Fate::Float { .. }) => ok[g].1 = true,
+                None if is_input(t) && !sg.tensors[t].is_variable => ok[g].1 = true,
+                _ => ok[g].0 = false,
+            }
+        }
+        for t in op.outputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
+            let read_float = consumers[t]
+                .iter()
+                .all(|&(c, _)| member[c] || matches!(fates[c], Fate::Float { .. }));
+            if !read_float {
+                ok[g].0 = false;
+            }
+        }
+    }
+    for oi in 0..n {
+        if !member[oi] {
+            continue;
+        }
+        let g = root(&mut parent, oi);
+        if ok[g] == (true, true) {
+            fates[oi] = Fate::Float {
+                reason: FloatReason::MovesFloatValues,
+            };
         }
     }
 }

@@ -5,7 +5,9 @@
 //! 1. **Fates** (`fates.rs`): every operator is quantized when the rule table has a
 //!    kernel for the bit width and every real-valued input it needs has a range (or is
 //!    a constant); otherwise it stays float, with the reason. Singular operands (LOG,
-//!    RSQRT, DIV's divisor) that reach the integer zero keep their operator float.
+//!    RSQRT, DIV's divisor) that reach the integer zero keep their operator float;
+//!    value-moving operators (RESHAPE, TRANSPOSE...) with only float neighbours stay
+//!    float (quantized they would only round).
 //! 2. **Parameters** (`params.rs`): activations of quantized operators get parameters
 //!    from their ranges; operators whose kernel needs equal input and output parameters
 //!    join their tensors into one group (union-find) whose range is the union of the
@@ -109,6 +111,9 @@ pub fn quantize_integer(
     }
     if opts.strict {
         fates::strict_check(model, &fates)?;
+    } else if opts.interface == Interface::Float {
+        // Value-moving operators between float tensors only stay float (issue #15).
+        fates::keep_float_moves(model, &mut fates);
     }
     // Mixed widths (issue #15): 16x8 operators in an int8 run (`widths.rs`).
     let widths = widths::plan_widths(model, ranges, &fates, opts, report)?;
