@@ -579,6 +579,12 @@ pub enum FloatReason {
     RecurrentVariant { why: String },
     /// An LSTM left float for `why` whose weights are int8 for LiteRT's hybrid kernel.
     HybridLstm { why: Box<FloatReason> },
+    /// Another recurrent operator (`op`: RNN, SVDF, the sequence and bidirectional
+    /// ones) left float for `why` whose weights are int8 for LiteRT's hybrid kernel.
+    HybridRecurrent {
+        op: &'static str,
+        why: Box<FloatReason>,
+    },
     /// A resource variable all of whose readers and writers must share one type, and
     /// another of them (`subgraph`, `operator`) stays float for `why`.
     Variable {
@@ -678,6 +684,11 @@ impl std::fmt::Display for FloatReason {
             R::HybridLstm { why } => write!(
                 f,
                 "{why}; kept as a hybrid LSTM: int8 weights (per tensor), float \
+                 activations quantized on the fly by LiteRT's dynamic-range kernel"
+            ),
+            R::HybridRecurrent { op, why } => write!(
+                f,
+                "{why}; kept as a hybrid {op}: int8 weights (per tensor), float \
                  activations quantized on the fly by LiteRT's dynamic-range kernel"
             ),
             R::Variable {

@@ -37,6 +37,7 @@ mod plan;
 mod recurrent;
 mod rewire;
 mod sentinels;
+mod svdf;
 
 use crate::calib::Ranges;
 use crate::error::Result;
