@@ -171,10 +171,16 @@ impl IntegerSvdf {
         let values = math::f32_values(model.tensor_data(&tensor));
         let ch = Channels::new(&tensor.shape, None);
         let scales = math::symmetric_scales(&values, ch, max);
-        let q = math::quantize_symmetric(&values, ch, &scales, max);
+        // `math::quantize_symmetric` stops at int8; the int16 time weights are rounded here.
         let bytes: Vec<u8> = match dtype {
-            TensorType::Int16 => q.iter().flat_map(|&v| (v as i16).to_le_bytes()).collect(),
-            _ => q.iter().map(|&v| v as i8 as u8).collect(),
+            TensorType::Int16 => values
+                .iter()
+                .flat_map(|&v| ((v / scales[0]).round().clamp(-max, max) as i16).to_le_bytes())
+                .collect(),
+            _ => math::quantize_symmetric(&values, ch, &scales, max)
+                .iter()
+                .map(|&v| v as u8)
+                .collect(),
         };
         let ni = new_const(
             model,
