@@ -1,4 +1,5 @@
-//! Full-integer UNIDIRECTIONAL_SEQUENCE_LSTM (LiteRT's "8x8_16" integer kernel).
+//! Full-integer UNIDIRECTIONAL_SEQUENCE_LSTM (LiteRT's "8x8_16" integer kernel) and SVDF,
+//! and the hybrid fallback of every recurrent operator.
 //!
 //! The generic engine (`integer.rs`) decides the operator's fate from the rule table and
 //! gives its input 0 and output ordinary int8 parameters; this module owns everything
@@ -10,7 +11,13 @@
 //!
 //! Fallback: an LSTM that stays float (another variant, 16x8, no calibrated state) keeps
 //! int8 per-tensor weights with `asymmetric_quantize_inputs`, which LiteRT's hybrid
-//! LSTM kernel runs, instead of all its weights in float32; the reason says so.
+//! LSTM kernel runs, instead of all its weights in float32; the reason says so. The same
+//! fallback covers the recurrent operators LiteRT runs in float or hybrid only (RNN,
+//! UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN, BIDIRECTIONAL_SEQUENCE_LSTM: the reason
+//! names the kernel) and an SVDF left float.
+//!
+//! SVDF: the same three hooks make it integer in int8 where LiteRT's integer SVDF runs it
+//! (fused RELU); `svdf.rs` quantizes its operands.
 //!
 //! What LiteRT's integer kernel expects (read from `lstm.cc`,
 //! `unidirectional_sequence_lstm.cc`, `lstm_eval.cc` and the LSTM entries of
@@ -777,9 +784,29 @@ mod tests {
     }
 
     #[test]
-    fn only_lstm_operands_beyond_the_input_are_owned() {
+    fn only_lstm_and_svdf_operands_beyond_the_input_are_owned() {
         assert!(!own_operand(Op::UnidirectionalSequenceLstm, 0));
         assert!(own_operand(Op::UnidirectionalSequenceLstm, 19));
+        assert!(!own_operand(Op::Svdf, 0));
+        assert!((1..=4).all(|pos| own_operand(Op::Svdf, pos)));
+        assert!(!own_operand(Op::Rnn, 1));
         assert!(!own_operand(Op::FullyConnected, 1));
+    }
+
+    #[test]
+    fn every_hybrid_operator_reads_its_key_weight_as_int8() {
+        for op in [
+            Op::UnidirectionalSequenceLstm,
+            Op::BidirectionalSequenceLstm,
+            Op::Svdf,
+            Op::Rnn,
+            Op::UnidirectionalSequenceRnn,
+            Op::BidirectionalSequenceRnn,
+        ] {
+            assert!(hybrid_name(op).is_some(), "{op:?}");
+            let (weights, key) = hybrid_weights(op);
+            assert!(weights.contains(&key), "{op:?}: key {key} not quantized");
+        }
+        assert_eq!(hybrid_weights(Op::FullyConnected).0, &[] as &[usize]);
     }
 }
