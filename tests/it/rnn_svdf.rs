@@ -108,6 +108,12 @@ const SVDF_MEMORY: usize = 4;
 /// one set of weights, as a streaming model runs it one step per invocation), the 8
 /// outputs concatenated (`svdf_out`, an output) and a FULLY_CONNECTED head (`logits`).
 fn svdf_model(act: Act) -> Model {
+    svdf_model_with(act, false)
+}
+
+/// [`svdf_model`]; with `negative`, the concatenation also holds `-x_7` (values in
+/// [-1, 0]), so the shared parameters of the SVDF outputs reach below 0.
+fn svdf_model_with(act: Act, negative: bool) -> Model {
     let mut rng = Rng(13);
     let mut g = Graph::new();
     let filters = SVDF_UNITS * SVDF_RANK;
@@ -140,7 +146,19 @@ fn svdf_model(act: Act) -> Model {
         );
         outs.push(y);
     }
-    let n = STEPS * SVDF_UNITS;
+    let mut n = STEPS * SVDF_UNITS;
+    if negative {
+        let minus = g.constant("minus_one", &[1], &[-1.0]);
+        let neg = g.act("negated_step", &[1, FEATURES as i32]);
+        g.op(
+            Op::Mul,
+            &[steps[STEPS - 1], minus],
+            &[neg],
+            opts(fb::BuiltinOptions::MulOptions(Box::default())),
+        );
+        outs.push(neg);
+        n += FEATURES;
+    }
     let h = g.act("svdf_out", &[1, n as i32]);
     g.op(
         Op::Concatenation,
@@ -996,4 +1014,64 @@ fn keras_bidirectional_lstm_becomes_two_integer_lstms() {
             );
         }
     }
+}
+
+/// An SVDF whose output shares parameters with negative values (a CONCATENATION with
+/// `-x`): the planned zero point is above -128, where LiteRT's integer SVDF (no
+/// activation of its own) would let negative values through the ReLU. The SVDF writes
+/// zero point -128 (same scale) and a QUANTIZE requantizes into the planned parameters:
+/// on LiteRT the SVDF part of the output is never below 0, the negated part keeps its
+/// values, and `run` gives LiteRT's outputs within 1e-4. Catches: the ReLU lost when a
+/// shared-scale group moves the SVDF's zero point.
+#[test]
+fn svdf_output_sharing_negative_parameters_keeps_its_relu() {
+    let dir = tempfile::tempdir().unwrap();
+    let fm = svdf_model_with(Act::Relu, true);
+    let input = write(dir.path(), "svdf_negative.tflite", &fm);
+    let (out, r) = quantize(dir.path(), &input, "int8");
+    for f in fates(&r, "SVDF") {
+        assert_eq!(f["fate"], "quantized", "{f}");
+    }
+    let qm = tflquant::read_path(&out).unwrap();
+    let sg = &qm.subgraphs[0];
+    for op in svdf_ops(&qm) {
+        let y = op.outputs[0];
+        assert_eq!(
+            sg.tensors[y as usize].quantized().unwrap().zero_point[0],
+            -128,
+            "the SVDF writes the ReLU's zero point"
+        );
+        let reader = sg
+            .operators
+            .iter()
+            .find(|o| o.inputs.contains(&y))
+            .expect("a reader");
+        assert_eq!(qm.builtin(reader), Op::Quantize, "requantized");
+        let planned = &sg.tensors[reader.outputs[0] as usize];
+        assert_ne!(planned.quantized().unwrap().zero_point[0], -128);
+    }
+    let inputs = test_inputs(32);
+    let f = litert_run_builtin(&input, &inputs).unwrap();
+    let q = litert_run_builtin(&out, &inputs).unwrap_or_else(|e| panic!("{e}"));
+    let (fh, qh) = (f[0].data.to_f64(), q[0].data.to_f64());
+    assert_finite("int8", &qh);
+    let width = STEPS * SVDF_UNITS + FEATURES;
+    let min_svdf = qh
+        .chunks(width)
+        .flat_map(|row| row[..STEPS * SVDF_UNITS].iter().copied())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        min_svdf >= 0.0,
+        "an SVDF (RELU) output is {min_svdf} on LiteRT"
+    );
+    let s = sqnr_db(&fh, &qh);
+    eprintln!("svdf with negative neighbours: SQNR {s:.1} dB");
+    // Measured 41.3 dB; floor 6 dB (one bit) below.
+    assert!(s >= 35.3, "SQNR {s:.1} dB");
+    let mine = ours(&qm, &inputs);
+    let worst = mine[0]
+        .iter()
+        .zip(&qh)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst <= 1e-4, "run vs LiteRT differ by {worst}");
 }

@@ -12,7 +12,9 @@
 //! * bias (input 3): int32 at `s_state × s_time` (it is added to the reduced time sum);
 //! * the output: int8 from calibration. The kernel applies no activation: it requires
 //!   RELU and saturates at -128, so the output's range (a ReLU's, starting at 0) gives
-//!   the zero point -128 that makes the saturation the ReLU.
+//!   the zero point -128 that makes the saturation the ReLU. Where the planner gave the
+//!   output other parameters (a shared-scale group reaching below 0), the SVDF writes
+//!   zero point -128 and a QUANTIZE requantizes.
 //!
 //! Several SVDF operators may share one state variable and one set of weights (a model
 //! unrolled over time): each tensor is quantized once.
@@ -82,6 +84,7 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
     for si in 0..model.subgraphs.len() {
         // Original tensor → its integer version (weights shared by unrolled SVDFs).
         let mut done: HashMap<usize, (usize, f32)> = HashMap::new();
+        let mut requantize = Vec::new();
         for oi in 0..model.subgraphs[si].operators.len() {
             let op = &model.subgraphs[si].operators[oi];
             if model.builtin(op) != Op::Svdf {
@@ -92,7 +95,15 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
             if sg.tensors[x].dtype != TensorType::Int8 {
                 continue;
             }
-            IntegerSvdf { si, oi, x }.quantize(model, ranges, &mut done, report)?;
+            let svdf = IntegerSvdf { si, oi, x };
+            svdf.quantize(model, ranges, &mut done, report)?;
+            if let Some(q) = svdf.relu_output(model) {
+                requantize.push((oi, q));
+            }
+        }
+        // Each requantization right after its SVDF (from the last, so indices hold).
+        for (oi, q) in requantize.into_iter().rev() {
+            model.subgraphs[si].operators.insert(oi + 1, q);
         }
     }
     Ok(())
@@ -150,6 +161,28 @@ impl IntegerSvdf {
             o.asymmetric_quantize_inputs = false;
         }
         Ok(())
+    }
+
+    /// The kernel's saturation at -128 is the ReLU only with the output zero point -128.
+    /// An output whose parameters reach below 0 (a shared-scale group took them, e.g. a
+    /// CONCATENATION with negative inputs) is written by the SVDF with the same scale and
+    /// zero point -128 into a new tensor, which a QUANTIZE (int8 → int8) requantizes
+    /// into the planned parameters; returns that QUANTIZE.
+    fn relu_output(&self, model: &mut Model) -> Option<crate::ir::Operator> {
+        let si = self.si;
+        let y = usize::try_from(*model.subgraphs[si].operators[self.oi].outputs.first()?).ok()?;
+        let out = model.subgraphs[si].tensors[y].clone();
+        let q = out.quantized()?.clone();
+        if q.zero_point.first() == Some(&-128) {
+            return None;
+        }
+        let mut relu = out.clone();
+        relu.name = format!("{}/relu", out.name);
+        relu.quant = Some(QuantParams::per_tensor(q.scale[0], -128));
+        let ri = model.subgraphs[si].add_tensor(relu);
+        model.subgraphs[si].operators[self.oi].outputs[0] = ri;
+        let code = model.ensure_opcode(Op::Quantize, 1);
+        Some(crate::ir::Operator::new(code, vec![ri], vec![y as i32]))
     }
 
     /// A symmetric per-tensor weight with `max` levels each side; returns the new tensor
