@@ -355,6 +355,12 @@ fn write(dir: &Path, name: &str, m: &Model) -> PathBuf {
 /// Quantizes `input` in `mode` with the digits calibration set; the output model and
 /// its report.
 fn quantize(dir: &Path, input: &Path, mode: &str) -> (PathBuf, serde_json::Value) {
+    let (out, r, _) = quantize_plan(dir, input, mode);
+    (out, r)
+}
+
+/// [`quantize`], also returning the `--dump-plan` text.
+fn quantize_plan(dir: &Path, input: &Path, mode: &str) -> (PathBuf, serde_json::Value, String) {
     let calib = dir.join("calib.npy");
     if !calib.exists() {
         write_npy(&calib, &digits("digits_qat.calib.npy")).unwrap();
@@ -362,7 +368,7 @@ fn quantize(dir: &Path, input: &Path, mode: &str) -> (PathBuf, serde_json::Value
     let stem = input.file_stem().unwrap().to_string_lossy().into_owned();
     let out = dir.join(format!("{stem}.{mode}.tflite"));
     let report = dir.join(format!("{stem}.{mode}.json"));
-    let (code, _, err) = quantize_run(
+    let (code, plan, err) = quantize_run(
         input,
         &out,
         &[
@@ -372,11 +378,12 @@ fn quantize(dir: &Path, input: &Path, mode: &str) -> (PathBuf, serde_json::Value
             calib.to_str().unwrap(),
             "--report",
             report.to_str().unwrap(),
+            "--dump-plan",
         ],
     );
     assert_eq!(code, 0, "{}: {err}", input.display());
     let r = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    (out, r)
+    (out, r, plan)
 }
 
 /// The report entries of operator `op` (fate and reason).
@@ -820,7 +827,23 @@ fn recurrent_ops_without_integer_kernels_stay_hybrid() {
         let ctx = format!("{} {}", c.model, c.mode);
         let fm = &models.iter().find(|(n, _)| *n == c.model).unwrap().1;
         let input = write(dir.path(), &format!("{}.tflite", c.model), fm);
-        let (out, r) = quantize(dir.path(), &input, c.mode);
+        let (out, r, plan) = quantize_plan(dir.path(), &input, c.mode);
+        // The plan's line of each such operator carries the same reason.
+        let lines: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(c.name))
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "{ctx}: no {} in the plan:\n{plan}",
+            c.name
+        );
+        for l in lines {
+            assert!(
+                l.contains(c.why) && l.contains(&format!("kept as a hybrid {}", c.name)),
+                "{ctx}: {l}"
+            );
+        }
         let entries = fates(&r, c.name);
         assert!(!entries.is_empty(), "{ctx}: no {} in the report", c.name);
         for f in entries {
