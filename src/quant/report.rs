@@ -681,16 +681,8 @@ impl std::fmt::Display for FloatReason {
                 "produces the operand of operator {consumer}: {why}; kept float"
             ),
             R::Requested { why } | R::RecurrentVariant { why } => write!(f, "{why}"),
-            R::HybridLstm { why } => write!(
-                f,
-                "{why}; kept as a hybrid LSTM: int8 weights (per tensor), float \
-                 activations quantized on the fly by LiteRT's dynamic-range kernel"
-            ),
-            R::HybridRecurrent { op, why } => write!(
-                f,
-                "{why}; kept as a hybrid {op}: int8 weights (per tensor), float \
-                 activations quantized on the fly by LiteRT's dynamic-range kernel"
-            ),
+            R::HybridLstm { why } => fmt_hybrid(f, why, "LSTM"),
+            R::HybridRecurrent { op, why } => fmt_hybrid(f, why, op),
             R::Variable {
                 name,
                 subgraph,
@@ -709,6 +701,15 @@ impl std::fmt::Display for FloatReason {
             }
         }
     }
+}
+
+/// The text of [`FloatReason::HybridLstm`] and [`FloatReason::HybridRecurrent`].
+fn fmt_hybrid(f: &mut std::fmt::Formatter<'_>, why: &FloatReason, op: &str) -> std::fmt::Result {
+    write!(
+        f,
+        "{why}; kept as a hybrid {op}: int8 weights (per tensor), float \
+         activations quantized on the fly by LiteRT's dynamic-range kernel"
+    )
 }
 
 /// The text of [`FloatReason::Loop`].

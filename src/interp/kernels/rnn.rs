@@ -374,8 +374,10 @@ pub(crate) fn svdf(ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
     let (s, act) = svdf_shape(ctx, ins)?;
     let (x, wf, wt) = (ins.f32(0)?, ins.f32(1)?, ins.f32(2)?);
     let mut state = ins.f32(4)?.to_vec();
-    // Shift every filter's memory left by one.
-    state.copy_within(1.., 0);
+    // Shift every filter's memory left by one (an empty state has nothing to shift).
+    if !state.is_empty() {
+        state.copy_within(1.., 0);
+    }
     let mut feat = vec![0f32; s.batch * s.filters];
     matmul_acc(s.batch, s.n_in, s.filters, x, wf, &mut feat);
     for (i, &f) in feat.iter().enumerate() {
@@ -468,7 +470,15 @@ pub(crate) fn svdf_int8(ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
     // The kernel computes the effective scales in float, then converts them to double.
     let m1 = quantize_multiplier((s_x * s_wf / s_st) as f64);
     let m2 = quantize_multiplier((s_st * s_wt / s_y) as f64);
-    state.copy_within(1.., 0);
+    ensure!(
+        m1.1 <= 30 && m2.1 <= 30,
+        "integer SVDF: effective scales {} and {} are out of range (at most 2^30)",
+        s_x * s_wf / s_st,
+        s_st * s_wt / s_y
+    );
+    if !state.is_empty() {
+        state.copy_within(1.., 0);
+    }
     for b in 0..s.batch {
         let xb = &x[b * s.n_in..][..s.n_in];
         for f in 0..s.filters {

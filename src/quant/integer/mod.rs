@@ -32,6 +32,7 @@ mod fates;
 mod interface;
 mod kernel_options;
 mod loops;
+mod operands;
 mod params;
 mod plan;
 mod recurrent;

@@ -43,7 +43,8 @@ use crate::error::{Error, Result};
 use crate::fb::{self, ActivationFunctionType as Act, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, QuantParams, Tensor};
 
-use super::{Fate, IntegerOptions, TensorParams, Width};
+use super::operands::{input, new_const, record};
+use super::{Fate, IntegerOptions, Width};
 use crate::quant::math::{self, Channels};
 use crate::quant::report::{FloatReason, Report};
 
@@ -64,10 +65,6 @@ pub(super) fn own_operand(op: Op, pos: usize) -> bool {
         Op::Svdf => (1..=4).contains(&pos),
         _ => false,
     }
-}
-
-pub(super) fn input(op: &crate::ir::Operator, pos: usize) -> Option<usize> {
-    op.inputs.get(pos).and_then(|&t| usize::try_from(t).ok())
 }
 
 /// Why LiteRT's integer kernel cannot run this LSTM as tflquant writes it, or `None`.
@@ -133,6 +130,18 @@ pub(super) fn refine_fates(
     opts: &IntegerOptions,
     fates: &mut [Vec<Fate>],
 ) {
+    refine_lstm_fates(model, ranges, opts, fates);
+    refine_svdf_fates(model, ranges, opts, fates);
+    hybrid_fallback(model, fates);
+}
+
+/// LSTM: integer in int8 where LiteRT's 8x8_16 kernel runs the variant.
+fn refine_lstm_fates(
+    model: &Model,
+    ranges: &Ranges,
+    opts: &IntegerOptions,
+    fates: &mut [Vec<Fate>],
+) {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         for (oi, op) in sg.operators.iter().enumerate() {
             if model.builtin(op) != Op::UnidirectionalSequenceLstm {
@@ -157,7 +166,15 @@ pub(super) fn refine_fates(
             }
         }
     }
-    // SVDF: integer in int8 where LiteRT's integer kernel runs it.
+}
+
+/// SVDF: integer in int8 where LiteRT's integer kernel runs it.
+fn refine_svdf_fates(
+    model: &Model,
+    ranges: &Ranges,
+    opts: &IntegerOptions,
+    fates: &mut [Vec<Fate>],
+) {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         for (oi, op) in sg.operators.iter().enumerate() {
             if model.builtin(op) != Op::Svdf {
@@ -181,8 +198,11 @@ pub(super) fn refine_fates(
             }
         }
     }
-    // Fallback: a recurrent operator left float keeps int8 weights (LiteRT's hybrid
-    // kernel); one LiteRT runs in float or hybrid only says so.
+}
+
+/// Fallback: a recurrent operator left float keeps int8 weights (LiteRT's hybrid
+/// kernel); one LiteRT runs in float or hybrid only says so.
+fn hybrid_fallback(model: &Model, fates: &mut [Vec<Fate>]) {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         for (oi, op) in sg.operators.iter().enumerate() {
             let kind = model.builtin(op);
@@ -360,44 +380,6 @@ pub fn cell_scale_exponent(max_abs: f32) -> i32 {
         p += 1;
     }
     p - 15
-}
-
-pub(super) fn new_const(
-    model: &mut Model,
-    si: usize,
-    like: &Tensor,
-    dtype: TensorType,
-    data: Vec<u8>,
-    qp: QuantParams,
-) -> usize {
-    let buffer = model.add_buffer(data);
-    let mut nt = Tensor::new(like.name.clone(), dtype, like.shape.clone());
-    nt.shape_signature = like.shape_signature.clone();
-    nt.buffer = buffer;
-    nt.quant = Some(qp);
-    model.subgraphs[si].add_tensor(nt) as usize
-}
-
-pub(super) fn record(
-    report: &mut Report,
-    si: usize,
-    t: usize,
-    tensor: &Tensor,
-    kind: &str,
-    range: Option<(f32, f32)>,
-) {
-    let qp = tensor.quant.clone().unwrap_or_default();
-    report.tensors.push(TensorParams {
-        subgraph: si,
-        tensor: t,
-        name: tensor.name.clone(),
-        kind: kind.into(),
-        dtype: fb::dtype_name(tensor.dtype).into(),
-        range,
-        scale: qp.scale,
-        zero_point: qp.zero_point,
-        axis: None,
-    });
 }
 
 /// Quantizes the operands of every LSTM the generic rewrite made integer (input 0 now

@@ -28,7 +28,7 @@ use crate::ir::{Model, QuantParams};
 use crate::quant::math::{self, Channels};
 use crate::quant::report::Report;
 
-use super::recurrent::{input, new_const, record};
+use super::operands::{input, new_const, record};
 
 pub(super) const FEATURE_WEIGHTS: usize = 1;
 pub(super) const TIME_WEIGHTS: usize = 2;
