@@ -621,7 +621,7 @@ impl<'m> Interpreter<'m> {
             Some(d) => (Some(d.run), d.raw_inputs, d.raw_outputs),
             None => (None, false, false),
         };
-        // An LSTM with int8 input runs LiteRT's integer kernel on the stored integers.
+        // An LSTM or SVDF with int8 input runs LiteRT's integer kernel on the stored integers.
         let raw_inputs = raw_inputs || {
             let sg = &self.model.subgraphs[si];
             integer_lstm(b, &sg.operators[oi], sg)
@@ -1256,10 +1256,11 @@ fn plan(model: &Model, si: usize) -> Result<Plan> {
     })
 }
 
-/// An UNIDIRECTIONAL_SEQUENCE_LSTM with an int8 input runs LiteRT's integer kernel
-/// (`kernels/lstm_int.rs`) on raw integer values instead of the float simulation.
+/// An UNIDIRECTIONAL_SEQUENCE_LSTM or SVDF with an int8 input runs LiteRT's integer
+/// kernel (`kernels/lstm_int.rs`, `kernels/rnn.rs`) on raw integer values instead of
+/// the float simulation.
 fn integer_lstm(b: B, op: &crate::ir::Operator, sg: &crate::ir::Subgraph) -> bool {
-    b == B::UnidirectionalSequenceLstm
+    matches!(b, B::UnidirectionalSequenceLstm | B::Svdf)
         && op
             .inputs
             .first()

@@ -582,6 +582,12 @@ pub enum FloatReason {
     RecurrentVariant { why: String },
     /// An LSTM left float for `why` whose weights are int8 for LiteRT's hybrid kernel.
     HybridLstm { why: Box<FloatReason> },
+    /// Another recurrent operator (`op`: RNN, SVDF, the sequence and bidirectional
+    /// ones) left float for `why` whose weights are int8 for LiteRT's hybrid kernel.
+    HybridRecurrent {
+        op: &'static str,
+        why: Box<FloatReason>,
+    },
     /// A resource variable all of whose readers and writers must share one type, and
     /// another of them (`subgraph`, `operator`) stays float for `why`.
     Variable {
@@ -684,11 +690,8 @@ impl std::fmt::Display for FloatReason {
             ),
             R::MovesFloatValues => f.write_str(MOVES_FLOAT_VALUES),
             R::Requested { why } | R::RecurrentVariant { why } => write!(f, "{why}"),
-            R::HybridLstm { why } => write!(
-                f,
-                "{why}; kept as a hybrid LSTM: int8 weights (per tensor), float \
-                 activations quantized on the fly by LiteRT's dynamic-range kernel"
-            ),
+            R::HybridLstm { why } => fmt_hybrid(f, why, "LSTM"),
+            R::HybridRecurrent { op, why } => fmt_hybrid(f, why, op),
             R::Variable {
                 name,
                 subgraph,
@@ -707,6 +710,15 @@ impl std::fmt::Display for FloatReason {
             }
         }
     }
+}
+
+/// The text of [`FloatReason::HybridLstm`] and [`FloatReason::HybridRecurrent`].
+fn fmt_hybrid(f: &mut std::fmt::Formatter<'_>, why: &FloatReason, op: &str) -> std::fmt::Result {
+    write!(
+        f,
+        "{why}; kept as a hybrid {op}: int8 weights (per tensor), float \
+         activations quantized on the fly by LiteRT's dynamic-range kernel"
+    )
 }
 
 /// The text of [`FloatReason::Loop`].

@@ -323,11 +323,16 @@ pub static RULES: &[Rule] = &[
         float_only(rule(Op::BidirectionalSequenceLstm, &[A], A)),
         "48 inputs; not quantized by tflquant yet",
     ),
-    float_only(hybrid(
-        rule(Op::Svdf, &[A, w(0), w(0), bias(0, 1), A], A),
-        Hybrid::PerTensor,
-        true,
-    )),
+    // Integer in int8 (LiteRT's `EvalIntegerSVDF`); `quant/integer/svdf.rs` quantizes inputs
+    // 1..4 (int16 time weights and state, int32 bias at s_state × s_time).
+    why(
+        no16(hybrid(
+            rule(Op::Svdf, &[A, w(0), w(0), bias(0, 1), A], A),
+            Hybrid::PerTensor,
+            true,
+        )),
+        "int8 input, int16 time weights and state; no 16x8 kernel (svdf.cc takes float32 or int8 input)",
+    ),
     float_only(hybrid(
         rule(Op::Rnn, &[A, w(0), w(0), bias(0, 1), A], A),
         Hybrid::PerTensor,

@@ -893,6 +893,11 @@ def _check_streaming(m, state_type):
 CHECKS["lstm_digits.tflite"] = lambda m: need_ops(m, "UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED")
 CHECKS["gru_digits.tflite"] = lambda m: need_ops(m, "WHILE", "FULLY_CONNECTED")
 CHECKS["lstm_gru_digits.tflite"] = check_lstm_gru
+# Keras Bidirectional(LSTM): two unidirectional LSTMs, the backward one behind REVERSE_V2.
+CHECKS["bilstm_digits.tflite"] = lambda m: (
+    need_ops(m, "UNIDIRECTIONAL_SEQUENCE_LSTM", "REVERSE_V2", "CONCATENATION"),
+    need("BIDIRECTIONAL_SEQUENCE_LSTM" not in m.names(), "a BIDIRECTIONAL_SEQUENCE_LSTM appeared"),
+)
 CHECKS["streaming_kws.tflite"] = lambda m: _check_streaming(m, TT.FLOAT32)
 CHECKS["streaming_kws.tf_int8.tflite"] = lambda m: _check_streaming(m, TT.INT8)
 

@@ -26,6 +26,7 @@ Parts (registry.PARTS says which file belongs to which):
               narrow for LiteRT's blockwise kernel (int4_blockwise.py; uses the base data);
   recurrent   LSTM, GRU and LSTM->GRU digit classifiers for full-integer recurrent
               models (recurrent.py; uses the qat part's digits_qat data);
+  bilstm      Keras Bidirectional(LSTM) digit classifier (bilstm.py; digits_qat data);
   docs        nothing but manifest.json and README.md (+ check.py), e.g. after
               editing a description in registry.py.
 
@@ -63,6 +64,7 @@ import weight_models  # noqa: E402
 import int4_models  # noqa: E402
 import int4_blockwise  # noqa: E402
 import recurrent  # noqa: E402
+import bilstm  # noqa: E402
 import registry  # noqa: E402
 import runner  # noqa: E402
 import streaming  # noqa: E402
@@ -304,6 +306,8 @@ def write_readme():
                  "(issue #21): fused RELU / RELU6 and a layer too narrow for the blockwise kernel.")
     lines.append("* `gen/recurrent.py` — LSTM, GRU and LSTM->GRU digit classifiers (issue #13) trained on the "
                  "digits_qat split (360 held-out digits).")
+    lines.append("* `gen/bilstm.py` — Keras Bidirectional(LSTM) digit classifier (issue #13): what the converter "
+                 "makes of it (two UNIDIRECTIONAL_SEQUENCE_LSTM and REVERSE_V2).")
     lines.append("* `gen/registry.py` — list of models/data with the descriptions used here (and what the "
                  "converter produced for each TF reference).")
     lines.append("* `gen/runner.py` — LiteRT runner used for expected outputs and checks.")
@@ -312,7 +316,7 @@ def write_readme():
     print("  wrote README.md")
 
 
-PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming", "weights", "int4", "int4_blockwise", "recurrent")
+PARTS = ("base", "quant_refs", "qat", "idioms", "custom_ops", "streaming", "weights", "int4", "int4_blockwise", "recurrent", "bilstm")
 PSEUDO_PARTS = ("docs",)
 
 
@@ -362,6 +366,9 @@ def main():
     if "recurrent" in parts:
         print("== recurrent classifiers")
         recurrent.make_all(report)
+    if "bilstm" in parts:
+        print("== Keras Bidirectional(LSTM)")
+        bilstm.make_all(report)
     print("== expected outputs")
     write_expected(parts)
     write_manifest()

@@ -468,6 +468,15 @@ RECURRENT_MODELS = [
 ]
 CLASSIFIERS |= {f for f, *_ in RECURRENT_MODELS}
 
+# Keras Bidirectional(LSTM) (issue #13)  (make_all.py --only bilstm; bilstm.py).
+BILSTM_MODELS = [
+    ("bilstm_digits.tflite", "digits_qat", True,
+     "Keras Bidirectional(LSTM(16)) -> Dense(10) softmax over the 8 rows of a digit (input [1,8,8,1] reshaped): "
+     "the converter writes two UNIDIRECTIONAL_SEQUENCE_LSTM (the backward one behind REVERSE_V2), not "
+     "BIDIRECTIONAL_SEQUENCE_LSTM; trained on the digits_qat split"),
+]
+CLASSIFIERS |= {f for f, *_ in BILSTM_MODELS}
+
 # file -> part of make_all.py that produces it
 PARTS = {f: "base" for f, *_ in MODELS}
 PARTS.update({f: "idioms" for f, *_ in IDIOM_MODELS})
@@ -479,12 +488,13 @@ PARTS.update({f: "weights" for f, *_ in WEIGHT_MODELS})
 PARTS.update({f: "int4" for f, *_ in INT4_MODELS})
 PARTS.update({f: "int4_blockwise" for f, *_ in INT4_BLOCKWISE_MODELS})
 PARTS.update({f: "recurrent" for f, *_ in RECURRENT_MODELS})
+PARTS.update({f: "bilstm" for f, *_ in BILSTM_MODELS})
 DATA_PARTS = {stem: "base" for stem in DATA}
 DATA_PARTS.update({stem: "qat" for stem in QAT_DATA})
 DATA_PARTS.update({stem: "streaming" for stem in STREAMING_DATA})
 
 MODELS = (MODELS + REF_MODELS + QAT_MODELS + IDIOM_MODELS + CUSTOM_OPS_MODELS + STREAMING_MODELS + WEIGHT_MODELS
-          + INT4_MODELS + INT4_BLOCKWISE_MODELS + RECURRENT_MODELS)
+          + INT4_MODELS + INT4_BLOCKWISE_MODELS + RECURRENT_MODELS + BILSTM_MODELS)
 DATA = {**DATA, **QAT_DATA, **STREAMING_DATA}
 
 CLASSIFIERS |= {r["file"] for r in TF_REFS if r["float_model"] in CLASSIFIERS}

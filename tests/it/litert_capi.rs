@@ -30,6 +30,7 @@ pub(crate) const CAPI_LIMITS: &[(&str, &str)] = &[
     ("lstm_gru.tflite", "variable tensors"),
     ("lstm_digits.tflite", "variable tensors"),
     ("lstm_gru_digits.tflite", "variable tensors"),
+    ("bilstm_digits.tflite", "variable tensors"),
     // Outputs whose shape depends on input values (RANGE, FILL, ...) are dynamic
     // tensors; LiteRT binds caller buffers to every output, which TFLite refuses for them.
     ("ops_reduce_misc.tflite", "allocation_type"),

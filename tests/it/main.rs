@@ -30,6 +30,7 @@ mod qat;
 mod quant_fuzz;
 mod quant_harness;
 mod recurrent;
+mod rnn_svdf;
 mod roundtrip;
 mod scales;
 mod streaming;

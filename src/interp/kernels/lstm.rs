@@ -295,3 +295,112 @@ pub(crate) fn unidirectional_sequence_lstm(ctx: &Ctx, ins: &Ins) -> KResult<Outs
         trace: vec![(19, Value::f32(ts, cell_trace))],
     })
 }
+
+/// BIDIRECTIONAL_SEQUENCE_LSTM (float): the forward LSTM (inputs 1-17, states 35-36)
+/// over the sequence and the backward one (inputs 18-34, states 37-38) over the reversed
+/// sequence, each as [`unidirectional_sequence_lstm`]; the backward outputs go back to
+/// their original time positions; `merge_outputs` joins both on the last axis. The
+/// auxiliary input (39-47) is not supported.
+pub(crate) fn bidirectional_sequence_lstm(ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
+    let Some(O::BidirectionalSequenceLstmOptions(o)) = ctx.opts() else {
+        bad!("missing BidirectionalSequenceLSTMOptions");
+    };
+    ensure!(
+        ins.len() >= 39,
+        "expected at least 39 inputs, got {}",
+        ins.len()
+    );
+    if (39..48).any(|i| ins.opt(i).is_some()) {
+        unsupported!("auxiliary input");
+    }
+    let mut op = ctx.op.clone();
+    op.builtin_options = Some(O::UnidirectionalSequenceLstmOptions(Box::new(
+        crate::fb::UnidirectionalSequenceLstmOptions {
+            fused_activation_function: o.fused_activation_function,
+            cell_clip: o.cell_clip,
+            proj_clip: o.proj_clip,
+            time_major: o.time_major,
+            asymmetric_quantize_inputs: o.asymmetric_quantize_inputs,
+            diagonal_recurrent_tensors: false,
+        },
+    )));
+    let inner = Ctx {
+        op: &op,
+        out_types: vec![crate::fb::TensorType::Float32],
+        out_shapes: vec![],
+        in_quant: vec![],
+        out_quant: vec![],
+        inter_quant: vec![],
+        out_storage: vec![],
+        custom_code: None,
+    };
+    let x = ins.get(0)?;
+    let reversed = reverse_time(x, ins.f32(0)?, o.time_major)?;
+    let direction = |first: usize, states: usize, x: &Value| -> KResult<Outs> {
+        let mut v: Vec<Option<&Value>> = vec![Some(x)];
+        v.extend((first..first + 17).map(|i| ins.opt(i)));
+        v.extend([ins.opt(states), ins.opt(states + 1)]);
+        v.extend([None; 4]);
+        unidirectional_sequence_lstm(&inner, &Ins(v))
+    };
+    let fw = direction(1, 35, x)?;
+    let bw = direction(18, 37, &reversed)?;
+    let (Some(fw_out), Some(bw_out)) = (fw.values.first(), bw.values.first()) else {
+        bad!("an LSTM direction produced no output");
+    };
+    let bw_out = reverse_time(bw_out, bw_out.as_f32().unwrap_or(&[]), o.time_major)?;
+    let (Some(f), Some(b)) = (fw_out.as_f32(), bw_out.as_f32()) else {
+        bad!("an LSTM direction produced a non-float output");
+    };
+    let values = if o.merge_outputs {
+        let (nf, nb) = (fw_out.shape[2], bw_out.shape[2]);
+        let rows = fw_out.shape[0] * fw_out.shape[1];
+        let mut m = Vec::with_capacity(rows * (nf + nb));
+        for r in 0..rows {
+            m.extend_from_slice(&f[r * nf..(r + 1) * nf]);
+            m.extend_from_slice(&b[r * nb..(r + 1) * nb]);
+        }
+        let mut shape = fw_out.shape.clone();
+        shape[2] = nf + nb;
+        vec![Value::f32(shape, m)]
+    } else {
+        vec![fw_out.clone(), bw_out]
+    };
+    // States and traces: the inner kernel's 18/19 are 35/36 (forward), 37/38 (backward).
+    let remap = |v: Vec<(usize, Value)>, base: usize| -> Vec<(usize, Value)> {
+        v.into_iter().map(|(p, v)| (p - 18 + base, v)).collect()
+    };
+    let mut state = remap(fw.state, 35);
+    state.extend(remap(bw.state, 37));
+    let mut trace = remap(fw.trace, 35);
+    trace.extend(remap(bw.trace, 37));
+    Ok(Outs {
+        values,
+        state,
+        trace,
+    })
+}
+
+/// A 3-D float sequence with its time axis reversed.
+fn reverse_time(v: &Value, x: &[f32], time_major: bool) -> KResult<Value> {
+    let &[d0, d1, n] = v.shape.as_slice() else {
+        bad!("input must be 3-D, got {:?}", v.shape);
+    };
+    ensure!(
+        x.len() == d0 * d1 * n,
+        "sequence data does not fit its shape"
+    );
+    let mut out = vec![0f32; x.len()];
+    for a in 0..d0 {
+        for b in 0..d1 {
+            let (sa, sb) = if time_major {
+                (d0 - 1 - a, b)
+            } else {
+                (a, d1 - 1 - b)
+            };
+            let (dst, src) = ((a * d1 + b) * n, (sa * d1 + sb) * n);
+            out[dst..dst + n].copy_from_slice(&x[src..src + n]);
+        }
+    }
+    Ok(Value::f32(v.shape.clone(), out))
+}

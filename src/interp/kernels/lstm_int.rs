@@ -44,7 +44,7 @@ fn rdbp32(x: i32, e: i32) -> i32 {
 }
 
 /// TFLite's `MultiplyByQuantizedMultiplier` (double rounding, the default build).
-fn mbqm(x: i32, m: i32, shift: i32) -> i32 {
+pub(crate) fn mbqm(x: i32, m: i32, shift: i32) -> i32 {
     let left = shift.max(0);
     let right = (-shift).max(0);
     rdbp32(srdhm32(x.wrapping_mul(1 << left), m), right)

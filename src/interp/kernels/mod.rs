@@ -19,6 +19,7 @@ pub(crate) mod lstm_int;
 pub(crate) mod misc;
 pub(crate) mod reduce;
 pub(crate) mod resize;
+pub(crate) mod rnn;
 pub(crate) mod shape;
 mod table;
 

@@ -15,7 +15,7 @@
 
 use super::{
     Ctx, Ins, KResult, Outs, act_bounds, activation, conv, custom, elementwise as ew, gemm, lstm,
-    lstm_int, misc, reduce, resize, shape, unsupported,
+    lstm_int, misc, reduce, resize, rnn, shape, unsupported,
 };
 use crate::fb::{self, ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O};
 use crate::ir::Operator;
@@ -229,6 +229,20 @@ const KERNELS: &[KernelDecl] = &[
         }
     })
         .options(lstm_options),
+    K::kernel(B::BidirectionalSequenceLstm, |_, c, i| lstm::bidirectional_sequence_lstm(c, i))
+        .options(aux_input_options),
+    // rnn.rs: an int8 input means LiteRT's integer SVDF (the interpreter passes raw values).
+    K::kernel(B::Svdf, |_, c, i| {
+        if i.opt(0).is_some_and(|v| v.dtype() == fb::TensorType::Int8) {
+            rnn::svdf_int8(c, i)
+        } else {
+            rnn::svdf(c, i)
+        }
+    }),
+    K::kernel(B::Rnn, |_, c, i| rnn::rnn(c, i)),
+    K::kernel(B::UnidirectionalSequenceRnn, |_, c, i| rnn::sequence_rnn(c, i)),
+    K::kernel(B::BidirectionalSequenceRnn, |_, c, i| rnn::bidirectional_sequence_rnn(c, i))
+        .options(aux_input_options),
     // custom.rs: the custom codes LiteRT's XNNPACK delegate runs.
     K::kernel(B::Custom, |_, c, i| custom::eval(c.custom_code.unwrap_or_default(), c, i))
         .options(custom_options),
@@ -320,6 +334,21 @@ fn lstm_options(op: &Operator, _: Option<&str>) -> Option<Missing> {
         }
         _ => None,
     }
+}
+
+/// The auxiliary input of the bidirectional recurrent ops (BIDIRECTIONAL_SEQUENCE_LSTM
+/// inputs 39-47, BIDIRECTIONAL_SEQUENCE_RNN inputs 9-11) has no kernel here.
+fn aux_input_options(op: &Operator, _: Option<&str>) -> Option<Missing> {
+    let first = match op.builtin_options.as_ref()? {
+        O::BidirectionalSequenceLstmOptions(_) => 39,
+        O::BidirectionalSequenceRnnOptions(_) => 9,
+        _ => return None,
+    };
+    op.inputs
+        .iter()
+        .skip(first)
+        .any(|&t| t >= 0)
+        .then(|| Missing::Options("auxiliary input".into()))
 }
 
 /// An unknown custom code has no kernel; a known one may have options the runtime

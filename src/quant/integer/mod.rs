@@ -34,11 +34,13 @@ mod fates;
 mod interface;
 mod kernel_options;
 mod loops;
+mod operands;
 mod params;
 mod plan;
 mod recurrent;
 mod rewire;
 mod sentinels;
+mod svdf;
 mod widths;
 
 use crate::calib::Ranges;

@@ -1,4 +1,5 @@
-//! Full-integer UNIDIRECTIONAL_SEQUENCE_LSTM (LiteRT's "8x8_16" integer kernel).
+//! Full-integer UNIDIRECTIONAL_SEQUENCE_LSTM (LiteRT's "8x8_16" integer kernel) and SVDF,
+//! and the hybrid fallback of every recurrent operator.
 //!
 //! The generic engine (`integer.rs`) decides the operator's fate from the rule table and
 //! gives its input 0 and output ordinary int8 parameters; this module owns everything
@@ -10,7 +11,13 @@
 //!
 //! Fallback: an LSTM that stays float (another variant, 16x8, no calibrated state) keeps
 //! int8 per-tensor weights with `asymmetric_quantize_inputs`, which LiteRT's hybrid
-//! LSTM kernel runs, instead of all its weights in float32; the reason says so.
+//! LSTM kernel runs, instead of all its weights in float32; the reason says so. The same
+//! fallback covers the recurrent operators LiteRT runs in float or hybrid only (RNN,
+//! UNIDIRECTIONAL/BIDIRECTIONAL_SEQUENCE_RNN, BIDIRECTIONAL_SEQUENCE_LSTM: the reason
+//! names the kernel) and an SVDF left float.
+//!
+//! SVDF: the same three hooks make it integer in int8 where LiteRT's integer SVDF runs it
+//! (fused RELU); `svdf.rs` quantizes its operands.
 //!
 //! What LiteRT's integer kernel expects (read from `lstm.cc`,
 //! `unidirectional_sequence_lstm.cc`, `lstm_eval.cc` and the LSTM entries of
@@ -36,7 +43,8 @@ use crate::error::{Error, Result};
 use crate::fb::{self, ActivationFunctionType as Act, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, QuantParams, Tensor};
 
-use super::{Fate, IntegerOptions, TensorParams, Width};
+use super::operands::{input, new_const, record};
+use super::{Fate, IntegerOptions, Width};
 use crate::quant::math::{self, Channels};
 use crate::quant::report::{FloatReason, Report};
 
@@ -49,13 +57,14 @@ const CELL_STATE: usize = 19;
 /// Largest cell-state magnitude the kernel accepts: scale `2^-9` × 32768.
 const MAX_CELL: f32 = 64.0;
 
-/// Whether input `pos` of an integer `op` is quantized here, not by the generic passes.
+/// Whether input `pos` of an integer `op` is quantized here (or in `svdf.rs`), not by
+/// the generic passes.
 pub(super) fn own_operand(op: Op, pos: usize) -> bool {
-    op == Op::UnidirectionalSequenceLstm && pos != 0
-}
-
-fn input(op: &crate::ir::Operator, pos: usize) -> Option<usize> {
-    op.inputs.get(pos).and_then(|&t| usize::try_from(t).ok())
+    match op {
+        Op::UnidirectionalSequenceLstm => pos != 0,
+        Op::Svdf => (1..=4).contains(&pos),
+        _ => false,
+    }
 }
 
 /// Why LiteRT's integer kernel cannot run this LSTM as tflquant writes it, or `None`.
@@ -121,6 +130,18 @@ pub(super) fn refine_fates(
     opts: &IntegerOptions,
     fates: &mut [Vec<Fate>],
 ) {
+    refine_lstm_fates(model, ranges, opts, fates);
+    refine_svdf_fates(model, ranges, opts, fates);
+    hybrid_fallback(model, fates);
+}
+
+/// LSTM: integer in int8 where LiteRT's 8x8_16 kernel runs the variant.
+fn refine_lstm_fates(
+    model: &Model,
+    ranges: &Ranges,
+    opts: &IntegerOptions,
+    fates: &mut [Vec<Fate>],
+) {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         for (oi, op) in sg.operators.iter().enumerate() {
             if model.builtin(op) != Op::UnidirectionalSequenceLstm {
@@ -145,35 +166,151 @@ pub(super) fn refine_fates(
             }
         }
     }
-    // Fallback: an LSTM left float keeps int8 weights (LiteRT's hybrid kernel).
+}
+
+/// SVDF: integer in int8 where LiteRT's integer kernel runs it.
+fn refine_svdf_fates(
+    model: &Model,
+    ranges: &Ranges,
+    opts: &IntegerOptions,
+    fates: &mut [Vec<Fate>],
+) {
     for (si, sg) in model.subgraphs.iter().enumerate() {
         for (oi, op) in sg.operators.iter().enumerate() {
-            if let Fate::Float { reason } = &mut fates[si][oi]
-                && model.builtin(op) == Op::UnidirectionalSequenceLstm
-                && hybrid_ok(model, si, op)
+            if model.builtin(op) != Op::Svdf {
+                continue;
+            }
+            if opts.width != Width::Int8 {
+                fates[si][oi] = Fate::Float {
+                    reason: FloatReason::RecurrentVariant {
+                        why: "LiteRT has no SVDF kernel with int16 activations: svdf.cc takes \
+                              a float32 input (float or hybrid) or an int8 one (integer), and \
+                              TF's quantizer marks SVDF quantizable_int16 = false"
+                            .into(),
+                    },
+                };
+            } else if fates[si][oi] == Fate::Quantized
+                && let Some(why) = super::svdf::unsupported(model, si, oi, ranges)
             {
-                let why = Box::new(std::mem::replace(
-                    reason,
-                    FloatReason::NoRule { op: String::new() },
-                ));
-                *reason = FloatReason::HybridLstm { why };
+                fates[si][oi] = Fate::Float {
+                    reason: FloatReason::RecurrentVariant { why },
+                };
             }
         }
     }
+}
+
+/// Fallback: a recurrent operator left float keeps int8 weights (LiteRT's hybrid
+/// kernel); one LiteRT runs in float or hybrid only says so.
+fn hybrid_fallback(model: &Model, fates: &mut [Vec<Fate>]) {
+    for (si, sg) in model.subgraphs.iter().enumerate() {
+        for (oi, op) in sg.operators.iter().enumerate() {
+            let kind = model.builtin(op);
+            let Fate::Float { reason } = &mut fates[si][oi] else {
+                continue;
+            };
+            if let Some(runtime) = no_integer_kernel(kind)
+                && matches!(
+                    reason,
+                    FloatReason::NoKernel { .. } | FloatReason::NoRule { .. }
+                )
+            {
+                *reason = FloatReason::RecurrentVariant {
+                    why: runtime.into(),
+                };
+            }
+            let Some(name) = hybrid_name(kind) else {
+                continue;
+            };
+            if !hybrid_ok(model, si, op) {
+                continue;
+            }
+            let why = Box::new(std::mem::replace(
+                reason,
+                FloatReason::NoRule { op: String::new() },
+            ));
+            *reason = if kind == Op::UnidirectionalSequenceLstm {
+                FloatReason::HybridLstm { why }
+            } else {
+                FloatReason::HybridRecurrent { op: name, why }
+            };
+        }
+    }
+}
+
+/// What LiteRT lacks for a recurrent operator that has no integer kernel at all.
+fn no_integer_kernel(op: Op) -> Option<&'static str> {
+    Some(match op {
+        Op::Rnn => {
+            "LiteRT's RNN kernel (basic_rnn.cc) runs float32 or hybrid (float32 input, int8 \
+             weights) only: it has no kernel for int8 or int16 activations"
+        }
+        Op::UnidirectionalSequenceRnn => {
+            "LiteRT's UNIDIRECTIONAL_SEQUENCE_RNN kernel (unidirectional_sequence_rnn.cc) \
+             runs float32 or hybrid (float32 input, int8 weights) only: it has no kernel for \
+             int8 or int16 activations"
+        }
+        Op::BidirectionalSequenceRnn => {
+            "LiteRT's BIDIRECTIONAL_SEQUENCE_RNN kernel (bidirectional_sequence_rnn.cc) \
+             runs float32 or hybrid (float32 input, int8 weights) only: it has no kernel for \
+             int8 or int16 activations"
+        }
+        Op::BidirectionalSequenceLstm => {
+            "LiteRT's BIDIRECTIONAL_SEQUENCE_LSTM kernel (bidirectional_sequence_lstm.cc, \
+             registered up to version 3) runs float32 or hybrid (float32 input, int8 weights) \
+             only: unlike UNIDIRECTIONAL_SEQUENCE_LSTM it has no integer (8x8_16) kernel"
+        }
+        _ => return None,
+    })
+}
+
+/// The operators with a hybrid kernel this fallback writes, by name.
+fn hybrid_name(op: Op) -> Option<&'static str> {
+    Some(match op {
+        Op::UnidirectionalSequenceLstm => "LSTM",
+        Op::BidirectionalSequenceLstm => "BIDIRECTIONAL_SEQUENCE_LSTM",
+        Op::Svdf => "SVDF",
+        Op::Rnn => "RNN",
+        Op::UnidirectionalSequenceRnn => "UNIDIRECTIONAL_SEQUENCE_RNN",
+        Op::BidirectionalSequenceRnn => "BIDIRECTIONAL_SEQUENCE_RNN",
+        _ => return None,
+    })
 }
 
 /// Positions of an LSTM's weight matrices and peephole vectors: the hybrid kernel reads
 /// all of them as int8 once input 4 is int8.
 const HYBRID_WEIGHTS: [usize; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16];
 
-/// A float LSTM whose weights are all float32 constants (float input): the hybrid kernel
-/// can take them as int8.
+/// The weight operands a recurrent operator's hybrid kernel reads as int8 (per tensor),
+/// and the one that must be present (its type selects the hybrid path).
+fn hybrid_weights(op: Op) -> (&'static [usize], usize) {
+    match op {
+        Op::UnidirectionalSequenceLstm => (&HYBRID_WEIGHTS, 4),
+        // Forward 1-11 and 16, backward 18-28 and 33, auxiliary 40-47.
+        Op::BidirectionalSequenceLstm => (
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28,
+                33, 40, 41, 42, 43, 44, 45, 46, 47,
+            ],
+            4,
+        ),
+        // Feature and time weights (the hybrid kernel dequantizes the time weights).
+        Op::Svdf | Op::Rnn | Op::UnidirectionalSequenceRnn => (&[1, 2], 1),
+        // Forward 1-2, backward 5-6, auxiliary 10-11.
+        Op::BidirectionalSequenceRnn => (&[1, 2, 5, 6, 10, 11], 1),
+        _ => (&[], usize::MAX),
+    }
+}
+
+/// A float recurrent operator whose weights are all float32 constants (float input):
+/// the hybrid kernel can take them as int8.
 fn hybrid_ok(model: &Model, si: usize, op: &crate::ir::Operator) -> bool {
     let sg = &model.subgraphs[si];
+    let (weights, key) = hybrid_weights(model.builtin(op));
     let float_in = input(op, 0).is_some_and(|t| sg.tensors[t].dtype == TensorType::Float32);
     float_in
-        && input(op, 4).is_some()
-        && HYBRID_WEIGHTS.iter().all(|&pos| match input(op, pos) {
+        && input(op, key).is_some()
+        && weights.iter().all(|&pos| match input(op, pos) {
             None => true,
             Some(t) => {
                 sg.tensors[t].dtype == TensorType::Float32 && model.is_constant(&sg.tensors[t])
@@ -181,12 +318,24 @@ fn hybrid_ok(model: &Model, si: usize, op: &crate::ir::Operator) -> bool {
         })
 }
 
-/// Quantizes the weights of a float LSTM for the hybrid kernel (the fallback).
-fn apply_hybrid(model: &mut Model, si: usize, oi: usize, report: &mut Report) {
-    for pos in HYBRID_WEIGHTS {
+/// Quantizes the weights of a float recurrent operator for the hybrid kernel (the
+/// fallback); `done` maps weights already quantized (shared by unrolled operators).
+fn apply_hybrid(
+    model: &mut Model,
+    si: usize,
+    oi: usize,
+    done: &mut std::collections::HashMap<usize, usize>,
+    report: &mut Report,
+) {
+    let (weights, _) = hybrid_weights(model.builtin(&model.subgraphs[si].operators[oi]));
+    for &pos in weights {
         let Some(t) = input(&model.subgraphs[si].operators[oi], pos) else {
             continue;
         };
+        if let Some(&ni) = done.get(&t) {
+            model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
+            continue;
+        }
         let tensor = model.subgraphs[si].tensors[t].clone();
         let values = math::f32_values(model.tensor_data(&tensor));
         let ch = Channels::new(&tensor.shape, None);
@@ -200,6 +349,7 @@ fn apply_hybrid(model: &mut Model, si: usize, oi: usize, report: &mut Report) {
             q.iter().map(|&v| v as u8).collect(),
             QuantParams::per_tensor(scales[0], 0),
         );
+        done.insert(t, ni);
         model.subgraphs[si].operators[oi].inputs[pos] = ni as i32;
         record(
             report,
@@ -210,10 +360,15 @@ fn apply_hybrid(model: &mut Model, si: usize, oi: usize, report: &mut Report) {
             None,
         );
     }
-    if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
-        &mut model.subgraphs[si].operators[oi].builtin_options
-    {
-        o.asymmetric_quantize_inputs = true;
+    use fb::BuiltinOptions as B;
+    match &mut model.subgraphs[si].operators[oi].builtin_options {
+        Some(B::UnidirectionalSequenceLstmOptions(o)) => o.asymmetric_quantize_inputs = true,
+        Some(B::BidirectionalSequenceLstmOptions(o)) => o.asymmetric_quantize_inputs = true,
+        Some(B::SvdfOptions(o)) => o.asymmetric_quantize_inputs = true,
+        Some(B::RnnOptions(o)) => o.asymmetric_quantize_inputs = true,
+        Some(B::SequenceRnnOptions(o)) => o.asymmetric_quantize_inputs = true,
+        Some(B::BidirectionalSequenceRnnOptions(o)) => o.asymmetric_quantize_inputs = true,
+        _ => {}
     }
 }
 
@@ -227,53 +382,21 @@ pub fn cell_scale_exponent(max_abs: f32) -> i32 {
     p - 15
 }
 
-fn new_const(
-    model: &mut Model,
-    si: usize,
-    like: &Tensor,
-    dtype: TensorType,
-    data: Vec<u8>,
-    qp: QuantParams,
-) -> usize {
-    let buffer = model.add_buffer(data);
-    let mut nt = Tensor::new(like.name.clone(), dtype, like.shape.clone());
-    nt.shape_signature = like.shape_signature.clone();
-    nt.buffer = buffer;
-    nt.quant = Some(qp);
-    model.subgraphs[si].add_tensor(nt) as usize
-}
-
-fn record(
-    report: &mut Report,
-    si: usize,
-    t: usize,
-    tensor: &Tensor,
-    kind: &str,
-    range: Option<(f32, f32)>,
-) {
-    let qp = tensor.quant.clone().unwrap_or_default();
-    report.tensors.push(TensorParams {
-        subgraph: si,
-        tensor: t,
-        name: tensor.name.clone(),
-        kind: kind.into(),
-        dtype: fb::dtype_name(tensor.dtype).into(),
-        range,
-        scale: qp.scale,
-        zero_point: qp.zero_point,
-        axis: None,
-    });
-}
-
 /// Quantizes the operands of every LSTM the generic rewrite made integer (input 0 now
 /// int8): weights, biases, both state variables, and the five intermediates.
 pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> Result<()> {
+    super::svdf::apply(model, ranges, report)?;
     for si in 0..model.subgraphs.len() {
         // State variables made integer, with the LSTM that owns them.
         let mut states: Vec<(usize, usize)> = Vec::new();
+        let mut hybrid_done = std::collections::HashMap::new();
         for oi in 0..model.subgraphs[si].operators.len() {
             let op = &model.subgraphs[si].operators[oi];
-            if model.builtin(op) != Op::UnidirectionalSequenceLstm {
+            let kind = model.builtin(op);
+            if kind != Op::UnidirectionalSequenceLstm {
+                if hybrid_name(kind).is_some() && hybrid_ok(model, si, op) {
+                    apply_hybrid(model, si, oi, &mut hybrid_done, report);
+                }
                 continue;
             }
             let sg = &model.subgraphs[si];
@@ -285,7 +408,7 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
             };
             if sg.tensors[x].dtype != TensorType::Int8 {
                 if hybrid_ok(model, si, op) {
-                    apply_hybrid(model, si, oi, report);
+                    apply_hybrid(model, si, oi, &mut hybrid_done, report);
                 }
                 continue;
             }
@@ -643,9 +766,29 @@ mod tests {
     }
 
     #[test]
-    fn only_lstm_operands_beyond_the_input_are_owned() {
+    fn only_lstm_and_svdf_operands_beyond_the_input_are_owned() {
         assert!(!own_operand(Op::UnidirectionalSequenceLstm, 0));
         assert!(own_operand(Op::UnidirectionalSequenceLstm, 19));
+        assert!(!own_operand(Op::Svdf, 0));
+        assert!((1..=4).all(|pos| own_operand(Op::Svdf, pos)));
+        assert!(!own_operand(Op::Rnn, 1));
         assert!(!own_operand(Op::FullyConnected, 1));
+    }
+
+    #[test]
+    fn every_hybrid_operator_reads_its_key_weight_as_int8() {
+        for op in [
+            Op::UnidirectionalSequenceLstm,
+            Op::BidirectionalSequenceLstm,
+            Op::Svdf,
+            Op::Rnn,
+            Op::UnidirectionalSequenceRnn,
+            Op::BidirectionalSequenceRnn,
+        ] {
+            assert!(hybrid_name(op).is_some(), "{op:?}");
+            let (weights, key) = hybrid_weights(op);
+            assert!(weights.contains(&key), "{op:?}: key {key} not quantized");
+        }
+        assert_eq!(hybrid_weights(Op::FullyConnected).0, &[] as &[usize]);
     }
 }
