@@ -265,6 +265,110 @@ pub fn gptq_act_order(
     Some(q)
 }
 
+/// Error feedback: the weights `W'` (`[rows, n]`) that map the quantized model's layer
+/// inputs `x_q` closest to the float layer's outputs `W x_f`, shrunk toward `W`:
+/// `W' (H_q + λI) = W (C + λI)ᵀ` with `H_q = Σ x_q x_qᵀ`, `C = Σ x_q x_fᵀ` (`n × n`,
+/// row-major) and `λ` = [`GPTQ_DAMPENING`] × the mean diagonal of `H_q`. `None` when
+/// `H_q + λI` is not positive definite.
+pub fn feedback_target(w: &[f32], n: usize, hq: &[f64], c: &[f64]) -> Option<Vec<f32>> {
+    let mean_diag = (0..n).map(|i| hq[i * n + i]).sum::<f64>() / n.max(1) as f64;
+    let damp = GPTQ_DAMPENING * mean_diag.max(f64::MIN_POSITIVE);
+    let mut a = hq.to_vec();
+    for i in 0..n {
+        a[i * n + i] += damp;
+    }
+    let l = cholesky_lower(&a, n)?;
+    let mut out = Vec::with_capacity(w.len());
+    for wr in w.chunks_exact(n) {
+        // rhs = (C + λI) wᵀ
+        let b: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| c[i * n + j] * wr[j] as f64).sum::<f64>() + damp * wr[i] as f64)
+            .collect();
+        let mut y = vec![0f64; n];
+        for i in 0..n {
+            let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
+            y[i] = (b[i] - s) / l[i * n + i];
+        }
+        let mut x = vec![0f64; n];
+        for i in (0..n).rev() {
+            let t: f64 = (i + 1..n).map(|k| l[k * n + i] * x[k]).sum();
+            x[i] = (y[i] - t) / l[i * n + i];
+        }
+        out.extend(x.into_iter().map(|v| v as f32));
+    }
+    Some(out)
+}
+
+/// Accumulates `C += Σ a bᵀ` over the rows of `a` and `b` (both `[rows, n]`).
+pub fn add_cross_products(c: &mut [f64], a: &[f32], b: &[f32], n: usize) {
+    for (ra, rb) in a.chunks_exact(n).zip(b.chunks_exact(n)) {
+        for i in 0..n {
+            let ai = ra[i] as f64;
+            if ai == 0.0 {
+                continue;
+            }
+            let ci = &mut c[i * n..(i + 1) * n];
+            for j in 0..n {
+                ci[j] += ai * rb[j] as f64;
+            }
+        }
+    }
+}
+
+/// The layer's output error against the float layer with error feedback:
+/// `Σ ‖W x_f − Q̂ x_q‖²` over the calibration rows, for `Q̂ = q·scale` (`[rows, n]`), from
+/// `H_q = Σ x_q x_qᵀ`, `C = Σ x_q x_fᵀ` and `H_f = Σ x_f x_fᵀ`: per row
+/// `Q̂ H_q Q̂ᵀ − 2 Q̂ C Wᵀ + W H_f Wᵀ`. Also returns the signal `Σ_rows W H_f Wᵀ`.
+pub fn feedback_error(
+    w: &[f32],
+    q: &[i8],
+    g: Groups,
+    scales: &[f32],
+    stats: FeedbackStats,
+) -> (f64, f64) {
+    let n = g.cols;
+    let (mut err, mut sig) = (0f64, 0f64);
+    let mut d = vec![0f64; n];
+    for r in 0..g.rows {
+        for c in 0..n {
+            d[c] = q[r * n + c] as f64 * scales[g.of(r, c)] as f64;
+        }
+        let wr = &w[r * n..(r + 1) * n];
+        let (mut qq, mut qw, mut ww) = (0f64, 0f64, 0f64);
+        for i in 0..n {
+            let (hq, c, hf) = (
+                &stats.hq[i * n..(i + 1) * n],
+                &stats.cross[i * n..(i + 1) * n],
+                &stats.hf[i * n..(i + 1) * n],
+            );
+            let (mut a, mut b, mut e) = (0f64, 0f64, 0f64);
+            for j in 0..n {
+                a += hq[j] * d[j];
+                b += c[j] * wr[j] as f64;
+                e += hf[j] * wr[j] as f64;
+            }
+            qq += d[i] * a;
+            qw += d[i] * b;
+            ww += wr[i] as f64 * e;
+        }
+        err += (qq - 2.0 * qw + ww).max(0.0);
+        sig += ww;
+    }
+    (err, sig)
+}
+
+/// The second moments [`feedback_error`] needs (`n × n`, row-major, symmetric but
+/// `cross`).
+#[derive(Clone, Copy)]
+pub struct FeedbackStats<'a> {
+    /// `Σ x_q x_qᵀ`: the quantized model's layer inputs.
+    pub hq: &'a [f64],
+    /// `Σ x_q x_fᵀ`.
+    pub cross: &'a [f64],
+    /// `Σ x_f x_fᵀ`: the float model's.
+    pub hf: &'a [f64],
+}
+
 /// Output error of quantized weights: `Σ_rows δw H δwᵀ` for `δw = w − q·scale`, or the
 /// squared weight error when `h` is `None`. Also returns the signal `Σ_rows w H wᵀ`
 /// (`Σ w²`) so that `10·log10(signal / error)` is the layer's SQNR estimate.
