@@ -20,8 +20,9 @@
 //!   channel) for the other weights; blockwise only for weights FULLY_CONNECTED alone
 //!   reads and LiteRT's builtin kernel computes blockwise ([`super::blockwise`], which
 //!   also writes their fused activations as operators of their own). Values are
-//!   rounded by [`super::rounding`] (nearest, mse, or gptq with the layer-input
-//!   Hessians [`collect_hessians`] gathers from calibration samples);
+//!   rounded by [`super::rounding`] (nearest, mse, or gptq with error feedback: the
+//!   layer-input Hessians [`sequential_hessians`] gathers layer by layer from
+//!   calibration samples run through the float model and the partly quantized one);
 //!   `--int4-max-loss` writes a weight whose INT4 layer SQNR is below the budget as int8.
 //!
 //! Biases (the rule table's bias role) stay float32 in the int8/int4 weight modes, as
