@@ -274,10 +274,14 @@ pub fn gptq_act_order(
 /// inputs `x_q` closest to the float layer's outputs `W x_f`, shrunk toward `W`:
 /// `W' (H_q + λI) = W (C + λI)ᵀ` with `H_q = Σ x_q x_qᵀ`, `C = Σ x_q x_fᵀ` (`n × n`,
 /// row-major) and `λ` = [`GPTQ_DAMPENING`] × the mean diagonal of `H_q`. `None` when
-/// `H_q + λI` is not positive definite.
+/// there are no inputs (`H_q = 0`), `H_q + λI` is not positive definite or the fit is
+/// not finite.
 pub fn feedback_target(w: &[f32], n: usize, hq: &[f64], c: &[f64]) -> Option<Vec<f32>> {
     let mean_diag = (0..n).map(|i| hq[i * n + i]).sum::<f64>() / n.max(1) as f64;
-    let damp = GPTQ_DAMPENING * mean_diag.max(f64::MIN_POSITIVE);
+    if !(mean_diag > 0.0 && mean_diag.is_finite()) {
+        return None;
+    }
+    let damp = GPTQ_DAMPENING * mean_diag;
     let mut a = hq.to_vec();
     for i in 0..n {
         a[i * n + i] += damp;
@@ -301,7 +305,7 @@ pub fn feedback_target(w: &[f32], n: usize, hq: &[f64], c: &[f64]) -> Option<Vec
         }
         out.extend(x.into_iter().map(|v| v as f32));
     }
-    Some(out)
+    out.iter().all(|v| v.is_finite()).then_some(out)
 }
 
 /// Accumulates `C += Σ a bᵀ` over the rows of `a` and `b` (both `[rows, n]`).
@@ -704,6 +708,9 @@ pub(crate) mod tests {
         let hf = moments(&xf, &xf, n);
         let same = feedback_target(&w, n, &hf, &hf).unwrap();
         assert!(same.iter().zip(&w).all(|(a, b)| (a - b).abs() < 1e-5));
+        // No inputs: no fit (plain GPTQ on W then).
+        let zero = vec![0f64; n * n];
+        assert!(feedback_target(&w, n, &zero, &zero).is_none());
         // Distorted inputs: W' x_q is much closer to W x_f than W x_q is.
         let (hq, c) = (moments(&xq, &xq, n), moments(&xq, &xf, n));
         let target = feedback_target(&w, n, &hq, &c).unwrap();

@@ -1104,37 +1104,14 @@ fn round_int4(
     } else {
         method
     };
-    let error = |q: &[i8], s: &[f32]| match (groups, h) {
-        (Some(g), Some(h)) => rounding::layer_error(values, q, g, s, Some(&h.h)),
-        _ => weight_error(values, q, ch, s),
-    };
-    let feedback = match (groups, h) {
-        (Some(g), Some(h)) if method == Rounding::Gptq => h.feedback.as_ref().map(|f| (g, &h.h, f)),
-        _ => None,
-    };
-    let (gain_db, int4_sqnr_db, measure) = match feedback {
-        // The layer's output error against the float layer's on the calibration
-        // samples, both roundings reading the same (partly quantized) inputs; the INT4
-        // SQNR of the rounding alone (target against rounded, on those inputs), which
-        // --int4-max-loss compares with its budget.
-        Some((g, hq, f)) => {
-            let stats = rounding::FeedbackStats {
-                hq,
-                cross: &f.cross,
-                hf: &f.float_h,
-            };
-            let (e_near, _) = rounding::feedback_error(values, &nearest, g, &nearest_scales, stats);
-            let (e, _) = rounding::feedback_error(values, &q, g, &scales, stats);
-            let (e_own, signal) = rounding::layer_error(&f.target, &q, g, &scales, Some(hq));
-            (db(e_near, e), db(signal, e_own), "sequential")
-        }
-        None => {
-            let (e_near, signal) = error(&nearest, &nearest_scales);
-            let (e, _) = error(&q, &scales);
-            let measure = if h.is_some() { "hessian" } else { "weights" };
-            (db(e_near, e), db(signal, e), measure)
-        }
-    };
+    let (gain_db, int4_sqnr_db, measure) = measure_rounding(
+        values,
+        (&nearest, &nearest_scales),
+        (&q, &scales),
+        groups.zip(h).filter(|_| method == Rounding::Gptq),
+        groups.zip(h),
+        ch,
+    );
     Int4Weight {
         packed: math::pack_int4(&q),
         scales,
@@ -1147,6 +1124,47 @@ fn round_int4(
             kept_int8: false,
         },
     }
+}
+
+/// What a rounding bought on one weight: the gain over nearest (dB), the INT4 SQNR (dB)
+/// and the measure's name. With gptq's error feedback (`feedback`): the layer's output
+/// error against the float layer's on the calibration samples, both roundings reading
+/// the same (partly quantized) inputs, and the SQNR of the rounding alone (target
+/// against rounded, on those inputs), which --int4-max-loss compares with its budget.
+/// Otherwise on the Hessian (`hessian`) when there is one, else on the weights.
+fn measure_rounding(
+    values: &[f32],
+    nearest: (&[i8], &[f32]),
+    chosen: (&[i8], &[f32]),
+    feedback: Option<(Groups, &Hessian)>,
+    hessian: Option<(Groups, &Hessian)>,
+    ch: Channels,
+) -> (f64, f64, &'static str) {
+    if let Some((g, h)) = feedback
+        && let Some(f) = &h.feedback
+    {
+        let stats = rounding::FeedbackStats {
+            hq: &h.h,
+            cross: &f.cross,
+            hf: &f.float_h,
+        };
+        let (e_near, _) = rounding::feedback_error(values, nearest.0, g, nearest.1, stats);
+        let (e, _) = rounding::feedback_error(values, chosen.0, g, chosen.1, stats);
+        let (e_own, signal) = rounding::layer_error(&f.target, chosen.0, g, chosen.1, Some(&h.h));
+        return (db(e_near, e), db(signal, e_own), "sequential");
+    }
+    let error = |q: &[i8], s: &[f32]| match hessian {
+        Some((g, h)) => rounding::layer_error(values, q, g, s, Some(&h.h)),
+        None => weight_error(values, q, ch, s),
+    };
+    let (e_near, signal) = error(nearest.0, nearest.1);
+    let (e, _) = error(chosen.0, chosen.1);
+    let measure = if hessian.is_some() {
+        "hessian"
+    } else {
+        "weights"
+    };
+    (db(e_near, e), db(signal, e), measure)
 }
 
 /// `10·log10(a / b)`, with the limits for zero terms.
