@@ -253,8 +253,12 @@ pub struct RoundingReport {
     /// Why the method differs from the one asked for (gptq without input statistics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
-    /// What the error is measured on: `hessian` (the layer's output error on the
-    /// calibration inputs, `Σ δw H δwᵀ`) or `weights` (squared weight error).
+    /// What the error is measured on: `sequential` (gptq: the layer's output error
+    /// against the float model's on the calibration samples, `Σ ‖W x_f − Q x_q‖²`, with
+    /// the weights before it quantized in `x_q`, for nearest and gptq alike; the INT4
+    /// SQNR is the rounding's own error on those inputs), `hessian` (the layer's output
+    /// error on the float model's calibration inputs, `Σ δw H δwᵀ`: `--int4-max-loss`
+    /// with nearest or mse) or `weights` (squared weight error).
     pub measure: String,
     /// Error reduction against round-to-nearest, in dB (≥ 0 means better).
     pub gain_db: f64,

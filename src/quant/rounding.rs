@@ -16,11 +16,16 @@
 //!   Columns are quantized one at a time and the error of each is spread over the
 //!   columns not yet quantized through `H⁻¹` (upper Cholesky factor), as in Frantar et
 //!   al., "GPTQ" (2022); `H` is dampened by 10% of its mean diagonal
-//!   ([`GPTQ_DAMPENING`]). Scales come from the mse search on the original weights
-//!   (min/max scales instead measured no better: docs/ACCURACY.md).
+//!   ([`GPTQ_DAMPENING`]). Scales come from the mse search on the weights rounded
+//!   (min/max scales instead measured no better: docs/ACCURACY.md). With error
+//!   feedback (`quant::weights` runs the layers in order, `H` from the inputs `x_q` the
+//!   partly quantized model gives the layer), the weights rounded are
+//!   [`feedback_target`]'s `W'`, fitted so that `W' x_q` is close to the float
+//!   layer's `W x_f`.
 //!
 //! [`layer_error`] measures what the choice costs: `Σ_rows δw H δwᵀ` with the
-//! calibration `H`, or the plain squared weight error when there is none (`H = I`).
+//! calibration `H`, or the plain squared weight error when there is none (`H = I`);
+//! [`feedback_error`] the output error against the float layer, `Σ ‖W x_f − Q x_q‖²`.
 
 pub mod fast;
 
@@ -263,6 +268,114 @@ pub fn gptq_act_order(
         }
     }
     Some(q)
+}
+
+/// Error feedback: the weights `W'` (`[rows, n]`) that map the quantized model's layer
+/// inputs `x_q` closest to the float layer's outputs `W x_f`, shrunk toward `W`:
+/// `W' (H_q + λI) = W (C + λI)ᵀ` with `H_q = Σ x_q x_qᵀ`, `C = Σ x_q x_fᵀ` (`n × n`,
+/// row-major) and `λ` = [`GPTQ_DAMPENING`] × the mean diagonal of `H_q`. `None` when
+/// there are no inputs (`H_q = 0`), `H_q + λI` is not positive definite or the fit is
+/// not finite.
+pub fn feedback_target(w: &[f32], n: usize, hq: &[f64], c: &[f64]) -> Option<Vec<f32>> {
+    let mean_diag = (0..n).map(|i| hq[i * n + i]).sum::<f64>() / n.max(1) as f64;
+    if !(mean_diag > 0.0 && mean_diag.is_finite()) {
+        return None;
+    }
+    let damp = GPTQ_DAMPENING * mean_diag;
+    let mut a = hq.to_vec();
+    for i in 0..n {
+        a[i * n + i] += damp;
+    }
+    let l = cholesky_lower(&a, n)?;
+    let mut out = Vec::with_capacity(w.len());
+    for wr in w.chunks_exact(n) {
+        // rhs = (C + λI) wᵀ
+        let b: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| c[i * n + j] * wr[j] as f64).sum::<f64>() + damp * wr[i] as f64)
+            .collect();
+        let mut y = vec![0f64; n];
+        for i in 0..n {
+            let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
+            y[i] = (b[i] - s) / l[i * n + i];
+        }
+        let mut x = vec![0f64; n];
+        for i in (0..n).rev() {
+            let t: f64 = (i + 1..n).map(|k| l[k * n + i] * x[k]).sum();
+            x[i] = (y[i] - t) / l[i * n + i];
+        }
+        out.extend(x.into_iter().map(|v| v as f32));
+    }
+    out.iter().all(|v| v.is_finite()).then_some(out)
+}
+
+/// Accumulates `C += Σ a bᵀ` over the rows of `a` and `b` (both `[rows, n]`).
+pub fn add_cross_products(c: &mut [f64], a: &[f32], b: &[f32], n: usize) {
+    for (ra, rb) in a.chunks_exact(n).zip(b.chunks_exact(n)) {
+        for i in 0..n {
+            let ai = ra[i] as f64;
+            if ai == 0.0 {
+                continue;
+            }
+            let ci = &mut c[i * n..(i + 1) * n];
+            for j in 0..n {
+                ci[j] += ai * rb[j] as f64;
+            }
+        }
+    }
+}
+
+/// The layer's output error against the float layer with error feedback:
+/// `Σ ‖W x_f − Q̂ x_q‖²` over the calibration rows, for `Q̂ = q·scale` (`[rows, n]`), from
+/// `H_q = Σ x_q x_qᵀ`, `C = Σ x_q x_fᵀ` and `H_f = Σ x_f x_fᵀ`: per row
+/// `Q̂ H_q Q̂ᵀ − 2 Q̂ C Wᵀ + W H_f Wᵀ`. Also returns the signal `Σ_rows W H_f Wᵀ`.
+pub fn feedback_error(
+    w: &[f32],
+    q: &[i8],
+    g: Groups,
+    scales: &[f32],
+    stats: FeedbackStats,
+) -> (f64, f64) {
+    let n = g.cols;
+    let (mut err, mut sig) = (0f64, 0f64);
+    let mut d = vec![0f64; n];
+    for r in 0..g.rows {
+        for c in 0..n {
+            d[c] = q[r * n + c] as f64 * scales[g.of(r, c)] as f64;
+        }
+        let wr = &w[r * n..(r + 1) * n];
+        let (mut qq, mut qw, mut ww) = (0f64, 0f64, 0f64);
+        for i in 0..n {
+            let (hq, c, hf) = (
+                &stats.hq[i * n..(i + 1) * n],
+                &stats.cross[i * n..(i + 1) * n],
+                &stats.hf[i * n..(i + 1) * n],
+            );
+            let (mut a, mut b, mut e) = (0f64, 0f64, 0f64);
+            for j in 0..n {
+                a += hq[j] * d[j];
+                b += c[j] * wr[j] as f64;
+                e += hf[j] * wr[j] as f64;
+            }
+            qq += d[i] * a;
+            qw += d[i] * b;
+            ww += wr[i] as f64 * e;
+        }
+        err += (qq - 2.0 * qw + ww).max(0.0);
+        sig += ww;
+    }
+    (err, sig)
+}
+
+/// The second moments [`feedback_error`] needs (`n × n`, row-major, symmetric but
+/// `cross`).
+#[derive(Clone, Copy)]
+pub struct FeedbackStats<'a> {
+    /// `Σ x_q x_qᵀ`: the quantized model's layer inputs.
+    pub hq: &'a [f64],
+    /// `Σ x_q x_fᵀ`.
+    pub cross: &'a [f64],
+    /// `Σ x_f x_fᵀ`: the float model's.
+    pub hf: &'a [f64],
 }
 
 /// Output error of quantized weights: `Σ_rows δw H δwᵀ` for `δw = w − q·scale`, or the
@@ -544,6 +657,118 @@ pub(crate) mod tests {
         let (eg, _) = layer_error(&w, &qg, g, &scales, Some(&h));
         assert!(eg < en * 0.8, "gptq {eg} vs rounding {en}");
         assert!(qg.iter().all(|&v| (-7..=7).contains(&v)));
+    }
+
+    /// `Σ a bᵀ` over rows, `n × n`, computed directly.
+    fn moments(a: &[f32], b: &[f32], n: usize) -> Vec<f64> {
+        let mut m = vec![0f64; n * n];
+        for (ra, rb) in a.chunks(n).zip(b.chunks(n)) {
+            for i in 0..n {
+                for j in 0..n {
+                    m[i * n + j] += ra[i] as f64 * rb[j] as f64;
+                }
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn cross_products_are_the_direct_sum() {
+        let n = 6;
+        let (a, b) = (noise(30 * n, 2), noise(30 * n, 8));
+        let mut c = vec![0f64; n * n];
+        add_cross_products(&mut c, &a, &b, n);
+        let want = moments(&a, &b, n);
+        assert!(c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-9));
+    }
+
+    /// Inputs `x_f` and a distorted copy `x_q` (each input scaled and mixed with its
+    /// neighbour, plus noise), as a layer sees them after quantized layers.
+    fn distorted(rows: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let xf = noise(rows * n, 13);
+        let e = noise(rows * n, 17);
+        let xq = xf
+            .chunks(n)
+            .zip(e.chunks(n))
+            .flat_map(|(r, e)| {
+                (0..n)
+                    .map(|j| 0.9 * r[j] + 0.2 * r[(j + 1) % n] + 0.05 * e[j])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (xf, xq)
+    }
+
+    #[test]
+    fn feedback_target_undoes_the_input_error_and_is_w_without_one() {
+        let (rows, n) = (5, 8);
+        let w = noise(rows * n, 21);
+        let (xf, xq) = distorted(400, n);
+        // Same inputs: W itself (the shrinkage pulls toward W, the fit is W).
+        let hf = moments(&xf, &xf, n);
+        let same = feedback_target(&w, n, &hf, &hf).unwrap();
+        assert!(same.iter().zip(&w).all(|(a, b)| (a - b).abs() < 1e-5));
+        // No inputs: no fit (plain GPTQ on W then).
+        let zero = vec![0f64; n * n];
+        assert!(feedback_target(&w, n, &zero, &zero).is_none());
+        // Distorted inputs: W' x_q is much closer to W x_f than W x_q is.
+        let (hq, c) = (moments(&xq, &xq, n), moments(&xq, &xf, n));
+        let target = feedback_target(&w, n, &hq, &c).unwrap();
+        let g = Groups {
+            rows,
+            cols: n,
+            block: None,
+        };
+        let stats = FeedbackStats {
+            hq: &hq,
+            cross: &c,
+            hf: &hf,
+        };
+        // Σ ‖W x_f − V x_q‖² over the rows, summed directly.
+        let out_err = |v: &[f32]| -> f64 {
+            let mut e = 0f64;
+            for (rf, rq) in xf.chunks(n).zip(xq.chunks(n)) {
+                for r in 0..rows {
+                    let want: f64 = (0..n).map(|j| w[r * n + j] as f64 * rf[j] as f64).sum();
+                    let got: f64 = (0..n).map(|j| v[r * n + j] as f64 * rq[j] as f64).sum();
+                    e += (want - got) * (want - got);
+                }
+            }
+            e
+        };
+        assert!(
+            out_err(&target) < out_err(&w) * 0.2,
+            "target {} vs W {}",
+            out_err(&target),
+            out_err(&w)
+        );
+        // feedback_error matches the direct sum for quantized values.
+        let s = mse_scales(&w, g.channels(), 7.0);
+        let q = math::quantize_symmetric(&w, g.channels(), &s, 7.0);
+        let deq: Vec<f32> = (0..w.len()).map(|i| q[i] as f32 * s[i / n]).collect();
+        let (e, sig) = feedback_error(&w, &q, g, &s, stats);
+        let direct = out_err(&deq);
+        assert!(
+            (e - direct).abs() < 1e-6 * direct.max(1.0),
+            "{e} vs {direct}"
+        );
+        let (_, sig_w) = layer_error(&w, &q, g, &s, Some(&hf));
+        assert!((sig - sig_w).abs() < 1e-9 * sig_w);
+        // GPTQ on the target with H_q beats nearest of W on that error.
+        let qg = gptq_act_order(
+            &target,
+            g,
+            &mse_scales(&target, g.channels(), 7.0),
+            &hq,
+            7.0,
+        )
+        .unwrap();
+        let sg = mse_scales(&target, g.channels(), 7.0);
+        let ns = math::symmetric_scales(&w, g.channels(), 7.0);
+        let qn = math::quantize_symmetric(&w, g.channels(), &ns, 7.0);
+        let (eg, _) = feedback_error(&w, &qg, g, &sg, stats);
+        let (en, _) = feedback_error(&w, &qn, g, &ns, stats);
+        assert!(eg < en * 0.5, "gptq with feedback {eg} vs nearest {en}");
     }
 
     #[test]

@@ -20,8 +20,9 @@
 //!   channel) for the other weights; blockwise only for weights FULLY_CONNECTED alone
 //!   reads and LiteRT's builtin kernel computes blockwise ([`super::blockwise`], which
 //!   also writes their fused activations as operators of their own). Values are
-//!   rounded by [`super::rounding`] (nearest, mse, or gptq with the layer-input
-//!   Hessians [`collect_hessians`] gathers from calibration samples);
+//!   rounded by [`super::rounding`] (nearest, mse, or gptq with error feedback: the
+//!   layer-input Hessians [`sequential_hessians`] gathers layer by layer from
+//!   calibration samples run through the float model and the partly quantized one);
 //!   `--int4-max-loss` writes a weight whose INT4 layer SQNR is below the budget as int8.
 //!
 //! Biases (the rule table's bias role) stay float32 in the int8/int4 weight modes, as
@@ -112,7 +113,10 @@ pub fn quantize_weights(model: &mut Model, opts: &Options, report: &mut Report) 
         (None, Mode::WeightInt4) if gptq => {
             return Err(OptionError::GptqWithoutSamples.into());
         }
-        (Some(samples), Mode::WeightInt4) if gptq || opts.int4_max_loss_db.is_some() => {
+        (Some(samples), Mode::WeightInt4) if gptq => {
+            sequential_hessians(model, &decisions, samples, opts)?
+        }
+        (Some(samples), Mode::WeightInt4) if opts.int4_max_loss_db.is_some() => {
             collect_hessians(model, &decisions, samples)?
         }
         (Some(_), Mode::WeightInt4) => {
@@ -169,10 +173,23 @@ fn consumer_names(model: &Model, sg: &ir::Subgraph, cons: &[(usize, usize)]) -> 
         .collect()
 }
 
-/// The input second moment `H = Σ x xᵀ` of a weight's layer, `n × n` (row-major).
+/// The input second moment `H = Σ x xᵀ` of a weight's layer, `n × n` (row-major): of
+/// the float model's inputs, or for gptq of the inputs the layer sees once the weights
+/// before it are quantized, with what error feedback needs.
 struct Hessian {
     n: usize,
     h: Vec<f64>,
+    feedback: Option<Feedback>,
+}
+
+/// gptq's error feedback for one weight ([`sequential_hessians`]).
+struct Feedback {
+    /// The weights to round: those that map the quantized model's layer inputs closest
+    /// to the float layer's outputs ([`rounding::feedback_target`]).
+    target: Vec<f32>,
+    /// `Σ x_q x_fᵀ` and `Σ x_f x_fᵀ` (`h` is `Σ x_q x_qᵀ`), for the report's error.
+    cross: Vec<f64>,
+    float_h: Vec<f64>,
 }
 
 /// Where one weight's Hessian comes from: the activation input of a reader.
@@ -190,18 +207,15 @@ type WeightKey = (usize, usize);
 /// im2col patches taken per sample and convolution (evenly spaced over the output).
 const MAX_PATCHES_PER_SAMPLE: usize = 256;
 
-/// Runs the calibration samples through the (float) model and accumulates, for every
-/// per-row INT4 weight read as input 1 of a FULLY_CONNECTED or CONV_2D, the Hessian of
-/// that layer's input (summed over the readers of a shared weight).
-fn collect_hessians(
-    model: &Model,
-    decisions: &[Decision],
-    samples: &[Vec<crate::interp::Value>],
-) -> Result<HashMap<WeightKey, Hessian>> {
-    use crate::interp::{Flow, Interpreter, TensorId};
-    // Activation tensor → the weights whose Hessian it feeds, and how.
-    let mut wanted: HashMap<TensorId, Vec<(WeightKey, Reader)>> = HashMap::new();
-    let mut out: HashMap<WeightKey, Hessian> = HashMap::new();
+/// The layer inputs of the weights a Hessian can be gathered for: every per-row INT4
+/// weight read as input 1 of a FULLY_CONNECTED or CONV_2D, by activation tensor, with
+/// each such weight's column count.
+type Wanted = HashMap<crate::interp::TensorId, Vec<(WeightKey, Reader)>>;
+
+fn hessian_readers(model: &Model, decisions: &[Decision]) -> (Wanted, Vec<(WeightKey, usize)>) {
+    use crate::interp::TensorId;
+    let mut wanted: Wanted = HashMap::new();
+    let mut keys = Vec::new();
     for d in decisions {
         if !matches!(d.action, Action::Int4 { axis: Some(0), .. }) {
             continue;
@@ -255,45 +269,207 @@ fn collect_hessians(
                 })
                 .or_default()
                 .push(((d.subgraph, d.tensor), reader));
-            out.entry((d.subgraph, d.tensor))
-                .or_insert_with(|| Hessian {
-                    n: cols,
-                    h: vec![0.0; cols * cols],
-                });
+            let key = (d.subgraph, d.tensor);
+            if !keys.iter().any(|&(k, _)| k == key) {
+                keys.push((key, cols));
+            }
         }
     }
+    (wanted, keys)
+}
+
+/// One sample's layer-input rows per weight (`[rows, n]`, row-major: a FULLY_CONNECTED's
+/// input rows, a CONV_2D's im2col patches; readers of a shared weight one after another).
+fn sample_rows(
+    it: &mut crate::interp::Interpreter,
+    wanted: &Wanted,
+    sample: &[crate::interp::Value],
+) -> Result<HashMap<WeightKey, Vec<f32>>> {
+    use crate::interp::{Flow, TensorId};
+    let mut rows: HashMap<WeightKey, Vec<f32>> = HashMap::new();
+    let mut observe = |id: TensorId, v: &crate::interp::Value| {
+        let (Some(readers), Some(x)) = (wanted.get(&id), v.as_f32()) else {
+            return Flow::Continue;
+        };
+        for &(key, reader) in readers {
+            match reader {
+                Reader::Rows { n } if x.len() % n == 0 => {
+                    rows.entry(key).or_default().extend_from_slice(x)
+                }
+                Reader::Conv(geo) if v.shape == geo.input => rows
+                    .entry(key)
+                    .or_default()
+                    .extend(geo.patches(x, MAX_PATCHES_PER_SAMPLE)),
+                _ => {}
+            }
+        }
+        Flow::Continue
+    };
+    it.run_observed(sample, &mut observe)?;
+    Ok(rows)
+}
+
+/// Runs the calibration samples through the (float) model and accumulates, for every
+/// per-row INT4 weight read as input 1 of a FULLY_CONNECTED or CONV_2D, the Hessian of
+/// that layer's input (summed over the readers of a shared weight).
+fn collect_hessians(
+    model: &Model,
+    decisions: &[Decision],
+    samples: &[Vec<crate::interp::Value>],
+) -> Result<HashMap<WeightKey, Hessian>> {
+    let (wanted, keys) = hessian_readers(model, decisions);
+    let mut out: HashMap<WeightKey, Hessian> = keys
+        .iter()
+        .map(|&(k, n)| {
+            (
+                k,
+                Hessian {
+                    n,
+                    h: vec![0.0; n * n],
+                    feedback: None,
+                },
+            )
+        })
+        .collect();
     if wanted.is_empty() {
         return Ok(out);
     }
-    let mut it = Interpreter::new(model)?;
+    let mut it = crate::interp::Interpreter::new(model)?;
     for sample in samples {
-        let mut observe = |id: TensorId, v: &crate::interp::Value| {
-            let (Some(readers), Some(x)) = (wanted.get(&id), v.as_f32()) else {
-                return Flow::Continue;
-            };
-            for &(key, reader) in readers {
-                let Some(hs) = out.get_mut(&key) else {
-                    continue;
-                };
-                match reader {
-                    Reader::Rows { n } if x.len() % n == 0 => {
-                        rounding::add_outer_products(&mut hs.h, x, n)
-                    }
-                    Reader::Conv(geo) if v.shape == geo.input => {
-                        let p = geo.patches(x, MAX_PATCHES_PER_SAMPLE);
-                        rounding::add_outer_products(&mut hs.h, &p, hs.n);
-                    }
-                    _ => {}
-                }
+        for (key, x) in sample_rows(&mut it, &wanted, sample)? {
+            if let Some(hs) = out.get_mut(&key) {
+                rounding::add_outer_products(&mut hs.h, &x, hs.n);
             }
-            Flow::Continue
-        };
-        it.run_observed(sample, &mut observe)?;
+        }
     }
     for hs in out.values_mut() {
         rounding::symmetrize(&mut hs.h, hs.n);
     }
     Ok(out)
+}
+
+/// gptq's statistics, layer by layer with error feedback. Weights are taken in the order
+/// of their first reader (operators are stored in execution order). For each, the
+/// calibration samples run through the float model and through a working copy whose
+/// earlier weights hold their quantized values, giving the layer's inputs `x_f` and
+/// `x_q`; the weight rounded is then not `W` but the `W'` that maps `x_q` closest to
+/// `W x_f` ([`rounding::feedback_target`], with `H_q = Σ x_q x_qᵀ` as GPTQ's Hessian),
+/// so that each layer also undoes the error the earlier ones put into its inputs.
+/// After each weight is rounded (as [`apply`] will round it, from the same statistics)
+/// the working copy gets its dequantized values. Two calibration passes per weight
+/// with a Hessian (docs/ACCURACY.md: +3.1 dB logit SQNR on average over the
+/// float-input GPTQ).
+fn sequential_hessians(
+    model: &Model,
+    decisions: &[Decision],
+    samples: &[Vec<crate::interp::Value>],
+    opts: &Options,
+) -> Result<HashMap<WeightKey, Hessian>> {
+    let mut work = model.clone();
+    let mut out = HashMap::new();
+    let first_reader = |d: &Decision| {
+        model.subgraphs[d.subgraph]
+            .operators
+            .iter()
+            .position(|op| op.inputs.contains(&(d.tensor as i32)))
+            .unwrap_or(usize::MAX)
+    };
+    let mut order: Vec<&Decision> = decisions
+        .iter()
+        .filter(|d| matches!(d.action, Action::Int4 { .. }))
+        .collect();
+    order.sort_by_key(|d| (d.subgraph, first_reader(d)));
+    for d in order {
+        let Action::Int4 { axis, block } = d.action else {
+            continue;
+        };
+        let key = (d.subgraph, d.tensor);
+        let h = feedback_hessian(model, &work, d, samples)?;
+        let t = &model.subgraphs[d.subgraph].tensors[d.tensor];
+        let original = model.tensor_data(t);
+        let r = round_int4(&t.shape, original, axis, block, opts, h.as_ref());
+        let n = original.len() / 4;
+        let deq: Vec<f32> = if opts
+            .int4_max_loss_db
+            .is_some_and(|db| r.report.int4_sqnr_db < db)
+        {
+            // Kept int8 (as [`int4`] writes it).
+            let values = math::f32_values(original);
+            let ch = Channels::new(&t.shape, axis.or(block.map(|_| 0)));
+            let scales = math::symmetric_scales(&values, ch, 127.0);
+            let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+            (0..n).map(|i| q[i] as f32 * scales[ch.of(i)]).collect()
+        } else {
+            let ch = int4_channels(&t.shape, n, axis, block);
+            let q = math::unpack_int4(&r.packed, n);
+            (0..n).map(|i| q[i] as f32 * r.scales[ch.of(i)]).collect()
+        };
+        let b = work.add_buffer(math::f32_bytes(&deq));
+        work.subgraphs[d.subgraph].tensors[d.tensor].buffer = b;
+        if let Some(h) = h {
+            out.insert(key, h);
+        }
+    }
+    Ok(out)
+}
+
+/// One weight's statistics for [`sequential_hessians`]: `H_q`, and the error feedback
+/// (none when `H_q` is not positive definite even dampened: plain GPTQ on `W` then).
+/// `None` for a weight without a FULLY_CONNECTED or CONV_2D reader.
+fn feedback_hessian(
+    float: &Model,
+    work: &Model,
+    d: &Decision,
+    samples: &[Vec<crate::interp::Value>],
+) -> Result<Option<Hessian>> {
+    let key = (d.subgraph, d.tensor);
+    let (wanted, keys) = hessian_readers(work, std::slice::from_ref(d));
+    let Some(&(_, n)) = keys.first() else {
+        return Ok(None);
+    };
+    let (mut h, mut cross, mut float_h) = (vec![0f64; n * n], vec![0f64; n * n], vec![0f64; n * n]);
+    let mut it_f = crate::interp::Interpreter::new(float)?;
+    let mut it_q = crate::interp::Interpreter::new(work)?;
+    for sample in samples {
+        let xf = sample_rows(&mut it_f, &wanted, sample)?;
+        let xq = sample_rows(&mut it_q, &wanted, sample)?;
+        if let (Some(xf), Some(xq)) = (xf.get(&key), xq.get(&key))
+            && xf.len() == xq.len()
+        {
+            rounding::add_outer_products(&mut h, xq, n);
+            rounding::add_outer_products(&mut float_h, xf, n);
+            rounding::add_cross_products(&mut cross, xq, xf, n);
+        }
+    }
+    rounding::symmetrize(&mut h, n);
+    rounding::symmetrize(&mut float_h, n);
+    let t = &float.subgraphs[d.subgraph].tensors[d.tensor];
+    let w = math::f32_values(float.tensor_data(t));
+    let feedback = rounding::feedback_target(&w, n, &h, &cross).map(|target| Feedback {
+        target,
+        cross,
+        float_h,
+    });
+    Ok(Some(Hessian { n, h, feedback }))
+}
+
+/// The groups of an INT4 weight's scales, as [`round_int4`] orders them.
+fn int4_channels(shape: &[i32], len: usize, axis: Option<usize>, block: Option<usize>) -> Channels {
+    match (axis, block) {
+        (_, Some(b)) => Groups {
+            rows: shape[0] as usize,
+            cols: shape[1] as usize,
+            block: Some(b),
+        }
+        .channels(),
+        (Some(0), None) if !shape.is_empty() && shape[0] > 0 => Groups {
+            rows: shape[0] as usize,
+            cols: len / shape[0] as usize,
+            block: None,
+        }
+        .channels(),
+        _ => Channels::new(shape, axis),
+    }
 }
 
 /// What LiteRT 2.3 does with blockwise INT4 (measured: docs/ACCURACY.md; why:
@@ -908,13 +1084,16 @@ fn round_int4(
             (math::quantize_symmetric(values, ch, &s, QMAX), s)
         }
         Rounding::Gptq => {
-            let s = stored(rounding::mse_scales(values, ch, QMAX));
             let (g, hs) = (groups.expect("checked"), h.expect("checked"));
-            match rounding::gptq_act_order(values, g, &s, &hs.h, QMAX) {
+            // With error feedback, the weights that undo the earlier layers' error.
+            let target = hs.feedback.as_ref().map_or(values, |f| &f.target[..]);
+            let s = stored(rounding::mse_scales(target, ch, QMAX));
+            match rounding::gptq_act_order(target, g, &s, &hs.h, QMAX) {
                 Some(q) => (q, s),
                 None => {
                     fallback =
                         Some("the layer's input Hessian is not positive definite: mse".into());
+                    let s = stored(rounding::mse_scales(values, ch, QMAX));
                     (math::quantize_symmetric(values, ch, &s, QMAX), s)
                 }
             }
@@ -925,24 +1104,67 @@ fn round_int4(
     } else {
         method
     };
-    let error = |q: &[i8], s: &[f32]| match (groups, h) {
-        (Some(g), Some(h)) => rounding::layer_error(values, q, g, s, Some(&h.h)),
-        _ => weight_error(values, q, ch, s),
-    };
-    let (e_near, signal) = error(&nearest, &nearest_scales);
-    let (e, _) = error(&q, &scales);
+    let (gain_db, int4_sqnr_db, measure) = measure_rounding(
+        values,
+        (&nearest, &nearest_scales),
+        (&q, &scales),
+        groups.zip(h).filter(|_| method == Rounding::Gptq),
+        groups.zip(h),
+        ch,
+    );
     Int4Weight {
         packed: math::pack_int4(&q),
         scales,
         report: RoundingReport {
             method: method.name().into(),
             fallback,
-            measure: if h.is_some() { "hessian" } else { "weights" }.into(),
-            gain_db: db(e_near, e),
-            int4_sqnr_db: db(signal, e),
+            measure: measure.into(),
+            gain_db,
+            int4_sqnr_db,
             kept_int8: false,
         },
     }
+}
+
+/// What a rounding bought on one weight: the gain over nearest (dB), the INT4 SQNR (dB)
+/// and the measure's name. With gptq's error feedback (`feedback`): the layer's output
+/// error against the float layer's on the calibration samples, both roundings reading
+/// the same (partly quantized) inputs, and the SQNR of the rounding alone (target
+/// against rounded, on those inputs), which --int4-max-loss compares with its budget.
+/// Otherwise on the Hessian (`hessian`) when there is one, else on the weights.
+fn measure_rounding(
+    values: &[f32],
+    nearest: (&[i8], &[f32]),
+    chosen: (&[i8], &[f32]),
+    feedback: Option<(Groups, &Hessian)>,
+    hessian: Option<(Groups, &Hessian)>,
+    ch: Channels,
+) -> (f64, f64, &'static str) {
+    if let Some((g, h)) = feedback
+        && let Some(f) = &h.feedback
+    {
+        let stats = rounding::FeedbackStats {
+            hq: &h.h,
+            cross: &f.cross,
+            hf: &f.float_h,
+        };
+        let (e_near, _) = rounding::feedback_error(values, nearest.0, g, nearest.1, stats);
+        let (e, _) = rounding::feedback_error(values, chosen.0, g, chosen.1, stats);
+        let (e_own, signal) = rounding::layer_error(&f.target, chosen.0, g, chosen.1, Some(&h.h));
+        return (db(e_near, e), db(signal, e_own), "sequential");
+    }
+    let error = |q: &[i8], s: &[f32]| match hessian {
+        Some((g, h)) => rounding::layer_error(values, q, g, s, Some(&h.h)),
+        None => weight_error(values, q, ch, s),
+    };
+    let (e_near, signal) = error(nearest.0, nearest.1);
+    let (e, _) = error(chosen.0, chosen.1);
+    let measure = if hessian.is_some() {
+        "hessian"
+    } else {
+        "weights"
+    };
+    (db(e_near, e), db(signal, e), measure)
 }
 
 /// `10·log10(a / b)`, with the limits for zero terms.
