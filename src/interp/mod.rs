@@ -621,10 +621,13 @@ impl<'m> Interpreter<'m> {
             Some(d) => (Some(d.run), d.raw_inputs, d.raw_outputs),
             None => (None, false, false),
         };
-        // An LSTM with int8 input runs LiteRT's integer kernel on the stored integers.
-        let raw_inputs = raw_inputs || {
+        // An LSTM with int8 input runs LiteRT's integer kernel on the stored integers,
+        // and so do the int16x8 ops `kernels::int16` implements.
+        let (raw_inputs, exact16) = {
             let sg = &self.model.subgraphs[si];
-            integer_lstm(b, &sg.operators[oi], sg)
+            let op = &sg.operators[oi];
+            let exact16 = kernels::int16::runs_exact(b, op, sg);
+            (raw_inputs || exact16 || integer_lstm(b, op, sg), exact16)
         };
         let owned = self.op_inputs(at, slots, raw_inputs)?;
         let results: Vec<Value> = match run {
@@ -643,8 +646,9 @@ impl<'m> Interpreter<'m> {
                 .map_err(|e| kernel_error(e, at.loc()))?,
             Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
-                let ctx = kernel_ctx(self.model, si, oi, raw_outputs);
+                let ctx = kernel_ctx(self.model, si, oi, raw_outputs || exact16);
                 let outs = match &self.packs[si][oi] {
+                    _ if exact16 => kernels::int16::eval(b, &ctx, &ins),
                     Some(cell) => kernels::eval_packed(b, &ctx, &ins, cell),
                     None => kernels::eval(b, &ctx, &ins),
                 }

@@ -14,6 +14,7 @@ pub(crate) mod conv;
 pub(crate) mod custom;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
+pub(crate) mod int16;
 pub(crate) mod lstm;
 pub(crate) mod lstm_int;
 pub(crate) mod misc;
