@@ -30,8 +30,11 @@
 //!   normalised sum from LiteRT's 513-entry interpolated int16 tables (built as
 //!   LiteRT's `LUTPopulate` builds them, in double precision), output in Q0.15.
 //!
+//! * QUANTIZE of an int16 tensor (to int16 or int8): LiteRT's `Requantize` with the
+//!   multiplier of `s_in / s_out` ([`requantize`], called by `misc::quantize`).
+//!
 //! Move ops (RESHAPE, SPLIT, GATHER, STRIDED_SLICE...) are exact in the simulation
-//! already (same parameters in and out); QUANTIZE and DEQUANTIZE are real conversions.
+//! already (same parameters in and out); DEQUANTIZE is a real conversion.
 //! Every other int16 op stays simulated. The float kernels are these kernels'
 //! reference twins: the tests check each against them within a few int16 steps.
 
@@ -464,6 +467,47 @@ fn logistic_tanh(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         }
     };
     out16(xv.shape.clone(), out)
+}
+
+// ---- QUANTIZE (requantization) ------------------------------------------------------
+
+/// QUANTIZE of an int16 tensor to int16 or int8 (per tensor): LiteRT's `Requantize`,
+/// `(q − zp_in)` times the multiplier of `s_in / s_out` (double precision) plus
+/// `zp_out`, saturated. `None` for any other QUANTIZE (the caller converts through
+/// reals).
+pub(crate) fn requantize(ctx: &Ctx, x: &Value, t: TensorType) -> KResult<Option<Value>> {
+    let Data::I16(q) = &x.data else {
+        return Ok(None);
+    };
+    let per_tensor = |p: Option<&Option<&QuantParams>>| {
+        p.copied()
+            .flatten()
+            .filter(|p| p.scale.len() == 1)
+            .map(|p| {
+                (
+                    p.scale[0],
+                    p.zero_point.first().copied().unwrap_or(0) as i32,
+                )
+            })
+    };
+    let (Some((si, zi)), Some((so, zo))) = (
+        per_tensor(ctx.in_quant.first()),
+        per_tensor(ctx.out_quant.first()),
+    ) else {
+        return Ok(None);
+    };
+    let (m, shift) = quantize_multiplier(si as f64 / so as f64);
+    let r = |v: i16| mbqm(v as i32 - zi, m, shift) + zo;
+    let data = match t {
+        TensorType::Int16 => Data::I16(
+            q.iter()
+                .map(|&v| r(v).clamp(-32768, 32767) as i16)
+                .collect(),
+        ),
+        TensorType::Int8 => Data::I8(q.iter().map(|&v| r(v).clamp(-128, 127) as i8).collect()),
+        _ => return Ok(None),
+    };
+    value(x.shape.clone(), data).map(Some)
 }
 
 // ---- SOFTMAX ------------------------------------------------------------------------
