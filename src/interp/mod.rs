@@ -1261,12 +1261,15 @@ fn plan(model: &Model, si: usize) -> Result<Plan> {
 }
 
 /// An UNIDIRECTIONAL_SEQUENCE_LSTM with an int8 input runs LiteRT's integer kernel
-/// (`kernels/lstm_int.rs`) on raw integer values instead of the float simulation.
+/// (`kernels/lstm_int.rs`), a plain one with a float input and int8 weights its hybrid
+/// kernel (`kernels/lstm_hybrid.rs`), on raw integer values instead of the float
+/// simulation.
 fn integer_lstm(b: B, op: &crate::ir::Operator, sg: &crate::ir::Subgraph) -> bool {
     b == B::UnidirectionalSequenceLstm
-        && op
+        && (op
             .inputs
             .first()
             .and_then(|&t| usize::try_from(t).ok())
             .is_some_and(|t| sg.tensors[t].dtype == TensorType::Int8)
+            || kernels::lstm_hybrid::runs_hybrid(op, sg))
 }
