@@ -14,15 +14,21 @@
 //!   and is reset as [`Options::reset`] says: by default carried over from run to run for
 //!   models with resource variables (a stream), reset before every run otherwise; see
 //!   [`state`]. [`Interpreter::reset_state`] resets it on demand.
-//! * **Quantized models are simulated, not run bit-exactly**: a tensor of type
+//! * **Quantized models are mostly simulated, not run bit-exactly**: a tensor of type
 //!   int8/uint8/int16/int32/int64 with quantization parameters holds integers; an op
 //!   reading it sees `(q - zero_point) * scale` (per tensor or per axis) in float32,
 //!   runs its float kernel, and an integer output with parameters is requantized
 //!   (round half away from zero, clamped to its type's range). QUANTIZE and DEQUANTIZE
 //!   are real conversions. The runtime's integer kernels round intermediate products
 //!   differently, so results agree to about one quantization step, not bit for bit.
-//!   Dynamic-range ("hybrid") ops see dequantized weights and float activations; the
-//!   runtime quantizes their activations on the fly, which this simulation does not.
+//!   Exact exceptions, which read and write the stored integers with LiteRT's
+//!   arithmetic: the full-integer LSTM (`kernels/lstm_int.rs`); in int16x8,
+//!   FULLY_CONNECTED with an int64 bias, ADD and SUB (general scales), MUL, LOGISTIC,
+//!   TANH, SOFTMAX and QUANTIZE of int16 (`kernels/int16.rs`); and the plain hybrid
+//!   LSTM (float input, int8 weights), including its on-the-fly int8 quantization of
+//!   input and state (`kernels/lstm_hybrid.rs`). Other dynamic-range ("hybrid") ops see
+//!   dequantized weights and float activations; the runtime quantizes their activations
+//!   on the fly, which this simulation does not.
 
 mod kernels;
 mod sparse;
