@@ -23,7 +23,7 @@
 //!   of two) is simulated.
 //! * MUL: `q1·q2` rescaled by the multiplier of `s1·s2/s_y` (computed in float32, as
 //!   the kernel does).
-//! * LOGISTIC, TANH: a scale of exactly `2^-12` (TANH also `2^-13`) runs gemmlowp's
+//! * LOGISTIC, TANH: a scale of exactly `2^-12` (TANH also `2^-11`) runs gemmlowp's
 //!   16-bit fixed-point functions (shared with `lstm_int`); any other scale is first
 //!   rescaled to `1/(3·4096)` by an integer multiplier and looked up with linear
 //!   interpolation in LiteRT's 256-entry sigmoid table (sigmoid(i/24) in Q0.16, each
@@ -385,15 +385,14 @@ pub(crate) fn sigmoid_table() -> &'static [u16; 256] {
         let s = |x: f64| 65536.0 / (1.0 + (-x).exp());
         let mut t = [0u16; 256];
         for (i, e) in t.iter_mut().enumerate() {
+            if i == 255 {
+                *e = u16::MAX;
+                continue;
+            }
             let x = i as f64 / 24.0;
             let v = s(x);
-            let v = if i == 255 {
-                v
-            } else {
-                let interp_err = (v + s(x + 1.0 / 24.0)) / 2.0 - s(x + 1.0 / 48.0);
-                v - interp_err / 2.0
-            };
-            *e = v.round().min(65535.0) as u16;
+            let interp_err = (v + s(x + 1.0 / 24.0)) / 2.0 - s(x + 1.0 / 48.0);
+            *e = (v - interp_err / 2.0).round().min(65535.0) as u16;
         }
         t
     })
@@ -637,6 +636,54 @@ fn softmax(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reference twins: the float functions. Bounds in int16 output steps (2^-15): the
+    /// table's interpolation between samples 1/24 apart (Q0.16) and the input rescaling
+    /// keep LOGISTIC/TANH within 4 steps; SOFTMAX's tables (512 samples over their range) within 8.
+    #[test]
+    fn table_kernels_follow_the_float_functions() {
+        let step = 1.0 / 32768.0;
+        for scale in [3e-4f32, 1.7e-3] {
+            let ActInput::Lut { multiplier, shift } = act_input(B::Logistic, scale) else {
+                panic!("{scale} is not a power of two");
+            };
+            for raw in (-32768i32..=32767).step_by(37) {
+                let x = raw as f64 * scale as f64;
+                let s = logistic_lut(raw as i16, multiplier, shift) as f64 * step;
+                assert!(
+                    (s - 1.0 / (1.0 + (-x).exp())).abs() <= 4.0 * step,
+                    "σ({x}) = {s}"
+                );
+            }
+            let ActInput::Lut { multiplier, shift } = act_input(B::Tanh, scale) else {
+                panic!("{scale} is not a power of two");
+            };
+            for raw in (-32768i32..=32767).step_by(37) {
+                let x = raw as f64 * scale as f64;
+                let t = tanh_lut(raw as i16, multiplier, shift) as f64 * step;
+                assert!((t - x.tanh()).abs() <= 4.0 * step, "tanh({x}) = {t}");
+            }
+        }
+        assert!(matches!(
+            act_input(B::Logistic, 1.0 / 4096.0),
+            ActInput::Pot(0)
+        ));
+        assert!(matches!(act_input(B::Tanh, 1.0 / 2048.0), ActInput::Pot(1)));
+        assert!(matches!(
+            act_input(B::Logistic, 1.0 / 2048.0),
+            ActInput::Lut { .. }
+        ));
+        let (exp_lut, recip_lut) = softmax_luts();
+        for raw in (-32768i32..=32767).step_by(53) {
+            // exp on [-10, 0], 1/(1+x) on [0, 1], both Q0.15.
+            let e = lut_lookup(raw as i16, exp_lut) as f64 * step;
+            let x = (raw + 32768) as f64 * 10.0 / 65535.0 - 10.0;
+            assert!((e - x.exp()).abs() <= 8.0 * step, "exp({x}) = {e}");
+            let r = lut_lookup(raw as i16, recip_lut) as f64 * step;
+            let x = (raw + 32768) as f64 / 65535.0;
+            assert!((r - 1.0 / (1.0 + x)).abs() <= 8.0 * step, "1/(1+{x}) = {r}");
+        }
+    }
 
     #[test]
     fn the_sigmoid_table_is_litert_s() {
