@@ -14,15 +14,21 @@
 //!   and is reset as [`Options::reset`] says: by default carried over from run to run for
 //!   models with resource variables (a stream), reset before every run otherwise; see
 //!   [`state`]. [`Interpreter::reset_state`] resets it on demand.
-//! * **Quantized models are simulated, not run bit-exactly**: a tensor of type
+//! * **Quantized models are mostly simulated, not run bit-exactly**: a tensor of type
 //!   int8/uint8/int16/int32/int64 with quantization parameters holds integers; an op
 //!   reading it sees `(q - zero_point) * scale` (per tensor or per axis) in float32,
 //!   runs its float kernel, and an integer output with parameters is requantized
 //!   (round half away from zero, clamped to its type's range). QUANTIZE and DEQUANTIZE
 //!   are real conversions. The runtime's integer kernels round intermediate products
 //!   differently, so results agree to about one quantization step, not bit for bit.
-//!   Dynamic-range ("hybrid") ops see dequantized weights and float activations; the
-//!   runtime quantizes their activations on the fly, which this simulation does not.
+//!   Exact exceptions, which read and write the stored integers with LiteRT's
+//!   arithmetic: the full-integer LSTM (`kernels/lstm_int.rs`); in int16x8,
+//!   FULLY_CONNECTED with an int64 bias, ADD and SUB (general scales), MUL, LOGISTIC,
+//!   TANH, SOFTMAX and QUANTIZE of int16 (`kernels/int16.rs`); and the plain hybrid
+//!   LSTM (float input, int8 weights), including its on-the-fly int8 quantization of
+//!   input and state (`kernels/lstm_hybrid.rs`). Other dynamic-range ("hybrid") ops see
+//!   dequantized weights and float activations; the runtime quantizes their activations
+//!   on the fly, which this simulation does not.
 
 mod kernels;
 mod sparse;
@@ -621,10 +627,13 @@ impl<'m> Interpreter<'m> {
             Some(d) => (Some(d.run), d.raw_inputs, d.raw_outputs),
             None => (None, false, false),
         };
-        // An LSTM or SVDF with int8 input runs LiteRT's integer kernel on the stored integers.
-        let raw_inputs = raw_inputs || {
+        // An LSTM or SVDF with int8 input runs LiteRT's integer kernel on the stored
+        // integers, and so do the int16x8 ops `kernels::int16` implements.
+        let (raw_inputs, exact16) = {
             let sg = &self.model.subgraphs[si];
-            integer_lstm(b, &sg.operators[oi], sg)
+            let op = &sg.operators[oi];
+            let exact16 = kernels::int16::runs_exact(b, op, sg);
+            (raw_inputs || exact16 || integer_lstm(b, op, sg), exact16)
         };
         let owned = self.op_inputs(at, slots, raw_inputs)?;
         let results: Vec<Value> = match run {
@@ -643,8 +652,9 @@ impl<'m> Interpreter<'m> {
                 .map_err(|e| kernel_error(e, at.loc()))?,
             Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
-                let ctx = kernel_ctx(self.model, si, oi, raw_outputs);
+                let ctx = kernel_ctx(self.model, si, oi, raw_outputs || exact16);
                 let outs = match &self.packs[si][oi] {
+                    _ if exact16 => kernels::int16::eval(b, &ctx, &ins),
                     Some(cell) => kernels::eval_packed(b, &ctx, &ins, cell),
                     None => kernels::eval(b, &ctx, &ins),
                 }
@@ -1257,13 +1267,15 @@ fn plan(model: &Model, si: usize) -> Result<Plan> {
 }
 
 /// An UNIDIRECTIONAL_SEQUENCE_LSTM or SVDF with an int8 input runs LiteRT's integer
-/// kernel (`kernels/lstm_int.rs`, `kernels/rnn.rs`) on raw integer values instead of
-/// the float simulation.
+/// kernel (`kernels/lstm_int.rs`, `kernels/rnn.rs`), a plain LSTM with a float input and
+/// int8 weights its hybrid kernel (`kernels/lstm_hybrid.rs`), on raw integer values
+/// instead of the float simulation.
 fn integer_lstm(b: B, op: &crate::ir::Operator, sg: &crate::ir::Subgraph) -> bool {
-    matches!(b, B::UnidirectionalSequenceLstm | B::Svdf)
-        && op
-            .inputs
-            .first()
-            .and_then(|&t| usize::try_from(t).ok())
-            .is_some_and(|t| sg.tensors[t].dtype == TensorType::Int8)
+    let int8_input = op
+        .inputs
+        .first()
+        .and_then(|&t| usize::try_from(t).ok())
+        .is_some_and(|t| sg.tensors[t].dtype == TensorType::Int8);
+    (matches!(b, B::UnidirectionalSequenceLstm | B::Svdf) && int8_input)
+        || (b == B::UnidirectionalSequenceLstm && kernels::lstm_hybrid::runs_hybrid(op, sg))
 }

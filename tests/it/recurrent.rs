@@ -4,6 +4,7 @@
 //! accuracy matches the float model's, and the reference interpreter's integer LSTM
 //! kernel gives LiteRT's outputs.
 
+use std::collections::HashMap;
 use tflquant::data::read_npy;
 use tflquant::fb::{BuiltinOperator as Op, TensorType};
 use tflquant::ir::Model;
@@ -310,16 +311,16 @@ fn check_model(
         "{file} {mode}: accuracy {aq:.3} vs float {af:.3}"
     );
 
-    // `run` against LiteRT (int8 only: the hybrid kernel's on-the-fly input quantization
-    // is not simulated). The interpreter runs the integer LSTM bit-exactly: its output
-    // tensor holds LiteRT's integers. The model's outputs are then within one step of the
-    // int8 output (1/256, the softmax's); the integer GRU loops give LiteRT's outputs
-    // exactly (gru_digits, lstm_gru, and lstm_gru_digits, whose GRU starts from the
-    // LSTM's last output step).
-    if mode != "int8" {
+    let ours = run_ours(&qm, &inputs);
+    if mode == "int16x8" {
+        check_int16_run(file, &ours, &q);
         return;
     }
-    let ours = run_ours(&qm, &inputs);
+    // `run` against LiteRT in int8. The interpreter runs the integer LSTM bit-exactly:
+    // its output tensor holds LiteRT's integers. The model's outputs are then within one
+    // step of the int8 output (1/256, the softmax's); the integer GRU loops give LiteRT's
+    // outputs exactly (gru_digits, lstm_gru, and lstm_gru_digits, whose GRU starts from
+    // the LSTM's last output step).
     if lstm_fate.is_some() {
         let t = qm.subgraphs[0].operators[lstm(&qm)].outputs[0] as usize;
         let (_, named) = litert_run_all(&out, &inputs).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -353,13 +354,61 @@ fn check_model(
     );
 }
 
+/// Samples of the int16x8 models whose `run` output may part from LiteRT's by more than
+/// 1e-4 (file, count). The hybrid LSTM's activations are float (LiteRT: Eigen's
+/// vectorised tanh and logistic; the interpreter: Rust's), one ulp apart at times; when
+/// such a hidden value sits within an ulp of a rounding tie of the next step's on-the-fly
+/// int8 quantization, the two quantize it one step apart and the difference grows over
+/// the remaining steps: 1 of the 360 held-out digits in `lstm_digits` (1.8e-3) and in
+/// `lstm_gru_digits` (1.2e-4), measured. Every other sample must be within 1e-4.
+const INT16_RUN_EXCEPTIONS: [(&str, usize); 2] =
+    [("lstm_digits.tflite", 1), ("lstm_gru_digits.tflite", 1)];
+
+/// `run` of an int16x8 model against LiteRT: the int16 kernels (FULLY_CONNECTED, ADD,
+/// SUB, MUL, LOGISTIC, TANH, SOFTMAX, requantizing QUANTIZE) and the hybrid LSTM follow
+/// LiteRT's arithmetic, so every output is within 1e-4 (about three int16 steps of the
+/// softmax's 2^-15) but for the samples [`INT16_RUN_EXCEPTIONS`] allows; any NaN fails.
+fn check_int16_run(
+    file: &str,
+    ours: &[(
+        Vec<tflquant::interp::Value>,
+        HashMap<usize, tflquant::interp::Value>,
+    )],
+    q: &[f64],
+) {
+    let allowed = INT16_RUN_EXCEPTIONS
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map_or(0, |e| e.1);
+    let n = q.len() / ours.len();
+    let mut over = Vec::new();
+    for (i, (outs, _)) in ours.iter().enumerate() {
+        let o = outs[0].to_array().data.to_f64();
+        let worst = o
+            .iter()
+            .zip(&q[i * n..(i + 1) * n])
+            .map(|(a, b)| {
+                assert!(!a.is_nan() && !b.is_nan(), "{file}: NaN in sample {i}");
+                (a - b).abs()
+            })
+            .fold(0f64, f64::max);
+        if worst > 1e-4 {
+            over.push((i, worst));
+        }
+    }
+    assert!(
+        over.len() <= allowed,
+        "{file} int16x8: run vs LiteRT above 1e-4 on {} samples (allowed {allowed}): {over:?}",
+        over.len()
+    );
+}
+
 /// `while_loop` (h = tanh(h W + b) three or four times): in int8 and int16x8 the carried
 /// h crosses the WHILE as an integer (int8: the TANH output's fixed 1/128, which covers
 /// the initial values to within one step), LiteRT runs it, and `run` gives LiteRT's
-/// outputs to within one output step in int8. In int16x8 the interpreter simulates the
-/// int16 FULLY_CONNECTED and TANH (float kernel, requantize) while LiteRT's int16 TANH is
-/// a fixed-point approximation; over three or four iterations they part by up to 8
-/// int16 steps (2.4e-4, measured), so the bound there is 2^-10 (32 steps), not one step.
+/// outputs to within one output step in int8. In int16x8 the interpreter runs the int16
+/// FULLY_CONNECTED, ADD, TANH and requantization with LiteRT's arithmetic: within 1e-4
+/// (measured: identical).
 #[test]
 fn while_loop_carries_integers() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,7 +423,7 @@ fn while_loop_carries_integers() {
     // (measured floors).
     for (mode, dtype, step, floor) in [
         ("int8", TensorType::Int8, 1.0 / 128.0, 27.5),
-        ("int16x8", TensorType::Int16, 1.0 / 1024.0, 37.0),
+        ("int16x8", TensorType::Int16, 1e-4, 37.0),
     ] {
         let out = dir.path().join(format!("{mode}.tflite"));
         let (code, _, err) = quantize_run(
@@ -395,9 +444,11 @@ fn while_loop_carries_integers() {
         for (i, (outs, _)) in ours.iter().enumerate() {
             let o = outs[0].to_array().data.to_f64();
             for (a, b) in o.iter().zip(&q[i * n..(i + 1) * n]) {
+                assert!(!a.is_nan() && !b.is_nan(), "{mode}: NaN in sample {i}");
                 worst = worst.max((a - b).abs());
             }
         }
-        assert!(worst <= step + 1e-6, "{mode}: run vs LiteRT {worst}");
+        let bound = if mode == "int8" { step + 1e-6 } else { step };
+        assert!(worst <= bound, "{mode}: run vs LiteRT {worst}");
     }
 }

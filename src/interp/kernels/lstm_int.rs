@@ -27,7 +27,7 @@ use super::{Ctx, Ins, KResult, Outs, bad, ensure, unsupported};
 
 // ---- 32-bit fixed point (TFLite) ------------------------------------------------
 
-fn srdhm32(a: i32, b: i32) -> i32 {
+pub(crate) fn srdhm32(a: i32, b: i32) -> i32 {
     if a == b && a == i32::MIN {
         return i32::MAX;
     }
@@ -36,7 +36,7 @@ fn srdhm32(a: i32, b: i32) -> i32 {
     ((ab + nudge) / (1i64 << 31)) as i32
 }
 
-fn rdbp32(x: i32, e: i32) -> i32 {
+pub(crate) fn rdbp32(x: i32, e: i32) -> i32 {
     let mask = ((1i64 << e) - 1) as i32;
     let remainder = x & mask;
     let threshold = (mask >> 1) + i32::from(x < 0);
@@ -92,7 +92,7 @@ fn rdbp16(x: i16, e: i32) -> i16 {
 }
 
 /// gemmlowp's `SaturatingRoundingMultiplyByPOT` on int16.
-fn srmbpot16(x: i16, e: i32) -> i16 {
+pub(crate) fn srmbpot16(x: i16, e: i32) -> i16 {
     if e > 0 {
         let threshold = (1i32 << (15 - e)) - 1;
         if x as i32 > threshold {

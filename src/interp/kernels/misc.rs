@@ -135,6 +135,9 @@ pub(crate) fn quantize(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         bad!("output has no quantization parameters");
     };
     let t = ctx.out_storage.first().copied().unwrap_or(TensorType::Int8);
+    if let Some(v) = super::int16::requantize(ctx, x, t)? {
+        return Ok(v);
+    }
     let real = match &x.data {
         Data::F32(_) => x.clone(),
         Data::F16(v) => Value::f32(x.shape.clone(), v.iter().map(|h| h.to_f32()).collect()),

@@ -15,7 +15,7 @@
 
 use super::{
     Ctx, Ins, KResult, Outs, act_bounds, activation, conv, custom, elementwise as ew, gemm, lstm,
-    lstm_int, misc, reduce, resize, rnn, shape, unsupported,
+    lstm_hybrid, lstm_int, misc, reduce, resize, rnn, shape, unsupported,
 };
 use crate::fb::{self, ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O};
 use crate::ir::Operator;
@@ -220,10 +220,13 @@ const KERNELS: &[KernelDecl] = &[
     K::kernel(B::Densify, |_, _, i| outs(Ok(i.get(0)?.clone()))),
     K::kernel(B::FakeQuant, |_, c, i| outs(misc::fake_quant(c, i))),
     // lstm.rs
-    // An int8 input means LiteRT's integer kernel (the interpreter passes raw values).
+    // An int8 input means LiteRT's integer kernel, int8 weights with a float input its
+    // hybrid kernel (for these the interpreter passes raw values).
     K::kernel(B::UnidirectionalSequenceLstm, |_, c, i| {
         if i.opt(0).is_some_and(|v| v.dtype() == fb::TensorType::Int8) {
             lstm_int::unidirectional_sequence_lstm_int8(c, i)
+        } else if i.opt(2).is_some_and(|v| v.dtype() == fb::TensorType::Int8) {
+            lstm_hybrid::unidirectional_sequence_lstm_hybrid(c, i)
         } else {
             lstm::unidirectional_sequence_lstm(c, i)
         }
