@@ -206,7 +206,7 @@ mod tests {
                     let xs: Vec<f32> = (0..n)
                         .map(|i| {
                             let h = (i as u32).wrapping_mul(2654435761).wrapping_add(salt * 977);
-                            if h % 5 == 0 {
+                            if h.is_multiple_of(5) {
                                 specials[(h / 5) as usize % specials.len()]
                             } else {
                                 ((h % 20011) as f32 - 10005.0) / 77.0
