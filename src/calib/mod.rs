@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fb::TensorType;
+use crate::interp::keys::KeyRange;
 use crate::interp::{Flow, Interpreter, TensorId, Value};
 use crate::ir::Model;
 
@@ -136,12 +137,18 @@ impl Collector {
     /// ignored). A tensor seen several times in one sample (a loop body) is folded once
     /// per occurrence.
     pub fn observe(&mut self, id: TensorId, v: &Value) {
+        self.observe_keyed(id, v, None)
+    }
+
+    /// [`Collector::observe`] given the value's [`KeyRange`] if the kernel that wrote
+    /// it computed one (the same statistics).
+    fn observe_keyed(&mut self, id: TensorId, v: &Value, keys: Option<KeyRange>) {
         if let Some(x) = v.as_f32() {
             let kind = self.kind;
             self.stats
                 .entry(id)
                 .or_insert_with(|| TensorStats::new(kind))
-                .observe(kind, x);
+                .observe_keyed(kind, x, keys);
         }
     }
 
@@ -427,11 +434,11 @@ impl<'m> Calibrator<'m> {
 
 /// Runs one sample on `interp` and folds every float tensor value into `collector`.
 fn run_sample(interp: &mut Interpreter, collector: &mut Collector, inputs: &[Value]) -> Result<()> {
-    let mut obs = |id: TensorId, v: &Value| {
-        collector.observe(id, v);
+    let mut obs = |id: TensorId, v: &Value, keys: Option<KeyRange>| {
+        collector.observe_keyed(id, v, keys);
         Flow::Continue
     };
-    interp.run_observed(inputs, &mut obs)?;
+    interp.run_observed_ranged(inputs, &mut obs)?;
     collector.end_sample();
     Ok(())
 }

@@ -39,6 +39,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::interp::keys::{KeyRange, key_min_max, order_key, order_key_inverse};
 
 /// Magnitude from which a finite value is always a sentinel (`-FLT_MAX` pads and clips).
 pub const SENTINEL_ABS: f32 = 1e30;
@@ -68,7 +69,12 @@ impl Sentinels {
 /// The smallest and largest ordinary (finite, non-sentinel) values of `xs` and the
 /// sentinels it holds (see the module docs). `(inf, -inf)` when no value is ordinary.
 pub fn ordinary_min_max(xs: &[f32]) -> (f32, f32, Sentinels) {
-    let (lo, hi) = fast_min_max(xs);
+    ordinary_min_max_keyed(xs, None)
+}
+
+/// [`ordinary_min_max`] given the [`KeyRange`] of `xs` if it is known.
+fn ordinary_min_max_keyed(xs: &[f32], keys: Option<KeyRange>) -> (f32, f32, Sentinels) {
+    let (lo, hi) = fast_min_max_keyed(xs, keys);
     if lo.abs().max(hi.abs()) < MASK_ABS || lo > hi {
         // No infinity, nothing large: no sentinel (the common case, one fast pass).
         return (lo, hi, Sentinels::default());
@@ -307,7 +313,14 @@ impl TensorStats {
     /// counted, never ranged: see the module docs). A sample holding nothing but
     /// sentinels counts as `[0, 0]`.
     pub fn observe(&mut self, kind: ObserverKind, xs: &[f32]) {
-        let (mut lo, mut hi, s) = ordinary_min_max(xs);
+        self.observe_keyed(kind, xs, None)
+    }
+
+    /// [`TensorStats::observe`] given the [`KeyRange`] of `xs` if the kernel that
+    /// wrote them computed it (the same statistics, without reading `xs` again for
+    /// its minimum and maximum).
+    pub(crate) fn observe_keyed(&mut self, kind: ObserverKind, xs: &[f32], keys: Option<KeyRange>) {
+        let (mut lo, mut hi, s) = ordinary_min_max_keyed(xs, keys);
         self.sentinels.add(s);
         if lo > hi {
             if s.is_none() {
@@ -453,8 +466,18 @@ impl TensorStats {
 /// too) or a maximum that is +0 (a -0 may be there too) — does it ask `lane_min_max`.
 /// (ReLU outputs, minimum +0 without -0, stay on the fast path.) `(inf, -inf)` when
 /// there is no non-NaN value.
+#[cfg(test)]
 fn fast_min_max(xs: &[f32]) -> (f32, f32) {
-    let (lo, hi) = key_min_max(xs);
+    fast_min_max_keyed(xs, None)
+}
+
+/// [`fast_min_max`] given the [`KeyRange`] of `xs` if a kernel computed it while
+/// writing them (then `xs` is read only where zeros of both signs may tie).
+fn fast_min_max_keyed(xs: &[f32], keys: Option<KeyRange>) -> (f32, f32) {
+    let (lo, hi) = match keys {
+        Some(k) => (k.lo, k.hi),
+        None => key_min_max(xs),
+    };
     if lo == order_key(-0.0) || hi == order_key(0.0) {
         return lane_min_max(xs);
     }
@@ -466,87 +489,6 @@ fn fast_min_max(xs: &[f32]) -> (f32, f32) {
         }
     };
     (value(lo, f32::INFINITY), value(hi, f32::NEG_INFINITY))
-}
-
-/// An integer with the order of the float: `a < b` ⇔ `key(a) < key(b)` for non-NaN
-/// floats, with -0 just below +0. NaNs map beyond ±infinity (never compared here).
-#[inline(always)]
-fn order_key(x: f32) -> i32 {
-    let b = x.to_bits() as i32;
-    b ^ (((b >> 31) as u32) >> 1) as i32
-}
-
-/// The float bits of an [`order_key`] (the map is its own inverse).
-fn order_key_inverse(k: i32) -> i32 {
-    k ^ (((k >> 31) as u32) >> 1) as i32
-}
-
-/// Smallest and largest [`order_key`] of the non-NaN values (`i32::MAX`, `i32::MIN`
-/// when there is none: no float has those keys but NaNs), built for AVX-512 and AVX2
-/// too and chosen at run time (integer min/max: every build gives the same answer).
-fn key_min_max(xs: &[f32]) -> (i32, i32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-        let level = *LEVEL.get_or_init(|| {
-            if std::is_x86_feature_detected!("avx512f") {
-                2
-            } else {
-                u8::from(std::is_x86_feature_detected!("avx2"))
-            }
-        });
-        match level {
-            // SAFETY: AVX-512F was detected at run time.
-            2 => return unsafe { key_min_max_avx512(xs) },
-            // SAFETY: AVX2 was detected at run time.
-            1 => return unsafe { key_min_max_avx2(xs) },
-            _ => {}
-        }
-    }
-    key_min_max_body(xs)
-}
-
-/// [`key_min_max_body`] compiled with AVX-512F enabled.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn key_min_max_avx512(xs: &[f32]) -> (i32, i32) {
-    key_min_max_body(xs)
-}
-
-/// [`key_min_max_body`] compiled with AVX2 enabled.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn key_min_max_avx2(xs: &[f32]) -> (i32, i32) {
-    key_min_max_body(xs)
-}
-
-#[inline(always)]
-fn key_min_max_body(xs: &[f32]) -> (i32, i32) {
-    const L: usize = 32;
-    let mut lo = [i32::MAX; L];
-    let mut hi = [i32::MIN; L];
-    let chunks = xs.chunks_exact(L);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for k in 0..L {
-            let (x, key) = (c[k], order_key(c[k]));
-            let nan = x.is_nan();
-            lo[k] = lo[k].min(if nan { i32::MAX } else { key });
-            hi[k] = hi[k].max(if nan { i32::MIN } else { key });
-        }
-    }
-    let (mut l, mut h) = (i32::MAX, i32::MIN);
-    for k in 0..L {
-        l = l.min(lo[k]);
-        h = h.max(hi[k]);
-    }
-    for &x in rest {
-        if !x.is_nan() {
-            l = l.min(order_key(x));
-            h = h.max(order_key(x));
-        }
-    }
-    (l, h)
 }
 
 /// The twin of [`fast_min_max`] (and its answer where zeros of both signs tie): 8 lanes
@@ -742,6 +684,7 @@ pub fn entropy_threshold(h: &Histogram) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interp::keys::key_min_max_body;
 
     #[test]
     fn ordinary_min_max_matches_its_reference_twin() {

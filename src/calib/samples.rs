@@ -296,7 +296,31 @@ impl ArrayStream {
             }};
         }
         use npyz::TypeChar as C;
+        let little = matches!(npy.dtype(), npyz::DType::Plain(t) if t.endianness() == npyz::Endianness::Little);
         let read = match (kind, size) {
+            // Little-endian float32 (numpy's default): whole samples read at once
+            // and converted in one loop, not one element at a time.
+            (C::Float, 4) if little => {
+                let mut r = npy.into_inner();
+                let mut bytes: Vec<u8> = Vec::new();
+                Box::new(move |k: usize| {
+                    // In bounded chunks: a header promising more than the file
+                    // holds fails at its end, not by allocating the promise.
+                    const CHUNK: usize = 1 << 20;
+                    let mut v: Vec<f32> = Vec::with_capacity(k.min(1 << 24));
+                    while v.len() < k {
+                        let take = (k - v.len()).min(CHUNK);
+                        bytes.resize(take * 4, 0);
+                        r.read_exact(&mut bytes)?;
+                        v.extend(
+                            bytes
+                                .chunks_exact(4)
+                                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                        );
+                    }
+                    Ok(Data::F32(v))
+                }) as ElementReader
+            }
             (C::Float, 4) => reader!(f32, F32),
             (C::Float, 8) => reader!(f64, F64),
             (C::Int, 1) => reader!(i8, I8),

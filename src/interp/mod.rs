@@ -31,6 +31,7 @@
 //!   on the fly, which this simulation does not.
 
 mod kernels;
+pub(crate) mod keys;
 mod sparse;
 pub mod state;
 pub mod value;
@@ -47,6 +48,7 @@ use crate::fb::{self, BuiltinOperator as B, BuiltinOptions as O, TensorType};
 use crate::ir::{Model, Tensor};
 
 use kernels::{Ctx, Ins, KErr, Missing, Run};
+use keys::{KeyAcc, KeyRange};
 
 /// A tensor of a subgraph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,6 +56,10 @@ pub struct TensorId {
     pub subgraph: usize,
     pub tensor: usize,
 }
+
+/// The interpreter's observer inside: each value with its [`KeyRange`] when the
+/// kernel that wrote it computed one ([`Interpreter::run_observed_ranged`]).
+pub(crate) type Observer<'o> = dyn FnMut(TensorId, &Value, Option<KeyRange>) -> Flow + 'o;
 
 /// What an observer wants after seeing a value.
 #[derive(Debug)]
@@ -140,6 +146,10 @@ pub struct Interpreter<'m> {
     schedule: Schedule,
     options: Options,
     timing: Option<Vec<Vec<OpTiming>>>,
+    /// During [`Interpreter::run_observed_ranged`]: kernels are handed a [`KeyAcc`].
+    want_ranges: bool,
+    /// Float buffers of freed values, reused for kernel outputs (not shared by forks).
+    buffers: kernels::Buffers,
     /// Per subgraph and operator: where CONV_2D / FULLY_CONNECTED with a constant weight
     /// keep its packing for the GEMM (`None` for every other op). Filled on first use,
     /// kept for the interpreter's life and shared with its [`Interpreter::fork`]s: the
@@ -284,6 +294,8 @@ fn kernel_ctx(model: &Model, si: usize, oi: usize, raw_outputs: bool) -> Ctx<'_>
             .map(|t| t.map_or(TensorType::Float32, |t| t.dtype))
             .collect(),
         custom_code: model.code(op).custom_code.as_deref(),
+        out_keys: None,
+        buffers: None,
     }
 }
 
@@ -377,6 +389,8 @@ impl<'m> Interpreter<'m> {
             schedule: Schedule::new(options.reset, model),
             options,
             timing: None,
+            want_ranges: false,
+            buffers: kernels::Buffers::default(),
         })
     }
 
@@ -398,6 +412,8 @@ impl<'m> Interpreter<'m> {
             schedule: Schedule::new(self.options.reset, self.model),
             options: self.options.clone(),
             timing: None,
+            want_ranges: false,
+            buffers: kernels::Buffers::default(),
             packs: Arc::clone(&self.packs),
         }
     }
@@ -496,6 +512,30 @@ impl<'m> Interpreter<'m> {
         inputs: &[Value],
         observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
     ) -> Result<Option<Vec<Value>>> {
+        self.want_ranges = false;
+        self.run_inner(inputs, &mut |id, v, _| observe(id, v))
+    }
+
+    /// [`Interpreter::run_observed`], also handing the observer the [`KeyRange`] of
+    /// each value whose kernel computed it while writing it (block by block, in
+    /// cache: convolutions, FULLY_CONNECTED), so that the observer need not read the
+    /// value again for its minimum and maximum; `None` for the others.
+    pub(crate) fn run_observed_ranged(
+        &mut self,
+        inputs: &[Value],
+        observe: &mut Observer,
+    ) -> Result<Option<Vec<Value>>> {
+        self.want_ranges = true;
+        let r = self.run_inner(inputs, observe);
+        self.want_ranges = false;
+        r
+    }
+
+    fn run_inner(
+        &mut self,
+        inputs: &[Value],
+        observe: &mut Observer,
+    ) -> Result<Option<Vec<Value>>> {
         let sg = &self.model.subgraphs[0];
         if inputs.len() != sg.inputs.len() {
             return Err(Error::Data(format!(
@@ -526,7 +566,7 @@ impl<'m> Interpreter<'m> {
         &mut self,
         si: usize,
         args: Vec<Arc<Value>>,
-        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+        observe: &mut Observer,
     ) -> Result<Option<Vec<Arc<Value>>>> {
         let model = self.model;
         let sg = &model.subgraphs[si];
@@ -552,7 +592,7 @@ impl<'m> Interpreter<'m> {
                 subgraph: si,
                 tensor: ti as usize,
             };
-            match observe(id, &v) {
+            match observe(id, &v, None) {
                 Flow::Continue => slots[ti as usize] = Some(v),
                 Flow::Stop => return Ok(None),
                 Flow::Replace(r) => slots[ti as usize] = Some(Arc::new(r)),
@@ -575,8 +615,13 @@ impl<'m> Interpreter<'m> {
             for &t in model.subgraphs[si].operators[oi].inputs.iter() {
                 if let Ok(t) = usize::try_from(t)
                     && plan.last_use[t] == Some(step)
+                    && let Some(v) = slots[t].take()
+                    && let Ok(Value {
+                        data: value::Data::F32(buf),
+                        ..
+                    }) = Arc::try_unwrap(v)
                 {
-                    slots[t] = None;
+                    self.buffers.give(buf);
                 }
             }
         }
@@ -612,7 +657,7 @@ impl<'m> Interpreter<'m> {
         si: usize,
         oi: usize,
         slots: &mut [Slot],
-        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+        observe: &mut Observer,
     ) -> Result<bool> {
         let (b, name) = {
             let (b, n) = &self.plans[si].ops[oi];
@@ -636,6 +681,7 @@ impl<'m> Interpreter<'m> {
             (raw_inputs || exact16 || integer_lstm(b, op, sg), exact16)
         };
         let owned = self.op_inputs(at, slots, raw_inputs)?;
+        let acc = self.want_ranges.then(KeyAcc::default);
         let results: Vec<Value> = match run {
             Some(Run::ControlFlow) => {
                 let args: Vec<Arc<Value>> = owned.into_iter().flatten().collect();
@@ -652,7 +698,9 @@ impl<'m> Interpreter<'m> {
                 .map_err(|e| kernel_error(e, at.loc()))?,
             Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
-                let ctx = kernel_ctx(self.model, si, oi, raw_outputs || exact16);
+                let mut ctx = kernel_ctx(self.model, si, oi, raw_outputs || exact16);
+                ctx.out_keys = acc.as_ref();
+                ctx.buffers = Some(&self.buffers);
                 let outs = match &self.packs[si][oi] {
                     _ if exact16 => kernels::int16::eval(b, &ctx, &ins),
                     Some(cell) => kernels::eval_packed(b, &ctx, &ins, cell),
@@ -669,7 +717,8 @@ impl<'m> Interpreter<'m> {
             }
         };
         let control_flow = matches!(run, Some(Run::ControlFlow));
-        self.store_outputs(at, control_flow, results, slots, observe)
+        let keys = acc.as_ref().and_then(KeyAcc::range);
+        self.store_outputs(at, (control_flow, keys), results, slots, observe)
     }
 
     /// Shows the observer the per-step values a kernel traced for its inputs (the LSTM's
@@ -679,7 +728,7 @@ impl<'m> Interpreter<'m> {
         si: usize,
         oi: usize,
         trace: &[(usize, Value)],
-        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+        observe: &mut Observer,
     ) -> bool {
         let op = &model.subgraphs[si].operators[oi];
         for (pos, v) in trace {
@@ -690,7 +739,7 @@ impl<'m> Interpreter<'m> {
                 subgraph: si,
                 tensor: t,
             };
-            if let Flow::Stop = observe(id, v) {
+            if let Flow::Stop = observe(id, v, None) {
                 return false;
             }
         }
@@ -744,7 +793,7 @@ impl<'m> Interpreter<'m> {
         oi: usize,
         state: Vec<(usize, Value)>,
         slots: &mut [Slot],
-        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+        observe: &mut Observer,
     ) -> bool {
         let sg = &self.model.subgraphs[si];
         let op = &sg.operators[oi];
@@ -760,7 +809,7 @@ impl<'m> Interpreter<'m> {
                 subgraph: si,
                 tensor: t,
             };
-            let v = match observe(id, &v) {
+            let v = match observe(id, &v, None) {
                 Flow::Continue => v,
                 Flow::Stop => return false,
                 Flow::Replace(r) => r,
@@ -778,10 +827,10 @@ impl<'m> Interpreter<'m> {
     fn store_outputs(
         &self,
         at: OpAt,
-        control_flow: bool,
+        (control_flow, keys): (bool, Option<KeyRange>),
         results: Vec<Value>,
         slots: &mut [Slot],
-        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+        observe: &mut Observer,
     ) -> Result<bool> {
         let sg = &self.model.subgraphs[at.si];
         let op = &sg.operators[at.oi];
@@ -796,6 +845,8 @@ impl<'m> Interpreter<'m> {
         for (pos, (&t, v)) in op.outputs.iter().zip(results).enumerate() {
             let Ok(t) = usize::try_from(t) else { continue };
             let tensor = &sg.tensors[t];
+            // The kernel's key range is of its first output as computed (float).
+            let keys = keys.filter(|_| pos == 0 && v.dtype() == TensorType::Float32);
             let v = match quantized(tensor) {
                 Some(q) if v.dtype() == TensorType::Float32 => value::quantize(&v, q, tensor.dtype)
                     .ok_or_else(|| {
@@ -820,7 +871,8 @@ impl<'m> Interpreter<'m> {
                 subgraph: at.si,
                 tensor: t,
             };
-            match observe(id, &v) {
+            let keys = keys.filter(|_| v.dtype() == TensorType::Float32);
+            match observe(id, &v, keys) {
                 Flow::Continue => slots[t] = Some(Arc::new(v)),
                 Flow::Stop => return Ok(false),
                 Flow::Replace(r) => slots[t] = Some(Arc::new(r)),
@@ -911,7 +963,7 @@ impl<'m> Interpreter<'m> {
         si: usize,
         oi: usize,
         args: Vec<Arc<Value>>,
-        observe: &mut dyn FnMut(TensorId, &Value) -> Flow,
+        observe: &mut Observer,
     ) -> Result<Option<Vec<Arc<Value>>>> {
         let op = &self.model.subgraphs[si].operators[oi];
         let at = op_loc(si, oi, fb::op_name(b));

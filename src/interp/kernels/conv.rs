@@ -7,8 +7,14 @@ use rayon::prelude::*;
 
 use crate::fb::{ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O, Padding};
 
+#[cfg(doc)]
+use super::Buffers;
 use super::gemm::{Epilogue, Mat, PackCell, cached_pack, sgemm_packed};
 use super::{Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, to_usize};
+
+fn shape_len(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
 use crate::interp::value::Value;
 
 /// Geometry of one spatial dimension of a window op.
@@ -154,11 +160,24 @@ pub(crate) fn conv2d_fast_packed(
     epi: &Epilogue,
     cell: Option<&PackCell>,
 ) -> Vec<f32> {
+    let len = g.batch * g.h.output * g.w.output * g.out_c;
+    conv2d_fast_into(g, x, w, (epi, cell), vec![0f32; len])
+}
+
+/// [`conv2d_fast_packed`] writing into `out` (batch · pixels · out_c values, any
+/// contents: every one is overwritten), e.g. a recycled buffer ([`Buffers`]).
+pub(crate) fn conv2d_fast_into(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    (epi, cell): (&Epilogue, Option<&PackCell>),
+    mut out: Vec<f32>,
+) -> Vec<f32> {
     let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.in_c);
     let k = kh * kw * c;
     let pixels = g.h.output * g.w.output;
     let m = g.batch * pixels;
-    let mut out = vec![0f32; m * g.out_c];
+    assert_eq!(out.len(), m * g.out_c, "conv2d output size");
     let direct = kh == 1
         && kw == 1
         && g.h.stride == 1
@@ -256,8 +275,12 @@ pub(crate) fn conv2d_with(ctx: &Ctx, ins: &Ins, cell: Option<&PackCell>) -> KRes
     checked_numel(&[n * g.h.output * g.w.output, kh * kw * ic])?;
     let bias = bias_of(ins, 2, oc)?;
     let out = if fc == ic {
-        let epi = Epilogue::new(bias, o.fused_activation_function)?;
-        conv2d_fast_packed(&g, x, w, &epi, cell)
+        let epi = Epilogue::new(bias, o.fused_activation_function, ctx.out_keys)?;
+        let out = conv2d_fast_into(&g, x, w, (&epi, cell), ctx.out_buffer(shape_len(&shape)));
+        if let Some(keys) = ctx.out_keys {
+            keys.mark_complete();
+        }
+        out
     } else {
         let mut out = conv2d_reference(&g, x, w, bias);
         apply_act(&mut out, o.fused_activation_function)?;
@@ -329,24 +352,47 @@ pub(crate) fn depthwise_fast_epilogue(
     w: &[f32],
     epi: &Epilogue,
 ) -> Vec<f32> {
+    let len = g.batch * g.h.output * g.w.output * g.in_c * g.mult;
+    depthwise_fast_into(g, x, w, epi, vec![0f32; len])
+}
+
+/// [`depthwise_fast_epilogue`] writing into `out` (any contents: every value is
+/// overwritten), e.g. a recycled buffer ([`Buffers`]).
+pub(crate) fn depthwise_fast_into(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    mut out: Vec<f32>,
+) -> Vec<f32> {
     let oc = g.in_c * g.mult;
     let row = g.w.output * oc;
-    let mut out = vec![0f32; g.batch * g.h.output * row];
+    assert_eq!(
+        out.len(),
+        g.batch * g.h.output * row,
+        "depthwise output size"
+    );
     let level = simd_level();
     out.par_chunks_mut(row.max(1))
         .enumerate()
-        .for_each(|(r, orow)| match level {
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => {
-                // SAFETY: `simd_level` returned Avx512 only after detecting AVX-512F.
-                unsafe { depthwise_row_avx512(g, x, w, epi, r, orow) }
+        .for_each(|(r, orow)| {
+            match level {
+                #[cfg(target_arch = "x86_64")]
+                SimdLevel::Avx512 => {
+                    // SAFETY: `simd_level` returned Avx512 only after detecting AVX-512F.
+                    unsafe { depthwise_row_avx512(g, x, w, epi, r, orow) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                SimdLevel::Avx2 => {
+                    // SAFETY: `simd_level` returned Avx2 only after detecting AVX2 at run time.
+                    unsafe { depthwise_row_avx2(g, x, w, epi, r, orow) }
+                }
+                _ => depthwise_row(g, x, w, epi, r, orow),
             }
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => {
-                // SAFETY: `simd_level` returned Avx2 only after detecting AVX2 at run time.
-                unsafe { depthwise_row_avx2(g, x, w, epi, r, orow) }
+            // The row's keys while it is in cache.
+            if let Some(keys) = epi.keys {
+                keys.fold(orow);
             }
-            _ => depthwise_row(g, x, w, epi, r, orow),
         });
     out
 }
@@ -639,8 +685,12 @@ pub(crate) fn depthwise(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let shape = vec![n, g.h.output, g.w.output, oc];
     checked_numel(&shape)?;
     let bias = bias_of(ins, 2, oc)?;
-    let epi = Epilogue::new(bias, o.fused_activation_function)?;
-    Ok(Value::f32(shape, depthwise_fast_epilogue(&g, x, w, &epi)))
+    let epi = Epilogue::new(bias, o.fused_activation_function, ctx.out_keys)?;
+    let out = depthwise_fast_into(&g, x, w, &epi, ctx.out_buffer(shape_len(&shape)));
+    if let Some(keys) = ctx.out_keys {
+        keys.mark_complete();
+    }
+    Ok(Value::f32(shape, out))
 }
 
 /// TRANSPOSE_CONV: inputs (output_shape, filter `[out_c, kh, kw, in_c]`, input, bias?).
@@ -772,6 +822,7 @@ pub(crate) fn pool(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interp::keys::{KeyAcc, KeyRange, key_min_max};
     use rand::{Rng, SeedableRng};
 
     /// Accumulating k products of values in [-1, 1] in another order changes the sum by
@@ -809,6 +860,19 @@ mod tests {
             let r = conv2d_reference(&g, &x, &w, Some(&bias));
             let f = conv2d_fast(&g, &x, &w, Some(&bias));
             assert_eq!(r.len(), f.len());
+            // Into a buffer of stale values (NaN), keys folded: the same values (every
+            // one written), the keys of the whole output.
+            let keys = KeyAcc::default();
+            let epi = Epilogue {
+                bias: Some(&bias),
+                keys: Some(&keys),
+                ..Epilogue::NONE
+            };
+            let into = conv2d_fast_into(&g, &x, &w, (&epi, None), vec![f32::NAN; f.len()]);
+            assert_eq!(into, f);
+            keys.mark_complete();
+            let (lo, hi) = key_min_max(&f);
+            assert_eq!(keys.range(), Some(KeyRange { lo, hi }));
             let t = tol(k * k * c);
             for (a, b) in r.iter().zip(&f) {
                 assert!((a - b).abs() <= t, "{a} vs {b}");
@@ -845,6 +909,17 @@ mod tests {
             let bias = rand_vec(&mut rng, c * mult);
             let r = depthwise_reference(&g, &x, &w, Some(&bias));
             let f = depthwise_fast(&g, &x, &w, Some(&bias));
+            let keys = KeyAcc::default();
+            let epi = Epilogue {
+                bias: Some(&bias),
+                keys: Some(&keys),
+                ..Epilogue::NONE
+            };
+            let into = depthwise_fast_into(&g, &x, &w, &epi, vec![f32::NAN; f.len()]);
+            assert_eq!(into, f, "stale values left: {pad:?} k{k} s{s} d{d}");
+            keys.mark_complete();
+            let (lo, hi) = key_min_max(&f);
+            assert_eq!(keys.range(), Some(KeyRange { lo, hi }));
             let t = tol(k * k);
             for (a, b) in r.iter().zip(&f) {
                 assert!((a - b).abs() <= t, "{a} vs {b}");

@@ -476,6 +476,8 @@ mod tests {
             inter_quant: Vec::new(),
             out_storage: vec![TensorType::Float32; out_shapes.len()],
             custom_code: Some(code),
+            out_keys: None,
+            buffers: None,
         };
         let ins = Ins(inputs.iter().map(|v| Some(*v)).collect());
         match eval(code, &ctx, &ins) {

@@ -52,6 +52,25 @@ fn fused(ctx: &Ctx) -> fb::ActivationFunctionType {
     }
 }
 
+/// A float binary op with broadcasting. ADD/SUB/MUL (residual connections, scales)
+/// get their own instances of [`bcast`], so the element loop is inlined and
+/// vectorised; the other ops call [`float_op`]'s function per element (its twin in
+/// the tests). The same arithmetic either way.
+fn float_bcast(
+    b: B,
+    p: &[f32],
+    sx: &[usize],
+    q: &[f32],
+    sy: &[usize],
+) -> KResult<(Vec<usize>, Vec<f32>)> {
+    match b {
+        B::Add => bcast(p, sx, q, sy, |x, y| x + y),
+        B::Sub => bcast(p, sx, q, sy, |x, y| x - y),
+        B::Mul => bcast(p, sx, q, sy, |x, y| x * y),
+        _ => bcast(p, sx, q, sy, float_op(b)?),
+    }
+}
+
 fn float_op(b: B) -> KResult<fn(f32, f32) -> f32> {
     Ok(match b {
         B::Add => |x, y| x + y,
@@ -163,7 +182,7 @@ pub(crate) fn binary(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
                 let (s, v) = bcast(p, sx, q, sy, cmp_op::<f32>(b))?;
                 return value(s, Data::Bool(v));
             }
-            let (s, mut v) = bcast(p, sx, q, sy, float_op(b)?)?;
+            let (s, mut v) = float_bcast(b, p, sx, q, sy)?;
             apply_act(&mut v, fused(ctx))?;
             value(s, Data::F32(v))
         }
@@ -333,6 +352,25 @@ mod tests {
                 11.0, 12.0, 21.0, 22.0, 13.0, 14.0, 23.0, 24.0, 15.0, 16.0, 25.0, 26.0
             ]
         );
+    }
+
+    #[test]
+    fn inlined_add_sub_mul_give_float_ops_bits() {
+        let a: Vec<f32> = (0..999).map(|i| (i as f32 * 0.37).sin() * 3e3).collect();
+        let c: Vec<f32> = (0..999).map(|i| (i as f32 * 0.11).cos() / 7.0).collect();
+        for op in [B::Add, B::Sub, B::Mul, B::Div] {
+            for (sa, sb, bl) in [
+                (vec![999], vec![999], 999),
+                (vec![333, 3], vec![3], 3),
+                (vec![999], vec![1], 1),
+            ] {
+                let fast = float_bcast(op, &a, &sa, &c[..bl], &sb).unwrap();
+                let slow = bcast(&a, &sa, &c[..bl], &sb, float_op(op).unwrap()).unwrap();
+                assert_eq!(fast.0, slow.0);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast.1), bits(&slow.1), "{op:?} {sa:?} {sb:?}");
+            }
+        }
     }
 
     #[test]

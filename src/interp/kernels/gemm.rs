@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::fb::BuiltinOptions as O;
 
 use super::{Ctx, Ins, KResult, bad, broadcast_shapes, ensure, strides};
+use crate::interp::keys::KeyAcc;
 use crate::interp::value::Value;
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
@@ -51,6 +52,9 @@ pub(crate) struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     pub lo: f32,
     pub hi: f32,
+    /// Where the finished rows' order keys are folded (see [`KeyAcc`]): every row
+    /// of C once it holds its final values.
+    pub keys: Option<&'a KeyAcc>,
 }
 
 impl<'a> Epilogue<'a> {
@@ -59,16 +63,32 @@ impl<'a> Epilogue<'a> {
         bias: None,
         lo: f32::NEG_INFINITY,
         hi: f32::INFINITY,
+        keys: None,
     };
 
-    /// Bias then the fused activation `act`.
-    pub fn new(bias: Option<&'a [f32]>, act: crate::fb::ActivationFunctionType) -> KResult<Self> {
+    /// Bias then the fused activation `act`; keys folded into `keys`, if any.
+    pub fn new(
+        bias: Option<&'a [f32]>,
+        act: crate::fb::ActivationFunctionType,
+        keys: Option<&'a KeyAcc>,
+    ) -> KResult<Self> {
         let (lo, hi) = super::act_bounds(act)?;
-        Ok(Epilogue { bias, lo, hi })
+        Ok(Epilogue { bias, lo, hi, keys })
     }
 
     fn is_none(&self) -> bool {
-        self.bias.is_none() && self.lo == f32::NEG_INFINITY && self.hi == f32::INFINITY
+        self.bias.is_none()
+            && self.lo == f32::NEG_INFINITY
+            && self.hi == f32::INFINITY
+            && self.keys.is_none()
+    }
+
+    /// [`Epilogue::apply`], then the rows' keys folded.
+    pub fn finish(&self, c: &mut [f32], n: usize) {
+        self.apply(c, n);
+        if let Some(k) = self.keys {
+            k.fold(c);
+        }
     }
 
     /// Applies the epilogue to row-major rows of `n` columns.
@@ -206,7 +226,7 @@ pub(crate) fn sgemm_packed(
     }
     if k == 0 {
         c[..m * n].fill(0.0);
-        epi.apply(&mut c[..m * n], n);
+        epi.finish(&mut c[..m * n], n);
         return;
     }
     let threads = rayon::current_num_threads();
@@ -246,7 +266,7 @@ pub(crate) fn sgemm_packed(
                 1,
             );
         }
-        epi.apply(c, n);
+        epi.finish(c, n);
     };
     if threads <= 1 || work < PAR_MIN_WORK || m < 2 {
         if epi.is_none() {
@@ -421,6 +441,9 @@ mod avx512 {
                     }
                     i += take;
                 }
+            }
+            if let Some(keys) = epi.keys {
+                keys.fold(cc);
             }
         };
         let c = &mut c[..m * n];
@@ -634,9 +657,12 @@ pub(crate) fn fully_connected_with(
         },
         wm,
         &mut out,
-        &Epilogue::new(bias, act)?,
+        &Epilogue::new(bias, act, ctx.out_keys)?,
         cached_pack(cell, k, n, wm),
     );
+    if let Some(keys) = ctx.out_keys {
+        keys.mark_complete();
+    }
     let shape = if keep {
         ensure!(
             xv.shape.last() == Some(&k),
@@ -762,12 +788,22 @@ mod tests {
                 bias: Some(&bias),
                 lo: 0.0,
                 hi: 0.75,
+                keys: None,
             };
             let mut c_ref = vec![0f32; m * n];
             sgemm_reference(m, k, n, am, bm, &mut c_ref);
             epi.apply(&mut c_ref, n);
             let mut c_fast = vec![f32::NAN; m * n];
+            let keys = crate::interp::keys::KeyAcc::default();
+            let epi = Epilogue {
+                keys: Some(&keys),
+                ..epi
+            };
             sgemm_epilogue(m, k, n, am, bm, &mut c_fast, &epi);
+            // Every row's keys folded: those of one scan of C.
+            keys.mark_complete();
+            let (lo, hi) = crate::interp::keys::key_min_max(&c_fast);
+            assert_eq!(keys.range(), Some(crate::interp::keys::KeyRange { lo, hi }));
             let tol = tolerance(k) + 2.0 * f32::EPSILON;
             for (x, y) in c_ref.iter().zip(&c_fast) {
                 assert!((x - y).abs() <= tol, "{m}x{k}x{n}: {x} vs {y}");

@@ -333,6 +333,8 @@ pub(crate) fn bidirectional_sequence_lstm(ctx: &Ctx, ins: &Ins) -> KResult<Outs>
         inter_quant: vec![],
         out_storage: vec![],
         custom_code: None,
+        out_keys: None,
+        buffers: None,
     };
     let x = ins.get(0)?;
     let reversed = reverse_time(x, ins.f32(0)?, o.time_major)?;

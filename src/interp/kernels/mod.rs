@@ -69,12 +69,82 @@ pub(crate) struct Ctx<'a> {
     pub out_storage: Vec<TensorType>,
     /// The custom code of a CUSTOM op (`None` for builtins).
     pub custom_code: Option<&'a str>,
+    /// Where a kernel that can folds the order keys of its first output, block by
+    /// block while it writes it (`None` unless the interpreter asks for ranges).
+    pub out_keys: Option<&'a crate::interp::keys::KeyAcc>,
+    /// Float buffers the interpreter no longer needs, for outputs ([`Ctx::out_buffer`]).
+    pub buffers: Option<&'a Buffers>,
+}
+
+/// Float buffers of values the interpreter no longer reads (returned when a value's
+/// last reader has run), handed again to kernels that overwrite every element of
+/// their output: a recycled buffer needs no zeroing and no fresh pages, which for a
+/// convolution's output costs as much as a pass over it. At most [`Buffers::KEEP`]
+/// are kept.
+#[derive(Default)]
+pub(crate) struct Buffers(std::sync::Mutex<Vec<Vec<f32>>>);
+
+impl Buffers {
+    /// Buffers kept at most.
+    pub const KEEP: usize = 8;
+
+    /// A vector of `len` values with arbitrary contents (the smallest kept buffer at
+    /// least that long, shortened), or zeros when none fits.
+    pub fn take(&self, len: usize) -> Vec<f32> {
+        let Ok(mut kept) = self.0.lock() else {
+            return vec![0f32; len];
+        };
+        // Models repeat their shapes sample after sample: an exact length first, else
+        // the shortest at most twice as long (a shortened buffer stays short: the
+        // largest ones are kept for the largest outputs).
+        let best = kept.iter().position(|v| v.len() == len).or_else(|| {
+            kept.iter()
+                .enumerate()
+                .filter(|(_, v)| v.len() > len && v.len() / 2 <= len)
+                .min_by_key(|(_, v)| v.len())
+                .map(|(i, _)| i)
+        });
+        match best {
+            Some(i) => {
+                let mut v = kept.swap_remove(i);
+                v.truncate(len);
+                v
+            }
+            None => vec![0f32; len],
+        }
+    }
+
+    /// Keeps `v` for a later [`Buffers::take`] (dropped when [`Buffers::KEEP`] are
+    /// kept and all are longer).
+    pub fn give(&self, v: Vec<f32>) {
+        let Ok(mut kept) = self.0.lock() else { return };
+        if kept.len() < Self::KEEP {
+            kept.push(v);
+        } else if let Some((i, _)) = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.len() < v.len())
+            .min_by_key(|(_, k)| k.len())
+        {
+            // Full: the shortest kept buffer makes room for a longer one.
+            kept[i] = v;
+        }
+    }
 }
 
 impl Ctx<'_> {
     pub fn opts(&self) -> Option<&BuiltinOptions> {
         self.op.builtin_options.as_ref()
     }
+    /// A vector of `len` values for an output the kernel overwrites entirely: a
+    /// recycled buffer (arbitrary contents) when the interpreter has one, else zeros.
+    pub fn out_buffer(&self, len: usize) -> Vec<f32> {
+        match self.buffers {
+            Some(b) => b.take(len),
+            None => vec![0f32; len],
+        }
+    }
+
     pub fn out_type(&self, i: usize) -> TensorType {
         self.out_types
             .get(i)

@@ -39,6 +39,41 @@ fn reduce_map(shape: &[usize], red: &[bool]) -> (Vec<usize>, Vec<usize>, usize) 
     (idx, out_full, count)
 }
 
+/// When the reduced axes are one contiguous run (MEAN over H and W of NHWC): the
+/// shape as `[outer, reduced, inner]` element counts.
+fn contiguous_run(shape: &[usize], red: &[bool]) -> Option<[usize; 3]> {
+    let first = red.iter().position(|&r| r)?;
+    let last = red.iter().rposition(|&r| r)?;
+    if red[first..=last].iter().any(|&r| !r) {
+        return None;
+    }
+    let p = |s: &[usize]| s.iter().product::<usize>();
+    Some([
+        p(&shape[..first]),
+        p(&shape[first..=last]),
+        p(&shape[last + 1..]),
+    ])
+}
+
+/// Float SUM/MEAN's sums over `[outer, reduced, inner]`: each output accumulates its
+/// elements in index order, as [`reduce`]'s general loop does (the same bits: its twin
+/// in the tests), with no per-element index.
+fn sum_run(v: &[f32], [outer, red, inner]: [usize; 3]) -> Vec<f32> {
+    let mut acc = vec![0f32; outer * inner];
+    if inner == 0 {
+        return acc;
+    }
+    for (o, a) in acc.chunks_exact_mut(inner).enumerate() {
+        for r in 0..red {
+            let x = &v[(o * red + r) * inner..][..inner];
+            for (a, &x) in a.iter_mut().zip(x) {
+                *a += x;
+            }
+        }
+    }
+    acc
+}
+
 pub(crate) fn reduce(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let x = ins.get(0)?;
     let keep = matches!(ctx.opts(), Some(O::ReducerOptions(o)) if o.keep_dims);
@@ -56,6 +91,17 @@ pub(crate) fn reduce(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
             .collect()
     };
     let data = match &x.data {
+        Data::F32(v)
+            if matches!(b, B::Mean | B::Sum) && contiguous_run(&x.shape, &red).is_some() =>
+        {
+            let run = contiguous_run(&x.shape, &red).unwrap_or_default();
+            let mut acc = sum_run(v, run);
+            if b == B::Mean {
+                let c = count as f32;
+                acc.iter_mut().for_each(|a| *a /= c);
+            }
+            Data::F32(acc)
+        }
         Data::F32(v) => {
             let (init, f): (f32, fn(f32, f32) -> f32) = match b {
                 B::Mean | B::Sum => (0.0, |a, x| a + x),
@@ -203,4 +249,35 @@ pub(crate) fn cumsum(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
         d => unsupported!("CUMSUM on {}", fb::dtype_name(d.dtype())),
     };
     value(x.shape.clone(), data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The run-wise sums give the bits of the per-element index loop.
+    #[test]
+    fn run_sums_match_the_indexed_loop() {
+        let shape = [2usize, 5, 7, 3];
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.731).sin() * 1e3).collect();
+        for red in [
+            [false, true, true, false],
+            [true, false, false, false],
+            [false, false, false, true],
+            [true, true, true, true],
+            [false, true, false, false],
+        ] {
+            let (idx, full, _) = reduce_map(&shape, &red);
+            let mut slow = vec![0f32; full.iter().product()];
+            for (&o, &x) in idx.iter().zip(&v) {
+                slow[o] += x;
+            }
+            let run = contiguous_run(&shape, &red).unwrap();
+            let fast = sum_run(&v, run);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "{red:?}");
+        }
+        assert_eq!(contiguous_run(&shape, &[true, false, true, false]), None);
+    }
 }
