@@ -578,6 +578,113 @@ fn different_fixed_parameters_meeting_on_tied_inputs_are_requantized_not_united(
     );
 }
 
+/// Constants read like activations by a shared-parameter operator widen the group's
+/// range, so the group's parameters hold the constant's values: the constant is stored
+/// on them within half a step, never clipped.
+/// - CONCATENATION(x, c), with the ranges of x and of the output edited to [0, 1] (as
+///   `quantize --ranges` allows) and c = [-0.5, 1.5, 2, 3]: the group must reach [-0.5, 3];
+///   on LiteRT the output is the float model's within half a step (the input's and the
+///   constant's rounding; CONCATENATION copies integers).
+/// - LESS(x, c) (tied inputs: x and c share parameters), x calibrated on [0, 1]: the
+///   group must reach c's [-0.5, 3]; on LiteRT the comparison equals the float one
+///   (x = 1 < 2 is true, with c clipped to x's range it is 1 < 1, false).
+///
+/// Catches (each checked by hand): the `Output::Shared` arm of `widen_for_constants`
+/// deleted (CONCATENATION's constant clipped to [0, 1]), its tied-inputs guard false
+/// (LESS's constant clipped), the role filter inverted (activation constants skipped).
+#[test]
+fn constants_read_by_a_shared_operator_widen_its_group() {
+    let c_values = [-0.5f32, 1.5, 2.0, 3.0];
+    // The group's parameters hold c within one step at either end (the zero point is
+    // rounded), and c's bytes are its values on them.
+    let assert_holds_c = |q: &Model, what: &str, c: &Tensor, group: &QuantParams| {
+        assert_eq!(params(c), group, "{what}: c takes the group's parameters");
+        let (lo, hi) = represented_range(group);
+        let s = group.scale[0];
+        assert!(
+            lo <= -0.5 + s && hi >= 3.0 - s,
+            "{what}: group on [{lo}, {hi}] does not hold c's [-0.5, 3]"
+        );
+        let want: Vec<u8> = c_values
+            .iter()
+            .map(|v| {
+                ((v / s).round() + group.zero_point[0] as f32).clamp(-128.0, 127.0) as i8 as u8
+            })
+            .collect();
+        assert_eq!(q.tensor_data(c), want.as_slice(), "{what}: c's bytes");
+    };
+    let xs = ramp(4 * 8, 0.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let dir = tempfile::tempdir().unwrap();
+
+    // CONCATENATION(x, c) with edited ranges.
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &c_values);
+    let y = g.act("concat", &[1, 8]);
+    g.op(
+        Op::Concatenation,
+        &[x, c],
+        &[y],
+        Some(fb::BuiltinOptions::ConcatenationOptions(Box::new(
+            fb::ConcatenationOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let r = ranges(&m, &samples, &[("x", 0.0, 1.0), ("concat", 0.0, 1.0)]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let group = params(tensor(&q, "concat/quantized").1).clone();
+    assert_eq!(params(tensor(&q, "x/quantized").1), &group);
+    assert_holds_c(
+        &q,
+        "CONCATENATION",
+        operand(&q, Op::Concatenation, 1),
+        &group,
+    );
+    let fp = write(dir.path(), "concat_f.tflite", &m);
+    let qp = write(dir.path(), "concat_q.tflite", &q);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8 CONCATENATION", &got);
+    // Rounding x and c to the group's step: half a step (float32 slack 1e-6).
+    let bound = group.scale[0] as f64 / 2.0 + 1e-6;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "CONCATENATION element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+
+    // LESS(x, c): the comparison's inputs are tied.
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &c_values);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Less, &[x, c], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let group = params(tensor(&q, "x/quantized").1).clone();
+    assert_eq!(params(operand(&q, Op::Less, 0)), &group);
+    assert_holds_c(&q, "LESS", operand(&q, Op::Less, 1), &group);
+    let fp = write(dir.path(), "less_f.tflite", &m);
+    let qp = write(dir.path(), "less_q.tflite", &q);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    // x and c are at least 0.5 apart: no rounding can flip a comparison.
+    assert_eq!(got, f, "LESS on LiteRT: int8 vs float");
+}
+
 /// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].
 /// Channel 1 has tiny weights and a large bias (it overflows int32 at s_in·s_w).
 fn fc_model(bias1: f32) -> Model {
