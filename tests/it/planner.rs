@@ -1372,3 +1372,152 @@ fn activation_parameters_of_degenerate_and_one_sided_ranges() {
         );
     }
 }
+
+/// The fates (`"quantized"` / `"float"`) and reasons of a report, in operator order.
+fn fates(report: &Report) -> Vec<(String, String)> {
+    let r = serde_json::to_value(report).unwrap();
+    r["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["fate"].as_str().unwrap_or_default().to_string(),
+                o["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// DIV(x, RESHAPE(ADD(a, b))), b constant: a divisor whose calibrated range comes within 4 steps of
+/// 0 keeps the DIV float, and its producers too, through the same-scale RESHAPE up to
+/// the ADD that computes it (each with the reason); a divisor clear of 0 leaves all
+/// three quantized, in int8 and 16x8; x's producer is never touched. Structure only (fates are decisions).
+/// Catches: `reaches_zero` answering a constant range (every DIV float, or none), the
+/// 4-step margin on the wrong side, the producer walk stopping at RESHAPE or
+/// passing the ADD.
+#[test]
+fn singular_operands_reaching_zero_keep_their_operator_and_producers_float() {
+    let mut g = Graph::new();
+    // x = ADD(x0, c) stays quantized in every case (a model with no quantized
+    // operator reading a float constant is refused).
+    let x0 = g.act("x0", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &[0.5, -0.5, 0.25, -0.25]);
+    let x = g.act("x", &[1, 4]);
+    g.op(
+        Op::Add,
+        &[x0, c],
+        &[x],
+        Some(fb::BuiltinOptions::AddOptions(Box::default())),
+    );
+    let a = g.act("a", &[1, 4]);
+    let b = g.constant("b", &[1, 4], &[0.25, 0.5, 0.75, 1.0]);
+    let s = g.act("sum", &[1, 4]);
+    let d = g.act("d", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    let shape = {
+        let mut t = Tensor::new("shape", TensorType::Int32, vec![2]);
+        t.buffer = g.m.add_buffer(
+            [1i32, 4]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        g.sg.add_tensor(t)
+    };
+    g.op(
+        Op::Add,
+        &[a, b],
+        &[s],
+        Some(fb::BuiltinOptions::AddOptions(Box::default())),
+    );
+    g.op(Op::Reshape, &[s, shape], &[d], None);
+    g.op(
+        Op::Div,
+        &[x, d],
+        &[y],
+        Some(fb::BuiltinOptions::DivOptions(Box::default())),
+    );
+    let m = g.finish(&[x0, a], &[y]);
+    let v = |lo, hi| Value::f32(vec![1, 4], ramp(4, lo, hi));
+    let samples = vec![vec![v(-1.0, 1.0), v(0.25, 1.0)]];
+    for mode in [Mode::Int8, Mode::Int16x8] {
+        // d (and sum, same scale) on [lo, 2]: int8 step 2/255 (4 steps = 0.031), 16x8
+        // step 2/32767 (4 steps = 2.4e-4).
+        let (near, clear) = if mode == Mode::Int8 {
+            (0.03, 0.032)
+        } else {
+            (2.4e-4, 2.5e-4)
+        };
+        for (lo, singular) in [(0.5, false), (clear, false), (near, true), (0.0, true)] {
+            let r = ranges(&m, &samples, &[("sum", lo, 2.0), ("d", lo, 2.0)]);
+            let (_, report) = quantize(&m, &options(mode, &r));
+            let f = fates(&report);
+            let what = format!("{mode:?}, divisor on [{lo}, 2]: {f:?}");
+            if !singular {
+                assert!(f.iter().all(|f| f.0 == "quantized"), "{what}");
+                continue;
+            }
+            assert_eq!(f[0].0, "quantized", "{what}");
+            assert!(f[1..].iter().all(|f| f.0 == "float"), "{what}");
+            assert!(f[3].1.contains("input 1 \"d\" of DIV reaches 0"), "{what}");
+            for p in [1, 2] {
+                assert!(
+                    f[p].1.starts_with("produces the operand of operator 3"),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+/// PRELU(ADD(x, c), alpha) with alpha computed at run time: quantized in int8 (a
+/// calibrated activation), float in 16x8 with the reason (LiteRT's 16x8 PRELU reads
+/// alpha as int8); with a constant alpha both widths are quantized. (The ADD brings the
+/// float constant tflquant needs to quantize a model at all.) Structure only.
+/// Catches: the computed-coefficient check dropped or applied in int8 too.
+#[test]
+fn a_computed_prelu_coefficient_keeps_prelu_float_in_16x8_only() {
+    for constant in [false, true] {
+        let mut g = Graph::new();
+        let x0 = g.act("x0", &[1, 4]);
+        let c = g.constant("c", &[1, 4], &[0.5, -0.5, 0.25, -0.25]);
+        let x = g.act("x", &[1, 4]);
+        g.op(
+            Op::Add,
+            &[x0, c],
+            &[x],
+            Some(fb::BuiltinOptions::AddOptions(Box::default())),
+        );
+        let alpha = if constant {
+            g.constant("alpha", &[1, 4], &[0.1, 0.2, 0.3, 0.4])
+        } else {
+            g.act("alpha", &[1, 4])
+        };
+        let y = g.act("y", &[1, 4]);
+        g.op(Op::Prelu, &[x, alpha], &[y], None);
+        let ins = if constant { vec![x0] } else { vec![x0, alpha] };
+        let m = g.finish(&ins, &[y]);
+        let mut sample = vec![Value::f32(vec![1, 4], ramp(4, -1.0, 1.0))];
+        if !constant {
+            sample.push(Value::f32(vec![1, 4], ramp(4, 0.1, 0.4)));
+        }
+        let r = ranges(&m, &[sample], &[]);
+        for mode in [Mode::Int8, Mode::Int16x8] {
+            let (_, report) = quantize(&m, &options(mode, &r));
+            let f = fates(&report);
+            let what = format!("{mode:?}, constant alpha {constant}: {f:?}");
+            assert_eq!(f[0].0, "quantized", "{what}");
+            if constant || mode == Mode::Int8 {
+                assert_eq!(f[1].0, "quantized", "{what}");
+            } else {
+                assert_eq!(f[1].0, "float", "{what}");
+                assert!(
+                    f[1].1
+                        .contains("input 1 \"alpha\" is computed at run time; the 16x8 kernel reads it as int8"),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
