@@ -591,7 +591,8 @@ fn different_fixed_parameters_meeting_on_tied_inputs_are_requantized_not_united(
 ///
 /// Catches (each checked by hand): the `Output::Shared` arm of `widen_for_constants`
 /// deleted (CONCATENATION's constant clipped to [0, 1]), its tied-inputs guard false
-/// (LESS's constant clipped), the role filter inverted (activation constants skipped).
+/// (LESS's constant clipped), the role filter inverted (activation constants skipped),
+/// a tied constant quantized on its own range (`activation_like`'s tied-inputs guard).
 #[test]
 fn constants_read_by_a_shared_operator_widen_its_group() {
     let c_values = [-0.5f32, 1.5, 2.0, 3.0];
@@ -683,6 +684,25 @@ fn constants_read_by_a_shared_operator_widen_its_group() {
     let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
     // x and c are at least 0.5 apart: no rounding can flip a comparison.
     assert_eq!(got, f, "LESS on LiteRT: int8 vs float");
+
+    // LESS(x, c) with c inside x's [0, 1]: c still takes x's parameters (tied inputs),
+    // not those of its own range ([0.3, 0.9] widened to 0: scale 0.9/255).
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &[0.3, 0.5, 0.7, 0.9]);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Less, &[x, c], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let r = ranges(&m, &samples, &[]);
+    let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+    let group = params(tensor(&q, "x/quantized").1);
+    assert_eq!(group, &QuantParams::per_tensor(1.0 / 255.0, -128));
+    assert_eq!(
+        params(operand(&q, Op::Less, 1)),
+        group,
+        "LESS: a constant inside x's range"
+    );
 }
 
 /// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].
