@@ -1541,3 +1541,101 @@ fn a_computed_prelu_coefficient_keeps_prelu_float_in_16x8_only() {
         }
     }
 }
+
+/// p = SOFTMAX(d), d = SUB(mask, x) with mask = [0, 0, 0, -1e9] (a sentinel: it never
+/// sets a range) and x in [-2, 1]: d's ordinary range is about [-0.9, 2]. The SOFTMAX input's
+/// group gets ln(2 · 256) below its minimum (a saturated entry weighs under half an
+/// output step), and the mask's range reaches far enough below that mask − x always
+/// lands under d's minimum: on LiteRT the masked d is exactly d's integer minimum (the
+/// float model's -1e9 saturated) and its probability 0 within one output step; the
+/// other entries within the derived bounds.
+/// Catches: the SOFTMAX headroom skipped for inputs holding sentinels (or given to the
+/// others: `softmax_headroom`'s test), SUB's operand range negated wrongly in
+/// `AddSub::widen` (the mask's saturated value too high: mask − x stays inside d's
+/// range).
+#[test]
+fn a_masked_sentinel_saturates_through_sub_and_weighs_nothing_in_softmax() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mask = g.constant("mask", &[1, 4], &[0.0, 0.0, 0.0, -1e9]);
+    let d = g.act("d", &[1, 4]);
+    let p = g.act("p", &[1, 4]);
+    g.op(
+        Op::Sub,
+        &[mask, x],
+        &[d],
+        Some(fb::BuiltinOptions::SubOptions(Box::default())),
+    );
+    g.op(
+        Op::Softmax,
+        &[d],
+        &[p],
+        Some(fb::BuiltinOptions::SoftmaxOptions(Box::new(
+            fb::SoftmaxOptions { beta: 1.0 },
+        ))),
+    );
+    let m = g.finish(&[x], &[d, p]);
+    let xs = ramp(4 * 8, -2.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let pd = params(tensor(&q, "d/quantized").1).clone();
+    let (d_lo, d_hi) = represented_range(&pd);
+    // d's ordinary minimum (unmasked entries: -x) and ln(512) below.
+    let d_min = xs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 3)
+        .map(|(_, &x)| -x)
+        .fold(f32::INFINITY, f32::min);
+    let want_lo = d_min - 512f32.ln();
+    assert!(
+        (d_lo - want_lo).abs() <= pd.scale[0] && d_hi >= 2.0 - pd.scale[0],
+        "d on [{d_lo}, {d_hi}], want [{want_lo}, 2]"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs.clone())];
+    let f = litert_run(&fp, &input).unwrap();
+    let got = litert_run(&qp, &input).unwrap();
+    let (fd, fp_) = (f[0].data.to_f64(), f[1].data.to_f64());
+    let (gd, gp) = (got[0].data.to_f64(), got[1].data.to_f64());
+    assert_finite("int8 d", &gd);
+    assert_finite("int8 p", &gp);
+    let s_x = params(tensor(&q, "x/quantized").1).scale[0] as f64;
+    let s_d = pd.scale[0] as f64;
+    // d: x's rounding and one output step (SUB's rescale, k = 1).
+    let bound_d = s_x / 2.0 + s_d;
+    // p: |∂p_i/∂d| summed ≤ 1/2, the saturated entry's weight < 1/512, one step.
+    let bound_p = bound_d / 2.0 + 1.0 / 512.0 + 1.0 / 256.0;
+    for i in 0..gd.len() {
+        if i % 4 == 3 {
+            assert!(fd[i] < -1e8, "float d[{i}] = {}", fd[i]);
+            assert!(
+                (gd[i] - d_lo as f64).abs() <= 1e-6,
+                "masked d[{i}]: {} is not d's minimum {d_lo} (x = {})",
+                gd[i],
+                xs[i]
+            );
+            assert!(gp[i].abs() <= 1.0 / 256.0, "masked p[{i}] = {}", gp[i]);
+        } else {
+            assert!(
+                (gd[i] - fd[i]).abs() <= bound_d,
+                "d[{i}]: {} vs {} (bound {bound_d})",
+                gd[i],
+                fd[i]
+            );
+            assert!(
+                (gp[i] - fp_[i]).abs() <= bound_p,
+                "p[{i}]: {} vs {} (bound {bound_p})",
+                gp[i],
+                fp_[i]
+            );
+        }
+    }
+}
