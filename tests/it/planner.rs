@@ -1639,3 +1639,61 @@ fn a_masked_sentinel_saturates_through_sub_and_weighs_nothing_in_softmax() {
         }
     }
 }
+
+/// e = SUB(x, mask) with mask = [0, 0, 0, 1e9] subtracted (x in [-2, 1]): the mask's
+/// upper end reaches far enough that x − mask always lands under e's minimum: on
+/// LiteRT the masked e is exactly e's integer minimum (the float model's -1e9
+/// saturated), the others within x's rounding and one step.
+/// Catches: the subtracted operand's sentinel end computed wrongly in `AddSub::widen`
+/// (`hi_x − lo_o`: the mask saturating near 0, e = x).
+#[test]
+fn a_subtracted_sentinel_saturates_the_difference() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mask = g.constant("mask", &[1, 4], &[0.0, 0.0, 0.0, 1e9]);
+    let e = g.act("e", &[1, 4]);
+    g.op(
+        Op::Sub,
+        &[x, mask],
+        &[e],
+        Some(fb::BuiltinOptions::SubOptions(Box::default())),
+    );
+    let m = g.finish(&[x], &[e]);
+    let xs = ramp(4 * 8, -2.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let pe = params(tensor(&q, "e/quantized").1).clone();
+    let (e_lo, _) = represented_range(&pe);
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs.clone())];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8 e", &got);
+    let s_x = params(tensor(&q, "x/quantized").1).scale[0] as f64;
+    let bound = s_x / 2.0 + pe.scale[0] as f64;
+    for i in 0..got.len() {
+        if i % 4 == 3 {
+            assert!(f[i] < -1e8, "float e[{i}] = {}", f[i]);
+            assert!(
+                (got[i] - e_lo as f64).abs() <= 1e-6,
+                "masked e[{i}]: {} is not e's minimum {e_lo} (x = {})",
+                got[i],
+                xs[i]
+            );
+        } else {
+            assert!(
+                (got[i] - f[i]).abs() <= bound,
+                "e[{i}]: {} vs {} (bound {bound})",
+                got[i],
+                f[i]
+            );
+        }
+    }
+}
