@@ -1697,3 +1697,54 @@ fn a_subtracted_sentinel_saturates_the_difference() {
         }
     }
 }
+
+/// ADD and SUB in 16x8 declare the general-scale int16 path (`pot_scale_int16 =
+/// false`; the flatbuffer default, true, is LiteRT's power-of-two path for LSTM
+/// internals, which needs power-of-two scales); on LiteRT y = (x + c) − x2 is the float
+/// model's within x's rounding (twice) and two output steps.
+/// Catches: the option left at its default (`rules::options::set_general_scale_int16`).
+#[test]
+fn add_and_sub_in_16x8_use_the_general_scale_path() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &[0.3, -0.7, 1.1, -1.9]);
+    let s = g.act("s", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    g.op(Op::Add, &[x, c], &[s], None);
+    g.op(Op::Sub, &[s, x], &[y], None);
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -3.0, 2.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int16x8, &r));
+    assert_all_quantized(&report);
+    for o in &q.subgraphs[0].operators {
+        let pot = match &o.builtin_options {
+            Some(fb::BuiltinOptions::AddOptions(a)) => a.pot_scale_int16,
+            Some(fb::BuiltinOptions::SubOptions(a)) => a.pot_scale_int16,
+            None if matches!(q.builtin(o), Op::Add | Op::Sub) => true,
+            _ => continue,
+        };
+        assert!(!pot, "{:?} keeps pot_scale_int16", q.builtin(o));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("LiteRT: {e}"))[0]
+        .data
+        .to_f64();
+    assert_finite("16x8", &got);
+    let step = |n: &str| params(tensor(&q, n).1).scale[0] as f64;
+    let bound = step("x/quantized") + step("c") / 2.0 + step("s") + step("y/quantized");
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+}
