@@ -1561,4 +1561,55 @@ mod tests {
             }
         }
     }
+
+    /// RNN-family hybrids: version 2 with int8 weights and a float output, 3 when the
+    /// operator's own options ask for asymmetric input quantization (each operator reads
+    /// its own options table).
+    #[test]
+    fn rnn_family_hybrid_versions() {
+        let opts = |op: Op, asym: bool| -> Option<O> {
+            Some(match op {
+                Op::Rnn => O::RnnOptions(Box::new(fb::RnnOptions {
+                    asymmetric_quantize_inputs: asym,
+                    ..Default::default()
+                })),
+                Op::UnidirectionalSequenceRnn => {
+                    O::SequenceRnnOptions(Box::new(fb::SequenceRnnOptions {
+                        asymmetric_quantize_inputs: asym,
+                        ..Default::default()
+                    }))
+                }
+                Op::BidirectionalSequenceRnn => O::BidirectionalSequenceRnnOptions(Box::new(
+                    fb::BidirectionalSequenceRnnOptions {
+                        asymmetric_quantize_inputs: asym,
+                        ..Default::default()
+                    },
+                )),
+                _ => O::BidirectionalSequenceLstmOptions(Box::new(
+                    fb::BidirectionalSequenceLstmOptions {
+                        asymmetric_quantize_inputs: asym,
+                        ..Default::default()
+                    },
+                )),
+            })
+        };
+        for op in [
+            Op::Rnn,
+            Op::UnidirectionalSequenceRnn,
+            Op::BidirectionalSequenceRnn,
+            Op::BidirectionalSequenceLstm,
+        ] {
+            let v = |w: T, asym: bool| {
+                ver(
+                    op,
+                    &[f32_(&[1, 4]), q(w, &[3, 4])],
+                    &[f32_(&[1, 3])],
+                    opts(op, asym),
+                )
+            };
+            assert_eq!(v(T::Float32, false), 1, "{op:?} float");
+            assert_eq!(v(T::Int8, false), 2, "{op:?} hybrid");
+            assert_eq!(v(T::Int8, true), 3, "{op:?} hybrid, asymmetric inputs");
+        }
+    }
 }

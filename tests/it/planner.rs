@@ -582,6 +582,133 @@ fn different_fixed_parameters_meeting_on_tied_inputs_are_requantized_not_united(
     );
 }
 
+/// Constants read like activations by a shared-parameter operator widen the group's
+/// range, so the group's parameters hold the constant's values: the constant is stored
+/// on them within half a step, never clipped.
+/// - CONCATENATION(x, c), with the ranges of x and of the output edited to [0, 1] (as
+///   `quantize --ranges` allows) and c = [-0.5, 1.5, 2, 3]: the group must reach [-0.5, 3];
+///   on LiteRT the output is the float model's within half a step (the input's and the
+///   constant's rounding; CONCATENATION copies integers).
+/// - LESS(x, c) (tied inputs: x and c share parameters), x calibrated on [0, 1]: the
+///   group must reach c's [-0.5, 3]; on LiteRT the comparison equals the float one
+///   (x = 1 < 2 is true, with c clipped to x's range it is 1 < 1, false).
+///
+/// Catches (each checked by hand): the `Output::Shared` arm of `widen_for_constants`
+/// deleted (CONCATENATION's constant clipped to [0, 1]), its tied-inputs guard false
+/// (LESS's constant clipped), the role filter inverted (activation constants skipped),
+/// a tied constant quantized on its own range (`activation_like`'s tied-inputs guard).
+#[test]
+fn constants_read_by_a_shared_operator_widen_its_group() {
+    let c_values = [-0.5f32, 1.5, 2.0, 3.0];
+    // The group's parameters hold c within one step at either end (the zero point is
+    // rounded), and c's bytes are its values on them.
+    let assert_holds_c = |q: &Model, what: &str, c: &Tensor, group: &QuantParams| {
+        assert_eq!(params(c), group, "{what}: c takes the group's parameters");
+        let (lo, hi) = represented_range(group);
+        let s = group.scale[0];
+        assert!(
+            lo <= -0.5 + s && hi >= 3.0 - s,
+            "{what}: group on [{lo}, {hi}] does not hold c's [-0.5, 3]"
+        );
+        let want: Vec<u8> = c_values
+            .iter()
+            .map(|v| {
+                ((v / s).round() + group.zero_point[0] as f32).clamp(-128.0, 127.0) as i8 as u8
+            })
+            .collect();
+        assert_eq!(q.tensor_data(c), want.as_slice(), "{what}: c's bytes");
+    };
+    let xs = ramp(4 * 8, 0.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let dir = tempfile::tempdir().unwrap();
+
+    // CONCATENATION(x, c) with edited ranges.
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &c_values);
+    let y = g.act("concat", &[1, 8]);
+    g.op(
+        Op::Concatenation,
+        &[x, c],
+        &[y],
+        Some(fb::BuiltinOptions::ConcatenationOptions(Box::new(
+            fb::ConcatenationOptions {
+                axis: 1,
+                ..Default::default()
+            },
+        ))),
+    );
+    let m = g.finish(&[x], &[y]);
+    let r = ranges(&m, &samples, &[("x", 0.0, 1.0), ("concat", 0.0, 1.0)]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let group = params(tensor(&q, "concat/quantized").1).clone();
+    assert_eq!(params(tensor(&q, "x/quantized").1), &group);
+    assert_holds_c(
+        &q,
+        "CONCATENATION",
+        operand(&q, Op::Concatenation, 1),
+        &group,
+    );
+    let fp = write(dir.path(), "concat_f.tflite", &m);
+    let qp = write(dir.path(), "concat_q.tflite", &q);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8 CONCATENATION", &got);
+    // Rounding x and c to the group's step: half a step (float32 slack 1e-6).
+    let bound = group.scale[0] as f64 / 2.0 + 1e-6;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "CONCATENATION element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+
+    // LESS(x, c): the comparison's inputs are tied.
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &c_values);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Less, &[x, c], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let group = params(tensor(&q, "x/quantized").1).clone();
+    assert_eq!(params(operand(&q, Op::Less, 0)), &group);
+    assert_holds_c(&q, "LESS", operand(&q, Op::Less, 1), &group);
+    let fp = write(dir.path(), "less_f.tflite", &m);
+    let qp = write(dir.path(), "less_q.tflite", &q);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    // x and c are at least 0.5 apart: no rounding can flip a comparison.
+    assert_eq!(got, f, "LESS on LiteRT: int8 vs float");
+
+    // LESS(x, c) with c inside x's [0, 1]: c still takes x's parameters (tied inputs),
+    // not those of its own range ([0.3, 0.9] widened to 0: scale 0.9/255).
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &[0.3, 0.5, 0.7, 0.9]);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Less, &[x, c], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let r = ranges(&m, &samples, &[]);
+    let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+    let group = params(tensor(&q, "x/quantized").1);
+    assert_eq!(group, &QuantParams::per_tensor(1.0 / 255.0, -128));
+    assert_eq!(
+        params(operand(&q, Op::Less, 1)),
+        group,
+        "LESS: a constant inside x's range"
+    );
+}
+
 /// The FULLY_CONNECTED model of the interface and bias tests: x [1,4] → y [1,3].
 /// Channel 1 has tiny weights and a large bias (it overflows int32 at s_in·s_w).
 fn fc_model(bias1: f32) -> Model {
@@ -1270,6 +1397,362 @@ fn activation_parameters_of_degenerate_and_one_sided_ranges() {
             (p.scale[0], p.zero_point[0]),
             (want16, 0),
             "16x8 [{lo}, {hi}]"
+        );
+    }
+}
+
+/// The fates (`"quantized"` / `"float"`) and reasons of a report, in operator order.
+fn fates(report: &Report) -> Vec<(String, String)> {
+    let r = serde_json::to_value(report).unwrap();
+    r["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["fate"].as_str().unwrap_or_default().to_string(),
+                o["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// DIV(x, RESHAPE(ADD(a, b))), b constant: a divisor whose calibrated range comes within 4 steps of
+/// 0 keeps the DIV float, and its producers too, through the same-scale RESHAPE up to
+/// the ADD that computes it (each with the reason); a divisor clear of 0 leaves all
+/// three quantized, in int8 and 16x8; x's producer is never touched. Structure only (fates are decisions).
+/// Catches: `reaches_zero` answering a constant range (every DIV float, or none), the
+/// 4-step margin on the wrong side, the producer walk stopping at RESHAPE or
+/// passing the ADD.
+#[test]
+fn singular_operands_reaching_zero_keep_their_operator_and_producers_float() {
+    let mut g = Graph::new();
+    // x = ADD(x0, c) stays quantized in every case (a model with no quantized
+    // operator reading a float constant is refused).
+    let x0 = g.act("x0", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &[0.5, -0.5, 0.25, -0.25]);
+    let x = g.act("x", &[1, 4]);
+    g.op(
+        Op::Add,
+        &[x0, c],
+        &[x],
+        Some(fb::BuiltinOptions::AddOptions(Box::default())),
+    );
+    let a = g.act("a", &[1, 4]);
+    let b = g.constant("b", &[1, 4], &[0.25, 0.5, 0.75, 1.0]);
+    let s = g.act("sum", &[1, 4]);
+    let d = g.act("d", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    let shape = {
+        let mut t = Tensor::new("shape", TensorType::Int32, vec![2]);
+        t.buffer = g.m.add_buffer(
+            [1i32, 4]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        g.sg.add_tensor(t)
+    };
+    g.op(
+        Op::Add,
+        &[a, b],
+        &[s],
+        Some(fb::BuiltinOptions::AddOptions(Box::default())),
+    );
+    g.op(Op::Reshape, &[s, shape], &[d], None);
+    g.op(
+        Op::Div,
+        &[x, d],
+        &[y],
+        Some(fb::BuiltinOptions::DivOptions(Box::default())),
+    );
+    let m = g.finish(&[x0, a], &[y]);
+    let v = |lo, hi| Value::f32(vec![1, 4], ramp(4, lo, hi));
+    let samples = vec![vec![v(-1.0, 1.0), v(0.25, 1.0)]];
+    for mode in [Mode::Int8, Mode::Int16x8] {
+        // d (and sum, same scale) on [lo, 2]: int8 step 2/255 (4 steps = 0.031), 16x8
+        // step 2/32767 (4 steps = 2.4e-4).
+        let (near, clear) = if mode == Mode::Int8 {
+            (0.03, 0.032)
+        } else {
+            (2.4e-4, 2.5e-4)
+        };
+        for (lo, singular) in [(0.5, false), (clear, false), (near, true), (0.0, true)] {
+            let r = ranges(&m, &samples, &[("sum", lo, 2.0), ("d", lo, 2.0)]);
+            let (_, report) = quantize(&m, &options(mode, &r));
+            let f = fates(&report);
+            let what = format!("{mode:?}, divisor on [{lo}, 2]: {f:?}");
+            if !singular {
+                assert!(f.iter().all(|f| f.0 == "quantized"), "{what}");
+                continue;
+            }
+            assert_eq!(f[0].0, "quantized", "{what}");
+            assert!(f[1..].iter().all(|f| f.0 == "float"), "{what}");
+            assert!(f[3].1.contains("input 1 \"d\" of DIV reaches 0"), "{what}");
+            for p in [1, 2] {
+                assert!(
+                    f[p].1.starts_with("produces the operand of operator 3"),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+/// PRELU(ADD(x, c), alpha) with alpha computed at run time: quantized in int8 (a
+/// calibrated activation), float in 16x8 with the reason (LiteRT's 16x8 PRELU reads
+/// alpha as int8); with a constant alpha both widths are quantized. (The ADD brings the
+/// float constant tflquant needs to quantize a model at all.) Structure only.
+/// Catches: the computed-coefficient check dropped or applied in int8 too.
+#[test]
+fn a_computed_prelu_coefficient_keeps_prelu_float_in_16x8_only() {
+    for constant in [false, true] {
+        let mut g = Graph::new();
+        let x0 = g.act("x0", &[1, 4]);
+        let c = g.constant("c", &[1, 4], &[0.5, -0.5, 0.25, -0.25]);
+        let x = g.act("x", &[1, 4]);
+        g.op(
+            Op::Add,
+            &[x0, c],
+            &[x],
+            Some(fb::BuiltinOptions::AddOptions(Box::default())),
+        );
+        let alpha = if constant {
+            g.constant("alpha", &[1, 4], &[0.1, 0.2, 0.3, 0.4])
+        } else {
+            g.act("alpha", &[1, 4])
+        };
+        let y = g.act("y", &[1, 4]);
+        g.op(Op::Prelu, &[x, alpha], &[y], None);
+        let ins = if constant { vec![x0] } else { vec![x0, alpha] };
+        let m = g.finish(&ins, &[y]);
+        let mut sample = vec![Value::f32(vec![1, 4], ramp(4, -1.0, 1.0))];
+        if !constant {
+            sample.push(Value::f32(vec![1, 4], ramp(4, 0.1, 0.4)));
+        }
+        let r = ranges(&m, &[sample], &[]);
+        for mode in [Mode::Int8, Mode::Int16x8] {
+            let (_, report) = quantize(&m, &options(mode, &r));
+            let f = fates(&report);
+            let what = format!("{mode:?}, constant alpha {constant}: {f:?}");
+            assert_eq!(f[0].0, "quantized", "{what}");
+            if constant || mode == Mode::Int8 {
+                assert_eq!(f[1].0, "quantized", "{what}");
+            } else {
+                assert_eq!(f[1].0, "float", "{what}");
+                assert!(
+                    f[1].1
+                        .contains("input 1 \"alpha\" is computed at run time; the 16x8 kernel reads it as int8"),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+/// p = SOFTMAX(d), d = SUB(mask, x) with mask = [0, 0, 0, -1e9] (a sentinel: it never
+/// sets a range) and x in [-2, 1]: d's ordinary range is about [-0.9, 2]. The SOFTMAX input's
+/// group gets ln(2 · 256) below its minimum (a saturated entry weighs under half an
+/// output step), and the mask's range reaches far enough below that mask − x always
+/// lands under d's minimum: on LiteRT the masked d is exactly d's integer minimum (the
+/// float model's -1e9 saturated) and its probability 0 within one output step; the
+/// other entries within the derived bounds.
+/// Catches: the SOFTMAX headroom skipped for inputs holding sentinels (or given to the
+/// others: `softmax_headroom`'s test), SUB's operand range negated wrongly in
+/// `AddSub::widen` (the mask's saturated value too high: mask − x stays inside d's
+/// range).
+#[test]
+fn a_masked_sentinel_saturates_through_sub_and_weighs_nothing_in_softmax() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mask = g.constant("mask", &[1, 4], &[0.0, 0.0, 0.0, -1e9]);
+    let d = g.act("d", &[1, 4]);
+    let p = g.act("p", &[1, 4]);
+    g.op(
+        Op::Sub,
+        &[mask, x],
+        &[d],
+        Some(fb::BuiltinOptions::SubOptions(Box::default())),
+    );
+    g.op(
+        Op::Softmax,
+        &[d],
+        &[p],
+        Some(fb::BuiltinOptions::SoftmaxOptions(Box::new(
+            fb::SoftmaxOptions { beta: 1.0 },
+        ))),
+    );
+    let m = g.finish(&[x], &[d, p]);
+    let xs = ramp(4 * 8, -2.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let pd = params(tensor(&q, "d/quantized").1).clone();
+    let (d_lo, d_hi) = represented_range(&pd);
+    // d's ordinary minimum (unmasked entries: -x) and ln(512) below.
+    let d_min = xs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 3)
+        .map(|(_, &x)| -x)
+        .fold(f32::INFINITY, f32::min);
+    let want_lo = d_min - 512f32.ln();
+    assert!(
+        (d_lo - want_lo).abs() <= pd.scale[0] && d_hi >= 2.0 - pd.scale[0],
+        "d on [{d_lo}, {d_hi}], want [{want_lo}, 2]"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs.clone())];
+    let f = litert_run(&fp, &input).unwrap();
+    let got = litert_run(&qp, &input).unwrap();
+    let (fd, fp_) = (f[0].data.to_f64(), f[1].data.to_f64());
+    let (gd, gp) = (got[0].data.to_f64(), got[1].data.to_f64());
+    assert_finite("int8 d", &gd);
+    assert_finite("int8 p", &gp);
+    let s_x = params(tensor(&q, "x/quantized").1).scale[0] as f64;
+    let s_d = pd.scale[0] as f64;
+    // d: x's rounding and one output step (SUB's rescale, k = 1).
+    let bound_d = s_x / 2.0 + s_d;
+    // p: |∂p_i/∂d| summed ≤ 1/2, the saturated entry's weight < 1/512, one step.
+    let bound_p = bound_d / 2.0 + 1.0 / 512.0 + 1.0 / 256.0;
+    for i in 0..gd.len() {
+        if i % 4 == 3 {
+            assert!(fd[i] < -1e8, "float d[{i}] = {}", fd[i]);
+            assert!(
+                (gd[i] - d_lo as f64).abs() <= 1e-6,
+                "masked d[{i}]: {} is not d's minimum {d_lo} (x = {})",
+                gd[i],
+                xs[i]
+            );
+            assert!(gp[i].abs() <= 1.0 / 256.0, "masked p[{i}] = {}", gp[i]);
+        } else {
+            assert!(
+                (gd[i] - fd[i]).abs() <= bound_d,
+                "d[{i}]: {} vs {} (bound {bound_d})",
+                gd[i],
+                fd[i]
+            );
+            assert!(
+                (gp[i] - fp_[i]).abs() <= bound_p,
+                "p[{i}]: {} vs {} (bound {bound_p})",
+                gp[i],
+                fp_[i]
+            );
+        }
+    }
+}
+
+/// e = SUB(x, mask) with mask = [0, 0, 0, 1e9] subtracted (x in [-2, 1]): the mask's
+/// upper end reaches far enough that x − mask always lands under e's minimum: on
+/// LiteRT the masked e is exactly e's integer minimum (the float model's -1e9
+/// saturated), the others within x's rounding and one step.
+/// Catches: the subtracted operand's sentinel end computed wrongly in `AddSub::widen`
+/// (`hi_x − lo_o`: the mask saturating near 0, e = x).
+#[test]
+fn a_subtracted_sentinel_saturates_the_difference() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mask = g.constant("mask", &[1, 4], &[0.0, 0.0, 0.0, 1e9]);
+    let e = g.act("e", &[1, 4]);
+    g.op(
+        Op::Sub,
+        &[x, mask],
+        &[e],
+        Some(fb::BuiltinOptions::SubOptions(Box::default())),
+    );
+    let m = g.finish(&[x], &[e]);
+    let xs = ramp(4 * 8, -2.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let pe = params(tensor(&q, "e/quantized").1).clone();
+    let (e_lo, _) = represented_range(&pe);
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs.clone())];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_finite("int8 e", &got);
+    let s_x = params(tensor(&q, "x/quantized").1).scale[0] as f64;
+    let bound = s_x / 2.0 + pe.scale[0] as f64;
+    for i in 0..got.len() {
+        if i % 4 == 3 {
+            assert!(f[i] < -1e8, "float e[{i}] = {}", f[i]);
+            assert!(
+                (got[i] - e_lo as f64).abs() <= 1e-6,
+                "masked e[{i}]: {} is not e's minimum {e_lo} (x = {})",
+                got[i],
+                xs[i]
+            );
+        } else {
+            assert!(
+                (got[i] - f[i]).abs() <= bound,
+                "e[{i}]: {} vs {} (bound {bound})",
+                got[i],
+                f[i]
+            );
+        }
+    }
+}
+
+/// ADD and SUB in 16x8 declare the general-scale int16 path (`pot_scale_int16 =
+/// false`; the flatbuffer default, true, is LiteRT's power-of-two path for LSTM
+/// internals, which needs power-of-two scales); on LiteRT y = (x + c) − x2 is the float
+/// model's within x's rounding (twice) and two output steps.
+/// Catches: the option left at its default (`rules::options::set_general_scale_int16`).
+#[test]
+fn add_and_sub_in_16x8_use_the_general_scale_path() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &[0.3, -0.7, 1.1, -1.9]);
+    let s = g.act("s", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    g.op(Op::Add, &[x, c], &[s], None);
+    g.op(Op::Sub, &[s, x], &[y], None);
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -3.0, 2.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int16x8, &r));
+    assert_all_quantized(&report);
+    for o in &q.subgraphs[0].operators {
+        let pot = match &o.builtin_options {
+            Some(fb::BuiltinOptions::AddOptions(a)) => a.pot_scale_int16,
+            Some(fb::BuiltinOptions::SubOptions(a)) => a.pot_scale_int16,
+            None if matches!(q.builtin(o), Op::Add | Op::Sub) => true,
+            _ => continue,
+        };
+        assert!(!pot, "{:?} keeps pot_scale_int16", q.builtin(o));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("LiteRT: {e}"))[0]
+        .data
+        .to_f64();
+    assert_finite("16x8", &got);
+    let step = |n: &str| params(tensor(&q, n).1).scale[0] as f64;
+    let bound = step("x/quantized") + step("c") / 2.0 + step("s") + step("y/quantized");
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "element {i}: {u} vs {v} (bound {bound})"
         );
     }
 }
