@@ -120,7 +120,7 @@ fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
 /// mantissa is `r + 2²²` (a safe stand-in for the saturating `as` cast, which does not
 /// vectorise).
 #[inline(always)]
-fn round_clamped_i8(x: f32, qmax: f32) -> i8 {
+pub(crate) fn round_clamped_i8(x: f32, qmax: f32) -> i8 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
     let a = x.abs().min(qmax + 1.0);
     let t = a.trunc();

@@ -26,7 +26,7 @@
 //! filter behind a DEQUANTIZE) interleaves the groups and keeps the reference path.
 //! Every result equals the reference's bit for bit (tested in this file).
 
-use super::super::math::Channels;
+use super::super::math::{self, Channels};
 use super::{CLIP_GRID, clip_ratio};
 
 /// Candidate lanes: [`CLIP_GRID`] rounded up to a multiple of 8 (the padding lanes get
@@ -209,8 +209,9 @@ fn band_generic(
             stored(chosen)
         }
     };
-    pack(src, len, &scales, dst);
-    let sums = errors(src, len, &nearest_scales, &scales, method, QMAX);
+    let mut q = Vec::new();
+    pack(src, len, &scales, dst, &mut q);
+    let sums = errors(src, len, &q, &nearest_scales, &scales, method, QMAX);
     Band {
         scales,
         nearest_scales,
@@ -247,73 +248,71 @@ fn abs_max(bytes: &[u8]) -> f32 {
 }
 
 /// The INT4 values of whole groups of `len` elements, packed two per byte into `dst`
-/// (`src` holds an even number of elements, or ends the weight).
+/// (`src` holds an even number of elements, or ends the weight); the values stay in
+/// `q` for [`errors`].
 #[inline(always)]
-fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8]) {
+fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8], q: &mut Vec<i8>) {
     // `(v / scale).round().clamp(-7, 7) as i8`, NaN to 0 as that cast gives.
-    let q = |v: f32, s: f32| {
-        let x = v / s;
-        if x.is_nan() {
-            0
-        } else {
-            round_clamp(x, 7.0) as i8
-        }
-    };
-    let mut values = vec![0i8; src.len() / 4];
-    for ((g, out), &s) in src
-        .chunks_exact(4 * len)
-        .zip(values.chunks_mut(len))
-        .zip(scales)
-    {
+    q.clear();
+    q.resize(src.len() / 4, 0);
+    for ((g, out), &s) in src.chunks_exact(4 * len).zip(q.chunks_mut(len)).zip(scales) {
         for (o, b) in out.iter_mut().zip(g.chunks_exact(4)) {
-            *o = q(f32::from_le_bytes([b[0], b[1], b[2], b[3]]), s);
+            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) / s;
+            let r = math::round_clamped_i8(x, 7.0);
+            *o = if x.is_nan() { 0 } else { r };
         }
     }
-    for (d, p) in dst.iter_mut().zip(values.chunks(2)) {
-        let lo = (p[0] as u8) & 0x0f;
-        let hi = p.get(1).map_or(0, |&v| (v as u8) & 0x0f);
-        *d = lo | (hi << 4);
+    let mut pairs = q.chunks_exact(2);
+    for (d, p) in dst.iter_mut().zip(&mut pairs) {
+        *d = ((p[0] as u8) & 0x0f) | ((p[1] as u8) << 4);
+    }
+    if let ([last], Some(d)) = (pairs.remainder(), dst.get_mut(q.len() / 2)) {
+        *d = (*last as u8) & 0x0f;
     }
 }
 
-/// `weights::weight_error`'s sums over one band (whole groups of `len`) for nearest
-/// rounding and for `scales`, and the signal, added in element order in f64; the terms
-/// are computed eight at a time, only the additions are sequential.
+/// `weights::weight_error`'s sums over one band (whole groups of `len`, their INT4
+/// values `q` for `scales`) for nearest rounding and for `scales`, and the signal,
+/// added in element order in f64; the terms are computed eight at a time, only the
+/// additions are sequential (three independent chains).
+///
+/// The chosen rounding's terms use `q` (no second division): the reference's
+/// `round().clamp()` of `v / s` is `q` but for a NaN `v`, where both give a NaN term.
+/// With [`Method::Nearest`] the chosen scales are the nearest ones, and the sums equal.
 #[inline(always)]
 fn errors(
     src: &[u8],
     len: usize,
+    q: &[i8],
     nearest: &[f32],
     scales: &[f32],
     method: Method,
     qmax: f32,
 ) -> (f64, f64, f64) {
-    // (NaN aside, where both sums are NaN anyway, `round_clamp` is the reference's
-    // `round().clamp()`.)
-    let d = |v: f32, s: f32| v as f64 - round_clamp(v / s, qmax) as f64 * s as f64;
     let (mut e_nearest, mut e_chosen, mut signal) = (0f64, 0f64, 0f64);
-    for (g, (&sn, &sc)) in src.chunks_exact(4 * len).zip(nearest.iter().zip(scales)) {
-        for c in g.chunks(32) {
+    let groups = src.chunks_exact(4 * len).zip(q.chunks(len));
+    for ((g, qg), (&sn, &sc)) in groups.zip(nearest.iter().zip(scales)) {
+        for (c, qc) in g.chunks(32).zip(qg.chunks(8)) {
+            let k = qc.len();
             let mut v = [0f32; 8];
-            let k = c.len() / 4;
+            let mut qv = [0i8; 8];
             for (x, b) in v.iter_mut().zip(c.chunks_exact(4)) {
                 *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
-            let dn: [f64; 8] = std::array::from_fn(|i| d(v[i], sn));
+            qv[..k].copy_from_slice(qc);
+            let dc: [f64; 8] = std::array::from_fn(|i| v[i] as f64 - qv[i] as f64 * sc as f64);
+            let dn: [f64; 8] = match method {
+                Method::Nearest => dc,
+                Method::Mse => std::array::from_fn(|i| {
+                    v[i] as f64 - round_clamp(v[i] / sn, qmax) as f64 * sn as f64
+                }),
+            };
             for i in 0..k {
                 e_nearest += dn[i] * dn[i];
                 signal += v[i] as f64 * v[i] as f64;
-            }
-            if method == Method::Mse {
-                let dc: [f64; 8] = std::array::from_fn(|i| d(v[i], sc));
-                for x in &dc[..k] {
-                    e_chosen += x * x;
-                }
+                e_chosen += dc[i] * dc[i];
             }
         }
-    }
-    if method == Method::Nearest {
-        e_chosen = e_nearest;
     }
     (e_nearest, e_chosen, signal)
 }
@@ -636,7 +635,16 @@ mod tests {
                 if i % 9973 == 0 { x * 20.0 } else { x }
             })
             .collect();
-        let cases: [(&[f32], Channels, Stored); 6] = [
+        // Infinities: their group takes scale 1, and the sums are infinite.
+        let mut inf = v.clone();
+        inf[3] = f32::INFINITY;
+        inf[cols + 5] = f32::NEG_INFINITY;
+        let cases: [(&[f32], Channels, Stored); 7] = [
+            (
+                &inf,
+                Channels::new(&[rows as i32, cols as i32], Some(0)),
+                &same,
+            ),
             (
                 &v,
                 Channels::new(&[rows as i32, cols as i32], Some(0)),
