@@ -357,9 +357,7 @@ fn an_output_that_does_not_read_back_is_not_written() {
 /// small buffers written between the copied ones, and a buffer replaced in memory.
 #[test]
 fn unchanged_mapped_data_copied_file_to_file_gives_the_same_bytes() {
-    #[path = "../../benches/common/mod.rs"]
-    #[allow(dead_code)]
-    mod bench_common;
+    use crate::memory::bench_common;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.tflite");
     // Three FC layers of 700² floats (1.96 MB each: copied), biases of 2.8 KB (written).
