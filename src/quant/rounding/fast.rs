@@ -399,18 +399,7 @@ const BINS: usize = 128;
 fn histogram_scale_inline(values: &[f32], base: f32, qmax: f32) -> f32 {
     let m = base * qmax;
     let inv = BINS as f32 / m;
-    let mut count = [0u32; BINS];
-    let mut s1 = [0f64; BINS];
-    let mut s2 = [0f64; BINS];
-    for &v in values {
-        let a = v.abs();
-        // (A NaN goes to bin 0, an infinity to the last: their sums are NaN, every
-        // estimate is NaN and ratio 1 stays.)
-        let b = ((a * inv) as usize).min(BINS - 1);
-        count[b] += 1;
-        s1[b] += a as f64;
-        s2[b] += a as f64 * a as f64;
-    }
+    let (count, s1, s2) = bins(values, inv);
     let mut mean = [0f32; BINS];
     for b in 0..BINS {
         mean[b] = if count[b] == 0 {
@@ -447,6 +436,43 @@ fn histogram_scale_inline(values: &[f32], base: f32, qmax: f32) -> f32 {
         }
     }
     base * clip_ratio(best.0)
+}
+
+/// Count, Σ|v| and Σv² (in element order) of the magnitudes of `values` in [`BINS`]
+/// bins: value `v` goes to bin `(|v| · inv) as usize`, capped at the last (a NaN goes
+/// to bin 0, an infinity to the last: their sums are NaN or infinite, every estimate
+/// is and ratio 1 stays). The bin numbers and the f64 terms are computed eight at a
+/// time (in f32 only: vectorised), the additions one by one; the reference twin
+/// (`bins_reference` in the tests) is the plain loop.
+#[inline(always)]
+fn bins(values: &[f32], inv: f32) -> ([u32; BINS], [f64; BINS], [f64; BINS]) {
+    const LAST: f32 = (BINS - 1) as f32;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: see `math::round_clamped_i8`
+    let mut count = [0u32; BINS];
+    let mut s1 = [0f64; BINS];
+    let mut s2 = [0f64; BINS];
+    for c in values.chunks(8) {
+        let mut a = [0f32; 8];
+        for (x, &v) in a.iter_mut().zip(c) {
+            *x = v.abs();
+        }
+        // `(a · inv) as usize` capped at LAST: NaN (fails `>= 0`) to 0; the truncated
+        // value is an integer in [0, 127], read off the low bits of `t + 1.5·2²³`.
+        let b: [usize; 8] = std::array::from_fn(|i| {
+            let x = a[i] * inv;
+            let t = if x >= 0.0 { x.min(LAST).trunc() } else { 0.0 };
+            ((t + MAGIC).to_bits() & 0xff) as usize
+        });
+        let a1: [f64; 8] = std::array::from_fn(|i| a[i] as f64);
+        let a2: [f64; 8] = std::array::from_fn(|i| a1[i] * a1[i]);
+        for i in 0..c.len() {
+            let k = b[i].min(BINS - 1);
+            count[k] += 1;
+            s1[k] += a1[i];
+            s2[k] += a2[i];
+        }
+    }
+    (count, s1, s2)
 }
 
 /// [`histogram_scale`]'s bins: count, Σ|v|, Σv² and mean |v| of each, and their width.
@@ -551,6 +577,68 @@ mod tests {
             assert_eq!(got, want, "{x}");
         }
         assert!(round_clamp(f32::NAN, 7.0).abs() == 7.0);
+    }
+
+    /// The reference twin of [`bins`]: the plain loop.
+    fn bins_reference(values: &[f32], inv: f32) -> ([u32; BINS], [f64; BINS], [f64; BINS]) {
+        let mut count = [0u32; BINS];
+        let mut s1 = [0f64; BINS];
+        let mut s2 = [0f64; BINS];
+        for &v in values {
+            let a = v.abs();
+            let b = ((a * inv) as usize).min(BINS - 1);
+            count[b] += 1;
+            s1[b] += a as f64;
+            s2[b] += a as f64 * a as f64;
+        }
+        (count, s1, s2)
+    }
+
+    #[test]
+    fn histogram_bins_equal_their_reference_twin() {
+        // Values on and next to bin edges, zeros, the maximum, beyond it, NaN,
+        // infinities, subnormals, and random magnitudes; a partial last chunk.
+        let inv = BINS as f32 / 3.5;
+        let mut v: Vec<f32> = (0..=BINS as u32 + 2)
+            .flat_map(|k| {
+                let e = k as f32 / inv;
+                [e, -e, e.next_up(), e.next_down(), -e.next_down()]
+            })
+            .collect();
+        v.extend([
+            0.0,
+            -0.0,
+            3.5,
+            -3.5,
+            1e30,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            1e-40,
+        ]);
+        let mut s = 0x9e37_79b9u32;
+        for _ in 0..10_001 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            v.push((s as f32 / u32::MAX as f32 - 0.5) * 8.0);
+        }
+        for inv in [inv, 1e-3, 1e30, f32::INFINITY] {
+            let (c, a, b) = bins(&v, inv);
+            let (rc, ra, rb) = bins_reference(&v, inv);
+            assert_eq!(c, rc, "{inv}");
+            // NaN sums: compare NaN-ness (payloads are not promised), the rest bitwise.
+            for k in 0..BINS {
+                for (x, y) in [(a[k], ra[k]), (b[k], rb[k])] {
+                    assert!(
+                        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                        "bin {k}, inv {inv}: {x} vs {y}"
+                    );
+                }
+            }
+        }
     }
 
     /// The reference: float copy, `mse_scales`/`symmetric_scales`, `quantize_symmetric`,
