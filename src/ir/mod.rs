@@ -49,9 +49,13 @@ pub struct Model {
     pub mapped: Option<MappedFile>,
 }
 
-/// A read-only memory map of a model file, shared by every [`Bytes`] slice of it.
+/// A read-only memory map of a model file, shared by every [`Bytes`] slice of it, and
+/// the open file it maps (the writer copies unchanged data from it in the kernel).
 #[derive(Debug, Clone)]
-pub struct MappedFile(pub std::sync::Arc<memmap2::Mmap>);
+pub struct MappedFile(
+    pub std::sync::Arc<memmap2::Mmap>,
+    pub std::sync::Arc<std::fs::File>,
+);
 
 impl AsRef<[u8]> for MappedFile {
     fn as_ref(&self) -> &[u8] {
@@ -303,9 +307,18 @@ impl Model {
         }
     }
 
+    /// The file `data` was mapped from and its offset there, if `data` lies inside the
+    /// model's memory map (unchanged input data: the writer copies it file to file).
+    pub fn mapped_source(&self, data: &[u8]) -> Option<(&std::fs::File, u64)> {
+        let MappedFile(map, file) = self.mapped.as_ref()?;
+        let (base, start) = (map.as_ptr() as usize, data.as_ptr() as usize);
+        (!data.is_empty() && start >= base && start + data.len() <= base + map.len())
+            .then(|| (&**file, (start - base) as u64))
+    }
+
     /// The model's map and the offset of `data` in it, if `data` lies inside it.
     fn map_offset(&self, data: &Bytes) -> Option<(&memmap2::Mmap, usize)> {
-        let MappedFile(map) = self.mapped.as_ref()?;
+        let MappedFile(map, _) = self.mapped.as_ref()?;
         let base = map.as_ptr() as usize;
         let start = data.as_ptr() as usize;
         (!data.is_empty() && start >= base && start + data.len() <= base + map.len())

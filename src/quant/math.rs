@@ -110,13 +110,24 @@ fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Round half away from zero, as `f32::round`, in a form the compiler vectorises: the
-/// magnitude plus one half, truncated, in f64 (exact: no double rounding near .5).
-/// NaN gives `qmax`.
+/// Round half away from zero (as `f32::round`), clamped to `[-qmax, qmax]`, for
+/// `qmax ≤ 127`,, as an `i8`, in f32 operations only, which the
+/// compiler vectorises: the magnitude capped at `qmax + 1` (a NaN becomes that too, as
+/// `f32::min` returns the other operand; positive, as in the reference), truncated,
+/// plus one when the fraction (exact in f32) is at least ½, capped at `qmax`, negated
+/// when `x < 0`. The integer-valued result `r` (|r| ≤ 127) is read off the low bits of
+/// `r + 1.5·2²³`: in `[2²³, 2²⁴)` floats are the integers, so that sum is exact and its
+/// mantissa is `r + 2²²` (a safe stand-in for the saturating `as` cast, which does not
+/// vectorise).
 #[inline(always)]
-fn round_clamped(x: f32, qmax: f32) -> i32 {
-    let a = (x.abs() as f64 + 0.5).min(qmax as f64) as i32;
-    if x < 0.0 { -a } else { a }
+pub(crate) fn round_clamped_i8(x: f32, qmax: f32) -> i8 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    let a = x.abs().min(qmax + 1.0);
+    let t = a.trunc();
+    let r = if a - t >= 0.5 { t + 1.0 } else { t };
+    let r = r.min(qmax);
+    let r = if x < 0.0 { -r } else { r };
+    (r + MAGIC).to_bits() as u8 as i8
 }
 
 /// Runs `body` compiled with AVX2 when the CPU has it (the same safe code: results are
@@ -145,7 +156,7 @@ macro_rules! with_avx2 {
 
 with_avx2!(quantize_run_i8(src: &[u8], dst: &mut [u8], scale: f32, qmax: f32) -> () {
     for (d, v) in dst.iter_mut().zip(f32s(src)) {
-        *d = round_clamped(v / scale, qmax) as i8 as u8;
+        *d = round_clamped_i8(v / scale, qmax) as u8;
     }
 });
 
@@ -153,7 +164,7 @@ with_avx2!(quantize_run_i4(src: &[u8], dst: &mut [i8], scale: f32) -> () {
     // `(v / scale).round().clamp(-7, 7) as i8`, NaN to 0 as that cast gives.
     for (d, v) in dst.iter_mut().zip(f32s(src)) {
         let x = v / scale;
-        let q = round_clamped(x, 7.0) as i8;
+        let q = round_clamped_i8(x, 7.0);
         *d = if x.is_nan() { 0 } else { q };
     }
 });
@@ -177,6 +188,10 @@ with_avx2!(abs_max_run(src: &[u8]) -> f32 {
 /// weights to a float vector first. Used for large weights (hundreds of MB).
 pub fn quantize_symmetric_bytes(bytes: &[u8], ch: Channels, qmax: f32) -> (Vec<f32>, Vec<u8>) {
     use rayon::prelude::*;
+    assert!(
+        (0.0..=127.0).contains(&qmax),
+        "8-bit kernel asked for qmax {qmax}"
+    );
     let n = bytes.len() / 4;
     let scales = symmetric_scales_bytes(bytes, ch, qmax);
     let mut out = vec![0u8; n];
@@ -300,11 +315,32 @@ pub fn f16_bytes_of_f32_le(bytes: &[u8]) -> Vec<u8> {
         .enumerate()
         .for_each(|(c, dst)| {
             let src = &bytes[4 * c * CHUNK..4 * (c * CHUNK + dst.len() / 2)];
-            for (d, v) in dst.chunks_exact_mut(2).zip(f32s(src)) {
-                d.copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-            }
+            f16_run(src, dst);
         });
     out
+}
+
+/// Values converted per call of `half`'s slice conversion (a few KB on the stack).
+const F16_RUN: usize = 1024;
+
+/// Half-precision bytes of the f32 bytes `src` into `dst` (half as long), through
+/// `half`'s slice conversion: eight values per F16C instruction when the CPU has it,
+/// the same instruction and rounding mode (nearest even) as `f16::from_f32` per value,
+/// and the same software fallback without it, so the bits are [`f16_bytes`]' (tested).
+fn f16_run(src: &[u8], dst: &mut [u8]) {
+    use half::slice::HalfFloatSliceExt;
+    let mut f = [0f32; F16_RUN];
+    let mut h = [half::f16::ZERO; F16_RUN];
+    for (s, d) in src.chunks(4 * F16_RUN).zip(dst.chunks_mut(2 * F16_RUN)) {
+        let n = s.len() / 4;
+        for (x, v) in f.iter_mut().zip(f32s(s)) {
+            *x = v;
+        }
+        h[..n].convert_from_f32_slice(&f[..n]);
+        for (o, v) in d.chunks_exact_mut(2).zip(&h[..n]) {
+            o.copy_from_slice(&v.to_le_bytes());
+        }
+    }
 }
 
 /// f32 values of IEEE half-precision bytes.
@@ -318,6 +354,15 @@ pub fn f16_to_f32(bytes: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference twin of [`round_clamped_i8`] (the form the int8 byte kernel used
+    /// before: the f64 conversions and the saturating cast keep it scalar): the
+    /// magnitude plus one half, truncated, in f64 (exact), capped at `qmax`; NaN gives
+    /// `qmax`.
+    fn round_clamped(x: f32, qmax: f32) -> i32 {
+        let a = (x.abs() as f64 + 0.5).min(qmax as f64) as i32;
+        if x < 0.0 { -a } else { a }
+    }
 
     #[test]
     fn per_channel_scales_use_the_largest_magnitude_of_each_channel() {
@@ -388,6 +433,104 @@ mod tests {
         ] {
             let want = x.round().clamp(-127.0, 127.0) as i32;
             assert_eq!(round_clamped(x, 127.0), want, "{x}");
+            assert_eq!(round_clamped_i8(x, 127.0) as i32, want, "{x}");
+        }
+    }
+
+    /// Edge cases and pseudo-random bit patterns (every class of f32: NaNs with
+    /// payloads, infinities, subnormals, huge values) for the vectorisable rounding
+    /// against its reference twin, for int8 and int4 ranges.
+    fn rounding_inputs() -> Vec<f32> {
+        let mut xs = vec![
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.499_999_97,
+            -0.499_999_97,
+            0.500_000_06,
+            6.5,
+            7.5,
+            -7.5,
+            8.0,
+            126.5,
+            -126.5,
+            127.5,
+            128.0,
+            -128.5,
+            1e-40,
+            -1e-45,
+            f32::MIN_POSITIVE,
+            8_388_607.5,
+            8_388_608.0,
+            16_777_217.0,
+            -3e38,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0xffc0_1234),
+        ];
+        let mut s = 0x2545_f491u32;
+        for i in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            // Half raw bit patterns, half values spread over the quantized range.
+            xs.push(if i % 2 == 0 {
+                f32::from_bits(s)
+            } else {
+                (s as f32 / u32::MAX as f32 - 0.5) * 300.0
+            });
+        }
+        xs
+    }
+
+    #[test]
+    fn vectorisable_rounding_equals_its_reference_twin() {
+        for qmax in [127.0f32, 7.0, 1.0, 0.0] {
+            for &x in &rounding_inputs() {
+                let want = round_clamped(x, qmax);
+                assert_eq!(
+                    round_clamped_i8(x, qmax) as i32,
+                    want,
+                    "{x:?} ({:#x}), qmax {qmax}",
+                    x.to_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn int8_byte_kernel_equals_the_reference_rounding_on_every_class_of_value() {
+        // One scale for the whole tensor, and per channel across chunk boundaries; the
+        // values include NaN and infinities (the byte kernel gives them ±127, as the
+        // reference rounding does; scales ignore NaN and infinities give scale 1).
+        let v = rounding_inputs();
+        let bytes = f32_bytes(&v);
+        for ch in [
+            Channels {
+                channels: 1,
+                inner: v.len(),
+            },
+            Channels {
+                channels: 7,
+                inner: 13,
+            },
+        ] {
+            let (scales, q) = quantize_symmetric_bytes(&bytes, ch, 127.0);
+            let want: Vec<u8> = v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| round_clamped(x / scales[ch.of(i)], 127.0) as i8 as u8)
+                .collect();
+            assert_eq!(q, want);
         }
     }
 
@@ -410,6 +553,47 @@ mod tests {
             .collect();
         let fast = f16_bytes_of_f32_le(&f32_bytes(&many));
         assert_eq!(fast, f16_bytes(&many));
+    }
+
+    #[test]
+    fn slice_f16_conversion_equals_the_per_value_one_on_every_class_of_value() {
+        // Ties to even at every magnitude, subnormal halves and underflow, overflow to
+        // infinity, NaN payloads, plus pseudo-random bit patterns; an odd count so the
+        // last run is partial.
+        let mut v = rounding_inputs();
+        v.extend([
+            65504.0f32,
+            65519.99,
+            65520.0,
+            -65520.0,
+            1.0 + 1.0 / 2048.0,
+            1.0 + 3.0 / 2048.0,
+            -(1.0 + 1.0 / 2048.0),
+            5.960_464_5e-8,
+            2.980_232_2e-8,
+            2.980_232_4e-8,
+            8.940_697e-8,
+            6.097_555e-5,
+            6.103_515_6e-5,
+            1e-10,
+            -1e-10,
+        ]);
+        for e in -30..20 {
+            for m in 0..8u32 {
+                let x = f32::from_bits((((e + 127) as u32) << 23) | (m << 12) | 0x1000);
+                v.extend([x, -x]);
+            }
+        }
+        v.push(1.0);
+        let fast = f16_bytes_of_f32_le(&f32_bytes(&v));
+        let want = f16_bytes(&v);
+        for (i, (a, b)) in fast.chunks(2).zip(want.chunks(2)).enumerate() {
+            assert_eq!(a, b, "value {i}: {:?} ({:#x})", v[i], v[i].to_bits());
+            // And the software conversion (what a CPU without F16C runs).
+            let soft = half::f16::from_f32_const(v[i]).to_le_bytes();
+            assert_eq!(a, soft, "value {i}: {:?} ({:#x})", v[i], v[i].to_bits());
+        }
+        assert_eq!(fast.len(), want.len());
     }
 
     #[test]

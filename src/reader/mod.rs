@@ -113,7 +113,7 @@ fn map_file(path: &Path) -> Result<(Bytes, Option<MappedFile>)> {
         // mmap-based reader. tflquant itself never writes to a file it has mapped: the
         // writer refuses its own input and replaces outputs by rename.
         if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
-            let mapped = MappedFile(std::sync::Arc::new(map));
+            let mapped = MappedFile(std::sync::Arc::new(map), std::sync::Arc::new(file));
             return Ok((Bytes::from_owner(mapped.clone()), Some(mapped)));
         }
     }

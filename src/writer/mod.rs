@@ -15,6 +15,10 @@
 //!   only when everything succeeded; it refuses to overwrite the file the model was read
 //!   from. The file's mode is what the umask gives a new file.
 //! - **Shared data once**: buffers with identical bytes are stored once.
+//! - **Unchanged data copied file to file**: a large buffer still in the input's memory
+//!   map is copied by the kernel (`copy_file_range`, as `cp` does; Linux) instead of
+//!   being faulted in and written from user space; anything the kernel declines is
+//!   written the ordinary way.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
@@ -62,7 +66,7 @@ pub struct WriteOptions {
 pub fn to_bytes(model: &Model, opts: &WriteOptions) -> Result<Vec<u8>> {
     let plan = Plan::new(model, opts)?;
     let mut out = Vec::new();
-    plan.emit(model, &mut out)
+    plan.emit(model, &mut out, None)
         .map_err(|e| Error::Internal(format!("writing to memory: {e}")))?;
     Ok(out)
 }
@@ -96,7 +100,7 @@ pub fn write_path(model: &Model, path: impl AsRef<Path>, opts: &WriteOptions) ->
     let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        plan.emit(model, &mut w)
+        plan.emit(model, &mut w, Some(tmp.as_file()))
             .and_then(|()| w.flush())
             .map_err(|e| Error::io(path, e))?;
     }
@@ -281,7 +285,17 @@ impl Plan {
         Ok(Plan { tables, chunks })
     }
 
-    fn emit(&self, model: &Model, w: &mut impl Write) -> std::io::Result<()> {
+    /// Writes the file through `w`. With `file` (the file `w` writes to, at its
+    /// position), large buffers still in the input's memory map are copied from the
+    /// input file by the kernel ([`copy_file_data`]) after `w` is flushed, instead of
+    /// through the map: no page of them is mapped or copied through user space, as
+    /// `cp` does.
+    fn emit(
+        &self,
+        model: &Model,
+        w: &mut impl Write,
+        file: Option<&std::fs::File>,
+    ) -> std::io::Result<()> {
         w.write_all(&self.tables)?;
         let mut pos = self.tables.len() as u64;
         let zeros = [0u8; DATA_ALIGNMENT + 4];
@@ -292,11 +306,79 @@ impl Plan {
             if c.length_prefix {
                 w.write_all(&(data.len() as u32).to_le_bytes())?;
             }
-            w.write_all(data)?;
+            let mut copied = 0;
+            if let (Some(out), Some((src, offset))) = (file, model.mapped_source(data))
+                && data.len() >= FILE_COPY_MIN
+            {
+                w.flush()?;
+                copied = copy_file_data(src, offset, out, data.len())?;
+            }
+            w.write_all(&data[copied..])?;
             pos = c.pos + data.len() as u64;
         }
         Ok(())
     }
+}
+
+/// Buffers of at least this many bytes are copied file to file by [`copy_file_data`];
+/// smaller ones go through the writer's buffer (a system call each would cost more).
+const FILE_COPY_MIN: usize = 1 << 20;
+
+/// Copies `len` bytes at `offset` of `src` to `dst` at its current position (which it
+/// advances) inside the kernel (`copy_file_range`), and returns how many were copied:
+/// fewer than `len` (down to 0) when the kernel or file system cannot (another file
+/// system, an old kernel, a sandbox refusing the call), for the caller to write the
+/// rest itself. Errors of the output (a full disk) are errors.
+#[cfg(target_os = "linux")]
+fn copy_file_data(
+    src: &std::fs::File,
+    offset: u64,
+    dst: &std::fs::File,
+    len: usize,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut done = 0usize;
+    while done < len {
+        let Ok(mut off_in) = libc::loff_t::try_from(offset + done as u64) else {
+            return Ok(done);
+        };
+        // SAFETY: both descriptors are open files borrowed for the call; `off_in` is a
+        // valid pointer to a local; a null output offset means "at the file position".
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                std::ptr::null_mut(),
+                len - done,
+                0,
+            )
+        };
+        match n {
+            n if n > 0 => done += n as usize,
+            // End of the input file: it shrank under us; the caller's write reports it.
+            0 => return Ok(done),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::ENOSPC | libc::EDQUOT | libc::EIO | libc::EFBIG) => Err(e),
+                    Some(libc::EINTR) => continue,
+                    _ => Ok(done),
+                };
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn copy_file_data(
+    _src: &std::fs::File,
+    _offset: u64,
+    _dst: &std::fs::File,
+    _len: usize,
+) -> std::io::Result<usize> {
+    Ok(0)
 }
 
 /// For every buffer in `with_data`, the buffer whose stored bytes it uses: itself, or

@@ -1,6 +1,7 @@
 //! What the writer puts on disk: never a file the runtime cannot load (the 2 GiB
 //! flatbuffer limit; every output read back before the rename), permissions from the
-//! umask, identical data stored once and counted once by `inspect`.
+//! umask, identical data stored once and counted once by `inspect`, unchanged data
+//! copied file to file with the same bytes as a write from memory.
 
 use std::path::Path;
 
@@ -348,4 +349,42 @@ fn an_output_that_does_not_read_back_is_not_written() {
     assert!(msg.contains("tensor index 9999 out of range"), "{msg}");
     assert!(!out.exists());
     assert_eq!(other_files(dir.path(), &[]), Vec::<String>::new());
+}
+
+/// Large buffers still in the input's memory map are copied by the kernel from the
+/// input file (`copy_file_range`): the file must be byte for byte what the in-memory
+/// serialisation gives, in both layouts (data at other offsets than in the input), with
+/// small buffers written between the copied ones, and a buffer replaced in memory.
+#[test]
+fn unchanged_mapped_data_copied_file_to_file_gives_the_same_bytes() {
+    use crate::memory::bench_common;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tflite");
+    // Three FC layers of 700² floats (1.96 MB each: copied), biases of 2.8 KB (written).
+    let mut m = bench_common::fc_stack(3, 700);
+    // An odd-sized large buffer, so that later data sits at other alignments.
+    let odd: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i * 7 % 251) as u8).collect();
+    let odd_buffer = m.add_buffer(odd);
+    let mut t = Tensor::new("odd", TensorType::Uint8, vec![(3 << 20) + 5]);
+    t.buffer = odd_buffer;
+    m.subgraphs[0].add_tensor(t);
+    writer::write_path(&m, &input, &inline()).unwrap();
+    let mut read = tflquant::read_path(&input).unwrap();
+    assert!(read.mapped.is_some(), "the input is memory-mapped");
+    // One large buffer replaced in memory: written, not copied.
+    let replaced = read.subgraphs[0].tensors[1].buffer as usize;
+    let len = read.buffers[replaced].data.len();
+    read.buffers[replaced].data = Bytes::from(vec![0x5a; len]);
+    for layout in [BufferLayout::Inline, BufferLayout::Offset] {
+        let opts = WriteOptions { layout };
+        let out = dir.path().join(format!("{layout:?}.tflite"));
+        writer::write_path(&read, &out, &opts).unwrap();
+        let want = writer::to_bytes(&read, &opts).unwrap();
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(got.len(), want.len(), "{layout:?}");
+        assert!(
+            got == want,
+            "{layout:?}: the copied file differs from the serialisation"
+        );
+    }
 }

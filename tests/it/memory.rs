@@ -11,7 +11,7 @@ const SLACK: u64 = 64 << 20;
 
 /// The benchmarks' weight-dominated model (`benches/common`), one definition for both.
 #[path = "../../benches/common/mod.rs"]
-mod bench_common;
+pub(crate) mod bench_common;
 use bench_common::fc_stack;
 
 fn check_mode(input: &Path, dir: &Path, name: &str, args: &[&str]) -> String {
