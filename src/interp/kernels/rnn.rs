@@ -575,6 +575,8 @@ mod tests {
             inter_quant: vec![],
             out_storage: vec![],
             custom_code: None,
+            out_keys: None,
+            buffers: None,
         };
         let raw_vals = [
             Value::new(vec![batch, n_in], Data::I8(xq.clone())).unwrap(),
