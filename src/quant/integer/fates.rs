@@ -370,6 +370,15 @@ pub(super) fn keep_float_moves(model: &Model, fates: &mut [Vec<Fate>]) {
         }
     }
     let is_input = |t: usize| sg.inputs.iter().any(|&i| usize::try_from(i) == Ok(t));
+    // WHILE/IF count as integer boundaries: `loops` carries their tensors as integers,
+    // so a group between a loop and the float model would still need its QUANTIZE (in
+    // int16x8 a float→int16 one where the group would have requantized int16→int16).
+    let loop_op = |oi: usize| {
+        matches!(
+            model.builtin(&sg.operators[oi]),
+            fb::BuiltinOperator::While | fb::BuiltinOperator::If
+        )
+    };
     // Per group: (every boundary is float, at least one computed input).
     let mut ok = vec![(true, false); n];
     for (oi, op) in sg.operators.iter().enumerate() {
@@ -386,7 +395,7 @@ pub(super) fn keep_float_moves(model: &Model, fates: &mut [Vec<Fate>]) {
             }
             match producers.get(t).copied().flatten() {
                 Some(p) if member[p] => {}
-                Some(p) if matches!(fates[p], Fate::Float { .. }) => ok[g].1 = true,
+                Some(p) if matches!(fates[p], Fate::Float { .. }) && !loop_op(p) => ok[g].1 = true,
                 None if is_input(t) && !sg.tensors[t].is_variable => ok[g].1 = true,
                 _ => ok[g].0 = false,
             }
@@ -394,7 +403,7 @@ pub(super) fn keep_float_moves(model: &Model, fates: &mut [Vec<Fate>]) {
         for t in op.outputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
             let read_float = consumers[t]
                 .iter()
-                .all(|&(c, _)| member[c] || matches!(fates[c], Fate::Float { .. }));
+                .all(|&(c, _)| member[c] || matches!(fates[c], Fate::Float { .. }) && !loop_op(c));
             if !read_float {
                 ok[g].0 = false;
             }

@@ -41,6 +41,7 @@ mod recurrent;
 mod rewire;
 mod sentinels;
 mod svdf;
+mod union_find;
 mod widths;
 
 use crate::calib::Ranges;

@@ -105,31 +105,7 @@ impl Ctx<'_> {
     }
 }
 
-/// Union-find over tensor indices of one subgraph.
-pub(super) struct Groups {
-    parent: Vec<usize>,
-}
-
-impl Groups {
-    pub fn new(n: usize) -> Self {
-        Groups {
-            parent: (0..n).collect(),
-        }
-    }
-    pub fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-    pub fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            self.parent[rb.max(ra)] = rb.min(ra);
-        }
-    }
-}
+pub(super) use super::union_find::Groups;
 
 /// Each group's range (keyed by its root), the union of its members'.
 pub(super) type GroupRanges = HashMap<usize, (f32, f32)>;

@@ -40,7 +40,7 @@ use crate::rules::{self, Output, Role};
 use super::super::report::{Fate, Report};
 use super::super::scheme::Width;
 use super::IntegerOptions;
-use super::plan::Groups;
+use super::union_find::Groups;
 
 /// The width of every quantized operator and activation.
 #[derive(Debug, Clone, Default)]
