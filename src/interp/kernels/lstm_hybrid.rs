@@ -203,26 +203,11 @@ pub(crate) fn unidirectional_sequence_lstm_hybrid(ctx: &Ctx, ins: &Ins) -> KResu
     let Some(O::UnidirectionalSequenceLstmOptions(o)) = ctx.opts() else {
         bad!("missing UnidirectionalSequenceLSTMOptions");
     };
-    let xv = ins.get(0)?;
     let Some(x) = f32s(ins, 0)? else {
         bad!("input 0 is required");
     };
-    let &[d0, d1, n_in] = xv.shape.as_slice() else {
-        bad!("input must be 3-D, got {:?}", xv.shape);
-    };
-    let (steps, batch) = if o.time_major { (d0, d1) } else { (d1, d0) };
-    let fw = ins.get(2)?;
-    ensure!(
-        fw.shape.len() == 2 && fw.shape[1] == n_in,
-        "input-to-forget weights {:?} do not fit input size {n_in}",
-        fw.shape
-    );
-    let n_cell = fw.shape[0];
-    let n_out = ins.get(6)?.shape.get(1).copied().unwrap_or(0);
-    ensure!(
-        n_out == n_cell,
-        "output size {n_out} differs from cell size {n_cell} without projection"
-    );
+    let (steps, batch, n_in, n_cell) = super::lstm_int::plain_dims(ins, o.time_major)?;
+    let n_out = n_cell;
     let scale = |i: usize| match ctx.in_quant.get(i).copied().flatten() {
         Some(q) if !q.scale.is_empty() => Ok(q.scale[0]),
         _ => Err(super::KErr::Bad(format!(

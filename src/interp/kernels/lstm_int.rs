@@ -274,24 +274,9 @@ pub(crate) fn unidirectional_sequence_lstm_int8(ctx: &Ctx, ins: &Ins) -> KResult
              interpreter runs the plain variant only)"
         );
     }
-    let xv = ins.get(0)?;
     let x = i8s(ins, 0)?;
-    let &[d0, d1, n_in] = xv.shape.as_slice() else {
-        bad!("input must be 3-D, got {:?}", xv.shape);
-    };
-    let (steps, batch) = if o.time_major { (d0, d1) } else { (d1, d0) };
-    let fw = ins.get(2)?;
-    ensure!(
-        fw.shape.len() == 2 && fw.shape[1] == n_in,
-        "input-to-forget weights {:?} do not fit input size {n_in}",
-        fw.shape
-    );
-    let n_cell = fw.shape[0];
-    let n_out = ins.get(6)?.shape.get(1).copied().unwrap_or(0);
-    ensure!(
-        n_out == n_cell,
-        "output size {n_out} differs from cell size {n_cell} without projection"
-    );
+    let (steps, batch, n_in, n_cell) = plain_dims(ins, o.time_major)?;
+    let n_out = n_cell;
     let (s_x, zp_x) = scale_of(ctx, 0)?;
     let (s_h, zp_h) = scale_of(ctx, 18)?;
     let (s_c, _) = scale_of(ctx, 19)?;
@@ -442,6 +427,29 @@ pub(crate) fn unidirectional_sequence_lstm_int8(ctx: &Ctx, ins: &Ins) -> KResult
     })
 }
 
+/// Steps, batch, input size and cell size of a plain LSTM (no projection): a 3-D input,
+/// input-to-forget weights `[cell, input]`, recurrent-to-forget weights whose second
+/// dimension (the output size) is the cell size. Shared by the integer and hybrid kernels.
+pub(crate) fn plain_dims(ins: &Ins, time_major: bool) -> KResult<(usize, usize, usize, usize)> {
+    let xv = ins.get(0)?;
+    let &[d0, d1, n_in] = xv.shape.as_slice() else {
+        bad!("input must be 3-D, got {:?}", xv.shape);
+    };
+    let (steps, batch) = if time_major { (d0, d1) } else { (d1, d0) };
+    let fw = ins.get(2)?;
+    ensure!(
+        fw.shape.len() == 2 && fw.shape[1] == n_in,
+        "input-to-forget weights {:?} do not fit input size {n_in}",
+        fw.shape
+    );
+    let n_cell = fw.shape[0];
+    let n_out = ins.get(6)?.shape.get(1).copied().unwrap_or(0);
+    ensure!(
+        n_out == n_cell,
+        "output size {n_out} differs from cell size {n_cell} without projection"
+    );
+    Ok((steps, batch, n_in, n_cell))
+}
 #[cfg(test)]
 mod tests {
     use super::*;
