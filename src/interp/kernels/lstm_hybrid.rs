@@ -9,7 +9,10 @@
 //! ±127), multiplies them with the int8 weights in 32-bit integers (less the zero point
 //! times the row sums), and scales each product by `s_weights · s_row` onto the float
 //! gate, which starts at its bias; a row of zeros skips its product. The gates'
-//! activations and the cell update then run in float as in the float kernel.
+//! activations and the cell update then run in float as in the float kernel, tanh and
+//! the sigmoid being Eigen's float approximations as the runtime computes them
+//! (`eigen_math.rs`): one ulp off at a rounding tie of the next step's quantization
+//! would move a hidden value by a whole int8 step.
 //!
 //! The float kernel (`lstm.rs`, fed the dequantized weights) is this kernel's reference
 //! twin; the difference between them is the on-the-fly quantization of the input and
@@ -151,26 +154,35 @@ fn accumulate(gate: &mut [f32], w: &[i8], sums: &[i32], s_w: f32, row: &QRow) {
 }
 
 impl Gate<'_> {
-    fn eval(&self, x: &QRow, h: &QRow, n_cell: usize, act: A) -> Vec<f32> {
-        let mut g = match self.bias {
-            Some(b) => b.to_vec(),
-            None => vec![0.0; n_cell],
-        };
-        accumulate(&mut g, self.w_in, &self.sum_in, self.s_in, x);
-        accumulate(&mut g, self.w_rec, &self.sum_rec, self.s_rec, h);
+    /// The gate over the rows of one kernel step (`rows` input and state rows, one
+    /// after another), activation applied over the whole vector as LiteRT does.
+    fn eval(&self, x: &[QRow], h: &[QRow], n_cell: usize, act: A) -> Vec<f32> {
+        let mut g = Vec::with_capacity(x.len() * n_cell);
+        for (xq, hq) in x.iter().zip(h) {
+            let mut row = match self.bias {
+                Some(b) => b.to_vec(),
+                None => vec![0.0; n_cell],
+            };
+            accumulate(&mut row, self.w_in, &self.sum_in, self.s_in, xq);
+            accumulate(&mut row, self.w_rec, &self.sum_rec, self.s_rec, hq);
+            g.extend_from_slice(&row);
+        }
         apply(act, &mut g);
         g
     }
 }
 
+/// A fused activation as `tensor_utils::ApplyActivationToVector` computes it over one
+/// vector: tanh and the sigmoid are Eigen's float approximations (`eigen_math.rs`), bit
+/// for bit; the float kernel (`lstm.rs`) keeps the C library's functions.
 fn apply(a: A, v: &mut [f32]) {
     match a {
         A::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
         A::ReluN1To1 => v.iter_mut().for_each(|x| *x = x.clamp(-1.0, 1.0)),
         A::Relu6 => v.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-        A::Tanh => v.iter_mut().for_each(|x| *x = x.tanh()),
+        A::Tanh => super::eigen_math::tanh_slice(v),
         // TFLite's kTfLiteActSigmoid shares the schema value SIGN_BIT.
-        A::SignBit => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+        A::SignBit => super::eigen_math::logistic_slice(v),
         A::None => {}
     }
 }
@@ -253,35 +265,50 @@ pub(crate) fn unidirectional_sequence_lstm_hybrid(ctx: &Ctx, ins: &Ins) -> KResu
     let asym = o.asymmetric_quantize_inputs;
     let sigmoid = A::SignBit;
     let mut out = vec![0f32; steps * batch * n_out];
-    for t in 0..steps {
-        for b in 0..batch {
-            let src = if o.time_major {
-                t * batch + b
-            } else {
-                b * steps + t
+    // LiteRT's kernel steps all batch rows at once when the input is time-major, and
+    // each row through its whole sequence otherwise (`n_batch = 1`): the activations
+    // apply over the step's rows together, which decides Eigen's packet/scalar split.
+    let groups: Vec<(usize, usize)> = if o.time_major {
+        vec![(0, batch)]
+    } else {
+        (0..batch).map(|b| (b, b + 1)).collect()
+    };
+    for &(b0, b1) in &groups {
+        for t in 0..steps {
+            let src = |b: usize| {
+                if o.time_major {
+                    t * batch + b
+                } else {
+                    b * steps + t
+                }
             };
-            let xq = QRow::new(&x[src * n_in..(src + 1) * n_in], asym);
-            let hb = &mut h[b * n_out..(b + 1) * n_out];
-            let hq = QRow::new(hb, asym);
+            let xq: Vec<QRow> = (b0..b1)
+                .map(|b| QRow::new(&x[src(b) * n_in..(src(b) + 1) * n_in], asym))
+                .collect();
+            let hs = &mut h[b0 * n_out..b1 * n_out];
+            let hq: Vec<QRow> = hs.chunks(n_out).map(|r| QRow::new(r, asym)).collect();
             let gi = ig.eval(&xq, &hq, n_cell, sigmoid);
             let gf = fg.eval(&xq, &hq, n_cell, sigmoid);
             let gg = cg.eval(&xq, &hq, n_cell, o.fused_activation_function);
-            let cb = &mut c[b * n_cell..(b + 1) * n_cell];
-            for j in 0..n_cell {
-                let mut v = gf[j] * cb[j];
+            let cs = &mut c[b0 * n_cell..b1 * n_cell];
+            for j in 0..cs.len() {
+                let mut v = gf[j] * cs[j];
                 v += gg[j] * gi[j];
                 if o.cell_clip > 0.0 {
                     v = v.clamp(-o.cell_clip, o.cell_clip);
                 }
-                cb[j] = v;
+                cs[j] = v;
             }
             let go = og.eval(&xq, &hq, n_cell, sigmoid);
-            let mut tc = cb.to_vec();
+            let mut tc = cs.to_vec();
             apply(o.fused_activation_function, &mut tc);
-            for j in 0..n_out {
-                hb[j] = go[j] * tc[j];
+            for j in 0..hs.len() {
+                hs[j] = go[j] * tc[j];
             }
-            out[src * n_out..(src + 1) * n_out].copy_from_slice(hb);
+            for (k, b) in (b0..b1).enumerate() {
+                out[src(b) * n_out..(src(b) + 1) * n_out]
+                    .copy_from_slice(&hs[k * n_out..(k + 1) * n_out]);
+            }
         }
     }
     let shape = if o.time_major {
