@@ -16,6 +16,7 @@ pub(crate) mod eigen_math;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod int16;
+pub(crate) mod int8;
 pub(crate) mod lstm;
 pub(crate) mod lstm_hybrid;
 pub(crate) mod lstm_int;
