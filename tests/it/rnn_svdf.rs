@@ -1113,3 +1113,108 @@ fn svdf_output_sharing_negative_parameters_keeps_its_relu() {
         .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(worst <= 1e-4, "run vs LiteRT differ by {worst}");
 }
+
+/// The int8 FULLY_CONNECTED of `run` (`interp/kernels/int8.rs`) gives LiteRT's integers:
+/// two layers (64 → 32 with RELU, 32 → 10) with fixed-seed random weights, quantized
+/// with int8 input and output (`--interface int8`, so no float conversion on either
+/// side), per channel and `--per-tensor`, run on the 360 held-out digits. Against
+/// LiteRT's default interpreter (XNNPACK runs both layers) every output integer is
+/// equal; against the builtin kernels (fixed-point requantization) within one step,
+/// where some outputs do differ (the count is printed), so the equality is a property
+/// of the float32 requantization, not of data far from rounding ties.
+#[test]
+fn int8_fully_connected_runs_like_litert() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(29);
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, STEPS as i32, FEATURES as i32]);
+    let k = STEPS * FEATURES;
+    let hidden = 32;
+    let w1 = g.constant(
+        "dense/w",
+        &[hidden as i32, k as i32],
+        &rng.vec(hidden * k, 4.0 / (k as f32).sqrt()),
+    );
+    let b1 = g.constant("dense/b", &[hidden as i32], &rng.vec(hidden, 0.5));
+    let h = g.act("dense", &[1, hidden as i32]);
+    g.op(
+        Op::FullyConnected,
+        &[x, w1, b1],
+        &[h],
+        opts(fb::BuiltinOptions::FullyConnectedOptions(Box::new(
+            fb::FullyConnectedOptions {
+                fused_activation_function: Act::Relu,
+                ..Default::default()
+            },
+        ))),
+    );
+    let y = head(&mut g, &mut rng, h, hidden);
+    let fm = g.finish(&[x], &[y]);
+    let input = write(dir.path(), "dense2.tflite", &fm);
+    let calib = dir.path().join("calib.npy");
+    write_npy(&calib, &digits("digits_qat.calib.npy")).unwrap();
+    for extra in [&[][..], &["--per-tensor"][..]] {
+        let out = dir.path().join(format!("dense2{}.tflite", extra.len()));
+        let mut args = vec![
+            "--mode",
+            "int8",
+            "--interface",
+            "int8",
+            "--calibration",
+            calib.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (code, _, err) = quantize_run(&input, &out, &args);
+        assert_eq!(code, 0, "{extra:?}: {err}");
+        let qm = tflquant::read_path(&out).unwrap();
+        let sg = &qm.subgraphs[0];
+        let fcs: Vec<_> = sg
+            .operators
+            .iter()
+            .filter(|o| qm.builtin(o) == Op::FullyConnected)
+            .collect();
+        assert_eq!(fcs.len(), 2, "{extra:?}");
+        for op in &fcs {
+            let ty = |pos: usize| operand(&qm, op, pos).dtype;
+            assert_eq!(
+                [ty(0), ty(1), ty(2)],
+                [TensorType::Int8, TensorType::Int8, TensorType::Int32]
+            );
+            let w = operand(&qm, op, 1).quantized().unwrap();
+            let rows = operand(&qm, op, 1).shape[0] as usize;
+            let want = if extra.is_empty() { rows } else { 1 };
+            assert_eq!(w.scale.len(), want, "{extra:?}: weight scales");
+        }
+        assert_eq!(
+            sg.operators.len(),
+            2,
+            "{extra:?}: int8 in, int8 out, no conversions"
+        );
+        let inputs = quantize_for_integer_inputs(&qm, test_inputs(360));
+        let theirs = litert_run(&out, &inputs).unwrap_or_else(|e| panic!("{extra:?}: {e}"));
+        let builtin = litert_run_builtin(&out, &inputs).unwrap_or_else(|e| panic!("{e}"));
+        let mine = ours(&qm, &inputs);
+        let (t, b) = (theirs[0].data.to_f64(), builtin[0].data.to_f64());
+        assert_eq!(mine[0].len(), 360 * CLASSES);
+        let differ = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            differ(&mine[0], &t),
+            0,
+            "{extra:?}: run vs LiteRT (XNNPACK)"
+        );
+        let worst = mine[0]
+            .iter()
+            .zip(&b)
+            .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+        eprintln!(
+            "int8 FULLY_CONNECTED {extra:?}: run vs LiteRT 0 of {} outputs differ; vs the \
+             builtin kernels {} differ, by at most {worst} step",
+            t.len(),
+            differ(&mine[0], &b)
+        );
+        assert!(
+            worst <= 1.0,
+            "{extra:?}: run vs builtin kernels: {worst} steps"
+        );
+    }
+}
