@@ -312,37 +312,21 @@ fn check_model(
     );
 
     let ours = run_ours(&qm, &inputs);
+    if lstm_fate.is_some() {
+        check_lstm_output(file, &qm, &out, &inputs, &ours);
+    }
     if mode == "int16x8" {
         check_int16_run(file, &ours, &q);
         return;
     }
     // `run` against LiteRT in int8. The interpreter runs the integer LSTM bit-exactly
-    // (its output tensor holds LiteRT's integers, checked below) and the int8
+    // (its output tensor holds LiteRT's integers, checked above) and the int8
     // FULLY_CONNECTED with XNNPACK's float32 requantization, which LiteRT's default
     // interpreter runs (`interp/kernels/int8.rs`); the integer GRU loops and the
     // SOFTMAX (simulated in float, then requantized) give LiteRT's integers on these
     // data too. So the outputs must be LiteRT's: every output of every held-out sample
     // within 1e-6 (int8 outputs are 1/256 apart; 1e-6 only absorbs the printing of the
     // dequantized floats).
-    if lstm_fate.is_some() {
-        let t = qm.subgraphs[0].operators[lstm(&qm)].outputs[0] as usize;
-        let (_, named) = litert_run_all(&out, &inputs).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let theirs = &named
-            .iter()
-            .find(|(k, _)| *k == format!("t{t}"))
-            .expect("LSTM output from LiteRT")
-            .1;
-        let theirs = theirs.data.to_f64();
-        let n = theirs.len() / ours.len();
-        for (i, (_, seen)) in ours.iter().enumerate() {
-            let mine = seen[&t].to_array().data.to_f64();
-            assert_eq!(
-                mine,
-                theirs[i * n..(i + 1) * n],
-                "{file}: LSTM output, sample {i}"
-            );
-        }
-    }
     let mut worst = 0f64;
     for (i, (outs, _)) in ours.iter().enumerate() {
         let o = outs[0].to_array().data.to_f64();
@@ -357,6 +341,40 @@ fn check_model(
         worst <= 1e-6,
         "{file}: interpreter vs LiteRT differ by {worst}"
     );
+}
+
+/// The LSTM's output tensor from `run` is LiteRT's, bit for bit, on every sample: the
+/// integer LSTM's int8 values (int8), the hybrid LSTM's float32 values (int16x8; its
+/// per-step quantization, products, Eigen's tanh and sigmoid and the cell update all
+/// as LiteRT computes them). LiteRT's tensor comes from its builtin kernels (which run
+/// the LSTM with or without the XNNPACK delegate, which does not take it).
+fn check_lstm_output(
+    file: &str,
+    qm: &Model,
+    out: &std::path::Path,
+    inputs: &[tflquant::data::Array],
+    ours: &[(
+        Vec<tflquant::interp::Value>,
+        HashMap<usize, tflquant::interp::Value>,
+    )],
+) {
+    let t = qm.subgraphs[0].operators[lstm(qm)].outputs[0] as usize;
+    let (_, named) = litert_run_all(out, inputs).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let theirs = &named
+        .iter()
+        .find(|(k, _)| *k == format!("t{t}"))
+        .expect("LSTM output from LiteRT")
+        .1;
+    let theirs = theirs.data.to_f64();
+    let n = theirs.len() / ours.len();
+    for (i, (_, seen)) in ours.iter().enumerate() {
+        let mine = seen[&t].to_array().data.to_f64();
+        assert_eq!(
+            mine,
+            theirs[i * n..(i + 1) * n],
+            "{file}: LSTM output, sample {i}"
+        );
+    }
 }
 
 /// `run` of an int16x8 model against LiteRT: the int16 kernels (FULLY_CONNECTED, ADD,

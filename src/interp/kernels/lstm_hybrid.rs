@@ -6,7 +6,8 @@
 //! integer. Each step the kernel quantizes the input row and the output state to int8
 //! on the fly, one scale per batch row (`BatchQuantizeFloats`: asymmetric with a zero
 //! point when the operator's `asymmetric_quantize_inputs` is set, else symmetric to
-//! ±127), multiplies them with the int8 weights in 32-bit integers (less the zero point
+//! ±127; the range subtracted in float32, values rounded half away from zero as the
+//! runtime's NEON-derived loops do, [`round_row`]), multiplies them with the int8 weights in 32-bit integers (less the zero point
 //! times the row sums), and scales each product by `s_weights · s_row` onto the float
 //! gate, which starts at its bias; a row of zeros skips its product. The gates'
 //! activations and the cell update then run in float as in the float kernel, tanh and
@@ -41,12 +42,26 @@ pub(crate) fn runs_hybrid(op: &Operator, sg: &Subgraph) -> bool {
     float_input && int8_weights && plain
 }
 
-/// The rounding of LiteRT's portable quantization loops as the runtime (ai-edge-litert
-/// 2.3, x86-64) behaves: ties go up (`-85.5 → -85`, `-0.5 → 0`), not away from zero as
-/// the source's `TfLiteRound` reads; measured on `lstm_seq`, whose digit rows of
-/// sixteenths hit exact ties (away from zero there parts from LiteRT by 3e-3).
-fn round_half_up(x: f32) -> f32 {
-    (x + 0.5).floor()
+/// `x · inv` rounded to an integer as LiteRT's x86-64 build quantizes a row: its
+/// `AsymmetricQuantizeFloats` / `SymmetricQuantizeFloats` are the NEON versions (through
+/// NEON_2_SSE), whose blocks of 8 use `RoundToNearest`: `x·inv ± 0.5` added in float32,
+/// then truncated (half away from zero); the last `len % 8` elements use `TfLiteRound`
+/// (`std::round`, half away from zero in exact arithmetic). Read from
+/// `libpywrap_litert_common.so` (ai-edge-litert 2.3), disassembled.
+fn round_row(v: &[f32], inv: f32, lo: i32, hi: i32, zp: i32) -> Vec<i8> {
+    let blocks = v.len() / 8 * 8;
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let m = x * inv;
+            let r = if i < blocks {
+                (m + if m < 0.0 { -0.5 } else { 0.5 }).trunc()
+            } else {
+                m.round()
+            };
+            (r as i32).saturating_add(zp).clamp(lo, hi) as i8
+        })
+        .collect()
 }
 
 /// One row quantized to int8 as `BatchQuantizeFloats` does: (values, scale, zero point).
@@ -57,13 +72,14 @@ fn quantize_row(v: &[f32], asymmetric: bool) -> (Vec<i8>, f32, i32) {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
                 (a.min(x), b.max(x))
             });
-        let rmin = lo.min(0.0) as f64;
-        let rmax = hi.max(0.0) as f64;
+        let (rmin, rmax) = (lo.min(0.0), hi.max(0.0));
         if rmin == rmax {
             return (vec![0; v.len()], 1.0, 0);
         }
         let (qmin, qmax) = (-128.0f64, 127.0f64);
-        let scale = (rmax - rmin) / (qmax - qmin);
+        // The range is subtracted in float32, the rest in double (as the kernel does).
+        let scale = (rmax - rmin) as f64 / (qmax - qmin);
+        let (rmin, rmax) = (rmin as f64, rmax as f64);
         let from_min = qmin - rmin / scale;
         let from_max = qmax - rmax / scale;
         let err_min = qmin.abs() + (rmin / scale).abs();
@@ -81,23 +97,15 @@ fn quantize_row(v: &[f32], asymmetric: bool) -> (Vec<i8>, f32, i32) {
             zp.round() as i32
         };
         let scale = scale as f32;
-        let inv = 1.0f32 / scale;
-        let q = v
-            .iter()
-            .map(|&x| (round_half_up(zp as f32 + x * inv) as i32).clamp(-128, 127) as i8)
-            .collect();
-        (q, scale, zp)
+        let inv = if scale == 0.0 { 0.0 } else { 1.0f32 / scale };
+        (round_row(v, inv, -128, 127, zp), scale, zp)
     } else {
         let range = v.iter().fold(0f32, |m, &x| m.max(x.abs()));
         if range == 0.0 {
             return (vec![0; v.len()], 1.0, 0);
         }
         let inv = 127.0 / range;
-        let q = v
-            .iter()
-            .map(|&x| (round_half_up(x * inv) as i32).clamp(-127, 127) as i8)
-            .collect();
-        (q, range / 127.0, 0)
+        (round_row(v, inv, -127, 127, 0), range / 127.0, 0)
     }
 }
 
