@@ -337,3 +337,52 @@ pub(crate) fn unidirectional_sequence_lstm_hybrid(ctx: &Ctx, ins: &Ins) -> KResu
         trace: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime's rounding of a row: half away from zero (negative ties down, which
+    /// a "half up" rounding of `zp + x·inv` would not give); in blocks of 8 the ±0.5 is
+    /// added in float32, so 0.49999997 + 0.5 rounds to 1.0 there, while the scalar tail
+    /// (`std::round`) gives 0.
+    #[test]
+    fn rows_round_half_away_with_the_blocks_float_addition() {
+        let just_below_half = f32::from_bits(0x3eff_ffff);
+        let v = [
+            -2.5,
+            -1.5,
+            -0.5,
+            0.5,
+            1.5,
+            2.5,
+            -just_below_half,
+            just_below_half,
+            just_below_half,
+        ];
+        assert_eq!(
+            round_row(&v, 1.0, -128, 127, 0),
+            [-3, -2, -1, 1, 2, 3, -1, 1, 0]
+        );
+        // The zero point is added after rounding, then the clamp.
+        assert_eq!(round_row(&[-0.5, 127.5], 1.0, -128, 127, -128), [-128, 0]);
+        assert_eq!(round_row(&[200.0], 1.0, -128, 127, 0), [127]);
+    }
+
+    /// The asymmetric range is subtracted in float32: with values whose difference
+    /// rounds in float32 (-0.1430206, 0.8489594), the scale is that rounded range over
+    /// 255, one ulp from the scale of the exact range.
+    #[test]
+    fn asymmetric_scale_uses_the_float_range() {
+        let (lo, hi) = (f32::from_bits(3_188_880_382), f32::from_bits(1_062_819_175));
+        let (_, scale, _) = quantize_row(&[lo, hi], true);
+        assert_eq!(scale, ((hi - lo) as f64 / 255.0) as f32);
+        assert_ne!(
+            scale,
+            ((hi as f64 - lo as f64) / 255.0) as f32,
+            "pick other values"
+        );
+        let (q, _, zp) = quantize_row(&[0.0; 4], true);
+        assert_eq!((q, zp), (vec![0; 4], 0));
+    }
+}
