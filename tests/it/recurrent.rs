@@ -423,9 +423,9 @@ fn check_int16_run(
 /// `while_loop` (h = tanh(h W + b) three or four times): in int8 and int16x8 the carried
 /// h crosses the WHILE as an integer (int8: the TANH output's fixed 1/128, which covers
 /// the initial values to within one step), LiteRT runs it, and `run` gives LiteRT's
-/// outputs to within one output step in int8. In int16x8 the interpreter runs the int16
-/// FULLY_CONNECTED, ADD, TANH and requantization with LiteRT's arithmetic: within 1e-4
-/// (measured: identical).
+/// outputs in both modes (int8: the loop's FULLY_CONNECTED as XNNPACK computes it, the
+/// TANH simulated; int16x8: the int16 FULLY_CONNECTED, ADD, TANH and requantization
+/// with LiteRT's arithmetic).
 #[test]
 fn while_loop_carries_integers() {
     let dir = tempfile::tempdir().unwrap();
@@ -465,7 +465,12 @@ fn while_loop_carries_integers() {
                 worst = worst.max((a - b).abs());
             }
         }
-        let bound = if mode == "int8" { step + 1e-6 } else { step };
-        assert!(worst <= bound, "{mode}: run vs LiteRT {worst}");
+        // LiteRT's outputs: the loop's FULLY_CONNECTED (int8: XNNPACK's float32
+        // requantization; int16x8: int64 bias, double requantization), ADD, TANH and
+        // the requantizations run with LiteRT's arithmetic; 1e-6 absorbs the printing of
+        // the dequantized floats (`step`, the output step, is far larger).
+        assert!(step > 1e-6);
+        eprintln!("while_loop {mode}: largest |run - LiteRT| {worst:e}");
+        assert!(worst <= 1e-6, "{mode}: run vs LiteRT {worst}");
     }
 }
