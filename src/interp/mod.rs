@@ -24,7 +24,9 @@
 //!   Exact exceptions, which read and write the stored integers with LiteRT's
 //!   arithmetic: the full-integer LSTM (`kernels/lstm_int.rs`); in int16x8,
 //!   FULLY_CONNECTED with an int64 bias, ADD and SUB (general scales), MUL, LOGISTIC,
-//!   TANH, SOFTMAX and QUANTIZE of int16 (`kernels/int16.rs`); and the plain hybrid
+//!   TANH, SOFTMAX and QUANTIZE of int16 (`kernels/int16.rs`); in int8, FULLY_CONNECTED
+//!   with XNNPACK's float32 requantization, which LiteRT runs by default
+//!   (`kernels/int8.rs`); and the plain hybrid
 //!   LSTM (float input, int8 weights), including its on-the-fly int8 quantization of
 //!   input and state (`kernels/lstm_hybrid.rs`). Other dynamic-range ("hybrid") ops see
 //!   dequantized weights and float activations; the runtime quantizes their activations
@@ -673,12 +675,18 @@ impl<'m> Interpreter<'m> {
             None => (None, false, false),
         };
         // An LSTM or SVDF with int8 input runs LiteRT's integer kernel on the stored
-        // integers, and so do the int16x8 ops `kernels::int16` implements.
-        let (raw_inputs, exact16) = {
+        // integers, and so do the int16x8 ops `kernels::int16` implements and the int8
+        // FULLY_CONNECTED of `kernels::int8`.
+        let (raw_inputs, exact16, exact8) = {
             let sg = &self.model.subgraphs[si];
             let op = &sg.operators[oi];
             let exact16 = kernels::int16::runs_exact(b, op, sg);
-            (raw_inputs || exact16 || integer_lstm(b, op, sg), exact16)
+            let exact8 = kernels::int8::runs_exact(b, op, sg);
+            (
+                raw_inputs || exact16 || exact8 || integer_lstm(b, op, sg),
+                exact16,
+                exact8,
+            )
         };
         let owned = self.op_inputs(at, slots, raw_inputs)?;
         let acc = self.want_ranges.then(KeyAcc::default);
@@ -698,11 +706,12 @@ impl<'m> Interpreter<'m> {
                 .map_err(|e| kernel_error(e, at.loc()))?,
             Some(Run::Kernel(_)) | None => {
                 let ins = Ins(owned.iter().map(|o| o.as_deref()).collect());
-                let mut ctx = kernel_ctx(self.model, si, oi, raw_outputs || exact16);
+                let mut ctx = kernel_ctx(self.model, si, oi, raw_outputs || exact16 || exact8);
                 ctx.out_keys = acc.as_ref();
                 ctx.buffers = Some(&self.buffers);
                 let outs = match &self.packs[si][oi] {
                     _ if exact16 => kernels::int16::eval(b, &ctx, &ins),
+                    _ if exact8 => kernels::int8::eval(b, &ctx, &ins),
                     Some(cell) => kernels::eval_packed(b, &ctx, &ins, cell),
                     None => kernels::eval(b, &ctx, &ins),
                 }

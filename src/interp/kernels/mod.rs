@@ -12,9 +12,11 @@
 pub(crate) mod activation;
 pub(crate) mod conv;
 pub(crate) mod custom;
+pub(crate) mod eigen_math;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
 pub(crate) mod int16;
+pub(crate) mod int8;
 pub(crate) mod lstm;
 pub(crate) mod lstm_hybrid;
 pub(crate) mod lstm_int;
