@@ -280,6 +280,18 @@ impl<'m> Calibrator<'m> {
         self.stream_ranges = s;
     }
 
+    /// Declares the samples one stream when the interpreter's reset policy lets the
+    /// model's state flow from one sample to the next (and the stream ranges are
+    /// [`StreamRanges::Extrapolate`]). [`Calibrator::add_samples`] calls it; callers
+    /// that feed [`Calibrator::add_sample`] themselves call it first.
+    pub fn detect_stream(&mut self) {
+        if self.stream_ranges == StreamRanges::Extrapolate
+            && carries_state(self.interp.model(), self.interp.reset_policy())
+        {
+            self.collector.samples_form_a_stream();
+        }
+    }
+
     /// Runs `samples` in order, resetting state by their policy and where their
     /// sequence ids change (stateful models see one stream per sequence, as in
     /// deployment); `progress` is called after each with (done, total).
@@ -326,11 +338,7 @@ impl<'m> Calibrator<'m> {
         let total = samples.len();
         let seq = samples.sequences();
         self.interp.set_reset_policy(samples.reset_policy());
-        if self.stream_ranges == StreamRanges::Extrapolate
-            && carries_state(self.interp.model(), samples.reset_policy())
-        {
-            self.collector.samples_form_a_stream();
-        }
+        self.detect_stream();
         for (i, s) in samples.enumerate() {
             if seq.starts_sequence(i) {
                 self.interp.reset_state();
