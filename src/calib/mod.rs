@@ -478,7 +478,7 @@ impl<'m> Calibrator<'m> {
 
 /// True when `policy` lets a stateful `model`'s state flow from one sample to the next
 /// (the samples are then one stream, or streams of N).
-fn carries_state(model: &Model, policy: crate::interp::ResetState) -> bool {
+pub fn carries_state(model: &Model, policy: crate::interp::ResetState) -> bool {
     use crate::interp::ResetState;
     crate::interp::state::is_stateful(model)
         && match policy.resolve(model) {
