@@ -10,7 +10,8 @@ Usage (from the repository root, after `cargo build --release`):
     .venv/bin/python benches/accuracy.py [--tflquant target/release/tflquant] [--write]
 
 tflquant calibrates on the first 32 samples of the model's calibration file (the TF
-references were converted with every calibration sample, 48 or 64); everything is
+references were converted with every calibration sample, 48, 64 or 512; the row
+"tflquant int8, TF's samples" calibrates on those same samples); everything is
 measured on the model's held-out test file on LiteRT (ai-edge-litert, default XNNPACK
 delegate; the builtin kernels where XNNPACK fails). Models with resource variables run
 their samples as one stream; others reset variable tensors before each sample.
@@ -39,6 +40,9 @@ PTQ_WEIGHT_VARIANTS = [
     ("mse clipping + bias correction", ["--weight-clipping", "mse", "--bias-correction", "on"]),
     ("minmax, no bias correction", ["--weight-clipping", "minmax", "--bias-correction", "off"]),
 ]
+# For models with a TF reference: tflquant int8 calibrated on the same samples as TF's
+# converter (every sample of the calibration file), the same-data view of the comparison.
+SAME_SAMPLES = "tflquant int8, TF's samples"
 BEGIN = "<!-- benches/accuracy.py: begin -->"
 END = "<!-- benches/accuracy.py: end -->"
 
@@ -196,6 +200,8 @@ def main():
                 configs.append((f"TF {tf_kind[3:]}", p, None))
         configs.append(("tflquant int8", None, ["--mode", "int8"]))
         configs.append(("tflquant int16x8", None, ["--mode", "int16x8"]))
+        if any(c[0] == "TF int8" for c in configs):
+            configs.append((SAME_SAMPLES, None, ["--mode", "int8"]))
         # Each PTQ algorithm alone on top of the int8 default (issue #15 item 3).
         configs.append(("int8 --cle", None, ["--mode", "int8", "--cle"]))
         configs.append(("int8 --observer auto", None, ["--mode", "int8", "--observer", "auto"]))
@@ -215,7 +221,8 @@ def main():
             if args is not None:
                 path = os.path.join(tmp, f"{stem}.{label.replace(' ', '_')}.tflite")
                 rep = path + ".json"
-                cmd = [a.tflquant, "-q", "quantize", float_path, "-o", path, "--calibration", calib,
+                cal = os.path.join(TD, e["calib"]) if label == SAME_SAMPLES else calib
+                cmd = [a.tflquant, "-q", "quantize", float_path, "-o", path, "--calibration", cal,
                        "--report", rep] + args
                 p = subprocess.run(cmd, capture_output=True, text=True)
                 if p.returncode != 0:
@@ -262,7 +269,10 @@ def main():
             def lo(v):
                 return min((d if d == d else -100 for d in v), default=float("nan"))
             ours, theirs = results["tflquant int8"], results["TF int8"]
-            summary.append((name, m(ours) - m(theirs), lo(ours) - lo(theirs)))
+            same = results.get(SAME_SAMPLES)
+            summary.append((name, m(ours) - m(theirs), lo(ours) - lo(theirs),
+                            m(same) - m(theirs) if same else float("nan"),
+                            lo(same) - lo(theirs) if same else float("nan")))
     lines = [
         "| model | quantization | output SQNR dB (held-out, LiteRT) | top-1 agreement / accuracy | size | plan |",
         "|---|---|---|---|---|---|",
@@ -271,11 +281,14 @@ def main():
         lines.append("| " + " | ".join(r) + " |")
     if summary:
         lines.append("")
-        for k, what in ((1, "mean output SQNR (∞ as 100 dB)"), (2, "lowest output SQNR")):
+        for k, what, ours in ((1, "mean output SQNR (∞ as 100 dB)", "tflquant int8"),
+                              (2, "lowest output SQNR", "tflquant int8"),
+                              (3, "mean output SQNR (∞ as 100 dB)", SAME_SAMPLES),
+                              (4, "lowest output SQNR", SAME_SAMPLES)):
             diffs = [x[k] for x in summary]
             worst = min(summary, key=lambda x: x[k])
             lines.append(
-                f"tflquant int8 − TF int8, {what} per model: mean {np.mean(diffs):+.2f} dB, "
+                f"{ours} − TF int8, {what} per model: mean {np.mean(diffs):+.2f} dB, "
                 f"lowest {worst[k]:+.2f} dB ({worst[0]}); "
                 + ", ".join(f"{x[0]} {x[k]:+.2f}" for x in summary)
                 + "\n"

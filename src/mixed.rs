@@ -403,6 +403,7 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
         for (fit, held) in spans {
             let mut c = crate::calib::Calibrator::new(model, s.observer)?;
             c.interpreter().set_reset_policy(reset);
+            c.detect_stream();
             let start = fit.start;
             for (i, x) in all[fit].iter().enumerate() {
                 if i == 0 || sequences.starts_sequence(start + i) {

@@ -527,6 +527,8 @@ fn calibrate_model(
 ) -> PyResult<Ranges> {
     let kind: ObserverKind = s.observer.parse().py()?;
     let mut c = calib::Calibrator::new(model, kind).py()?;
+    // Samples that form one stream: ranges as the command line's (README, streams).
+    c.detect_stream();
     feed(py, data, model, None, s, "calibrating", |x, _| {
         c.add_sample(x)
     })?;

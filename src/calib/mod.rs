@@ -26,7 +26,7 @@ use crate::interp::keys::KeyRange;
 use crate::interp::{Flow, Interpreter, TensorId, Value};
 use crate::ir::Model;
 
-pub use observer::{ObserverKind, Sentinels, TensorStats};
+pub use observer::{ObserverKind, Sentinels, StreamRanges, TensorStats};
 pub use samples::{
     ChannelOrder, ImageOptions, InputSpec, Normalize, SampleArray, SampleOptions, Samples,
     sample_from_arrays,
@@ -122,6 +122,9 @@ pub struct Collector {
     kind: ObserverKind,
     stats: BTreeMap<TensorId, TensorStats>,
     samples: usize,
+    /// The samples form one stream: `minmax` keeps each sample's extremes in order
+    /// (see [`observer`], *Streams*).
+    stream: bool,
 }
 
 impl Collector {
@@ -130,6 +133,19 @@ impl Collector {
             kind,
             stats: BTreeMap::new(),
             samples: 0,
+            stream: false,
+        }
+    }
+
+    /// Declares the samples one stream (state flows from each to the next): with
+    /// `minmax`, every tensor's range comes from [`observer::stream_extreme`].
+    pub fn samples_form_a_stream(&mut self) {
+        if self.kind != ObserverKind::MinMax {
+            return;
+        }
+        self.stream = true;
+        for s in self.stats.values_mut() {
+            s.record_series();
         }
     }
 
@@ -144,10 +160,16 @@ impl Collector {
     /// it computed one (the same statistics).
     fn observe_keyed(&mut self, id: TensorId, v: &Value, keys: Option<KeyRange>) {
         if let Some(x) = v.as_f32() {
-            let kind = self.kind;
+            let (kind, stream) = (self.kind, self.stream);
             self.stats
                 .entry(id)
-                .or_insert_with(|| TensorStats::new(kind))
+                .or_insert_with(|| {
+                    let mut s = TensorStats::new(kind);
+                    if stream {
+                        s.record_series();
+                    }
+                    s
+                })
                 .observe_keyed(kind, x, keys);
         }
     }
@@ -213,6 +235,7 @@ impl Collector {
                     _ if self.kind == ObserverKind::Auto => {
                         (Some(kind.to_string()), s.range(kind)?)
                     }
+                    _ if is_input => (None, s.seen()?),
                     _ => (None, s.range(kind)?),
                 };
                 Some(TensorRange {
@@ -239,6 +262,7 @@ impl Collector {
 pub struct Calibrator<'m> {
     interp: Interpreter<'m>,
     collector: Collector,
+    stream_ranges: StreamRanges,
 }
 
 impl<'m> Calibrator<'m> {
@@ -246,7 +270,26 @@ impl<'m> Calibrator<'m> {
         Ok(Calibrator {
             interp: Interpreter::new(model)?,
             collector: Collector::new(kind),
+            stream_ranges: StreamRanges::default(),
         })
+    }
+
+    /// How `minmax` ranges tensors when [`Calibrator::add_samples`] finds the samples
+    /// form one stream ([`StreamRanges::Extrapolate`] unless set).
+    pub fn set_stream_ranges(&mut self, s: StreamRanges) {
+        self.stream_ranges = s;
+    }
+
+    /// Declares the samples one stream when the interpreter's reset policy lets the
+    /// model's state flow from one sample to the next (and the stream ranges are
+    /// [`StreamRanges::Extrapolate`]). [`Calibrator::add_samples`] calls it; callers
+    /// that feed [`Calibrator::add_sample`] themselves call it first.
+    pub fn detect_stream(&mut self) {
+        if self.stream_ranges == StreamRanges::Extrapolate
+            && carries_state(self.interp.model(), self.interp.reset_policy())
+        {
+            self.collector.samples_form_a_stream();
+        }
     }
 
     /// Runs `samples` in order, resetting state by their policy and where their
@@ -295,6 +338,7 @@ impl<'m> Calibrator<'m> {
         let total = samples.len();
         let seq = samples.sequences();
         self.interp.set_reset_policy(samples.reset_policy());
+        self.detect_stream();
         for (i, s) in samples.enumerate() {
             if seq.starts_sequence(i) {
                 self.interp.reset_state();
@@ -430,6 +474,18 @@ impl<'m> Calibrator<'m> {
     pub fn ranges(&self) -> Ranges {
         self.collector.ranges(self.interp.model())
     }
+}
+
+/// True when `policy` lets a stateful `model`'s state flow from one sample to the next
+/// (the samples are then one stream, or streams of N).
+pub fn carries_state(model: &Model, policy: crate::interp::ResetState) -> bool {
+    use crate::interp::ResetState;
+    crate::interp::state::is_stateful(model)
+        && match policy.resolve(model) {
+            ResetState::Never => true,
+            ResetState::EveryN(n) => n.get() > 1,
+            ResetState::Auto | ResetState::Every => false,
+        }
 }
 
 /// Runs one sample on `interp` and folds every float tensor value into `collector`.

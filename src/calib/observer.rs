@@ -16,6 +16,16 @@
 //!   error of asymmetric int8 quantization over the histogram.
 //! * `entropy` — TensorRT's KL-divergence threshold on the |x| histogram
 //!   (128 quantized levels), clipped to `[min, max]`.
+//! * **Streams** (`minmax` only): when the samples are one stream — a stateful model
+//!   whose state flows from one sample to the next (`--reset-state` never / N) — the
+//!   samples are not independent draws: consecutive frames of one utterance share their
+//!   extremes, so n frames see about as far as a few independent samples and the range
+//!   seen is short ([`stream_extreme`]). The range is then the seen extreme widened by
+//!   the gap between the two largest *block* maxima, blocks as long as the stream's
+//!   correlation (`(1+ρ)/(1−ρ)` samples, `ρ` the lag-1 autocorrelation of the
+//!   per-sample extremes): `extrapolate` over effectively independent blocks. With
+//!   uncorrelated samples (`ρ ≤ 0`) this is `extrapolate`'s `2·X(n) − X(n−1)`.
+//!   `--stream-ranges seen` keeps the seen range (TF's calibrator).
 //! * `auto` — per tensor, one of `minmax`, `percentile:99.99` and `mse`, chosen from the
 //!   tensor's histogram by [`TensorStats::auto_choice`]: the candidate with the least
 //!   expected int8 quantization error (rounding + clipping) on the calibrated
@@ -122,6 +132,38 @@ pub enum ObserverKind {
     Entropy,
     /// Per tensor, the best of minmax, percentile:99.99 and mse on its histogram.
     Auto,
+}
+
+/// How `minmax` ranges tensors when the samples form one stream (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamRanges {
+    /// Widened by the gap between the two largest block maxima ([`stream_extreme`]).
+    #[default]
+    Extrapolate,
+    /// The range seen, as for independent samples (TF's calibrator).
+    Seen,
+}
+
+impl fmt::Display for StreamRanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StreamRanges::Extrapolate => "extrapolate",
+            StreamRanges::Seen => "seen",
+        })
+    }
+}
+
+impl FromStr for StreamRanges {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "extrapolate" => Ok(StreamRanges::Extrapolate),
+            "seen" => Ok(StreamRanges::Seen),
+            _ => Err(Error::Usage(format!(
+                "unknown --stream-ranges {s:?}: use extrapolate (the default) or seen"
+            ))),
+        }
+    }
 }
 
 /// `auto`: the percentile candidate.
@@ -286,6 +328,9 @@ pub struct TensorStats {
     pub samples: u64,
     /// Sentinel values seen (they never set the range).
     pub sentinels: Sentinels,
+    /// Each sample's `(min, max)` in order, kept only for samples that form a stream
+    /// ([`TensorStats::record_series`]; see the module docs).
+    series: Option<Vec<(f32, f32)>>,
 }
 
 impl TensorStats {
@@ -306,7 +351,20 @@ impl TensorStats {
             .then(Histogram::new),
             samples: 0,
             sentinels: Sentinels::default(),
+            series: None,
         }
+    }
+
+    /// Keeps every later sample's extremes in order, for [`TensorStats::range`]'s
+    /// stream estimate (samples that form one stream; see the module docs).
+    pub fn record_series(&mut self) {
+        self.series.get_or_insert_with(Vec::new);
+    }
+
+    /// The smallest and largest value seen, whatever the observer; `None` without
+    /// samples.
+    pub fn seen(&self) -> Option<(f32, f32)> {
+        (self.samples > 0).then_some((self.min, self.max))
     }
 
     /// Feeds the values one tensor took on one sample (NaN is ignored; sentinels are
@@ -330,6 +388,9 @@ impl TensorStats {
         }
         self.samples += 1;
         self.push_extremes(lo, hi);
+        if let Some(series) = &mut self.series {
+            series.push((lo, hi));
+        }
         if let ObserverKind::Ema(c) = kind {
             self.ema = Some(match self.ema {
                 None => (lo, hi),
@@ -345,7 +406,7 @@ impl TensorStats {
     /// this observer had seen them too. Only for observers whose state does not depend
     /// on the order of samples ([`ObserverKind::order_free`]); `None` for others.
     pub fn merge(&mut self, kind: ObserverKind, other: &TensorStats) -> Option<()> {
-        if !kind.order_free() {
+        if !kind.order_free() || self.series.is_some() || other.series.is_some() {
             return None;
         }
         self.push_extremes(other.min, other.max);
@@ -403,7 +464,14 @@ impl TensorStats {
             (lo.min(hi), hi.max(lo))
         };
         Some(match kind {
-            ObserverKind::MinMax => (min, max),
+            ObserverKind::MinMax => match &self.series {
+                Some(series) => {
+                    let lo: Vec<f32> = series.iter().map(|&(l, _)| -l).collect();
+                    let hi: Vec<f32> = series.iter().map(|&(_, h)| h).collect();
+                    (-stream_extreme(&lo, -min), stream_extreme(&hi, max))
+                }
+                None => (min, max),
+            },
             ObserverKind::Extrapolate(g) => self.extrapolated(g),
             ObserverKind::Ema(_) => self.ema.unwrap_or((min, max)),
             ObserverKind::Percentile(p) => {
@@ -456,6 +524,60 @@ impl TensorStats {
         }
         Some((best.0, best.1))
     }
+}
+
+/// Fewest samples a stream needs for [`stream_extreme`] to extrapolate.
+pub const STREAM_MIN_SAMPLES: usize = 4;
+/// Largest lag-1 autocorrelation [`stream_extreme`] uses (blocks of at most 39 samples).
+pub const STREAM_MAX_RHO: f64 = 0.95;
+
+/// The maximum to quantize a stream's tensor to, from its per-sample maxima `xs` in
+/// stream order (`seen` = their maximum, returned where nothing can be estimated):
+/// blocks of `L = ⌈(1+ρ)/(1−ρ)⌉` consecutive samples (`ρ` = the lag-1
+/// autocorrelation of `xs`, clamped to `[0, STREAM_MAX_RHO]`; the last block takes
+/// the remainder), `M1 ≥ M2` the two largest block maxima, result `M1 + (M1 − M2)`.
+/// `L` is the AR(1) factor between n correlated samples and as many independent ones.
+/// Fewer than [`STREAM_MIN_SAMPLES`] samples or fewer than two blocks: `seen`. (For
+/// minima, pass negated minima and negate the result.)
+pub fn stream_extreme(xs: &[f32], seen: f32) -> f32 {
+    let n = xs.len();
+    if n < STREAM_MIN_SAMPLES || !seen.is_finite() {
+        return seen;
+    }
+    let mean = xs.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+    let c: Vec<f64> = xs.iter().map(|&x| x as f64 - mean).collect();
+    let var: f64 = c.iter().map(|x| x * x).sum();
+    let rho = if var > 0.0 {
+        c.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / var
+    } else {
+        0.0
+    };
+    let rho = if rho.is_finite() {
+        rho.clamp(0.0, STREAM_MAX_RHO)
+    } else {
+        0.0
+    };
+    let len = ((1.0 + rho) / (1.0 - rho)).ceil().max(1.0) as usize;
+    let blocks = n / len;
+    if blocks < 2 {
+        return seen;
+    }
+    let (mut m1, mut m2) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for b in 0..blocks {
+        let end = if b + 1 == blocks { n } else { (b + 1) * len };
+        let m = xs[b * len..end]
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+        if m > m1 {
+            m2 = m1;
+            m1 = m;
+        } else if m > m2 {
+            m2 = m;
+        }
+    }
+    // `seen` itself (bit for bit: a minimum of +0 stays +0) unless truly wider.
+    let e = m1 + (m1 - m2);
+    if e.is_finite() && e > seen { e } else { seen }
 }
 
 /// Minimum and maximum ignoring NaN (infinities included): the bits of
@@ -816,6 +938,46 @@ mod tests {
         assert_eq!((t.sentinels.below, t.sentinels.above), (4, 1));
         let (lo, hi) = t.range(ObserverKind::Percentile(99.0)).unwrap();
         assert!(lo >= -1.0 && hi <= 2.0, "[{lo}, {hi}]");
+    }
+
+    #[test]
+    fn stream_extreme_extrapolates_over_blocks_of_the_streams_correlation() {
+        // Uncorrelated (alternating: ρ < 0, clamped to 0): blocks of one sample, so
+        // `2·X(n) − X(n−1)`.
+        let alt = [1.0, 5.0, 2.0, 4.0, 1.0, 3.0];
+        assert_eq!(stream_extreme(&alt, 5.0), 6.0);
+        // Four "utterances" of four frames each: the frames of one share their level
+        // (ρ ≈ 0.61, blocks of ⌈1.61 / 0.39⌉ = 5 frames, the last one 6: maxima 6, 6
+        // and 9), so the gap is between utterances (9 − 6), not between the two
+        // largest frames (9 − 8.9): 12, where `extrapolate` gives 9.1. A ramp (ρ =
+        // 0.625 over 8 samples) is a single block: no estimate.
+        let stream = [
+            1.0, 1.2, 1.1, 1.0, 6.0, 5.9, 5.8, 6.0, 2.0, 2.1, 2.0, 1.9, 8.9, 9.0, 8.8, 8.7,
+        ];
+        assert_eq!(stream_extreme(&stream, 9.0), 12.0);
+        // Too few samples, one block only, a bound every sample reaches: the seen value.
+        assert_eq!(stream_extreme(&[1.0, 3.0, 2.0], 3.0), 3.0);
+        let ramp: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        assert_eq!(stream_extreme(&ramp, 7.0), 7.0);
+        assert_eq!(stream_extreme(&[6.0; 8], 6.0), 6.0);
+        // A minimum of +0 (RELU) stays +0 through the negation.
+        let mut t = TensorStats::new(ObserverKind::MinMax);
+        t.record_series();
+        for x in &stream {
+            t.observe(ObserverKind::MinMax, &[0.0, *x]);
+        }
+        let (lo, hi) = t.range(ObserverKind::MinMax).unwrap();
+        assert_eq!((lo.to_bits(), hi), (0f32.to_bits(), 12.0));
+        assert_eq!(t.seen(), Some((0.0, 9.0)));
+        // Without the series (independent samples) `minmax` is the seen range, and
+        // streams cannot be merged.
+        let mut u = TensorStats::new(ObserverKind::MinMax);
+        u.observe(ObserverKind::MinMax, &[0.0, 9.0]);
+        assert_eq!(u.range(ObserverKind::MinMax), Some((0.0, 9.0)));
+        assert!(u.merge(ObserverKind::MinMax, &t).is_none());
+        assert_eq!("seen".parse::<StreamRanges>().unwrap(), StreamRanges::Seen);
+        assert_eq!(StreamRanges::default().to_string(), "extrapolate");
+        assert!("last".parse::<StreamRanges>().is_err());
     }
 
     use rand::{Rng, SeedableRng};

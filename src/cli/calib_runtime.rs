@@ -141,7 +141,14 @@ pub fn calibrate(
             };
             let pb = progress_bar(total, "calibrating (LiteRT)");
             let r = lite
-                .calibrate(model, samples, kind, &open, &mut || pb.inc(1))
+                .calibrate(
+                    model,
+                    samples,
+                    kind,
+                    data_args.state.stream_ranges()?,
+                    &open,
+                    &mut || pb.inc(1),
+                )
                 .map_err(|e| match e {
                     Error::Unsupported { at, what } if !missing.is_empty() => Error::Unsupported {
                         at,

@@ -54,6 +54,14 @@ pub struct StateArgs {
     /// the state is reset wherever it changes.
     #[arg(long, value_name = "auto|every|never|N", default_value = "auto")]
     pub reset_state: String,
+    /// Calibration of a stateful model whose samples form one stream (state flows from
+    /// sample to sample), `--observer minmax`: `extrapolate` (default) widens each range
+    /// by the gap between the two largest maxima of blocks as long as the stream's
+    /// correlation (consecutive frames share their extremes: n frames see about as far
+    /// as n / block independent samples); `seen` keeps the range seen (TF's calibrator).
+    /// See README.
+    #[arg(long, value_name = "extrapolate|seen", default_value = "extrapolate")]
+    pub stream_ranges: String,
 }
 
 impl StateArgs {
@@ -61,6 +69,10 @@ impl StateArgs {
         self.reset_state
             .parse()
             .map_err(|e: Error| Error::Usage(format!("--reset-state: {e}")))
+    }
+
+    pub fn stream_ranges(&self) -> Result<calib::StreamRanges> {
+        self.stream_ranges.parse()
     }
 }
 
@@ -183,6 +195,7 @@ pub fn calibrate_model(
         return Err(Error::Data(format!("{}: no samples", data.display())));
     }
     let mut c = calib::Calibrator::new(model, kind)?;
+    c.set_stream_ranges(data_args.state.stream_ranges()?);
     c.interpreter()
         .set_timing(log::log_enabled!(log::Level::Info));
     let pb = progress_bar(total, "calibrating");

@@ -11,7 +11,7 @@
 //! dequantized float16/sparse weights ([`calibration_tensors`]).
 
 use super::{CompiledModel, ElementType, LiteRt, OpenOptions, with_extra_outputs};
-use crate::calib::{Collector, ObserverKind, Ranges, Samples};
+use crate::calib::{Collector, ObserverKind, Ranges, Samples, StreamRanges, carries_state};
 use crate::error::{Error, Loc, Result};
 use crate::fb::BuiltinOperator;
 use crate::interp::{TensorId, Value};
@@ -67,12 +67,14 @@ pub fn calibration_tensors(model: &Model) -> Vec<usize> {
 
 impl LiteRt {
     /// Calibrates `model` on LiteRT over every sample of `samples` with observer
-    /// `kind`; `progress` is called after each sample.
+    /// `kind` (samples that form one stream ranged as `stream` says, as on the
+    /// interpreter); `progress` is called after each sample.
     pub fn calibrate(
         &self,
         model: &Model,
         samples: Samples,
         kind: ObserverKind,
+        stream: StreamRanges,
         opts: &OpenOptions,
         progress: &mut dyn FnMut(),
     ) -> Result<Ranges> {
@@ -88,6 +90,9 @@ impl LiteRt {
         };
         let mut cm: CompiledModel = self.open_model(&copy, &name, opts)?;
         let mut collector = Collector::new(kind);
+        if stream == StreamRanges::Extrapolate && carries_state(model, samples.reset_policy()) {
+            collector.samples_form_a_stream();
+        }
         for sample in samples {
             let sample = sample?;
             let arrays: Vec<_> = sample.iter().map(Value::to_array).collect();

@@ -303,6 +303,7 @@ fn litert_calibration_equals_the_reference_on_every_model_both_run() {
                 &model,
                 open(),
                 ObserverKind::MinMax,
+                calib::StreamRanges::default(),
                 &OpenOptions::default(),
                 &mut || {},
             )
