@@ -46,6 +46,13 @@ impl KeyAcc {
         self.hi.fetch_max(hi, Ordering::Relaxed);
     }
 
+    /// Folds in keys a kernel computed itself (smallest, largest; `(i32::MAX,
+    /// i32::MIN)` for none).
+    pub fn fold_keys(&self, lo: i32, hi: i32) {
+        self.lo.fetch_min(lo, Ordering::Relaxed);
+        self.hi.fetch_max(hi, Ordering::Relaxed);
+    }
+
     /// Says that every value of the output has been folded.
     pub fn mark_complete(&self) {
         self.complete.store(true, Ordering::Relaxed);

@@ -29,6 +29,8 @@
 
 pub mod fast;
 
+use rayon::prelude::*;
+
 use super::math::{self, Channels};
 
 /// Clip ratios tried by the mse search: 1.00, 0.99, …, 0.50.
@@ -101,7 +103,7 @@ impl Groups {
 }
 
 /// Squared error of rounding `v` with `scale` to `[-qmax, qmax]`.
-#[inline]
+#[inline(always)]
 fn sq_err(v: f32, scale: f32, qmax: f32) -> f64 {
     let q = (v / scale).round().clamp(-qmax, qmax);
     let d = (v - q * scale) as f64;
@@ -112,30 +114,60 @@ fn sq_err(v: f32, scale: f32, qmax: f32) -> f64 {
 /// lowest squared rounding error; ratio 1 (the nearest-rounding scale) wins ties.
 /// Long channels of large weights ([`fast::uses_histogram`]) estimate the errors on a
 /// histogram ([`fast::histogram_scale`]) instead of summing all 51 over every element.
+/// Channels are searched in parallel (rayon).
 pub fn mse_scales(values: &[f32], ch: Channels, qmax: f32) -> Vec<f32> {
     let base = math::symmetric_scales(values, ch, qmax);
     let mut members = vec![Vec::new(); ch.channels];
     for (i, &v) in values.iter().enumerate() {
         members[ch.of(i)].push(v);
     }
-    base.iter()
+    // Channels in parallel (the int8 modes' default clipping searches every weight
+    // here): each channel's sums run in the same order on one thread.
+    base.par_iter()
         .zip(&members)
         .map(|(&s, v)| {
             if fast::uses_histogram(v.len(), values.len()) {
                 return fast::histogram_scale(v, s, qmax);
             }
-            let mut e = [0f64; CLIP_GRID];
-            for &x in v {
-                for (k, e) in e.iter_mut().enumerate() {
-                    *e += sq_err(x, s * clip_ratio(k), qmax);
-                }
-            }
+            let e = grid_errors(v, s, qmax);
             let best = (0..CLIP_GRID).fold(0, |b, k| if e[k] < e[b] { k } else { b });
             s * clip_ratio(best)
         })
         .collect()
 }
 
+/// Squared rounding error of a channel's values `v` at each scale `s · clip_ratio(k)` of
+/// the grid, compiled with AVX2 when the CPU has it (the baseline build calls `roundf`
+/// for each of the 51 terms of every value). Same code, same bits: each ratio's sum is
+/// added in element order, no fused multiply-add, and the AVX rounding sequence LLVM
+/// emits for `round` is exact.
+fn grid_errors(v: &[f32], s: f32, qmax: f32) -> [f64; CLIP_GRID] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { grid_errors_avx2(v, s, qmax) };
+    }
+    grid_errors_body(v, s, qmax)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn grid_errors_avx2(v: &[f32], s: f32, qmax: f32) -> [f64; CLIP_GRID] {
+    grid_errors_body(v, s, qmax)
+}
+
+#[inline(always)]
+fn grid_errors_body(v: &[f32], s: f32, qmax: f32) -> [f64; CLIP_GRID] {
+    let mut e = [0f64; CLIP_GRID];
+    for &x in v {
+        for (k, e) in e.iter_mut().enumerate() {
+            *e += sq_err(x, s * clip_ratio(k), qmax);
+        }
+    }
+    e
+}
+
+#[inline(always)]
 fn clip_ratio(k: usize) -> f32 {
     1.0 - k as f32 / (CLIP_GRID as f32 - 1.0) * 0.5
 }
@@ -528,6 +560,25 @@ pub(crate) mod tests {
                 (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
             })
             .collect()
+    }
+
+    /// The AVX2 build of the grid search (the one `mse_scales` runs on this CPU) adds
+    /// the same bits as the baseline body: values at exact halves of a step, of both
+    /// signs, zeros, values clipped at ±qmax, noise, for int8 and int4 maxima.
+    #[test]
+    fn grid_errors_dispatch_equals_the_body_bit_for_bit() {
+        let mut v = noise(300, 7);
+        let s = 0.01f32;
+        for k in -130..130 {
+            v.push((k as f32 + 0.5) * s);
+            v.push(k as f32 * s * 0.75);
+        }
+        v.extend([0.0, -0.0, 5.0, -5.0, 1e-30, -1e-30]);
+        for qmax in [127.0, 7.0] {
+            let a = grid_errors(&v, s, qmax).map(f64::to_bits);
+            let b = grid_errors_body(&v, s, qmax).map(f64::to_bits);
+            assert_eq!(a, b, "qmax {qmax}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::fb::{ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as 
 
 #[cfg(doc)]
 use super::Buffers;
+use super::dw3x3;
 use super::gemm::{Epilogue, Mat, PackCell, cached_pack, sgemm_packed};
 use super::{Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, to_usize};
 
@@ -290,6 +291,7 @@ pub(crate) fn conv2d_with(ctx: &Ctx, ins: &Ins, cell: Option<&PackCell>) -> KRes
 }
 
 /// Parameters of a DEPTHWISE_CONV_2D.
+#[derive(Debug)]
 pub(crate) struct DwGeom {
     pub batch: usize,
     pub in_c: usize,
@@ -376,6 +378,11 @@ pub(crate) fn depthwise_fast_into(
     out.par_chunks_mut(row.max(1))
         .enumerate()
         .for_each(|(r, orow)| {
+            // The 3×3 kernel computes most of the row and folds its keys in registers.
+            let folded = dw3x3_row(g, x, w, epi, r, orow);
+            if folded {
+                return;
+            }
             match level {
                 #[cfg(target_arch = "x86_64")]
                 SimdLevel::Avx512 => {
@@ -395,6 +402,72 @@ pub(crate) fn depthwise_fast_into(
             }
         });
     out
+}
+
+/// Row `r` of a 3×3 depthwise convolution (multiplier 1, dilation 1 and stride 1 or 2
+/// along x) with its interior from the AVX2 kernel ([`dw3x3`]), the edges and the
+/// channels past the last block of 8 pixel by pixel ([`depthwise_pixels`],
+/// [`interior_block`]): the bits of [`depthwise_row`]. The row's keys are folded into
+/// `epi.keys` (the kernel's from registers). False, with `orow` untouched, when the
+/// geometry or the CPU does not fit the kernel.
+fn dw3x3_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, orow: &mut [f32]) -> bool {
+    if g.mult != 1 || g.h.kernel != 3 || g.w.kernel != 3 || g.w.dilation != 1 {
+        return false;
+    }
+    let (lo, hi) = interior(&g.w);
+    let oc = g.in_c;
+    let (b, oy) = (r / g.h.output, r % g.h.output);
+    let mut rows = [(0usize, 0usize); 3];
+    let mut nr = 0;
+    for ky in 0..3 {
+        if let Some(iy) = g.h.src(oy, ky) {
+            rows[nr] = ((b * g.h.input + iy) * g.w.input * oc, ky);
+            nr += 1;
+        }
+    }
+    let clamp = !(epi.lo == f32::NEG_INFINITY && epi.hi == f32::INFINITY);
+    let job = dw3x3::Row {
+        x,
+        w,
+        c: oc,
+        in_w: g.w.input,
+        rows: &rows[..nr],
+        stride: g.w.stride,
+        pad: g.w.pad,
+        pixels: lo..hi,
+        bias: epi.bias,
+        clamp: clamp.then_some((epi.lo, epi.hi)),
+    };
+    let Some((klo, khi)) = dw3x3::run(&job, orow, epi.keys.is_some()) else {
+        return false;
+    };
+    depthwise_pixels(g, x, w, epi, r, 0..lo, orow);
+    depthwise_pixels(g, x, w, epi, r, hi..g.w.output, orow);
+    let done = oc / 8 * 8;
+    if done < oc {
+        // The taps of the interior, as `depthwise_interior` lists them.
+        let mut taps = [(0usize, 0usize); 9];
+        let mut nt = 0;
+        for &(off, ky) in &rows[..nr] {
+            for kx in 0..3 {
+                taps[nt] = (off + kx * oc, (ky * 3 + kx) * oc);
+                nt += 1;
+            }
+        }
+        for c0 in done..oc {
+            interior_block::<1>(g, (x, w), epi, &taps[..nt], c0, lo..hi, orow);
+        }
+    }
+    if let Some(keys) = epi.keys {
+        if done < oc {
+            keys.fold(orow);
+        } else {
+            keys.fold(&orow[..lo * oc]);
+            keys.fold(&orow[hi * oc..]);
+            keys.fold_keys(klo, khi);
+        }
+    }
+    true
 }
 
 /// Vector instruction sets the kernels have a build for.
@@ -949,6 +1022,162 @@ mod tests {
                 px, f,
                 "interior and pixel paths differ: {pad:?} k{k} s{s} d{d}"
             );
+        }
+    }
+
+    /// Every output of the fast path (fed into stale memory, keys folded), on random
+    /// geometries: the bits of going pixel by pixel (the summation order is the same),
+    /// the keys of a scan, and the reference within float rounding. Shapes cover both
+    /// strides of the 3×3 kernel, other kernels, dilation, both paddings, multipliers,
+    /// channel counts that are not multiples of 8, tiny inputs and every activation.
+    #[test]
+    fn fast_depthwise_matches_twins_on_random_shapes() {
+        use ActivationFunctionType as A;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let mut dw3x3_cases = 0;
+        for case in 0..300 {
+            let k = [3, 3, 3, 1, 2, 5][rng.random_range(0..6)];
+            let kw = if rng.random_bool(0.8) {
+                k
+            } else {
+                rng.random_range(1..4)
+            };
+            let (s, sw) = (rng.random_range(1..4), rng.random_range(1..3));
+            let (d, dw) = if rng.random_bool(0.8) {
+                (1, 1)
+            } else {
+                (rng.random_range(1..3), rng.random_range(1..3))
+            };
+            let mult = if rng.random_bool(0.8) {
+                1
+            } else {
+                rng.random_range(2..4)
+            };
+            let c = [1, 3, 8, 13, 16, 24, 37][rng.random_range(0..7)];
+            let pad = if rng.random_bool(0.5) {
+                Padding::Same
+            } else {
+                Padding::Valid
+            };
+            let (ih, iw) = (rng.random_range(1..10), rng.random_range(1..20));
+            let batch = rng.random_range(1..3);
+            let act = [A::None, A::Relu, A::Relu6, A::ReluN1To1][rng.random_range(0..4)];
+            let g = DwGeom {
+                batch,
+                in_c: c,
+                mult,
+                h: Dim::new(pad, ih, k, s, d).unwrap(),
+                w: Dim::new(pad, iw, kw, sw, dw).unwrap(),
+            };
+            let oc = c * mult;
+            let x = rand_vec(&mut rng, batch * ih * iw * c);
+            let w = rand_vec(&mut rng, k * kw * oc);
+            let bias = rand_vec(&mut rng, oc);
+            let bias = rng.random_bool(0.8).then_some(&bias[..]);
+            let keys = KeyAcc::default();
+            let mut epi = Epilogue::new(bias, act, Some(&keys)).unwrap();
+            let n = batch * g.h.output * g.w.output * oc;
+            let f = depthwise_fast_into(&g, &x, &w, &epi, vec![f32::NAN; n]);
+            keys.mark_complete();
+            let what = format!("case {case}: {g:?} pad {pad:?} act {act:?}");
+            assert!(f.iter().all(|v| !v.is_nan()), "NaN (unwritten) in {what}");
+            let (lo, hi) = key_min_max(&f);
+            assert_eq!(keys.range(), Some(KeyRange { lo, hi }), "keys of {what}");
+            epi.keys = None;
+            let row = g.w.output * oc;
+            let mut px = vec![0f32; n];
+            for (ri, orow) in px.chunks_mut(row.max(1)).enumerate() {
+                depthwise_pixels(&g, &x, &w, &epi, ri, 0..g.w.output, orow);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&f), bits(&px), "fast and pixel paths differ: {what}");
+            let mut r = depthwise_reference(&g, &x, &w, bias);
+            apply_act(&mut r, act).unwrap();
+            let t = tol(k * kw);
+            for (a, b) in r.iter().zip(&f) {
+                assert!((a - b).abs() <= t, "{a} vs {b}: {what}");
+            }
+            let (ilo, ihi) = interior(&g.w);
+            if mult == 1 && k == 3 && kw == 3 && dw == 1 && sw <= 2 && c >= 8 && ilo < ihi {
+                dw3x3_cases += 1;
+            }
+        }
+        assert!(
+            dw3x3_cases >= 30,
+            "only {dw3x3_cases} cases reach the 3×3 kernel"
+        );
+    }
+
+    /// The 3×3 kernel's clamp and keys on NaN, zeros of both signs and values beyond
+    /// the bounds: what `f32::max` / `f32::min` and the key scan give.
+    #[test]
+    fn dw3x3_clamp_and_keys_follow_the_scalar_rules() {
+        let c = 16;
+        let g = DwGeom {
+            batch: 1,
+            in_c: c,
+            mult: 1,
+            h: Dim::new(Padding::Same, 3, 3, 1, 1).unwrap(),
+            w: Dim::new(Padding::Same, 9, 3, 1, 1).unwrap(),
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let mut x: Vec<f32> = rand_vec(&mut rng, 3 * 9 * c)
+            .iter()
+            .map(|v| v * 8.0)
+            .collect();
+        // NaN inputs: their outputs are NaN before the clamp.
+        x[4 * c + 1] = f32::NAN;
+        x[(9 + 5) * c + 2] = f32::NAN;
+        let w = vec![1.0; 9 * c];
+        // A -0 bias and a window of -0 inputs give a -0 sum (channel 3 of pixel 1, row
+        // 1: an interior pixel), which a clamp at lo = +0 keeps.
+        let mut bias = vec![0.0; c];
+        bias[3] = -0.0;
+        for iy in 0..3 {
+            for ix in 0..3 {
+                x[(iy * 9 + ix) * c + 3] = -0.0;
+            }
+        }
+        for (lo, hi) in [
+            (0.0, 6.0),
+            (-1.0, 1.0),
+            (0.0, f32::INFINITY),
+            (f32::NEG_INFINITY, f32::INFINITY),
+        ] {
+            let keys = KeyAcc::default();
+            let epi = Epilogue {
+                bias: Some(&bias),
+                lo,
+                hi,
+                keys: Some(&keys),
+            };
+            let n = 3 * 9 * c;
+            let f = depthwise_fast_into(&g, &x, &w, &epi, vec![f32::NAN; n]);
+            keys.mark_complete();
+            let mut px = vec![0f32; n];
+            let plain = Epilogue { keys: None, ..epi };
+            for (ri, orow) in px.chunks_mut(9 * c).enumerate() {
+                depthwise_pixels(&g, &x, &w, &plain, ri, 0..9, orow);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&f), bits(&px), "clamp [{lo}, {hi}]");
+            let (klo, khi) = key_min_max(&f);
+            assert_eq!(
+                keys.range(),
+                Some(KeyRange { lo: klo, hi: khi }),
+                "clamp [{lo}, {hi}]"
+            );
+            let z = f[(9 + 1) * c + 3];
+            assert!(
+                z == 0.0 && z.is_sign_negative(),
+                "-0 sum became {z} [{lo}, {hi}]"
+            );
+            let nans = f.iter().filter(|v| v.is_nan()).count();
+            if lo == f32::NEG_INFINITY {
+                assert!(nans > 0, "NaN sums stay NaN without a clamp");
+            } else {
+                assert_eq!(nans, 0, "the clamp maps NaN to lo [{lo}, {hi}]");
+            }
         }
     }
 

@@ -12,6 +12,7 @@
 pub(crate) mod activation;
 pub(crate) mod conv;
 pub(crate) mod custom;
+mod dw3x3;
 pub(crate) mod eigen_math;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
