@@ -398,24 +398,19 @@ fn reversed(src: &[u8], dst: &mut [u8]) {
 
 #[test]
 fn deferred_data_is_written_as_its_computed_bytes() {
-    // The largest constant of a real model (> 1 MiB: several streamed blocks and a last
-    // partial one) replaced by deferred data: the file is the one of the computed
-    // bytes, in both layouts, and writing does not compute the whole data first.
-    // Then the same with two more buffers holding the same bytes, one computed and
-    // one deferred: the data are stored once, as for any identical buffers.
+    // A buffer of deferred data (no tensor reads it) added to a real model: 3 MiB
+    // and a bit (several streamed blocks and a partial one). The file is the one of
+    // the computed bytes, in both layouts, and writing does not compute the whole
+    // data first. Then the same with two more buffers holding the same bytes, one
+    // computed and one deferred: the data are stored once, as any identical buffers.
     let dir = tempfile::tempdir().unwrap();
     let mut m = model("mlp_large_fc.tflite");
-    let (ti, size) = m.subgraphs[0]
-        .tensors
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (i, m.tensor_data(t).len()))
-        .max_by_key(|&(_, n)| n)
-        .unwrap();
-    let b = m.subgraphs[0].tensors[ti].buffer as usize;
-    // Not a whole number of 1 MiB blocks.
-    let src = m.buffers[b].data.bytes().slice(..size - 4 * 1001);
-    assert!(src.len() > 1 << 20, "{} bytes", src.len());
+    let src: Vec<u8> = (0..(3 << 20) + 4 * 1001u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let src = Bytes::from(src);
+    m.buffers.push(Buffer::default());
+    let b = m.buffers.len() - 1;
     let mut computed = vec![0u8; src.len()];
     reversed(&src, &mut computed);
     let deferred = || tflquant::ir::Data::deferred(src.clone(), (4, 4), reversed);
