@@ -2,7 +2,7 @@
 //! operator codes, removing operators, finding producers and consumers, subgraph
 //! references.
 
-use super::{Buffer, BuiltinOperator, Bytes, Model, Operator, OperatorCode, Subgraph, Tensor};
+use super::{Buffer, BuiltinOperator, Data, Model, Operator, OperatorCode, Subgraph, Tensor};
 use crate::fb;
 
 impl Model {
@@ -22,7 +22,7 @@ impl Model {
 
     /// Appends a buffer holding `data` and returns its index. Buffer 0 is kept as the
     /// empty buffer: it is created first if the model has none.
-    pub fn add_buffer(&mut self, data: impl Into<Bytes>) -> u32 {
+    pub fn add_buffer(&mut self, data: impl Into<Data>) -> u32 {
         if self.buffers.is_empty() {
             self.buffers.push(Buffer::default());
         }

@@ -8,18 +8,21 @@
 //! Two deliberate differences from the wire format:
 //! - an operator code's builtin op is one field ([`OperatorCode::builtin`]); the reader
 //!   merges the legacy `deprecated_builtin_code` byte into it and the writer emits both;
-//! - buffer bytes are [`Bytes`]: a slice of the memory-mapped input until a pass
-//!   replaces them, so reading a 300 MB model copies no weights.
+//! - buffer bytes are [`Data`]: a [`Bytes`] slice of the memory-mapped input until a pass
+//!   replaces them, so reading a 300 MB model copies no weights; a pass may leave its
+//!   result deferred (computed from the source bytes as the writer streams it).
 //!
 //! Indices keep the file's types (`i32` for tensor references where `-1` means "no
 //! tensor", `u32` for buffers), so the IR can represent exactly what a file can.
 
+mod data;
 mod dtype;
 mod edit;
 pub mod sparse;
 mod verify;
 
 pub use bytes::Bytes;
+pub use data::{Data, Deferred};
 pub use dtype::{dtype_bits, dtype_byte_size, is_real_valued};
 pub use verify::{MAX_RANK, verify};
 
@@ -239,11 +242,11 @@ impl Operator {
 /// A data buffer. Empty data means "no data" (activations, buffer 0).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Buffer {
-    pub data: Bytes,
+    pub data: Data,
 }
 
 impl Buffer {
-    pub fn new(data: impl Into<Bytes>) -> Self {
+    pub fn new(data: impl Into<Data>) -> Self {
         Buffer { data: data.into() }
     }
 }
@@ -298,10 +301,18 @@ impl Model {
             .map_or(&[][..], |b| &b.data[..])
     }
 
+    /// The length of a tensor's buffer data (0 for activations); computes no deferred
+    /// data.
+    pub fn tensor_data_len(&self, tensor: &Tensor) -> usize {
+        self.buffers
+            .get(tensor.buffer as usize)
+            .map_or(0, |b| b.data.len())
+    }
+
     /// Maps all pages of `data` in one call when it belongs to the model's memory map
     /// (`MADV_POPULATE_READ`): a kernel about to read a large weight then takes no page
     /// fault per 4 KiB. Best effort; no-op elsewhere or on kernels without it.
-    pub fn prefault_pages(&self, data: &Bytes) {
+    pub fn prefault_pages(&self, data: &[u8]) {
         if let Some((map, offset)) = self.map_offset(data) {
             let _ = map.advise_range(memmap2::Advice::PopulateRead, offset, data.len());
         }
@@ -317,7 +328,7 @@ impl Model {
     }
 
     /// The model's map and the offset of `data` in it, if `data` lies inside it.
-    fn map_offset(&self, data: &Bytes) -> Option<(&memmap2::Mmap, usize)> {
+    fn map_offset(&self, data: &[u8]) -> Option<(&memmap2::Mmap, usize)> {
         let MappedFile(map, _) = self.mapped.as_ref()?;
         let base = map.as_ptr() as usize;
         let start = data.as_ptr() as usize;
@@ -329,7 +340,7 @@ impl Model {
     /// to the model's memory map (a weight just replaced by its quantized form), so that
     /// quantizing a huge model does not keep all of its input resident. The bytes stay
     /// valid: a later read faults them in from the file again. No-op otherwise.
-    pub fn release_pages(&self, data: &Bytes) {
+    pub fn release_pages(&self, data: &[u8]) {
         let Some((map, offset)) = self.map_offset(data) else {
             return;
         };
@@ -344,6 +355,6 @@ impl Model {
 
     /// True when the tensor has constant data.
     pub fn is_constant(&self, tensor: &Tensor) -> bool {
-        !self.tensor_data(tensor).is_empty()
+        self.tensor_data_len(tensor) > 0
     }
 }

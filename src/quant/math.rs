@@ -327,7 +327,8 @@ const F16_RUN: usize = 1024;
 /// `half`'s slice conversion: eight values per F16C instruction when the CPU has it,
 /// the same instruction and rounding mode (nearest even) as `f16::from_f32` per value,
 /// and the same software fallback without it, so the bits are [`f16_bytes`]' (tested).
-fn f16_run(src: &[u8], dst: &mut [u8]) {
+/// Each value on its own: the encoding of [`crate::ir::Data::deferred`] float16 data.
+pub fn f16_run(src: &[u8], dst: &mut [u8]) {
     use half::slice::HalfFloatSliceExt;
     let mut f = [0f32; F16_RUN];
     let mut h = [half::f16::ZERO; F16_RUN];

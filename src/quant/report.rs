@@ -196,7 +196,7 @@ pub fn weight_bytes_by_dtype(model: &Model) -> BTreeMap<String, u64> {
     let mut seen = vec![false; model.buffers.len()];
     let mut by = BTreeMap::new();
     for t in model.subgraphs.iter().flat_map(|s| &s.tensors) {
-        let n = model.tensor_data(t).len() as u64;
+        let n = model.tensor_data_len(t) as u64;
         let Some(slot) = seen.get_mut(t.buffer as usize) else {
             continue;
         };

@@ -821,11 +821,10 @@ fn apply(
             int8_from_bytes(model, &t, axis, &mut change)
         }
         Action::Float16 => {
-            // Straight from the (mapped) bytes, whose pages are released once read.
-            let original = model.buffers[t.buffer as usize].data.clone();
-            model.prefault_pages(&original);
-            let data = math::f16_bytes_of_f32_le(&original);
-            model.release_pages(&original);
+            // Deferred: the writer converts the (mapped) bytes block by block as it
+            // writes them; nothing weight-sized is allocated.
+            let original = model.buffers[t.buffer as usize].data.bytes();
+            let data = ir::Data::deferred(original, (4, 2), math::f16_run);
             change.new_dtype = "FLOAT16".into();
             change.granularity = "cast".into();
             (TensorType::Float16, data, None)
@@ -851,7 +850,7 @@ fn apply(
 }
 
 /// A quantized constant: its type, data and parameters.
-type QuantizedData = (TensorType, Vec<u8>, Option<QuantParams>);
+type QuantizedData = (TensorType, ir::Data, Option<QuantParams>);
 
 /// Symmetric int8 straight from the constant's (mapped) bytes.
 fn int8_from_bytes(
@@ -867,7 +866,7 @@ fn int8_from_bytes(
     model.release_pages(&original);
     (
         TensorType::Int8,
-        data,
+        data.into(),
         Some(int8_params(scales, axis, change)),
     )
 }
@@ -921,10 +920,10 @@ fn int4(
         let values = math::f32_values(model.tensor_data(t));
         let scales = math::symmetric_scales(&values, ch, 127.0);
         let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
-        let data = q.iter().map(|&v| v as u8).collect();
+        let data: Vec<u8> = q.iter().map(|&v| v as u8).collect();
         return (
             TensorType::Int8,
-            data,
+            ir::Data::from(data),
             Some(int8_params(scales, axis, change)),
         );
     }
@@ -944,7 +943,7 @@ fn int4(
         }
     };
     change.new_dtype = "INT4".into();
-    (TensorType::Int4, r.packed, Some(quant))
+    (TensorType::Int4, r.packed.into(), Some(quant))
 }
 
 /// Blockwise parameters: the block scales as a new FLOAT16 tensor `[out, blocks]`.

@@ -284,7 +284,7 @@ impl Converter<'_> {
                     _ if offset > 1 => self.tail_range(offset, size, &loc)?,
                     _ => Bytes::new(),
                 };
-                buffers.push(Buffer { data });
+                buffers.push(Buffer { data: data.into() });
             }
         }
 

@@ -19,6 +19,8 @@
 //!   map is copied by the kernel (`copy_file_range`, as `cp` does; Linux) instead of
 //!   being faulted in and written from user space; anything the kernel declines is
 //!   written the ordinary way.
+//! - **Deferred data streamed**: data a pass left deferred ([`crate::ir::Data`]) are
+//!   computed block by block into one reused buffer and written from it.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
@@ -28,7 +30,7 @@ use planus::{Builder, Offset};
 
 use crate::error::{Error, Result};
 use crate::fb;
-use crate::ir::{Model, Operator, QuantParams, Subgraph, Tensor};
+use crate::ir::{Data, Deferred, Model, Operator, QuantParams, Subgraph, Tensor};
 
 /// Alignment of buffer data in the file.
 pub const DATA_ALIGNMENT: usize = 16;
@@ -306,6 +308,11 @@ impl Plan {
             if c.length_prefix {
                 w.write_all(&(data.len() as u32).to_le_bytes())?;
             }
+            pos = c.pos + data.len() as u64;
+            if let Some(d) = data.pending() {
+                stream_deferred(model, d, w)?;
+                continue;
+            }
             let mut copied = 0;
             if let (Some(out), Some((src, offset))) = (file, model.mapped_source(data))
                 && data.len() >= FILE_COPY_MIN
@@ -314,10 +321,36 @@ impl Plan {
                 copied = copy_file_data(src, offset, out, data.len())?;
             }
             w.write_all(&data[copied..])?;
-            pos = c.pos + data.len() as u64;
         }
         Ok(())
     }
+}
+
+/// Bytes of deferred data computed and written per block by [`stream_deferred`]: large
+/// enough that a write costs little per byte, small enough to stay in cache.
+const STREAM_BLOCK: usize = 1 << 20;
+
+/// Writes deferred data ([`crate::ir::Deferred`]) block by block, each block computed
+/// by two threads into one reused buffer, instead of computing the whole data first.
+/// Each block's source pages are mapped in one call before and released after, as the
+/// weight passes do for whole weights.
+fn stream_deferred(model: &Model, d: &Deferred, w: &mut impl Write) -> std::io::Result<()> {
+    let unit = d.unit();
+    let block = STREAM_BLOCK.div_ceil(unit) * unit;
+    let mut buf = vec![0u8; block.min(d.len())];
+    let mut start = 0;
+    while start < d.len() {
+        let n = block.min(d.len() - start);
+        let src = d.source_of(start, n);
+        model.prefault_pages(src);
+        let (a, b) = buf[..n].split_at_mut((n / 2).div_ceil(unit) * unit);
+        let half = a.len();
+        rayon::join(|| d.encode(start, a), || d.encode(start + half, b));
+        w.write_all(&buf[..n])?;
+        model.release_pages(src);
+        start += n;
+    }
+    Ok(())
 }
 
 /// Buffers of at least this many bytes are copied file to file by [`copy_file_data`];
@@ -407,6 +440,8 @@ fn shared_data(model: &Model, with_data: &[usize], external: impl Fn(usize) -> b
         }
         let data = &model.buffers[i].data;
         let key = (external(i), data.len(), fingerprint(data));
+        // (Equal bytes are equal however they are held: a deferred buffer equal to
+        // another is computed here, which only happens to duplicates.)
         let group = groups.entry(key).or_default();
         match group
             .iter()
@@ -419,18 +454,21 @@ fn shared_data(model: &Model, with_data: &[usize], external: impl Fn(usize) -> b
     stored_in
 }
 
-/// A hash of up to 64 evenly spaced 8-byte windows of `data` (all of it when short).
-fn fingerprint(data: &[u8]) -> u64 {
+/// A hash of up to 64 evenly spaced 8-byte windows of `data` (all of it when short);
+/// deferred data compute only those windows ([`Data::copy_at`]).
+fn fingerprint(data: &Data) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     const WINDOWS: usize = 64;
     const WIDTH: usize = 8;
     if data.len() <= WINDOWS * WIDTH {
-        data.hash(&mut h);
+        data[..].hash(&mut h);
     } else {
         let step = (data.len() - WIDTH) / (WINDOWS - 1);
+        let mut window = [0u8; WIDTH];
         for k in 0..WINDOWS {
-            data[k * step..k * step + WIDTH].hash(&mut h);
+            data.copy_at(k * step, &mut window);
+            window[..].hash(&mut h);
         }
     }
     h.finish()

@@ -209,8 +209,8 @@ fn constant_data_of_the_wrong_size() {
         })
         .map(|(i, t)| (i, t.clone()))
         .unwrap();
-    let short = m.buffers[t.buffer as usize].data.slice(..8);
-    m.buffers[t.buffer as usize].data = short;
+    let short = m.buffers[t.buffer as usize].data.bytes().slice(..8);
+    m.buffers[t.buffer as usize].data = short.into();
     assert_rejected(
         &bytes_of(&m),
         &[&format!("subgraph 0, tensor {ti}"), "holds 8 bytes"],

@@ -53,7 +53,7 @@ fn inline_layout_above_the_flatbuffer_limit_is_refused() {
     // A constant of 2 GiB + 4 MiB, unused by any operator.
     let elements: i32 = (1 << 29) + (1 << 20);
     let data = sparse_bytes(dir.path(), elements as u64 * 4);
-    m.buffers.push(Buffer { data });
+    m.buffers.push(Buffer { data: data.into() });
     let mut t: Tensor = m.subgraphs[0].tensors[0].clone();
     t.name = "huge".into();
     t.dtype = TensorType::Float32;
@@ -96,7 +96,7 @@ fn oversized_inline_file(dir: &Path) -> std::path::PathBuf {
     let mut m = model("cnn_digits.tflite");
     let marker: Vec<u8> = (0..16u8).map(|i| 0xa0 + i).collect();
     m.buffers.push(Buffer {
-        data: Bytes::from(marker.clone()),
+        data: Bytes::from(marker.clone()).into(),
     });
     let mut bytes = writer::to_bytes(&m, &inline()).unwrap();
     // The last buffer's data is the last chunk: `[u32 length][16 bytes]` at the end.
@@ -266,7 +266,7 @@ fn identical_buffers_are_stored_once_and_counted_once() {
     assert!(size > 100_000);
     let old = m.subgraphs[0].tensors[ti].buffer as usize;
     let copy = Bytes::copy_from_slice(&m.buffers[old].data);
-    m.buffers.push(Buffer { data: copy });
+    m.buffers.push(Buffer { data: copy.into() });
     m.subgraphs[0].tensors[ti].buffer = (m.buffers.len() - 1) as u32;
 
     let out = dir.path().join("dedup.tflite");
@@ -374,7 +374,7 @@ fn unchanged_mapped_data_copied_file_to_file_gives_the_same_bytes() {
     // One large buffer replaced in memory: written, not copied.
     let replaced = read.subgraphs[0].tensors[1].buffer as usize;
     let len = read.buffers[replaced].data.len();
-    read.buffers[replaced].data = Bytes::from(vec![0x5a; len]);
+    read.buffers[replaced].data = Bytes::from(vec![0x5a; len]).into();
     for layout in [BufferLayout::Inline, BufferLayout::Offset] {
         let opts = WriteOptions { layout };
         let out = dir.path().join(format!("{layout:?}.tflite"));
@@ -387,4 +387,69 @@ fn unchanged_mapped_data_copied_file_to_file_gives_the_same_bytes() {
             "{layout:?}: the copied file differs from the serialisation"
         );
     }
+}
+
+/// A test encoding of deferred data: each 4-byte unit to its bytes reversed and negated.
+fn reversed(src: &[u8], dst: &mut [u8]) {
+    for (s, d) in src.chunks_exact(4).zip(dst.chunks_exact_mut(4)) {
+        d.copy_from_slice(&[!s[3], !s[2], !s[1], !s[0]]);
+    }
+}
+
+#[test]
+fn deferred_data_is_written_as_its_computed_bytes() {
+    // A buffer of deferred data (no tensor reads it) added to a real model: 3 MiB
+    // and a bit (several streamed blocks and a partial one). The file is the one of
+    // the computed bytes, in both layouts, and writing does not compute the whole
+    // data first. Then the same with two more buffers holding the same bytes, one
+    // computed and one deferred: the data are stored once, as any identical buffers.
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = model("mlp_large_fc.tflite");
+    let src: Vec<u8> = (0..(3 << 20) + 4 * 1001u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let src = Bytes::from(src);
+    m.buffers.push(Buffer::default());
+    let b = m.buffers.len() - 1;
+    let mut computed = vec![0u8; src.len()];
+    reversed(&src, &mut computed);
+    let deferred = || tflquant::ir::Data::deferred(src.clone(), (4, 4), reversed);
+    let mut plain = m.clone();
+    plain.buffers[b].data = computed.clone().into();
+    m.buffers[b].data = deferred();
+    // The length of the inline file.
+    let check = |m: &Model, plain: &Model, what: &str| {
+        let mut inline_len = 0;
+        for layout in [BufferLayout::Inline, BufferLayout::Offset] {
+            let opts = WriteOptions { layout };
+            let want = writer::to_bytes(plain, &opts).unwrap();
+            let got = writer::to_bytes(m, &opts).unwrap();
+            assert!(got == want, "{what}, {layout:?}: the files differ");
+            let path = dir.path().join(format!("deferred_{layout:?}.tflite"));
+            writer::write_path(m, &path, &opts).unwrap();
+            let written = std::fs::read(&path).unwrap();
+            assert!(written == want, "{what}, {layout:?}: write_path");
+            if layout == BufferLayout::Inline {
+                inline_len = want.len();
+            }
+        }
+        inline_len
+    };
+    let single = check(&m, &plain, "one deferred buffer");
+    assert!(
+        m.buffers[b].data.pending().is_some(),
+        "writing computed the whole data"
+    );
+    m.buffers.push(Buffer {
+        data: computed.clone().into(),
+    });
+    m.buffers.push(Buffer { data: deferred() });
+    for _ in 0..2 {
+        plain.buffers.push(Buffer {
+            data: computed.clone().into(),
+        });
+    }
+    let shared = check(&m, &plain, "three equal buffers");
+    // Two more buffer tables, no more data.
+    assert!(shared < single + 128, "{shared} bytes, {single} with one");
 }

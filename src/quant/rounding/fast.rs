@@ -279,7 +279,8 @@ fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8], q: &mut Vec<i8>)
 ///
 /// The chosen rounding's terms use `q` (no second division): the reference's
 /// `round().clamp()` of `v / s` is `q` but for a NaN `v`, where both give a NaN term.
-/// With [`Method::Nearest`] the chosen scales are the nearest ones, and the sums equal.
+/// With [`Method::Nearest`] the chosen scales are the nearest ones: the two sums are
+/// the same additions of the same terms, added once ([`errors_nearest`]).
 #[inline(always)]
 fn errors(
     src: &[u8],
@@ -290,6 +291,10 @@ fn errors(
     method: Method,
     qmax: f32,
 ) -> (f64, f64, f64) {
+    if method == Method::Nearest {
+        let (e, signal) = errors_nearest(src, len, q, scales);
+        return (e, e, signal);
+    }
     let (mut e_nearest, mut e_chosen, mut signal) = (0f64, 0f64, 0f64);
     let groups = src.chunks_exact(4 * len).zip(q.chunks(len));
     for ((g, qg), (&sn, &sc)) in groups.zip(nearest.iter().zip(scales)) {
@@ -302,12 +307,9 @@ fn errors(
             }
             qv[..k].copy_from_slice(qc);
             let dc: [f64; 8] = std::array::from_fn(|i| v[i] as f64 - qv[i] as f64 * sc as f64);
-            let dn: [f64; 8] = match method {
-                Method::Nearest => dc,
-                Method::Mse => std::array::from_fn(|i| {
-                    v[i] as f64 - round_clamp(v[i] / sn, qmax) as f64 * sn as f64
-                }),
-            };
+            let dn: [f64; 8] = std::array::from_fn(|i| {
+                v[i] as f64 - round_clamp(v[i] / sn, qmax) as f64 * sn as f64
+            });
             for i in 0..k {
                 e_nearest += dn[i] * dn[i];
                 signal += v[i] as f64 * v[i] as f64;
@@ -316,6 +318,37 @@ fn errors(
         }
     }
     (e_nearest, e_chosen, signal)
+}
+
+/// [`errors`] of nearest rounding (scales `scales`): the squared error and the signal,
+/// in element order; runs of eight at a fixed count (unrolled, nothing copied), then
+/// the rest of each group one by one.
+#[inline(always)]
+fn errors_nearest(src: &[u8], len: usize, q: &[i8], scales: &[f32]) -> (f64, f64) {
+    let (mut e, mut signal) = (0f64, 0f64);
+    let groups = src.chunks_exact(4 * len).zip(q.chunks(len));
+    for ((g, qg), &s) in groups.zip(scales) {
+        let full = len / 8 * 8;
+        let (g8, g_rest) = g.split_at(4 * full);
+        let (q8, q_rest) = qg.split_at(full);
+        for (c, qc) in g8.chunks_exact(32).zip(q8.chunks_exact(8)) {
+            let v: [f32; 8] = std::array::from_fn(|i| {
+                f32::from_le_bytes([c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]])
+            });
+            let d: [f64; 8] = std::array::from_fn(|i| v[i] as f64 - qc[i] as f64 * s as f64);
+            for i in 0..8 {
+                e += d[i] * d[i];
+                signal += v[i] as f64 * v[i] as f64;
+            }
+        }
+        for (b, &qi) in g_rest.chunks_exact(4).zip(q_rest) {
+            let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let d = v as f64 - qi as f64 * s as f64;
+            e += d * d;
+            signal += v as f64 * v as f64;
+        }
+    }
+    (e, signal)
 }
 
 /// The mse scale of one group (its f32 bytes) whose nearest scale is `base`:
