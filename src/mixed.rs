@@ -160,7 +160,11 @@ impl Cache {
     /// lowest single sample's SQNR minus [`SEARCH_MARGIN_DB`] (NaN counts as −∞; no real
     /// output: +∞). The SQNR pooled over any set of these samples is at least their
     /// lowest. A plan meets the target when its score does.
-    fn score(&self, float: &Model, quant: &Model) -> Result<f64> {
+    ///
+    /// It stops at the first sample that puts the score below `stop_below` (the plan
+    /// fails whatever the other samples score): the result is then an upper bound of the
+    /// score, still below `stop_below`.
+    fn score(&self, float: &Model, quant: &Model, stop_below: f64) -> Result<f64> {
         let pairs = compare::match_outputs(float, quant)?;
         let mut score = f64::INFINITY;
         let mut runner = compare::Runner::reference(quant, &[])?;
@@ -186,6 +190,9 @@ impl Cache {
                     compare::accumulate(pair, &mut one, x, y).map_err(data)?;
                     score = score.min(db(&one));
                 }
+            }
+            if score - SEARCH_MARGIN_DB < stop_below {
+                break;
             }
         }
         Ok(score - SEARCH_MARGIN_DB)
@@ -258,6 +265,9 @@ impl Search<'_> {
     }
 
     /// The worst output SQNR with plan `plan` (−∞ when that plan does not quantize).
+    /// Below the goal, measuring stops at the first fold and sample that fail (the
+    /// value is then an upper bound: enough for [`Search::meets`]; the unreachable
+    /// case's [`Search::best_measured`] compares such bounds).
     fn eval(&mut self, plan: &[Level]) -> Result<f64> {
         let key = plan.to_vec();
         let set: Vec<usize> = (0..plan.len())
@@ -273,9 +283,13 @@ impl Search<'_> {
         self.evaluations += 1;
         let mut w = f64::INFINITY;
         for (base, cache) in &self.folds {
+            if w < self.goal_db {
+                // Failed on a fold already: the plan fails.
+                break;
+            }
             let o = self.options(base, plan);
             w = w.min(match quant::quantize(self.model, &o) {
-                Ok((q, _)) => cache.score(self.model, &q)?,
+                Ok((q, _)) => cache.score(self.model, &q, self.goal_db)?,
                 Err(e) => {
                     log::info!(
                         "target-sqnr: a plan with {} operators raised does not quantize: {e}",
