@@ -45,7 +45,7 @@
 //! The objective is the smallest model with the fewest float islands: 16x8 is tried
 //! before float because it keeps the model integer (no QUANTIZE/DEQUANTIZE pair around
 //! a float island, weights still int8, only the biases of its operators int64). With n
-//! candidates the search costs at most 1 + 2·⌈log2 n⌉ + 2 + [`MAX_LOWERING_TRIES`]
+//! candidates the search costs at most 1 + 2·(2·⌈log2 n⌉ + 1) + [`MAX_LOWERING_TRIES`]
 //! evaluations. Each costs one quantization and one run of the quantized model over the
 //! search samples per fold; the float outputs are never recomputed. The chosen plan is
 //! then measured by `compare` (the same metrics) on the validation data, or the
