@@ -944,3 +944,33 @@ fn requantize(
     };
     Value::new(like.shape.clone(), data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interp::Data;
+    use crate::ir::QuantParams;
+
+    #[test]
+    fn requantize_puts_exact_values_on_the_tensors_grid() {
+        let exact = Value::new(vec![4], Data::F32(vec![0.0, 0.25, -0.25, 100.0])).unwrap();
+        let like8 = Value::new(vec![4], Data::I8(vec![0; 4])).unwrap();
+        let p = QuantParams::per_tensor(0.5, -10);
+        // round(x / 0.5) + (-10), half away from zero, clamped to int8.
+        let got = requantize(&exact, &like8, Some(&p)).unwrap();
+        assert_eq!(got.data, Data::I8(vec![-10, -9, -11, 127]));
+        let like16 = Value::new(vec![4], Data::I16(vec![0; 4])).unwrap();
+        let p16 = QuantParams::per_tensor(0.001, 0);
+        let got = requantize(&exact, &like16, Some(&p16)).unwrap();
+        assert_eq!(got.data, Data::I16(vec![0, 250, -250, 32767]));
+        // A float tensor (a float island) takes the exact value as it is.
+        let likef = Value::new(vec![4], Data::F32(vec![0.0; 4])).unwrap();
+        assert_eq!(requantize(&exact, &likef, None).unwrap().data, exact.data);
+        // Per-axis parameters, another shape, no parameters: left alone.
+        let axis = QuantParams::per_axis(vec![0.1, 0.2], vec![0, 0], 0);
+        assert!(requantize(&exact, &like8, Some(&axis)).is_none());
+        let other = Value::new(vec![2, 2], Data::I8(vec![0; 4])).unwrap();
+        assert!(requantize(&exact, &other, Some(&p)).is_none());
+        assert!(requantize(&exact, &like8, None).is_none());
+    }
+}
