@@ -155,19 +155,22 @@ def sqnr(ref, y):
     return float("inf") if e == 0 else 10 * np.log10((ref ** 2).sum() / e)
 
 
-def bench_int8(a, exe):
-    import tensorflow as tf
+def mobilenet_v2(work):
+    """The MobileNetV2 set-up (made once in `work`, TensorFlow needed only then): the
+    float model, TF's int8 conversion of it, 100 calibration photos, 16 test photos."""
     # Logits, not probabilities: with random weights (weights=None, no download) the
     # softmax of 1000 classes is almost uniform and its int8 output (scale 1/256) says
     # nothing about accuracy.
-    model = os.path.join(a.work, "mobilenet_v2_logits.tflite")
-    tf_int8 = os.path.join(a.work, "mnv2_logits.int8.tf.tflite")
-    calib = os.path.join(a.work, "photos_calib_100.npy")
-    test = os.path.join(a.work, "photos_test_16.npy")
+    model = os.path.join(work, "mobilenet_v2_logits.tflite")
+    tf_int8 = os.path.join(work, "mnv2_logits.int8.tf.tflite")
+    calib = os.path.join(work, "photos_calib_100.npy")
+    test = os.path.join(work, "photos_test_16.npy")
+    os.makedirs(work, exist_ok=True)
     if not os.path.exists(calib):
         np.save(calib, photos(100, 1))
         np.save(test, photos(16, 2))
     if not (os.path.exists(model) and os.path.exists(tf_int8)):
+        import tensorflow as tf
         # One Keras network for both: the float model every tool quantizes, and TF's own
         # int8 conversion of it with the same calibration photos.
         tf.random.set_seed(0)
@@ -188,6 +191,11 @@ def bench_int8(a, exe):
         c.representative_dataset = lambda: ([x[None]] for x in cd)
         with open(tf_int8, "wb") as f:
             f.write(c.convert())
+    return model, tf_int8, calib, test
+
+
+def bench_int8(a, exe):
+    model, tf_int8, calib, test = mobilenet_v2(a.work)
     ours = os.path.join(a.work, "mnv2_logits.int8.tflquant.tflite")
     theirs = os.path.join(a.work, "mnv2_logits.int8.aeq.tflite")
     (t_ours, m_ours, c_ours), (t_aeq, m_aeq, c_aeq) = paired_runs(

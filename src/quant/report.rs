@@ -457,8 +457,9 @@ pub struct OpPrecision {
     pub op: String,
     /// `int8`, `int16x8` or `float`.
     pub precision: String,
-    /// Local SQNR of the operator's output in the all-integer model (the error it adds
-    /// on top of its inputs' error), dB; `None` where it could not be measured.
+    /// SQNR of the operator's output in the all-integer model run with exact inputs
+    /// (the error it adds itself), dB; `None` where it could not be measured or is
+    /// +∞ (it adds none).
     pub sensitivity_db: Option<f64>,
     pub reason: String,
 }

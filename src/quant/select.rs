@@ -116,8 +116,8 @@ impl KeepFloat {
         match &self.by {
             KeepFloatBy::User => format!("kept float by --keep-float {}", self.select),
             KeepFloatBy::Search { sensitivity_db } => format!(
-                "kept float by --target-sqnr (sensitivity: local SQNR {} in int8)",
-                sensitivity_db.map_or("n/a".into(), |d| format!("{d:.1} dB"))
+                "kept float by --target-sqnr (sensitivity: own-error SQNR {} in the all-integer model)",
+                render_sensitivity(*sensitivity_db)
             ),
             KeepFloatBy::Decision { decision } => format!(
                 "kept float by --target-sqnr: computes the real inputs of {decision} (a \
@@ -179,8 +179,8 @@ impl Int16 {
     pub fn reason(&self) -> String {
         match &self.by {
             KeepFloatBy::Search { sensitivity_db } => format!(
-                "int16x8 by --target-sqnr (sensitivity: local SQNR {} in int8)",
-                sensitivity_db.map_or("n/a".into(), |d| format!("{d:.1} dB"))
+                "int16x8 by --target-sqnr (sensitivity: own-error SQNR {} in the all-integer model)",
+                render_sensitivity(*sensitivity_db)
             ),
             _ => format!("int16x8 by --int16 {}", self.select),
         }
@@ -195,6 +195,15 @@ impl Int16 {
             .into());
         }
         Ok(())
+    }
+}
+
+/// A search sensitivity for a reason: `41.2 dB`, `∞ (adds no error)`, `NaN`, `n/a`.
+fn render_sensitivity(db: Option<f64>) -> String {
+    match db {
+        None => "n/a".into(),
+        Some(d) if d == f64::INFINITY => "∞ (adds no error)".into(),
+        Some(d) => format!("{d:.1} dB"),
     }
 }
 

@@ -568,7 +568,7 @@ fn target_sqnr_prefers_int16_to_float() {
     for o in plan.iter().filter(|o| o["precision"] == "int16x8") {
         let why = o["reason"].as_str().unwrap();
         assert!(
-            why.starts_with("int16x8 by --target-sqnr (sensitivity: local SQNR")
+            why.starts_with("int16x8 by --target-sqnr (sensitivity: own-error SQNR")
                 || why.contains("same-scale group"),
             "{o}"
         );
