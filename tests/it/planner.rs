@@ -71,6 +71,28 @@ impl Graph {
         self.sg.operators.push(o);
     }
 
+    /// An int32 constant (loop counters).
+    pub fn constant_i32(&mut self, name: &str, shape: &[i32], values: &[i32]) -> i32 {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut t = Tensor::new(name, TensorType::Int32, shape.to_vec());
+        t.buffer = self.m.add_buffer(bytes);
+        self.sg.add_tensor(t)
+    }
+
+    /// Ends the current subgraph with these inputs and outputs and starts the next one
+    /// (subgraph indices follow the order of the calls; `finish` ends the last one).
+    pub fn next_subgraph(&mut self, inputs: &[i32], outputs: &[i32], name: &str) {
+        let next = Subgraph {
+            name: Some(name.into()),
+            debug_metadata_index: -1,
+            ..Default::default()
+        };
+        let mut sg = std::mem::replace(&mut self.sg, next);
+        sg.inputs = inputs.to_vec();
+        sg.outputs = outputs.to_vec();
+        self.m.subgraphs.push(sg);
+    }
+
     pub fn finish(mut self, inputs: &[i32], outputs: &[i32]) -> Model {
         self.sg.inputs = inputs.to_vec();
         self.sg.outputs = outputs.to_vec();
@@ -692,6 +714,27 @@ fn constants_read_by_a_shared_operator_widen_its_group() {
     let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
     // x and c are at least 0.5 apart: no rounding can flip a comparison.
     assert_eq!(got, f, "LESS on LiteRT: int8 vs float");
+
+    // LESS(c, x): the constant first; the anchor of the tied inputs is still x (the
+    // first input that is computed), whose group reaches c's range.
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &c_values);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Less, &[c, x], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let group = params(tensor(&q, "x/quantized").1).clone();
+    assert_eq!(params(operand(&q, Op::Less, 1)), &group);
+    assert_holds_c(&q, "LESS(c, x)", operand(&q, Op::Less, 0), &group);
+    let fp = write(dir.path(), "less_cx_f.tflite", &m);
+    let qp = write(dir.path(), "less_cx_q.tflite", &q);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_eq!(got, f, "LESS(c, x) on LiteRT: int8 vs float");
 
     // LESS(x, c) with c inside x's [0, 1]: c still takes x's parameters (tied inputs),
     // not those of its own range ([0.3, 0.9] widened to 0: scale 0.9/255).
@@ -1758,5 +1801,222 @@ fn add_and_sub_in_16x8_use_the_general_scale_path() {
             (u - v).abs() <= bound,
             "element {i}: {u} vs {v} (bound {bound})"
         );
+    }
+}
+
+/// h = WHILE(i < 3) { h + x } with a constant initial h0 (and x carried unchanged), then
+/// z = h + x: a float constant carried into the loop as an integer is stored as integers
+/// with the loop's parameters (those of the body's output, which every member of the
+/// carried position shares), not kept float and converted by a QUANTIZE before the
+/// WHILE; the loop's integer output feeds the ADD after it directly. On LiteRT
+/// z = h0 + 4x is the float model's within h's four roundings (h0 and three ADD
+/// outputs), x's four (it is rounded once and added four times) and z's, half a step
+/// each.
+/// Catches: the constant branch of `Rewire::rewire_loop` skipped (an extra QUANTIZE and
+/// a float constant left in the model), the constant quantized with other parameters
+/// than the loop's, a carried WHILE output not recognised as written in integers
+/// (`Carried::writes_integer`: a DEQUANTIZE nobody reads after the WHILE).
+#[test]
+fn a_constant_carried_into_a_while_is_stored_as_integers_with_the_loop_parameters() {
+    let h0_values = [0.5f32, -0.25, 0.75, 0.1];
+    let mut g = Graph::new();
+    // Subgraph 0: (i, h, x) = WHILE(0, h0, x); y = h.
+    let i0 = g.constant_i32("i0", &[], &[0]);
+    let h0 = g.constant("h0", &[1, 4], &h0_values);
+    let x = g.act("x", &[1, 4]);
+    let (i_out, h, x_out) = (
+        g.act("i_out", &[]),
+        g.act("h", &[1, 4]),
+        g.act("x_out", &[1, 4]),
+    );
+    g.sg.tensors[i_out as usize].dtype = TensorType::Int32;
+    let whiles = fb::WhileOptions {
+        cond_subgraph_index: 1,
+        body_subgraph_index: 2,
+    };
+    g.op(
+        Op::While,
+        &[i0, h0, x],
+        &[i_out, h, x_out],
+        Some(fb::BuiltinOptions::WhileOptions(Box::new(whiles))),
+    );
+    let z = g.act("z", &[1, 4]);
+    let add = || Some(fb::BuiltinOptions::AddOptions(Box::default()));
+    g.op(Op::Add, &[h, x], &[z], add());
+    g.next_subgraph(&[x], &[z], "cond");
+    // Subgraph 1: i < 3.
+    let (ci, ch, cx) = (g.act("ci", &[]), g.act("ch", &[1, 4]), g.act("cx", &[1, 4]));
+    g.sg.tensors[ci as usize].dtype = TensorType::Int32;
+    let three = g.constant_i32("three", &[], &[3]);
+    let go = g.act("go", &[]);
+    g.sg.tensors[go as usize].dtype = TensorType::Bool;
+    g.op(Op::Less, &[ci, three], &[go], None);
+    g.next_subgraph(&[ci, ch, cx], &[go], "body");
+    // Subgraph 2: (i + 1, h + x, x).
+    let (bi, bh, bx) = (g.act("bi", &[]), g.act("bh", &[1, 4]), g.act("bx", &[1, 4]));
+    g.sg.tensors[bi as usize].dtype = TensorType::Int32;
+    let one = g.constant_i32("one", &[], &[1]);
+    let (bi2, bh2) = (g.act("bi2", &[]), g.act("bh2", &[1, 4]));
+    g.sg.tensors[bi2 as usize].dtype = TensorType::Int32;
+    g.op(Op::Add, &[bi, one], &[bi2], add());
+    g.op(Op::Add, &[bh, bx], &[bh2], add());
+    let m = g.finish(&[bi, bh, bx], &[bi2, bh2, bx]);
+    tflquant::ir::verify(&m).unwrap();
+
+    let xs = ramp(4 * 8, -1.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+
+    // The WHILE reads h0 as an int8 constant with the body input's parameters, which
+    // hold h0's values; nothing converts it at run time.
+    let sg = &q.subgraphs[0];
+    let w = sg
+        .operators
+        .iter()
+        .find(|o| q.builtin(o) == Op::While)
+        .expect("the WHILE");
+    let h0q = &sg.tensors[w.inputs[1] as usize];
+    assert!(q.is_constant(h0q), "{} is not a constant", h0q.name);
+    assert_eq!(h0q.dtype, TensorType::Int8, "{}", h0q.name);
+    let body_h = &q.subgraphs[2].tensors[q.subgraphs[2].inputs[1] as usize];
+    assert_eq!(body_h.dtype, TensorType::Int8, "{}", body_h.name);
+    let c = params(body_h);
+    assert_eq!(params(h0q), c, "h0 and the body's h");
+    let (lo, hi) = represented_range(c);
+    assert!(h0_values.iter().all(|&v| lo <= v && v <= hi), "{c:?}");
+    let stored: Vec<f32> = q
+        .tensor_data(h0q)
+        .iter()
+        .map(|&b| (b as i8 as f32 - c.zero_point[0] as f32) * c.scale[0])
+        .collect();
+    for (v, s) in h0_values.iter().zip(&stored) {
+        assert!(
+            (v - s).abs() <= c.scale[0] / 2.0 + 1e-7,
+            "h0 {v} stored as {s}"
+        );
+    }
+    for o in &sg.operators {
+        for &t in &o.inputs {
+            let Ok(t) = usize::try_from(t) else { continue };
+            let t = &sg.tensors[t];
+            assert!(
+                !(q.is_constant(t) && t.dtype == TensorType::Float32),
+                "{:?} reads the float constant {}",
+                q.builtin(o),
+                t.name
+            );
+        }
+    }
+    let kinds: Vec<Op> = ops(&q).iter().map(|o| o.0).collect();
+    assert_eq!(
+        kinds,
+        [Op::Quantize, Op::While, Op::Add, Op::Dequantize],
+        "{kinds:?}"
+    );
+    let o = ops(&q);
+    assert_eq!(o[2].1[0], o[1].2[1], "the ADD reads the WHILE's integer h");
+
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("LiteRT: {e}"))[0]
+        .data
+        .to_f64();
+    assert_finite("int8", &got);
+    let s_h = c.scale[0] as f64;
+    let s_x = params(&q.subgraphs[2].tensors[q.subgraphs[2].inputs[2] as usize]).scale[0] as f64;
+    let s_z = params(&sg.tensors[o[2].2[0] as usize]).scale[0] as f64;
+    let bound = 4.0 * s_h / 2.0 + 4.0 * s_x / 2.0 + s_z / 2.0 + 1e-6;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+}
+
+/// y = ADD(x, c) with every value of c equal (0.5, then -0.5): c is quantized on the
+/// range from 0 to its value, like any constant ([0, 0.5]: int8 scale 0.5/255, zero
+/// point -128, c stored as 127; [-0.5, 0]: zero point 127, c stored as -128; int16
+/// scale 0.5/32767, c stored as ±32767): c is exact. On LiteRT y is the float model's
+/// within x's and y's rounding (half a step each).
+/// Catches: a constant whose minimum equals its maximum taken for one without ordinary
+/// values (`plan::data_range_with_sentinels` returning [0, 0]: c then gets the scale
+/// of [-1, 1] and is no longer exact).
+#[test]
+fn a_constant_of_equal_values_is_quantized_on_the_range_from_zero_to_its_value() {
+    for v in [0.5f32, -0.5] {
+        let mut g = Graph::new();
+        let x = g.act("x", &[1, 4]);
+        let c = g.constant("c", &[1, 4], &[v; 4]);
+        let y = g.act("y", &[1, 4]);
+        g.op(
+            Op::Add,
+            &[x, c],
+            &[y],
+            Some(fb::BuiltinOptions::AddOptions(Box::default())),
+        );
+        let m = g.finish(&[x], &[y]);
+        let xs = ramp(4 * 8, -1.0, 1.0);
+        let samples: Vec<Vec<Value>> = xs
+            .chunks(4)
+            .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+            .collect();
+        let r = ranges(&m, &samples, &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let fp = write(dir.path(), "f.tflite", &m);
+        let input = vec![Array::f32(vec![8, 1, 4], xs)];
+        let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+        for (mode, scale, zp, stored) in [
+            (
+                Mode::Int8,
+                (0.5f64 / 255.0) as f32,
+                if v > 0.0 { -128 } else { 127 },
+                if v > 0.0 { 127 } else { -128 },
+            ),
+            (
+                Mode::Int16x8,
+                0.5f32 / 32767.0,
+                0,
+                if v > 0.0 { 32767 } else { -32767 },
+            ),
+        ] {
+            let what = format!("c = {v}, {mode:?}");
+            let (q, report) = quantize(&m, &options(mode, &r));
+            assert_all_quantized(&report);
+            let ct = operand(&q, Op::Add, 1);
+            assert_eq!(ct.name, "c", "{what}");
+            let p = params(ct);
+            assert_eq!(p.scale, [scale], "{what}");
+            assert_eq!(p.zero_point, [zp], "{what}");
+            let data = q.tensor_data(ct);
+            let ints: Vec<i64> = if mode == Mode::Int8 {
+                data.iter().map(|&b| b as i8 as i64).collect()
+            } else {
+                data.chunks(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]) as i64)
+                    .collect()
+            };
+            assert_eq!(ints, [stored; 4], "{what}");
+            let qp = write(dir.path(), "q.tflite", &q);
+            let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("{what}: {e}"))[0]
+                .data
+                .to_f64();
+            assert_finite(&what, &got);
+            let step = |n: &str| params(tensor(&q, n).1).scale[0] as f64;
+            let bound = (step("x/quantized") + step("y/quantized")) / 2.0 + 1e-6;
+            for (i, (a, b)) in f.iter().zip(&got).enumerate() {
+                assert!(
+                    (a - b).abs() <= bound,
+                    "{what}: element {i}: {a} vs {b} (bound {bound})"
+                );
+            }
+        }
     }
 }
