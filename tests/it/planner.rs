@@ -2020,3 +2020,71 @@ fn a_constant_of_equal_values_is_quantized_on_the_range_from_zero_to_its_value()
         }
     }
 }
+
+/// y = MAXIMUM(x, mask) with mask = [-0, -0, -0, -1e9] (a sentinel and negative zeros,
+/// as a mask computed as `-1e9 · m` holds): the report lists the mask's sentinel with
+/// its ordinary range [0, 0] written as +0 at both ends (`-0.0` in a JSON report reads
+/// like a bug); the mask takes x's group parameters, the sentinel saturates to the
+/// integer minimum and the zeros are the zero point. On LiteRT y is the float model's
+/// within half of x's step (MAXIMUM picks one of two integers on one scale).
+/// Catches: the `+ 0.0` of `plan::data_range_with_sentinels` turned into `- 0.0`
+/// (debug builds: `f32::min(-0.0, 0.0)` is -0.0 there).
+#[test]
+fn a_mask_of_negative_zeros_reports_its_ordinary_range_as_positive_zeros() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mask = g.constant("mask", &[1, 4], &[-0.0, -0.0, -0.0, -1e9]);
+    let y = g.act("y", &[1, 4]);
+    g.op(Op::Maximum, &[x, mask], &[y], None);
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -1.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    // --strict: MAXIMUM only moves values between float tensors here, which would keep
+    // it float (`fates::keep_float_moves`); this test is about its integer form.
+    let mut o = options(Mode::Int8, &r);
+    o.strict = true;
+    let (q, report) = quantize(&m, &o);
+    assert_all_quantized(&report);
+    let s: Vec<_> = report
+        .sentinels
+        .iter()
+        .filter(|s| s.name == "mask")
+        .collect();
+    assert_eq!(s.len(), 1, "{:?}", report.sentinels);
+    assert_eq!(
+        (s[0].kind.as_str(), s[0].below, s[0].above),
+        ("constant", 1, 0)
+    );
+    let (lo, hi) = s[0].range.expect("a constant's range");
+    assert_eq!(
+        (lo.to_bits(), hi.to_bits()),
+        (0.0f32.to_bits(), 0.0f32.to_bits()),
+        "range ({lo:?}, {hi:?})"
+    );
+    let xq = params(tensor(&q, "x/quantized").1).clone();
+    let mq = operand(&q, Op::Maximum, 1);
+    assert_eq!(params(mq), &xq, "the mask takes x's parameters");
+    let z = xq.zero_point[0] as i8 as u8;
+    assert_eq!(q.tensor_data(mq), [z, z, z, (-128i8) as u8]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("LiteRT: {e}"))[0]
+        .data
+        .to_f64();
+    assert_finite("int8", &got);
+    let bound = xq.scale[0] as f64 / 2.0 + 1e-6;
+    for (i, (a, b)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (a - b).abs() <= bound,
+            "element {i}: {a} vs {b} (bound {bound})"
+        );
+    }
+}
