@@ -1,5 +1,6 @@
 //! The integer planner on tiny graphs built in Rust (no Python, no files to generate):
-//! each test builds a model of one to three operators with [`Graph`], quantizes it
+//! each test builds a model of a few operators with [`Graph`] (a WHILE's cond and body
+//! as further subgraphs), quantizes it
 //! through the public API (`quant::quantize`) with ranges it sets itself, asserts the
 //! plan (which parameters, which conversions) and runs the output on LiteRT against
 //! the float model with a bound derived from the quantization steps.
@@ -15,7 +16,8 @@ use tflquant::quant::{self, Mode, Options, Report};
 
 use crate::common::*;
 
-/// A test-only model builder: one subgraph, opcodes and buffers added on demand.
+/// A test-only model builder: one subgraph at a time (`next_subgraph` starts the next),
+/// opcodes and buffers added on demand.
 pub struct Graph {
     m: Model,
     sg: Subgraph,
