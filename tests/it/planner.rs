@@ -2090,3 +2090,77 @@ fn a_mask_of_negative_zeros_reports_its_ordinary_range_as_positive_zeros() {
         );
     }
 }
+
+/// y = ADD(DEQUANTIZE(q), x) with q an int8 model input (scale 0.05, zero point 3) and
+/// `--interface uint8`: only the interface tensors tflquant quantized become uint8 (x and
+/// y: zero point + 128); the model's own int8 input q keeps its type and parameters (a
+/// caller feeds it int8 already). On LiteRT y is the float model's within half a step
+/// each of x, y and DEQUANTIZE(q) (requantized for the ADD).
+/// Catches: `uint8_interface` shifting every int8 interface tensor (its
+/// quantized-by-tflquant test turned from `||` into `&&`).
+#[test]
+fn uint8_interface_leaves_the_models_own_int8_input_alone() {
+    use tflquant::quant::integer::Interface;
+    let mut g = Graph::new();
+    let q = g.act("q", &[1, 4]);
+    g.sg.tensors[q as usize].dtype = TensorType::Int8;
+    g.sg.tensors[q as usize].quant = Some(QuantParams::per_tensor(0.05, 3));
+    let qf = g.act("qf", &[1, 4]);
+    g.op(Op::Dequantize, &[q], &[qf], None);
+    let x = g.act("x", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    g.op(
+        Op::Add,
+        &[qf, x],
+        &[y],
+        Some(fb::BuiltinOptions::AddOptions(Box::default())),
+    );
+    let m = g.finish(&[q, x], &[y]);
+    let qs: Vec<i8> = (0..32).map(|i| (i * 7 % 61 - 30) as i8).collect();
+    let xs = ramp(4 * 8, -1.0, 3.0);
+    let samples: Vec<Vec<Value>> = qs
+        .chunks(4)
+        .zip(xs.chunks(4))
+        .map(|(a, b)| {
+            vec![
+                Value::new(vec![1, 4], tflquant::interp::Data::I8(a.to_vec())).unwrap(),
+                Value::f32(vec![1, 4], b.to_vec()),
+            ]
+        })
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let mut o = options(Mode::Int8, &r);
+    o.interface = Interface::Uint8;
+    let (qm, report) = quantize(&m, &o);
+    // The DEQUANTIZE of the model's own input stays as it is; the ADD is integer.
+    assert_eq!(fates(&report)[1].0, "quantized", "{:?}", fates(&report));
+    let sg = &qm.subgraphs[0];
+    let qt = &sg.tensors[sg.inputs[0] as usize];
+    assert_eq!((qt.name.as_str(), qt.dtype), ("q", TensorType::Int8));
+    assert_eq!(params(qt), &QuantParams::per_tensor(0.05, 3));
+    for name in ["x", "y"] {
+        assert_eq!(tensor(&qm, name).1.dtype, TensorType::Uint8, "{name}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &qm);
+    let input = vec![
+        Array::new(vec![8, 1, 4], tflquant::data::ArrayData::I8(qs)),
+        Array::f32(vec![8, 1, 4], xs),
+    ];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let out = litert_run(&qp, &quantize_for_integer_inputs(&qm, input))
+        .unwrap_or_else(|e| panic!("LiteRT: {e}"));
+    let got = &real(&qm, &out)[0];
+    assert_finite("uint8", got);
+    let step = |n: &str| params(tensor(&qm, n).1).scale[0] as f64;
+    // q's values are exact in float; the ADD reads them requantized to qf's parameters.
+    let bound = (step("qf/quantized") + step("x") + step("y")) / 2.0 + 1e-6;
+    for (i, (a, b)) in f.iter().zip(got).enumerate() {
+        assert!(
+            (a - b).abs() <= bound,
+            "element {i}: {a} vs {b} (bound {bound})"
+        );
+    }
+}
