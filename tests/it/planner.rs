@@ -1,5 +1,6 @@
 //! The integer planner on tiny graphs built in Rust (no Python, no files to generate):
-//! each test builds a model of one to three operators with [`Graph`], quantizes it
+//! each test builds a model of a few operators with [`Graph`] (a WHILE's cond and body
+//! as further subgraphs), quantizes it
 //! through the public API (`quant::quantize`) with ranges it sets itself, asserts the
 //! plan (which parameters, which conversions) and runs the output on LiteRT against
 //! the float model with a bound derived from the quantization steps.
@@ -15,7 +16,8 @@ use tflquant::quant::{self, Mode, Options, Report};
 
 use crate::common::*;
 
-/// A test-only model builder: one subgraph, opcodes and buffers added on demand.
+/// A test-only model builder: one subgraph at a time (`next_subgraph` starts the next),
+/// opcodes and buffers added on demand.
 pub struct Graph {
     m: Model,
     sg: Subgraph,
@@ -69,6 +71,28 @@ impl Graph {
         let mut o = Operator::new(code, inputs.to_vec(), outputs.to_vec());
         o.builtin_options = opts;
         self.sg.operators.push(o);
+    }
+
+    /// An int32 constant (loop counters).
+    pub fn constant_i32(&mut self, name: &str, shape: &[i32], values: &[i32]) -> i32 {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut t = Tensor::new(name, TensorType::Int32, shape.to_vec());
+        t.buffer = self.m.add_buffer(bytes);
+        self.sg.add_tensor(t)
+    }
+
+    /// Ends the current subgraph with these inputs and outputs and starts the next one
+    /// (subgraph indices follow the order of the calls; `finish` ends the last one).
+    pub fn next_subgraph(&mut self, inputs: &[i32], outputs: &[i32], name: &str) {
+        let next = Subgraph {
+            name: Some(name.into()),
+            debug_metadata_index: -1,
+            ..Default::default()
+        };
+        let mut sg = std::mem::replace(&mut self.sg, next);
+        sg.inputs = inputs.to_vec();
+        sg.outputs = outputs.to_vec();
+        self.m.subgraphs.push(sg);
     }
 
     pub fn finish(mut self, inputs: &[i32], outputs: &[i32]) -> Model {
@@ -692,6 +716,27 @@ fn constants_read_by_a_shared_operator_widen_its_group() {
     let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
     // x and c are at least 0.5 apart: no rounding can flip a comparison.
     assert_eq!(got, f, "LESS on LiteRT: int8 vs float");
+
+    // LESS(c, x): the constant first; the anchor of the tied inputs is still x (the
+    // first input that is computed), whose group reaches c's range.
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let c = g.constant("c", &[1, 4], &c_values);
+    let lt =
+        g.sg.add_tensor(Tensor::new("lt", TensorType::Bool, vec![1, 4]));
+    g.op(Op::Less, &[c, x], &[lt], None);
+    let m = g.finish(&[x], &[lt]);
+    let r = ranges(&m, &samples, &[]);
+    let (q, report) = quantize(&m, &options(Mode::Int8, &r));
+    assert_all_quantized(&report);
+    let group = params(tensor(&q, "x/quantized").1).clone();
+    assert_eq!(params(operand(&q, Op::Less, 1)), &group);
+    assert_holds_c(&q, "LESS(c, x)", operand(&q, Op::Less, 0), &group);
+    let fp = write(dir.path(), "less_cx_f.tflite", &m);
+    let qp = write(dir.path(), "less_cx_q.tflite", &q);
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap()[0].data.to_f64();
+    assert_eq!(got, f, "LESS(c, x) on LiteRT: int8 vs float");
 
     // LESS(x, c) with c inside x's [0, 1]: c still takes x's parameters (tied inputs),
     // not those of its own range ([0.3, 0.9] widened to 0: scale 0.9/255).
@@ -1757,6 +1802,365 @@ fn add_and_sub_in_16x8_use_the_general_scale_path() {
         assert!(
             (u - v).abs() <= bound,
             "element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+}
+
+/// h = WHILE(i < 3) { h + x } with a constant initial h0 (and x carried unchanged), then
+/// z = h + x: a float constant carried into the loop as an integer is stored as integers
+/// with the loop's parameters (those of the body's output, which every member of the
+/// carried position shares), not kept float and converted by a QUANTIZE before the
+/// WHILE; the loop's integer output feeds the ADD after it directly. On LiteRT
+/// z = h0 + 4x is the float model's within h's four roundings (h0 and three ADD
+/// outputs), x's four (it is rounded once and added four times) and z's, half a step
+/// each.
+/// Catches: the constant branch of `Rewire::rewire_loop` skipped (an extra QUANTIZE and
+/// a float constant left in the model), the constant quantized with other parameters
+/// than the loop's, a carried WHILE output not recognised as written in integers
+/// (`Carried::writes_integer`: a DEQUANTIZE nobody reads after the WHILE).
+#[test]
+fn a_constant_carried_into_a_while_is_stored_as_integers_with_the_loop_parameters() {
+    let h0_values = [0.5f32, -0.25, 0.75, 0.1];
+    let mut g = Graph::new();
+    // Subgraph 0: (i, h, x) = WHILE(0, h0, x); y = h.
+    let i0 = g.constant_i32("i0", &[], &[0]);
+    let h0 = g.constant("h0", &[1, 4], &h0_values);
+    let x = g.act("x", &[1, 4]);
+    let (i_out, h, x_out) = (
+        g.act("i_out", &[]),
+        g.act("h", &[1, 4]),
+        g.act("x_out", &[1, 4]),
+    );
+    g.sg.tensors[i_out as usize].dtype = TensorType::Int32;
+    let whiles = fb::WhileOptions {
+        cond_subgraph_index: 1,
+        body_subgraph_index: 2,
+    };
+    g.op(
+        Op::While,
+        &[i0, h0, x],
+        &[i_out, h, x_out],
+        Some(fb::BuiltinOptions::WhileOptions(Box::new(whiles))),
+    );
+    let z = g.act("z", &[1, 4]);
+    let add = || Some(fb::BuiltinOptions::AddOptions(Box::default()));
+    g.op(Op::Add, &[h, x], &[z], add());
+    g.next_subgraph(&[x], &[z], "cond");
+    // Subgraph 1: i < 3.
+    let (ci, ch, cx) = (g.act("ci", &[]), g.act("ch", &[1, 4]), g.act("cx", &[1, 4]));
+    g.sg.tensors[ci as usize].dtype = TensorType::Int32;
+    let three = g.constant_i32("three", &[], &[3]);
+    let go = g.act("go", &[]);
+    g.sg.tensors[go as usize].dtype = TensorType::Bool;
+    g.op(Op::Less, &[ci, three], &[go], None);
+    g.next_subgraph(&[ci, ch, cx], &[go], "body");
+    // Subgraph 2: (i + 1, h + x, x).
+    let (bi, bh, bx) = (g.act("bi", &[]), g.act("bh", &[1, 4]), g.act("bx", &[1, 4]));
+    g.sg.tensors[bi as usize].dtype = TensorType::Int32;
+    let one = g.constant_i32("one", &[], &[1]);
+    let (bi2, bh2) = (g.act("bi2", &[]), g.act("bh2", &[1, 4]));
+    g.sg.tensors[bi2 as usize].dtype = TensorType::Int32;
+    g.op(Op::Add, &[bi, one], &[bi2], add());
+    g.op(Op::Add, &[bh, bx], &[bh2], add());
+    let m = g.finish(&[bi, bh, bx], &[bi2, bh2, bx]);
+    tflquant::ir::verify(&m).unwrap();
+
+    let xs = ramp(4 * 8, -1.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let (q, _) = quantize(&m, &options(Mode::Int8, &r));
+
+    // The WHILE reads h0 as an int8 constant with the body input's parameters, which
+    // hold h0's values; nothing converts it at run time.
+    let sg = &q.subgraphs[0];
+    let w = sg
+        .operators
+        .iter()
+        .find(|o| q.builtin(o) == Op::While)
+        .expect("the WHILE");
+    let h0q = &sg.tensors[w.inputs[1] as usize];
+    assert!(q.is_constant(h0q), "{} is not a constant", h0q.name);
+    assert_eq!(h0q.dtype, TensorType::Int8, "{}", h0q.name);
+    let body_h = &q.subgraphs[2].tensors[q.subgraphs[2].inputs[1] as usize];
+    assert_eq!(body_h.dtype, TensorType::Int8, "{}", body_h.name);
+    let c = params(body_h);
+    assert_eq!(params(h0q), c, "h0 and the body's h");
+    let (lo, hi) = represented_range(c);
+    assert!(h0_values.iter().all(|&v| lo <= v && v <= hi), "{c:?}");
+    let stored: Vec<f32> = q
+        .tensor_data(h0q)
+        .iter()
+        .map(|&b| (b as i8 as f32 - c.zero_point[0] as f32) * c.scale[0])
+        .collect();
+    for (v, s) in h0_values.iter().zip(&stored) {
+        assert!(
+            (v - s).abs() <= c.scale[0] / 2.0 + 1e-7,
+            "h0 {v} stored as {s}"
+        );
+    }
+    for o in &sg.operators {
+        for &t in &o.inputs {
+            let Ok(t) = usize::try_from(t) else { continue };
+            let t = &sg.tensors[t];
+            assert!(
+                !(q.is_constant(t) && t.dtype == TensorType::Float32),
+                "{:?} reads the float constant {}",
+                q.builtin(o),
+                t.name
+            );
+        }
+    }
+    let kinds: Vec<Op> = ops(&q).iter().map(|o| o.0).collect();
+    assert_eq!(
+        kinds,
+        [Op::Quantize, Op::While, Op::Add, Op::Dequantize],
+        "{kinds:?}"
+    );
+    let o = ops(&q);
+    assert_eq!(o[2].1[0], o[1].2[1], "the ADD reads the WHILE's integer h");
+
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("LiteRT: {e}"))[0]
+        .data
+        .to_f64();
+    assert_finite("int8", &got);
+    let s_h = c.scale[0] as f64;
+    let s_x = params(&q.subgraphs[2].tensors[q.subgraphs[2].inputs[2] as usize]).scale[0] as f64;
+    let s_z = params(&sg.tensors[o[2].2[0] as usize]).scale[0] as f64;
+    let bound = 4.0 * s_h / 2.0 + 4.0 * s_x / 2.0 + s_z / 2.0 + 1e-6;
+    for (i, (u, v)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (u - v).abs() <= bound,
+            "element {i}: {u} vs {v} (bound {bound})"
+        );
+    }
+}
+
+/// y = ADD(x, c) with every value of c equal (0.5, then -0.5): c is quantized on the
+/// range from 0 to its value, like any constant ([0, 0.5]: int8 scale 0.5/255, zero
+/// point -128, c stored as 127; [-0.5, 0]: zero point 127, c stored as -128; int16
+/// scale 0.5/32767, c stored as ±32767): c is exact. On LiteRT y is the float model's
+/// within x's and y's rounding (half a step each).
+/// Catches: a constant whose minimum equals its maximum taken for one without ordinary
+/// values (`plan::data_range_with_sentinels` returning [0, 0]: c then gets the scale
+/// of [-1, 1] and is no longer exact).
+#[test]
+fn a_constant_of_equal_values_is_quantized_on_the_range_from_zero_to_its_value() {
+    for v in [0.5f32, -0.5] {
+        let mut g = Graph::new();
+        let x = g.act("x", &[1, 4]);
+        let c = g.constant("c", &[1, 4], &[v; 4]);
+        let y = g.act("y", &[1, 4]);
+        g.op(
+            Op::Add,
+            &[x, c],
+            &[y],
+            Some(fb::BuiltinOptions::AddOptions(Box::default())),
+        );
+        let m = g.finish(&[x], &[y]);
+        let xs = ramp(4 * 8, -1.0, 1.0);
+        let samples: Vec<Vec<Value>> = xs
+            .chunks(4)
+            .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+            .collect();
+        let r = ranges(&m, &samples, &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let fp = write(dir.path(), "f.tflite", &m);
+        let input = vec![Array::f32(vec![8, 1, 4], xs)];
+        let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+        for (mode, scale, zp, stored) in [
+            (
+                Mode::Int8,
+                (0.5f64 / 255.0) as f32,
+                if v > 0.0 { -128 } else { 127 },
+                if v > 0.0 { 127 } else { -128 },
+            ),
+            (
+                Mode::Int16x8,
+                0.5f32 / 32767.0,
+                0,
+                if v > 0.0 { 32767 } else { -32767 },
+            ),
+        ] {
+            let what = format!("c = {v}, {mode:?}");
+            let (q, report) = quantize(&m, &options(mode, &r));
+            assert_all_quantized(&report);
+            let ct = operand(&q, Op::Add, 1);
+            assert_eq!(ct.name, "c", "{what}");
+            let p = params(ct);
+            assert_eq!(p.scale, [scale], "{what}");
+            assert_eq!(p.zero_point, [zp], "{what}");
+            let data = q.tensor_data(ct);
+            let ints: Vec<i64> = if mode == Mode::Int8 {
+                data.iter().map(|&b| b as i8 as i64).collect()
+            } else {
+                data.chunks(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]) as i64)
+                    .collect()
+            };
+            assert_eq!(ints, [stored; 4], "{what}");
+            let qp = write(dir.path(), "q.tflite", &q);
+            let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("{what}: {e}"))[0]
+                .data
+                .to_f64();
+            assert_finite(&what, &got);
+            let step = |n: &str| params(tensor(&q, n).1).scale[0] as f64;
+            let bound = (step("x/quantized") + step("y/quantized")) / 2.0 + 1e-6;
+            for (i, (a, b)) in f.iter().zip(&got).enumerate() {
+                assert!(
+                    (a - b).abs() <= bound,
+                    "{what}: element {i}: {a} vs {b} (bound {bound})"
+                );
+            }
+        }
+    }
+}
+
+/// y = MAXIMUM(x, mask) with mask = [-0, -0, -0, -1e9] (a sentinel and negative zeros,
+/// as a mask computed as `-1e9 · m` holds): the report lists the mask's sentinel with
+/// its ordinary range [0, 0] written as +0 at both ends (`-0.0` in a JSON report reads
+/// like a bug); the mask takes x's group parameters, the sentinel saturates to the
+/// integer minimum and the zeros are the zero point. On LiteRT y is the float model's
+/// within half of x's step (MAXIMUM picks one of two integers on one scale).
+/// Catches: the `+ 0.0` of `plan::data_range_with_sentinels` turned into `- 0.0`
+/// (debug builds: `f32::min(-0.0, 0.0)` is -0.0 there).
+#[test]
+fn a_mask_of_negative_zeros_reports_its_ordinary_range_as_positive_zeros() {
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, 4]);
+    let mask = g.constant("mask", &[1, 4], &[-0.0, -0.0, -0.0, -1e9]);
+    let y = g.act("y", &[1, 4]);
+    g.op(Op::Maximum, &[x, mask], &[y], None);
+    let m = g.finish(&[x], &[y]);
+    let xs = ramp(4 * 8, -1.0, 1.0);
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(4)
+        .map(|c| vec![Value::f32(vec![1, 4], c.to_vec())])
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    // --strict: MAXIMUM only moves values between float tensors here, which would keep
+    // it float (`fates::keep_float_moves`); this test is about its integer form.
+    let mut o = options(Mode::Int8, &r);
+    o.strict = true;
+    let (q, report) = quantize(&m, &o);
+    assert_all_quantized(&report);
+    let s: Vec<_> = report
+        .sentinels
+        .iter()
+        .filter(|s| s.name == "mask")
+        .collect();
+    assert_eq!(s.len(), 1, "{:?}", report.sentinels);
+    assert_eq!(
+        (s[0].kind.as_str(), s[0].below, s[0].above),
+        ("constant", 1, 0)
+    );
+    let (lo, hi) = s[0].range.expect("a constant's range");
+    assert_eq!(
+        (lo.to_bits(), hi.to_bits()),
+        (0.0f32.to_bits(), 0.0f32.to_bits()),
+        "range ({lo:?}, {hi:?})"
+    );
+    let xq = params(tensor(&q, "x/quantized").1).clone();
+    let mq = operand(&q, Op::Maximum, 1);
+    assert_eq!(params(mq), &xq, "the mask takes x's parameters");
+    let z = xq.zero_point[0] as i8 as u8;
+    assert_eq!(q.tensor_data(mq), [z, z, z, (-128i8) as u8]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &q);
+    let input = vec![Array::f32(vec![8, 1, 4], xs)];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let got = litert_run(&qp, &input).unwrap_or_else(|e| panic!("LiteRT: {e}"))[0]
+        .data
+        .to_f64();
+    assert_finite("int8", &got);
+    let bound = xq.scale[0] as f64 / 2.0 + 1e-6;
+    for (i, (a, b)) in f.iter().zip(&got).enumerate() {
+        assert!(
+            (a - b).abs() <= bound,
+            "element {i}: {a} vs {b} (bound {bound})"
+        );
+    }
+}
+
+/// y = ADD(DEQUANTIZE(q), x) with q an int8 model input (scale 0.05, zero point 3) and
+/// `--interface uint8`: only the interface tensors tflquant quantized become uint8 (x and
+/// y: zero point + 128); the model's own int8 input q keeps its type and parameters (a
+/// caller feeds it int8 already). On LiteRT y is the float model's within half a step
+/// each of x, y and DEQUANTIZE(q) (requantized for the ADD).
+/// Catches: `uint8_interface` shifting every int8 interface tensor (its
+/// quantized-by-tflquant test turned from `||` into `&&`).
+#[test]
+fn uint8_interface_leaves_the_models_own_int8_input_alone() {
+    use tflquant::quant::integer::Interface;
+    let mut g = Graph::new();
+    let q = g.act("q", &[1, 4]);
+    g.sg.tensors[q as usize].dtype = TensorType::Int8;
+    g.sg.tensors[q as usize].quant = Some(QuantParams::per_tensor(0.05, 3));
+    let qf = g.act("qf", &[1, 4]);
+    g.op(Op::Dequantize, &[q], &[qf], None);
+    let x = g.act("x", &[1, 4]);
+    let y = g.act("y", &[1, 4]);
+    g.op(
+        Op::Add,
+        &[qf, x],
+        &[y],
+        Some(fb::BuiltinOptions::AddOptions(Box::default())),
+    );
+    let m = g.finish(&[q, x], &[y]);
+    let qs: Vec<i8> = (0..32).map(|i| (i * 7 % 61 - 30) as i8).collect();
+    let xs = ramp(4 * 8, -1.0, 3.0);
+    let samples: Vec<Vec<Value>> = qs
+        .chunks(4)
+        .zip(xs.chunks(4))
+        .map(|(a, b)| {
+            vec![
+                Value::new(vec![1, 4], tflquant::interp::Data::I8(a.to_vec())).unwrap(),
+                Value::f32(vec![1, 4], b.to_vec()),
+            ]
+        })
+        .collect();
+    let r = ranges(&m, &samples, &[]);
+    let mut o = options(Mode::Int8, &r);
+    o.interface = Interface::Uint8;
+    let (qm, report) = quantize(&m, &o);
+    // The DEQUANTIZE of the model's own input stays as it is; the ADD is integer.
+    assert_eq!(fates(&report)[1].0, "quantized", "{:?}", fates(&report));
+    let sg = &qm.subgraphs[0];
+    let qt = &sg.tensors[sg.inputs[0] as usize];
+    assert_eq!((qt.name.as_str(), qt.dtype), ("q", TensorType::Int8));
+    assert_eq!(params(qt), &QuantParams::per_tensor(0.05, 3));
+    for name in ["x", "y"] {
+        assert_eq!(tensor(&qm, name).1.dtype, TensorType::Uint8, "{name}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let fp = write(dir.path(), "f.tflite", &m);
+    let qp = write(dir.path(), "q.tflite", &qm);
+    let input = vec![
+        Array::new(vec![8, 1, 4], tflquant::data::ArrayData::I8(qs)),
+        Array::f32(vec![8, 1, 4], xs),
+    ];
+    let f = litert_run(&fp, &input).unwrap()[0].data.to_f64();
+    let out = litert_run(&qp, &quantize_for_integer_inputs(&qm, input))
+        .unwrap_or_else(|e| panic!("LiteRT: {e}"));
+    let got = &real(&qm, &out)[0];
+    assert_finite("uint8", got);
+    let step = |n: &str| params(tensor(&qm, n).1).scale[0] as f64;
+    // q's values are exact in float; the ADD reads them requantized to qf's parameters.
+    let bound = (step("qf/quantized") + step("x") + step("y")) / 2.0 + 1e-6;
+    for (i, (a, b)) in f.iter().zip(got).enumerate() {
+        assert!(
+            (a - b).abs() <= bound,
+            "element {i}: {a} vs {b} (bound {bound})"
         );
     }
 }
