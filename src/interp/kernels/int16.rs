@@ -178,13 +178,22 @@ fn out16(shape: Vec<usize>, v: Vec<i16>) -> KResult<Value> {
 
 // ---- FULLY_CONNECTED --------------------------------------------------------------
 
-fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
-    let xv = ins.get(0)?;
-    let x = i16s(ins, 0)?;
-    let wv = ins.get(1)?;
-    let Data::I8(w) = &wv.data else {
-        unsupported!("int16 FULLY_CONNECTED: weights must be INT8");
-    };
+/// FULLY_CONNECTED's geometry for the integer kernels, checked against 2-D weights.
+pub(super) struct FcGeometry {
+    /// Output channels.
+    pub(super) n: usize,
+    /// Inputs per row.
+    pub(super) k: usize,
+    /// Rows.
+    pub(super) m: usize,
+    /// The fused activation.
+    pub(super) act: Act,
+    /// `keep_num_dims`.
+    pub(super) keep: bool,
+}
+
+/// [`FcGeometry`] of a FULLY_CONNECTED whose input `xv` has `x_len` elements.
+pub(super) fn fc_geometry(ctx: &Ctx, xv: &Value, x_len: usize, wv: &Value) -> KResult<FcGeometry> {
     ensure!(
         wv.shape.len() == 2,
         "weights must be 2-D, got shape {:?}",
@@ -192,12 +201,32 @@ fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     );
     let (n, k) = (wv.shape[0], wv.shape[1]);
     ensure!(
-        k > 0 && x.len() % k == 0,
+        k > 0 && x_len.is_multiple_of(k),
         "input shape {:?} does not fit weights {:?}",
         xv.shape,
         wv.shape
     );
-    let m = x.len() / k;
+    let (act, keep) = match ctx.opts() {
+        Some(O::FullyConnectedOptions(o)) => (o.fused_activation_function, o.keep_num_dims),
+        _ => (Act::None, false),
+    };
+    Ok(FcGeometry {
+        n,
+        k,
+        m: x_len / k,
+        act,
+        keep,
+    })
+}
+
+fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let xv = ins.get(0)?;
+    let x = i16s(ins, 0)?;
+    let wv = ins.get(1)?;
+    let Data::I8(w) = &wv.data else {
+        unsupported!("int16 FULLY_CONNECTED: weights must be INT8");
+    };
+    let FcGeometry { n, k, m, act, keep } = fc_geometry(ctx, xv, x.len(), wv)?;
     let bias = match ins.opt(2).map(|b| &b.data) {
         Some(Data::I64(b)) if b.len() == n => Some(b.as_slice()),
         Some(Data::I64(b)) => bad!("bias has {} elements, expected {n}", b.len()),
@@ -206,10 +235,6 @@ fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
             crate::fb::dtype_name(d.dtype())
         ),
         None => None,
-    };
-    let (act, keep) = match ctx.opts() {
-        Some(O::FullyConnectedOptions(o)) => (o.fused_activation_function, o.keep_num_dims),
-        _ => (Act::None, false),
     };
     let (sx, zx) = input_q(ctx, 0)?;
     let wq = params(ctx.in_quant.get(1), "the weights")?;

@@ -134,19 +134,8 @@ fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let Data::I8(w) = &wv.data else {
         unsupported!("int8 FULLY_CONNECTED: weights must be INT8");
     };
-    ensure!(
-        wv.shape.len() == 2,
-        "weights must be 2-D, got shape {:?}",
-        wv.shape
-    );
-    let (n, k) = (wv.shape[0], wv.shape[1]);
-    ensure!(
-        k > 0 && x.len() % k == 0,
-        "input shape {:?} does not fit weights {:?}",
-        xv.shape,
-        wv.shape
-    );
-    let m = x.len() / k;
+    let super::int16::FcGeometry { n, k, m, act, keep } =
+        super::int16::fc_geometry(ctx, xv, x.len(), wv)?;
     let bias = match ins.opt(2).map(|b| &b.data) {
         Some(Data::I32(b)) if b.len() == n => Some(b.as_slice()),
         Some(Data::I32(b)) => bad!("bias has {} elements, expected {n}", b.len()),
@@ -155,10 +144,6 @@ fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
             crate::fb::dtype_name(d.dtype())
         ),
         None => None,
-    };
-    let (act, keep) = match ctx.opts() {
-        Some(O::FullyConnectedOptions(o)) => (o.fused_activation_function, o.keep_num_dims),
-        _ => (Act::None, false),
     };
     let xq = params(ctx.in_quant.first(), "the input")?;
     let wq = params(ctx.in_quant.get(1), "the weights")?;
