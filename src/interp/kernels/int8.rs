@@ -225,18 +225,7 @@ mod tests {
                 fused_activation_function: Act::Relu6,
                 ..Default::default()
             })));
-            let ctx = Ctx {
-                op: &op,
-                out_types: vec![TensorType::Int8],
-                out_shapes: vec![],
-                in_quant: in_q.iter().map(Some).collect(),
-                out_quant: out_q.iter().map(Some).collect(),
-                inter_quant: vec![],
-                out_storage: vec![],
-                custom_code: None,
-                out_keys: None,
-                buffers: None,
-            };
+            let ctx = Ctx::quantized_for_test(&op, &in_q, &out_q, TensorType::Int8);
             let vals = [
                 Value::new(vec![m, k], Data::I8(xq.clone())).unwrap(),
                 Value::new(vec![n, k], Data::I8(wq.clone())).unwrap(),

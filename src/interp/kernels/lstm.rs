@@ -8,7 +8,9 @@ use super::gemm::{Mat, sgemm};
 use super::{Ctx, Ins, KResult, Outs, bad, ensure, unsupported};
 use crate::interp::value::Value;
 
-fn activate(a: A, v: &mut [f32]) -> KResult<()> {
+/// LiteRT's `ApplyActivationToVector` (NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGMOID)
+/// for the float recurrent kernels (LSTM here, RNN/SVDF in `rnn`).
+pub(super) fn activate(a: A, v: &mut [f32]) -> KResult<()> {
     match a {
         A::None => {}
         A::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),

@@ -135,6 +135,31 @@ impl Buffers {
     }
 }
 
+#[cfg(test)]
+impl<'a> Ctx<'a> {
+    /// A context for unit tests of the integer kernels: `op` with the given input and
+    /// output parameters and one output stored as `out`.
+    pub(crate) fn quantized_for_test(
+        op: &'a Operator,
+        in_q: &'a [QuantParams],
+        out_q: &'a [QuantParams],
+        out: TensorType,
+    ) -> Self {
+        Ctx {
+            op,
+            out_types: vec![out],
+            out_shapes: vec![],
+            in_quant: in_q.iter().map(Some).collect(),
+            out_quant: out_q.iter().map(Some).collect(),
+            inter_quant: vec![],
+            out_storage: vec![],
+            custom_code: None,
+            out_keys: None,
+            buffers: None,
+        }
+    }
+}
+
 impl Ctx<'_> {
     pub fn opts(&self) -> Option<&BuiltinOptions> {
         self.op.builtin_options.as_ref()

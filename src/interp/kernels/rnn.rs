@@ -25,22 +25,9 @@ use crate::fb::{ActivationFunctionType as A, BuiltinOptions as O};
 use crate::interp::value::{Data, Value};
 
 use super::gemm::{Mat, sgemm};
+use super::lstm::activate;
 use super::lstm_int::{mbqm, quantize_multiplier};
 use super::{Ctx, Ins, KErr, KResult, Outs, bad, ensure, unsupported};
-
-/// LiteRT's `ApplyActivationToVector` (NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGMOID).
-fn activate(a: A, v: &mut [f32]) -> KResult<()> {
-    match a {
-        A::None => {}
-        A::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-        A::ReluN1To1 => v.iter_mut().for_each(|x| *x = x.clamp(-1.0, 1.0)),
-        A::Relu6 => v.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-        A::Tanh => v.iter_mut().for_each(|x| *x = x.tanh()),
-        // TFLite's kTfLiteActSigmoid shares the schema value SIGN_BIT.
-        A::SignBit => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
-    }
-    Ok(())
-}
 
 /// `out[b, :] = a[b, :] · Wᵀ` with `W` `[n, k]` row-major, accumulated into `out`.
 fn matmul_acc(batch: usize, k: usize, n: usize, a: &[f32], w: &[f32], out: &mut [f32]) {
@@ -566,18 +553,7 @@ mod tests {
             fused_activation_function: A::Relu,
             asymmetric_quantize_inputs: false,
         })));
-        let ctx = Ctx {
-            op: &op,
-            out_types: vec![TensorType::Int8],
-            out_shapes: vec![],
-            in_quant: in_q.iter().map(Some).collect(),
-            out_quant: out_q.iter().map(Some).collect(),
-            inter_quant: vec![],
-            out_storage: vec![],
-            custom_code: None,
-            out_keys: None,
-            buffers: None,
-        };
+        let ctx = Ctx::quantized_for_test(&op, &in_q, &out_q, TensorType::Int8);
         let raw_vals = [
             Value::new(vec![batch, n_in], Data::I8(xq.clone())).unwrap(),
             Value::new(vec![filters, n_in], Data::I8(wfq.clone())).unwrap(),
