@@ -13,6 +13,37 @@ pub(super) fn input(op: &crate::ir::Operator, pos: usize) -> Option<usize> {
     op.inputs.get(pos).and_then(|&t| usize::try_from(t).ok())
 }
 
+/// Where an operator that is being made integer (an LSTM, an SVDF) sits: its operand
+/// lookups and its internal errors, which name it.
+pub(super) struct OpSite {
+    pub(super) si: usize,
+    pub(super) oi: usize,
+    /// What the operator is, for errors ("integer LSTM").
+    pub(super) kind: &'static str,
+}
+
+impl OpSite {
+    pub(super) fn internal(&self, what: &str) -> crate::error::Error {
+        crate::error::Error::Internal(format!(
+            "subgraph {}, operator {} ({}): {what}",
+            self.si, self.oi, self.kind
+        ))
+    }
+
+    pub(super) fn input(
+        &self,
+        model: &Model,
+        pos: usize,
+        what: &str,
+    ) -> crate::error::Result<usize> {
+        input(&model.subgraphs[self.si].operators[self.oi], pos).ok_or_else(|| self.internal(what))
+    }
+
+    pub(super) fn set_input(&self, model: &mut Model, pos: usize, t: usize) {
+        model.subgraphs[self.si].operators[self.oi].inputs[pos] = t as i32;
+    }
+}
+
 /// A new constant tensor shaped and named like `like`, holding `data` as `dtype`.
 pub(super) fn new_const(
     model: &mut Model,

@@ -39,11 +39,11 @@
 //! kernel clips the int16 cell state) — what Keras' LSTM converts to. Other variants keep the operator float (with the reason).
 
 use crate::calib::Ranges;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fb::{self, ActivationFunctionType as Act, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, QuantParams, Tensor};
 
-use super::operands::{input, new_const, record};
+use super::operands::{OpSite, input, new_const, record};
 use super::{Fate, IntegerOptions, Width};
 use crate::quant::math::{self, Channels};
 use crate::quant::report::{FloatReason, Report};
@@ -412,7 +412,15 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
                 }
                 continue;
             }
-            let lstm = IntegerLstm { si, oi, x, y };
+            let lstm = IntegerLstm {
+                at: OpSite {
+                    si,
+                    oi,
+                    kind: "integer LSTM",
+                },
+                x,
+                y,
+            };
             states.extend(lstm.quantize(model, ranges, report)?);
         }
         dequantize_shared_states(model, si, &states);
@@ -422,24 +430,12 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
 
 /// One LSTM made integer: subgraph, operator, input and output tensors.
 struct IntegerLstm {
-    si: usize,
-    oi: usize,
+    at: OpSite,
     x: usize,
     y: usize,
 }
 
 impl IntegerLstm {
-    fn internal(&self, what: &str) -> Error {
-        Error::Internal(format!(
-            "subgraph {}, operator {} (integer LSTM): {what}",
-            self.si, self.oi
-        ))
-    }
-
-    fn input(&self, model: &Model, pos: usize, what: &str) -> Result<usize> {
-        input(&model.subgraphs[self.si].operators[self.oi], pos).ok_or_else(|| self.internal(what))
-    }
-
     /// Quantizes every operand; returns the state variables (with the operator).
     fn quantize(
         &self,
@@ -447,22 +443,22 @@ impl IntegerLstm {
         ranges: &Ranges,
         report: &mut Report,
     ) -> Result<[(usize, usize); 2]> {
-        let sg = &model.subgraphs[self.si];
+        let sg = &model.subgraphs[self.at.si];
         let s_in = sg.tensors[self.x]
             .quant
             .as_ref()
             .map(|q| q.scale[0])
-            .ok_or_else(|| self.internal("input has no parameters"))?;
+            .ok_or_else(|| self.at.internal("input has no parameters"))?;
         let out_q = sg.tensors[self.y]
             .quant
             .clone()
-            .ok_or_else(|| self.internal("output has no parameters"))?;
+            .ok_or_else(|| self.at.internal("output has no parameters"))?;
         let w_scale = self.quantize_weights(model, report)?;
         self.quantize_biases(model, s_in, &w_scale, report)?;
         let states = self.quantize_states(model, ranges, &out_q, report)?;
         self.add_intermediates(model, states[1].0, &out_q, report);
         // Layer-norm, peephole and projection slots are absent (checked by the fate).
-        let op = &mut model.subgraphs[self.si].operators[self.oi];
+        let op = &mut model.subgraphs[self.at.si].operators[self.at.oi];
         if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
             &mut op.builtin_options
         {
@@ -473,10 +469,10 @@ impl IntegerLstm {
 
     /// Weights: int8 symmetric, per tensor; returns each position's scale.
     fn quantize_weights(&self, model: &mut Model, report: &mut Report) -> Result<[f32; 9]> {
-        let si = self.si;
+        let si = self.at.si;
         let mut w_scale = [0f32; 9];
         for pos in INPUT_WEIGHTS.into_iter().chain(RECURRENT_WEIGHTS) {
-            let t = self.input(model, pos, "missing gate weight")?;
+            let t = self.at.input(model, pos, "missing gate weight")?;
             let tensor = model.subgraphs[si].tensors[t].clone();
             let values = math::f32_values(model.tensor_data(&tensor));
             let ch = Channels::new(&tensor.shape, None);
@@ -491,7 +487,7 @@ impl IntegerLstm {
                 q.iter().map(|&v| v as u8).collect(),
                 QuantParams::per_tensor(scales[0], 0),
             );
-            model.subgraphs[si].operators[self.oi].inputs[pos] = ni as i32;
+            model.subgraphs[si].operators[self.at.oi].inputs[pos] = ni as i32;
             record(
                 report,
                 si,
@@ -512,9 +508,9 @@ impl IntegerLstm {
         w_scale: &[f32; 9],
         report: &mut Report,
     ) -> Result<()> {
-        let si = self.si;
+        let si = self.at.si;
         for (k, pos) in BIASES.into_iter().enumerate() {
-            let t = self.input(model, pos, "missing gate bias")?;
+            let t = self.at.input(model, pos, "missing gate bias")?;
             let tensor = model.subgraphs[si].tensors[t].clone();
             let values = math::f32_values(model.tensor_data(&tensor));
             let s = s_in * w_scale[INPUT_WEIGHTS[k]];
@@ -533,7 +529,7 @@ impl IntegerLstm {
                 q,
                 QuantParams::per_tensor(s, 0),
             );
-            model.subgraphs[si].operators[self.oi].inputs[pos] = ni as i32;
+            model.subgraphs[si].operators[self.at.oi].inputs[pos] = ni as i32;
             record(
                 report,
                 si,
@@ -556,13 +552,13 @@ impl IntegerLstm {
         out_q: &QuantParams,
         report: &mut Report,
     ) -> Result<[(usize, usize); 2]> {
-        let (si, oi) = (self.si, self.oi);
-        let h = self.input(model, OUTPUT_STATE, "no output state")?;
-        let c = self.input(model, CELL_STATE, "no cell state")?;
+        let (si, oi) = (self.at.si, self.at.oi);
+        let h = self.at.input(model, OUTPUT_STATE, "no output state")?;
+        let c = self.at.input(model, CELL_STATE, "no cell state")?;
         let c_range = ranges
             .get(si, c)
             .map(|r| (r.min, r.max))
-            .ok_or_else(|| self.internal("cell state has no range"))?;
+            .ok_or_else(|| self.at.internal("cell state has no range"))?;
         let k = cell_scale_exponent(c_range.0.abs().max(c_range.1.abs()));
         let h_range = ranges.get(si, h).map(|r| (r.min, r.max));
         for (t, dtype, qp, range) in [
@@ -593,7 +589,7 @@ impl IntegerLstm {
         out_q: &QuantParams,
         report: &mut Report,
     ) {
-        let si = self.si;
+        let si = self.at.si;
         let cell_shape = model.subgraphs[si].tensors[cell].shape.clone();
         let name = model.subgraphs[si].tensors[self.y].name.clone();
         let mut inter = Vec::with_capacity(5);
@@ -632,7 +628,7 @@ impl IntegerLstm {
             );
             inter.push(ti as i32);
         }
-        model.subgraphs[si].operators[self.oi].intermediates = Some(inter);
+        model.subgraphs[si].operators[self.at.oi].intermediates = Some(inter);
     }
 }
 

@@ -22,13 +22,13 @@
 use std::collections::HashMap;
 
 use crate::calib::Ranges;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fb::{self, ActivationFunctionType as Act, BuiltinOperator as Op, TensorType};
 use crate::ir::{Model, QuantParams};
 use crate::quant::math::{self, Channels};
 use crate::quant::report::Report;
 
-use super::operands::{input, new_const, record};
+use super::operands::{OpSite, input, new_const, record};
 
 pub(super) const FEATURE_WEIGHTS: usize = 1;
 pub(super) const TIME_WEIGHTS: usize = 2;
@@ -95,7 +95,14 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
             if sg.tensors[x].dtype != TensorType::Int8 {
                 continue;
             }
-            let svdf = IntegerSvdf { si, oi, x };
+            let svdf = IntegerSvdf {
+                at: OpSite {
+                    si,
+                    oi,
+                    kind: "integer SVDF",
+                },
+                x,
+            };
             svdf.quantize(model, ranges, &mut done, report)?;
             if let Some(q) = svdf.relu_output(model) {
                 requantize.push((oi, q));
@@ -111,27 +118,11 @@ pub(super) fn apply(model: &mut Model, ranges: &Ranges, report: &mut Report) -> 
 
 /// One SVDF made integer: subgraph, operator, input tensor.
 struct IntegerSvdf {
-    si: usize,
-    oi: usize,
+    at: OpSite,
     x: usize,
 }
 
 impl IntegerSvdf {
-    fn internal(&self, what: &str) -> Error {
-        Error::Internal(format!(
-            "subgraph {}, operator {} (integer SVDF): {what}",
-            self.si, self.oi
-        ))
-    }
-
-    fn input(&self, model: &Model, pos: usize, what: &str) -> Result<usize> {
-        input(&model.subgraphs[self.si].operators[self.oi], pos).ok_or_else(|| self.internal(what))
-    }
-
-    fn set_input(&self, model: &mut Model, pos: usize, t: usize) {
-        model.subgraphs[self.si].operators[self.oi].inputs[pos] = t as i32;
-    }
-
     fn quantize(
         &self,
         model: &mut Model,
@@ -139,24 +130,26 @@ impl IntegerSvdf {
         done: &mut HashMap<usize, (usize, f32)>,
         report: &mut Report,
     ) -> Result<()> {
-        let si = self.si;
+        let si = self.at.si;
         if model.subgraphs[si].tensors[self.x].quantized().is_none() {
-            return Err(self.internal("input has no parameters"));
+            return Err(self.at.internal("input has no parameters"));
         }
-        let wf = self.input(model, FEATURE_WEIGHTS, "missing feature weights")?;
-        let wt = self.input(model, TIME_WEIGHTS, "missing time weights")?;
-        let state = self.input(model, STATE, "missing state")?;
+        let wf = self
+            .at
+            .input(model, FEATURE_WEIGHTS, "missing feature weights")?;
+        let wt = self.at.input(model, TIME_WEIGHTS, "missing time weights")?;
+        let state = self.at.input(model, STATE, "missing state")?;
         let (nf, _) = self.weight(model, wf, TensorType::Int8, 127.0, done, report);
-        self.set_input(model, FEATURE_WEIGHTS, nf);
+        self.at.set_input(model, FEATURE_WEIGHTS, nf);
         let (nt, s_time) = self.weight(model, wt, TensorType::Int16, TIME_MAX, done, report);
-        self.set_input(model, TIME_WEIGHTS, nt);
+        self.at.set_input(model, TIME_WEIGHTS, nt);
         let s_state = self.state(model, ranges, state, report)?;
-        if let Some(b) = input(&model.subgraphs[si].operators[self.oi], BIAS) {
+        if let Some(b) = input(&model.subgraphs[si].operators[self.at.oi], BIAS) {
             let nb = self.bias(model, b, s_state * s_time, done, report);
-            self.set_input(model, BIAS, nb);
+            self.at.set_input(model, BIAS, nb);
         }
         if let Some(fb::BuiltinOptions::SvdfOptions(o)) =
-            &mut model.subgraphs[si].operators[self.oi].builtin_options
+            &mut model.subgraphs[si].operators[self.at.oi].builtin_options
         {
             o.asymmetric_quantize_inputs = false;
         }
@@ -169,8 +162,9 @@ impl IntegerSvdf {
     /// zero point -128 into a new tensor, which a QUANTIZE (int8 → int8) requantizes
     /// into the planned parameters; returns that QUANTIZE.
     fn relu_output(&self, model: &mut Model) -> Option<crate::ir::Operator> {
-        let si = self.si;
-        let y = usize::try_from(*model.subgraphs[si].operators[self.oi].outputs.first()?).ok()?;
+        let si = self.at.si;
+        let y =
+            usize::try_from(*model.subgraphs[si].operators[self.at.oi].outputs.first()?).ok()?;
         let out = model.subgraphs[si].tensors[y].clone();
         let q = out.quantized()?.clone();
         if q.zero_point.first() == Some(&-128) {
@@ -180,7 +174,7 @@ impl IntegerSvdf {
         relu.name = format!("{}/relu", out.name);
         relu.quant = Some(QuantParams::per_tensor(q.scale[0], -128));
         let ri = model.subgraphs[si].add_tensor(relu);
-        model.subgraphs[si].operators[self.oi].outputs[0] = ri;
+        model.subgraphs[si].operators[self.at.oi].outputs[0] = ri;
         let code = model.ensure_opcode(Op::Quantize, 1);
         Some(crate::ir::Operator::new(code, vec![ri], vec![y as i32]))
     }
@@ -199,7 +193,7 @@ impl IntegerSvdf {
         if let Some(&hit) = done.get(&t) {
             return hit;
         }
-        let si = self.si;
+        let si = self.at.si;
         let tensor = model.subgraphs[si].tensors[t].clone();
         let values = math::f32_values(model.tensor_data(&tensor));
         let ch = Channels::new(&tensor.shape, None);
@@ -241,7 +235,7 @@ impl IntegerSvdf {
         if let Some(&(hit, _)) = done.get(&t) {
             return hit;
         }
-        let si = self.si;
+        let si = self.at.si;
         let tensor = model.subgraphs[si].tensors[t].clone();
         let values = math::f32_values(model.tensor_data(&tensor));
         let lim = i32::MAX as f64;
@@ -274,17 +268,17 @@ impl IntegerSvdf {
         t: usize,
         report: &mut Report,
     ) -> Result<f32> {
-        let si = self.si;
+        let si = self.at.si;
         let tensor = &model.subgraphs[si].tensors[t];
         if tensor.dtype == TensorType::Int16 {
             return tensor
                 .quantized()
                 .map(|q| q.scale[0])
-                .ok_or_else(|| self.internal("int16 state without parameters"));
+                .ok_or_else(|| self.at.internal("int16 state without parameters"));
         }
         let r = ranges
             .get(si, t)
-            .ok_or_else(|| self.internal("state has no range"))?;
+            .ok_or_else(|| self.at.internal("state has no range"))?;
         let m = r.min.abs().max(r.max.abs());
         // A state that never left 0 still needs a legal scale.
         let scale = if m > 0.0 { m / 32767.0 } else { 1.0 / 32767.0 };
