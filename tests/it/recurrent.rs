@@ -109,23 +109,6 @@ fn lstm(m: &Model) -> usize {
         .expect("an LSTM")
 }
 
-fn argmax(row: &[f64]) -> usize {
-    (0..row.len())
-        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-        .unwrap_or(0)
-}
-
-/// Share of correct top-1 predictions over `labels`.
-fn accuracy(out: &[f64], labels: &[f64]) -> f64 {
-    let classes = out.len() / labels.len();
-    let right = labels
-        .iter()
-        .enumerate()
-        .filter(|&(i, &l)| argmax(&out[i * classes..(i + 1) * classes]) == l as usize)
-        .count();
-    right as f64 / labels.len() as f64
-}
-
 /// The LSTM carries what LiteRT's 8x8_16 kernel reads: int8 input/output/state, int8
 /// per-tensor weights, int32 biases at `s_in × s_w`, an int16 cell state with a
 /// power-of-two scale of at most 2^-9, five intermediates (gates at 2^-12, hidden with
@@ -305,7 +288,7 @@ fn check_model(
     let (f, q) = (f[0].data.to_f64(), q[0].data.to_f64());
     let s = sqnr_db(&f, &q); // panics on a NaN
     assert!(s >= floor, "{file} {mode}: SQNR {s:.1} dB < {floor} dB");
-    let (af, aq) = (accuracy(&f, &labels), accuracy(&q, &labels));
+    let (af, aq) = (top1_accuracy(&f, &labels), top1_accuracy(&q, &labels));
     assert!(
         aq >= af - 0.01,
         "{file} {mode}: accuracy {aq:.3} vs float {af:.3}"

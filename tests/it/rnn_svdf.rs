@@ -930,23 +930,6 @@ fn recurrent_ops_without_integer_kernels_stay_hybrid() {
     }
 }
 
-fn argmax(row: &[f64]) -> usize {
-    (0..row.len())
-        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-        .unwrap_or(0)
-}
-
-/// Share of correct top-1 predictions over `labels`.
-fn accuracy(out: &[f64], labels: &[f64]) -> f64 {
-    let classes = out.len() / labels.len();
-    let right = labels
-        .iter()
-        .enumerate()
-        .filter(|&(i, &l)| argmax(&out[i * classes..(i + 1) * classes]) == l as usize)
-        .count();
-    right as f64 / labels.len() as f64
-}
-
 /// What Keras' `Bidirectional(LSTM)` becomes (`bilstm_digits`, `testdata/gen/bilstm.py`):
 /// two UNIDIRECTIONAL_SEQUENCE_LSTM, the backward one behind REVERSE_V2, no
 /// BIDIRECTIONAL_SEQUENCE_LSTM. In int8 both LSTMs are LiteRT's integer LSTM (int8
@@ -979,7 +962,7 @@ fn keras_bidirectional_lstm_becomes_two_integer_lstms() {
         .to_f64();
     let inputs = load_samples("digits_qat.test.npy", &fm, labels.len());
     let f = litert_run(&input, &inputs).unwrap()[0].data.to_f64();
-    let af = accuracy(&f, &labels);
+    let af = top1_accuracy(&f, &labels);
     for (mode, floor, share_floor) in [("int8", 32.4, 0.9), ("int16x8", 32.0, 0.85)] {
         let out = dir.path().join(format!("bilstm.{mode}.tflite"));
         let report = dir.path().join(format!("bilstm.{mode}.json"));
@@ -1036,7 +1019,7 @@ fn keras_bidirectional_lstm_becomes_two_integer_lstms() {
         let q = litert_run(&out, &inputs).unwrap_or_else(|e| panic!("{mode}: {e}"));
         let q = q[0].data.to_f64();
         let s = sqnr_db(&f, &q);
-        let aq = accuracy(&q, &labels);
+        let aq = top1_accuracy(&q, &labels);
         eprintln!(
             "bilstm_digits {mode}: accuracy {af:.3} -> {aq:.3}, SQNR {s:.1} dB, integer bytes {share:.3}"
         );

@@ -301,6 +301,24 @@ pub fn has_custom_op(model: &Model) -> bool {
         .any(|c| c.builtin == tflquant::fb::BuiltinOperator::Custom)
 }
 
+/// Index of the largest value of `row` (0 if empty).
+pub fn argmax(row: &[f64]) -> usize {
+    (0..row.len())
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap_or(0)
+}
+
+/// Share of correct top-1 predictions: `out` holds one row of class scores per label.
+pub fn top1_accuracy(out: &[f64], labels: &[f64]) -> f64 {
+    let classes = out.len() / labels.len();
+    let right = labels
+        .iter()
+        .enumerate()
+        .filter(|&(i, &l)| argmax(&out[i * classes..(i + 1) * classes]) == l as usize)
+        .count();
+    right as f64 / labels.len() as f64
+}
+
 /// SQNR in dB of `test` against `reference` (+inf when identical).
 ///
 /// Panics when either side holds a NaN or an infinity: a non-finite output is a failure
