@@ -389,8 +389,26 @@ fn integer(spec: &Spec) -> bool {
     !(spec.peephole && spec.projection.is_some())
 }
 
+/// SQNR floor for an LSTM output `f` (the float model's, over the test digits), derived
+/// from the int8 step: one rounding of the output to the int8 grid over its range
+/// (`s = (max − min) / 255`, noise `s²/12`) gives `10·log10(mean(f²) / (s²/12))`. The
+/// quantized LSTM rounds its int8 state every step and feeds it back, and rounds its
+/// input and the 16-bit gates: at most one rounding's noise per step for the state and
+/// one for the rest, each reaching the output with gain at most 1 (the gates are
+/// sigmoids and tanh of bounded slope, the cell decays by the forget gate), so the noise
+/// is at most `2 × steps` such roundings: the floor is `10·log10(2 × 8)` = 12 dB lower.
+fn sqnr_floor(f: &[f64]) -> f64 {
+    let (lo, hi) = f
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let s = (hi - lo) / 255.0;
+    let power = f.iter().map(|v| v * v).sum::<f64>() / f.len() as f64;
+    10.0 * (power / (s * s / 12.0)).log10() - 10.0 * ((2 * STEPS) as f64).log10()
+}
+
 /// int8: the structure the integer kernel reads, LiteRT runs it, SQNR against the float
-/// model above the derived floor, `run` equals LiteRT.
+/// model above the derived floor, `run` equals LiteRT (identical integers; 1e-6 absorbs
+/// the printing of the dequantized floats, which are 1/128 and more apart).
 #[test]
 fn lstm_variants_are_integer_in_int8() {
     let dir = tempfile::tempdir().unwrap();
@@ -403,24 +421,187 @@ fn lstm_variants_are_integer_in_int8() {
         let fate = lstm_fate(&r);
         assert_eq!(fate["fate"], "quantized", "{}: {fate}", spec.name);
         let qm = tflquant::read_path(&out).unwrap();
-        check_structure(spec, &qm);
+        check_structure(spec, &m, &qm);
         let q = litert_run(&out, &inputs).unwrap_or_else(|e| panic!("{}: {e}", spec.name))[0]
             .data
             .to_f64();
         let s = sqnr_db(&f, &q);
+        let floor = sqnr_floor(&f);
         let mine = ours(&qm, &inputs);
+        assert_eq!(mine.len(), q.len());
         let worst = mine
             .iter()
             .zip(&q)
             .fold(0f64, |a, (x, y)| a.max((x - y).abs()));
-        let differ = mine.iter().zip(&q).filter(|(x, y)| x != y).count();
         eprintln!(
-            "{}: int8 SQNR {s:.1} dB, run vs LiteRT {worst:.2e} ({differ} of {} differ)",
-            spec.name,
-            q.len()
+            "{}: int8 SQNR {s:.1} dB (floor {floor:.1}), run vs LiteRT {worst:.2e}",
+            spec.name
         );
+        assert!(s >= floor, "{}: SQNR {s:.1} dB < {floor:.1}", spec.name);
+        // sqnr_db rejects NaN on both sides; `run` too.
+        assert!(mine.iter().all(|v| v.is_finite()), "{}: run", spec.name);
         assert!(worst <= 1e-6, "{}: run vs LiteRT {worst}", spec.name);
     }
 }
 
-fn check_structure(_spec: &Spec, _m: &Model) {}
+/// Largest |value| of a float constant.
+fn max_abs(m: &Model, t: &Tensor) -> f64 {
+    m.tensor_data(t)
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs() as f64)
+        .fold(0.0, f64::max)
+}
+
+/// Largest |value| int8 parameters represent.
+fn represented(p: (f64, i64)) -> f64 {
+    (p.0 * (-128 - p.1) as f64)
+        .abs()
+        .max((p.0 * (127 - p.1) as f64).abs())
+}
+
+/// The operands as LiteRT's integer kernel reads them (`lstm.cc`
+/// `PopulateQuantizedLstmParams8x8_16`, `CheckInputTensorDimensions`), for variant
+/// `spec` quantized from float model `fm` into `qm`.
+fn check_structure(spec: &Spec, fm: &Model, qm: &Model) {
+    let name = spec.name;
+    let (fop, op) = (the_lstm(fm), the_lstm(qm));
+    let ty = |pos: usize| operand(qm, op, pos).map(|t| t.dtype);
+    let x = params(operand(qm, op, 0).unwrap());
+    assert_eq!(ty(0), Some(TensorType::Int8), "{name}");
+    let y = &qm.subgraphs[0].tensors[op.outputs[0] as usize];
+    assert_eq!(y.dtype, TensorType::Int8, "{name}");
+    let y = params(y);
+    // Absent operands stay absent (CIFG: the input gate; no projection bias...).
+    for pos in 1..24 {
+        assert_eq!(
+            operand(fm, fop, pos).is_some(),
+            operand(qm, op, pos).is_some(),
+            "{name}: operand {pos}"
+        );
+    }
+    // Symmetric per-tensor constants: int8 weights (gates 1-8, projection 16) with
+    // max|w|/127, int16 peepholes (9-11) and layer-norm coefficients (20-23) with
+    // max|w|/32767.
+    let mut scale = [0f64; 24];
+    for (positions, dtype, qmax) in [
+        (&[1, 2, 3, 4, 5, 6, 7, 8, 16][..], TensorType::Int8, 127.0),
+        (&[9, 10, 11, 20, 21, 22, 23][..], TensorType::Int16, 32767.0),
+    ] {
+        for &pos in positions {
+            let (Some(ft), Some(qt)) = (operand(fm, fop, pos), operand(qm, op, pos)) else {
+                continue;
+            };
+            assert_eq!(qt.dtype, dtype, "{name}: operand {pos}");
+            let (s, zp) = params(qt);
+            assert_eq!(zp, 0, "{name}: operand {pos}");
+            let want = max_abs(fm, ft) / qmax;
+            assert!(
+                (s - want).abs() <= 1e-6 * want,
+                "{name}: operand {pos}: {s} vs {want}"
+            );
+            scale[pos] = s;
+        }
+    }
+    // Gate biases: s_input × s_weight, or s_norm × 2^-10 with layer norm; values within
+    // half a step of the float ones.
+    for g in 0..4 {
+        let (Some(fb_), Some(qb)) = (operand(fm, fop, 12 + g), operand(qm, op, 12 + g)) else {
+            continue;
+        };
+        assert_eq!(qb.dtype, TensorType::Int32, "{name}: bias {g}");
+        let (s, zp) = params(qb);
+        assert_eq!(zp, 0);
+        let want = if spec.layer_norm {
+            (scale[20 + g] as f32 * 2f32.powi(-10)) as f64
+        } else {
+            (x.0 as f32 * scale[1 + g] as f32) as f64
+        };
+        assert!(
+            (s - want).abs() <= 1e-6 * want,
+            "{name}: bias {g}: {s} vs {want}"
+        );
+        let fv: Vec<f64> = fm
+            .tensor_data(fb_)
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+            .collect();
+        for (q, f) in ints(qm, qb).iter().zip(&fv) {
+            assert!(
+                (*q as f64 * s - f).abs() <= s * 0.5 + 1e-9,
+                "{name}: bias {g}"
+            );
+        }
+    }
+    // States: the output state int8 with the output's parameters, the cell int16 at a
+    // power of two 2^k, k <= -9 (CheckedLog2 and the kernel's bound).
+    let h = operand(qm, op, 18).unwrap();
+    assert!(h.is_variable && h.dtype == TensorType::Int8, "{name}");
+    assert_eq!(params(h), y, "{name}: output state");
+    let c = operand(qm, op, 19).unwrap();
+    assert!(c.is_variable && c.dtype == TensorType::Int16, "{name}");
+    let (sc, zc) = params(c);
+    let k = sc.log2();
+    assert!(
+        zc == 0 && k == k.round() && k <= -9.0,
+        "{name}: cell scale {sc}"
+    );
+    // Hidden value (intermediate 4): the output's parameters without projection (the
+    // kernel writes it as the output state), 1/127 symmetric with projection.
+    let inter = op.intermediates.as_ref().expect("intermediates");
+    assert_eq!(inter.len(), 5, "{name}");
+    let it = |i: usize| &qm.subgraphs[0].tensors[inter[i] as usize];
+    assert_eq!(it(4).dtype, TensorType::Int8);
+    let hidden = params(it(4));
+    match spec.projection {
+        Some(with_bias) => {
+            assert_eq!(hidden, ((1.0f32 / 127.0) as f64, 0), "{name}");
+            assert_eq!(ty(16), Some(TensorType::Int8));
+            if with_bias {
+                let pb = operand(qm, op, 17).unwrap();
+                assert_eq!(pb.dtype, TensorType::Int32);
+                let want = (scale[16] as f32 * hidden.0 as f32) as f64;
+                let (s, zp) = params(pb);
+                assert!(
+                    zp == 0 && (s - want).abs() <= 1e-6 * want,
+                    "{name}: {s} vs {want}"
+                );
+            }
+        }
+        None => assert_eq!(hidden, y, "{name}: hidden"),
+    }
+    // Gate intermediates: Q3.12 without layer norm; with layer norm int16 symmetric
+    // holding the largest pre-normalisation value the quantized operands can produce.
+    for g in 0..4 {
+        assert_eq!(it(g).dtype, TensorType::Int16, "{name}");
+        let (s, zp) = params(it(g));
+        assert_eq!(zp, 0);
+        if !spec.layer_norm {
+            assert_eq!(s, 2f64.powi(-12), "{name}: gate {g}");
+            continue;
+        }
+        let row_sums = |pos: usize, cols: usize| -> Vec<f64> {
+            match operand(qm, op, pos) {
+                None => vec![0.0; CELLS],
+                Some(t) => ints(qm, t)
+                    .chunks(cols)
+                    .map(|r| r.iter().map(|v| v.abs() as f64).sum::<f64>() * scale[pos])
+                    .collect(),
+            }
+        };
+        let peep = [Some(9), Some(10), None, Some(11)][g];
+        let ins = row_sums(1 + g, FEATURES);
+        let rec = row_sums(5 + g, spec.n_out());
+        let pp = peep.map_or(vec![0.0; CELLS], |p| row_sums(p, 1));
+        let bound = (0..CELLS)
+            .map(|r| ins[r] * represented(x) + rec[r] * represented(y) + pp[r] * sc * 32768.0)
+            .fold(0.0, f64::max);
+        if operand(qm, op, 1 + g).is_none() {
+            continue; // CIFG: the input gate's intermediate is not read
+        }
+        let want = bound / 32767.0;
+        assert!(
+            (s - want).abs() <= 1e-5 * want,
+            "{name}: gate {g}: {s} vs {want}"
+        );
+    }
+}
