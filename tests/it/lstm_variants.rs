@@ -605,3 +605,64 @@ fn check_structure(spec: &Spec, fm: &Model, qm: &Model) {
         );
     }
 }
+
+/// Where LiteRT's integer kernel cannot run the variant (a peephole LSTM with a
+/// projection to fewer outputs than cells, in `int8`; every variant in `int16x8`), the
+/// LSTM stays a hybrid (int8 weights, float activations) with a reason that says what is
+/// true of the runtime; LiteRT runs it, above the same derived SQNR floor.
+#[test]
+fn lstm_variants_without_an_integer_kernel_stay_hybrid() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = vec![digits("digits_qat.test.npy", 64)];
+    let cases = SPECS
+        .iter()
+        .filter(|s| !integer(s))
+        .map(|s| (s, "int8"))
+        .chain(SPECS.iter().map(|s| (s, "int16x8")));
+    for (spec, mode) in cases {
+        let name = spec.name;
+        let m = variant_model(spec);
+        let p = write(dir.path(), &format!("{name}.tflite"), &m);
+        let f = litert_run(&p, &inputs).unwrap()[0].data.to_f64();
+        let (out, r) = quantize(dir.path(), &p, mode);
+        let fate = lstm_fate(&r);
+        let why = fate["reason"].as_str().unwrap_or_default();
+        assert_eq!(fate["fate"], "float", "{name} {mode}: {fate}");
+        assert!(
+            why.contains("kept as a hybrid LSTM"),
+            "{name} {mode}: {why}"
+        );
+        let runtime = if mode == "int8" {
+            "LiteRT's integer kernel applies the peephole weights to the first 10 cells only"
+        } else {
+            "LiteRT has no UNIDIRECTIONAL_SEQUENCE_LSTM kernel with int16 activations"
+        };
+        assert!(why.contains(runtime), "{name} {mode}: {why}");
+        let qm = tflquant::read_path(&out).unwrap();
+        let op = the_lstm(&qm);
+        assert_eq!(
+            operand(&qm, op, 0).unwrap().dtype,
+            TensorType::Float32,
+            "{name} {mode}"
+        );
+        for pos in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16] {
+            if let Some(t) = operand(&qm, op, pos) {
+                assert_eq!(t.dtype, TensorType::Int8, "{name} {mode}: operand {pos}");
+            }
+        }
+        let q = litert_run(&out, &inputs).unwrap_or_else(|e| panic!("{name} {mode}: {e}"))[0]
+            .data
+            .to_f64();
+        let s = sqnr_db(&f, &q);
+        let floor = sqnr_floor(&f);
+        let mine = ours(&qm, &inputs);
+        let worst = mine
+            .iter()
+            .zip(&q)
+            .fold(0f64, |a, (x, y)| a.max((x - y).abs()));
+        eprintln!(
+            "{name} {mode}: hybrid SQNR {s:.1} dB (floor {floor:.1}), run vs LiteRT {worst:.2e}"
+        );
+        assert!(s >= floor, "{name} {mode}: SQNR {s:.1} dB < {floor:.1}");
+    }
+}
