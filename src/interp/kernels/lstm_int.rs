@@ -778,7 +778,8 @@ fn lstm_dims(ins: &Ins, time_major: bool) -> KResult<(usize, usize, usize, usize
 }
 /// Steps, batch, input size and cell size of a plain LSTM (no projection): a 3-D input,
 /// input-to-forget weights `[cell, input]`, recurrent-to-forget weights whose second
-/// dimension (the output size) is the cell size. Shared by the integer and hybrid kernels.
+/// dimension (the output size) is the cell size. The hybrid kernel's (it runs the plain
+/// variant only).
 pub(crate) fn plain_dims(ins: &Ins, time_major: bool) -> KResult<(usize, usize, usize, usize)> {
     let xv = ins.get(0)?;
     let &[d0, d1, n_in] = xv.shape.as_slice() else {
@@ -823,6 +824,53 @@ mod tests {
                 let t = tanh16(raw as i16, ib) as f64 / 32768.0;
                 assert!((t - x.tanh()).abs() < 4e-4, "tanh_{ib}({x}) = {t}");
             }
+        }
+    }
+
+    #[test]
+    fn inverse_square_root_follows_the_float_function() {
+        // Reference twin: 1/sqrt(v) in float, within 1e-5 relative (five Newton steps
+        // in Q3.28, then a Q0.31 product).
+        assert_eq!(inv_sqrt_multiplier(1), (i32::MAX, 0));
+        for v in [2i32, 3, 17, 1000, 65_535, 1 << 20, 123_456_789, i32::MAX] {
+            let (m, shift) = inv_sqrt_multiplier(v);
+            let got = m as f64 * 2f64.powi(shift - 31);
+            let want = 1.0 / (v as f64).sqrt();
+            assert!(
+                (got / want - 1.0).abs() < 1e-5,
+                "1/sqrt({v}): {got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn integer_layer_norm_follows_the_float_normalisation() {
+        // Reference twin: (x - mean) / std * w + b in float, for a row of 32 int16
+        // values. The kernel normalises to 10 fractional bits (`1024·(x − mean)/std`,
+        // rounded), so the result is within one 2^-10 step times the coefficient
+        // (≤ 1.2) plus one more step (the mean's truncation, the Q3.12 rounding).
+        let row: Vec<i16> = (0..32).map(|i| ((i * 37 % 29) as i16 - 14) * 300).collect();
+        let w_real: Vec<f32> = (0..32).map(|i| 0.8 + 0.4 * (i as f32 / 31.0)).collect();
+        let b_real: Vec<f32> = (0..32).map(|i| -0.5 + i as f32 / 31.0).collect();
+        let s_w = 1.2f32 / 32767.0;
+        let w: Vec<i16> = w_real.iter().map(|v| (v / s_w).round() as i16).collect();
+        let s_b = s_w * 2f32.powi(-10);
+        let bias: Vec<i32> = b_real.iter().map(|v| (v / s_b).round() as i32).collect();
+        let norm = Norm {
+            w: &w,
+            bias: &bias,
+            m: quantize_multiplier(s_w as f64),
+            guard: 1,
+        };
+        let mut out = row.clone();
+        norm.apply(&mut out);
+        let x: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let mean = x.iter().sum::<f64>() / 32.0;
+        let sd = (x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 32.0).sqrt();
+        for j in 0..32 {
+            let want = (x[j] - mean) / sd * w_real[j] as f64 + b_real[j] as f64;
+            let got = out[j] as f64 / 4096.0;
+            assert!((got - want).abs() <= 2.2 / 1024.0, "{j}: {got} vs {want}");
         }
     }
 

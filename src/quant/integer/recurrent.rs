@@ -24,19 +24,33 @@
 //! `tools/optimize/operator_property.cc`; written up in `docs/RECURRENT.md`):
 //! * input and output int8 (asymmetric); the output-state variable (input 18) int8 with
 //!   the output's parameters (the kernel copies the state into the output each step);
-//! * gate weights (inputs 1-8) int8 symmetric, one scale per tensor;
+//! * gate weights (inputs 1-8) and projection weights (16) int8 symmetric, one scale
+//!   per tensor;
 //! * gate biases (12-15) int32 with scale `s_input × s_input_to_gate_weight`, added to
-//!   the input product before rescaling (only when there is no layer norm);
+//!   the input product before rescaling; with layer norm they belong to the
+//!   normalisation instead, at `s_layer_norm × 2^-10`;
+//! * peephole weights (9-11) and layer-norm coefficients (20-23) int16 symmetric per
+//!   tensor (`max|w| / 32767`);
+//! * projection bias (17) int32 at `s_projection × s_hidden`;
 //! * cell-state variable (input 19) int16, zero point 0, scale a power of two `2^k` with
 //!   `k ≤ -9` (the kernel checks it); tflquant takes the smallest `2^p ≥ max|c|`,
 //!   `p ≥ 0`, and `k = p - 15`, as TF's quantizer does;
 //! * five `intermediates`: without layer norm the kernel fixes the gate scales at
-//!   `2^-12` (Q3.12) and reads only intermediate 4, the hidden value `o ∘ tanh(c)`, whose
-//!   parameters must equal the output's when there is no projection (the kernel writes
-//!   the hidden value straight into the output state).
+//!   `2^-12` (Q3.12); with layer norm intermediates 0-3 scale the gates before the
+//!   normalisation (int16): tflquant gives each the scale that holds the largest value
+//!   the quantized operands can produce (`Σ|w_in|·max|x| + Σ|w_rec|·max|h| + |p|·max|c|`
+//!   per row), which never saturates, where TF's quantizer calibrates them; the
+//!   normalisation itself is scale-free and writes Q3.12. Intermediate 4 is the hidden
+//!   value `o ∘ tanh(c)`: the output's parameters without projection (the kernel writes
+//!   it straight into the output state), symmetric `1/127` with projection (a sigmoid
+//!   times a tanh lies in (-1, 1)).
 //!
-//! Supported: no layer norm, no peephole, no projection, no CIFG (cell clipping is: the
-//! kernel clips the int16 cell state) — what Keras' LSTM converts to. Other variants keep the operator float (with the reason).
+//! Supported in int8: the plain variant Keras writes, CIFG, peephole, layer norm,
+//! projection with or without bias, and their combinations, with cell clipping (the
+//! kernel clips the int16 cell state) — except peepholes with a projection to fewer
+//! outputs than cells: LiteRT's `lstm_eval.cc` passes the output size as the peephole
+//! length, so only the first cells would get their peephole (kept hybrid, with that
+//! reason). No variant in int16x8 (LiteRT has no 16x8 LSTM).
 
 use crate::calib::Ranges;
 use crate::error::Result;
