@@ -56,6 +56,8 @@ struct Spec {
     layer_norm: bool,
     /// `Some(with_bias)`: a projection to [`PROJ`] outputs.
     projection: Option<bool>,
+    /// Cell clip 1.0 and projection clip 0.5 (both clip these models' values).
+    clip: bool,
 }
 
 impl Spec {
@@ -68,13 +70,14 @@ impl Spec {
     }
 }
 
-const SPECS: [Spec; 7] = [
+const SPECS: [Spec; 8] = [
     Spec {
         name: "layer_norm",
         cifg: false,
         peephole: false,
         layer_norm: true,
         projection: None,
+        clip: false,
     },
     Spec {
         name: "peephole",
@@ -82,6 +85,7 @@ const SPECS: [Spec; 7] = [
         peephole: true,
         layer_norm: false,
         projection: None,
+        clip: false,
     },
     Spec {
         name: "projection",
@@ -89,6 +93,7 @@ const SPECS: [Spec; 7] = [
         peephole: false,
         layer_norm: false,
         projection: Some(true),
+        clip: false,
     },
     Spec {
         name: "projection_no_bias",
@@ -96,6 +101,15 @@ const SPECS: [Spec; 7] = [
         peephole: false,
         layer_norm: false,
         projection: Some(false),
+        clip: false,
+    },
+    Spec {
+        name: "projection_clipped",
+        cifg: false,
+        peephole: false,
+        layer_norm: false,
+        projection: Some(true),
+        clip: true,
     },
     Spec {
         name: "cifg",
@@ -103,6 +117,7 @@ const SPECS: [Spec; 7] = [
         peephole: false,
         layer_norm: false,
         projection: None,
+        clip: false,
     },
     Spec {
         name: "cifg_layer_norm_peephole",
@@ -110,6 +125,7 @@ const SPECS: [Spec; 7] = [
         peephole: true,
         layer_norm: true,
         projection: None,
+        clip: false,
     },
     Spec {
         name: "layer_norm_peephole_projection",
@@ -117,6 +133,7 @@ const SPECS: [Spec; 7] = [
         peephole: true,
         layer_norm: true,
         projection: Some(true),
+        clip: false,
     },
 ];
 
@@ -234,8 +251,8 @@ fn variant_model(spec: &Spec) -> Model {
         Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(
             Box::new(fb::UnidirectionalSequenceLstmOptions {
                 fused_activation_function: Act::Tanh,
-                cell_clip: 0.0,
-                proj_clip: 0.0,
+                cell_clip: if spec.clip { 1.0 } else { 0.0 },
+                proj_clip: if spec.clip { 0.5 } else { 0.0 },
                 time_major: false,
                 asymmetric_quantize_inputs: false,
                 diagonal_recurrent_tensors: false,
