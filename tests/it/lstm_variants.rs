@@ -613,7 +613,9 @@ fn check_structure(spec: &Spec, fm: &Model, qm: &Model) {
             .map(|r| ins[r] * represented(x) + rec[r] * represented(y) + pp[r] * sc * 32768.0)
             .fold(0.0, f64::max);
         if operand(qm, op, 1 + g).is_none() {
-            continue; // CIFG: the input gate's intermediate is not read
+            // CIFG: the input gate's intermediate is never read; Q3.12.
+            assert_eq!(s, 2f64.powi(-12), "{name}: CIFG input gate");
+            continue;
         }
         let want = bound / 32767.0;
         assert!(

@@ -578,7 +578,13 @@ impl IntegerLstm {
                     &w,
                     peep[g],
                 );
-                QuantParams::per_tensor((bound / 32767.0).max(f32::MIN_POSITIVE), 0)
+                // A gate without operands (CIFG's input gate) is never read: Q3.12.
+                let s = if bound > 0.0 && bound.is_finite() {
+                    bound / 32767.0
+                } else {
+                    2f32.powi(-12)
+                };
+                QuantParams::per_tensor(s, 0)
             })
             .collect();
         self.add_intermediates(model, states[1].0, &gate_q, &hidden_q, report);
