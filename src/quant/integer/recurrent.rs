@@ -1018,6 +1018,80 @@ mod tests {
         assert_eq!(cell_scale_exponent(65.0), -8);
     }
 
+    /// A model with one LSTM reading a tensor at each position in `present` (shapes for
+    /// `cells` cells and `outputs` outputs), absent elsewhere.
+    fn lstm_with(present: &[usize], cells: i32, outputs: i32) -> Model {
+        let mut sg = crate::ir::Subgraph::default();
+        let mut inputs = vec![-1i32; 24];
+        for &pos in present {
+            let shape = match pos {
+                1..=4 => vec![cells, 8],
+                5..=8 => vec![cells, outputs],
+                16 => vec![outputs, cells],
+                17 | 18 => vec![1, outputs],
+                19 => vec![1, cells],
+                _ => vec![cells],
+            };
+            inputs[pos] = sg.add_tensor(Tensor::new(format!("t{pos}"), TensorType::Float32, shape));
+        }
+        let mut model = Model::default();
+        sg.operators
+            .push(crate::ir::Operator::new(0, inputs, vec![]));
+        model.subgraphs.push(sg);
+        model
+    }
+
+    #[test]
+    fn lstm_variants_are_recognised_and_malformed_ones_refused() {
+        let plain: Vec<usize> = (0..9).chain(12..16).chain(18..20).collect();
+        let with = |extra: &[usize], without: &[usize]| -> Vec<usize> {
+            plain
+                .iter()
+                .chain(extra)
+                .copied()
+                .filter(|p| !without.contains(p))
+                .collect()
+        };
+        let of = |present: &[usize], outputs: i32| {
+            let m = lstm_with(present, 32, outputs);
+            Variant::of(&m, 0, &m.subgraphs[0].operators[0])
+        };
+        let v = |cifg, peephole, layer_norm, projection| Variant {
+            cifg,
+            peephole,
+            layer_norm,
+            projection,
+        };
+        assert_eq!(of(&plain, 32), Ok(v(false, false, false, false)));
+        assert_eq!(
+            of(&with(&[], &[1, 5, 12]), 32),
+            Ok(v(true, false, false, false))
+        );
+        assert_eq!(
+            of(&with(&[9, 10, 11], &[]), 32),
+            Ok(v(false, true, false, false))
+        );
+        assert_eq!(
+            of(&with(&[10, 11, 21, 22, 23], &[1, 5, 12]), 32),
+            Ok(v(true, true, true, false))
+        );
+        assert_eq!(of(&with(&[16], &[]), 10), Ok(v(false, false, false, true)));
+        // Projecting to every cell keeps the peepholes whole.
+        assert_eq!(
+            of(&with(&[9, 10, 11, 16, 17], &[]), 32),
+            Ok(v(false, true, false, true))
+        );
+        let err = |present: &[usize], outputs: i32| of(present, outputs).unwrap_err();
+        assert!(err(&with(&[9, 10, 11, 16, 17], &[]), 10).contains("first 10 cells only"));
+        assert!(err(&with(&[], &[5]), 32).contains("input gate"));
+        assert!(err(&with(&[], &[1]), 32).contains("input gate"));
+        assert!(err(&with(&[9, 10], &[]), 32).contains("incomplete peephole"));
+        assert!(err(&with(&[10, 11], &[]), 32).contains("incomplete peephole"));
+        assert!(err(&with(&[21, 22, 23], &[]), 32).contains("incomplete layer-norm"));
+        assert!(err(&with(&[20, 22, 23], &[]), 32).contains("incomplete layer-norm"));
+        assert!(err(&with(&[17], &[]), 32).contains("projection bias"));
+    }
+
     #[test]
     fn only_lstm_and_svdf_operands_beyond_the_input_are_owned() {
         assert!(!own_operand(Op::UnidirectionalSequenceLstm, 0));
