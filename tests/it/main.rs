@@ -19,6 +19,7 @@ mod int4;
 mod integer;
 mod interp;
 mod litert_capi;
+mod lstm_variants;
 mod memory;
 mod mixed;
 mod mixed_width;

@@ -24,19 +24,33 @@
 //! `tools/optimize/operator_property.cc`; written up in `docs/RECURRENT.md`):
 //! * input and output int8 (asymmetric); the output-state variable (input 18) int8 with
 //!   the output's parameters (the kernel copies the state into the output each step);
-//! * gate weights (inputs 1-8) int8 symmetric, one scale per tensor;
+//! * gate weights (inputs 1-8) and projection weights (16) int8 symmetric, one scale
+//!   per tensor;
 //! * gate biases (12-15) int32 with scale `s_input × s_input_to_gate_weight`, added to
-//!   the input product before rescaling (only when there is no layer norm);
+//!   the input product before rescaling; with layer norm they belong to the
+//!   normalisation instead, at `s_layer_norm × 2^-10`;
+//! * peephole weights (9-11) and layer-norm coefficients (20-23) int16 symmetric per
+//!   tensor (`max|w| / 32767`);
+//! * projection bias (17) int32 at `s_projection × s_hidden`;
 //! * cell-state variable (input 19) int16, zero point 0, scale a power of two `2^k` with
 //!   `k ≤ -9` (the kernel checks it); tflquant takes the smallest `2^p ≥ max|c|`,
 //!   `p ≥ 0`, and `k = p - 15`, as TF's quantizer does;
 //! * five `intermediates`: without layer norm the kernel fixes the gate scales at
-//!   `2^-12` (Q3.12) and reads only intermediate 4, the hidden value `o ∘ tanh(c)`, whose
-//!   parameters must equal the output's when there is no projection (the kernel writes
-//!   the hidden value straight into the output state).
+//!   `2^-12` (Q3.12); with layer norm intermediates 0-3 scale the gates before the
+//!   normalisation (int16): tflquant gives each the scale that holds the largest value
+//!   the quantized operands can produce (`Σ|w_in|·max|x| + Σ|w_rec|·max|h| + |p|·max|c|`
+//!   per row), which never saturates, where TF's quantizer calibrates them; the
+//!   normalisation itself is scale-free and writes Q3.12. Intermediate 4 is the hidden
+//!   value `o ∘ tanh(c)`: the output's parameters without projection (the kernel writes
+//!   it straight into the output state), symmetric `1/127` with projection (a sigmoid
+//!   times a tanh lies in (-1, 1)).
 //!
-//! Supported: no layer norm, no peephole, no projection, no CIFG (cell clipping is: the
-//! kernel clips the int16 cell state) — what Keras' LSTM converts to. Other variants keep the operator float (with the reason).
+//! Supported in int8: the plain variant Keras writes, CIFG, peephole, layer norm,
+//! projection with or without bias, and their combinations, with cell clipping (the
+//! kernel clips the int16 cell state) — except peepholes with a projection to fewer
+//! outputs than cells: LiteRT's `lstm_eval.cc` passes the output size as the peephole
+//! length, so only the first cells would get their peephole (kept hybrid, with that
+//! reason). No variant in int16x8 (LiteRT has no 16x8 LSTM).
 
 use crate::calib::Ranges;
 use crate::error::Result;
@@ -52,6 +66,10 @@ use crate::quant::report::{FloatReason, Report};
 const INPUT_WEIGHTS: [usize; 4] = [1, 2, 3, 4];
 const RECURRENT_WEIGHTS: [usize; 4] = [5, 6, 7, 8];
 const BIASES: [usize; 4] = [12, 13, 14, 15];
+/// Peephole positions per gate (the cell gate has none).
+const PEEPHOLES: [Option<usize>; 4] = [Some(9), Some(10), None, Some(11)];
+/// Layer-norm coefficient positions per gate.
+const LAYER_NORMS: [Option<usize>; 4] = [Some(20), Some(21), Some(22), Some(23)];
 const OUTPUT_STATE: usize = 18;
 const CELL_STATE: usize = 19;
 /// Largest cell-state magnitude the kernel accepts: scale `2^-9` × 32768.
@@ -74,23 +92,8 @@ fn unsupported(model: &Model, si: usize, oi: usize, ranges: &Ranges) -> Option<S
     let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) = &op.builtin_options else {
         return Some("the operator has no UnidirectionalSequenceLSTMOptions".into());
     };
-    let has = |pos: usize| input(op, pos).is_some();
-    if (20..24).any(has) {
-        return Some(
-            "layer-norm LSTM: LiteRT's integer kernel then needs the four gate \
-             intermediates calibrated, which tflquant does not do yet"
-                .into(),
-        );
-    }
-    if (9..12).any(has) || has(16) || has(17) {
-        return Some(
-            "peephole or projection LSTM: LiteRT has integer kernels for them, \
-             tflquant writes the plain variant only"
-                .into(),
-        );
-    }
-    if !has(1) || !has(5) || !has(12) {
-        return Some("CIFG LSTM (no input gate): tflquant writes the plain variant only".into());
+    if let Some(why) = Variant::of(model, si, op).err() {
+        return Some(why);
     }
     if o.diagonal_recurrent_tensors {
         return Some("diagonal recurrent weights have no integer kernel in LiteRT".into());
@@ -121,6 +124,69 @@ fn unsupported(model: &Model, si: usize, oi: usize, ranges: &Ranges) -> Option<S
         ));
     }
     None
+}
+
+/// Which optional parts an LSTM has (TFLite's 24-input layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Variant {
+    /// No input gate (inputs 1, 5, 9, 12, 20 absent): `i = 1 − f`.
+    cifg: bool,
+    /// Peephole weights (9-11).
+    peephole: bool,
+    /// Layer-norm coefficients (20-23).
+    layer_norm: bool,
+    /// Projection weights (16), with or without a bias (17).
+    projection: bool,
+}
+
+impl Variant {
+    /// The variant of `op`, or why LiteRT's integer kernel cannot run it.
+    fn of(model: &Model, si: usize, op: &crate::ir::Operator) -> std::result::Result<Self, String> {
+        let sg = &model.subgraphs[si];
+        let has = |pos: usize| input(op, pos).is_some();
+        let cifg = !has(1);
+        let gate_in = |pos: usize| cifg || has(pos);
+        if cifg && (has(5) || has(9) || has(12) || has(20)) || !gate_in(5) || !gate_in(12) {
+            return Err(
+                "the input gate's operands (1, 5, 12) are neither all present nor \
+                        all absent (CIFG)"
+                    .into(),
+            );
+        }
+        let peephole = has(9) || has(10) || has(11);
+        if peephole && !(has(10) && has(11) && gate_in(9)) {
+            return Err("incomplete peephole weights (9-11)".into());
+        }
+        // LiteRT decides layer norm from the forget gate's coefficients (input 21).
+        let layer_norm = has(21);
+        if (has(20) || has(22) || has(23)) && !layer_norm
+            || layer_norm && !(has(22) && has(23) && gate_in(20))
+        {
+            return Err("incomplete layer-norm coefficients (20-23)".into());
+        }
+        let projection = has(16);
+        if has(17) && !projection {
+            return Err("a projection bias (17) without projection weights (16)".into());
+        }
+        let dims = |pos: usize| input(op, pos).map(|t| sg.tensors[t].shape.clone());
+        let (n_cell, n_out) = match dims(6).as_deref() {
+            Some(&[c, o]) => (c, o),
+            _ => return Err("the recurrent-to-forget weights (6) are not 2-D".into()),
+        };
+        if peephole && projection && n_out != n_cell {
+            return Err(format!(
+                "peephole LSTM with a projection to {n_out} of {n_cell} cells: LiteRT's \
+                 integer kernel applies the peephole weights to the first {n_out} cells only \
+                 (lstm_eval.cc passes the output size as the peephole length)"
+            ));
+        }
+        Ok(Variant {
+            cifg,
+            peephole,
+            layer_norm,
+            projection,
+        })
+    }
 }
 
 /// Turns the generic fate of each integer-capable LSTM into a precise one.
@@ -435,6 +501,17 @@ struct IntegerLstm {
     y: usize,
 }
 
+/// Scale of the hidden value `o ∘ tanh(c)` (intermediate 4) when a projection reads it:
+/// symmetric over [-1, 1] (the product of a sigmoid and a tanh), zero point 0.
+pub const HIDDEN_SCALE: f32 = 1.0 / 127.0;
+
+/// Largest magnitude int8 parameters represent.
+fn max_abs(q: &QuantParams) -> f32 {
+    let zp = q.zero_point.first().copied().unwrap_or(0) as f32;
+    let s = q.scale.first().copied().unwrap_or(0.0);
+    (s * (-128.0 - zp)).abs().max((s * (127.0 - zp)).abs())
+}
+
 impl IntegerLstm {
     /// Quantizes every operand; returns the state variables (with the operator).
     fn quantize(
@@ -444,20 +521,73 @@ impl IntegerLstm {
         report: &mut Report,
     ) -> Result<[(usize, usize); 2]> {
         let sg = &model.subgraphs[self.at.si];
-        let s_in = sg.tensors[self.x]
+        let op = &sg.operators[self.at.oi];
+        let variant = Variant::of(model, self.at.si, op).map_err(|why| self.at.internal(&why))?;
+        let in_q = sg.tensors[self.x]
             .quant
-            .as_ref()
-            .map(|q| q.scale[0])
+            .clone()
             .ok_or_else(|| self.at.internal("input has no parameters"))?;
+        let s_in = in_q.scale[0];
         let out_q = sg.tensors[self.y]
             .quant
             .clone()
             .ok_or_else(|| self.at.internal("output has no parameters"))?;
-        let w_scale = self.quantize_weights(model, report)?;
-        self.quantize_biases(model, s_in, &w_scale, report)?;
+        let w = self.quantize_weights(model, report)?;
+        // Layer norm: coefficients int16 symmetric, the bias at s_norm · 2^-10.
+        let norm = if variant.layer_norm {
+            self.quantize_int16(model, &LAYER_NORMS, "layer norm", report)?
+        } else {
+            [None; 4]
+        };
+        let bias_scale: Vec<Option<f32>> = (0..4)
+            .map(|g| match norm[g] {
+                Some((_, s)) => Some(s * 2f32.powi(-10)),
+                None => w[INPUT_WEIGHTS[g]].map(|(_, s)| s_in * s),
+            })
+            .collect();
+        self.quantize_biases(model, &bias_scale, report)?;
+        let peep = if variant.peephole {
+            self.quantize_int16(model, &PEEPHOLES, "peephole", report)?
+        } else {
+            [None; 4]
+        };
+        let hidden_q = if variant.projection {
+            let hq = QuantParams::per_tensor(HIDDEN_SCALE, 0);
+            self.quantize_projection(model, HIDDEN_SCALE, report)?;
+            hq
+        } else {
+            out_q.clone()
+        };
         let states = self.quantize_states(model, ranges, &out_q, report)?;
-        self.add_intermediates(model, states[1].0, &out_q, report);
-        // Layer-norm, peephole and projection slots are absent (checked by the fate).
+        // Gate intermediates: Q3.12 without layer norm (the kernel fixes it); with layer
+        // norm the scale that holds the largest pre-normalisation value the quantized
+        // operands can produce (never saturates; the normalisation is scale-free).
+        let cell_scale = model.subgraphs[self.at.si].tensors[states[1].0]
+            .quant
+            .as_ref()
+            .map_or(0.0, |q| q.scale[0]);
+        let gate_q: Vec<QuantParams> = (0..4)
+            .map(|g| {
+                if !variant.layer_norm {
+                    return QuantParams::per_tensor(2f32.powi(-12), 0);
+                }
+                let bound = self.gate_bound(
+                    model,
+                    g,
+                    [max_abs(&in_q), max_abs(&out_q), cell_scale * 32768.0],
+                    &w,
+                    peep[g],
+                );
+                // A gate without operands (CIFG's input gate) is never read: Q3.12.
+                let s = if bound > 0.0 && bound.is_finite() {
+                    bound / 32767.0
+                } else {
+                    2f32.powi(-12)
+                };
+                QuantParams::per_tensor(s, 0)
+            })
+            .collect();
+        self.add_intermediates(model, states[1].0, &gate_q, &hidden_q, report);
         let op = &mut model.subgraphs[self.at.si].operators[self.at.oi];
         if let Some(fb::BuiltinOptions::UnidirectionalSequenceLstmOptions(o)) =
             &mut op.builtin_options
@@ -467,77 +597,207 @@ impl IntegerLstm {
         Ok(states)
     }
 
-    /// Weights: int8 symmetric, per tensor; returns each position's scale.
-    fn quantize_weights(&self, model: &mut Model, report: &mut Report) -> Result<[f32; 9]> {
-        let si = self.at.si;
-        let mut w_scale = [0f32; 9];
-        for pos in INPUT_WEIGHTS.into_iter().chain(RECURRENT_WEIGHTS) {
-            let t = self.at.input(model, pos, "missing gate weight")?;
-            let tensor = model.subgraphs[si].tensors[t].clone();
-            let values = math::f32_values(model.tensor_data(&tensor));
-            let ch = Channels::new(&tensor.shape, None);
-            let scales = math::symmetric_scales(&values, ch, 127.0);
-            let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
-            w_scale[pos] = scales[0];
-            let ni = new_const(
-                model,
-                si,
-                &tensor,
-                TensorType::Int8,
-                q.iter().map(|&v| v as u8).collect(),
-                QuantParams::per_tensor(scales[0], 0),
-            );
-            model.subgraphs[si].operators[self.at.oi].inputs[pos] = ni as i32;
-            record(
-                report,
-                si,
-                ni,
-                &model.subgraphs[si].tensors[ni],
-                "weight",
-                None,
-            );
+    /// The largest |pre-activation| of gate `g` (0 input, 1 forget, 2 cell, 3 output)
+    /// before layer norm: `max_row Σ|w_in|·max|x| + Σ|w_rec|·max|h| + |p|·max|c|` over
+    /// the quantized weights; `max_abs` = [input, output state, cell].
+    fn gate_bound(
+        &self,
+        model: &Model,
+        g: usize,
+        max_abs: [f32; 3],
+        w: &[Option<(usize, f32)>; 9],
+        peep: Option<(usize, f32)>,
+    ) -> f32 {
+        let sg = &model.subgraphs[self.at.si];
+        let rows = |t: usize, s: f32| -> Vec<f32> {
+            let tensor = &sg.tensors[t];
+            let cols = tensor.shape.last().copied().unwrap_or(1).max(1) as usize;
+            let data = model.tensor_data(tensor);
+            let vals: Vec<f32> = match tensor.dtype {
+                TensorType::Int16 => data
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 * s)
+                    .collect(),
+                _ => data.iter().map(|&b| (b as i8) as f32 * s).collect(),
+            };
+            let cols = if tensor.shape.len() == 1 { 1 } else { cols };
+            vals.chunks(cols)
+                .map(|r| r.iter().map(|v| v.abs()).sum())
+                .collect()
+        };
+        let mut total: Vec<f32> = Vec::new();
+        let mut add = |v: Vec<f32>, m: f32| {
+            if total.is_empty() {
+                total = vec![0.0; v.len()];
+            }
+            for (t, x) in total.iter_mut().zip(v) {
+                *t += x * m;
+            }
+        };
+        if let Some((t, s)) = w[INPUT_WEIGHTS[g]] {
+            add(rows(t, s), max_abs[0]);
         }
-        Ok(w_scale)
+        if let Some((t, s)) = w[RECURRENT_WEIGHTS[g]] {
+            add(rows(t, s), max_abs[1]);
+        }
+        if let Some((t, s)) = peep {
+            add(rows(t, s), max_abs[2]);
+        }
+        total.into_iter().fold(0.0, f32::max)
     }
 
-    /// Gate biases: int32 at s_input × s_input_to_gate_weight.
-    fn quantize_biases(
+    /// Gate weights: int8 symmetric, per tensor; returns each present position's new
+    /// tensor and scale (CIFG: 1 and 5 absent).
+    fn quantize_weights(
         &self,
         model: &mut Model,
-        s_in: f32,
-        w_scale: &[f32; 9],
         report: &mut Report,
-    ) -> Result<()> {
+    ) -> Result<[Option<(usize, f32)>; 9]> {
         let si = self.at.si;
-        for (k, pos) in BIASES.into_iter().enumerate() {
-            let t = self.at.input(model, pos, "missing gate bias")?;
+        let mut w = [None; 9];
+        for pos in INPUT_WEIGHTS.into_iter().chain(RECURRENT_WEIGHTS) {
+            let op = &model.subgraphs[si].operators[self.at.oi];
+            if input(op, pos).is_none() && (pos == 1 || pos == 5) {
+                continue;
+            }
+            let t = self.at.input(model, pos, "missing gate weight")?;
+            w[pos] = Some(self.quantize_int8(model, t, pos, "weight", report));
+        }
+        Ok(w)
+    }
+
+    /// Replaces input `pos` (float tensor `t`) by an int8 symmetric per-tensor copy.
+    fn quantize_int8(
+        &self,
+        model: &mut Model,
+        t: usize,
+        pos: usize,
+        role: &str,
+        report: &mut Report,
+    ) -> (usize, f32) {
+        let si = self.at.si;
+        let tensor = model.subgraphs[si].tensors[t].clone();
+        let values = math::f32_values(model.tensor_data(&tensor));
+        let ch = Channels::new(&tensor.shape, None);
+        let scales = math::symmetric_scales(&values, ch, 127.0);
+        let q = math::quantize_symmetric(&values, ch, &scales, 127.0);
+        let ni = new_const(
+            model,
+            si,
+            &tensor,
+            TensorType::Int8,
+            q.iter().map(|&v| v as u8).collect(),
+            QuantParams::per_tensor(scales[0], 0),
+        );
+        self.at.set_input(model, pos, ni);
+        record(report, si, ni, &model.subgraphs[si].tensors[ni], role, None);
+        (ni, scales[0])
+    }
+
+    /// Peephole weights or layer-norm coefficients (`positions`, one per gate, absent
+    /// ones skipped): int16 symmetric per tensor, as TF's quantizer writes them.
+    fn quantize_int16(
+        &self,
+        model: &mut Model,
+        positions: &[Option<usize>; 4],
+        role: &str,
+        report: &mut Report,
+    ) -> Result<[Option<(usize, f32)>; 4]> {
+        let si = self.at.si;
+        let mut out = [None; 4];
+        for (g, &pos) in positions.iter().enumerate() {
+            let Some(pos) = pos else { continue };
+            let Some(t) = input(&model.subgraphs[si].operators[self.at.oi], pos) else {
+                continue;
+            };
             let tensor = model.subgraphs[si].tensors[t].clone();
+            if tensor.dtype != TensorType::Float32 || !model.is_constant(&tensor) {
+                return Err(self
+                    .at
+                    .internal(&format!("{role} operand {pos} is not float32")));
+            }
             let values = math::f32_values(model.tensor_data(&tensor));
-            let s = s_in * w_scale[INPUT_WEIGHTS[k]];
-            let lim = i32::MAX as f64;
+            let m = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = if m > 0.0 { m / 32767.0 } else { 1.0 };
             let q: Vec<u8> = values
                 .iter()
-                .flat_map(|&b| {
-                    ((b as f64 / s as f64).round().clamp(-lim, lim) as i32).to_le_bytes()
-                })
+                .flat_map(|&v| ((v / s).round().clamp(-32767.0, 32767.0) as i16).to_le_bytes())
                 .collect();
             let ni = new_const(
                 model,
                 si,
                 &tensor,
-                TensorType::Int32,
+                TensorType::Int16,
                 q,
                 QuantParams::per_tensor(s, 0),
             );
-            model.subgraphs[si].operators[self.at.oi].inputs[pos] = ni as i32;
-            record(
-                report,
-                si,
-                ni,
-                &model.subgraphs[si].tensors[ni],
-                "bias",
-                None,
-            );
+            self.at.set_input(model, pos, ni);
+            record(report, si, ni, &model.subgraphs[si].tensors[ni], role, None);
+            out[g] = Some((ni, s));
+        }
+        Ok(out)
+    }
+
+    /// Gate biases (absent ones skipped: CIFG): int32 at `scale[g]` (s_input ×
+    /// s_input_to_gate_weight, or s_norm × 2^-10 with layer norm).
+    fn quantize_biases(
+        &self,
+        model: &mut Model,
+        scale: &[Option<f32>],
+        report: &mut Report,
+    ) -> Result<()> {
+        for (k, pos) in BIASES.into_iter().enumerate() {
+            if input(&model.subgraphs[self.at.si].operators[self.at.oi], pos).is_none() && k == 0 {
+                continue;
+            }
+            let t = self.at.input(model, pos, "missing gate bias")?;
+            let s = scale[k].ok_or_else(|| self.at.internal("gate bias without a scale"))?;
+            self.quantize_int32(model, t, pos, s, report);
+        }
+        Ok(())
+    }
+
+    /// Replaces input `pos` (float tensor `t`) by int32 at scale `s`.
+    fn quantize_int32(&self, model: &mut Model, t: usize, pos: usize, s: f32, report: &mut Report) {
+        let si = self.at.si;
+        let tensor = model.subgraphs[si].tensors[t].clone();
+        let values = math::f32_values(model.tensor_data(&tensor));
+        let lim = i32::MAX as f64;
+        let q: Vec<u8> = values
+            .iter()
+            .flat_map(|&b| ((b as f64 / s as f64).round().clamp(-lim, lim) as i32).to_le_bytes())
+            .collect();
+        let ni = new_const(
+            model,
+            si,
+            &tensor,
+            TensorType::Int32,
+            q,
+            QuantParams::per_tensor(s, 0),
+        );
+        self.at.set_input(model, pos, ni);
+        record(
+            report,
+            si,
+            ni,
+            &model.subgraphs[si].tensors[ni],
+            "bias",
+            None,
+        );
+    }
+
+    /// Projection: int8 symmetric weights (16), the optional bias (17) int32 at
+    /// `s_projection × s_hidden`.
+    fn quantize_projection(
+        &self,
+        model: &mut Model,
+        s_hidden: f32,
+        report: &mut Report,
+    ) -> Result<()> {
+        let t = self.at.input(model, 16, "missing projection weights")?;
+        let (_, s) = self.quantize_int8(model, t, 16, "weight", report);
+        if let Some(b) = input(&model.subgraphs[self.at.si].operators[self.at.oi], 17) {
+            self.quantize_int32(model, b, 17, s * s_hidden, report);
         }
         Ok(())
     }
@@ -580,13 +840,14 @@ impl IntegerLstm {
         Ok([(h, oi), (c, oi)])
     }
 
-    /// Intermediates: gates at 2^-12 (fixed by the kernel without layer norm), then the
-    /// hidden value with the output's parameters.
+    /// Intermediates: the four gates (int16, `gate_q`), then the hidden value (int8,
+    /// `hidden_q`: the output's parameters without projection).
     fn add_intermediates(
         &self,
         model: &mut Model,
         cell: usize,
-        out_q: &QuantParams,
+        gate_q: &[QuantParams],
+        hidden_q: &QuantParams,
         report: &mut Report,
     ) {
         let si = self.at.si;
@@ -603,13 +864,9 @@ impl IntegerLstm {
         .iter()
         .enumerate()
         {
-            let (dtype, qp) = if i < 4 {
-                (
-                    TensorType::Int16,
-                    QuantParams::per_tensor(2f32.powi(-12), 0),
-                )
-            } else {
-                (TensorType::Int8, out_q.clone())
+            let (dtype, qp) = match gate_q.get(i) {
+                Some(q) => (TensorType::Int16, q.clone()),
+                None => (TensorType::Int8, hidden_q.clone()),
             };
             let mut t = Tensor::new(
                 format!("{name}/intermediate/{gate}"),
@@ -759,6 +1016,80 @@ mod tests {
         assert_eq!(cell_scale_exponent(3.0), -13);
         assert_eq!(cell_scale_exponent(64.0), -9);
         assert_eq!(cell_scale_exponent(65.0), -8);
+    }
+
+    /// A model with one LSTM reading a tensor at each position in `present` (shapes for
+    /// `cells` cells and `outputs` outputs), absent elsewhere.
+    fn lstm_with(present: &[usize], cells: i32, outputs: i32) -> Model {
+        let mut sg = crate::ir::Subgraph::default();
+        let mut inputs = vec![-1i32; 24];
+        for &pos in present {
+            let shape = match pos {
+                1..=4 => vec![cells, 8],
+                5..=8 => vec![cells, outputs],
+                16 => vec![outputs, cells],
+                17 | 18 => vec![1, outputs],
+                19 => vec![1, cells],
+                _ => vec![cells],
+            };
+            inputs[pos] = sg.add_tensor(Tensor::new(format!("t{pos}"), TensorType::Float32, shape));
+        }
+        let mut model = Model::default();
+        sg.operators
+            .push(crate::ir::Operator::new(0, inputs, vec![]));
+        model.subgraphs.push(sg);
+        model
+    }
+
+    #[test]
+    fn lstm_variants_are_recognised_and_malformed_ones_refused() {
+        let plain: Vec<usize> = (0..9).chain(12..16).chain(18..20).collect();
+        let with = |extra: &[usize], without: &[usize]| -> Vec<usize> {
+            plain
+                .iter()
+                .chain(extra)
+                .copied()
+                .filter(|p| !without.contains(p))
+                .collect()
+        };
+        let of = |present: &[usize], outputs: i32| {
+            let m = lstm_with(present, 32, outputs);
+            Variant::of(&m, 0, &m.subgraphs[0].operators[0])
+        };
+        let v = |cifg, peephole, layer_norm, projection| Variant {
+            cifg,
+            peephole,
+            layer_norm,
+            projection,
+        };
+        assert_eq!(of(&plain, 32), Ok(v(false, false, false, false)));
+        assert_eq!(
+            of(&with(&[], &[1, 5, 12]), 32),
+            Ok(v(true, false, false, false))
+        );
+        assert_eq!(
+            of(&with(&[9, 10, 11], &[]), 32),
+            Ok(v(false, true, false, false))
+        );
+        assert_eq!(
+            of(&with(&[10, 11, 21, 22, 23], &[1, 5, 12]), 32),
+            Ok(v(true, true, true, false))
+        );
+        assert_eq!(of(&with(&[16], &[]), 10), Ok(v(false, false, false, true)));
+        // Projecting to every cell keeps the peepholes whole.
+        assert_eq!(
+            of(&with(&[9, 10, 11, 16, 17], &[]), 32),
+            Ok(v(false, true, false, true))
+        );
+        let err = |present: &[usize], outputs: i32| of(present, outputs).unwrap_err();
+        assert!(err(&with(&[9, 10, 11, 16, 17], &[]), 10).contains("first 10 cells only"));
+        assert!(err(&with(&[], &[5]), 32).contains("input gate"));
+        assert!(err(&with(&[], &[1]), 32).contains("input gate"));
+        assert!(err(&with(&[9, 10], &[]), 32).contains("incomplete peephole"));
+        assert!(err(&with(&[10, 11], &[]), 32).contains("incomplete peephole"));
+        assert!(err(&with(&[21, 22, 23], &[]), 32).contains("incomplete layer-norm"));
+        assert!(err(&with(&[20, 22, 23], &[]), 32).contains("incomplete layer-norm"));
+        assert!(err(&with(&[17], &[]), 32).contains("projection bias"));
     }
 
     #[test]
