@@ -312,8 +312,8 @@ fn check_floor(ctx: &str, fm: &Model, qm: &Model, inputs: &[tflquant::data::Arra
     let p = noise::predict(fm, qm, inputs, 0x5eed);
     eprintln!(
         "{ctx}: SQNR {s:.2} dB, predicted {:.2} dB, floor {:.2} dB (allowance {:.2} dB; \
-         {} noise sources, {} LSTMs)",
-        p.sqnr_db, p.floor_db, p.allowance_db, p.sources, p.lstms
+         {} activations, {} constants, {} LSTMs)",
+        p.sqnr_db, p.floor_db, p.allowance_db, p.sources, p.weights, p.lstms
     );
     assert!(
         s >= p.floor_db,
