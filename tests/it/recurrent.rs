@@ -9,7 +9,7 @@ use tflquant::data::read_npy;
 use tflquant::fb::{BuiltinOperator as Op, TensorType};
 use tflquant::ir::Model;
 
-use crate::common::noise;
+use crate::common::noise::check_floor;
 use crate::common::*;
 use crate::interp::run_ours;
 
@@ -302,24 +302,6 @@ fn check_model(dir: &std::path::Path, file: &str, stem: &str, labels: &str, mode
     assert!(
         worst <= 1e-6,
         "{file}: interpreter vs LiteRT differ by {worst}"
-    );
-}
-
-/// The SQNR floor derived from the quantized model's steps (`common::noise`): the
-/// measured SQNR `s` (LiteRT, quantized vs float, the held-out samples) is at least the
-/// noise model's prediction less its statistical allowance.
-fn check_floor(ctx: &str, fm: &Model, qm: &Model, inputs: &[tflquant::data::Array], s: f64) {
-    let p = noise::predict(fm, qm, inputs, 0x5eed);
-    eprintln!(
-        "{ctx}: SQNR {s:.2} dB, predicted {:.2} dB, floor {:.2} dB (allowance {:.2} dB; \
-         {} activations, {} constants, {} LSTMs)",
-        p.sqnr_db, p.floor_db, p.allowance_db, p.sources, p.weights, p.lstms
-    );
-    assert!(
-        s >= p.floor_db,
-        "{ctx}: SQNR {s:.2} dB below the floor {:.2} dB its steps give (predicted {:.2} dB)",
-        p.floor_db,
-        p.sqnr_db
     );
 }
 
