@@ -9,6 +9,7 @@ use tflquant::data::read_npy;
 use tflquant::fb::{BuiltinOperator as Op, TensorType};
 use tflquant::ir::Model;
 
+use crate::common::noise::check_floor;
 use crate::common::*;
 use crate::interp::run_ours;
 
@@ -32,21 +33,6 @@ const MODELS: [(&str, &str, &str); 5] = [
         "digits_qat",
         "digits_qat.test_labels.npy",
     ),
-];
-
-/// Output SQNR floors on LiteRT (quantized vs float on the held-out data), dB, per model
-/// (as in [`MODELS`]) for int8 and int16x8. These are measured floors, not derived ones:
-/// each is the SQNR measured when the floor was written less 6 dB (one bit of int8
-/// resolution), so a regression of a whole bit fails. Measured (int8, int16x8): lstm_seq
-/// 48.9, 50.5; lstm_gru 41.7, 42.3; lstm_digits 35.4, 35.3; gru_digits 33.6 (32.7 with a
-/// float loop boundary), 50.3; lstm_gru_digits 40.9 (26.1 while LiteRT's XNNPACK read the
-/// LSTM's state variable before the LSTM ran), 42.6.
-const FLOORS: [(f64, f64); 5] = [
-    (42.9, 44.5),
-    (35.7, 36.3),
-    (29.4, 29.3),
-    (27.6, 44.3),
-    (34.9, 36.6),
 ];
 
 /// The WHILE of a quantized model (subgraph 0) carries every float32 position as an
@@ -185,21 +171,14 @@ fn check_hybrid(m: &Model, file: &str) {
 #[test]
 fn recurrent_models_are_integer_accurate_and_run_like_litert() {
     let dir = tempfile::tempdir().unwrap();
-    for (k, (file, stem, labels)) in MODELS.into_iter().enumerate() {
-        for (mode, floor) in [("int8", FLOORS[k].0), ("int16x8", FLOORS[k].1)] {
-            check_model(dir.path(), file, stem, labels, mode, floor);
+    for (file, stem, labels) in MODELS {
+        for mode in ["int8", "int16x8"] {
+            check_model(dir.path(), file, stem, labels, mode);
         }
     }
 }
 
-fn check_model(
-    dir: &std::path::Path,
-    file: &str,
-    stem: &str,
-    labels: &str,
-    mode: &str,
-    floor: f64,
-) {
+fn check_model(dir: &std::path::Path, file: &str, stem: &str, labels: &str, mode: &str) {
     let labels = read_npy(testdata(labels)).unwrap().data.to_f64();
     let input = testdata(file);
     let out = dir.join(format!("{mode}.{file}"));
@@ -287,7 +266,7 @@ fn check_model(
     let q = litert_run(&out, &inputs).unwrap_or_else(|e| panic!("{file} int8: {e}"));
     let (f, q) = (f[0].data.to_f64(), q[0].data.to_f64());
     let s = sqnr_db(&f, &q); // panics on a NaN
-    assert!(s >= floor, "{file} {mode}: SQNR {s:.1} dB < {floor} dB");
+    check_floor(&format!("{file} {mode}"), &fm, &qm, &inputs, s);
     let (af, aq) = (top1_accuracy(&f, &labels), top1_accuracy(&q, &labels));
     assert!(
         aq >= af - 0.01,
@@ -419,11 +398,10 @@ fn while_loop_carries_integers() {
     let inputs = synthetic_inputs(&fm, 32, 8);
     let f = litert_run(&input, &inputs).unwrap();
     let f = f[0].data.to_f64();
-    // (mode, dtype, output step, SQNR floor): measured 33.5 and 43.0 dB; floors 6 dB lower
-    // (measured floors).
-    for (mode, dtype, step, floor) in [
-        ("int8", TensorType::Int8, 1.0 / 128.0, 27.5),
-        ("int16x8", TensorType::Int16, 1e-4, 37.0),
+    // (mode, dtype, output step); the SQNR floors derived from the steps (`check_floor`).
+    for (mode, dtype, step) in [
+        ("int8", TensorType::Int8, 1.0 / 128.0),
+        ("int16x8", TensorType::Int16, 1e-4),
     ] {
         let out = dir.path().join(format!("{mode}.tflite"));
         let (code, _, err) = quantize_run(
@@ -437,7 +415,7 @@ fn while_loop_carries_integers() {
         let q = litert_run(&out, &inputs).unwrap_or_else(|e| panic!("{mode}: {e}"));
         let q = q[0].data.to_f64();
         let s = sqnr_db(&f, &q);
-        assert!(s >= floor, "{mode}: SQNR {s:.1} dB < {floor}");
+        check_floor(&format!("while_loop {mode}"), &fm, &qm, &inputs, s);
         let ours = run_ours(&qm, &inputs);
         let n = q.len() / ours.len();
         let mut worst = 0f64;

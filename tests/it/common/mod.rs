@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod noise;
+
 use tflquant::data::{self, Array, ArrayData};
 use tflquant::fb::TensorType;
 use tflquant::ir::Model;
