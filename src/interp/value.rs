@@ -69,6 +69,11 @@ impl Data {
         self.len() == 0
     }
 
+    /// Bytes the elements take in memory.
+    pub fn byte_len(&self) -> usize {
+        each_data!(self, v => std::mem::size_of_val(v.as_slice()))
+    }
+
     /// The TFLite element type this data holds.
     pub fn dtype(&self) -> TensorType {
         match self {
