@@ -208,7 +208,10 @@ pub(crate) fn conv2d_fast_into(
         );
     } else {
         // im2col row r = (b, oy, ox): the window's taps (ky, kx, c), zeros where padded.
-        let mut cols = vec![0f32; m * k];
+        // Every element is written: the buffer is this thread's from the last call.
+        let mut cols = COLS.with(|c| c.take());
+        cols.resize(m * k, 0.0);
+        cols.truncate(m * k);
         let row_len = g.w.output * k;
         cols.par_chunks_mut(row_len.max(1))
             .enumerate()
@@ -225,12 +228,25 @@ pub(crate) fn conv2d_fast_into(
             epi,
             packed,
         );
+        if cols.capacity() <= KEEP_COLS {
+            COLS.with(|c| c.replace(cols));
+        }
     }
     out
 }
 
+thread_local! {
+    /// The im2col buffer of the last CONV_2D this thread ran, reused by the next (a new
+    /// one of a few MB per call costs its page faults each time). Taken out while in
+    /// use, so a nested call on the same thread (rayon) allocates its own.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest im2col buffer (in values) kept per thread: 16 MiB.
+const KEEP_COLS: usize = 4 << 20;
+
 /// Fills the im2col rows of output row `r` = (batch, oy) (`rows`: one row of
-/// `kh·kw·in_c` taps per output pixel, zeros where padded, left untouched): the taps
+/// `kh·kw·in_c` taps per output pixel, zeros where padded; every element written): the taps
 /// of one filter row whose sources are adjacent in the input (stride along the window
 /// 1: no dilation) are one copy of `n·in_c` values, not `n` copies of `in_c` (the first
 /// layer of an image model has 3 channels: a call to `memcpy` per 12 bytes).
@@ -241,10 +257,15 @@ fn im2col_row(g: &ConvGeom, x: &[f32], r: usize, rows: &mut [f32]) {
     for ox in 0..g.w.output {
         let dst = &mut rows[ox * k..(ox + 1) * k];
         for ky in 0..kh {
-            let Some(iy) = g.h.src(oy, ky) else { continue };
+            let Some(iy) = g.h.src(oy, ky) else {
+                dst[ky * kw * c..(ky + 1) * kw * c].fill(0.0);
+                continue;
+            };
             let mut kx = 0;
             while kx < kw {
                 let Some(ix) = g.w.src(ox, kx) else {
+                    let d = (ky * kw + kx) * c;
+                    dst[d..d + c].fill(0.0);
                     kx += 1;
                     continue;
                 };
@@ -947,8 +968,9 @@ mod tests {
         }
     }
 
-    /// Copying adjacent taps at once fills exactly the rows the per-tap copy fills:
-    /// SAME and VALID padding, strides, dilation, 1 and 3 channels, odd sizes.
+    /// Copying adjacent taps at once (and zeros where padded) gives exactly the rows the
+    /// per-tap copy gives in zeroed rows: SAME and VALID padding, strides, dilation, 1
+    /// and 3 channels, odd sizes.
     #[test]
     fn im2col_runs_fill_what_per_tap_copies_fill() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(12);
@@ -973,8 +995,8 @@ mod tests {
                 let x = rand_vec(&mut rng, 2 * ih * iw * c);
                 let len = g.w.output * k * k * c;
                 for r in 0..g.batch * g.h.output {
-                    // Stale NaNs where nothing is copied must stay in both.
-                    let (mut a, mut b) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                    // Stale NaNs in the reused buffer must all be overwritten.
+                    let (mut a, mut b) = (vec![f32::NAN; len], vec![0.0; len]);
                     im2col_row(&g, &x, r, &mut a);
                     im2col_row_reference(&g, &x, r, &mut b);
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
