@@ -257,12 +257,69 @@ impl Collector {
     }
 }
 
+/// Which float outputs a calibration run keeps for a later comparison with the
+/// quantized model (`quantize`'s closing SQNR check): those of the first `samples`
+/// samples, as long as they take at most `max_bytes` together. The default keeps none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepOutputs {
+    pub samples: usize,
+    pub max_bytes: usize,
+}
+
+/// The float model's outputs on the first samples of a calibration run, in sample
+/// order: the values [`Interpreter::run`] returns for them, bit for bit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatOutputs(pub Vec<Vec<Value>>);
+
+/// What the workers of one calibration run keep of [`KeepOutputs`].
+#[derive(Default)]
+struct Kept {
+    want: KeepOutputs,
+    outputs: Vec<(usize, Vec<Value>)>,
+    bytes: usize,
+    /// The budget was exceeded: nothing is handed back.
+    over: bool,
+}
+
+impl Kept {
+    /// Keeps the outputs of sample `i` if wanted and within the budget.
+    fn offer(&mut self, i: usize, outputs: Vec<Value>) {
+        if i >= self.want.samples || self.over {
+            return;
+        }
+        let bytes: usize = outputs.iter().map(|v| v.data.byte_len()).sum();
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.want.max_bytes {
+            self.over = true;
+            self.outputs = Vec::new();
+            return;
+        }
+        self.outputs.push((i, outputs));
+    }
+
+    /// The outputs of samples `0..min(samples, total)`, in order; `None` if any is
+    /// missing or the budget was exceeded.
+    fn take(&mut self, total: usize) -> Option<FloatOutputs> {
+        let want = self.want.samples.min(total);
+        let mut outputs = std::mem::take(&mut self.outputs);
+        if self.over || want == 0 || outputs.len() != want {
+            return None;
+        }
+        outputs.sort_by_key(|(i, _)| *i);
+        if outputs.iter().enumerate().any(|(k, (i, _))| k != *i) {
+            return None;
+        }
+        Some(FloatOutputs(outputs.into_iter().map(|(_, v)| v).collect()))
+    }
+}
+
 /// Collects statistics of every float tensor over samples on the reference
 /// interpreter, streaming.
 pub struct Calibrator<'m> {
     interp: Interpreter<'m>,
     collector: Collector,
     stream_ranges: StreamRanges,
+    kept: Kept,
 }
 
 impl<'m> Calibrator<'m> {
@@ -271,7 +328,30 @@ impl<'m> Calibrator<'m> {
             interp: Interpreter::new(model)?,
             collector: Collector::new(kind),
             stream_ranges: StreamRanges::default(),
+            kept: Kept::default(),
         })
+    }
+
+    /// Keeps the float outputs of the first samples [`Calibrator::add_samples`] runs
+    /// (see [`KeepOutputs`]; none by default), for [`Calibrator::take_outputs`]. Models
+    /// with state that survives a run keep none: their outputs depend on the reset
+    /// policy of the run that made them.
+    pub fn keep_outputs(&mut self, keep: KeepOutputs) {
+        if crate::interp::state::is_stateful(self.interp.model()) {
+            return;
+        }
+        self.kept = Kept {
+            want: keep,
+            ..Kept::default()
+        };
+    }
+
+    /// The outputs kept by [`Calibrator::keep_outputs`] of the first samples of the
+    /// last [`Calibrator::add_samples`] (`min(samples, run)` of them), once; `None`
+    /// when none were asked for, the budget was exceeded, or the run ended early.
+    pub fn take_outputs(&mut self) -> Option<FloatOutputs> {
+        let total = self.collector.samples();
+        self.kept.take(total)
     }
 
     /// How `minmax` ranges tensors when [`Calibrator::add_samples`] finds the samples
@@ -343,7 +423,8 @@ impl<'m> Calibrator<'m> {
             if seq.starts_sequence(i) {
                 self.interp.reset_state();
             }
-            self.add_sample(&s?)?;
+            let outputs = run_sample(&mut self.interp, &mut self.collector, &s?)?;
+            self.kept.offer(i, outputs);
             progress(i + 1, total);
         }
         Ok(())
@@ -372,6 +453,7 @@ impl<'m> Calibrator<'m> {
         let (done_tx, done_rx) = channel::<(usize, Result<()>)>();
         let stop = AtomicBool::new(false);
         let collected: Mutex<Vec<Collector>> = Mutex::new(Vec::with_capacity(workers));
+        let kept = Mutex::new(&mut self.kept);
         let mut first_err: Option<(usize, Error)> = None;
         let mut done = 0usize;
         let mut note = |(i, r): (usize, Result<()>), first_err: &mut Option<(usize, Error)>| match r
@@ -394,8 +476,8 @@ impl<'m> Calibrator<'m> {
             for _ in 0..workers {
                 let interp = own.take();
                 let fork = if interp.is_none() { forks.pop() } else { None };
-                let (work_rx, done_tx, stop, collected) =
-                    (&work_rx, done_tx.clone(), &stop, &collected);
+                let (work_rx, done_tx, stop, collected, kept) =
+                    (&work_rx, done_tx.clone(), &stop, &collected, &kept);
                 scope.spawn(move |_| {
                     let mut fresh = fork;
                     let mut interp = interp.or(fresh.as_mut());
@@ -414,7 +496,11 @@ impl<'m> Calibrator<'m> {
                         if stop.load(Ordering::Relaxed) {
                             continue;
                         }
-                        let r = run_sample(interp, &mut collector, &inputs);
+                        let r = run_sample(interp, &mut collector, &inputs).map(|outputs| {
+                            if let Ok(mut k) = kept.lock() {
+                                k.offer(i, outputs);
+                            }
+                        });
                         let _ = done_tx.send((i, r));
                     }
                     if let Ok(mut c) = collected.lock() {
@@ -467,7 +553,7 @@ impl<'m> Calibrator<'m> {
     /// Runs one sample and folds every float tensor value into its statistics. A tensor
     /// seen several times in one sample (a loop body) is folded once per occurrence.
     pub fn add_sample(&mut self, inputs: &[Value]) -> Result<()> {
-        run_sample(&mut self.interp, &mut self.collector, inputs)
+        run_sample(&mut self.interp, &mut self.collector, inputs).map(drop)
     }
 
     /// The ranges collected so far.
@@ -488,15 +574,22 @@ pub fn carries_state(model: &Model, policy: crate::interp::ResetState) -> bool {
         }
 }
 
-/// Runs one sample on `interp` and folds every float tensor value into `collector`.
-fn run_sample(interp: &mut Interpreter, collector: &mut Collector, inputs: &[Value]) -> Result<()> {
+/// Runs one sample on `interp` and folds every float tensor value into `collector`;
+/// returns the model's outputs.
+fn run_sample(
+    interp: &mut Interpreter,
+    collector: &mut Collector,
+    inputs: &[Value],
+) -> Result<Vec<Value>> {
     let mut obs = |id: TensorId, v: &Value, keys: Option<KeyRange>| {
         collector.observe_keyed(id, v, keys);
         Flow::Continue
     };
-    interp.run_observed_ranged(inputs, &mut obs)?;
+    let outputs = interp
+        .run_observed_ranged(inputs, &mut obs)?
+        .ok_or_else(|| Error::Internal("a calibration run stopped unasked".into()))?;
     collector.end_sample();
-    Ok(())
+    Ok(outputs)
 }
 
 /// Calibrates `model` over every sample of `samples` (stateful models: see

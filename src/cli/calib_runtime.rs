@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tflquant::calib::{ObserverKind, Ranges, Samples};
+use tflquant::calib::{FloatOutputs, KeepOutputs, ObserverKind, Ranges, Samples};
 use tflquant::error::Loc;
 use tflquant::interp::{self, UnsupportedOp};
 use tflquant::litert::{LiteRt, LoadOptions, OpenOptions};
@@ -86,33 +86,48 @@ const WAYS_OUT: &str = "ways out: `--calibration-runtime litert --litert-lib PAT
      build that registers these operators, or ranges collected elsewhere via `--ranges \
      ranges.json` (custom operators stay float in the quantized model either way)";
 
-/// Calibrates `model` over `data` on the runtime chosen by `rt`; returns the ranges and
-/// the runtime that collected them.
+/// What [`calibrate`] hands back.
+pub struct Calibrated {
+    pub ranges: Ranges,
+    /// The runtime that collected them.
+    pub runtime: RuntimeArg,
+    /// The float outputs asked for by [`KeepOutputs`] (reference interpreter only).
+    pub float_outputs: Option<FloatOutputs>,
+}
+
+/// Calibrates `model` over `data` on the runtime chosen by `rt`, keeping the float
+/// outputs `keep` asks for when the reference interpreter runs.
 pub fn calibrate(
     model: &Model,
     data: &Path,
     data_args: &DataArgs,
     observer: &str,
     rt: &CalibRuntimeArgs,
-) -> Result<(Ranges, RuntimeArg)> {
+    keep: KeepOutputs,
+) -> Result<Calibrated> {
     let runtime = rt.resolve(model, "collecting the ranges");
     let missing = interp::unsupported_ops(model);
     match runtime {
         RuntimeArg::Reference => {
-            let r = super::calibrate::calibrate_model(model, data, data_args, observer).map_err(
-                |e| match e {
-                    Error::Unsupported { at, what } if !missing.is_empty() => Error::Unsupported {
-                        at,
-                        what: format!(
-                            "{what}; `--calibration-runtime litert` (or `auto`) collects \
+            let (ranges, float_outputs) = super::calibrate::calibrate_model(
+                model, data, data_args, observer, keep,
+            )
+            .map_err(|e| match e {
+                Error::Unsupported { at, what } if !missing.is_empty() => Error::Unsupported {
+                    at,
+                    what: format!(
+                        "{what}; `--calibration-runtime litert` (or `auto`) collects \
                                  the ranges on LiteRT instead, or pass `--ranges ranges.json` \
                                  collected elsewhere"
-                        ),
-                    },
-                    e => e,
+                    ),
                 },
-            )?;
-            Ok((r, RuntimeArg::Reference))
+                e => e,
+            })?;
+            Ok(Calibrated {
+                ranges,
+                runtime: RuntimeArg::Reference,
+                float_outputs,
+            })
         }
         RuntimeArg::Litert => {
             let lite = LiteRt::load(&rt.load_options()).map_err(|e| {
@@ -163,7 +178,11 @@ pub fn calibrate(
                     e => e,
                 })?;
             pb.finish_and_clear();
-            Ok((r, RuntimeArg::Litert))
+            Ok(Calibrated {
+                ranges: r,
+                runtime: RuntimeArg::Litert,
+                float_outputs: None,
+            })
         }
     }
 }

@@ -181,13 +181,15 @@ pub fn log_timings(interp: &tflquant::interp::Interpreter) {
 }
 
 /// Calibrates `model` over the samples of `data` with a progress bar; shared by
-/// `calibrate` and `quantize --calibration`.
+/// `calibrate` and `quantize --calibration`. Also hands back the float outputs `keep`
+/// asks for (see [`calib::KeepOutputs`]).
 pub fn calibrate_model(
     model: &tflquant::Model,
     data: &std::path::Path,
     data_args: &DataArgs,
     observer: &str,
-) -> Result<calib::Ranges> {
+    keep: calib::KeepOutputs,
+) -> Result<(calib::Ranges, Option<calib::FloatOutputs>)> {
     let kind: ObserverKind = observer.parse()?;
     let samples = Samples::open(data, model, &data_args.sample_options()?)?;
     let total = samples.len();
@@ -196,25 +198,28 @@ pub fn calibrate_model(
     }
     let mut c = calib::Calibrator::new(model, kind)?;
     c.set_stream_ranges(data_args.state.stream_ranges()?);
+    c.keep_outputs(keep);
     c.interpreter()
         .set_timing(log::log_enabled!(log::Level::Info));
     let pb = progress_bar(total, "calibrating");
     c.add_samples(samples, &mut |_, _| pb.inc(1))?;
     pb.finish_and_clear();
     log_timings(c.interpreter());
-    Ok(c.ranges())
+    Ok((c.ranges(), c.take_outputs()))
 }
 
 pub fn run(a: Args) -> Result<()> {
     a.data_args.apply_threads()?;
     let model = tflquant::read_path(&a.model)?;
-    let (ranges, _) = super::calib_runtime::calibrate(
+    let ranges = super::calib_runtime::calibrate(
         &model,
         &a.data,
         &a.data_args,
         &a.observer,
         &a.calib_runtime,
-    )?;
+        calib::KeepOutputs::default(),
+    )?
+    .ranges;
     ranges.save(&a.output)?;
     log::info!(
         "wrote {} ranges ({} samples, observer {}) to {}",

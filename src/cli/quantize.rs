@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use tflquant::calib::Ranges;
 use tflquant::calib::samples::Samples;
+use tflquant::calib::{KeepOutputs, Ranges};
 use tflquant::quant::integer::Interface;
 use tflquant::quant::rounding::Rounding;
 use tflquant::quant::{self, Mode, Options};
@@ -367,26 +367,41 @@ pub fn run(a: Args) -> Result<()> {
     };
     // The runtime that calibrated, which --validate defaults to.
     let mut used = None;
+    // The float model's outputs on the closing check's samples, kept by calibration.
+    let mut kept = None;
     if opts.mode.is_integer() {
-        let mut calibrate = |m: &tflquant::Model, data: &std::path::Path| {
-            let (r, rt) = super::calib_runtime::calibrate(
+        let mut calibrate = |m: &tflquant::Model, data: &std::path::Path, keep| {
+            let c = super::calib_runtime::calibrate(
                 m,
                 data,
                 &a.data_args,
                 &a.observer,
                 &a.calib_runtime,
+                keep,
             )?;
-            used = Some(rt);
-            Ok::<_, Error>(r)
+            used = Some(c.runtime);
+            kept = c.float_outputs;
+            Ok::<_, Error>(c.ranges)
         };
         opts.ranges = match (&a.ranges, &a.calibration) {
             (Some(r), _) => Some(Ranges::load(r)?),
             (None, Some(data)) if opts.mode == Mode::Qat => {
                 // Calibrate the float graph the QAT pass leaves, so that indices line up.
                 let folded = quant::folded_for_calibration(&model, &opts)?;
-                Some(calibrate(&folded, data)?)
+                Some(calibrate(&folded, data, KeepOutputs::default())?)
             }
-            (None, Some(data)) => Some(calibrate(&model, data)?),
+            // The closing check compares with `model` on the first calibration samples.
+            (None, Some(data)) => {
+                let keep = KeepOutputs {
+                    samples: if a.target_sqnr.is_none() {
+                        CHECK_SAMPLES
+                    } else {
+                        0
+                    },
+                    max_bytes: KEEP_OUTPUT_BYTES,
+                };
+                Some(calibrate(&model, data, keep)?)
+            }
             // options() requires ranges for every integer mode but qat.
             (None, None) => None,
         };
@@ -435,7 +450,7 @@ pub fn run(a: Args) -> Result<()> {
     // --target-sqnr measured the result already (and printed it).
     if let (Some(data), Mode::Int8 | Mode::Int16x8 | Mode::Qat) = (&a.calibration, opts.mode)
         && a.target_sqnr.is_none()
-        && let Some(w) = calibration_check(&model, &out, data, &samples)
+        && let Some(w) = calibration_check(&model, &out, data, &samples, kept.as_ref())
     {
         eprintln!("warning: {w}");
         report.note(format!("warning: {w}"));
@@ -502,16 +517,23 @@ pub fn run(a: Args) -> Result<()> {
 const WARN_SQNR_DB: f64 = 10.0;
 /// Calibration samples the check runs (both models, reference interpreter).
 const CHECK_SAMPLES: usize = 32;
+/// Memory the float outputs kept from calibration for the check may take; beyond it
+/// the check runs the float model again.
+const KEEP_OUTPUT_BYTES: usize = 64 << 20;
 
 /// Runs the quantized model against the float one on (the first 32 of) the
 /// calibration samples with the reference interpreter; when an output's SQNR is below
 /// 10 dB (or not a number), says which and names the tensor adding the most error.
-/// A comparison that cannot run is skipped (logged): the model is written already.
+/// `float_outputs`: the float model's outputs on those samples, kept by calibration
+/// (the same interpreter on the same samples: the same values), so that only the
+/// quantized model runs. A comparison that cannot run is skipped (logged): the model
+/// is written already.
 fn calibration_check(
     float: &tflquant::ir::Model,
     quant: &tflquant::ir::Model,
     data: &std::path::Path,
     samples: &tflquant::calib::SampleOptions,
+    float_outputs: Option<&tflquant::calib::FloatOutputs>,
 ) -> Option<String> {
     use tflquant::compare::{self, Options as CompareOptions};
     let samples = tflquant::calib::SampleOptions {
@@ -531,8 +553,13 @@ fn calibration_check(
             tensors,
             ..Default::default()
         };
-        compare::compare(float, quant, data, &samples, &opts)
-            .map_err(|e| log::info!("the SQNR check on the calibration data did not run: {e}"))
+        let r = match float_outputs {
+            Some(f) if !tensors => {
+                compare::compare_with_float_outputs(float, quant, f, data, &samples)
+            }
+            _ => compare::compare(float, quant, data, &samples, &opts),
+        };
+        r.map_err(|e| log::info!("the SQNR check on the calibration data did not run: {e}"))
             .ok()
     };
     if !run(false)?.outputs.iter().any(|o| bad(o.sqnr_db)) {

@@ -97,8 +97,8 @@ pub struct Comparison<'m> {
     tensor_acc: Vec<Accumulator>,
     /// Tensors dropped at run time (element counts differ), with the reason.
     dropped: Vec<Option<String>>,
-    float: Runner<'m>,
-    quant: Runner<'m>,
+    /// `None` when the caller runs the models ([`Comparison::outputs_only`]).
+    runners: Option<(Runner<'m>, Runner<'m>)>,
     runtime: Runtime,
     litert: Option<LiteRtInfo>,
     tensors_requested: bool,
@@ -151,11 +151,34 @@ impl<'m> Comparison<'m> {
             tensors,
             listed,
             quant_candidates,
-            float: frun,
-            quant: qrun,
+            runners: Some((frun, qrun)),
             runtime: opts.runtime,
             litert,
             tensors_requested: opts.tensors,
+            samples: 0,
+        })
+    }
+
+    /// A comparison of the outputs only, whose values the caller computes on the
+    /// reference interpreter and hands to [`Comparison::add_outputs`] (e.g. the float
+    /// outputs kept by calibration). The same report as [`Comparison::new`] with
+    /// [`Runtime::Reference`] and no tensors, given the same values.
+    pub fn outputs_only(float: &'m Model, quant: &'m Model) -> Result<Comparison<'m>> {
+        let outputs = match_outputs(float, quant)?;
+        Ok(Comparison {
+            float_model: float,
+            quant_model: quant,
+            out_acc: vec![Accumulator::default(); outputs.len()],
+            tensor_acc: Vec::new(),
+            dropped: Vec::new(),
+            outputs,
+            tensors: Vec::new(),
+            listed: 0,
+            quant_candidates: 0,
+            runners: None,
+            runtime: Runtime::Reference,
+            litert: None,
+            tensors_requested: false,
             samples: 0,
         })
     }
@@ -172,8 +195,13 @@ impl<'m> Comparison<'m> {
 
     /// Resets the state of both models now (where a new sequence starts).
     pub fn reset_state(&mut self) -> Result<()> {
-        self.float.reset_state()?;
-        self.quant.reset_state()
+        match &mut self.runners {
+            Some((f, q)) => {
+                f.reset_state()?;
+                q.reset_state()
+            }
+            None => Ok(()),
+        }
     }
 
     /// Runs one sample through both models and folds the values into the metrics.
@@ -181,20 +209,14 @@ impl<'m> Comparison<'m> {
     /// (e.g. quantized for an integer input), as [`Samples`] yields them.
     pub fn add_sample(&mut self, float_inputs: &[Value], quant_inputs: &[Value]) -> Result<()> {
         let sample = self.samples;
-        let f = self.float.run(float_inputs)?;
-        let q = self.quant.run(quant_inputs)?;
-        for (k, pair) in self.outputs.iter().enumerate() {
-            let (i, j) = pair.output.unwrap_or((k, k));
-            let (Some(a), Some(b)) = (f.outputs.get(i), q.outputs.get(j)) else {
-                return Err(Error::Internal(format!("output {k} missing from a run")));
-            };
-            if let Err(why) = accumulate(pair, &mut self.out_acc[k], a, b) {
-                return Err(Error::Data(format!(
-                    "sample {sample}: output {k} ({:?}): {why}",
-                    pair.float.name
-                )));
-            }
-        }
+        let Some((float, quant)) = &mut self.runners else {
+            return Err(Error::Internal(
+                "a comparison of given outputs cannot run samples".into(),
+            ));
+        };
+        let f = float.run(float_inputs)?;
+        let q = quant.run(quant_inputs)?;
+        self.fold_outputs(&f.outputs, &q.outputs)?;
         for (k, pair) in self.tensors.iter().enumerate() {
             if self.dropped[k].is_some() {
                 continue;
@@ -210,6 +232,37 @@ impl<'m> Comparison<'m> {
             }
         }
         self.samples += 1;
+        Ok(())
+    }
+
+    /// Folds one sample's outputs of both models, computed by the caller, into the
+    /// metrics (a comparison made by [`Comparison::outputs_only`]).
+    pub fn add_outputs(&mut self, float: &[Value], quant: &[Value]) -> Result<()> {
+        if self.tensors_requested {
+            return Err(Error::Internal(
+                "a comparison of tensors needs both runs: use add_sample".into(),
+            ));
+        }
+        self.fold_outputs(float, quant)?;
+        self.samples += 1;
+        Ok(())
+    }
+
+    /// Folds the outputs of one sample (sample number `self.samples`).
+    fn fold_outputs(&mut self, f: &[Value], q: &[Value]) -> Result<()> {
+        let sample = self.samples;
+        for (k, pair) in self.outputs.iter().enumerate() {
+            let (i, j) = pair.output.unwrap_or((k, k));
+            let (Some(a), Some(b)) = (f.get(i), q.get(j)) else {
+                return Err(Error::Internal(format!("output {k} missing from a run")));
+            };
+            if let Err(why) = accumulate(pair, &mut self.out_acc[k], a, b) {
+                return Err(Error::Data(format!(
+                    "sample {sample}: output {k} ({:?}): {why}",
+                    pair.float.name
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -399,6 +452,51 @@ pub fn compare(
             c.reset_state()?;
         }
         c.add_sample(&a?, &b?)?;
+    }
+    Ok(c.report())
+}
+
+/// The outputs of [`compare`] (reference interpreter, no tensors) when the float
+/// model's outputs on the samples are known already (`float_outputs`, one entry per
+/// sample of `data` in order, e.g. kept by calibration: [`crate::calib::FloatOutputs`]):
+/// only the quantized model runs, several samples at once ([`runner::Parallel`]); the
+/// sums are folded in sample order, so the report is the one [`compare`] gives.
+pub fn compare_with_float_outputs(
+    float: &Model,
+    quant: &Model,
+    float_outputs: &crate::calib::FloatOutputs,
+    data: &Path,
+    samples: &SampleOptions,
+) -> Result<Report> {
+    let mut c = Comparison::outputs_only(float, quant)?;
+    let mut qs = Samples::open(data, quant, samples)?;
+    if qs.is_empty() {
+        return Err(Error::Data(format!("{}: no samples", data.display())));
+    }
+    if qs.len() != float_outputs.0.len() {
+        return Err(Error::Internal(format!(
+            "{}: {} samples for the quantized model, {} float outputs given",
+            data.display(),
+            qs.len(),
+            float_outputs.0.len()
+        )));
+    }
+    let mut runner = runner::Parallel::new(quant)?;
+    let mut float_outputs = float_outputs.0.iter();
+    loop {
+        let batch = qs
+            .by_ref()
+            .take(runner.workers())
+            .collect::<Result<Vec<_>>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        for q in runner.run(&batch) {
+            let f = float_outputs
+                .next()
+                .ok_or_else(|| Error::Internal("fewer float outputs than samples".into()))?;
+            c.add_outputs(f, &q?)?;
+        }
     }
     Ok(c.report())
 }

@@ -8,6 +8,8 @@
 //! * [`Runner::litert`]: the official LiteRT runtime through its C API. Tensors other than
 //!   outputs are read through a copy of the model that also outputs them
 //!   ([`crate::litert::with_extra_outputs`]), compiled once and run per sample.
+//! * [`Parallel`]: the reference interpreter, outputs only, several samples at once
+//!   (stateless models), for `quantize`'s closing check.
 //!
 //! Both carry state (resource variables) from one sample to the next as their runtime
 //! does, and reset it by the same [`ResetState`] policy: the interpreter by itself,
@@ -251,6 +253,45 @@ impl<'m> Runner<'m> {
                 Ok(Run { outputs, tensors })
             }
         }
+    }
+}
+
+/// A model on the reference interpreter running several samples at once, outputs only:
+/// one interpreter per thread of the rayon pool (forks sharing the decoded constants
+/// and packed weights), a single one for models with state that survives a run. Its
+/// reference twin is [`Runner::reference`], one sample after the other; every sample
+/// runs on an interpreter in its initial state, so the outputs are the same.
+pub struct Parallel<'m> {
+    interps: Vec<Interpreter<'m>>,
+}
+
+impl<'m> Parallel<'m> {
+    pub fn new(model: &'m Model) -> Result<Parallel<'m>> {
+        let first = Interpreter::new(model)?;
+        let n = if state::is_stateful(model) {
+            1
+        } else {
+            rayon::current_num_threads().max(1)
+        };
+        let mut interps: Vec<Interpreter> = (1..n).map(|_| first.fork()).collect();
+        interps.push(first);
+        Ok(Parallel { interps })
+    }
+
+    /// How many samples [`Parallel::run`] runs at once.
+    pub fn workers(&self) -> usize {
+        self.interps.len()
+    }
+
+    /// Runs the samples of `batch` (at most [`Parallel::workers`]; the rest is not
+    /// run) side by side; their outputs, or errors, in order.
+    pub fn run(&mut self, batch: &[Vec<Value>]) -> Vec<Result<Vec<Value>>> {
+        use rayon::prelude::*;
+        self.interps
+            .par_iter_mut()
+            .zip(batch.par_iter())
+            .map(|(interp, inputs)| interp.run(inputs))
+            .collect()
     }
 }
 

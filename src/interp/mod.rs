@@ -580,6 +580,9 @@ impl<'m> Interpreter<'m> {
             )));
         }
         let mut slots: Vec<Slot> = vec![None; sg.tensors.len()];
+        // Beside a quantized tensor an op wrote, its dequantized values (the reals its
+        // readers see), made while quantizing (see `store_outputs`).
+        let mut reals: Vec<Slot> = vec![None; sg.tensors.len()];
         for (ti, t) in sg.tensors.iter().enumerate() {
             if t.is_variable {
                 let id = TensorId {
@@ -604,7 +607,7 @@ impl<'m> Interpreter<'m> {
         for step in 0..n_ops {
             let oi = self.plans[si].order[step];
             let started = self.timing.is_some().then(Instant::now);
-            if !self.run_op(si, oi, &mut slots, observe)? {
+            if !self.run_op(si, oi, (&mut slots, &mut reals), observe)? {
                 return Ok(None);
             }
             if let (Some(t0), Some(tm)) = (started, self.timing.as_mut()) {
@@ -615,15 +618,18 @@ impl<'m> Interpreter<'m> {
             // Free values nobody reads any more.
             let plan = &self.plans[si];
             for &t in model.subgraphs[si].operators[oi].inputs.iter() {
-                if let Ok(t) = usize::try_from(t)
-                    && plan.last_use[t] == Some(step)
-                    && let Some(v) = slots[t].take()
-                    && let Ok(Value {
+                let Ok(t) = usize::try_from(t) else { continue };
+                if plan.last_use[t] != Some(step) {
+                    continue;
+                }
+                for v in [slots[t].take(), reals[t].take()].into_iter().flatten() {
+                    if let Ok(Value {
                         data: value::Data::F32(buf),
                         ..
                     }) = Arc::try_unwrap(v)
-                {
-                    self.buffers.give(buf);
+                    {
+                        self.buffers.give(buf);
+                    }
                 }
             }
         }
@@ -658,7 +664,7 @@ impl<'m> Interpreter<'m> {
         &mut self,
         si: usize,
         oi: usize,
-        slots: &mut [Slot],
+        (slots, reals): (&mut [Slot], &mut [Slot]),
         observe: &mut Observer,
     ) -> Result<bool> {
         let (b, name) = {
@@ -688,7 +694,7 @@ impl<'m> Interpreter<'m> {
                 exact8,
             )
         };
-        let owned = self.op_inputs(at, slots, raw_inputs)?;
+        let owned = self.op_inputs(at, (slots, reals), raw_inputs)?;
         let acc = self.want_ranges.then(KeyAcc::default);
         let results: Vec<Value> = match run {
             Some(Run::ControlFlow) => {
@@ -719,7 +725,7 @@ impl<'m> Interpreter<'m> {
                 if !Self::observe_trace(self.model, si, oi, &outs.trace, observe) {
                     return Ok(false);
                 }
-                if !self.store_state(si, oi, outs.state, slots, observe) {
+                if !self.store_state(si, oi, outs.state, (slots, reals), observe) {
                     return Ok(false);
                 }
                 outs.values
@@ -727,7 +733,7 @@ impl<'m> Interpreter<'m> {
         };
         let control_flow = matches!(run, Some(Run::ControlFlow));
         let keys = acc.as_ref().and_then(KeyAcc::range);
-        self.store_outputs(at, (control_flow, keys), results, slots, observe)
+        self.store_outputs(at, (control_flow, keys), results, (slots, reals), observe)
     }
 
     /// Shows the observer the per-step values a kernel traced for its inputs (the LSTM's
@@ -756,8 +762,14 @@ impl<'m> Interpreter<'m> {
     }
 
     /// The input values of an op, by position (absent optional inputs are `None`):
-    /// computed values (dequantized unless `raw`) or constants.
-    fn op_inputs(&self, at: OpAt, slots: &[Slot], raw: bool) -> Result<Vec<Option<Arc<Value>>>> {
+    /// computed values (dequantized unless `raw`: the reals kept beside them when
+    /// there are) or constants.
+    fn op_inputs(
+        &self,
+        at: OpAt,
+        (slots, reals): (&[Slot], &[Slot]),
+        raw: bool,
+    ) -> Result<Vec<Option<Arc<Value>>>> {
         let sg = &self.model.subgraphs[at.si];
         let op = &sg.operators[at.oi];
         let mut owned: Vec<Option<Arc<Value>>> = Vec::with_capacity(op.inputs.len());
@@ -768,6 +780,7 @@ impl<'m> Interpreter<'m> {
             };
             let tensor = &sg.tensors[t];
             let v = match &slots[t] {
+                Some(_) if !raw && reals[t].is_some() => reals[t].clone(),
                 Some(v) => {
                     match quantized(tensor).filter(|_| !raw && v.dtype() != TensorType::Float32) {
                         Some(q) => Some(Arc::new(value::dequantize(v, q).ok_or_else(|| {
@@ -801,7 +814,7 @@ impl<'m> Interpreter<'m> {
         si: usize,
         oi: usize,
         state: Vec<(usize, Value)>,
-        slots: &mut [Slot],
+        (slots, reals): (&mut [Slot], &mut [Slot]),
         observe: &mut Observer,
     ) -> bool {
         let sg = &self.model.subgraphs[si];
@@ -826,19 +839,23 @@ impl<'m> Interpreter<'m> {
             let v = Arc::new(v);
             self.variables.insert(id, v.clone());
             slots[t] = Some(v);
+            reals[t] = None;
         }
         true
     }
 
     /// Requantizes an op's results into its quantized outputs, checks their types
     /// (control flow returns what its subgraphs computed) and stores them; false when
-    /// the observer stopped the run.
+    /// the observer stopped the run. A float result requantized to 8 or 16 bits is
+    /// overwritten with its dequantized values in the same pass
+    /// ([`value::quantize_keeping_reals`]) and kept in `reals` for the readers, which
+    /// would dequantize the integers to the same bits.
     fn store_outputs(
         &self,
         at: OpAt,
         (control_flow, keys): (bool, Option<KeyRange>),
         results: Vec<Value>,
-        slots: &mut [Slot],
+        (slots, reals): (&mut [Slot], &mut [Slot]),
         observe: &mut Observer,
     ) -> Result<bool> {
         let sg = &self.model.subgraphs[at.si];
@@ -856,15 +873,25 @@ impl<'m> Interpreter<'m> {
             let tensor = &sg.tensors[t];
             // The kernel's key range is of its first output as computed (float).
             let keys = keys.filter(|_| pos == 0 && v.dtype() == TensorType::Float32);
+            let mut real = None;
             let v = match quantized(tensor) {
-                Some(q) if v.dtype() == TensorType::Float32 => value::quantize(&v, q, tensor.dtype)
-                    .ok_or_else(|| {
-                        Error::Data(format!(
-                            "{}: output {pos}: quantization parameters do not fit shape {:?}",
-                            at.loc(),
-                            v.shape
-                        ))
-                    })?,
+                Some(q) if v.dtype() == TensorType::Float32 => {
+                    let mut v = v;
+                    let (ints, kept) = value::quantize_keeping_reals(&mut v, q, tensor.dtype)
+                        .ok_or_else(|| {
+                            Error::Data(format!(
+                                "{}: output {pos}: quantization parameters do not fit shape {:?}",
+                                at.loc(),
+                                v.shape
+                            ))
+                        })?;
+                    if kept {
+                        real = Some(v);
+                    } else if let value::Data::F32(buf) = v.data {
+                        self.buffers.give(buf);
+                    }
+                    ints
+                }
                 _ => v,
             };
             let handle = tensor.dtype == TensorType::Resource && v.dtype() == TensorType::Int32;
@@ -881,8 +908,12 @@ impl<'m> Interpreter<'m> {
                 tensor: t,
             };
             let keys = keys.filter(|_| v.dtype() == TensorType::Float32);
+            reals[t] = None;
             match observe(id, &v, keys) {
-                Flow::Continue => slots[t] = Some(Arc::new(v)),
+                Flow::Continue => {
+                    slots[t] = Some(Arc::new(v));
+                    reals[t] = real.map(Arc::new);
+                }
                 Flow::Stop => return Ok(false),
                 Flow::Replace(r) => slots[t] = Some(Arc::new(r)),
             }

@@ -69,6 +69,11 @@ impl Data {
         self.len() == 0
     }
 
+    /// Bytes the elements take in memory.
+    pub fn byte_len(&self) -> usize {
+        each_data!(self, v => std::mem::size_of_val(v.as_slice()))
+    }
+
     /// The TFLite element type this data holds.
     pub fn dtype(&self) -> TensorType {
         match self {
@@ -441,6 +446,110 @@ pub fn quantize(v: &Value, q: &QuantParams, t: TensorType) -> Option<Value> {
     })
 }
 
+/// [`quantize`], also overwriting the float32 `v` with the dequantized result
+/// (`(q - zero_point) * scale`, the bits [`dequantize`] gives for the integers) in the
+/// same pass, when both take their fast paths (int8, uint8 and int16 targets, zero
+/// points in range): then `(integers, true)`. Otherwise `(quantize(v), false)` and `v`
+/// is unchanged. The simulation of a quantized model reads every requantized tensor
+/// back as reals; this spares each reader a dequantizing pass and a new buffer.
+pub fn quantize_keeping_reals(
+    v: &mut Value,
+    q: &QuantParams,
+    t: TensorType,
+) -> Option<(Value, bool)> {
+    let p = ParamIndex::new(q, &v.shape)?;
+    let (lo, hi) = quant_range(t)?;
+    let fast = matches!(t, TensorType::Int8 | TensorType::Uint8 | TensorType::Int16)
+        && p.zero_points_within(lo, hi);
+    let shape = v.shape.clone();
+    let x = match &mut v.data {
+        Data::F32(x) if fast => x,
+        _ => return quantize(v, q, t).map(|ints| (ints, false)),
+    };
+    let data = match t {
+        TensorType::Int8 => Data::I8(fake_quantize_blocks(x, &p, lo, hi)),
+        TensorType::Uint8 => Data::U8(fake_quantize_blocks(x, &p, lo, hi)),
+        _ => Data::I16(fake_quantize_blocks(x, &p, lo, hi)),
+    };
+    Some((Value { shape, data }, true))
+}
+
+/// [`quantize_blocks`] that also leaves the dequantized values in `x`.
+fn fake_quantize_blocks<T: Narrow>(x: &mut [f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    let run = if p.channels == 1 {
+        x.len().max(1)
+    } else {
+        p.inner.max(1)
+    };
+    for (b, chunk) in x.chunks_mut(run).enumerate() {
+        let (s, z) = p.at(b * run);
+        let q = QuantRun {
+            s,
+            z: z as i32,
+            lo: (lo - z) as f32,
+            hi: (hi - z) as f32,
+        };
+        fake_quantize_run(chunk, &q, &mut out);
+    }
+    out
+}
+
+/// [`quantize_run`] that also writes each element's dequantized value back, dispatched
+/// the same way.
+fn fake_quantize_run<T: Narrow>(xs: &mut [f32], q: &QuantRun, out: &mut Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        let level = *LEVEL.get_or_init(|| {
+            if std::is_x86_feature_detected!("avx512f") {
+                2
+            } else {
+                u8::from(std::is_x86_feature_detected!("avx2"))
+            }
+        });
+        match level {
+            // SAFETY: AVX-512F was detected at run time.
+            2 => return unsafe { fake_quantize_run_avx512(xs, q, out) },
+            // SAFETY: AVX2 was detected at run time.
+            1 => return unsafe { fake_quantize_run_avx2(xs, q, out) },
+            _ => {}
+        }
+    }
+    fake_quantize_run_body(xs, q, out)
+}
+
+/// [`fake_quantize_run_body`] compiled with AVX-512F enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fake_quantize_run_avx512<T: Narrow>(xs: &mut [f32], q: &QuantRun, out: &mut Vec<T>) {
+    fake_quantize_run_body(xs, q, out)
+}
+
+/// [`fake_quantize_run_body`] compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fake_quantize_run_avx2<T: Narrow>(xs: &mut [f32], q: &QuantRun, out: &mut Vec<T>) {
+    fake_quantize_run_body(xs, q, out)
+}
+
+#[inline(always)]
+fn fake_quantize_run_body<T: Narrow>(xs: &mut [f32], q: &QuantRun, out: &mut Vec<T>) {
+    out.extend(xs.iter_mut().map(|x| {
+        // The integer as in `quantize_run_body`.
+        let r = round_half_away_exact(*x / q.s);
+        let r = if r.is_nan() {
+            0.0
+        } else {
+            r.max(q.lo).min(q.hi)
+        };
+        let int = (r + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
+        // `dequantize_blocks`: `s * (stored - z) as f32`, and `stored - z` is `int`.
+        *x = q.s * int as f32;
+        T::narrow(int + q.z)
+    }));
+}
+
 /// The fast path of [`quantize`] for 8- and 16-bit targets (zero points in range).
 fn quantize_blocks<T: Narrow>(x: &[f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<T> {
     let mut out = Vec::with_capacity(x.len());
@@ -681,6 +790,9 @@ mod tests {
             QuantParams::per_axis(vec![0.5, 1.0, 0.25, 3.0], vec![0, 1, -2, 5], 1),
             QuantParams::per_axis(vec![0.1, 2.0, 0.3, 0.7, 1.5], vec![0; 5], 2),
         ];
+        let bits =
+            |v: &Value| -> Vec<u32> { v.as_f32().unwrap().iter().map(|x| x.to_bits()).collect() };
+        let mut kept_reals = 0;
         for q in &params {
             for t in [TensorType::Int8, TensorType::Uint8, TensorType::Int16] {
                 let fast = quantize(&v, q, t).unwrap();
@@ -688,17 +800,32 @@ mod tests {
                 assert_eq!(fast, slow, "quantize {t:?} {q:?}");
                 let back = dequantize(&fast, q).unwrap();
                 let back_ref = dequantize_reference(&fast, q).unwrap();
-                let bits = |v: &Value| -> Vec<u32> {
-                    v.as_f32().unwrap().iter().map(|x| x.to_bits()).collect()
-                };
                 assert_eq!(bits(&back), bits(&back_ref), "dequantize {t:?} {q:?}");
+                // Quantizing in one pass with the reals left behind: the same integers,
+                // and the reals those integers dequantize to, bit for bit.
+                let mut w = v.clone();
+                let (ints, kept) = quantize_keeping_reals(&mut w, q, t).unwrap();
+                assert_eq!(ints, slow, "quantize_keeping_reals {t:?} {q:?}");
+                if kept {
+                    kept_reals += 1;
+                    assert_eq!(bits(&w), bits(&back_ref), "reals {t:?} {q:?}");
+                } else {
+                    assert_eq!(bits(&w), bits(&v), "untouched {t:?} {q:?}");
+                }
             }
         }
+        // Every case but uint8 with a negative zero point (the reference path).
+        assert_eq!(kept_reals, 13);
         // A zero point outside the type's range (a malformed file) takes the reference.
         let q = QuantParams::per_tensor(0.5, 300);
         assert_eq!(
             quantize(&v, &q, TensorType::Int8),
             quantize_reference(&v, &q, TensorType::Int8)
         );
+        let mut w = v.clone();
+        let (ints, kept) = quantize_keeping_reals(&mut w, &q, TensorType::Int8).unwrap();
+        assert!(!kept);
+        assert_eq!(Some(ints), quantize_reference(&v, &q, TensorType::Int8));
+        assert_eq!(bits(&w), bits(&v));
     }
 }

@@ -11,6 +11,7 @@ mod behaviours;
 mod calib;
 mod calib_data;
 mod cle;
+mod closing_check;
 mod compare;
 mod custom_ops;
 mod files;

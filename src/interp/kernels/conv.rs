@@ -208,25 +208,14 @@ pub(crate) fn conv2d_fast_into(
         );
     } else {
         // im2col row r = (b, oy, ox): the window's taps (ky, kx, c), zeros where padded.
-        let mut cols = vec![0f32; m * k];
+        // Every element is written: the buffer is this thread's from the last call.
+        let mut cols = COLS.with(|c| c.take());
+        cols.resize(m * k, 0.0);
+        cols.truncate(m * k);
         let row_len = g.w.output * k;
         cols.par_chunks_mut(row_len.max(1))
             .enumerate()
-            .for_each(|(r, rows)| {
-                let (b, oy) = (r / g.h.output, r % g.h.output);
-                for ox in 0..g.w.output {
-                    let dst = &mut rows[ox * k..(ox + 1) * k];
-                    for ky in 0..kh {
-                        let Some(iy) = g.h.src(oy, ky) else { continue };
-                        for kx in 0..kw {
-                            let Some(ix) = g.w.src(ox, kx) else { continue };
-                            let s = ((b * g.h.input + iy) * g.w.input + ix) * c;
-                            let d = (ky * kw + kx) * c;
-                            dst[d..d + c].copy_from_slice(&x[s..s + c]);
-                        }
-                    }
-                }
-            });
+            .for_each(|(r, rows)| im2col_row(g, x, r, rows));
         sgemm_packed(
             [m, k, g.out_c],
             Mat {
@@ -239,8 +228,58 @@ pub(crate) fn conv2d_fast_into(
             epi,
             packed,
         );
+        if cols.capacity() <= KEEP_COLS {
+            COLS.with(|c| c.replace(cols));
+        }
     }
     out
+}
+
+thread_local! {
+    /// The im2col buffer of the last CONV_2D this thread ran, reused by the next (a new
+    /// one of a few MB per call costs its page faults each time). Taken out while in
+    /// use, so a nested call on the same thread (rayon) allocates its own.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest im2col buffer (in values) kept per thread: 16 MiB.
+const KEEP_COLS: usize = 4 << 20;
+
+/// Fills the im2col rows of output row `r` = (batch, oy) (`rows`: one row of
+/// `kh·kw·in_c` taps per output pixel, zeros where padded; every element written): the taps
+/// of one filter row whose sources are adjacent in the input (stride along the window
+/// 1: no dilation) are one copy of `n·in_c` values, not `n` copies of `in_c` (the first
+/// layer of an image model has 3 channels: a call to `memcpy` per 12 bytes).
+fn im2col_row(g: &ConvGeom, x: &[f32], r: usize, rows: &mut [f32]) {
+    let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.in_c);
+    let k = kh * kw * c;
+    let (b, oy) = (r / g.h.output, r % g.h.output);
+    for ox in 0..g.w.output {
+        let dst = &mut rows[ox * k..(ox + 1) * k];
+        for ky in 0..kh {
+            let Some(iy) = g.h.src(oy, ky) else {
+                dst[ky * kw * c..(ky + 1) * kw * c].fill(0.0);
+                continue;
+            };
+            let mut kx = 0;
+            while kx < kw {
+                let Some(ix) = g.w.src(ox, kx) else {
+                    let d = (ky * kw + kx) * c;
+                    dst[d..d + c].fill(0.0);
+                    kx += 1;
+                    continue;
+                };
+                let mut n = 1;
+                while kx + n < kw && g.w.src(ox, kx + n) == Some(ix + n) {
+                    n += 1;
+                }
+                let s = ((b * g.h.input + iy) * g.w.input + ix) * c;
+                let d = (ky * kw + kx) * c;
+                dst[d..d + n * c].copy_from_slice(&x[s..s + n * c]);
+                kx += n;
+            }
+        }
+    }
 }
 
 /// CONV_2D: input NHWC, filter `[out_c, kh, kw, in_c / groups]`, optional bias.
@@ -908,6 +947,65 @@ mod tests {
 
     fn rand_vec(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// The reference twin of [`im2col_row`]: one copy per tap.
+    fn im2col_row_reference(g: &ConvGeom, x: &[f32], r: usize, rows: &mut [f32]) {
+        let (kh, kw, c) = (g.h.kernel, g.w.kernel, g.in_c);
+        let k = kh * kw * c;
+        let (b, oy) = (r / g.h.output, r % g.h.output);
+        for ox in 0..g.w.output {
+            let dst = &mut rows[ox * k..(ox + 1) * k];
+            for ky in 0..kh {
+                let Some(iy) = g.h.src(oy, ky) else { continue };
+                for kx in 0..kw {
+                    let Some(ix) = g.w.src(ox, kx) else { continue };
+                    let s = ((b * g.h.input + iy) * g.w.input + ix) * c;
+                    let d = (ky * kw + kx) * c;
+                    dst[d..d + c].copy_from_slice(&x[s..s + c]);
+                }
+            }
+        }
+    }
+
+    /// Copying adjacent taps at once (and zeros where padded) gives exactly the rows the
+    /// per-tap copy gives in zeroed rows: SAME and VALID padding, strides, dilation, 1
+    /// and 3 channels, odd sizes.
+    #[test]
+    fn im2col_runs_fill_what_per_tap_copies_fill() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let mut checked = 0;
+        for pad in [Padding::Same, Padding::Valid] {
+            for &(k, s, d, ih, iw, c) in &[
+                (3, 2, 1, 9, 8, 3),
+                (3, 1, 1, 7, 7, 1),
+                (3, 1, 2, 10, 11, 4),
+                (5, 3, 1, 11, 12, 2),
+                (2, 2, 1, 6, 5, 3),
+                (7, 2, 1, 15, 14, 3),
+            ] {
+                let g = ConvGeom {
+                    batch: 2,
+                    in_c: c,
+                    out_c: 1,
+                    filter_c: c,
+                    h: Dim::new(pad, ih, k, s, d).unwrap(),
+                    w: Dim::new(pad, iw, k, s, d).unwrap(),
+                };
+                let x = rand_vec(&mut rng, 2 * ih * iw * c);
+                let len = g.w.output * k * k * c;
+                for r in 0..g.batch * g.h.output {
+                    // Stale NaNs in the reused buffer must all be overwritten.
+                    let (mut a, mut b) = (vec![f32::NAN; len], vec![0.0; len]);
+                    im2col_row(&g, &x, r, &mut a);
+                    im2col_row_reference(&g, &x, r, &mut b);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a), bits(&b), "{pad:?} k{k} s{s} d{d} row {r}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "{checked}");
     }
 
     #[test]
