@@ -405,37 +405,51 @@ const SCREEN_MIN_SCALE: f32 = 1e-30;
 /// reference's, its `d` is the same f32 number; they differ only where `v / s` is
 /// within 14 ulps of a half-integer (the reciprocal and the product round twice; ties
 /// round to even), where both `|d|` are `s · (½ ± 21u)`: the squares agree to 170u.
-/// With the f32 squares (u) and the sums (eight lanes of ≤ 512 terms for groups of
-/// ≤ [`EXACT_SEARCH_MAX`]: 512u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
+/// With the f32 squares (u) and the sums (sixteen lanes of ≤ 256 terms, a tree of four, then
+/// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
 /// error, and the reference's f64 sum of (exact) f64 squares within 10⁻¹² of it. A
 /// NaN or infinite estimate (a NaN or infinite value, f32 overflow), a scale below
 /// [`SCREEN_MIN_SCALE`] or a longer group sum every candidate exactly.
 #[inline(never)]
 fn grid_argmin(values: &[f32], cand: &[f32; LANES], qmax: f32) -> usize {
     debug_assert!(qmax <= 7.0, "the screen's error bound assumes INT4");
-    if values.len() > EXACT_SEARCH_MAX || !(cand[CLIP_GRID - 1] >= SCREEN_MIN_SCALE) {
+    if values.len() > EXACT_SEARCH_MAX
+        || cand[CLIP_GRID - 1].is_nan()
+        || cand[CLIP_GRID - 1] < SCREEN_MIN_SCALE
+    {
         return first_least(&group_errors_of(values, cand, qmax));
     }
     let est = screen(values, cand, qmax);
-    let mut least = f32::INFINITY;
-    for &e in &est[..CLIP_GRID] {
-        if !e.is_finite() {
-            return first_least(&group_errors_of(values, cand, qmax));
+    // Eight lanes (vectorised): the smallest estimate, and whether any is NaN or
+    // infinite (the padding lanes are f32::MAX: finite, never the smallest).
+    let (mut least, mut bad) = ([f32::MAX; 8], [false; 8]);
+    for c in est.chunks_exact(8) {
+        for i in 0..8 {
+            least[i] = if c[i] < least[i] { c[i] } else { least[i] };
+            bad[i] |= !c[i].is_finite();
         }
-        least = least.min(e);
     }
-    let cut = least * (1.0 + SCREEN_SLACK) + SCREEN_FLOOR;
-    let survives = |k: &usize| est[*k] <= cut;
-    let mut alive = (0..CLIP_GRID).filter(survives);
-    let Some(first) = alive.next() else {
-        // (Unreachable: the smallest estimate is below the cut.)
+    if bad.contains(&true) {
         return first_least(&group_errors_of(values, cand, qmax));
-    };
-    let Some(second) = alive.next() else {
-        return first;
-    };
+    }
+    let least = least
+        .iter()
+        .fold(f32::MAX, |m, &l| if l < m { l } else { m });
+    let cut = least * (1.0 + SCREEN_SLACK) + SCREEN_FLOOR;
+    let mut alive = 0u64;
+    for (k, &e) in est[..CLIP_GRID].iter().enumerate() {
+        alive |= u64::from(e <= cut) << k;
+    }
+    let first = alive.trailing_zeros() as usize;
+    if alive.count_ones() <= 1 {
+        // (None alive cannot happen: the smallest estimate is below the cut.)
+        return first.min(CLIP_GRID - 1);
+    }
     let mut best = (first, exact_error(values, cand[first], qmax));
-    for k in std::iter::once(second).chain(alive) {
+    alive &= alive - 1;
+    while alive != 0 {
+        let k = alive.trailing_zeros() as usize;
+        alive &= alive - 1;
         let e = exact_error(values, cand[k], qmax);
         if e < best.1 {
             best = (k, e);
@@ -480,23 +494,70 @@ fn screen(values: &[f32], cand: &[f32; LANES], qmax: f32) -> [f32; LANES] {
     screen_generic(values, cand, qmax)
 }
 
+/// [`screen_generic`] in AVX2 intrinsics (LLVM split the generic loop's eight lanes
+/// into SSE pieces): the same operations on each value, two accumulators of eight
+/// lanes per candidate (another order of the f32 sum, within the same bound).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn screen_avx2(values: &[f32], cand: &[f32; LANES], qmax: f32) -> [f32; LANES] {
-    screen_generic(values, cand, qmax)
-}
-
-/// [`grid_argmin`]'s f32 estimates of each candidate's squared error (padding lanes
-/// left at 0): on the magnitudes (the error of `v` and `-v` is the same), eight values
-/// at a time, eight partial sums per candidate.
-#[inline(always)]
-fn screen_generic(values: &[f32], cand: &[f32; LANES], qmax: f32) -> [f32; LANES] {
-    let mut est = [0f32; LANES];
-    let full = values.len() / 8 * 8;
-    let (head, tail) = values.split_at(full);
+    use std::arch::x86_64::*;
+    let mut est = [f32::MAX; LANES];
+    let (head, tail) = values.split_at(values.len() / 8 * 8);
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let top = _mm256_set1_ps(qmax);
     for (k, e) in est.iter_mut().enumerate().take(CLIP_GRID) {
         let s = cand[k];
         let inv = 1.0 / s;
+        let (vs, vinv) = (_mm256_set1_ps(s), _mm256_set1_ps(inv));
+        let term = |c: &[f32]| {
+            // SAFETY: `c` holds 8 values (chunks_exact(8) below).
+            let y = _mm256_and_ps(unsafe { _mm256_loadu_ps(c.as_ptr()) }, abs);
+            // min_ps(a, b) is `a < b ? a : b`: a NaN gives qmax, as the generic code.
+            let x = _mm256_min_ps(_mm256_mul_ps(y, vinv), top);
+            let q = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+            let d = _mm256_sub_ps(y, _mm256_mul_ps(q, vs));
+            _mm256_mul_ps(d, d)
+        };
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut pairs = head.chunks_exact(16);
+        for c in &mut pairs {
+            a0 = _mm256_add_ps(a0, term(&c[..8]));
+            a1 = _mm256_add_ps(a1, term(&c[8..]));
+        }
+        if let Some(c) = pairs.remainder().get(..8) {
+            a0 = _mm256_add_ps(a0, term(c));
+        }
+        let a = _mm256_add_ps(a0, a1);
+        let h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        let mut sum = _mm_cvtss_f32(h);
+        for &v in tail {
+            let y = v.abs();
+            let x = y * inv;
+            let x = if x < qmax { x } else { qmax };
+            let d = y - x.round_ties_even() * s;
+            sum += d * d;
+        }
+        *e = sum;
+    }
+    est
+}
+
+/// [`grid_argmin`]'s f32 estimates of each candidate's squared error (padding lanes
+/// `f32::MAX`): on the magnitudes (the error of `v` and `-v` is the same), eight values
+/// at a time, eight partial sums per candidate added as a tree.
+#[inline(always)]
+fn screen_generic(values: &[f32], cand: &[f32; LANES], qmax: f32) -> [f32; LANES] {
+    let mut inv = [0f32; LANES];
+    for (r, &s) in inv.iter_mut().zip(cand) {
+        *r = 1.0 / s;
+    }
+    let mut est = [f32::MAX; LANES];
+    let full = values.len() / 8 * 8;
+    let (head, tail) = values.split_at(full);
+    for (k, e) in est.iter_mut().enumerate().take(CLIP_GRID) {
+        let (s, inv) = (cand[k], inv[k]);
         let mut acc = [0f32; 8];
         for c in head.chunks_exact(8) {
             for i in 0..8 {
@@ -515,7 +576,10 @@ fn screen_generic(values: &[f32], cand: &[f32; LANES], qmax: f32) -> [f32; LANES
             let d = y - x.round_ties_even() * s;
             acc[0] += d * d;
         }
-        *e = acc.iter().sum();
+        // A tree, not a chain: three vector additions.
+        let a4: [f32; 4] = std::array::from_fn(|i| acc[i] + acc[i + 4]);
+        let a2: [f32; 2] = std::array::from_fn(|i| a4[i] + a4[i + 2]);
+        *e = a2[0] + a2[1];
     }
     est
 }
@@ -892,18 +956,24 @@ mod tests {
             several += usize::from(est[..CLIP_GRID].iter().filter(|&&e| e <= cut).count() > 1);
             // A finite estimate is within its bound of the exact sum (an infinite or
             // NaN one sends the group to the full grid).
-            let est = screen(&v, &cand, 7.0);
             let exact = group_errors(&bytes, &cand, 7.0);
-            for k in 0..CLIP_GRID {
-                if v.len() <= EXACT_SEARCH_MAX && est[k].is_finite() && base >= SCREEN_MIN_SCALE {
-                    let bound = exact[k] * 4.4e-5 + 1e-40;
-                    assert!(
-                        (est[k] as f64 - exact[k]).abs() <= bound,
-                        "{} values, candidate {k}: estimate {} vs {}",
-                        v.len(),
-                        est[k],
-                        exact[k]
-                    );
+            // The dispatched kernel (AVX2 here) and the generic one.
+            for (est, which) in [
+                (screen(&v, &cand, 7.0), "dispatched"),
+                (screen_generic(&v, &cand, 7.0), "generic"),
+            ] {
+                for k in 0..CLIP_GRID {
+                    if v.len() <= EXACT_SEARCH_MAX && est[k].is_finite() && base >= SCREEN_MIN_SCALE
+                    {
+                        let bound = exact[k] * 4.4e-5 + 1e-40;
+                        assert!(
+                            (est[k] as f64 - exact[k]).abs() <= bound,
+                            "{which}: {} values, candidate {k}: estimate {} vs {}",
+                            v.len(),
+                            est[k],
+                            exact[k]
+                        );
+                    }
                 }
             }
         }
