@@ -1014,10 +1014,10 @@ mod tests {
                 }
             }
         }
-        // Both the single-survivor shortcut and the exact tie-break ran.
+        // The single-survivor shortcut, the exact tie-break and the early stop all ran.
         assert!(
-            screened > 100 && several > 10,
-            "{screened} screened, {several} with ties"
+            screened > 100 && several > 10 && pruned > 1000,
+            "{screened} screened, {several} with ties, {pruned} candidates left out"
         );
     }
 
