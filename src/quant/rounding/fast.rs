@@ -373,7 +373,7 @@ fn search(group: &[u8], base: f32, qmax: f32, histogram: bool, values: &mut Vec<
     for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
         *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
-    base * clip_ratio(grid_argmin(values, &cand, qmax))
+    base * clip_ratio(grid_argmin(values, abs_max(group), &cand, qmax))
 }
 
 /// Relative slack of [`grid_argmin`]'s screen: a candidate whose f32 estimate is within
@@ -390,7 +390,8 @@ const SCREEN_FLOOR: f32 = 1e-37;
 const SCREEN_MIN_SCALE: f32 = 1e-30;
 
 /// The index of the first smallest of [`group_errors`]' exact sums (the reference's
-/// choice, bit for bit), for INT4 (`qmax` ≤ 7) — without summing all 51 in f64.
+/// choice, bit for bit) for `values` whose largest magnitude is `m` ([`abs_max`]), for
+/// INT4 (`qmax` ≤ 7) — without summing all 51 in f64.
 ///
 /// 1. **Screen** ([`screen`]): each candidate's error estimated in f32 (`q` from the
 ///    product with the reciprocal and round-half-even, the squares and their sum in
@@ -411,7 +412,7 @@ const SCREEN_MIN_SCALE: f32 = 1e-30;
 /// NaN or infinite estimate (a NaN or infinite value, f32 overflow), a scale below
 /// [`SCREEN_MIN_SCALE`] or a longer group sum every candidate exactly.
 #[inline(never)]
-fn grid_argmin(values: &[f32], cand: &[f32; LANES], qmax: f32) -> usize {
+fn grid_argmin(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> usize {
     debug_assert!(qmax <= 7.0, "the screen's error bound assumes INT4");
     if values.len() > EXACT_SEARCH_MAX
         || cand[CLIP_GRID - 1].is_nan()
@@ -419,7 +420,6 @@ fn grid_argmin(values: &[f32], cand: &[f32; LANES], qmax: f32) -> usize {
     {
         return first_least(&group_errors_of(values, cand, qmax));
     }
-    let m = values.iter().fold(0f32, |m, v| m.max(v.abs()));
     let est = screen(values, m, cand, qmax);
     // Eight lanes (vectorised): the smallest estimate, and whether any is NaN or
     // infinite (the padding lanes are f32::MAX: finite, never the smallest).
@@ -962,7 +962,7 @@ mod tests {
                 *c = base * clip_ratio(k);
             }
             let want = first_least(&group_errors(&bytes, &cand, 7.0));
-            let got = grid_argmin(&v, &cand, 7.0);
+            let got = grid_argmin(&v, abs_max(&bytes), &cand, 7.0);
             assert_eq!(
                 got,
                 want,
