@@ -9,8 +9,11 @@
 //! whole groups of about [`BAND`] elements (a few hundred KB, cache-resident), and each
 //! band, in parallel, goes through
 //! 1. the scales: the largest magnitude of each group, and for mse the clip-ratio search
-//!    ([`search`]: every ratio of [`CLIP_GRID`] on groups of up to
-//!    [`EXACT_SEARCH_MAX`] elements, [`histogram_scale`] on longer ones);
+//!    ([`search`]: on groups of up to [`EXACT_SEARCH_MAX`] elements the choice of the
+//!    full grid of [`CLIP_GRID`] ratios, found by [`grid_argmin`] — an f32 screen of the
+//!    ratios in AVX2 that stops once clipping the largest value alone costs more than
+//!    the best so far, then exact f64 sums of only the near-best, the same choice bit
+//!    for bit; [`histogram_scale`] on longer groups);
 //! 2. the packed nibbles;
 //! 3. the report's errors (nearest and chosen, and the signal), summed in element order
 //!    in f64 within the band, then band after band in order ([`band_len`]: the
@@ -19,7 +22,8 @@
 //!
 //! Every band's result depends on its bytes only, so the output is the same for any
 //! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
-//! dispatch, one check per band; no FMA, so the results are the same bits).
+//! dispatch, one check per band; no FMA, so the results are the same bits), the screen
+//! in AVX2 intrinsics beside its generic twin.
 //!
 //! Only weights whose groups are contiguous runs of elements take this path (axis 0,
 //! blocks, or one scale for the whole tensor); a channel axis further in (a depthwise
