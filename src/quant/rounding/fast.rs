@@ -9,8 +9,11 @@
 //! whole groups of about [`BAND`] elements (a few hundred KB, cache-resident), and each
 //! band, in parallel, goes through
 //! 1. the scales: the largest magnitude of each group, and for mse the clip-ratio search
-//!    ([`search`]: every ratio of [`CLIP_GRID`] on groups of up to
-//!    [`EXACT_SEARCH_MAX`] elements, [`histogram_scale`] on longer ones);
+//!    ([`search`]: on groups of up to [`EXACT_SEARCH_MAX`] elements the choice of the
+//!    full grid of [`CLIP_GRID`] ratios, found by [`grid_argmin`] — an f32 screen of the
+//!    ratios in AVX2 that stops once clipping the largest value alone costs more than
+//!    the best so far, then exact f64 sums of only the near-best, the same choice bit
+//!    for bit; [`histogram_scale`] on longer groups);
 //! 2. the packed nibbles;
 //! 3. the report's errors (nearest and chosen, and the signal), summed in element order
 //!    in f64 within the band, then band after band in order ([`band_len`]: the
@@ -19,7 +22,8 @@
 //!
 //! Every band's result depends on its bytes only, so the output is the same for any
 //! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
-//! dispatch, one check per band; no FMA, so the results are the same bits).
+//! dispatch, one check per band; no FMA, so the results are the same bits), the screen
+//! in AVX2 intrinsics beside its generic twin.
 //!
 //! Only weights whose groups are contiguous runs of elements take this path (axis 0,
 //! blocks, or one scale for the whole tensor); a channel axis further in (a depthwise
@@ -368,9 +372,271 @@ fn search(group: &[u8], base: f32, qmax: f32, histogram: bool, values: &mut Vec<
     for (k, c) in cand.iter_mut().enumerate().take(CLIP_GRID) {
         *c = base * clip_ratio(k);
     }
-    let err = group_errors(group, &cand, qmax);
-    let best = (0..CLIP_GRID).fold(0, |b, k| if err[k] < err[b] { k } else { b });
-    base * clip_ratio(best)
+    values.clear();
+    values.resize(group.len() / 4, 0.0);
+    for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
+        *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    base * clip_ratio(grid_argmin(values, abs_max(group), &cand, qmax))
+}
+
+/// Relative slack of [`grid_argmin`]'s screen: a candidate whose f32 estimate is within
+/// this of the smallest estimate is summed exactly. The estimates are within 4.3·10⁻⁵
+/// of the exact sums (see [`grid_argmin`]): 20× margin.
+const SCREEN_SLACK: f32 = 1e-3;
+
+/// Absolute slack of the screen: covers f32 underflow in the estimates' squares
+/// (≤ 2⁻¹⁴⁹ a term).
+const SCREEN_FLOOR: f32 = 1e-37;
+
+/// The smallest candidate scale the screen takes: below, `d`'s f32 rounding is no longer
+/// relative (subnormal products), and every candidate is summed exactly.
+const SCREEN_MIN_SCALE: f32 = 1e-30;
+
+/// The index of the first smallest of [`group_errors`]' exact sums (the reference's
+/// choice, bit for bit) for `values` whose largest magnitude is `m` ([`abs_max`]), for
+/// INT4 (`qmax` ≤ 7) — without summing all 51 in f64.
+///
+/// 1. **Screen** ([`screen`]): each candidate's error estimated in f32 (`q` from the
+///    product with the reciprocal and round-half-even, the squares and their sum in
+///    f32; vectorised across the values: ~7 operations per value and candidate instead
+///    of the exact sum's ~25 with a division).
+/// 2. **Exact**: the candidates whose estimate is within [`SCREEN_SLACK`] (and
+///    [`SCREEN_FLOOR`]) of the smallest are summed as the reference sums them (f32
+///    `d`, f64 squares added in element order); the first smallest of them wins. A
+///    single survivor needs no sum.
+///
+/// Why every candidate that can win survives: where the estimate's `q` equals the
+/// reference's, its `d` is the same f32 number; they differ only where `v / s` is
+/// within 14 ulps of a half-integer (the reciprocal and the product round twice; ties
+/// round to even), where both `|d|` are `s · (½ ± 21u)`: the squares agree to 170u.
+/// With the f32 squares (u) and the sums (sixteen lanes of ≤ 256 terms, a tree of four, then
+/// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
+/// error, and the reference's f64 sum of (exact) f64 squares within 10⁻¹² of it. A
+/// NaN or infinite estimate (a NaN or infinite value, f32 overflow), a scale below
+/// [`SCREEN_MIN_SCALE`] or a longer group sum every candidate exactly.
+#[inline(never)]
+fn grid_argmin(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> usize {
+    debug_assert!(qmax <= 7.0, "the screen's error bound assumes INT4");
+    if values.len() > EXACT_SEARCH_MAX
+        || cand[CLIP_GRID - 1].is_nan()
+        || cand[CLIP_GRID - 1] < SCREEN_MIN_SCALE
+    {
+        return first_least(&group_errors_of(values, cand, qmax));
+    }
+    let est = screen(values, m, cand, qmax);
+    // Eight lanes (vectorised): the smallest estimate, and whether any is NaN or
+    // infinite (the padding lanes are f32::MAX: finite, never the smallest).
+    let (mut least, mut bad) = ([f32::MAX; 8], [false; 8]);
+    for c in est.chunks_exact(8) {
+        for i in 0..8 {
+            least[i] = if c[i] < least[i] { c[i] } else { least[i] };
+            bad[i] |= !c[i].is_finite();
+        }
+    }
+    if bad.contains(&true) {
+        return first_least(&group_errors_of(values, cand, qmax));
+    }
+    let least = least
+        .iter()
+        .fold(f32::MAX, |m, &l| if l < m { l } else { m });
+    let cut = least * (1.0 + SCREEN_SLACK) + SCREEN_FLOOR;
+    let mut alive = 0u64;
+    for (k, &e) in est[..CLIP_GRID].iter().enumerate() {
+        alive |= u64::from(e <= cut) << k;
+    }
+    let first = alive.trailing_zeros() as usize;
+    if alive.count_ones() <= 1 {
+        // (None alive cannot happen: the smallest estimate is below the cut.)
+        return first.min(CLIP_GRID - 1);
+    }
+    let mut best = (first, exact_error(values, cand[first], qmax));
+    alive &= alive - 1;
+    while alive != 0 {
+        let k = alive.trailing_zeros() as usize;
+        alive &= alive - 1;
+        let e = exact_error(values, cand[k], qmax);
+        if e < best.1 {
+            best = (k, e);
+        }
+    }
+    best.0
+}
+
+/// The reference's choice among sums: the first smallest (a NaN never wins).
+fn first_least(err: &[f64; LANES]) -> usize {
+    (0..CLIP_GRID).fold(0, |b, k| if err[k] < err[b] { k } else { b })
+}
+
+/// [`group_errors`] of f32 values: every candidate's exact sum.
+fn group_errors_of(values: &[f32], cand: &[f32; LANES], qmax: f32) -> [f64; LANES] {
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    group_errors(&bytes, cand, qmax)
+}
+
+/// One candidate's lane of [`group_errors`]: the same terms added in the same order
+/// (the terms computed eight at a time, compiled with AVX2 when the CPU has it).
+#[inline(never)]
+fn exact_error(values: &[f32], s: f32, qmax: f32) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
+        // compiled with AVX2 enabled (no FMA: results are identical).
+        return unsafe { exact_error_avx2(values, s, qmax) };
+    }
+    exact_error_generic(values, s, qmax)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn exact_error_avx2(values: &[f32], s: f32, qmax: f32) -> f64 {
+    exact_error_generic(values, s, qmax)
+}
+
+#[inline(always)]
+fn exact_error_generic(values: &[f32], s: f32, qmax: f32) -> f64 {
+    let term = |v: f32| (v - round_clamp(v / s, qmax) * s) as f64;
+    let mut e = 0f64;
+    let mut eights = values.chunks_exact(8);
+    for c in &mut eights {
+        let d: [f64; 8] = std::array::from_fn(|i| term(c[i]));
+        for x in d {
+            e += x * x;
+        }
+    }
+    for &v in eights.remainder() {
+        let d = term(v);
+        e += d * d;
+    }
+    e
+}
+
+/// [`screen_generic`] compiled on its own, with AVX2 when the CPU has it.
+#[inline(never)]
+fn screen(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> [f32; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
+        // compiled with AVX2 enabled.
+        return unsafe { screen_avx2(values, m, cand, qmax) };
+    }
+    screen_generic(values, m, cand, qmax)
+}
+
+/// [`screen_generic`] in AVX2 intrinsics (LLVM split the generic loop's eight lanes
+/// into SSE pieces): the same operations on each value, two accumulators of eight
+/// lanes per candidate (another order of the f32 sum, within the same bound).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn screen_avx2(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> [f32; LANES] {
+    use std::arch::x86_64::*;
+    let mut est = [f32::MAX; LANES];
+    let (head, tail) = values.split_at(values.len() / 8 * 8);
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let top = _mm256_set1_ps(qmax);
+    let mut least = f32::MAX;
+    for (k, e) in est.iter_mut().enumerate().take(CLIP_GRID) {
+        let s = cand[k];
+        if k > 0 && out_of_reach(m, s, qmax, least) {
+            break;
+        }
+        let inv = 1.0 / s;
+        let (vs, vinv) = (_mm256_set1_ps(s), _mm256_set1_ps(inv));
+        let term = |c: &[f32]| {
+            // SAFETY: `c` holds 8 values (chunks_exact(8) below).
+            let y = _mm256_and_ps(unsafe { _mm256_loadu_ps(c.as_ptr()) }, abs);
+            // min_ps(a, b) is `a < b ? a : b`: a NaN gives qmax, as the generic code.
+            let x = _mm256_min_ps(_mm256_mul_ps(y, vinv), top);
+            let q = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+            let d = _mm256_sub_ps(y, _mm256_mul_ps(q, vs));
+            _mm256_mul_ps(d, d)
+        };
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut pairs = head.chunks_exact(16);
+        for c in &mut pairs {
+            a0 = _mm256_add_ps(a0, term(&c[..8]));
+            a1 = _mm256_add_ps(a1, term(&c[8..]));
+        }
+        if let Some(c) = pairs.remainder().get(..8) {
+            a0 = _mm256_add_ps(a0, term(c));
+        }
+        let a = _mm256_add_ps(a0, a1);
+        let h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        let mut sum = _mm_cvtss_f32(h);
+        for &v in tail {
+            let y = v.abs();
+            let x = y * inv;
+            let x = if x < qmax { x } else { qmax };
+            let d = y - x.round_ties_even() * s;
+            sum += d * d;
+        }
+        *e = sum;
+        least = least.min(sum);
+    }
+    est
+}
+
+/// [`grid_argmin`]'s f32 estimates of each candidate's squared error (padding lanes
+/// `f32::MAX`): on the magnitudes (the error of `v` and `-v` is the same), eight values
+/// at a time, eight partial sums per candidate added as a tree.
+#[inline(always)]
+fn screen_generic(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> [f32; LANES] {
+    let mut inv = [0f32; LANES];
+    for (r, &s) in inv.iter_mut().zip(cand) {
+        *r = 1.0 / s;
+    }
+    let mut est = [f32::MAX; LANES];
+    let full = values.len() / 8 * 8;
+    let (head, tail) = values.split_at(full);
+    let mut least = f32::MAX;
+    for (k, e) in est.iter_mut().enumerate().take(CLIP_GRID) {
+        let (s, inv) = (cand[k], inv[k]);
+        if k > 0 && out_of_reach(m, s, qmax, least) {
+            break;
+        }
+        let mut acc = [0f32; 8];
+        for c in head.chunks_exact(8) {
+            for i in 0..8 {
+                let y = c[i].abs();
+                let x = y * inv;
+                // `min` as a compare-select: a NaN gives qmax (its `d` is NaN anyway).
+                let x = if x < qmax { x } else { qmax };
+                let d = y - x.round_ties_even() * s;
+                acc[i] += d * d;
+            }
+        }
+        for &v in tail {
+            let y = v.abs();
+            let x = y * inv;
+            let x = if x < qmax { x } else { qmax };
+            let d = y - x.round_ties_even() * s;
+            acc[0] += d * d;
+        }
+        // A tree, not a chain: three vector additions.
+        let a4: [f32; 4] = std::array::from_fn(|i| acc[i] + acc[i + 4]);
+        let a2: [f32; 2] = std::array::from_fn(|i| a4[i] + a4[i + 2]);
+        *e = a2[0] + a2[1];
+        least = least.min(*e);
+    }
+    est
+}
+
+/// Whether candidate scale `s` (and every smaller one) cannot pass [`grid_argmin`]'s
+/// cut, given the smallest estimate so far `least` and the group's largest magnitude
+/// `m`: that value rounds to `qmax` (or lower when `m / s < qmax - ½`, where this
+/// bound is 0), so its own error alone is at least `(m − qmax·s)²` (here with 10⁻⁶ of
+/// relative slack for the f32 roundings of `d`), which grows as `s` shrinks. The
+/// estimate of such a candidate, within 4.3·10⁻⁵ of its error, would exceed any cut.
+#[inline(always)]
+fn out_of_reach(m: f32, s: f32, qmax: f32, least: f32) -> bool {
+    let d = (m as f64 * (1.0 - 1e-6) - (qmax * s) as f64 * (1.0 + 1e-6)).max(0.0);
+    let reach = least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
+    m.is_finite() && d * d > reach
 }
 
 /// [`group_errors_generic`] compiled on its own (with AVX2 when the CPU has it): inlined
@@ -657,6 +923,147 @@ mod tests {
             );
             assert_eq!(got.signal.to_bits(), want.signal.to_bits(), "{method:?}");
         }
+    }
+
+    /// Groups that stress [`grid_argmin`]'s screen: random (uniform, Gaussian-ish, with
+    /// outliers), on the lattice of some candidate's scale (exact ties and zero errors),
+    /// on half-steps (rounding boundaries), sparse, all zero, tiny, huge, with NaN and
+    /// infinities; lengths 1 to 4097.
+    fn screen_cases() -> Vec<Vec<f32>> {
+        let mut s = 0x51ed_270bu32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s as f32 / u32::MAX as f32
+        };
+        let mut cases = Vec::new();
+        for len in [1usize, 2, 7, 8, 9, 31, 32, 33, 64, 128, 255, 4096, 4097] {
+            for kind in 0..12 {
+                let mut v: Vec<f32> = (0..len)
+                    .map(|i| {
+                        let u = next() - 0.5;
+                        match kind {
+                            0 => u,
+                            1 => (0..4).map(|_| next() - 0.5).sum::<f32>() * 0.03,
+                            2 => {
+                                if i % 13 == 3 {
+                                    u * 9.0
+                                } else {
+                                    u * 0.1
+                                }
+                            }
+                            // Multiples of a candidate's step (k = 0, 10, 25).
+                            3 => (u * 15.0).round() * 0.1,
+                            4 => (u * 15.0).round() * 0.1 * clip_ratio(10),
+                            5 => (u * 15.0).round() * (1.0 / 7.0) * clip_ratio(25),
+                            // Half-steps: on the rounding boundaries of ratio 1.
+                            6 => ((u * 14.0).round() + 0.5) * 0.05,
+                            7 => {
+                                if i % 5 == 0 {
+                                    u
+                                } else {
+                                    0.0
+                                }
+                            }
+                            8 => 0.0,
+                            9 => u * 1e-33,
+                            10 => u * 3e19,
+                            _ => u * 2.0,
+                        }
+                    })
+                    .collect();
+                if kind == 11 && len > 2 {
+                    v[len / 2] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][len % 3];
+                }
+                cases.push(v);
+            }
+        }
+        cases
+    }
+
+    #[test]
+    fn the_screened_grid_search_chooses_as_the_full_grid() {
+        let (mut screened, mut several, mut pruned) = (0, 0, 0);
+        for v in screen_cases() {
+            let bytes = math::f32_bytes(&v);
+            let base = scale_of(abs_max(&bytes), 7.0);
+            let mut cand = [1f32; LANES];
+            for (k, c) in cand.iter_mut().enumerate().take(CLIP_GRID) {
+                *c = base * clip_ratio(k);
+            }
+            let want = first_least(&group_errors(&bytes, &cand, 7.0));
+            let got = grid_argmin(&v, abs_max(&bytes), &cand, 7.0);
+            assert_eq!(
+                got,
+                want,
+                "{} values, first {:?}",
+                v.len(),
+                &v[..v.len().min(4)]
+            );
+            screened += usize::from(v.len() <= EXACT_SEARCH_MAX);
+            let m = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let est = screen(&v, m, &cand, 7.0);
+            let least = est[..CLIP_GRID]
+                .iter()
+                .copied()
+                .fold(f32::INFINITY, f32::min);
+            let cut = least * (1.0 + SCREEN_SLACK) + SCREEN_FLOOR;
+            several += usize::from(est[..CLIP_GRID].iter().filter(|&&e| e <= cut).count() > 1);
+            // A finite estimate is within its bound of the exact sum (an infinite or
+            // NaN one sends the group to the full grid).
+            let exact = group_errors(&bytes, &cand, 7.0);
+            // One candidate's exact sum is its lane of the full grid's, bit for bit.
+            for k in 0..CLIP_GRID {
+                for got in [
+                    super::exact_error(&v, cand[k], 7.0),
+                    exact_error_generic(&v, cand[k], 7.0),
+                ] {
+                    assert!(
+                        got.to_bits() == exact[k].to_bits() || (got.is_nan() && exact[k].is_nan()),
+                        "{} values, candidate {k}: {got} vs {}",
+                        v.len(),
+                        exact[k]
+                    );
+                }
+            }
+            // The dispatched kernel (AVX2 here) and the generic one.
+            for (est, which) in [
+                (screen(&v, m, &cand, 7.0), "dispatched"),
+                (screen_generic(&v, m, &cand, 7.0), "generic"),
+            ] {
+                let least = est[..CLIP_GRID].iter().copied().fold(f32::MAX, f32::min);
+                for k in 0..CLIP_GRID {
+                    if est[k] == f32::MAX && v.len() <= EXACT_SEARCH_MAX {
+                        // Left out as out of reach: it could not have passed the cut.
+                        pruned += 1;
+                        assert!(
+                            exact[k] > (least as f64 * (1.0 + SCREEN_SLACK as f64)),
+                            "{which}: {} values, candidate {k} left out: {} vs least {least}",
+                            v.len(),
+                            exact[k]
+                        );
+                        continue;
+                    }
+                    if v.len() <= EXACT_SEARCH_MAX && est[k].is_finite() && base >= SCREEN_MIN_SCALE
+                    {
+                        let bound = exact[k] * 4.4e-5 + 1e-40;
+                        assert!(
+                            (est[k] as f64 - exact[k]).abs() <= bound,
+                            "{which}: {} values, candidate {k}: estimate {} vs {}",
+                            v.len(),
+                            est[k],
+                            exact[k]
+                        );
+                    }
+                }
+            }
+        }
+        // The single-survivor shortcut, the exact tie-break and the early stop all ran.
+        assert!(
+            screened > 100 && several > 10 && pruned > 1000,
+            "{screened} screened, {several} with ties, {pruned} candidates left out"
+        );
     }
 
     /// The reference twin of [`bins`]: the plain loop.
