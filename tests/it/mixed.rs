@@ -57,11 +57,12 @@ fn run(model_path: &Path, model: &Model, inputs: &[Array]) -> Result<Vec<Array>,
     litert_run(model_path, inputs).or_else(|_| litert_run_builtin(model_path, inputs))
 }
 
-/// Per real-valued output: SQNR of `quant` against `float` on the test samples.
-fn output_sqnr(float: &Path, quant: &Path, test: &str) -> Vec<(usize, f64)> {
+/// Per real-valued output: SQNR of `quant` against `float` on the first `n` test
+/// samples.
+fn output_sqnr(float: &Path, quant: &Path, test: &str, n: usize) -> Vec<(usize, f64)> {
     let fm = tflquant::read_path(float).unwrap();
     let qm = tflquant::read_path(quant).unwrap();
-    let inputs = load_samples(test, &fm, 32);
+    let inputs = load_samples(test, &fm, n);
     let fo = run(float, &fm, &inputs).unwrap_or_else(|e| panic!("{float:?} on LiteRT: {e}"));
     let qo = run(quant, &qm, &inputs).unwrap_or_else(|e| panic!("{quant:?} on LiteRT: {e}"));
     assert_eq!(fo.len(), qo.len());
@@ -120,8 +121,11 @@ fn target_sqnr_on_every_model(target: f64) {
             );
         }
         let bound = target;
-        for (k, db) in output_sqnr(&input, &out, &test) {
-            if db < bound {
+        // The whole held-out file (up to 360 samples: the digits RNNs; 256 frames:
+        // streaming_kws), as docs/ACCURACY.md measures it.
+        for (k, db) in output_sqnr(&input, &out, &test, usize::MAX) {
+            // NaN fails too.
+            if db.is_nan() || db < bound {
                 failures.push(format!(
                     "{name}: output {k}: {db:.2} dB < {bound} dB on held-out {test} (LiteRT)"
                 ));
@@ -196,7 +200,7 @@ fn target_sqnr_int16x8_chooses_between_int16x8_and_float_litert() {
         if target == 50.0 {
             assert!(count("int16x8") >= 1, "{plan:?}");
         }
-        for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy") {
+        for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy", 32) {
             assert!(
                 db >= target,
                 "{target}: output {k}: {db:.2} dB on held-out data (LiteRT)"
@@ -273,7 +277,7 @@ fn keep_float_by_type_and_index_with_reason() {
     );
     // LiteRT runs it; keeping operators float can only remove error sources, so it is at
     // least as close to the float model as ~8 bits (plain int8 measures 49 dB here).
-    for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy") {
+    for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy", 32) {
         assert!(db > 40.0, "output {k}: {db} dB");
     }
 }
