@@ -1078,6 +1078,34 @@ mod tests {
     use crate::ir::QuantParams;
 
     #[test]
+    fn plan_score_takes_the_lower_of_the_pooled_bound_and_the_worst_sample() {
+        // 31 samples at 50 dB and one at 30 dB (signal 1 each).
+        let mut e: Energies = vec![(1.0, 1e-5); 31];
+        e.push((1.0, 1e-3));
+        // The worst sample: 30 dB.
+        assert!((worst_sample_db(&e) - 30.0).abs() < 1e-9);
+        // Pooled: mean error (31e-5 + 1e-3) / 32; the bound adds two standard errors.
+        let mean: f64 = (31.0 * 1e-5 + 1e-3) / 32.0;
+        let var: f64 = (31.0 * (1e-5 - mean).powi(2) + (1e-3 - mean).powi(2)) / 31.0;
+        let want = -10.0 * (mean + 2.0 * (var / 32.0).sqrt()).log10();
+        assert!((pooled_bound_db(&e) - want).abs() < 1e-9);
+        assert!(want > 30.0 && want < 10.0 * (1.0 / mean).log10());
+        // The score: the lower of both, minus the margin; the lowest output decides.
+        let good: Energies = vec![(1.0, 1e-6); 32];
+        let score = plan_score(&[good.clone(), e.clone(), Vec::new()]);
+        assert!((score - (30.0 - SEARCH_MARGIN_DB)).abs() < 1e-9);
+        // Identical outputs score +∞ (minus the margin); an infinite error −∞.
+        assert_eq!(plan_score(&[vec![(1.0, 0.0); 4]]), f64::INFINITY);
+        assert_eq!(plan_score(&[vec![(1.0, f64::INFINITY)]]), f64::NEG_INFINITY);
+        // The bound with part of the samples is never below the score with all of them.
+        let signal = [32.0, 32.0];
+        for cut in 1..=32 {
+            let part = [good[..cut].to_vec(), e[..cut].to_vec()];
+            assert!(score_bound(&part, &signal) >= plan_score(&[good.clone(), e.clone()]));
+        }
+    }
+
+    #[test]
     fn requantize_puts_exact_values_on_the_tensors_grid() {
         let exact = Value::new(vec![4], Data::F32(vec![0.0, 0.25, -0.25, 100.0])).unwrap();
         let like8 = Value::new(vec![4], Data::I8(vec![0; 4])).unwrap();

@@ -13,8 +13,10 @@
 //! 1. [`candidates`], after the fates: a position is a candidate when its cond and body
 //!    subgraphs belong to this WHILE alone, its five tensors are float32, body output `k`
 //!    is written by a quantized operator of the body (or is body input `k` itself, a
-//!    loop-invariant tensor) and some quantized operator of the loop reads or writes it;
-//!    otherwise it stays float32 with the reason (shown on the WHILE's fate);
+//!    loop-invariant tensor) and some quantized operator of the loop reads or writes it,
+//!    and its initial value is not state a float operator writes in place
+//!    ([`float_state_writer`]); otherwise it stays float32 with the reason (shown on the
+//!    WHILE's fate);
 //! 2. [`widen_ranges`], before the parameters: every calibrated member of a chain gets
 //!    the union of the chain's calibrated ranges (the outer input's range, and a
 //!    constant initial value's data, count in the union but keep their own range), so
