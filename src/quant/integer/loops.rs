@@ -14,7 +14,7 @@
 //!    subgraphs belong to this WHILE alone, its five tensors are float32, body output `k`
 //!    is written by a quantized operator of the body (or is body input `k` itself, a
 //!    loop-invariant tensor) and some quantized operator of the loop reads or writes it,
-//!    and its initial value is not state a float operator writes in place
+//!    and (int8 runs) its initial value is not state a float operator writes in place
 //!    ([`float_state_writer`]); otherwise it stays float32 with the reason (shown on the
 //!    WHILE's fate);
 //! 2. [`widen_ranges`], before the parameters: every calibrated member of a chain gets
@@ -130,7 +130,7 @@ fn subgraph_refs(model: &Model) -> BTreeMap<usize, usize> {
 
 /// Step 1: the positions that can be carried as integers, and the reasons of the
 /// float32 positions that cannot.
-pub(super) fn candidates(model: &Model, fates: &[Vec<Fate>]) -> (Vec<Chain>, Kept) {
+pub(super) fn candidates(model: &Model, fates: &[Vec<Fate>], width: Width) -> (Vec<Chain>, Kept) {
     let refs = subgraph_refs(model);
     let (mut chains, mut kept) = (Vec::new(), Kept::new());
     for (si, sg) in model.subgraphs.iter().enumerate() {
@@ -168,7 +168,7 @@ pub(super) fn candidates(model: &Model, fates: &[Vec<Fate>]) -> (Vec<Chain>, Kep
                     body_out,
                     outer_out,
                 };
-                match check(model, fates, &chain) {
+                match check(model, fates, &chain, width) {
                     Ok(()) => chains.push(chain),
                     Err(w) => why.push((pos, w)),
                 }
@@ -179,7 +179,7 @@ pub(super) fn candidates(model: &Model, fates: &[Vec<Fate>]) -> (Vec<Chain>, Kep
 }
 
 /// Why position `chain.pos` cannot be carried as an integer, if so.
-fn check(model: &Model, fates: &[Vec<Fate>], chain: &Chain) -> Result<(), String> {
+fn check(model: &Model, fates: &[Vec<Fate>], chain: &Chain, width: Width) -> Result<(), String> {
     let members = [
         (chain.si, chain.outer_in),
         (chain.cond, chain.cond_in),
@@ -200,7 +200,9 @@ fn check(model: &Model, fates: &[Vec<Fate>], chain: &Chain) -> Result<(), String
     }
     let b = &model.subgraphs[chain.body];
     let quantized = |s: usize, p: usize| fates[s].get(p) == Some(&Fate::Quantized);
-    if let Some(w) = float_state_writer(model, fates, chain) {
+    if width == Width::Int8
+        && let Some(w) = float_state_writer(model, fates, chain)
+    {
         return Err(w);
     }
     if !chain.invariant() {
@@ -250,7 +252,8 @@ fn check(model: &Model, fates: &[Vec<Fate>], chain: &Chain) -> Result<(), String
 /// XNNPACK delegate, which orders the nodes it takes by data edges only, runs such a
 /// QUANTIZE before the writer: the loop then starts from the state before the write
 /// (lstm_gru_digits with its LSTM float: 5.5 dB on held-out samples with XNNPACK, 22
-/// dB with the builtin kernels).
+/// dB with the builtin kernels). In int8 runs only: XNNPACK takes no float→int16
+/// QUANTIZE, and the int16x8 loops keep their integer state.
 fn float_state_writer(model: &Model, fates: &[Vec<Fate>], chain: &Chain) -> Option<String> {
     let sg = &model.subgraphs[chain.si];
     let t = sg.tensors.get(chain.outer_in)?;
