@@ -141,6 +141,14 @@ def fmt(db):
     return "∞" if db == float("inf") else f"{db:.1f}"
 
 
+def missed_run(target_runs, name, label):
+    """A --target-sqnr run that wrote nothing LiteRT runs counts as a miss."""
+    tm = re.match(r"int8 --target-sqnr (\d+)$", label)
+    if tm:
+        target_runs.setdefault(int(tm.group(1)), []).append((name, 0, -float("inf")))
+        print(f"{name}: {label} MISSED: no model LiteRT runs", file=sys.stderr)
+
+
 def ptq_weight_summary(per_model, mode):
     """Each PTQ weight variant minus the int8 baseline without them, per model, on the
     mean output SQNR (inf as 100 dB) and on the lowest output SQNR: the mean over the
@@ -176,6 +184,7 @@ def main():
     rows, summary, algos = [], [], {}
     rows, summary = [], []
     ptq_weight_results = []
+    target_runs = {}  # --target-sqnr T -> [(model, size in bytes, lowest output SQNR)]
     tmp = tempfile.mkdtemp()
     for name, e in models():
         if a.only and name not in a.only.split(","):
@@ -228,6 +237,7 @@ def main():
                 if p.returncode != 0:
                     why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1][:80]
                     rows.append((name, label, "error: " + why, "", "", ""))
+                    missed_run(target_runs, name, label)
                     continue
                 r = json.load(open(rep))
                 mp = r.get("mixed_precision")
@@ -238,6 +248,7 @@ def main():
                 ys, _, _ = run(path, test, stream)
             except Exception as ex:  # noqa: BLE001
                 rows.append((name, label, f"LiteRT error: {str(ex)[:60]}", "", "", ""))
+                missed_run(target_runs, name, label)
                 continue
             dbs = [sqnr(r_, y) for r_, y, ok in zip(ref, ys, real) if ok]
             agree = acc = ""
@@ -253,6 +264,16 @@ def main():
                 finite = [d for d in dbs if d == d]
                 per = f"min {fmt(min(dbs, key=lambda d: (d == d, d)))}, mean {fmt(float(np.mean([min(d, 100) for d in finite])) if finite else float('nan'))} ({len(dbs)} outputs)"
             size = os.path.getsize(path)
+            tm = re.match(r"int8 --target-sqnr (\d+)$", label)
+            if tm:
+                # Every real-valued output must reach T on the held-out file: flag a miss.
+                t = int(tm.group(1))
+                low = min((d if d == d else -float("inf") for d in dbs), default=float("inf"))
+                target_runs.setdefault(t, []).append((name, size, low))
+                if low < t:
+                    note = f"{note}, MISSES {t} dB".lstrip(", ")
+                    print(f"{name}: --target-sqnr {t} MISSED on the held-out file: {fmt(low)} dB",
+                          file=sys.stderr)
             rows.append((name, label, per, f"{agree} {acc}".strip(), f"{size / 1024:.1f} KiB", note))
             print("|".join(rows[-1]), file=sys.stderr)
         if "tflquant int8" in results:
@@ -299,6 +320,14 @@ def main():
             f"`{label}` − tflquant int8 default, mean output SQNR (∞ as 100 dB) per model: "
             f"mean {np.mean([x[1] for x in d]):+.2f} dB, lowest {worst[1]:+.2f} dB ({worst[0]}), "
             f"{sum(1 for x in d if abs(x[1]) >= 0.05)} of {len(d)} models moved by ≥ 0.05 dB\n"
+        )
+    for t, runs in sorted(target_runs.items()):
+        missed = [f"{n} {fmt(d)} dB" for n, _, d in runs if d < t]
+        lines.append(
+            f"`--target-sqnr {t}`: {sum(s for _, s, _ in runs) / 1024:.1f} KiB summed over "
+            f"{len(runs)} models; target met on the held-out file by "
+            f"{len(runs) - len(missed)} of {len(runs)}"
+            + (f", MISSED by {', '.join(missed)}" if missed else "") + "\n"
         )
     lines += ptq_weight_summary(ptq_weight_results, a.ptq_mode)
     table = "\n".join(lines)

@@ -57,11 +57,12 @@ fn run(model_path: &Path, model: &Model, inputs: &[Array]) -> Result<Vec<Array>,
     litert_run(model_path, inputs).or_else(|_| litert_run_builtin(model_path, inputs))
 }
 
-/// Per real-valued output: SQNR of `quant` against `float` on the test samples.
-fn output_sqnr(float: &Path, quant: &Path, test: &str) -> Vec<(usize, f64)> {
+/// Per real-valued output: SQNR of `quant` against `float` on the first `n` test
+/// samples.
+fn output_sqnr(float: &Path, quant: &Path, test: &str, n: usize) -> Vec<(usize, f64)> {
     let fm = tflquant::read_path(float).unwrap();
     let qm = tflquant::read_path(quant).unwrap();
-    let inputs = load_samples(test, &fm, 32);
+    let inputs = load_samples(test, &fm, n);
     let fo = run(float, &fm, &inputs).unwrap_or_else(|e| panic!("{float:?} on LiteRT: {e}"));
     let qo = run(quant, &qm, &inputs).unwrap_or_else(|e| panic!("{quant:?} on LiteRT: {e}"));
     assert_eq!(fo.len(), qo.len());
@@ -120,8 +121,11 @@ fn target_sqnr_on_every_model(target: f64) {
             );
         }
         let bound = target;
-        for (k, db) in output_sqnr(&input, &out, &test) {
-            if db < bound {
+        // The whole held-out file (up to 360 samples: the digits RNNs; 256 frames:
+        // streaming_kws), as docs/ACCURACY.md measures it.
+        for (k, db) in output_sqnr(&input, &out, &test, usize::MAX) {
+            // NaN fails too.
+            if db.is_nan() || db < bound {
                 failures.push(format!(
                     "{name}: output {k}: {db:.2} dB < {bound} dB on held-out {test} (LiteRT)"
                 ));
@@ -145,11 +149,51 @@ fn target_sqnr_30_reached_on_held_out_data_litert() {
 
 /// Held-out data clip where the calibration data did not (sentinel_clip's held-out values
 /// reach 17% beyond the calibrated minimum, shared_weights_cnn's 50% beyond the maximum):
-/// met by the search's 6 dB margin and int16x8 with range headroom, not per-model
-/// exceptions.
+/// met by the search's worst-sample estimate and int16x8 with range headroom, not
+/// per-model exceptions.
 #[test]
 fn target_sqnr_40_reached_on_held_out_data_litert() {
     target_sqnr_on_every_model(40.0);
+}
+
+/// No larger than needed: cnn_digits' int8 model scores 49 dB on held-out data, so
+/// `--target-sqnr 40` keeps no operator float (one search sample whose logits clip
+/// with the fold's ranges kept 6 of 9 float under the worst-sample-only rule), and the
+/// plan is measured on the full held-out file on LiteRT.
+#[test]
+fn target_sqnr_40_writes_the_int8_model_when_it_suffices_litert() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("cnn_digits.tflite");
+    let calib = testdata("cnn_digits.calib.npy");
+    let out = dir.path().join("t40.tflite");
+    let report = dir.path().join("t40.json");
+    quantize_cli(
+        &input,
+        &out,
+        &[
+            "--mode",
+            "int8",
+            "--calibration",
+            calib.to_str().unwrap(),
+            "--samples",
+            CALIB_SAMPLES,
+            "--target-sqnr",
+            "40",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let plan = r["mixed_precision"]["plan"].as_array().unwrap();
+    let float: Vec<_> = plan.iter().filter(|o| o["precision"] == "float").collect();
+    assert!(float.is_empty(), "{float:?}");
+    for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy", usize::MAX) {
+        assert!(
+            db >= 40.0,
+            "output {k}: {db:.2} dB on held-out data (LiteRT)"
+        );
+    }
 }
 
 /// `--mode int16x8 --target-sqnr T` chooses between int16x8 and float only (never int8),
@@ -196,7 +240,7 @@ fn target_sqnr_int16x8_chooses_between_int16x8_and_float_litert() {
         if target == 50.0 {
             assert!(count("int16x8") >= 1, "{plan:?}");
         }
-        for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy") {
+        for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy", 32) {
             assert!(
                 db >= target,
                 "{target}: output {k}: {db:.2} dB on held-out data (LiteRT)"
@@ -273,7 +317,7 @@ fn keep_float_by_type_and_index_with_reason() {
     );
     // LiteRT runs it; keeping operators float can only remove error sources, so it is at
     // least as close to the float model as ~8 bits (plain int8 measures 49 dB here).
-    for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy") {
+    for (k, db) in output_sqnr(&input, &out, "cnn_digits.test.npy", 32) {
         assert!(db > 40.0, "output {k}: {db} dB");
     }
 }

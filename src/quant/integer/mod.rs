@@ -122,7 +122,7 @@ pub fn quantize_integer(
     let widths = widths::plan_widths(model, ranges, &fates, opts, report)?;
     // WHILE loops: carried tensors get one range per position before planning, one
     // set of parameters after it (`loops.rs`).
-    let (chains, kept) = loops::candidates(model, &fates);
+    let (chains, kept) = loops::candidates(model, &fates, opts.width);
     let ranges = &loops::widen_ranges(model, ranges, &chains);
     let mut params = params::plan_params(model, ranges, &fates, &widths, opts)?;
     let d = loops::Decide {
