@@ -438,7 +438,13 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     let sequences = source.sequences();
     let reset = source.reset_policy();
     let all = source.collect::<Result<Vec<_>>>()?;
+    // Every candidate (and the final model) quantizes the same weights: their scales
+    // are computed once.
+    let scale_cache = Some(std::sync::Arc::new(
+        quant::ptq::clipping::ScaleCache::default(),
+    ));
     let mut search_base = base.clone();
+    search_base.scale_cache = scale_cache.clone();
     search_base.interface = quant::integer::Interface::Float;
     let decisions = decision_cones(model, base)?;
     search_base.keep_float.extend(decisions.iter().cloned());
@@ -565,6 +571,7 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     // The final model: the user's ranges (all the calibration data) and interface.
     let mut base = base.clone();
     base.keep_float.extend(decisions);
+    base.scale_cache = scale_cache;
     let base = &base;
     let (out, mut report) = if n > 0 && chosen.iter().all(|&l| l == Level::Float) {
         float_model(model, &r0)
