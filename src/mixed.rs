@@ -155,6 +155,25 @@ impl Cache {
         })
     }
 
+    /// [`Cache::new`] with the float outputs computed elsewhere (a calibration run of
+    /// the same samples in the same order, as [`Cache::new`] would run them: a unit
+    /// test compares the two).
+    fn with_outputs(
+        samples: Vec<Vec<Value>>,
+        sequences: SequenceIds,
+        offset: usize,
+        reset: crate::interp::ResetState,
+        float_outputs: Vec<Vec<Value>>,
+    ) -> Cache {
+        Cache {
+            samples,
+            sequences,
+            offset,
+            reset,
+            float_outputs,
+        }
+    }
+
     fn starts_sequence(&self, i: usize) -> bool {
         self.sequences.starts_sequence(self.offset + i)
     }
@@ -200,6 +219,31 @@ impl Cache {
         }
         Ok(score - SEARCH_MARGIN_DB)
     }
+}
+
+/// One fold's calibration: the ranges of samples `fit` of `all` (run in order, state
+/// reset where a sequence starts and at the first) and the float model's outputs of
+/// those runs, which [`Cache::with_outputs`] takes for the fold that holds them out.
+fn calibrate_fold(
+    model: &Model,
+    observer: crate::calib::ObserverKind,
+    all: &[Vec<Value>],
+    fit: std::ops::Range<usize>,
+    sequences: &SequenceIds,
+    reset: crate::interp::ResetState,
+) -> Result<(crate::calib::Ranges, Vec<Vec<Value>>)> {
+    let mut c = crate::calib::Calibrator::new(model, observer)?;
+    c.interpreter().set_reset_policy(reset);
+    c.detect_stream();
+    let start = fit.start;
+    let mut outputs = Vec::with_capacity(fit.len());
+    for (i, x) in all[fit].iter().enumerate() {
+        if i == 0 || sequences.starts_sequence(start + i) {
+            c.interpreter().reset_state();
+        }
+        outputs.push(c.add_sample_outputs(x)?);
+    }
+    Ok((c.ranges(), outputs))
 }
 
 /// SQNR of an accumulator: +∞ when identical, −∞ for NaN.
@@ -455,21 +499,31 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     let mut folds = Vec::new();
     if all.len() >= MIN_SPLIT_SAMPLES {
         let spans = [(0..half, half..all.len()), (half..all.len(), 0..half)];
-        for (fit, held) in spans {
-            let mut c = crate::calib::Calibrator::new(model, s.observer)?;
-            c.interpreter().set_reset_policy(reset);
-            c.detect_stream();
-            let start = fit.start;
-            for (i, x) in all[fit].iter().enumerate() {
-                if i == 0 || sequences.starts_sequence(start + i) {
-                    c.interpreter().reset_state();
-                }
-                c.add_sample(x)?;
-            }
+        // Each half's calibration run gives the float outputs the other fold is
+        // measured against (the samples it holds out): no second float run.
+        let mut fitted = Vec::new();
+        for (fit, _) in &spans {
+            fitted.push(calibrate_fold(
+                model,
+                s.observer,
+                &all,
+                fit.clone(),
+                &sequences,
+                reset,
+            )?);
+        }
+        let mut outputs: Vec<_> = fitted
+            .iter_mut()
+            .map(|f| std::mem::take(&mut f.1))
+            .collect();
+        outputs.reverse();
+        for (((_, held), (ranges, _)), float_outputs) in spans.into_iter().zip(fitted).zip(outputs)
+        {
             let mut o = search_base.clone();
-            o.ranges = Some(c.ranges());
-            let offset = held.start;
-            let cache = Cache::new(model, all[held].to_vec(), sequences.clone(), offset, reset)?;
+            o.ranges = Some(ranges);
+            let samples = all[held.clone()].to_vec();
+            let cache =
+                Cache::with_outputs(samples, sequences.clone(), held.start, reset, float_outputs);
             folds.push((o, cache));
         }
     } else {
@@ -1195,6 +1249,48 @@ mod tests {
             };
             assert_eq!(fast.n, 2 + measured, "case {k}");
             assert_eq!(a.map(|v| v.data), b.map(|v| v.data), "case {k}");
+        }
+    }
+
+    #[test]
+    fn a_folds_calibration_outputs_are_the_float_outputs_cache_new_computes() {
+        // A stateless CNN and a streaming model (state flows from sample to sample):
+        // the outputs of the calibration run of one half are what Cache::new computes
+        // for the fold holding that half out, to the bit.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        for (model, data) in [
+            ("cnn_digits.tflite", "cnn_digits.calib.npy"),
+            ("streaming_kws.tflite", "streaming_kws.calib.npy"),
+        ] {
+            let m = crate::reader::read_path(dir.join(model)).unwrap();
+            let opts = SampleOptions {
+                max_samples: Some(12),
+                ..Default::default()
+            };
+            let source = Samples::open(&dir.join(data), &m, &opts).unwrap();
+            let (sequences, reset) = (source.sequences(), source.reset_policy());
+            let all = source.collect::<Result<Vec<_>>>().unwrap();
+            assert_eq!(all.len(), 12, "{model}");
+            for fit in [0..6, 6..12] {
+                let (_, outputs) = calibrate_fold(
+                    &m,
+                    crate::calib::ObserverKind::MinMax,
+                    &all,
+                    fit.clone(),
+                    &sequences,
+                    reset,
+                )
+                .unwrap();
+                let cache = Cache::new(
+                    &m,
+                    all[fit.clone()].to_vec(),
+                    sequences.clone(),
+                    fit.start,
+                    reset,
+                )
+                .unwrap();
+                assert_eq!(outputs, cache.float_outputs, "{model} {fit:?}");
+            }
         }
     }
 }

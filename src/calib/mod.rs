@@ -414,7 +414,7 @@ impl<'m> Calibrator<'m> {
                         if stop.load(Ordering::Relaxed) {
                             continue;
                         }
-                        let r = run_sample(interp, &mut collector, &inputs);
+                        let r = run_sample(interp, &mut collector, &inputs).map(drop);
                         let _ = done_tx.send((i, r));
                     }
                     if let Ok(mut c) = collected.lock() {
@@ -467,6 +467,12 @@ impl<'m> Calibrator<'m> {
     /// Runs one sample and folds every float tensor value into its statistics. A tensor
     /// seen several times in one sample (a loop body) is folded once per occurrence.
     pub fn add_sample(&mut self, inputs: &[Value]) -> Result<()> {
+        run_sample(&mut self.interp, &mut self.collector, inputs).map(drop)
+    }
+
+    /// [`Calibrator::add_sample`], also handing back the float model's outputs of the
+    /// run (the `--target-sqnr` search measures candidates against them).
+    pub fn add_sample_outputs(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
         run_sample(&mut self.interp, &mut self.collector, inputs)
     }
 
@@ -488,15 +494,22 @@ pub fn carries_state(model: &Model, policy: crate::interp::ResetState) -> bool {
         }
 }
 
-/// Runs one sample on `interp` and folds every float tensor value into `collector`.
-fn run_sample(interp: &mut Interpreter, collector: &mut Collector, inputs: &[Value]) -> Result<()> {
+/// Runs one sample on `interp` and folds every float tensor value into `collector`;
+/// the model's outputs.
+fn run_sample(
+    interp: &mut Interpreter,
+    collector: &mut Collector,
+    inputs: &[Value],
+) -> Result<Vec<Value>> {
     let mut obs = |id: TensorId, v: &Value, keys: Option<KeyRange>| {
         collector.observe_keyed(id, v, keys);
         Flow::Continue
     };
-    interp.run_observed_ranged(inputs, &mut obs)?;
+    let outputs = interp
+        .run_observed_ranged(inputs, &mut obs)?
+        .ok_or_else(|| Error::Internal("a calibration run stopped unasked".into()))?;
     collector.end_sample();
-    Ok(())
+    Ok(outputs)
 }
 
 /// Calibrates `model` over every sample of `samples` (stateful models: see
