@@ -54,7 +54,10 @@
 //! a float island, weights still int8, only the biases of its operators int64). With n
 //! candidates the search costs at most 1 + 2·(2·⌈log2 n⌉ + 1) + [`MAX_LOWERING_TRIES`]
 //! evaluations. Each costs one quantization and one run of the quantized model over the
-//! search samples per fold; the float outputs are never recomputed. The chosen plan is
+//! search samples per fold; the float outputs are never recomputed, and the weight
+//! scales (the mse clipping search, most of a quantization's time) are computed once
+//! for all candidates ([`quant::ptq::clipping::ScaleCache`]). Both sensitivity runs
+//! share one float run per sample. The chosen plan is
 //! then measured by `compare` (the same metrics) on the validation data, or the
 //! calibration data when none is given, and recorded in the report
 //! ([`MixedPrecision`]). When even every candidate kept float misses the target, the
@@ -173,6 +176,25 @@ impl Cache {
         })
     }
 
+    /// [`Cache::new`] with the float outputs computed elsewhere (a calibration run of
+    /// the same samples in the same order, as [`Cache::new`] would run them: a unit
+    /// test compares the two).
+    fn with_outputs(
+        samples: Vec<Vec<Value>>,
+        sequences: SequenceIds,
+        offset: usize,
+        reset: crate::interp::ResetState,
+        float_outputs: Vec<Vec<Value>>,
+    ) -> Cache {
+        Cache {
+            samples,
+            sequences,
+            offset,
+            reset,
+            float_outputs,
+        }
+    }
+
     fn starts_sequence(&self, i: usize) -> bool {
         self.sequences.starts_sequence(self.offset + i)
     }
@@ -231,6 +253,76 @@ impl Cache {
         }
         Ok(true)
     }
+}
+
+/// One fold of the search data: the samples it holds out, the ranges fitted on the
+/// others, and the float outputs of its held-out samples when another fold's calibration
+/// run computed them as [`Cache::new`] would (`None`: run them again).
+struct Fold {
+    held: std::ops::Range<usize>,
+    ranges: crate::calib::Ranges,
+    float_outputs: Option<Vec<Vec<Value>>>,
+}
+
+/// The `k` folds of `all`: fold f holds out `held(f)` and fits its ranges on the samples
+/// before and after it, each span run from a reset state. The float outputs fold f is
+/// measured against come from another fold's calibration run, from a span that starts
+/// where `held(f)` starts (fold f − 1's second span; fold 1's first span for fold 0), so
+/// the held-out samples are not run through the float model a second time.
+fn calibrate_folds(
+    model: &Model,
+    observer: crate::calib::ObserverKind,
+    all: &[Vec<Value>],
+    k: usize,
+    sequences: &SequenceIds,
+    reset: crate::interp::ResetState,
+) -> Result<Vec<Fold>> {
+    let held = |f: usize| f * all.len() / k..(f + 1) * all.len() / k;
+    let mut fitted = Vec::with_capacity(k);
+    let mut kept: Vec<Option<Vec<Value>>> = vec![None; all.len()];
+    for g in 0..k {
+        let h = held(g);
+        let mut keep = Vec::new();
+        if g + 1 < k {
+            keep.push(held(g + 1));
+        }
+        if g == 1 {
+            keep.push(held(0));
+        }
+        let mut c = crate::calib::Calibrator::new(model, observer)?;
+        c.interpreter().set_reset_policy(reset);
+        c.detect_stream();
+        for span in [0..h.start, h.end..all.len()] {
+            let start = span.start;
+            for (i, x) in all[span].iter().enumerate() {
+                if i == 0 || sequences.starts_sequence(start + i) {
+                    c.interpreter().reset_state();
+                }
+                // Kept outputs lie in a span that starts where their fold starts: they
+                // equal a run of that fold alone from a reset state.
+                let j = start + i;
+                if keep.iter().any(|r| r.contains(&j)) {
+                    kept[j] = Some(c.add_sample_outputs(x)?);
+                } else {
+                    c.add_sample(x)?;
+                }
+            }
+        }
+        fitted.push(c.ranges());
+    }
+    Ok(fitted
+        .into_iter()
+        .enumerate()
+        .map(|(f, ranges)| {
+            let held = held(f);
+            let float_outputs = kept[held.clone()].iter_mut().map(Option::take).collect();
+            Fold {
+                held,
+                ranges,
+                float_outputs,
+            }
+        })
+        .collect())
 }
 
 /// One output's (signal, error) energies, one pair per scored sample.
@@ -517,9 +609,9 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
         }
         .into());
     }
-    // The search data: the first calibration samples, split in two halves (folds).
-    // Each fold's ranges are collected on one half and its candidates measured on the
-    // other, and a plan must meet the target in both: the search sees data its ranges
+    // The search data: the first calibration samples, split into folds (two; four for a
+    // stream). Each fold's ranges are collected on the other folds' samples and its
+    // candidates measured on its own, and a plan must meet the target in every fold: the search sees data its ranges
     // were not fitted to, as a deployed model does (with few samples, the SQNR on the
     // calibration data itself is optimistic by several dB).
     let opts = SampleOptions {
@@ -541,7 +633,13 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     let sequences = source.sequences();
     let reset = source.reset_policy();
     let all = source.collect::<Result<Vec<_>>>()?;
+    // Every candidate (and the final model) quantizes the same weights: their scales
+    // are computed once.
+    let scale_cache = Some(std::sync::Arc::new(
+        quant::ptq::clipping::ScaleCache::default(),
+    ));
     let mut search_base = base.clone();
+    search_base.scale_cache = scale_cache.clone();
     search_base.interface = quant::integer::Interface::Float;
     let decisions = decision_cones(model, base)?;
     search_base.keep_float.extend(decisions.iter().cloned());
@@ -553,26 +651,18 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     };
     if all.len() >= MIN_SPLIT_SAMPLES {
         // Last fold first: its all-integer model gives the sensitivities.
-        for f in (0..k).rev() {
-            let held = f * all.len() / k..(f + 1) * all.len() / k;
-            let mut c = crate::calib::Calibrator::new(model, s.observer)?;
-            c.interpreter().set_reset_policy(reset);
-            c.detect_stream();
-            // The fit samples: those before and after the held-out ones, each run
-            // from a reset state.
-            for fit in [0..held.start, held.end..all.len()] {
-                let start = fit.start;
-                for (i, x) in all[fit].iter().enumerate() {
-                    if i == 0 || sequences.starts_sequence(start + i) {
-                        c.interpreter().reset_state();
-                    }
-                    c.add_sample(x)?;
-                }
-            }
+        for fold in calibrate_folds(model, s.observer, &all, k, &sequences, reset)?
+            .into_iter()
+            .rev()
+        {
+            let samples = all[fold.held.clone()].to_vec();
+            let offset = fold.held.start;
+            let cache = match fold.float_outputs {
+                Some(outs) => Cache::with_outputs(samples, sequences.clone(), offset, reset, outs),
+                None => Cache::new(model, samples, sequences.clone(), offset, reset)?,
+            };
             let mut o = search_base.clone();
-            o.ranges = Some(c.ranges());
-            let offset = held.start;
-            let cache = Cache::new(model, all[held].to_vec(), sequences.clone(), offset, reset)?;
+            o.ranges = Some(fold.ranges);
             folds.push((o, cache));
         }
     } else {
@@ -594,7 +684,6 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     // The all-integer model of the first fold and every operator's own error: the
     // sensitivities.
     let (q0, r0) = quant::quantize(model, &folds[0].0)?;
-    let own = own_errors(model, &q0, &folds[0].1)?;
     // Candidates: every operator the all-integer plan quantizes; its sensitivity is the
     // lowest own-error SQNR of its outputs (`None`: not measured, e.g. inside a called
     // subgraph).
@@ -611,7 +700,6 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
             .filter_map(|n| own.get(n.as_str()).copied())
             .reduce(|a, b| if a.is_nan() || a < b { a } else { b })
     };
-    let sensitivity_of = |si: usize, oi: usize| sensitivity_in(&own, si, oi);
     let int16_kernel = |si: usize, oi: usize| -> bool {
         let m = &folded_model;
         si == 0
@@ -621,6 +709,10 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
                     && crate::rules::rule_for(kind).is_some_and(|r| r.supports(16))
             })
     };
+    let (own, own16) = sensitivities(model, &folds[0], &q0, &r0, |f| {
+        base.mode == Mode::Int8 && f.width.is_none() && int16_kernel(f.subgraph, f.operator)
+    })?;
+    let sensitivity_of = |si: usize, oi: usize| sensitivity_in(&own, si, oi);
     let mut candidates: Vec<Candidate> = r0
         .ops
         .iter()
@@ -655,34 +747,23 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     // 16x8 only where it measures better than the run's width: the operators' own
     // error with every 16x8 candidate in 16x8 (LiteRT's 16x8 SOFTMAX, built on lookup
     // tables, adds more error than the int8 one on confident outputs).
-    if st.candidates.iter().any(|c| c.int16) {
-        let plan: Vec<Level> = (0..n)
-            .map(|c| {
-                if st.candidates[c].int16 {
-                    Level::Int16
-                } else {
-                    Level::Base
-                }
-            })
-            .collect();
-        let o = st.options(&st.folds[0].0, &plan);
-        if let Ok((q16, _)) = quant::quantize(model, &o) {
-            let own16 = own_errors(model, &q16, &st.folds[0].1)?;
-            for c in st.candidates.iter_mut().filter(|c| c.int16) {
-                let wide = sensitivity_in(&own16, c.subgraph, c.operator);
-                c.int16 = match (wide, c.sensitivity_db) {
-                    (Some(w), Some(b)) => w > b || (w == b && w.is_infinite()),
-                    _ => true,
-                };
-                if !c.int16 {
-                    log::info!(
-                        "target-sqnr: {}:{} stays out of 16x8 (own error {:.1} dB in 16x8, {:.1} in the run's width)",
-                        c.subgraph,
-                        c.operator,
-                        wide.unwrap_or(f64::NAN),
-                        c.sensitivity_db.unwrap_or(f64::NAN)
-                    );
-                }
+    if st.candidates.iter().any(|c| c.int16)
+        && let Some(own16) = &own16
+    {
+        for c in st.candidates.iter_mut().filter(|c| c.int16) {
+            let wide = sensitivity_in(own16, c.subgraph, c.operator);
+            c.int16 = match (wide, c.sensitivity_db) {
+                (Some(w), Some(b)) => w > b || (w == b && w.is_infinite()),
+                _ => true,
+            };
+            if !c.int16 {
+                log::info!(
+                    "target-sqnr: {}:{} stays out of 16x8 (own error {:.1} dB in 16x8, {:.1} in the run's width)",
+                    c.subgraph,
+                    c.operator,
+                    wide.unwrap_or(f64::NAN),
+                    c.sensitivity_db.unwrap_or(f64::NAN)
+                );
             }
         }
     }
@@ -690,6 +771,7 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     // The final model: the user's ranges (all the calibration data) and interface.
     let mut base = base.clone();
     base.keep_float.extend(decisions);
+    base.scale_cache = scale_cache;
     let base = &base;
     let (out, mut report) = if n > 0 && chosen.iter().all(|&l| l == Level::Float) {
         float_model(model, &r0)
@@ -761,6 +843,49 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
         ));
     }
     Ok((out, report))
+}
+
+/// Own-error SQNR dB by float tensor name ([`own_errors`]).
+type OwnErrors = HashMap<String, f64>;
+
+/// The operators' own errors ([`own_errors`], on `fold`'s samples) in the all-integer
+/// model `q0` (report `r0`) and, when some operator may run in 16x8 (`int16` of its
+/// entry in `r0`) and that model quantizes, in the model with every such operator in
+/// 16x8; both measured in one pass (one float run per sample).
+fn sensitivities(
+    model: &Model,
+    fold: &(quant::Options, Cache),
+    q0: &Model,
+    r0: &Report,
+    int16: impl Fn(&crate::quant::report::OpFate) -> bool,
+) -> Result<(OwnErrors, Option<OwnErrors>)> {
+    let (base, cache) = fold;
+    let mut o = base.clone();
+    for f in r0
+        .ops
+        .iter()
+        .filter(|f| f.fate == Fate::Quantized && int16(f))
+    {
+        o.int16.push(Int16 {
+            select: OpSelector::Index {
+                subgraph: f.subgraph,
+                operator: f.operator,
+            },
+            by: KeepFloatBy::Search {
+                sensitivity_db: None,
+            },
+        });
+    }
+    let q16 = if o.int16.len() > base.int16.len() {
+        quant::quantize(model, &o).ok().map(|(q, _)| q)
+    } else {
+        None
+    };
+    let mut qs = vec![q0];
+    qs.extend(q16.as_ref());
+    let mut own = own_errors(model, &qs, cache)?.into_iter();
+    let own0 = own.next().unwrap_or_default();
+    Ok((own0, own.next()))
 }
 
 /// The plan that keeps every operator float: the float model, unchanged, with a report
@@ -919,17 +1044,86 @@ pub fn render_outputs(m: Option<&MixedPrecision>) -> String {
 /// real-valued activation that has a float counterpart replaced by that counterpart's
 /// exact value (quantized to the tensor's own parameters), so that each operator sees
 /// exact inputs and its output carries only the error it adds itself (rounding of its
-/// output, its weights, its kernel). Result: the lowest single sample's SQNR dB of each
-/// such output against the float value (as the search scores plans), by float tensor
-/// name (subgraph 0; +∞ when it adds none, NaN when its
+/// output, its weights, its kernel). Result, per quantized model of `qs`: the lowest
+/// single sample's SQNR dB of each such output against the float value (as the search
+/// scores plans), by float tensor name (subgraph 0; +∞ when it adds none, NaN when its
 /// error is not a number). Unlike the local SQNR of `compare --tensors`, an operator
 /// that shrinks the error its inputs carry (SOFTMAX, an averaging FULLY_CONNECTED) is
-/// not masked by it.
-fn own_errors(model: &Model, q: &Model, cache: &Cache) -> Result<HashMap<String, f64>> {
-    use crate::fb::BuiltinOperator as B;
+/// not masked by it. The float model runs once per sample for all of `qs`.
+fn own_errors(model: &Model, qs: &[&Model], cache: &Cache) -> Result<Vec<HashMap<String, f64>>> {
     use crate::interp::{Flow, Interpreter, TensorId};
+    let twins = qs
+        .iter()
+        .map(|q| twins(model, q))
+        .collect::<Result<Vec<_>>>()?;
+    let mut float = Interpreter::new(model)?;
+    float.set_reset_policy(cache.reset);
+    let mut quants = qs
+        .iter()
+        .map(|q| {
+            let mut i = Interpreter::new(q)?;
+            i.set_reset_policy(cache.reset);
+            Ok(i)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut worst: Vec<HashMap<usize, f64>> = vec![HashMap::new(); qs.len()];
+    for (i, s) in cache.samples.iter().enumerate() {
+        if cache.starts_sequence(i) {
+            float.reset_state();
+            for q in &mut quants {
+                q.reset_state();
+            }
+        }
+        let mut values: HashMap<usize, Value> = HashMap::new();
+        float.run_observed(s, &mut |id: TensorId, v: &Value| {
+            if id.subgraph == 0 {
+                values.insert(id.tensor, v.clone());
+            }
+            Flow::Continue
+        })?;
+        for ((quant, twin), worst) in quants.iter_mut().zip(&twins).zip(&mut worst) {
+            let mut acc: HashMap<usize, Accumulator> = HashMap::new();
+            quant.run_observed(s, &mut |id: TensorId, v: &Value| {
+                if id.subgraph != 0 {
+                    return Flow::Continue;
+                }
+                let Some((f, side)) = twin.get(&id.tensor) else {
+                    return Flow::Continue;
+                };
+                let Some(exact) = values.get(f) else {
+                    return Flow::Continue;
+                };
+                match measure_and_requantize(exact, v, side, || acc.entry(*f).or_default()) {
+                    Some(r) => Flow::Replace(r),
+                    None => Flow::Continue,
+                }
+            })?;
+            for (f, a) in acc {
+                let d = db_nan(&a);
+                let w = worst.entry(f).or_insert(f64::INFINITY);
+                if d.is_nan() || d < *w {
+                    *w = d;
+                }
+            }
+        }
+    }
+    let names = &model.subgraphs[0].tensors;
+    Ok(worst
+        .iter()
+        .map(|worst| {
+            worst
+                .iter()
+                .filter_map(|(&f, &d)| Some((names.get(f)?.name.clone(), d)))
+                .collect()
+        })
+        .collect())
+}
+
+/// The quantized tensors [`own_errors`] measures and replaces: quantized tensor →
+/// (float tensor, its side to read values with).
+fn twins(model: &Model, q: &Model) -> Result<HashMap<usize, (usize, compare::Side)>> {
+    use crate::fb::BuiltinOperator as B;
     let tm = compare::match_tensors(model, q)?;
-    // Quantized tensor → (float tensor, its side to read values with).
     let mut twin: HashMap<usize, (usize, compare::Side)> = tm
         .pairs
         .iter()
@@ -966,59 +1160,94 @@ fn own_errors(model: &Model, q: &Model, cache: &Cache) -> Result<HashMap<String,
             }
         }
     }
-    let mut float = Interpreter::new(model)?;
-    float.set_reset_policy(cache.reset);
-    let mut quant = Interpreter::new(q)?;
-    quant.set_reset_policy(cache.reset);
-    let mut worst: HashMap<usize, f64> = HashMap::new();
-    for (i, s) in cache.samples.iter().enumerate() {
-        let mut acc: HashMap<usize, Accumulator> = HashMap::new();
-        if cache.starts_sequence(i) {
-            float.reset_state();
-            quant.reset_state();
-        }
-        let mut values: HashMap<usize, Value> = HashMap::new();
-        float.run_observed(s, &mut |id: TensorId, v: &Value| {
-            if id.subgraph == 0 {
-                values.insert(id.tensor, v.clone());
-            }
-            Flow::Continue
-        })?;
-        quant.run_observed(s, &mut |id: TensorId, v: &Value| {
-            if id.subgraph != 0 {
-                return Flow::Continue;
-            }
-            let Some((f, side)) = twin.get(&id.tensor) else {
-                return Flow::Continue;
-            };
-            let Some(exact) = values.get(f) else {
-                return Flow::Continue;
-            };
-            let (Some(got), reference) = (side.real_values(v), exact.data.to_f64_vec()) else {
-                return Flow::Continue;
-            };
-            if got.len() != reference.len() {
-                return Flow::Continue;
-            }
-            acc.entry(*f).or_default().add_real(&reference, &got);
-            match requantize(exact, v, side.quant.as_ref()) {
-                Some(r) => Flow::Replace(r),
-                None => Flow::Continue,
-            }
-        })?;
-        for (f, a) in acc {
-            let d = db_nan(&a);
-            let w = worst.entry(f).or_insert(f64::INFINITY);
-            if d.is_nan() || d < *w {
-                *w = d;
-            }
-        }
+    Ok(twin)
+}
+
+/// One step of [`own_errors`] at a quantized tensor: adds the error of its value `got`
+/// against the float value `exact` to the accumulator `acc` hands out (only when both
+/// read as real values of the same length), and returns `exact` on `got`'s grid to run
+/// on with ([`requantize`]; `None`: keep `got`). The common cases (float, or int8 /
+/// uint8 / int16 with per-tensor parameters, against float32) go element by element
+/// in chunks, without the f64 copies of the whole tensor that
+/// [`measure_and_requantize_reference`], its reference twin, makes; the sums are
+/// added in the same order, so the result is the same to the bit (a unit test checks).
+fn measure_and_requantize<'a>(
+    exact: &Value,
+    got: &Value,
+    side: &compare::Side,
+    acc: impl FnOnce() -> &'a mut Accumulator,
+) -> Option<Value> {
+    use crate::interp::Data;
+    const CHUNK: usize = 4096;
+    let Data::F32(x) = &exact.data else {
+        return measure_and_requantize_reference(exact, got, side, acc);
+    };
+    // The dequantized value of `got`'s element `j` (None: not the fast path's case).
+    let per_tensor = side.quant.as_ref().filter(|p| p.scale.len() == 1).map(|p| {
+        (
+            p.zero_point.first().copied().unwrap_or(0),
+            f64::from(p.scale[0]),
+        )
+    });
+    let n = match &got.data {
+        Data::F32(v) => v.len(),
+        Data::I8(v) if per_tensor.is_some() => v.len(),
+        Data::U8(v) if per_tensor.is_some() => v.len(),
+        Data::I16(v) if per_tensor.is_some() => v.len(),
+        _ => return measure_and_requantize_reference(exact, got, side, acc),
+    };
+    if n != x.len() {
+        return None;
     }
-    let names = &model.subgraphs[0].tensors;
-    Ok(worst
-        .iter()
-        .filter_map(|(&f, &d)| Some((names.get(f)?.name.clone(), d)))
-        .collect())
+    let (z, scale) = per_tensor.unwrap_or((0, 1.0));
+    let a = acc();
+    let (mut r, mut t) = ([0f64; CHUNK], [0f64; CHUNK]);
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        for (k, &v) in x[start..start + len].iter().enumerate() {
+            r[k] = f64::from(v);
+        }
+        let dq = |q: i64| (q - z) as f64 * scale;
+        match &got.data {
+            Data::F32(v) => v[start..start + len]
+                .iter()
+                .zip(&mut t)
+                .for_each(|(&v, t)| *t = f64::from(v)),
+            Data::I8(v) => v[start..start + len]
+                .iter()
+                .zip(&mut t)
+                .for_each(|(&v, t)| *t = dq(i64::from(v))),
+            Data::U8(v) => v[start..start + len]
+                .iter()
+                .zip(&mut t)
+                .for_each(|(&v, t)| *t = dq(i64::from(v))),
+            Data::I16(v) => v[start..start + len]
+                .iter()
+                .zip(&mut t)
+                .for_each(|(&v, t)| *t = dq(i64::from(v))),
+            _ => return None,
+        }
+        a.add_real(&r[..len], &t[..len]);
+    }
+    requantize(exact, got, side.quant.as_ref())
+}
+
+/// [`measure_and_requantize`] as it reads: both values as f64 copies, then
+/// [`requantize`].
+fn measure_and_requantize_reference<'a>(
+    exact: &Value,
+    got: &Value,
+    side: &compare::Side,
+    acc: impl FnOnce() -> &'a mut Accumulator,
+) -> Option<Value> {
+    let (Some(got_real), reference) = (side.real_values(got), exact.data.to_f64_vec()) else {
+        return None;
+    };
+    if got_real.len() != reference.len() {
+        return None;
+    }
+    acc().add_real(&reference, &got_real);
+    requantize(exact, got, side.quant.as_ref())
 }
 
 /// SQNR of an accumulator: +∞ when identical, NaN kept.
@@ -1126,5 +1355,130 @@ mod tests {
         let other = Value::new(vec![2, 2], Data::I8(vec![0; 4])).unwrap();
         assert!(requantize(&exact, &other, Some(&p)).is_none());
         assert!(requantize(&exact, &like8, None).is_none());
+    }
+
+    #[test]
+    fn measure_and_requantize_matches_its_reference_twin_to_the_bit() {
+        use crate::fb::TensorType;
+        // 10_000 elements: more than two chunks, the last one partial.
+        let n = 10_000;
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 / 97.0 - 5.0) * 1.0001)
+            .collect();
+        let exact = Value::new(vec![n], Data::F32(x.clone())).unwrap();
+        let side = |dtype, quant| compare::Side {
+            tensor: 0,
+            name: "t".into(),
+            dtype,
+            shape: vec![n as i64],
+            quant,
+        };
+        let q8 = QuantParams::per_tensor(0.04, 3);
+        let qu8 = QuantParams::per_tensor(0.04, 128);
+        let q16 = QuantParams::per_tensor(0.0002, 0);
+        let axis = QuantParams::per_axis(vec![0.04; n], vec![0; n], 0);
+        let cases = [
+            (
+                Value::new(vec![n], Data::I8((0..n).map(|i| (i % 251) as i8).collect())),
+                side(TensorType::Int8, Some(q8.clone())),
+            ),
+            (
+                Value::new(vec![n], Data::U8((0..n).map(|i| (i % 255) as u8).collect())),
+                side(TensorType::Uint8, Some(qu8)),
+            ),
+            (
+                Value::new(
+                    vec![n],
+                    Data::I16((0..n).map(|i| (i * 13) as i16).collect()),
+                ),
+                side(TensorType::Int16, Some(q16)),
+            ),
+            (
+                Value::new(vec![n], Data::F32(x.iter().map(|v| v * 0.99).collect())),
+                side(TensorType::Float32, None),
+            ),
+            // Per-axis parameters and no parameters: the reference's own answer.
+            (
+                Value::new(vec![n], Data::I8(vec![1; n])),
+                side(TensorType::Int8, Some(axis)),
+            ),
+            (
+                Value::new(vec![n], Data::I8(vec![1; n])),
+                side(TensorType::Int8, None),
+            ),
+            // Another length: nothing measured, nothing replaced.
+            (
+                Value::new(vec![n - 1], Data::I8(vec![1; n - 1])),
+                side(TensorType::Int8, Some(q8)),
+            ),
+        ];
+        for (k, (got, side)) in cases.into_iter().enumerate() {
+            let got = got.unwrap();
+            let (mut fast, mut slow) = (Accumulator::default(), Accumulator::default());
+            // Earlier sums carried over: the chunks add to them in order.
+            fast.add_real(&[1.5, -2.0], &[1.25, -2.5]);
+            slow.add_real(&[1.5, -2.0], &[1.25, -2.5]);
+            let a = measure_and_requantize(&exact, &got, &side, || &mut fast);
+            let b = measure_and_requantize_reference(&exact, &got, &side, || &mut slow);
+            assert_eq!(fast, slow, "case {k}");
+            // The first four measure every element; the last (lengths differ) none.
+            let measured = match k {
+                0..4 => n as u64,
+                6 => 0,
+                _ => fast.n - 2,
+            };
+            assert_eq!(fast.n, 2 + measured, "case {k}");
+            assert_eq!(a.map(|v| v.data), b.map(|v| v.data), "case {k}");
+        }
+    }
+
+    #[test]
+    fn a_folds_calibration_outputs_are_the_float_outputs_cache_new_computes() {
+        // A stateless CNN and a streaming model (state flows from sample to sample), in
+        // two and four folds: every fold gets its held-out samples' float outputs from
+        // another fold's calibration run, and they are what Cache::new computes for it,
+        // to the bit.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        for (model, data) in [
+            ("cnn_digits.tflite", "cnn_digits.calib.npy"),
+            ("streaming_kws.tflite", "streaming_kws.calib.npy"),
+        ] {
+            let m = crate::reader::read_path(dir.join(model)).unwrap();
+            let opts = SampleOptions {
+                max_samples: Some(12),
+                ..Default::default()
+            };
+            let source = Samples::open(&dir.join(data), &m, &opts).unwrap();
+            let (sequences, reset) = (source.sequences(), source.reset_policy());
+            let all = source.collect::<Result<Vec<_>>>().unwrap();
+            assert_eq!(all.len(), 12, "{model}");
+            for k in [2, 4] {
+                let folds = calibrate_folds(
+                    &m,
+                    crate::calib::ObserverKind::MinMax,
+                    &all,
+                    k,
+                    &sequences,
+                    reset,
+                )
+                .unwrap();
+                assert_eq!(folds.len(), k);
+                for fold in folds {
+                    let held = fold.held.clone();
+                    let cache = Cache::new(
+                        &m,
+                        all[held.clone()].to_vec(),
+                        sequences.clone(),
+                        held.start,
+                        reset,
+                    )
+                    .unwrap();
+                    let outputs = fold
+                        .float_outputs
+                        .unwrap_or_else(|| panic!("{model} {k} {held:?}"));
+                    assert_eq!(outputs, cache.float_outputs, "{model} k={k} {held:?}");
+                }
+            }
+        }
     }
 }

@@ -556,6 +556,12 @@ impl<'m> Calibrator<'m> {
         run_sample(&mut self.interp, &mut self.collector, inputs).map(drop)
     }
 
+    /// [`Calibrator::add_sample`], also handing back the float model's outputs of the
+    /// run (the `--target-sqnr` search measures candidates against them).
+    pub fn add_sample_outputs(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        run_sample(&mut self.interp, &mut self.collector, inputs)
+    }
+
     /// The ranges collected so far.
     pub fn ranges(&self) -> Ranges {
         self.collector.ranges(self.interp.model())

@@ -118,6 +118,10 @@ pub struct Options {
     /// Full-integer modes: empirical bias correction (needs `samples`); `None` =
     /// [`ptq::DEFAULT_BIAS_CORRECTION`].
     pub bias_correction: Option<bool>,
+    /// Full-integer modes: int8 weight scales computed once and reused by every run
+    /// that shares this cache (the `--target-sqnr` search); `None`: computed per run.
+    /// The output is the same either way.
+    pub scale_cache: Option<std::sync::Arc<ptq::clipping::ScaleCache>>,
 }
 
 impl Options {
@@ -138,6 +142,7 @@ impl Options {
             int16: Vec::new(),
             weight_clipping: None,
             bias_correction: None,
+            scale_cache: None,
         }
     }
 
@@ -295,6 +300,7 @@ fn quantize_integer(m: &mut Model, r: &mut Run) -> Result<()> {
         int16: o.int16.clone(),
         weight_clipping: o.weight_clipping(),
         input_means: bias_correction_means(m, o, &mut r.report)?,
+        scale_cache: o.scale_cache.clone(),
     };
     integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
     if r.qat && o.ranges.is_none() {

@@ -15,7 +15,7 @@ use crate::rules::{Output, Role, Rule};
 
 use super::super::math::{self, Channels};
 use super::super::ptq::{bias, clipping};
-use super::super::report::{BiasCorrection, Report, TensorParams};
+use super::super::report::{BiasCorrection, ClipStats, Report, TensorParams};
 use super::super::scheme::{self, Width, activation_params};
 use super::kernel_options::bias_bits_for;
 use super::plan::{Params, data_range, shared_anchor_input};
@@ -173,7 +173,7 @@ impl<'a> Constants<'a> {
             Some(p) => p.scale.clone(),
             None => {
                 // PTQ hook: min/max or MSE-clipped scales (`ptq::clipping`).
-                let (scales, clip) = clipping::weight_scales(values, ch, self.opts.weight_clipping);
+                let (scales, clip) = self.weight_scales(values, ch);
                 if let Some(c) = clip {
                     let name = model.op_display_name(&model.subgraphs[site.si].operators[site.oi]);
                     report.ptq_layer(site.si, site.oi, &name).clipping = Some(c);
@@ -190,6 +190,15 @@ impl<'a> Constants<'a> {
             data: q.iter().map(|&v| v as u8).collect(),
             qp: QuantParams::per_axis(scales, vec![0; n], axis.unwrap_or(0) as i32),
             data_key: None,
+        }
+    }
+
+    /// The int8 scales of weight `values` ([`clipping::weight_scales`], through the
+    /// shared cache when the run has one).
+    fn weight_scales(&self, values: &[f32], ch: Channels) -> (Vec<f32>, Option<ClipStats>) {
+        match &self.opts.scale_cache {
+            Some(cache) => cache.weight_scales(values, ch, self.opts.weight_clipping),
+            None => clipping::weight_scales(values, ch, self.opts.weight_clipping),
         }
     }
 
@@ -258,7 +267,7 @@ impl<'a> Constants<'a> {
                     _ => None,
                 };
                 let ch = Channels::new(&w_tensor.shape, axis);
-                clipping::weight_scales(&wv, ch, self.opts.weight_clipping).0
+                self.weight_scales(&wv, ch).0
             }
         };
         let bits = bias_bits_for(site.rule.op, self.op_width(site), self.opts);

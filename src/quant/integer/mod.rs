@@ -89,6 +89,8 @@ pub struct IntegerOptions {
     pub weight_clipping: super::ptq::WeightClipping,
     /// Bias correction's layer-input means (`quant::ptq::bias`); `None`: off.
     pub input_means: Option<std::sync::Arc<super::ptq::InputMeans>>,
+    /// Weight scales shared with other runs ([`super::Options::scale_cache`]).
+    pub scale_cache: Option<std::sync::Arc<super::ptq::clipping::ScaleCache>>,
 }
 
 /// Runs full-integer quantization on `model` (already folded) with calibrated `ranges`.

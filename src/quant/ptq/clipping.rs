@@ -4,12 +4,14 @@
 //! maximum: per channel, `r · max|w| / 127` for the clip ratios `r` of
 //! [`rounding::CLIP_GRID`], keeping the one with the lowest squared rounding error.
 
+use std::collections::HashMap;
+
 use crate::quant::math::{self, Channels};
 use crate::quant::report::ClipStats;
 use crate::quant::rounding;
 
 /// How the per-channel scales of int8 weights are chosen in the integer modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightClipping {
     /// `max|w| / 127` per channel (TF's converter).
@@ -54,6 +56,61 @@ pub fn weight_scales(
             (chosen, Some(stats))
         }
     }
+}
+
+/// [`weight_scales`] computed once per (values, channels, clipping) and handed back on
+/// every later call with the same arguments, for runs that quantize the same weights
+/// many times (the `--target-sqnr` search quantizes dozens of candidate models that
+/// differ only in which operators are int8, 16x8 or float; the mse search of every
+/// weight is most of a quantization's time). A hit compares the values bit for bit, so
+/// the result is [`weight_scales`]' own (a pure function), never a hash collision's.
+#[derive(Debug, Default)]
+pub struct ScaleCache {
+    entries: std::sync::Mutex<HashMap<CacheKey, Vec<CacheEntry>>>,
+}
+
+type CacheKey = (u64, usize, usize, usize, WeightClipping);
+type CacheEntry = (Vec<u32>, (Vec<f32>, Option<ClipStats>));
+
+impl ScaleCache {
+    /// [`weight_scales`] of the arguments, computed on the first call only.
+    pub fn weight_scales(
+        &self,
+        values: &[f32],
+        ch: Channels,
+        clipping: WeightClipping,
+    ) -> (Vec<f32>, Option<ClipStats>) {
+        let bits: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        let key = (
+            fingerprint(&bits),
+            values.len(),
+            ch.channels,
+            ch.inner,
+            clipping,
+        );
+        let lookup = |map: &HashMap<CacheKey, Vec<CacheEntry>>| {
+            map.get(&key)?
+                .iter()
+                .find(|(v, _)| *v == bits)
+                .map(|(_, r)| r.clone())
+        };
+        if let Some(hit) = self.entries.lock().ok().and_then(|m| lookup(&m)) {
+            return hit;
+        }
+        let r = weight_scales(values, ch, clipping);
+        if let Ok(mut m) = self.entries.lock() {
+            m.entry(key).or_default().push((bits, r.clone()));
+        }
+        r
+    }
+}
+
+/// A cheap 64-bit fingerprint of a weight's bits (the cache's hash; equality is
+/// checked on the values themselves).
+fn fingerprint(bits: &[u32]) -> u64 {
+    bits.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Squared rounding error of each channel with `scales`.
@@ -140,5 +197,38 @@ mod tests {
         let (ms, stats) = weight_scales(&w, ch, WeightClipping::Mse);
         assert_eq!(mm, ms);
         assert_eq!(stats.unwrap().clipped, 0);
+    }
+
+    #[test]
+    fn the_scale_cache_hands_back_what_weight_scales_computes() {
+        let w = noise(4 * 256, 5);
+        let ch = Channels {
+            channels: 4,
+            inner: 256,
+        };
+        let cache = ScaleCache::default();
+        for clipping in [WeightClipping::Mse, WeightClipping::Minmax] {
+            let direct = weight_scales(&w, ch, clipping);
+            // First call computes, the second is a hit: both the direct result.
+            assert_eq!(cache.weight_scales(&w, ch, clipping), direct);
+            assert_eq!(cache.weight_scales(&w, ch, clipping), direct);
+        }
+        // Other values (one element changed), other channels: not the cached result.
+        let mut v = w.clone();
+        v[7] *= 3.0;
+        assert_eq!(
+            cache.weight_scales(&v, ch, WeightClipping::Mse),
+            weight_scales(&v, ch, WeightClipping::Mse)
+        );
+        let ch2 = Channels {
+            channels: 2,
+            inner: 512,
+        };
+        assert_eq!(
+            cache.weight_scales(&w, ch2, WeightClipping::Mse),
+            weight_scales(&w, ch2, WeightClipping::Mse)
+        );
+        let entries = cache.entries.lock().unwrap();
+        assert_eq!(entries.values().map(Vec::len).sum::<usize>(), 4);
     }
 }
