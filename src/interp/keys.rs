@@ -86,20 +86,13 @@ pub(crate) fn order_key_inverse(k: i32) -> i32 {
 pub(crate) fn key_min_max(xs: &[f32]) -> (i32, i32) {
     #[cfg(target_arch = "x86_64")]
     {
-        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-        let level = *LEVEL.get_or_init(|| {
-            if std::is_x86_feature_detected!("avx512f") {
-                2
-            } else {
-                u8::from(std::is_x86_feature_detected!("avx2"))
-            }
-        });
-        match level {
+        use crate::interp::kernels::conv::{SimdLevel, simd_level};
+        match simd_level() {
             // SAFETY: AVX-512F was detected at run time.
-            2 => return unsafe { key_min_max_avx512(xs) },
+            SimdLevel::Avx512 => return unsafe { key_min_max_avx512(xs) },
             // SAFETY: AVX2 was detected at run time.
-            1 => return unsafe { key_min_max_avx2(xs) },
-            _ => {}
+            SimdLevel::Avx2 => return unsafe { key_min_max_avx2(xs) },
+            SimdLevel::Baseline => {}
         }
     }
     key_min_max_body(xs)

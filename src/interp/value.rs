@@ -500,20 +500,13 @@ fn fake_quantize_blocks<T: Narrow>(x: &mut [f32], p: &ParamIndex, lo: i64, hi: i
 fn fake_quantize_run<T: Narrow>(xs: &mut [f32], q: &QuantRun, out: &mut Vec<T>) {
     #[cfg(target_arch = "x86_64")]
     {
-        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-        let level = *LEVEL.get_or_init(|| {
-            if std::is_x86_feature_detected!("avx512f") {
-                2
-            } else {
-                u8::from(std::is_x86_feature_detected!("avx2"))
-            }
-        });
-        match level {
+        use crate::interp::kernels::conv::{SimdLevel, simd_level};
+        match simd_level() {
             // SAFETY: AVX-512F was detected at run time.
-            2 => return unsafe { fake_quantize_run_avx512(xs, q, out) },
+            SimdLevel::Avx512 => return unsafe { fake_quantize_run_avx512(xs, q, out) },
             // SAFETY: AVX2 was detected at run time.
-            1 => return unsafe { fake_quantize_run_avx2(xs, q, out) },
-            _ => {}
+            SimdLevel::Avx2 => return unsafe { fake_quantize_run_avx2(xs, q, out) },
+            SimdLevel::Baseline => {}
         }
     }
     fake_quantize_run_body(xs, q, out)
@@ -612,20 +605,13 @@ struct QuantRun {
 fn quantize_run<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
     #[cfg(target_arch = "x86_64")]
     {
-        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-        let level = *LEVEL.get_or_init(|| {
-            if std::is_x86_feature_detected!("avx512f") {
-                2
-            } else {
-                u8::from(std::is_x86_feature_detected!("avx2"))
-            }
-        });
-        match level {
+        use crate::interp::kernels::conv::{SimdLevel, simd_level};
+        match simd_level() {
             // SAFETY: AVX-512F was detected at run time.
-            2 => return unsafe { quantize_run_avx512(xs, q, out) },
+            SimdLevel::Avx512 => return unsafe { quantize_run_avx512(xs, q, out) },
             // SAFETY: AVX2 was detected at run time.
-            1 => return unsafe { quantize_run_avx2(xs, q, out) },
-            _ => {}
+            SimdLevel::Avx2 => return unsafe { quantize_run_avx2(xs, q, out) },
+            SimdLevel::Baseline => {}
         }
     }
     quantize_run_body(xs, q, out)
