@@ -781,25 +781,14 @@ fn lstm_dims(ins: &Ins, time_major: bool) -> KResult<(usize, usize, usize, usize
 /// dimension (the output size) is the cell size. The hybrid kernel's (it runs the plain
 /// variant only).
 pub(crate) fn plain_dims(ins: &Ins, time_major: bool) -> KResult<(usize, usize, usize, usize)> {
-    let xv = ins.get(0)?;
-    let &[d0, d1, n_in] = xv.shape.as_slice() else {
-        bad!("input must be 3-D, got {:?}", xv.shape);
-    };
-    let (steps, batch) = if time_major { (d0, d1) } else { (d1, d0) };
-    let fw = ins.get(2)?;
-    ensure!(
-        fw.shape.len() == 2 && fw.shape[1] == n_in,
-        "input-to-forget weights {:?} do not fit input size {n_in}",
-        fw.shape
-    );
-    let n_cell = fw.shape[0];
-    let n_out = ins.get(6)?.shape.get(1).copied().unwrap_or(0);
+    let (steps, batch, n_in, n_cell, n_out) = lstm_dims(ins, time_major)?;
     ensure!(
         n_out == n_cell,
         "output size {n_out} differs from cell size {n_cell} without projection"
     );
     Ok((steps, batch, n_in, n_cell))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
