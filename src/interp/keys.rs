@@ -86,7 +86,7 @@ pub(crate) fn order_key_inverse(k: i32) -> i32 {
 pub(crate) fn key_min_max(xs: &[f32]) -> (i32, i32) {
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::interp::kernels::conv::{SimdLevel, simd_level};
+        use crate::interp::simd::{SimdLevel, simd_level};
         match simd_level() {
             // SAFETY: AVX-512F was detected at run time.
             SimdLevel::Avx512 => return unsafe { key_min_max_avx512(xs) },

@@ -34,6 +34,7 @@
 
 mod kernels;
 pub(crate) mod keys;
+mod simd;
 mod sparse;
 pub mod state;
 pub mod value;

@@ -500,7 +500,7 @@ fn fake_quantize_blocks<T: Narrow>(x: &mut [f32], p: &ParamIndex, lo: i64, hi: i
 fn fake_quantize_run<T: Narrow>(xs: &mut [f32], q: &QuantRun, out: &mut Vec<T>) {
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::interp::kernels::conv::{SimdLevel, simd_level};
+        use crate::interp::simd::{SimdLevel, simd_level};
         match simd_level() {
             // SAFETY: AVX-512F was detected at run time.
             SimdLevel::Avx512 => return unsafe { fake_quantize_run_avx512(xs, q, out) },
@@ -605,7 +605,7 @@ struct QuantRun {
 fn quantize_run<T: Narrow>(xs: &[f32], q: &QuantRun, out: &mut Vec<T>) {
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::interp::kernels::conv::{SimdLevel, simd_level};
+        use crate::interp::simd::{SimdLevel, simd_level};
         match simd_level() {
             // SAFETY: AVX-512F was detected at run time.
             SimdLevel::Avx512 => return unsafe { quantize_run_avx512(xs, q, out) },

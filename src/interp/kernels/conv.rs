@@ -509,37 +509,7 @@ fn dw3x3_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, orow: &
     true
 }
 
-/// Vector instruction sets the kernels have a build for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SimdLevel {
-    /// The build's baseline (SSE2 on x86-64).
-    Baseline,
-    /// AVX2 (256-bit vectors), detected at run time.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx2,
-    /// AVX-512F (512-bit vectors), detected at run time.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx512,
-}
-
-/// The best [`SimdLevel`] this CPU runs (detected once).
-pub(crate) fn simd_level() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            if std::is_x86_feature_detected!("avx512f") {
-                SimdLevel::Avx512
-            } else if std::is_x86_feature_detected!("avx2") {
-                SimdLevel::Avx2
-            } else {
-                SimdLevel::Baseline
-            }
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    SimdLevel::Baseline
-}
+pub(crate) use crate::interp::simd::{SimdLevel, simd_level};
 
 /// [`depthwise_row`] compiled with AVX-512F enabled.
 #[cfg(target_arch = "x86_64")]
