@@ -59,9 +59,19 @@
 //! for all candidates ([`quant::ptq::clipping::ScaleCache`]). Both sensitivity runs
 //! share one float run per sample. The chosen plan is
 //! then measured by `compare` (the same metrics) on the validation data, or the
-//! calibration data when none is given, and recorded in the report
+//! calibration data when none is given (then with the folds' float outputs, when the
+//! search samples are all of it: [`closing_float_outputs`]), and recorded in the report
 //! ([`MixedPrecision`]). When even every candidate kept float misses the target, the
 //! best plan measured is written and the report says the target was not reached.
+//!
+//! **Cost** (issue #15: at most 5× a plain int8 quantization). Where no state survives
+//! a run, samples run side by side on the rayon pool, each fast path beside its
+//! sequential reference twin and tested against it, so no decision and no byte
+//! changes: the folds' calibrations ([`calibrate_folds`]), the sensitivity runs
+//! ([`own_errors`]: contiguous runs of samples, the lowest SQNR taken in sample order),
+//! each evaluation ([`Cache::errors`]: the first sample alone, then batches; energies
+//! added and the early stop checked one sample after the other). `-v` logs each phase's
+//! wall and CPU time.
 
 use std::collections::HashMap;
 use std::path::Path;
