@@ -59,9 +59,19 @@
 //! for all candidates ([`quant::ptq::clipping::ScaleCache`]). Both sensitivity runs
 //! share one float run per sample. The chosen plan is
 //! then measured by `compare` (the same metrics) on the validation data, or the
-//! calibration data when none is given, and recorded in the report
+//! calibration data when none is given (then with the folds' float outputs, when the
+//! search samples are all of it: [`closing_float_outputs`]), and recorded in the report
 //! ([`MixedPrecision`]). When even every candidate kept float misses the target, the
 //! best plan measured is written and the report says the target was not reached.
+//!
+//! **Cost** (issue #15: at most 5× a plain int8 quantization). Where no state survives
+//! a run, samples run side by side on the rayon pool, each fast path beside its
+//! sequential reference twin and tested against it, so no decision and no byte
+//! changes: the folds' calibrations ([`calibrate_folds`]), the sensitivity runs
+//! ([`own_errors`]: contiguous runs of samples, the lowest SQNR taken in sample order),
+//! each evaluation ([`Cache::errors`]: the first sample alone, then batches; energies
+//! added and the early stop checked one sample after the other). `-v` logs each phase's
+//! wall and CPU time.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -202,8 +212,46 @@ impl Cache {
     /// Runs `quant` on the search samples and appends, per model output `k`, each
     /// sample's (signal, error) energies to `errors[k]` (real-valued outputs only; a NaN
     /// error counts as +∞). Stops, returning `false`, as soon as `fails(errors)` (the
-    /// plan fails whatever the other samples give).
+    /// plan fails whatever the other samples give). Samples run side by side when no
+    /// state survives a run ([`compare::runner::Parallel`]; the first one alone, on
+    /// which a plan far from the target fails already); their energies are added
+    /// one sample after the other, in order, checking `fails` after each, so the result
+    /// is that of [`Cache::errors_sequential`], its reference twin (a test compares
+    /// them).
     fn errors(
+        &self,
+        float: &Model,
+        quant: &Model,
+        errors: &mut Vec<Energies>,
+        fails: &dyn Fn(&[Energies]) -> bool,
+    ) -> Result<bool> {
+        if crate::interp::state::is_stateful(quant) {
+            return self.errors_sequential(float, quant, errors, fails);
+        }
+        let pairs = compare::match_outputs(float, quant)?;
+        if errors.len() < pairs.len() {
+            errors.resize(pairs.len(), Vec::new());
+        }
+        let mut runner = compare::runner::Parallel::new(quant)?;
+        let (n, step) = (self.samples.len(), runner.workers().max(1));
+        // The first sample alone: a plan far from the target fails on it, and the
+        // others would be run for nothing.
+        let starts = std::iter::once(0).chain((1..n).step_by(step));
+        for start in starts.take_while(|&s| s < n) {
+            let end = if start == 0 { 1 } else { (start + step).min(n) };
+            for (i, q) in (start..end).zip(runner.run(&self.samples[start..end])) {
+                self.add_errors(i, &pairs, &q?, errors)?;
+                if fails(errors) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// [`Cache::errors`] one sample after the other on one interpreter, resetting its
+    /// state where a sequence starts.
+    fn errors_sequential(
         &self,
         float: &Model,
         quant: &Model,
@@ -221,37 +269,50 @@ impl Cache {
                 runner.reset_state()?;
             }
             let q = runner.run(s)?.outputs;
-            for (k, pair) in pairs.iter().enumerate() {
-                let (a, b) = pair.output.unwrap_or((k, k));
-                let (Some(x), Some(y)) = (self.float_outputs[i].get(a), q.get(b)) else {
-                    return Err(Error::Internal(format!("output {k} missing from a run")));
-                };
-                let data = |why| {
-                    Error::Data(format!(
-                        "sample {i}: output {k} ({:?}): {why}",
-                        pair.float.name
-                    ))
-                };
-                if pair.kind == Kind::Real {
-                    let mut one = Accumulator::default();
-                    compare::accumulate(pair, &mut one, x, y).map_err(data)?;
-                    let m = one.metrics();
-                    let signal: f64 = x.data.to_f64_vec().iter().map(|v| v * v).sum();
-                    let error = if m.identical {
-                        0.0
-                    } else if m.mse.is_nan() {
-                        f64::INFINITY
-                    } else {
-                        m.mse * one.n as f64
-                    };
-                    errors[k].push((signal, error));
-                }
-            }
+            self.add_errors(i, &pairs, &q, errors)?;
             if fails(errors) {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Appends sample `i`'s (signal, error) energies of the quantized outputs `q` to
+    /// `errors` (see [`Cache::errors`]).
+    fn add_errors(
+        &self,
+        i: usize,
+        pairs: &[compare::Pair],
+        q: &[Value],
+        errors: &mut [Energies],
+    ) -> Result<()> {
+        for (k, pair) in pairs.iter().enumerate() {
+            let (a, b) = pair.output.unwrap_or((k, k));
+            let (Some(x), Some(y)) = (self.float_outputs[i].get(a), q.get(b)) else {
+                return Err(Error::Internal(format!("output {k} missing from a run")));
+            };
+            let data = |why| {
+                Error::Data(format!(
+                    "sample {i}: output {k} ({:?}): {why}",
+                    pair.float.name
+                ))
+            };
+            if pair.kind == Kind::Real {
+                let mut one = Accumulator::default();
+                compare::accumulate(pair, &mut one, x, y).map_err(data)?;
+                let m = one.metrics();
+                let signal: f64 = x.data.to_f64_vec().iter().map(|v| v * v).sum();
+                let error = if m.identical {
+                    0.0
+                } else if m.mse.is_nan() {
+                    f64::INFINITY
+                } else {
+                    m.mse * one.n as f64
+                };
+                errors[k].push((signal, error));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -277,45 +338,58 @@ fn calibrate_folds(
     sequences: &SequenceIds,
     reset: crate::interp::ResetState,
 ) -> Result<Vec<Fold>> {
+    use rayon::prelude::*;
     let held = |f: usize| f * all.len() / k..(f + 1) * all.len() / k;
-    let mut fitted = Vec::with_capacity(k);
-    let mut kept: Vec<Option<Vec<Value>>> = vec![None; all.len()];
-    for g in 0..k {
-        let h = held(g);
-        let mut keep = Vec::new();
-        if g + 1 < k {
-            keep.push(held(g + 1));
-        }
-        if g == 1 {
-            keep.push(held(0));
-        }
-        let mut c = crate::calib::Calibrator::new(model, observer)?;
-        c.interpreter().set_reset_policy(reset);
-        c.detect_stream();
-        for span in [0..h.start, h.end..all.len()] {
-            let start = span.start;
-            for (i, x) in all[span].iter().enumerate() {
-                if i == 0 || sequences.starts_sequence(start + i) {
-                    c.interpreter().reset_state();
-                }
-                // Kept outputs lie in a span that starts where their fold starts: they
-                // equal a run of that fold alone from a reset state.
-                let j = start + i;
-                if keep.iter().any(|r| r.contains(&j)) {
-                    kept[j] = Some(c.add_sample_outputs(x)?);
-                } else {
-                    c.add_sample(x)?;
+    // The folds' calibrations are independent (each its own interpreter and
+    // collector, samples in the same order): side by side.
+    let fitted = (0..k)
+        .into_par_iter()
+        .map(|g| {
+            let h = held(g);
+            let mut keep = Vec::new();
+            if g + 1 < k {
+                keep.push(held(g + 1));
+            }
+            if g == 1 {
+                keep.push(held(0));
+            }
+            let mut kept = Vec::new();
+            let mut c = crate::calib::Calibrator::new(model, observer)?;
+            c.interpreter().set_reset_policy(reset);
+            c.detect_stream();
+            for span in [0..h.start, h.end..all.len()] {
+                let start = span.start;
+                for (i, x) in all[span].iter().enumerate() {
+                    if i == 0 || sequences.starts_sequence(start + i) {
+                        c.interpreter().reset_state();
+                    }
+                    // Kept outputs lie in a span that starts where their fold starts:
+                    // they equal a run of that fold alone from a reset state.
+                    let j = start + i;
+                    if keep.iter().any(|r| r.contains(&j)) {
+                        kept.push((j, c.add_sample_outputs(x)?));
+                    } else {
+                        c.add_sample(x)?;
+                    }
                 }
             }
+            Ok((c.ranges(), kept))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut outputs: Vec<Option<Vec<Value>>> = vec![None; all.len()];
+    let mut ranges = Vec::with_capacity(k);
+    for (r, kept) in fitted {
+        for (j, o) in kept {
+            outputs[j] = Some(o);
         }
-        fitted.push(c.ranges());
+        ranges.push(r);
     }
-    Ok(fitted
+    Ok(ranges
         .into_iter()
         .enumerate()
         .map(|(f, ranges)| {
             let held = held(f);
-            let float_outputs = kept[held.clone()].iter_mut().map(Option::take).collect();
+            let float_outputs = outputs[held.clone()].iter_mut().map(Option::take).collect();
             Fold {
                 held,
                 ranges,
@@ -632,7 +706,9 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     }
     let sequences = source.sequences();
     let reset = source.reset_policy();
+    let mut phase = Phases::start();
     let all = source.collect::<Result<Vec<_>>>()?;
+    let searched = all.len();
     // Every candidate (and the final model) quantizes the same weights: their scales
     // are computed once.
     let scale_cache = Some(std::sync::Arc::new(
@@ -669,6 +745,7 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
         let cache = Cache::new(model, all, sequences, 0, reset)?;
         folds.push((search_base, cache));
     }
+    phase.done("fold calibrations");
     // Each output's signal energy over every held-out sample.
     let mut signal: Vec<f64> = Vec::new();
     for (_, cache) in &folds {
@@ -709,9 +786,11 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
                     && crate::rules::rule_for(kind).is_some_and(|r| r.supports(16))
             })
     };
+    phase.done("all-integer model");
     let (own, own16) = sensitivities(model, &folds[0], &q0, &r0, |f| {
         base.mode == Mode::Int8 && f.width.is_none() && int16_kernel(f.subgraph, f.operator)
     })?;
+    phase.done("sensitivities");
     let sensitivity_of = |si: usize, oi: usize| sensitivity_in(&own, si, oi);
     let mut candidates: Vec<Candidate> = r0
         .ops
@@ -768,6 +847,7 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
         }
     }
     let chosen = st.choose()?;
+    phase.done(&format!("search ({} evaluations)", st.evaluations));
     // The final model: the user's ranges (all the calibration data) and interface.
     let mut base = base.clone();
     base.keep_float.extend(decisions);
@@ -778,9 +858,14 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
     } else {
         quant::quantize(model, &st.options(base, &chosen))?
     };
+    phase.done("final model");
     // The result, measured as `compare` measures it.
     let data = s.validation.unwrap_or(s.calibration);
-    let measured = compare::compare(model, &out, data, &s.samples, &compare::Options::default())?;
+    let measured = match closing_float_outputs(model, &mut st.folds, s, searched)? {
+        Some(f) => compare::compare_with_float_outputs(model, &out, &f, data, &s.samples)?,
+        None => compare::compare(model, &out, data, &s.samples, &compare::Options::default())?,
+    };
+    phase.done("closing measurement");
     let outputs: Vec<OutputSqnr> = measured
         .outputs
         .iter()
@@ -843,6 +928,87 @@ pub fn search(model: &Model, base: &quant::Options, s: &SearchOptions) -> Result
         ));
     }
     Ok((out, report))
+}
+
+/// The float outputs the closing measurement compares with, taken from the search's
+/// folds, when it measures on the search samples themselves: no validation data, every
+/// calibration sample searched (at most [`SEARCH_SAMPLES`] of them), and no state
+/// surviving a run (so that [`compare::compare_with_float_outputs`] reports what
+/// [`compare::compare`] does: an integration test compares them). `None`: the float
+/// model runs again.
+fn closing_float_outputs(
+    model: &Model,
+    folds: &mut [(quant::Options, Cache)],
+    s: &SearchOptions,
+    searched: usize,
+) -> Result<Option<crate::calib::FloatOutputs>> {
+    if s.validation.is_some() || crate::interp::state::is_stateful(model) {
+        return Ok(None);
+    }
+    if Samples::open(s.calibration, model, &s.samples)?.len() != searched {
+        return Ok(None);
+    }
+    let mut caches: Vec<&mut Cache> = folds.iter_mut().map(|(_, c)| c).collect();
+    caches.sort_by_key(|c| c.offset);
+    let mut next = 0;
+    for c in &caches {
+        if c.offset != next || c.float_outputs.len() != c.samples.len() {
+            return Ok(None);
+        }
+        next += c.samples.len();
+    }
+    if next != searched {
+        return Ok(None);
+    }
+    let outputs = caches
+        .into_iter()
+        .flat_map(|c| std::mem::take(&mut c.float_outputs))
+        .collect();
+    Ok(Some(crate::calib::FloatOutputs(outputs)))
+}
+
+/// Wall and CPU time of the search's phases, logged (`-v`) as each ends.
+struct Phases {
+    wall: std::time::Instant,
+    cpu: f64,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases {
+            wall: std::time::Instant::now(),
+            cpu: process_cpu_seconds(),
+        }
+    }
+
+    fn done(&mut self, what: &str) {
+        let cpu = process_cpu_seconds();
+        log::info!(
+            "target-sqnr: {what}: {:.3} s wall, {:.3} s CPU",
+            self.wall.elapsed().as_secs_f64(),
+            cpu - self.cpu
+        );
+        *self = Phases {
+            wall: std::time::Instant::now(),
+            cpu,
+        };
+    }
+}
+
+/// User + system CPU time of the process so far, seconds (NaN where unknown).
+fn process_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `u` is a valid, writable rusage; getrusage fills it or fails.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) } == 0 {
+            // SAFETY: getrusage succeeded, so `u` is initialised.
+            let u = unsafe { u.assume_init() };
+            let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+            return t(u.ru_utime) + t(u.ru_stime);
+        }
+    }
+    f64::NAN
 }
 
 /// Own-error SQNR dB by float tensor name ([`own_errors`]).
@@ -1051,7 +1217,27 @@ pub fn render_outputs(m: Option<&MixedPrecision>) -> String {
 /// that shrinks the error its inputs carry (SOFTMAX, an averaging FULLY_CONNECTED) is
 /// not masked by it. The float model runs once per sample for all of `qs`.
 fn own_errors(model: &Model, qs: &[&Model], cache: &Cache) -> Result<Vec<HashMap<String, f64>>> {
-    use crate::interp::{Flow, Interpreter, TensorId};
+    // Samples side by side when no state survives a run (each on interpreters in their
+    // initial state, as one after the other would be).
+    let workers = if crate::interp::state::is_stateful(model) {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    own_errors_on(model, qs, cache, workers)
+}
+
+/// [`own_errors`] on `workers` threads: contiguous runs of samples, one per worker, each
+/// with its own forks of the interpreters; the lowest SQNR is then taken in sample
+/// order, so the result does not depend on `workers` (a test compares 1 and 2). One
+/// worker runs the samples in order, resetting state where a sequence starts.
+fn own_errors_on(
+    model: &Model,
+    qs: &[&Model],
+    cache: &Cache,
+    workers: usize,
+) -> Result<Vec<HashMap<String, f64>>> {
+    use crate::interp::Interpreter;
     let twins = qs
         .iter()
         .map(|q| twins(model, q))
@@ -1066,40 +1252,47 @@ fn own_errors(model: &Model, qs: &[&Model], cache: &Cache) -> Result<Vec<HashMap
             Ok(i)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut worst: Vec<HashMap<usize, f64>> = vec![HashMap::new(); qs.len()];
-    for (i, s) in cache.samples.iter().enumerate() {
-        if cache.starts_sequence(i) {
-            float.reset_state();
-            for q in &mut quants {
-                q.reset_state();
-            }
+    let n = cache.samples.len();
+    let workers = workers.min(n).max(1);
+    let per_sample: Vec<SampleOwnErrors> = if workers > 1 {
+        use rayon::prelude::*;
+        let span = |w: usize| w * n / workers..(w + 1) * n / workers;
+        let mut sets: Vec<(Interpreter, Vec<Interpreter>)> = (1..workers)
+            .map(|_| (float.fork(), quants.iter().map(Interpreter::fork).collect()))
+            .collect();
+        sets.push((float, quants));
+        let parts = sets
+            .par_iter_mut()
+            .enumerate()
+            .map(|(w, (float, quants))| {
+                span(w)
+                    .map(|i| sample_own_errors(float, quants, &twins, &cache.samples[i]))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Vec<_>>();
+        let mut all = Vec::with_capacity(n);
+        for part in parts {
+            all.extend(part?);
         }
-        let mut values: HashMap<usize, Value> = HashMap::new();
-        float.run_observed(s, &mut |id: TensorId, v: &Value| {
-            if id.subgraph == 0 {
-                values.insert(id.tensor, v.clone());
+        all
+    } else {
+        let mut all = Vec::with_capacity(n);
+        for (i, s) in cache.samples.iter().enumerate() {
+            if cache.starts_sequence(i) {
+                float.reset_state();
+                for q in &mut quants {
+                    q.reset_state();
+                }
             }
-            Flow::Continue
-        })?;
-        for ((quant, twin), worst) in quants.iter_mut().zip(&twins).zip(&mut worst) {
-            let mut acc: HashMap<usize, Accumulator> = HashMap::new();
-            quant.run_observed(s, &mut |id: TensorId, v: &Value| {
-                if id.subgraph != 0 {
-                    return Flow::Continue;
-                }
-                let Some((f, side)) = twin.get(&id.tensor) else {
-                    return Flow::Continue;
-                };
-                let Some(exact) = values.get(f) else {
-                    return Flow::Continue;
-                };
-                match measure_and_requantize(exact, v, side, || acc.entry(*f).or_default()) {
-                    Some(r) => Flow::Replace(r),
-                    None => Flow::Continue,
-                }
-            })?;
-            for (f, a) in acc {
-                let d = db_nan(&a);
+            all.push(sample_own_errors(&mut float, &mut quants, &twins, s)?);
+        }
+        all
+    };
+    // The lowest over the samples, in sample order.
+    let mut worst: Vec<HashMap<usize, f64>> = vec![HashMap::new(); qs.len()];
+    for sample in per_sample {
+        for (found, worst) in sample.into_iter().zip(&mut worst) {
+            for (f, d) in found {
                 let w = worst.entry(f).or_insert(f64::INFINITY);
                 if d.is_nan() || d < *w {
                     *w = d;
@@ -1119,9 +1312,56 @@ fn own_errors(model: &Model, qs: &[&Model], cache: &Cache) -> Result<Vec<HashMap
         .collect())
 }
 
+/// One sample's own errors per quantized model of [`own_errors`]: (float tensor, SQNR
+/// dB) of each tensor measured.
+type SampleOwnErrors = Vec<Vec<(usize, f64)>>;
+
+/// One sample of [`own_errors`]: the float model runs once, keeping its subgraph-0
+/// values; each quantized model then runs with its twins measured against them and
+/// replaced by them ([`measure_and_requantize`]).
+fn sample_own_errors(
+    float: &mut crate::interp::Interpreter,
+    quants: &mut [crate::interp::Interpreter],
+    twins: &[Twins],
+    s: &[Value],
+) -> Result<SampleOwnErrors> {
+    use crate::interp::{Flow, TensorId};
+    let mut values: HashMap<usize, Value> = HashMap::new();
+    float.run_observed(s, &mut |id: TensorId, v: &Value| {
+        if id.subgraph == 0 {
+            values.insert(id.tensor, v.clone());
+        }
+        Flow::Continue
+    })?;
+    let mut found = Vec::with_capacity(quants.len());
+    for (quant, twin) in quants.iter_mut().zip(twins) {
+        let mut acc: HashMap<usize, OwnSums> = HashMap::new();
+        quant.run_observed(s, &mut |id: TensorId, v: &Value| {
+            if id.subgraph != 0 {
+                return Flow::Continue;
+            }
+            let Some((f, side)) = twin.get(&id.tensor) else {
+                return Flow::Continue;
+            };
+            let Some(exact) = values.get(f) else {
+                return Flow::Continue;
+            };
+            match measure_and_requantize(exact, v, side, || acc.entry(*f).or_default()) {
+                Some(r) => Flow::Replace(r),
+                None => Flow::Continue,
+            }
+        })?;
+        found.push(acc.iter().map(|(&f, a)| (f, a.db())).collect());
+    }
+    Ok(found)
+}
+
+/// Quantized tensor → (float tensor, its side to read values with): see [`twins`].
+type Twins = HashMap<usize, (usize, compare::Side)>;
+
 /// The quantized tensors [`own_errors`] measures and replaces: quantized tensor →
 /// (float tensor, its side to read values with).
-fn twins(model: &Model, q: &Model) -> Result<HashMap<usize, (usize, compare::Side)>> {
+fn twins(model: &Model, q: &Model) -> Result<Twins> {
     use crate::fb::BuiltinOperator as B;
     let tm = compare::match_tensors(model, q)?;
     let mut twin: HashMap<usize, (usize, compare::Side)> = tm
@@ -1163,22 +1403,56 @@ fn twins(model: &Model, q: &Model) -> Result<HashMap<usize, (usize, compare::Sid
     Ok(twin)
 }
 
+/// The sums of an [`Accumulator`] an own error needs (its SQNR, and whether the values
+/// are identical), each added in the same order as [`Accumulator::add_real`] adds it,
+/// so that [`OwnSums::db`] is the accumulator's SQNR (+∞ when identical, NaN kept) to
+/// the bit (a unit test checks); the other sums (dot product, the test side's energy, the largest error) are
+/// left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct OwnSums {
+    n: u64,
+    sum_ref2: f64,
+    sum_err2: f64,
+    equal: u64,
+}
+
+impl OwnSums {
+    #[inline(always)]
+    fn add_real(&mut self, reference: &[f64], test: &[f64]) {
+        for (&r, &t) in reference.iter().zip(test) {
+            let e = r - t;
+            self.sum_ref2 += r * r;
+            self.sum_err2 += e * e;
+            self.equal += u64::from(r == t);
+        }
+        self.n += reference.len().min(test.len()) as u64;
+    }
+
+    /// SQNR dB: +∞ when identical (or without error), NaN kept.
+    fn db(&self) -> f64 {
+        if self.n > 0 && self.equal == self.n || self.sum_err2 == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (self.sum_ref2 / self.sum_err2).log10()
+        }
+    }
+}
+
 /// One step of [`own_errors`] at a quantized tensor: adds the error of its value `got`
-/// against the float value `exact` to the accumulator `acc` hands out (only when both
-/// read as real values of the same length), and returns `exact` on `got`'s grid to run
-/// on with ([`requantize`]; `None`: keep `got`). The common cases (float, or int8 /
-/// uint8 / int16 with per-tensor parameters, against float32) go element by element
-/// in chunks, without the f64 copies of the whole tensor that
-/// [`measure_and_requantize_reference`], its reference twin, makes; the sums are
-/// added in the same order, so the result is the same to the bit (a unit test checks).
+/// against the float value `exact` to the sums `acc` hands out (only when both read as
+/// real values of the same length), and returns `exact` on `got`'s grid to run on with
+/// ([`requantize`]; `None`: keep `got`). The common cases (float, or int8 / uint8 /
+/// int16 with per-tensor parameters, against float32) go element by element in chunks
+/// ([`own_sums`]), without the f64 copies of the whole tensor that
+/// [`measure_and_requantize_reference`], its reference twin, makes; the sums are added
+/// in the same order, so the result is the same to the bit (a unit test checks).
 fn measure_and_requantize<'a>(
     exact: &Value,
     got: &Value,
     side: &compare::Side,
-    acc: impl FnOnce() -> &'a mut Accumulator,
+    acc: impl FnOnce() -> &'a mut OwnSums,
 ) -> Option<Value> {
     use crate::interp::Data;
-    const CHUNK: usize = 4096;
     let Data::F32(x) = &exact.data else {
         return measure_and_requantize_reference(exact, got, side, acc);
     };
@@ -1200,7 +1474,34 @@ fn measure_and_requantize<'a>(
         return None;
     }
     let (z, scale) = per_tensor.unwrap_or((0, 1.0));
-    let a = acc();
+    own_sums(x, &got.data, z, scale, acc());
+    requantize(exact, got, side.quant.as_ref())
+}
+
+/// The chunked loop of [`measure_and_requantize`] (`got` float32, int8, uint8 or int16
+/// with zero point `z` and `scale`, as long as `x`), compiled with AVX2 when the CPU has
+/// it: the conversions to f64 vectorise; the sums stay one chain each, in element
+/// order, with no fused multiply-add (the same code, the same bits).
+fn own_sums(x: &[f32], got: &crate::interp::Data, z: i64, scale: f64, a: &mut OwnSums) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { own_sums_avx2(x, got, z, scale, a) };
+    }
+    own_sums_body(x, got, z, scale, a)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn own_sums_avx2(x: &[f32], got: &crate::interp::Data, z: i64, scale: f64, a: &mut OwnSums) {
+    own_sums_body(x, got, z, scale, a)
+}
+
+#[inline(always)]
+fn own_sums_body(x: &[f32], got: &crate::interp::Data, z: i64, scale: f64, a: &mut OwnSums) {
+    use crate::interp::Data;
+    const CHUNK: usize = 4096;
+    let n = x.len();
     let (mut r, mut t) = ([0f64; CHUNK], [0f64; CHUNK]);
     for start in (0..n).step_by(CHUNK) {
         let len = CHUNK.min(n - start);
@@ -1208,7 +1509,7 @@ fn measure_and_requantize<'a>(
             r[k] = f64::from(v);
         }
         let dq = |q: i64| (q - z) as f64 * scale;
-        match &got.data {
+        match got {
             Data::F32(v) => v[start..start + len]
                 .iter()
                 .zip(&mut t)
@@ -1225,20 +1526,19 @@ fn measure_and_requantize<'a>(
                 .iter()
                 .zip(&mut t)
                 .for_each(|(&v, t)| *t = dq(i64::from(v))),
-            _ => return None,
+            _ => return,
         }
         a.add_real(&r[..len], &t[..len]);
     }
-    requantize(exact, got, side.quant.as_ref())
 }
 
 /// [`measure_and_requantize`] as it reads: both values as f64 copies, then
-/// [`requantize`].
+/// [`requantize_reference`].
 fn measure_and_requantize_reference<'a>(
     exact: &Value,
     got: &Value,
     side: &compare::Side,
-    acc: impl FnOnce() -> &'a mut Accumulator,
+    acc: impl FnOnce() -> &'a mut OwnSums,
 ) -> Option<Value> {
     let (Some(got_real), reference) = (side.real_values(got), exact.data.to_f64_vec()) else {
         return None;
@@ -1247,24 +1547,108 @@ fn measure_and_requantize_reference<'a>(
         return None;
     }
     acc().add_real(&reference, &got_real);
-    requantize(exact, got, side.quant.as_ref())
-}
-
-/// SQNR of an accumulator: +∞ when identical, NaN kept.
-fn db_nan(a: &Accumulator) -> f64 {
-    let m = a.metrics();
-    if m.identical {
-        f64::INFINITY
-    } else {
-        m.sqnr_db
-    }
+    requantize_reference(exact, got, side.quant.as_ref())
 }
 
 /// The float value `exact` in the representation of `like` (a float value as it is;
 /// an int8/uint8/int16 one quantized per tensor with `params`, rounding half away from
 /// zero and clamping as the interpreter requantizes); `None` when that does not apply
-/// (other types, per-axis parameters, another shape).
+/// (other types, per-axis parameters, another shape). Each element straight to the
+/// integer type in one pass ([`to_grid`]), where [`requantize_reference`], its
+/// reference twin, goes through a vector of f64; the same arithmetic, so the same
+/// values (a unit test checks).
 fn requantize(
+    exact: &Value,
+    like: &Value,
+    params: Option<&crate::ir::QuantParams>,
+) -> Option<Value> {
+    use crate::interp::Data;
+    if exact.shape != like.shape {
+        return None;
+    }
+    let Data::F32(x) = &exact.data else {
+        return None;
+    };
+    let grid = || -> Option<(f64, f64)> {
+        let p = params.filter(|p| p.scale.len() == 1)?;
+        let (scale, zp) = (f64::from(p.scale[0]), p.zero_point.first().copied()? as f64);
+        (scale > 0.0).then_some((scale, zp))
+    };
+    let data = match &like.data {
+        Data::F32(_) => Data::F32(x.clone()),
+        Data::I8(_) => grid().map(|(s, z)| Data::I8(to_grid(x, s, z)))?,
+        Data::U8(_) => grid().map(|(s, z)| Data::U8(to_grid(x, s, z)))?,
+        Data::I16(_) => grid().map(|(s, z)| Data::I16(to_grid(x, s, z)))?,
+        _ => return None,
+    };
+    Value::new(like.shape.clone(), data)
+}
+
+/// An integer type [`requantize`] writes: its range, and the conversion of a value
+/// already rounded and clamped to it.
+trait GridInt: Copy {
+    const LO: f64;
+    const HI: f64;
+    fn from_clamped(v: f64) -> Self;
+}
+
+impl GridInt for i8 {
+    const LO: f64 = -128.0;
+    const HI: f64 = 127.0;
+    #[inline(always)]
+    fn from_clamped(v: f64) -> i8 {
+        v as i8
+    }
+}
+
+impl GridInt for u8 {
+    const LO: f64 = 0.0;
+    const HI: f64 = 255.0;
+    #[inline(always)]
+    fn from_clamped(v: f64) -> u8 {
+        v as u8
+    }
+}
+
+impl GridInt for i16 {
+    const LO: f64 = -32768.0;
+    const HI: f64 = 32767.0;
+    #[inline(always)]
+    fn from_clamped(v: f64) -> i16 {
+        v as i16
+    }
+}
+
+/// `x` on the grid of `scale` and zero point `zp` in `T`: `round(v / scale) + zp`
+/// (half away from zero), clamped to `T`'s range (NaN → 0, as `as` converts it).
+/// Compiled with AVX2 when the CPU has it: the baseline build calls libm's `round` for
+/// every element, while the AVX rounding sequence LLVM emits for it is exact (the same
+/// code, the same values).
+fn to_grid<T: GridInt>(x: &[f32], scale: f64, zp: f64) -> Vec<T> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { to_grid_avx2(x, scale, zp) };
+    }
+    to_grid_body(x, scale, zp)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn to_grid_avx2<T: GridInt>(x: &[f32], scale: f64, zp: f64) -> Vec<T> {
+    to_grid_body(x, scale, zp)
+}
+
+#[inline(always)]
+fn to_grid_body<T: GridInt>(x: &[f32], scale: f64, zp: f64) -> Vec<T> {
+    x.iter()
+        .map(|&v| T::from_clamped(((f64::from(v) / scale).round() + zp).clamp(T::LO, T::HI)))
+        .collect()
+}
+
+/// [`requantize`] as it reads: the values rounded and clamped into a vector of f64,
+/// then converted.
+fn requantize_reference(
     exact: &Value,
     like: &Value,
     params: Option<&crate::ir::QuantParams>,
@@ -1414,7 +1798,7 @@ mod tests {
         ];
         for (k, (got, side)) in cases.into_iter().enumerate() {
             let got = got.unwrap();
-            let (mut fast, mut slow) = (Accumulator::default(), Accumulator::default());
+            let (mut fast, mut slow) = (OwnSums::default(), OwnSums::default());
             // Earlier sums carried over: the chunks add to them in order.
             fast.add_real(&[1.5, -2.0], &[1.25, -2.5]);
             slow.add_real(&[1.5, -2.0], &[1.25, -2.5]);
@@ -1430,6 +1814,261 @@ mod tests {
             assert_eq!(fast.n, 2 + measured, "case {k}");
             assert_eq!(a.map(|v| v.data), b.map(|v| v.data), "case {k}");
         }
+    }
+
+    /// SQNR of an accumulator as an own error: +∞ when identical, NaN kept.
+    fn db_nan(a: &Accumulator) -> f64 {
+        let m = a.metrics();
+        if m.identical {
+            f64::INFINITY
+        } else {
+            m.sqnr_db
+        }
+    }
+
+    #[test]
+    fn own_sums_give_the_accumulators_own_error_to_the_bit() {
+        // Pseudo-random values with errors of every size, identical values, no error
+        // in one part, a NaN error: the SQNR of the lean sums is the accumulator's.
+        let n = 9_000;
+        let r: Vec<f64> = (0..n)
+            .map(|i| ((i * 7919 % 1013) as f64 / 37.0 - 13.0) * 1.000_3)
+            .collect();
+        let noisy: Vec<f64> = r
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + ((i * 31 % 17) as f64 - 8.0) * 1e-3 * (i % 5) as f64)
+            .collect();
+        let mut nan = noisy.clone();
+        nan[4321] = f64::NAN;
+        let cases: [(&[f64], &[f64]); 5] = [
+            (&r, &noisy),
+            (&r, &r),
+            (&r[..100], &noisy[..100]),
+            (&r, &nan),
+            (&[], &[]),
+        ];
+        let mut finite = 0;
+        for (k, (a, b)) in cases.iter().enumerate() {
+            let (mut lean, mut full) = (OwnSums::default(), Accumulator::default());
+            // Sums carried over from an earlier chunk.
+            for (x, y) in [
+                (&a[..a.len() / 2], &b[..b.len() / 2]),
+                (&a[a.len() / 2..], &b[b.len() / 2..]),
+            ] {
+                lean.add_real(x, y);
+                full.add_real(x, y);
+            }
+            assert_eq!(lean.n, full.n, "case {k}");
+            assert_eq!(lean.db().to_bits(), db_nan(&full).to_bits(), "case {k}");
+            finite += usize::from(lean.db().is_finite());
+        }
+        // Two cases with a finite SQNR, one identical (+∞), one NaN, one empty.
+        assert_eq!(finite, 2);
+        let mut same = OwnSums::default();
+        same.add_real(&r, &r);
+        assert_eq!(same.db(), f64::INFINITY);
+    }
+
+    #[test]
+    fn requantize_matches_its_reference_twin_on_every_kind_of_value() {
+        // Half-way points of several grids (rounding ties, both signs), values beyond
+        // every type's range, zeros of both signs, subnormals, infinities and NaN.
+        let mut x: Vec<f32> = Vec::new();
+        for scale in [0.1f32, 1.0 / 255.0, 3.0, 1e-6] {
+            for k in -40_000..40_000 {
+                x.push((k as f32 + 0.5) * scale);
+                x.push(k as f32 * scale * 1.000_001);
+            }
+        }
+        x.extend([
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE / 8.0,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e30,
+            -1e30,
+        ]);
+        let n = x.len();
+        let exact = Value::new(vec![n], Data::F32(x)).unwrap();
+        let likes = [
+            Value::new(vec![n], Data::I8(vec![0; n])).unwrap(),
+            Value::new(vec![n], Data::U8(vec![0; n])).unwrap(),
+            Value::new(vec![n], Data::I16(vec![0; n])).unwrap(),
+            Value::new(vec![n], Data::F32(vec![0.0; n])).unwrap(),
+        ];
+        let mut compared = 0;
+        for like in &likes {
+            for (scale, zp) in [(0.1f32, 0), (1.0 / 255.0, -128), (3.0, 7), (1e-6, 128)] {
+                let p = QuantParams::per_tensor(scale, zp);
+                let fast = requantize(&exact, like, Some(&p)).unwrap();
+                let slow = requantize_reference(&exact, like, Some(&p)).unwrap();
+                assert_eq!(fast.shape, slow.shape);
+                if let (Data::F32(a), Data::F32(b)) = (&fast.data, &slow.data) {
+                    // NaN included: bit for bit.
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(a), bits(b));
+                    compared += 1;
+                    continue;
+                }
+                assert_eq!(fast.data, slow.data, "{:?} {scale} {zp}", like.data.dtype());
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 16);
+        // Where the reference declines, so does the fast path.
+        let zero = QuantParams::per_tensor(0.0, 0);
+        assert!(requantize(&exact, &likes[0], Some(&zero)).is_none());
+        assert!(requantize_reference(&exact, &likes[0], Some(&zero)).is_none());
+    }
+
+    /// cnn_digits, its first 12 calibration samples, and an int8 model calibrated on
+    /// them.
+    fn digits_int8() -> (
+        Model,
+        Vec<Vec<Value>>,
+        SequenceIds,
+        crate::interp::ResetState,
+        Model,
+    ) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let m = crate::reader::read_path(dir.join("cnn_digits.tflite")).unwrap();
+        let opts = SampleOptions {
+            max_samples: Some(12),
+            ..Default::default()
+        };
+        let source = Samples::open(&dir.join("cnn_digits.calib.npy"), &m, &opts).unwrap();
+        let (sequences, reset) = (source.sequences(), source.reset_policy());
+        let all = source.collect::<Result<Vec<_>>>().unwrap();
+        let ranges = crate::calib::calibrate(
+            &m,
+            Samples::open(&dir.join("cnn_digits.calib.npy"), &m, &opts).unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
+        let mut o = quant::Options::new(Mode::Int8);
+        o.ranges = Some(ranges);
+        let (q, _) = quant::quantize(&m, &o).unwrap();
+        (m, all, sequences, reset, q)
+    }
+
+    #[test]
+    fn evaluating_samples_side_by_side_gives_the_sequential_energies_and_stop() {
+        let (m, all, sequences, reset, q) = digits_int8();
+        let cache = Cache::new(&m, all, sequences, 0, reset).unwrap();
+        // Three workers: batches of three, and a stop inside a batch (after the fifth
+        // sample) as well as none.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for stop_after in [5, 7, usize::MAX] {
+            let fails = |e: &[Energies]| e.iter().any(|e| e.len() >= stop_after);
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            let a = pool.install(|| cache.errors(&m, &q, &mut fast, &fails).unwrap());
+            let b = cache.errors_sequential(&m, &q, &mut slow, &fails).unwrap();
+            assert_eq!(a, b, "stop after {stop_after}");
+            assert_eq!(a, stop_after == usize::MAX);
+            assert_eq!(fast, slow, "stop after {stop_after}");
+            let measured = fast.iter().map(Vec::len).max().unwrap();
+            assert_eq!(measured, stop_after.min(12));
+            assert!(fast.iter().flatten().all(|&(s, e)| s > 0.0 && e > 0.0));
+        }
+    }
+
+    #[test]
+    fn own_errors_do_not_depend_on_how_many_workers_measure_them() {
+        let (m, all, sequences, reset, q) = digits_int8();
+        let cache = Cache::new(&m, all, sequences, 0, reset).unwrap();
+        let one = own_errors_on(&m, &[&q], &cache, 1).unwrap();
+        let bits = |r: &[HashMap<String, f64>]| -> Vec<Vec<(String, u64)>> {
+            r.iter()
+                .map(|h| {
+                    let mut v: Vec<_> = h.iter().map(|(k, d)| (k.clone(), d.to_bits())).collect();
+                    v.sort();
+                    v
+                })
+                .collect()
+        };
+        // Every quantized operator of this CNN is measured, with a finite own error.
+        assert!(one[0].len() >= 6, "{:?}", one[0]);
+        assert!(one[0].values().all(|d| d.is_finite()), "{:?}", one[0]);
+        for workers in [2, 3, 5] {
+            let many = own_errors_on(&m, &[&q], &cache, workers).unwrap();
+            assert_eq!(bits(&many), bits(&one), "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn the_closing_measurement_with_the_folds_float_outputs_reports_what_compare_does() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let data = dir.join("cnn_digits.calib.npy");
+        let (m, all, sequences, reset, q) = digits_int8();
+        let folds = calibrate_folds(
+            &m,
+            crate::calib::ObserverKind::MinMax,
+            &all,
+            SEARCH_FOLDS,
+            &sequences,
+            reset,
+        )
+        .unwrap();
+        let caches = || -> Vec<(quant::Options, Cache)> {
+            folds
+                .iter()
+                .rev()
+                .map(|f| {
+                    let outs = f.float_outputs.clone().unwrap();
+                    let samples = all[f.held.clone()].to_vec();
+                    let c =
+                        Cache::with_outputs(samples, sequences.clone(), f.held.start, reset, outs);
+                    (quant::Options::new(Mode::Int8), c)
+                })
+                .collect()
+        };
+        let opts = |max: Option<usize>, validation| SearchOptions {
+            target_db: 30.0,
+            calibration: &data,
+            validation,
+            samples: SampleOptions {
+                max_samples: max,
+                ..Default::default()
+            },
+            observer: crate::calib::ObserverKind::MinMax,
+        };
+        let s = opts(Some(12), None);
+        let f = closing_float_outputs(&m, &mut caches(), &s, all.len())
+            .unwrap()
+            .expect("the search samples are the measured ones");
+        assert_eq!(f.0.len(), 12);
+        let got = compare::compare_with_float_outputs(&m, &q, &f, &data, &s.samples).unwrap();
+        let want =
+            compare::compare(&m, &q, &data, &s.samples, &compare::Options::default()).unwrap();
+        assert_eq!(got, want);
+        assert!(
+            got.outputs
+                .iter()
+                .all(|o| o.sqnr_db.is_some_and(f64::is_finite))
+        );
+        // Validation data, or more samples measured than searched: the float model
+        // runs again.
+        let v = opts(Some(12), Some(data.as_path()));
+        assert!(
+            closing_float_outputs(&m, &mut caches(), &v, 12)
+                .unwrap()
+                .is_none()
+        );
+        let more = opts(None, None);
+        assert!(
+            closing_float_outputs(&m, &mut caches(), &more, 12)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
