@@ -18,10 +18,12 @@
 //! 3. the report's errors (nearest and chosen, and the signal), summed in element order
 //!    in f64 within the band, then band after band in order ([`band_len`]: the
 //!    reference sums the same way, and a weight of one band sums exactly as a plain
-//!    sequential loop).
+//!    sequential loop). A task rounds a set of up to [`SET`] bands and adds their
+//!    errors side by side ([`band_errors`]): each band's sums are still its own
+//!    sequential chains, but several chains hide the f64 additions' latency.
 //!
 //! Every band's result depends on its bytes only, so the output is the same for any
-//! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
+//! number of threads and any grouping into sets. The kernels are plain Rust compiled once more with AVX2 (runtime
 //! dispatch, one check per band; no FMA, so the results are the same bits), the screen
 //! in AVX2 intrinsics beside its generic twin.
 //!
@@ -119,22 +121,68 @@ struct Band {
     sums: (f64, f64, f64),
 }
 
+/// A band's scales and INT4 values, before its errors are summed.
+struct Scaled {
+    scales: Vec<f32>,
+    nearest_scales: Vec<f32>,
+    q: Vec<i8>,
+}
+
+/// Most bands one task rounds together: their error sums run as independent chains
+/// side by side ([`band_errors`]), which a single band's three sequential f64 chains
+/// (4-cycle latency each) cannot.
+const SET: usize = 4;
+
 /// Rounds the f32 weight in `bytes` to INT4 with `method`, one scale per group of `ch`;
 /// `stored` maps computed scales to the values the kernel will read, as the reference
 /// does. `None` when the groups are not [`contiguous`].
 pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -> Option<Rounded> {
+    let n = bytes.len() / 4;
+    let (groups, len) = contiguous(ch, n)?;
+    // Sets of up to SET bands a task, at least two tasks a thread when there are enough
+    // bands. Each band's results depend on its bytes only: any grouping gives the same.
+    let band_count = groups.div_ceil(band_groups(len));
+    let set = (band_count / (2 * rayon::current_num_threads())).clamp(1, SET);
+    round_bytes_in_sets(bytes, ch, method, stored, set)
+}
+
+/// [`round_bytes`] with `set` bands a task (1 to [`SET`]).
+fn round_bytes_in_sets(
+    bytes: &[u8],
+    ch: Channels,
+    method: Method,
+    stored: Stored,
+    set: usize,
+) -> Option<Rounded> {
     use rayon::prelude::*;
     let n = bytes.len() / 4;
     let (groups, len) = contiguous(ch, n)?;
     let per_band = band_groups(len);
+    let histogram = uses_histogram(len, n);
     let mut packed = vec![0u8; n.div_ceil(2)];
-    let bands: Vec<Band> = packed
-        .par_chunks_mut(per_band * len / 2)
+    let bands: Vec<Vec<Band>> = packed
+        .par_chunks_mut(set * per_band * len / 2)
         .enumerate()
-        .map(|(b, dst)| {
-            let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
-            let src = &bytes[4 * g0 * len..4 * g1 * len];
-            band(src, len, method, uses_histogram(len, n), stored, dst)
+        .map(|(t, dst)| {
+            let mut srcs = Vec::with_capacity(set);
+            let mut scaled = Vec::with_capacity(set);
+            for (j, dst) in dst.chunks_mut(per_band * len / 2).enumerate() {
+                let b = t * set + j;
+                let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
+                let src = &bytes[4 * g0 * len..4 * g1 * len];
+                scaled.push(band(src, len, method, histogram, stored, dst));
+                srcs.push(src);
+            }
+            let sums = band_errors(&srcs, len, &scaled, method);
+            scaled
+                .into_iter()
+                .zip(sums)
+                .map(|(s, sums)| Band {
+                    scales: s.scales,
+                    nearest_scales: s.nearest_scales,
+                    sums,
+                })
+                .collect()
         })
         .collect();
     let mut r = Rounded {
@@ -145,7 +193,7 @@ pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -
         e_chosen: 0.0,
         signal: 0.0,
     };
-    for b in bands {
+    for b in bands.into_iter().flatten() {
         r.scales.extend(b.scales);
         r.nearest_scales.extend(b.nearest_scales);
         r.e_nearest += b.sums.0;
@@ -163,7 +211,7 @@ fn band(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-) -> Band {
+) -> Scaled {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the function is the same
@@ -182,7 +230,7 @@ unsafe fn band_avx2(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-) -> Band {
+) -> Scaled {
     band_generic(src, len, method, histogram, stored, dst)
 }
 
@@ -194,7 +242,7 @@ fn band_generic(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-) -> Band {
+) -> Scaled {
     const QMAX: f32 = 7.0;
     // (Plain loops, not iterator adapters with closures: those were left out of line,
     // compiled without AVX2.)
@@ -216,11 +264,10 @@ fn band_generic(
     };
     let mut q = Vec::new();
     pack(src, len, &scales, dst, &mut q);
-    let sums = errors(src, len, &q, &nearest_scales, &scales, method, QMAX);
-    Band {
+    Scaled {
         scales,
         nearest_scales,
-        sums,
+        q,
     }
 }
 
@@ -276,83 +323,176 @@ fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8], q: &mut Vec<i8>)
     }
 }
 
-/// `weights::weight_error`'s sums over one band (whole groups of `len`, their INT4
-/// values `q` for `scales`) for nearest rounding and for `scales`, and the signal,
-/// added in element order in f64; the terms are computed eight at a time, only the
-/// additions are sequential (three independent chains).
+/// Elements of each band whose error terms [`band_errors`] computes at once.
+const TERMS: usize = 512;
+
+/// `weights::weight_error`'s sums for each band of a set (whole groups of `len` in
+/// `srcs[k]`, their INT4 values and scales in `scaled[k]`): the squared errors of nearest
+/// rounding and of the chosen one, and the signal, each added in element order in f64
+/// within its band, as the reference's plain loop adds them.
+///
+/// The terms are computed [`TERMS`] elements of each band at a time (vectorised, into
+/// buffers), then added with the bands' chains side by side: 3 × bands independent
+/// chains where one band alone has 3, each waiting on the latency of the one before.
 ///
 /// The chosen rounding's terms use `q` (no second division): the reference's
 /// `round().clamp()` of `v / s` is `q` but for a NaN `v`, where both give a NaN term.
 /// With [`Method::Nearest`] the chosen scales are the nearest ones: the two sums are
-/// the same additions of the same terms, added once ([`errors_nearest`]).
-#[inline(always)]
-fn errors(
-    src: &[u8],
+/// the same additions of the same terms, added once.
+fn band_errors(
+    srcs: &[&[u8]],
     len: usize,
-    q: &[i8],
-    nearest: &[f32],
-    scales: &[f32],
+    scaled: &[Scaled],
     method: Method,
-    qmax: f32,
-) -> (f64, f64, f64) {
-    if method == Method::Nearest {
-        let (e, signal) = errors_nearest(src, len, q, scales);
-        return (e, e, signal);
+) -> Vec<(f64, f64, f64)> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
+        // compiled with AVX2 enabled (no FMA: results are identical).
+        return unsafe { band_errors_avx2(srcs, len, scaled, method) };
     }
-    let (mut e_nearest, mut e_chosen, mut signal) = (0f64, 0f64, 0f64);
-    let groups = src.chunks_exact(4 * len).zip(q.chunks(len));
-    for ((g, qg), (&sn, &sc)) in groups.zip(nearest.iter().zip(scales)) {
-        for (c, qc) in g.chunks(32).zip(qg.chunks(8)) {
-            let k = qc.len();
-            let mut v = [0f32; 8];
-            let mut qv = [0i8; 8];
-            for (x, b) in v.iter_mut().zip(c.chunks_exact(4)) {
-                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-            qv[..k].copy_from_slice(qc);
-            let dc: [f64; 8] = std::array::from_fn(|i| v[i] as f64 - qv[i] as f64 * sc as f64);
-            let dn: [f64; 8] = std::array::from_fn(|i| {
-                v[i] as f64 - round_clamp(v[i] / sn, qmax) as f64 * sn as f64
-            });
-            for i in 0..k {
-                e_nearest += dn[i] * dn[i];
-                signal += v[i] as f64 * v[i] as f64;
-                e_chosen += dc[i] * dc[i];
-            }
-        }
-    }
-    (e_nearest, e_chosen, signal)
+    band_errors_generic(srcs, len, scaled, method)
 }
 
-/// [`errors`] of nearest rounding (scales `scales`): the squared error and the signal,
-/// in element order; runs of eight at a fixed count (unrolled, nothing copied), then
-/// the rest of each group one by one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn band_errors_avx2(
+    srcs: &[&[u8]],
+    len: usize,
+    scaled: &[Scaled],
+    method: Method,
+) -> Vec<(f64, f64, f64)> {
+    band_errors_generic(srcs, len, scaled, method)
+}
+
 #[inline(always)]
-fn errors_nearest(src: &[u8], len: usize, q: &[i8], scales: &[f32]) -> (f64, f64) {
-    let (mut e, mut signal) = (0f64, 0f64);
-    let groups = src.chunks_exact(4 * len).zip(q.chunks(len));
-    for ((g, qg), &s) in groups.zip(scales) {
-        let full = len / 8 * 8;
-        let (g8, g_rest) = g.split_at(4 * full);
-        let (q8, q_rest) = qg.split_at(full);
-        for (c, qc) in g8.chunks_exact(32).zip(q8.chunks_exact(8)) {
-            let v: [f32; 8] = std::array::from_fn(|i| {
-                f32::from_le_bytes([c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]])
-            });
-            let d: [f64; 8] = std::array::from_fn(|i| v[i] as f64 - qc[i] as f64 * s as f64);
-            for i in 0..8 {
-                e += d[i] * d[i];
-                signal += v[i] as f64 * v[i] as f64;
+fn band_errors_generic(
+    srcs: &[&[u8]],
+    len: usize,
+    scaled: &[Scaled],
+    method: Method,
+) -> Vec<(f64, f64, f64)> {
+    let mse = method == Method::Mse;
+    match srcs.len() {
+        1 => errors_set::<1>(srcs, len, scaled, mse),
+        2 => errors_set::<2>(srcs, len, scaled, mse),
+        3 => errors_set::<3>(srcs, len, scaled, mse),
+        4 => errors_set::<4>(srcs, len, scaled, mse),
+        k => panic!("a set of {k} bands (at most {SET})"),
+    }
+}
+
+/// [`band_errors`] for a set of `K` bands.
+#[inline(always)]
+fn errors_set<const K: usize>(
+    srcs: &[&[u8]],
+    len: usize,
+    scaled: &[Scaled],
+    mse: bool,
+) -> Vec<(f64, f64, f64)> {
+    // Per band: the terms of nearest rounding, of the chosen one, and the signal's.
+    let mut tn = [[0f64; TERMS]; K];
+    let mut tc = [[0f64; TERMS]; K];
+    let mut ts = [[0f64; TERMS]; K];
+    // Σ nearest, Σ chosen, Σ signal, per band.
+    let mut acc = [[0f64; K]; 3];
+    let n: [usize; K] = std::array::from_fn(|k| srcs[k].len() / 4);
+    let longest = n.iter().copied().max().unwrap_or(0);
+    let mut at = 0;
+    while at < longest {
+        let m: [usize; K] = std::array::from_fn(|k| n[k].saturating_sub(at).min(TERMS));
+        for k in 0..K {
+            let (tn, tc, ts) = (&mut tn[k][..m[k]], &mut tc[k][..m[k]], &mut ts[k][..m[k]]);
+            terms(srcs[k], len, &scaled[k], mse, at, tn, tc, ts);
+        }
+        // Side by side over the length all bands have, then each band's rest.
+        let common = m.iter().copied().min().unwrap_or(0);
+        if mse {
+            add_side_by_side(&mut acc, [&tn, &tc, &ts], common);
+        } else {
+            let mut two = [acc[1], acc[2]];
+            add_side_by_side(&mut two, [&tc, &ts], common);
+            [acc[1], acc[2]] = two;
+        }
+        for k in 0..K {
+            for i in common..m[k] {
+                if mse {
+                    acc[0][k] += tn[k][i];
+                }
+                acc[1][k] += tc[k][i];
+                acc[2][k] += ts[k][i];
             }
         }
-        for (b, &qi) in g_rest.chunks_exact(4).zip(q_rest) {
-            let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let d = v as f64 - qi as f64 * s as f64;
-            e += d * d;
-            signal += v as f64 * v as f64;
+        at += TERMS;
+    }
+    (0..K)
+        .map(|k| {
+            let e = if mse { acc[0][k] } else { acc[1][k] };
+            (e, acc[1][k], acc[2][k])
+        })
+        .collect()
+}
+
+/// Adds the first `n` terms of each of `S` streams of `K` bands (`rows[j][k]`) to
+/// `acc[j][k]`, one term after the other within each band and stream: `S · K`
+/// independent chains, the accumulators in registers.
+#[inline(always)]
+fn add_side_by_side<const S: usize, const K: usize>(
+    acc: &mut [[f64; K]; S],
+    rows: [&[[f64; TERMS]; K]; S],
+    n: usize,
+) {
+    let mut a = *acc;
+    for i in 0..n.min(TERMS) {
+        for j in 0..S {
+            for k in 0..K {
+                a[j][k] += rows[j][k][i];
+            }
         }
     }
-    (e, signal)
+    *acc = a;
+}
+
+/// The error terms of elements `at .. at + tc.len()` of a band (whole groups of `len` in
+/// `src`, rounded as `s` says): `tc` of the chosen rounding (from `q`), `ts` the squared
+/// values, and with `mse` `tn` of nearest rounding (its own division and rounding);
+/// eight at a time, a group's run at a time.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn terms(
+    src: &[u8],
+    len: usize,
+    s: &Scaled,
+    mse: bool,
+    at: usize,
+    tn: &mut [f64],
+    tc: &mut [f64],
+    ts: &mut [f64],
+) {
+    let m = tc.len();
+    let mut i = 0;
+    while i < m {
+        let g = (at + i) / len;
+        let end = ((g + 1) * len - at).min(m);
+        let (sn, sc) = (s.nearest_scales[g], s.scales[g]);
+        let v = &src[4 * (at + i)..4 * (at + end)];
+        let q = &s.q[at + i..at + end];
+        let (tc, ts) = (&mut tc[i..end], &mut ts[i..end]);
+        for (((b, &qi), c), t) in v.chunks_exact(4).zip(q).zip(tc).zip(ts) {
+            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let d = x as f64 - qi as f64 * sc as f64;
+            *c = d * d;
+            *t = x as f64 * x as f64;
+        }
+        if mse {
+            for (b, t) in v.chunks_exact(4).zip(&mut tn[i..end]) {
+                let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let d = x as f64 - round_clamp(x / sn, 7.0) as f64 * sn as f64;
+                *t = d * d;
+            }
+        }
+        i = end;
+    }
 }
 
 /// The mse scale of one group (its f32 bytes) whose nearest scale is `base`:
@@ -757,36 +897,48 @@ fn histogram_scale_inline(values: &[f32], base: f32, qmax: f32) -> f32 {
 /// Count, Σ|v| and Σv² (in element order) of the magnitudes of `values` in [`BINS`]
 /// bins: value `v` goes to bin `(|v| · inv) as usize`, capped at the last (a NaN goes
 /// to bin 0, an infinity to the last: their sums are NaN or infinite, every estimate
-/// is and ratio 1 stays). The bin numbers and the f64 terms are computed eight at a
-/// time (in f32 only: vectorised), the additions one by one; the reference twin
-/// (`bins_reference` in the tests) is the plain loop.
+/// is and ratio 1 stays). The reference twin (`bins_reference` in the tests) is the
+/// plain loop; this gives the same bits:
+/// 1. the bin numbers and magnitudes of 64 values at a time, vectorised (no branch: a
+///    compare-select for NaN and the cap, then the truncated value read off the low
+///    bits of `t + 1.5·2²³`);
+/// 2. one addition of `[1, |v|, v², 0]` to the bin's `[count, Σ|v|, Σv², -]`, a single
+///    4-lane f64 vector addition (each lane adds its terms in element order, as the
+///    scalar sums; the count is exact in f64) instead of three scalar read-add-writes.
 #[inline(always)]
 fn bins(values: &[f32], inv: f32) -> ([u32; BINS], [f64; BINS], [f64; BINS]) {
     const LAST: f32 = (BINS - 1) as f32;
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: see `math::round_clamped_i8`
+    const CHUNK: usize = 64;
+    let mut acc = [[0f64; 4]; BINS];
+    let mut bin = [0u8; CHUNK];
+    let mut mag = [0f32; CHUNK];
+    for c in values.chunks(CHUNK) {
+        for ((k, a), &v) in bin.iter_mut().zip(mag.iter_mut()).zip(c) {
+            let y = v.abs();
+            let x = y * inv;
+            // NaN (fails `>= 0`) to 0, then capped at LAST.
+            let t = if x >= 0.0 { x } else { 0.0 };
+            let t = if t < LAST { t } else { LAST };
+            *k = ((t.trunc() + MAGIC).to_bits() & 0xff) as u8;
+            *a = y;
+        }
+        for (&k, &a) in bin.iter().zip(&mag).take(c.len()) {
+            let a = a as f64;
+            let add = [1.0, a, a * a, 0.0];
+            let s = &mut acc[k as usize & (BINS - 1)];
+            for j in 0..4 {
+                s[j] += add[j];
+            }
+        }
+    }
     let mut count = [0u32; BINS];
     let mut s1 = [0f64; BINS];
     let mut s2 = [0f64; BINS];
-    for c in values.chunks(8) {
-        let mut a = [0f32; 8];
-        for (x, &v) in a.iter_mut().zip(c) {
-            *x = v.abs();
-        }
-        // `(a · inv) as usize` capped at LAST: NaN (fails `>= 0`) to 0; the truncated
-        // value is an integer in [0, 127], read off the low bits of `t + 1.5·2²³`.
-        let b: [usize; 8] = std::array::from_fn(|i| {
-            let x = a[i] * inv;
-            let t = if x >= 0.0 { x.min(LAST).trunc() } else { 0.0 };
-            ((t + MAGIC).to_bits() & 0xff) as usize
-        });
-        let a1: [f64; 8] = std::array::from_fn(|i| a[i] as f64);
-        let a2: [f64; 8] = std::array::from_fn(|i| a1[i] * a1[i]);
-        for i in 0..c.len() {
-            let k = b[i].min(BINS - 1);
-            count[k] += 1;
-            s1[k] += a1[i];
-            s2[k] += a2[i];
-        }
+    for (b, a) in acc.iter().enumerate() {
+        count[b] = a[0] as u32;
+        s1[b] = a[1];
+        s2[b] = a[2];
     }
     (count, s1, s2)
 }
@@ -1244,14 +1396,20 @@ mod tests {
             let bytes = math::f32_bytes(values);
             for method in [Method::Nearest, Method::Mse] {
                 let want = reference(values, ch, method, stored);
-                let got = round_bytes(&bytes, ch, method, stored).expect("contiguous");
-                let what = format!("{ch:?} {method:?}");
-                assert_eq!(got.packed, want.packed, "{what}");
-                assert_eq!(got.scales, want.scales, "{what}");
-                assert_eq!(got.nearest_scales, want.nearest_scales, "{what}");
-                assert_eq!(got.e_nearest.to_bits(), want.e_nearest.to_bits(), "{what}");
-                assert_eq!(got.e_chosen.to_bits(), want.e_chosen.to_bits(), "{what}");
-                assert_eq!(got.signal.to_bits(), want.signal.to_bits(), "{what}");
+                // Every grouping of bands into sets (the long cases have three bands of
+                // 64, 64 and 2 rows, or of 8192, 8192 and 260 blocks: sets of unequal
+                // bands side by side).
+                for set in 1..=SET {
+                    let got =
+                        round_bytes_in_sets(&bytes, ch, method, stored, set).expect("contiguous");
+                    let what = format!("{ch:?} {method:?}, sets of {set}");
+                    assert_eq!(got.packed, want.packed, "{what}");
+                    assert_eq!(got.scales, want.scales, "{what}");
+                    assert_eq!(got.nearest_scales, want.nearest_scales, "{what}");
+                    assert_eq!(got.e_nearest.to_bits(), want.e_nearest.to_bits(), "{what}");
+                    assert_eq!(got.e_chosen.to_bits(), want.e_chosen.to_bits(), "{what}");
+                    assert_eq!(got.signal.to_bits(), want.signal.to_bits(), "{what}");
+                }
             }
         }
         // mse did clip somewhere (the test would not tell the two methods apart else).
