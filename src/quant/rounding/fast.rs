@@ -551,7 +551,8 @@ const SCREEN_MIN_SCALE: f32 = 1e-30;
 /// within 14 ulps of a half-integer (the reciprocal and the product round twice; ties
 /// round to even), where both `|d|` are `s · (½ ± 21u)`: the squares agree to 170u.
 /// With the f32 squares (u) and the sums (sixteen lanes of ≤ 256 terms, a tree of four, then
-/// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
+/// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u; groups of ≤ [`SHORT`]: four
+/// chains of ≤ 16 and a tree of two, < 20u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
 /// error, and the reference's f64 sum of (exact) f64 squares within 10⁻¹² of it. A
 /// NaN or infinite estimate (a NaN or infinite value, f32 overflow), a scale below
 /// [`SCREEN_MIN_SCALE`] or a longer group sum every candidate exactly.
@@ -661,9 +662,82 @@ fn screen(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> [f32; LANES
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
         // compiled with AVX2 enabled.
-        return unsafe { screen_avx2(values, m, cand, qmax) };
+        return unsafe {
+            if values.len() <= SHORT {
+                screen_short_avx2(values, m, cand, qmax)
+            } else {
+                screen_avx2(values, m, cand, qmax)
+            }
+        };
     }
     screen_generic(values, m, cand, qmax)
+}
+
+/// Groups of at most this many values take [`screen_short_avx2`].
+const SHORT: usize = 64;
+
+/// [`screen_generic`] for short groups (blocks of 32 or 64) in AVX2 intrinsics, eight
+/// candidates a vector instead of eight values: the same operations on each value and
+/// candidate (so the same f32 terms), no horizontal sums, and the early stop checked
+/// before each eight candidates. Each candidate's terms are added in four chains (value
+/// `i` into chain `i mod 4`, ≤ 16 terms each), then `(c0 + c1) + (c2 + c3)`: another
+/// order of the f32 sum, within the bound [`grid_argmin`] takes (< 20u against 515u).
+/// Candidates evaluated beyond the stop get their estimate instead of `f32::MAX`: being
+/// out of reach, it exceeds any cut.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn screen_short_avx2(
+    values: &[f32],
+    m: f32,
+    cand: &[f32; LANES],
+    qmax: f32,
+) -> [f32; LANES] {
+    use std::arch::x86_64::*;
+    debug_assert!(values.len() <= SHORT);
+    let mut mags = [0f32; SHORT];
+    for (a, &v) in mags.iter_mut().zip(values) {
+        *a = v.abs();
+    }
+    let mags = &mags[..values.len().min(SHORT)];
+    let mut est = [f32::MAX; LANES];
+    let top = _mm256_set1_ps(qmax);
+    let mut least = f32::MAX;
+    for k0 in (0..CLIP_GRID).step_by(8) {
+        if k0 > 0 && out_of_reach(m, cand[k0], qmax, least) {
+            break;
+        }
+        // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
+        let vs = unsafe { _mm256_loadu_ps(cand.as_ptr().add(k0)) };
+        let vinv = _mm256_div_ps(_mm256_set1_ps(1.0), vs);
+        let term = |v: f32| {
+            let y = _mm256_set1_ps(v);
+            // min_ps(a, b) is `a < b ? a : b`: a NaN gives qmax, as the generic code.
+            let x = _mm256_min_ps(_mm256_mul_ps(y, vinv), top);
+            let q = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+            let d = _mm256_sub_ps(y, _mm256_mul_ps(q, vs));
+            _mm256_mul_ps(d, d)
+        };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut quads = mags.chunks_exact(4);
+        for c in &mut quads {
+            for j in 0..4 {
+                acc[j] = _mm256_add_ps(acc[j], term(c[j]));
+            }
+        }
+        for (j, &v) in quads.remainder().iter().enumerate() {
+            acc[j] = _mm256_add_ps(acc[j], term(v));
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        // SAFETY: as the load above.
+        unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
+        for &e in &est[k0..(k0 + 8).min(CLIP_GRID)] {
+            least = least.min(e);
+        }
+    }
+    for e in &mut est[CLIP_GRID..] {
+        *e = f32::MAX;
+    }
+    est
 }
 
 /// [`screen_generic`] in AVX2 intrinsics (LLVM split the generic loop's eight lanes
