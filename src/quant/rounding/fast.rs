@@ -711,7 +711,8 @@ const SHORT: usize = 64;
 /// [`screen_generic`] for short groups (blocks of 32 or 64) in AVX2 intrinsics, eight
 /// candidates a vector instead of eight values: the same operations on each value and
 /// candidate (so the same f32 terms), no horizontal sums, and the early stop checked
-/// before each eight candidates. Each candidate's terms are added in four chains (value
+/// before each eight candidates (on the largest value, then on all:
+/// [`out_of_reach_all`]). Each candidate's terms are added in four chains (value
 /// `i` into chain `i mod 4`, ≤ 16 terms each), then `(c0 + c1) + (c2 + c3)`: another
 /// order of the f32 sum, within the bound [`grid_argmin`] takes (< 20u against 515u).
 /// Candidates evaluated beyond the stop get their estimate instead of `f32::MAX`: being
