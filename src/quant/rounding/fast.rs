@@ -133,17 +133,19 @@ struct Band {
     sums: (f64, f64, f64),
 }
 
-/// A band's scales and INT4 values, before its errors are summed.
+/// A band's scales, before its errors are summed (its INT4 values are in its packed
+/// bytes).
 struct Scaled {
     scales: Vec<f32>,
     nearest_scales: Vec<f32>,
-    q: Vec<i8>,
 }
 
 /// Most bands one task rounds together: their error sums run as independent chains
 /// side by side ([`band_errors`]), which a single band's three sequential f64 chains
-/// (4-cycle latency each) cannot.
-const SET: usize = 4;
+/// (4-cycle latency each) cannot. Three: on one 4352² weight (1 thread) two cost 15%
+/// more CPU in mse and four no less than three, while four raised the peak RSS of the
+/// 303 MB benchmark by 1.8 MB against 0.6 MB for three.
+const SET: usize = 3;
 
 /// Rounds the f32 weight in `bytes` to INT4 with `method`, one scale per group of `ch`;
 /// `stored` maps computed scales to the values the kernel will read, as the reference
@@ -178,14 +180,19 @@ fn round_bytes_in_sets(
         .map(|(t, dst)| {
             let mut srcs = Vec::with_capacity(set);
             let mut scaled = Vec::with_capacity(set);
+            // One band's INT4 values at a time (the errors read them back from the
+            // packed bytes): no more memory than one band a task.
+            let mut q = Vec::new();
             for (j, dst) in dst.chunks_mut(per_band * len / 2).enumerate() {
                 let b = t * set + j;
                 let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
                 let src = &bytes[4 * g0 * len..4 * g1 * len];
-                scaled.push(band(src, len, method, histogram, stored, dst));
+                scaled.push(band(src, len, method, histogram, stored, dst, &mut q));
                 srcs.push(src);
             }
-            let sums = band_errors(&srcs, len, &scaled, method);
+            drop(q);
+            let packs: Vec<&[u8]> = dst.chunks(per_band * len / 2).collect();
+            let sums = band_errors(&srcs, &packs, len, &scaled, method);
             scaled
                 .into_iter()
                 .zip(sums)
@@ -223,14 +230,15 @@ fn band(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
+    q: &mut Vec<i8>,
 ) -> Scaled {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the function is the same
         // safe code compiled with AVX2 enabled (no FMA: results are identical).
-        return unsafe { band_avx2(src, len, method, histogram, stored, dst) };
+        return unsafe { band_avx2(src, len, method, histogram, stored, dst, q) };
     }
-    band_generic(src, len, method, histogram, stored, dst)
+    band_generic(src, len, method, histogram, stored, dst, q)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -242,8 +250,9 @@ unsafe fn band_avx2(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
+    q: &mut Vec<i8>,
 ) -> Scaled {
-    band_generic(src, len, method, histogram, stored, dst)
+    band_generic(src, len, method, histogram, stored, dst, q)
 }
 
 #[inline(always)]
@@ -254,6 +263,7 @@ fn band_generic(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
+    q: &mut Vec<i8>,
 ) -> Scaled {
     const QMAX: f32 = 7.0;
     // (Plain loops, not iterator adapters with closures: those were left out of line,
@@ -277,12 +287,10 @@ fn band_generic(
             stored(chosen)
         }
     };
-    let mut q = Vec::new();
-    pack(src, len, &scales, dst, &mut q);
+    pack(src, len, &scales, dst, q);
     Scaled {
         scales,
         nearest_scales,
-        q,
     }
 }
 
@@ -365,6 +373,7 @@ const TERMS: usize = 512;
 /// the same additions of the same terms, added once.
 fn band_errors(
     srcs: &[&[u8]],
+    packs: &[&[u8]],
     len: usize,
     scaled: &[Scaled],
     method: Method,
@@ -373,35 +382,36 @@ fn band_errors(
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
         // compiled with AVX2 enabled (no FMA: results are identical).
-        return unsafe { band_errors_avx2(srcs, len, scaled, method) };
+        return unsafe { band_errors_avx2(srcs, packs, len, scaled, method) };
     }
-    band_errors_generic(srcs, len, scaled, method)
+    band_errors_generic(srcs, packs, len, scaled, method)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn band_errors_avx2(
     srcs: &[&[u8]],
+    packs: &[&[u8]],
     len: usize,
     scaled: &[Scaled],
     method: Method,
 ) -> Vec<(f64, f64, f64)> {
-    band_errors_generic(srcs, len, scaled, method)
+    band_errors_generic(srcs, packs, len, scaled, method)
 }
 
 #[inline(always)]
 fn band_errors_generic(
     srcs: &[&[u8]],
+    packs: &[&[u8]],
     len: usize,
     scaled: &[Scaled],
     method: Method,
 ) -> Vec<(f64, f64, f64)> {
     let mse = method == Method::Mse;
     match srcs.len() {
-        1 => errors_set::<1>(srcs, len, scaled, mse),
-        2 => errors_set::<2>(srcs, len, scaled, mse),
-        3 => errors_set::<3>(srcs, len, scaled, mse),
-        4 => errors_set::<4>(srcs, len, scaled, mse),
+        1 => errors_set::<1>(srcs, packs, len, scaled, mse),
+        2 => errors_set::<2>(srcs, packs, len, scaled, mse),
+        3 => errors_set::<3>(srcs, packs, len, scaled, mse),
         k => panic!("a set of {k} bands (at most {SET})"),
     }
 }
@@ -410,6 +420,7 @@ fn band_errors_generic(
 #[inline(always)]
 fn errors_set<const K: usize>(
     srcs: &[&[u8]],
+    packs: &[&[u8]],
     len: usize,
     scaled: &[Scaled],
     mse: bool,
@@ -425,9 +436,19 @@ fn errors_set<const K: usize>(
     let mut at = 0;
     while at < longest {
         let m: [usize; K] = std::array::from_fn(|k| n[k].saturating_sub(at).min(TERMS));
+        let mut q = [0i8; TERMS];
         for k in 0..K {
+            if m[k] == 0 {
+                continue;
+            }
+            // The INT4 values back from the packed bytes (`at` is even: whole bytes).
+            let bytes = &packs[k][at / 2..(at + m[k]).div_ceil(2)];
+            for (pair, &b) in q.chunks_exact_mut(2).zip(bytes) {
+                pair[0] = ((b << 4) as i8) >> 4;
+                pair[1] = (b as i8) >> 4;
+            }
             let (tn, tc, ts) = (&mut tn[k][..m[k]], &mut tc[k][..m[k]], &mut ts[k][..m[k]]);
-            terms(srcs[k], len, &scaled[k], mse, at, tn, tc, ts);
+            terms(srcs[k], &q[..m[k]], len, &scaled[k], mse, at, tn, tc, ts);
         }
         // Side by side over the length all bands have, then each band's rest.
         let common = m.iter().copied().min().unwrap_or(0);
@@ -478,13 +499,15 @@ fn add_side_by_side<const S: usize, const K: usize>(
 }
 
 /// The error terms of elements `at .. at + tc.len()` of a band (whole groups of `len` in
-/// `src`, rounded as `s` says): `tc` of the chosen rounding (from `q`), `ts` the squared
+/// `src`, rounded as `s` says, their INT4 values `q` from `at` on): `tc` of the chosen
+/// rounding (from `q`), `ts` the squared
 /// values, and with `mse` `tn` of nearest rounding (its own division and rounding);
 /// eight at a time, a group's run at a time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn terms(
     src: &[u8],
+    q: &[i8],
     len: usize,
     s: &Scaled,
     mse: bool,
@@ -500,7 +523,7 @@ fn terms(
         let end = ((g + 1) * len - at).min(m);
         let (sn, sc) = (s.nearest_scales[g], s.scales[g]);
         let v = &src[4 * (at + i)..4 * (at + end)];
-        let q = &s.q[at + i..at + end];
+        let q = &q[i..end];
         let (tc, ts) = (&mut tc[i..end], &mut ts[i..end]);
         for (((b, &qi), c), t) in v.chunks_exact(4).zip(q).zip(tc).zip(ts) {
             let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
