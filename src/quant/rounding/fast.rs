@@ -332,8 +332,8 @@ fn abs_max(bytes: &[u8]) -> f32 {
 }
 
 /// The INT4 values of whole groups of `len` elements, packed two per byte into `dst`
-/// (`src` holds an even number of elements, or ends the weight); the values stay in
-/// `q` for [`errors`].
+/// (`src` holds an even number of elements, or ends the weight); `q` is scratch
+/// ([`band_errors`] reads the values back from `dst`).
 #[inline(always)]
 fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8], q: &mut Vec<i8>) {
     // `(v / scale).round().clamp(-7, 7) as i8`, NaN to 0 as that cast gives.
@@ -447,8 +447,8 @@ fn errors_set<const K: usize>(
                 pair[0] = ((b << 4) as i8) >> 4;
                 pair[1] = (b as i8) >> 4;
             }
-            let (tn, tc, ts) = (&mut tn[k][..m[k]], &mut tc[k][..m[k]], &mut ts[k][..m[k]]);
-            terms(srcs[k], &q[..m[k]], len, &scaled[k], mse, at, tn, tc, ts);
+            let out = (&mut tn[k][..m[k]], &mut tc[k][..m[k]], &mut ts[k][..m[k]]);
+            terms(srcs[k], &q[..m[k]], len, &scaled[k], mse, at, out);
         }
         // Side by side over the length all bands have, then each band's rest.
         let common = m.iter().copied().min().unwrap_or(0);
@@ -499,12 +499,11 @@ fn add_side_by_side<const S: usize, const K: usize>(
 }
 
 /// The error terms of elements `at .. at + tc.len()` of a band (whole groups of `len` in
-/// `src`, rounded as `s` says, their INT4 values `q` from `at` on): `tc` of the chosen
-/// rounding (from `q`), `ts` the squared
-/// values, and with `mse` `tn` of nearest rounding (its own division and rounding);
-/// eight at a time, a group's run at a time.
+/// `src`, rounded as `s` says, their INT4 values `q` from `at` on) into `(tn, tc, ts)`:
+/// `tc` of the chosen rounding (from `q`), `ts` the squared values, and with `mse` `tn`
+/// of nearest rounding (its own division and rounding); eight at a time, a group's run
+/// at a time.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn terms(
     src: &[u8],
     q: &[i8],
@@ -512,9 +511,7 @@ fn terms(
     s: &Scaled,
     mse: bool,
     at: usize,
-    tn: &mut [f64],
-    tc: &mut [f64],
-    ts: &mut [f64],
+    (tn, tc, ts): (&mut [f64], &mut [f64], &mut [f64]),
 ) {
     let m = tc.len();
     let mut i = 0;
