@@ -168,7 +168,7 @@ fn grid_errors_body(v: &[f32], s: f32, qmax: f32) -> [f64; CLIP_GRID] {
 }
 
 #[inline(always)]
-fn clip_ratio(k: usize) -> f32 {
+const fn clip_ratio(k: usize) -> f32 {
     1.0 - k as f32 / (CLIP_GRID as f32 - 1.0) * 0.5
 }
 

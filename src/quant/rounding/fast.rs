@@ -18,10 +18,12 @@
 //! 3. the report's errors (nearest and chosen, and the signal), summed in element order
 //!    in f64 within the band, then band after band in order ([`band_len`]: the
 //!    reference sums the same way, and a weight of one band sums exactly as a plain
-//!    sequential loop).
+//!    sequential loop). A task rounds a set of up to [`SET`] bands and adds their
+//!    errors side by side ([`band_errors`]): each band's sums are still its own
+//!    sequential chains, but several chains hide the f64 additions' latency.
 //!
 //! Every band's result depends on its bytes only, so the output is the same for any
-//! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
+//! number of threads and any grouping into sets. The kernels are plain Rust compiled once more with AVX2 (runtime
 //! dispatch, one check per band; no FMA, so the results are the same bits), the screen
 //! in AVX2 intrinsics beside its generic twin.
 //!
@@ -36,6 +38,18 @@ use super::{CLIP_GRID, clip_ratio};
 /// Candidate lanes: [`CLIP_GRID`] rounded up to a multiple of 8 (the padding lanes get
 /// scale 1 and are never chosen).
 const LANES: usize = CLIP_GRID.div_ceil(8) * 8;
+
+/// [`clip_ratio`] of every candidate lane, computed at compile time (the same IEEE
+/// operations; the padding lanes 1); saves the grid's 51 divisions per group.
+const RATIOS: [f32; LANES] = {
+    let mut r = [1f32; LANES];
+    let mut k = 0;
+    while k < CLIP_GRID {
+        r[k] = clip_ratio(k);
+        k += 1;
+    }
+    r
+};
 
 /// Elements per band (about; bands hold whole groups): 1 MB of f32, which the caches
 /// hold while a band is scaled, packed and measured. Weights of up to this many
@@ -119,22 +133,75 @@ struct Band {
     sums: (f64, f64, f64),
 }
 
+/// A band's scales, before its errors are summed (its INT4 values are in its packed
+/// bytes).
+struct Scaled {
+    scales: Vec<f32>,
+    nearest_scales: Vec<f32>,
+}
+
+/// Most bands one task rounds together: their error sums run as independent chains
+/// side by side ([`band_errors`]), which a single band's three sequential f64 chains
+/// (4-cycle latency each) cannot. Three: on one 4352² weight (1 thread) two cost 15%
+/// more CPU in mse and four no less than three, while four raised the peak RSS of the
+/// 303 MB benchmark by 1.8 MB against 0.6 MB for three.
+const SET: usize = 3;
+
 /// Rounds the f32 weight in `bytes` to INT4 with `method`, one scale per group of `ch`;
 /// `stored` maps computed scales to the values the kernel will read, as the reference
 /// does. `None` when the groups are not [`contiguous`].
 pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -> Option<Rounded> {
+    let n = bytes.len() / 4;
+    let (groups, len) = contiguous(ch, n)?;
+    // Sets of up to SET bands a task, at least two tasks a thread when there are enough
+    // bands. Each band's results depend on its bytes only: any grouping gives the same.
+    let band_count = groups.div_ceil(band_groups(len));
+    let set = (band_count / (2 * rayon::current_num_threads())).clamp(1, SET);
+    round_bytes_in_sets(bytes, ch, method, stored, set)
+}
+
+/// [`round_bytes`] with `set` bands a task (1 to [`SET`]).
+fn round_bytes_in_sets(
+    bytes: &[u8],
+    ch: Channels,
+    method: Method,
+    stored: Stored,
+    set: usize,
+) -> Option<Rounded> {
     use rayon::prelude::*;
     let n = bytes.len() / 4;
     let (groups, len) = contiguous(ch, n)?;
     let per_band = band_groups(len);
+    let histogram = uses_histogram(len, n);
     let mut packed = vec![0u8; n.div_ceil(2)];
-    let bands: Vec<Band> = packed
-        .par_chunks_mut(per_band * len / 2)
+    let bands: Vec<Vec<Band>> = packed
+        .par_chunks_mut(set * per_band * len / 2)
         .enumerate()
-        .map(|(b, dst)| {
-            let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
-            let src = &bytes[4 * g0 * len..4 * g1 * len];
-            band(src, len, method, uses_histogram(len, n), stored, dst)
+        .map(|(t, dst)| {
+            let mut srcs = Vec::with_capacity(set);
+            let mut scaled = Vec::with_capacity(set);
+            // One band's INT4 values at a time (the errors read them back from the
+            // packed bytes): no more memory than one band a task.
+            let mut q = Vec::new();
+            for (j, dst) in dst.chunks_mut(per_band * len / 2).enumerate() {
+                let b = t * set + j;
+                let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
+                let src = &bytes[4 * g0 * len..4 * g1 * len];
+                scaled.push(band(src, len, method, histogram, stored, dst, &mut q));
+                srcs.push(src);
+            }
+            drop(q);
+            let packs: Vec<&[u8]> = dst.chunks(per_band * len / 2).collect();
+            let sums = band_errors(&srcs, &packs, len, &scaled, method);
+            scaled
+                .into_iter()
+                .zip(sums)
+                .map(|(s, sums)| Band {
+                    scales: s.scales,
+                    nearest_scales: s.nearest_scales,
+                    sums,
+                })
+                .collect()
         })
         .collect();
     let mut r = Rounded {
@@ -145,7 +212,7 @@ pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -
         e_chosen: 0.0,
         signal: 0.0,
     };
-    for b in bands {
+    for b in bands.into_iter().flatten() {
         r.scales.extend(b.scales);
         r.nearest_scales.extend(b.nearest_scales);
         r.e_nearest += b.sums.0;
@@ -163,14 +230,15 @@ fn band(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-) -> Band {
+    q: &mut Vec<i8>,
+) -> Scaled {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the function is the same
         // safe code compiled with AVX2 enabled (no FMA: results are identical).
-        return unsafe { band_avx2(src, len, method, histogram, stored, dst) };
+        return unsafe { band_avx2(src, len, method, histogram, stored, dst, q) };
     }
-    band_generic(src, len, method, histogram, stored, dst)
+    band_generic(src, len, method, histogram, stored, dst, q)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -182,8 +250,9 @@ unsafe fn band_avx2(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-) -> Band {
-    band_generic(src, len, method, histogram, stored, dst)
+    q: &mut Vec<i8>,
+) -> Scaled {
+    band_generic(src, len, method, histogram, stored, dst, q)
 }
 
 #[inline(always)]
@@ -194,13 +263,17 @@ fn band_generic(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-) -> Band {
+    q: &mut Vec<i8>,
+) -> Scaled {
     const QMAX: f32 = 7.0;
     // (Plain loops, not iterator adapters with closures: those were left out of line,
     // compiled without AVX2.)
+    let mut maxima = Vec::with_capacity(src.len() / (4 * len));
     let mut base = Vec::with_capacity(src.len() / (4 * len));
     for g in src.chunks_exact(4 * len) {
-        base.push(scale_of(abs_max(g), QMAX));
+        let m = abs_max(g);
+        maxima.push(m);
+        base.push(scale_of(m, QMAX));
     }
     let nearest_scales = stored(base.clone());
     let scales = match method {
@@ -208,19 +281,16 @@ fn band_generic(
         Method::Mse => {
             let mut values = Vec::new();
             let mut chosen = Vec::with_capacity(base.len());
-            for (g, &s) in src.chunks_exact(4 * len).zip(&base) {
-                chosen.push(search(g, s, QMAX, histogram, &mut values));
+            for ((g, &s), &m) in src.chunks_exact(4 * len).zip(&base).zip(&maxima) {
+                chosen.push(search(g, m, s, QMAX, histogram, &mut values));
             }
             stored(chosen)
         }
     };
-    let mut q = Vec::new();
-    pack(src, len, &scales, dst, &mut q);
-    let sums = errors(src, len, &q, &nearest_scales, &scales, method, QMAX);
-    Band {
+    pack(src, len, &scales, dst, q);
+    Scaled {
         scales,
         nearest_scales,
-        sums,
     }
 }
 
@@ -236,25 +306,34 @@ fn scale_of(m: f32, qmax: f32) -> f32 {
 }
 
 /// The largest magnitude of the f32 values in `bytes` (NaN ignored, as `f32::max`
-/// does); eight independent lanes, the maximum does not depend on the order.
+/// does); eight independent lanes, the maximum does not depend on the order. Each step
+/// is `if a > m { a } else { m }` from a start of 0 (never NaN): a NaN `a` keeps `m`,
+/// as `f32::max` would, and the form is one `maxps` (`f32::max`'s NaN rule on both
+/// operands is not), also in the tree that joins the lanes.
 #[inline(always)]
 fn abs_max(bytes: &[u8]) -> f32 {
+    #[inline(always)]
+    fn gt(a: f32, m: f32) -> f32 {
+        if a > m { a } else { m }
+    }
     let mut lanes = [0f32; 8];
     let mut it = bytes.chunks_exact(32);
     for c in &mut it {
         for (l, b) in lanes.iter_mut().zip(c.chunks_exact(4)) {
-            *l = l.max(f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs());
+            *l = gt(f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs(), *l);
         }
     }
     let rest = it.remainder().chunks_exact(4).fold(0f32, |m, b| {
-        m.max(f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs())
+        gt(f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs(), m)
     });
-    lanes.iter().fold(rest, |m, &l| m.max(l))
+    let l4: [f32; 4] = std::array::from_fn(|i| gt(lanes[i], lanes[i + 4]));
+    let l2: [f32; 2] = std::array::from_fn(|i| gt(l4[i], l4[i + 2]));
+    gt(gt(l2[0], l2[1]), rest)
 }
 
 /// The INT4 values of whole groups of `len` elements, packed two per byte into `dst`
-/// (`src` holds an even number of elements, or ends the weight); the values stay in
-/// `q` for [`errors`].
+/// (`src` holds an even number of elements, or ends the weight); `q` is scratch
+/// ([`band_errors`] reads the values back from `dst`).
 #[inline(always)]
 fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8], q: &mut Vec<i8>) {
     // `(v / scale).round().clamp(-7, 7) as i8`, NaN to 0 as that cast gives.
@@ -276,90 +355,203 @@ fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8], q: &mut Vec<i8>)
     }
 }
 
-/// `weights::weight_error`'s sums over one band (whole groups of `len`, their INT4
-/// values `q` for `scales`) for nearest rounding and for `scales`, and the signal,
-/// added in element order in f64; the terms are computed eight at a time, only the
-/// additions are sequential (three independent chains).
+/// Elements of each band whose error terms [`band_errors`] computes at once.
+const TERMS: usize = 512;
+
+/// `weights::weight_error`'s sums for each band of a set (whole groups of `len` in
+/// `srcs[k]`, their INT4 values and scales in `scaled[k]`): the squared errors of nearest
+/// rounding and of the chosen one, and the signal, each added in element order in f64
+/// within its band, as the reference's plain loop adds them.
+///
+/// The terms are computed [`TERMS`] elements of each band at a time (vectorised, into
+/// buffers), then added with the bands' chains side by side: 3 × bands independent
+/// chains where one band alone has 3, each waiting on the latency of the one before.
 ///
 /// The chosen rounding's terms use `q` (no second division): the reference's
 /// `round().clamp()` of `v / s` is `q` but for a NaN `v`, where both give a NaN term.
 /// With [`Method::Nearest`] the chosen scales are the nearest ones: the two sums are
-/// the same additions of the same terms, added once ([`errors_nearest`]).
-#[inline(always)]
-fn errors(
-    src: &[u8],
+/// the same additions of the same terms, added once.
+fn band_errors(
+    srcs: &[&[u8]],
+    packs: &[&[u8]],
     len: usize,
-    q: &[i8],
-    nearest: &[f32],
-    scales: &[f32],
+    scaled: &[Scaled],
     method: Method,
-    qmax: f32,
-) -> (f64, f64, f64) {
-    if method == Method::Nearest {
-        let (e, signal) = errors_nearest(src, len, q, scales);
-        return (e, e, signal);
+) -> Vec<(f64, f64, f64)> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
+        // compiled with AVX2 enabled (no FMA: results are identical).
+        return unsafe { band_errors_avx2(srcs, packs, len, scaled, method) };
     }
-    let (mut e_nearest, mut e_chosen, mut signal) = (0f64, 0f64, 0f64);
-    let groups = src.chunks_exact(4 * len).zip(q.chunks(len));
-    for ((g, qg), (&sn, &sc)) in groups.zip(nearest.iter().zip(scales)) {
-        for (c, qc) in g.chunks(32).zip(qg.chunks(8)) {
-            let k = qc.len();
-            let mut v = [0f32; 8];
-            let mut qv = [0i8; 8];
-            for (x, b) in v.iter_mut().zip(c.chunks_exact(4)) {
-                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-            qv[..k].copy_from_slice(qc);
-            let dc: [f64; 8] = std::array::from_fn(|i| v[i] as f64 - qv[i] as f64 * sc as f64);
-            let dn: [f64; 8] = std::array::from_fn(|i| {
-                v[i] as f64 - round_clamp(v[i] / sn, qmax) as f64 * sn as f64
-            });
-            for i in 0..k {
-                e_nearest += dn[i] * dn[i];
-                signal += v[i] as f64 * v[i] as f64;
-                e_chosen += dc[i] * dc[i];
-            }
-        }
-    }
-    (e_nearest, e_chosen, signal)
+    band_errors_generic(srcs, packs, len, scaled, method)
 }
 
-/// [`errors`] of nearest rounding (scales `scales`): the squared error and the signal,
-/// in element order; runs of eight at a fixed count (unrolled, nothing copied), then
-/// the rest of each group one by one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn band_errors_avx2(
+    srcs: &[&[u8]],
+    packs: &[&[u8]],
+    len: usize,
+    scaled: &[Scaled],
+    method: Method,
+) -> Vec<(f64, f64, f64)> {
+    band_errors_generic(srcs, packs, len, scaled, method)
+}
+
 #[inline(always)]
-fn errors_nearest(src: &[u8], len: usize, q: &[i8], scales: &[f32]) -> (f64, f64) {
-    let (mut e, mut signal) = (0f64, 0f64);
-    let groups = src.chunks_exact(4 * len).zip(q.chunks(len));
-    for ((g, qg), &s) in groups.zip(scales) {
-        let full = len / 8 * 8;
-        let (g8, g_rest) = g.split_at(4 * full);
-        let (q8, q_rest) = qg.split_at(full);
-        for (c, qc) in g8.chunks_exact(32).zip(q8.chunks_exact(8)) {
-            let v: [f32; 8] = std::array::from_fn(|i| {
-                f32::from_le_bytes([c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]])
-            });
-            let d: [f64; 8] = std::array::from_fn(|i| v[i] as f64 - qc[i] as f64 * s as f64);
-            for i in 0..8 {
-                e += d[i] * d[i];
-                signal += v[i] as f64 * v[i] as f64;
-            }
-        }
-        for (b, &qi) in g_rest.chunks_exact(4).zip(q_rest) {
-            let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let d = v as f64 - qi as f64 * s as f64;
-            e += d * d;
-            signal += v as f64 * v as f64;
-        }
+fn band_errors_generic(
+    srcs: &[&[u8]],
+    packs: &[&[u8]],
+    len: usize,
+    scaled: &[Scaled],
+    method: Method,
+) -> Vec<(f64, f64, f64)> {
+    let mse = method == Method::Mse;
+    match srcs.len() {
+        1 => errors_set::<1>(srcs, packs, len, scaled, mse),
+        2 => errors_set::<2>(srcs, packs, len, scaled, mse),
+        3 => errors_set::<3>(srcs, packs, len, scaled, mse),
+        k => panic!("a set of {k} bands (at most {SET})"),
     }
-    (e, signal)
 }
 
-/// The mse scale of one group (its f32 bytes) whose nearest scale is `base`:
+/// [`band_errors`] for a set of `K` bands.
+#[inline(always)]
+fn errors_set<const K: usize>(
+    srcs: &[&[u8]],
+    packs: &[&[u8]],
+    len: usize,
+    scaled: &[Scaled],
+    mse: bool,
+) -> Vec<(f64, f64, f64)> {
+    // Per band: the terms of nearest rounding, of the chosen one, and the signal's.
+    let mut tn = [[0f64; TERMS]; K];
+    let mut tc = [[0f64; TERMS]; K];
+    let mut ts = [[0f64; TERMS]; K];
+    // Σ nearest, Σ chosen, Σ signal, per band.
+    let mut acc = [[0f64; K]; 3];
+    let n: [usize; K] = std::array::from_fn(|k| srcs[k].len() / 4);
+    let longest = n.iter().copied().max().unwrap_or(0);
+    let mut at = 0;
+    while at < longest {
+        let m: [usize; K] = std::array::from_fn(|k| n[k].saturating_sub(at).min(TERMS));
+        let mut q = [0i8; TERMS];
+        for k in 0..K {
+            if m[k] == 0 {
+                continue;
+            }
+            // The INT4 values back from the packed bytes (`at` is even: whole bytes).
+            let bytes = &packs[k][at / 2..(at + m[k]).div_ceil(2)];
+            for (pair, &b) in q.chunks_exact_mut(2).zip(bytes) {
+                pair[0] = ((b << 4) as i8) >> 4;
+                pair[1] = (b as i8) >> 4;
+            }
+            let out = (&mut tn[k][..m[k]], &mut tc[k][..m[k]], &mut ts[k][..m[k]]);
+            terms(srcs[k], &q[..m[k]], len, &scaled[k], mse, at, out);
+        }
+        // Side by side over the length all bands have, then each band's rest.
+        let common = m.iter().copied().min().unwrap_or(0);
+        if mse {
+            add_side_by_side(&mut acc, [&tn, &tc, &ts], common);
+        } else {
+            let mut two = [acc[1], acc[2]];
+            add_side_by_side(&mut two, [&tc, &ts], common);
+            [acc[1], acc[2]] = two;
+        }
+        for k in 0..K {
+            for i in common..m[k] {
+                if mse {
+                    acc[0][k] += tn[k][i];
+                }
+                acc[1][k] += tc[k][i];
+                acc[2][k] += ts[k][i];
+            }
+        }
+        at += TERMS;
+    }
+    (0..K)
+        .map(|k| {
+            let e = if mse { acc[0][k] } else { acc[1][k] };
+            (e, acc[1][k], acc[2][k])
+        })
+        .collect()
+}
+
+/// Adds the first `n` terms of each of `S` streams of `K` bands (`rows[j][k]`) to
+/// `acc[j][k]`, one term after the other within each band and stream: `S · K`
+/// independent chains, the accumulators in registers.
+#[inline(always)]
+fn add_side_by_side<const S: usize, const K: usize>(
+    acc: &mut [[f64; K]; S],
+    rows: [&[[f64; TERMS]; K]; S],
+    n: usize,
+) {
+    let mut a = *acc;
+    for i in 0..n.min(TERMS) {
+        for j in 0..S {
+            for k in 0..K {
+                a[j][k] += rows[j][k][i];
+            }
+        }
+    }
+    *acc = a;
+}
+
+/// The error terms of elements `at .. at + tc.len()` of a band (whole groups of `len` in
+/// `src`, rounded as `s` says, their INT4 values `q` from `at` on) into `(tn, tc, ts)`:
+/// `tc` of the chosen rounding (from `q`), `ts` the squared values, and with `mse` `tn`
+/// of nearest rounding (its own division and rounding); eight at a time, a group's run
+/// at a time.
+#[inline(always)]
+fn terms(
+    src: &[u8],
+    q: &[i8],
+    len: usize,
+    s: &Scaled,
+    mse: bool,
+    at: usize,
+    (tn, tc, ts): (&mut [f64], &mut [f64], &mut [f64]),
+) {
+    let m = tc.len();
+    let mut i = 0;
+    while i < m {
+        let g = (at + i) / len;
+        let end = ((g + 1) * len - at).min(m);
+        let (sn, sc) = (s.nearest_scales[g], s.scales[g]);
+        let v = &src[4 * (at + i)..4 * (at + end)];
+        let q = &q[i..end];
+        let (tc, ts) = (&mut tc[i..end], &mut ts[i..end]);
+        for (((b, &qi), c), t) in v.chunks_exact(4).zip(q).zip(tc).zip(ts) {
+            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let d = x as f64 - qi as f64 * sc as f64;
+            *c = d * d;
+            *t = x as f64 * x as f64;
+        }
+        if mse {
+            for (b, t) in v.chunks_exact(4).zip(&mut tn[i..end]) {
+                let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let d = x as f64 - round_clamp(x / sn, 7.0) as f64 * sn as f64;
+                *t = d * d;
+            }
+        }
+        i = end;
+    }
+}
+
+/// The mse scale of one group (its f32 bytes, largest magnitude `m`) whose nearest
+/// scale is `base`:
 /// [`histogram_scale`] when `histogram` ([`uses_histogram`]), else every ratio of the
 /// grid (as [`super::mse_scales`]); `values` is scratch.
 #[inline(always)]
-fn search(group: &[u8], base: f32, qmax: f32, histogram: bool, values: &mut Vec<f32>) -> f32 {
+fn search(
+    group: &[u8],
+    m: f32,
+    base: f32,
+    qmax: f32,
+    histogram: bool,
+    values: &mut Vec<f32>,
+) -> f32 {
     if histogram {
         values.clear();
         values.resize(group.len() / 4, 0.0);
@@ -369,15 +561,15 @@ fn search(group: &[u8], base: f32, qmax: f32, histogram: bool, values: &mut Vec<
         return histogram_scale(values, base, qmax);
     }
     let mut cand = [1f32; LANES];
-    for (k, c) in cand.iter_mut().enumerate().take(CLIP_GRID) {
-        *c = base * clip_ratio(k);
+    for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
+        *c = base * r;
     }
     values.clear();
     values.resize(group.len() / 4, 0.0);
     for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
         *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
-    base * clip_ratio(grid_argmin(values, abs_max(group), &cand, qmax))
+    base * RATIOS[grid_argmin(values, m, &cand, qmax)]
 }
 
 /// Relative slack of [`grid_argmin`]'s screen: a candidate whose f32 estimate is within
@@ -411,7 +603,8 @@ const SCREEN_MIN_SCALE: f32 = 1e-30;
 /// within 14 ulps of a half-integer (the reciprocal and the product round twice; ties
 /// round to even), where both `|d|` are `s · (½ ± 21u)`: the squares agree to 170u.
 /// With the f32 squares (u) and the sums (sixteen lanes of ≤ 256 terms, a tree of four, then
-/// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
+/// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u; groups of ≤ [`SHORT`]: four
+/// chains of ≤ 16 and a tree of two, < 20u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
 /// error, and the reference's f64 sum of (exact) f64 squares within 10⁻¹² of it. A
 /// NaN or infinite estimate (a NaN or infinite value, f32 overflow), a scale below
 /// [`SCREEN_MIN_SCALE`] or a longer group sum every candidate exactly.
@@ -521,9 +714,86 @@ fn screen(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> [f32; LANES
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
         // compiled with AVX2 enabled.
-        return unsafe { screen_avx2(values, m, cand, qmax) };
+        return unsafe {
+            if values.len() <= SHORT {
+                screen_short_avx2(values, m, cand, qmax)
+            } else {
+                screen_avx2(values, m, cand, qmax)
+            }
+        };
     }
     screen_generic(values, m, cand, qmax)
+}
+
+/// Groups of at most this many values take [`screen_short_avx2`].
+const SHORT: usize = 64;
+
+/// [`screen_generic`] for short groups (blocks of 32 or 64) in AVX2 intrinsics, eight
+/// candidates a vector instead of eight values: the same operations on each value and
+/// candidate (so the same f32 terms), no horizontal sums, and the early stop checked
+/// before each eight candidates (on the largest value, then on all:
+/// [`out_of_reach_all`]). Each candidate's terms are added in four chains (value
+/// `i` into chain `i mod 4`, ≤ 16 terms each), then `(c0 + c1) + (c2 + c3)`: another
+/// order of the f32 sum, within the bound [`grid_argmin`] takes (< 20u against 515u).
+/// Candidates evaluated beyond the stop get their estimate instead of `f32::MAX`: being
+/// out of reach, it exceeds any cut.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn screen_short_avx2(
+    values: &[f32],
+    m: f32,
+    cand: &[f32; LANES],
+    qmax: f32,
+) -> [f32; LANES] {
+    use std::arch::x86_64::*;
+    debug_assert!(values.len() <= SHORT);
+    let mut mags = [0f32; SHORT];
+    for (a, &v) in mags.iter_mut().zip(values) {
+        *a = v.abs();
+    }
+    let mags = &mags[..values.len().min(SHORT)];
+    let mut est = [f32::MAX; LANES];
+    let top = _mm256_set1_ps(qmax);
+    let mut least = f32::MAX;
+    for k0 in (0..CLIP_GRID).step_by(8) {
+        if k0 > 0
+            && (out_of_reach(m, cand[k0], qmax, least)
+                || out_of_reach_all(mags, m, cand[k0], qmax, least))
+        {
+            break;
+        }
+        // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
+        let vs = unsafe { _mm256_loadu_ps(cand.as_ptr().add(k0)) };
+        let vinv = _mm256_div_ps(_mm256_set1_ps(1.0), vs);
+        let term = |v: f32| {
+            let y = _mm256_set1_ps(v);
+            // min_ps(a, b) is `a < b ? a : b`: a NaN gives qmax, as the generic code.
+            let x = _mm256_min_ps(_mm256_mul_ps(y, vinv), top);
+            let q = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+            let d = _mm256_sub_ps(y, _mm256_mul_ps(q, vs));
+            _mm256_mul_ps(d, d)
+        };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut quads = mags.chunks_exact(4);
+        for c in &mut quads {
+            for j in 0..4 {
+                acc[j] = _mm256_add_ps(acc[j], term(c[j]));
+            }
+        }
+        for (j, &v) in quads.remainder().iter().enumerate() {
+            acc[j] = _mm256_add_ps(acc[j], term(v));
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        // SAFETY: as the load above.
+        unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
+        for &e in &est[k0..(k0 + 8).min(CLIP_GRID)] {
+            least = least.min(e);
+        }
+    }
+    for e in &mut est[CLIP_GRID..] {
+        *e = f32::MAX;
+    }
+    est
 }
 
 /// [`screen_generic`] in AVX2 intrinsics (LLVM split the generic loop's eight lanes
@@ -637,6 +907,27 @@ fn out_of_reach(m: f32, s: f32, qmax: f32, least: f32) -> bool {
     let d = (m as f64 * (1.0 - 1e-6) - (qmax * s) as f64 * (1.0 + 1e-6)).max(0.0);
     let reach = least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
     m.is_finite() && d * d > reach
+}
+
+/// [`out_of_reach`] with every value, not only the largest: each magnitude `a` above
+/// `qmax·s` rounds to at most `qmax`, so the group's error is at least the sum of
+/// `(a − qmax·s)²` over them (the same relative slack per value), which grows as `s`
+/// shrinks. On blocks of 32 uniform values it stops the short screen after 2.2 of its
+/// eight-candidate steps on average instead of 3.0. (Four partial sums: a bound, not
+/// an estimate; f64 rounding is far inside the slack of the reach.)
+#[inline(always)]
+fn out_of_reach_all(mags: &[f32], m: f32, s: f32, qmax: f32, least: f32) -> bool {
+    let t = (qmax * s) as f64 * (1.0 + 1e-6);
+    let mut acc = [0f64; 4];
+    for c in mags.chunks(4) {
+        for (e, &a) in acc.iter_mut().zip(c) {
+            let d = (a as f64 * (1.0 - 1e-6) - t).max(0.0);
+            *e += d * d;
+        }
+    }
+    let bound = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    let reach = least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
+    m.is_finite() && bound > reach
 }
 
 /// [`group_errors_generic`] compiled on its own (with AVX2 when the CPU has it): inlined
@@ -757,36 +1048,48 @@ fn histogram_scale_inline(values: &[f32], base: f32, qmax: f32) -> f32 {
 /// Count, Σ|v| and Σv² (in element order) of the magnitudes of `values` in [`BINS`]
 /// bins: value `v` goes to bin `(|v| · inv) as usize`, capped at the last (a NaN goes
 /// to bin 0, an infinity to the last: their sums are NaN or infinite, every estimate
-/// is and ratio 1 stays). The bin numbers and the f64 terms are computed eight at a
-/// time (in f32 only: vectorised), the additions one by one; the reference twin
-/// (`bins_reference` in the tests) is the plain loop.
+/// is and ratio 1 stays). The reference twin (`bins_reference` in the tests) is the
+/// plain loop; this gives the same bits:
+/// 1. the bin numbers and magnitudes of 64 values at a time, vectorised (no branch: a
+///    compare-select for NaN and the cap, then the truncated value read off the low
+///    bits of `t + 1.5·2²³`);
+/// 2. one addition of `[1, |v|, v², 0]` to the bin's `[count, Σ|v|, Σv², -]`, a single
+///    4-lane f64 vector addition (each lane adds its terms in element order, as the
+///    scalar sums; the count is exact in f64) instead of three scalar read-add-writes.
 #[inline(always)]
 fn bins(values: &[f32], inv: f32) -> ([u32; BINS], [f64; BINS], [f64; BINS]) {
     const LAST: f32 = (BINS - 1) as f32;
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: see `math::round_clamped_i8`
+    const CHUNK: usize = 64;
+    let mut acc = [[0f64; 4]; BINS];
+    let mut bin = [0u8; CHUNK];
+    let mut mag = [0f32; CHUNK];
+    for c in values.chunks(CHUNK) {
+        for ((k, a), &v) in bin.iter_mut().zip(mag.iter_mut()).zip(c) {
+            let y = v.abs();
+            let x = y * inv;
+            // NaN (fails `>= 0`) to 0, then capped at LAST.
+            let t = if x >= 0.0 { x } else { 0.0 };
+            let t = if t < LAST { t } else { LAST };
+            *k = ((t.trunc() + MAGIC).to_bits() & 0xff) as u8;
+            *a = y;
+        }
+        for (&k, &a) in bin.iter().zip(&mag).take(c.len()) {
+            let a = a as f64;
+            let add = [1.0, a, a * a, 0.0];
+            let s = &mut acc[k as usize & (BINS - 1)];
+            for j in 0..4 {
+                s[j] += add[j];
+            }
+        }
+    }
     let mut count = [0u32; BINS];
     let mut s1 = [0f64; BINS];
     let mut s2 = [0f64; BINS];
-    for c in values.chunks(8) {
-        let mut a = [0f32; 8];
-        for (x, &v) in a.iter_mut().zip(c) {
-            *x = v.abs();
-        }
-        // `(a · inv) as usize` capped at LAST: NaN (fails `>= 0`) to 0; the truncated
-        // value is an integer in [0, 127], read off the low bits of `t + 1.5·2²³`.
-        let b: [usize; 8] = std::array::from_fn(|i| {
-            let x = a[i] * inv;
-            let t = if x >= 0.0 { x.min(LAST).trunc() } else { 0.0 };
-            ((t + MAGIC).to_bits() & 0xff) as usize
-        });
-        let a1: [f64; 8] = std::array::from_fn(|i| a[i] as f64);
-        let a2: [f64; 8] = std::array::from_fn(|i| a1[i] * a1[i]);
-        for i in 0..c.len() {
-            let k = b[i].min(BINS - 1);
-            count[k] += 1;
-            s1[k] += a1[i];
-            s2[k] += a2[i];
-        }
+    for (b, a) in acc.iter().enumerate() {
+        count[b] = a[0] as u32;
+        s1[b] = a[1];
+        s2[b] = a[2];
     }
     (count, s1, s2)
 }
@@ -893,6 +1196,48 @@ mod tests {
             assert_eq!(got, want, "{x}");
         }
         assert!(round_clamp(f32::NAN, 7.0).abs() == 7.0);
+    }
+
+    #[test]
+    fn abs_max_equals_the_fold_of_f32_max_and_ratios_the_grid() {
+        // The reference twin: `f32::max` over the magnitudes in order, from 0.
+        let fold = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let mut s = 0x2545_f491u32;
+        let mut cases: Vec<Vec<f32>> = Vec::new();
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 100] {
+            let v: Vec<f32> = (0..len)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 17;
+                    s ^= s << 5;
+                    (s as f32 / u32::MAX as f32 - 0.5) * 3.0
+                })
+                .collect();
+            for special in [None, Some(f32::NAN), Some(-f32::NAN), Some(f32::INFINITY)] {
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    let mut w = v.clone();
+                    if let (Some(x), Some(slot)) = (special, w.get_mut(at)) {
+                        *slot = x;
+                    }
+                    cases.push(w);
+                }
+            }
+        }
+        cases.push(vec![f32::NAN; 40]);
+        cases.push(vec![-0.0; 9]);
+        cases.push(vec![f32::NEG_INFINITY, 1.0, f32::NAN]);
+        for v in cases {
+            let got = abs_max(&math::f32_bytes(&v));
+            assert_eq!(got.to_bits(), fold(&v).to_bits(), "{v:?}");
+        }
+        for k in 0..LANES {
+            let want = if k < CLIP_GRID {
+                clip_ratio(std::hint::black_box(k))
+            } else {
+                1.0
+            };
+            assert_eq!(RATIOS[k].to_bits(), want.to_bits(), "lane {k}");
+        }
     }
 
     #[test]
@@ -1244,14 +1589,20 @@ mod tests {
             let bytes = math::f32_bytes(values);
             for method in [Method::Nearest, Method::Mse] {
                 let want = reference(values, ch, method, stored);
-                let got = round_bytes(&bytes, ch, method, stored).expect("contiguous");
-                let what = format!("{ch:?} {method:?}");
-                assert_eq!(got.packed, want.packed, "{what}");
-                assert_eq!(got.scales, want.scales, "{what}");
-                assert_eq!(got.nearest_scales, want.nearest_scales, "{what}");
-                assert_eq!(got.e_nearest.to_bits(), want.e_nearest.to_bits(), "{what}");
-                assert_eq!(got.e_chosen.to_bits(), want.e_chosen.to_bits(), "{what}");
-                assert_eq!(got.signal.to_bits(), want.signal.to_bits(), "{what}");
+                // Every grouping of bands into sets (the long cases have three bands of
+                // 64, 64 and 2 rows, or of 8192, 8192 and 260 blocks: sets of unequal
+                // bands side by side).
+                for set in 1..=SET {
+                    let got =
+                        round_bytes_in_sets(&bytes, ch, method, stored, set).expect("contiguous");
+                    let what = format!("{ch:?} {method:?}, sets of {set}");
+                    assert_eq!(got.packed, want.packed, "{what}");
+                    assert_eq!(got.scales, want.scales, "{what}");
+                    assert_eq!(got.nearest_scales, want.nearest_scales, "{what}");
+                    assert_eq!(got.e_nearest.to_bits(), want.e_nearest.to_bits(), "{what}");
+                    assert_eq!(got.e_chosen.to_bits(), want.e_chosen.to_bits(), "{what}");
+                    assert_eq!(got.signal.to_bits(), want.signal.to_bits(), "{what}");
+                }
             }
         }
         // mse did clip somewhere (the test would not tell the two methods apart else).
