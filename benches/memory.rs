@@ -12,7 +12,8 @@
 //! both; the ratio of a pair is steadier than either time). The load average is
 //! printed before and after. Each run is one process measured by `/usr/bin/time -v`
 //! (GNU time): wall time, CPU time (user + system) and peak RSS (the largest of the
-//! runs).
+//! runs). `TFLQUANT_BENCH_BIN=PATH` measures another `tflquant` binary instead of this
+//! build's (e.g. the previous main's, to pair two builds on the same machine).
 
 mod common;
 
@@ -57,7 +58,11 @@ fn main() {
         "{:<20} {:>9} {:>9} {:>7} {:>8} {:>10} {:>10} {:>10}  target",
         "what", "time ms", "cp ms", "× cp", "cpu ms", "peak MB", "in+out MB", "bound MB"
     );
-    let bin = env!("CARGO_BIN_EXE_tflquant");
+    let bin = std::env::var("TFLQUANT_BENCH_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tflquant").to_string());
+    println!("binary {bin}");
     let contenders: [(&str, &[&str]); 7] = [
         ("convert", &["convert"]),
         ("dynamic", &["quantize", "--mode", "dynamic"]),
@@ -88,7 +93,7 @@ fn main() {
             let (tc, _, _) = measure(Command::new("cp").arg(&input).arg(&cp_out));
             std::fs::remove_file(&cp_out).ok();
             common::warm_page_cache(&input);
-            let mut cmd = Command::new(bin);
+            let mut cmd = Command::new(&bin);
             cmd.arg("-q")
                 .arg(argv[0])
                 .arg(&input)
