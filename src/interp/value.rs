@@ -477,20 +477,9 @@ pub fn quantize_keeping_reals(
 /// [`quantize_blocks`] that also leaves the dequantized values in `x`.
 fn fake_quantize_blocks<T: Narrow>(x: &mut [f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<T> {
     let mut out = Vec::with_capacity(x.len());
-    let run = if p.channels == 1 {
-        x.len().max(1)
-    } else {
-        p.inner.max(1)
-    };
+    let run = QuantRun::len(p, x.len());
     for (b, chunk) in x.chunks_mut(run).enumerate() {
-        let (s, z) = p.at(b * run);
-        let q = QuantRun {
-            s,
-            z: z as i32,
-            lo: (lo - z) as f32,
-            hi: (hi - z) as f32,
-        };
-        fake_quantize_run(chunk, &q, &mut out);
+        fake_quantize_run(chunk, &QuantRun::at(p, b * run, lo, hi), &mut out);
     }
     out
 }
@@ -546,20 +535,9 @@ fn fake_quantize_run_body<T: Narrow>(xs: &mut [f32], q: &QuantRun, out: &mut Vec
 /// The fast path of [`quantize`] for 8- and 16-bit targets (zero points in range).
 fn quantize_blocks<T: Narrow>(x: &[f32], p: &ParamIndex, lo: i64, hi: i64) -> Vec<T> {
     let mut out = Vec::with_capacity(x.len());
-    let run = if p.channels == 1 {
-        x.len().max(1)
-    } else {
-        p.inner.max(1)
-    };
+    let run = QuantRun::len(p, x.len());
     for (b, chunk) in x.chunks(run).enumerate() {
-        let (s, z) = p.at(b * run);
-        let q = QuantRun {
-            s,
-            z: z as i32,
-            lo: (lo - z) as f32,
-            hi: (hi - z) as f32,
-        };
-        quantize_run(chunk, &q, &mut out);
+        quantize_run(chunk, &QuantRun::at(p, b * run, lo, hi), &mut out);
     }
     out
 }
@@ -597,6 +575,29 @@ struct QuantRun {
     z: i32,
     lo: f32,
     hi: f32,
+}
+
+impl QuantRun {
+    /// Elements per run in a tensor of `n`: all of them with one scale, else one
+    /// channel's inner block.
+    fn len(p: &ParamIndex, n: usize) -> usize {
+        if p.channels == 1 {
+            n.max(1)
+        } else {
+            p.inner.max(1)
+        }
+    }
+
+    /// The run starting at element `start`, clamped to `[lo, hi]` (stored integers).
+    fn at(p: &ParamIndex, start: usize, lo: i64, hi: i64) -> QuantRun {
+        let (s, z) = p.at(start);
+        QuantRun {
+            s,
+            z: z as i32,
+            lo: (lo - z) as f32,
+            hi: (hi - z) as f32,
+        }
+    }
 }
 
 /// Appends the quantized `xs` to `out`, built for AVX-512 and AVX2 too (where rounding
