@@ -3,8 +3,9 @@
 //! (fake-)quantize loops of `value`. A leaf module, so that those three can all dispatch
 //! on it without depending on one another.
 
-/// Vector instruction sets the kernels have a build for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Vector instruction sets the kernels have a build for, in the order of what they
+/// include (a CPU that runs one runs those before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum SimdLevel {
     /// The build's baseline (SSE2 on x86-64).
     Baseline,

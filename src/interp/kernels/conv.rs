@@ -3,15 +3,15 @@
 //! TRANSPOSE_CONV, AVERAGE/MAX/L2 pooling. Padding follows TFLite's
 //! `ComputePaddingHeightWidth`: SAME pads `total / 2` before, the rest after.
 
-use rayon::prelude::*;
-
 use crate::fb::{ActivationFunctionType, BuiltinOperator as B, BuiltinOptions as O, Padding};
 
 #[cfg(doc)]
 use super::Buffers;
 use super::dw3x3;
 use super::gemm::{Epilogue, Mat, PackCell, cached_pack, sgemm_packed};
-use super::{Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, to_usize};
+use super::{
+    Ctx, Ins, KResult, apply_act, bad, checked_numel, ensure, for_each_chunk_mut, to_usize,
+};
 
 fn shape_len(shape: &[usize]) -> usize {
     shape.iter().product()
@@ -214,9 +214,7 @@ pub(crate) fn conv2d_fast_into(
         cols.resize(m * k, 0.0);
         cols.truncate(m * k);
         let row_len = g.w.output * k;
-        cols.par_chunks_mut(row_len.max(1))
-            .enumerate()
-            .for_each(|(r, rows)| im2col_row(g, x, r, rows));
+        for_each_chunk_mut(&mut cols, row_len, |r, rows| im2col_row(g, x, r, rows));
         sgemm_packed(
             [m, k, g.out_c],
             Mat {
@@ -405,8 +403,22 @@ pub(crate) fn depthwise_fast_into(
     x: &[f32],
     w: &[f32],
     epi: &Epilogue,
+    out: Vec<f32>,
+) -> Vec<f32> {
+    depthwise_at(simd_level(), g, x, w, epi, out)
+}
+
+/// [`depthwise_fast_into`] with the kernels of `level`, which must not exceed
+/// [`simd_level`] (the tests run each level's kernels on one CPU).
+fn depthwise_at(
+    level: SimdLevel,
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
     mut out: Vec<f32>,
 ) -> Vec<f32> {
+    assert!(level <= simd_level(), "{level:?} beyond this CPU");
     let oc = g.in_c * g.mult;
     let row = g.w.output * oc;
     assert_eq!(
@@ -414,43 +426,50 @@ pub(crate) fn depthwise_fast_into(
         g.batch * g.h.output * row,
         "depthwise output size"
     );
-    let level = simd_level();
-    out.par_chunks_mut(row.max(1))
-        .enumerate()
-        .for_each(|(r, orow)| {
-            // The 3×3 kernel computes most of the row and folds its keys in registers.
-            let folded = dw3x3_row(g, x, w, epi, r, orow);
-            if folded {
-                return;
+    for_each_chunk_mut(&mut out, row, |r, orow| {
+        // The 3×3 kernel computes most of the row and folds its keys in registers.
+        let folded = dw3x3_row(g, x, w, epi, r, orow, level);
+        if folded {
+            return;
+        }
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => {
+                // SAFETY: level <= `simd_level()` (asserted), which returns Avx512
+                // only after detecting AVX-512F.
+                unsafe { depthwise_row_avx512(g, x, w, epi, r, orow) }
             }
-            match level {
-                #[cfg(target_arch = "x86_64")]
-                SimdLevel::Avx512 => {
-                    // SAFETY: `simd_level` returned Avx512 only after detecting AVX-512F.
-                    unsafe { depthwise_row_avx512(g, x, w, epi, r, orow) }
-                }
-                #[cfg(target_arch = "x86_64")]
-                SimdLevel::Avx2 => {
-                    // SAFETY: `simd_level` returned Avx2 only after detecting AVX2 at run time.
-                    unsafe { depthwise_row_avx2(g, x, w, epi, r, orow) }
-                }
-                _ => depthwise_row(g, x, w, epi, r, orow),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => {
+                // SAFETY: level <= `simd_level()` (asserted), which returns Avx2 or
+                // more only after detecting AVX2 at run time.
+                unsafe { depthwise_row_avx2(g, x, w, epi, r, orow) }
             }
-            // The row's keys while it is in cache.
-            if let Some(keys) = epi.keys {
-                keys.fold(orow);
-            }
-        });
+            _ => depthwise_row(g, x, w, epi, r, orow),
+        }
+        // The row's keys while it is in cache.
+        if let Some(keys) = epi.keys {
+            keys.fold(orow);
+        }
+    });
     out
 }
 
 /// Row `r` of a 3×3 depthwise convolution (multiplier 1, dilation 1 and stride 1 or 2
-/// along x) with its interior from the AVX2 kernel ([`dw3x3`]), the edges and the
-/// channels past the last block of 8 pixel by pixel ([`depthwise_pixels`],
-/// [`interior_block`]): the bits of [`depthwise_row`]. The row's keys are folded into
-/// `epi.keys` (the kernel's from registers). False, with `orow` untouched, when the
-/// geometry or the CPU does not fit the kernel.
-fn dw3x3_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, orow: &mut [f32]) -> bool {
+/// along x) with its interior from the AVX-512F / AVX2 kernel of `level` ([`dw3x3`]),
+/// the edges and the channels past the last block of 8 pixel by pixel
+/// ([`depthwise_pixels`], [`interior_block`]): the bits of [`depthwise_row`]. The row's
+/// keys are folded into `epi.keys` (the kernel's from registers). False, with `orow`
+/// untouched, when the geometry or the CPU does not fit the kernel.
+fn dw3x3_row(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    r: usize,
+    orow: &mut [f32],
+    level: SimdLevel,
+) -> bool {
     if g.mult != 1 || g.h.kernel != 3 || g.w.kernel != 3 || g.w.dilation != 1 {
         return false;
     }
@@ -478,7 +497,7 @@ fn dw3x3_row(g: &DwGeom, x: &[f32], w: &[f32], epi: &Epilogue, r: usize, orow: &
         bias: epi.bias,
         clamp: clamp.then_some((epi.lo, epi.hi)),
     };
-    let Some((klo, khi)) = dw3x3::run(&job, orow, epi.keys.is_some()) else {
+    let Some((klo, khi)) = dw3x3::run(&job, orow, epi.keys.is_some(), level) else {
         return false;
     };
     depthwise_pixels(g, x, w, epi, r, 0..lo, orow);
@@ -856,45 +875,41 @@ pub(crate) fn pool(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     checked_numel(&shape)?;
     let row = w.output * c;
     let mut out = vec![0f32; n * h.output * row];
-    out.par_chunks_mut(row.max(1))
-        .enumerate()
-        .for_each(|(r, orow)| {
-            let (bi, oy) = (r / h.output, r % h.output);
-            let mut acc = vec![0f32; c];
-            for ox in 0..w.output {
-                let init = if b == B::MaxPool2d {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                };
-                acc.fill(init);
-                let mut count = 0usize;
-                for ky in 0..h.kernel {
-                    let Some(iy) = h.src(oy, ky) else { continue };
-                    for kx in 0..w.kernel {
-                        let Some(ix) = w.src(ox, kx) else { continue };
-                        count += 1;
-                        let xin = &x[((bi * ih + iy) * iw + ix) * c..][..c];
-                        match b {
-                            B::MaxPool2d => {
-                                acc.iter_mut().zip(xin).for_each(|(a, &v)| *a = a.max(v))
-                            }
-                            B::L2Pool2d => acc.iter_mut().zip(xin).for_each(|(a, &v)| *a += v * v),
-                            _ => acc.iter_mut().zip(xin).for_each(|(a, &v)| *a += v),
-                        }
+    for_each_chunk_mut(&mut out, row, |r, orow| {
+        let (bi, oy) = (r / h.output, r % h.output);
+        let mut acc = vec![0f32; c];
+        for ox in 0..w.output {
+            let init = if b == B::MaxPool2d {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            };
+            acc.fill(init);
+            let mut count = 0usize;
+            for ky in 0..h.kernel {
+                let Some(iy) = h.src(oy, ky) else { continue };
+                for kx in 0..w.kernel {
+                    let Some(ix) = w.src(ox, kx) else { continue };
+                    count += 1;
+                    let xin = &x[((bi * ih + iy) * iw + ix) * c..][..c];
+                    match b {
+                        B::MaxPool2d => acc.iter_mut().zip(xin).for_each(|(a, &v)| *a = a.max(v)),
+                        B::L2Pool2d => acc.iter_mut().zip(xin).for_each(|(a, &v)| *a += v * v),
+                        _ => acc.iter_mut().zip(xin).for_each(|(a, &v)| *a += v),
                     }
                 }
-                let dst = &mut orow[ox * c..(ox + 1) * c];
-                let cnt = count.max(1) as f32;
-                for (d, &a) in dst.iter_mut().zip(&acc) {
-                    *d = match b {
-                        B::MaxPool2d => a,
-                        B::L2Pool2d => (a / cnt).sqrt(),
-                        _ => a / cnt,
-                    };
-                }
             }
-        });
+            let dst = &mut orow[ox * c..(ox + 1) * c];
+            let cnt = count.max(1) as f32;
+            for (d, &a) in dst.iter_mut().zip(&acc) {
+                *d = match b {
+                    B::MaxPool2d => a,
+                    B::L2Pool2d => (a / cnt).sqrt(),
+                    _ => a / cnt,
+                };
+            }
+        }
+    });
     apply_act(&mut out, o.fused_activation_function)?;
     let _ = ActivationFunctionType::None;
     Ok(Value::f32(shape, out))
@@ -913,6 +928,9 @@ mod tests {
     fn tol(k: usize) -> f32 {
         MARGIN * k as f32 * f32::EPSILON * k as f32
     }
+
+    /// Every level a kernel may be built for; the tests run those this CPU has.
+    const SIMD_LEVELS: [SimdLevel; 3] = [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512];
 
     fn rand_vec(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
@@ -1120,7 +1138,7 @@ mod tests {
             } else {
                 rng.random_range(2..4)
             };
-            let c = [1, 3, 8, 13, 16, 24, 37][rng.random_range(0..7)];
+            let c = [1, 3, 8, 13, 16, 24, 37, 40, 53][rng.random_range(0..9)];
             let pad = if rng.random_bool(0.5) {
                 Padding::Same
             } else {
@@ -1141,23 +1159,28 @@ mod tests {
             let w = rand_vec(&mut rng, k * kw * oc);
             let bias = rand_vec(&mut rng, oc);
             let bias = rng.random_bool(0.8).then_some(&bias[..]);
-            let keys = KeyAcc::default();
-            let mut epi = Epilogue::new(bias, act, Some(&keys)).unwrap();
             let n = batch * g.h.output * g.w.output * oc;
-            let f = depthwise_fast_into(&g, &x, &w, &epi, vec![f32::NAN; n]);
-            keys.mark_complete();
-            let what = format!("case {case}: {g:?} pad {pad:?} act {act:?}");
-            assert!(f.iter().all(|v| !v.is_nan()), "NaN (unwritten) in {what}");
-            let (lo, hi) = key_min_max(&f);
-            assert_eq!(keys.range(), Some(KeyRange { lo, hi }), "keys of {what}");
-            epi.keys = None;
             let row = g.w.output * oc;
             let mut px = vec![0f32; n];
+            let plain = Epilogue::new(bias, act, None).unwrap();
             for (ri, orow) in px.chunks_mut(row.max(1)).enumerate() {
-                depthwise_pixels(&g, &x, &w, &epi, ri, 0..g.w.output, orow);
+                depthwise_pixels(&g, &x, &w, &plain, ri, 0..g.w.output, orow);
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&f), bits(&px), "fast and pixel paths differ: {what}");
+            let mut f = Vec::new();
+            // Every level's kernels this CPU runs (AVX-512F, AVX2, the scalar build).
+            for level in SIMD_LEVELS.into_iter().filter(|&l| l <= simd_level()) {
+                let keys = KeyAcc::default();
+                let epi = Epilogue::new(bias, act, Some(&keys)).unwrap();
+                f = depthwise_at(level, &g, &x, &w, &epi, vec![f32::NAN; n]);
+                keys.mark_complete();
+                let what = format!("case {case} ({level:?}): {g:?} pad {pad:?} act {act:?}");
+                assert!(f.iter().all(|v| !v.is_nan()), "NaN (unwritten) in {what}");
+                let (lo, hi) = key_min_max(&f);
+                assert_eq!(keys.range(), Some(KeyRange { lo, hi }), "keys of {what}");
+                assert_eq!(bits(&f), bits(&px), "fast and pixel paths differ: {what}");
+            }
+            let what = format!("case {case}: {g:?} pad {pad:?} act {act:?}");
             let mut r = depthwise_reference(&g, &x, &w, bias);
             apply_act(&mut r, act).unwrap();
             let t = tol(k * kw);
@@ -1205,45 +1228,47 @@ mod tests {
                 x[(iy * 9 + ix) * c + 3] = -0.0;
             }
         }
-        for (lo, hi) in [
-            (0.0, 6.0),
-            (-1.0, 1.0),
-            (0.0, f32::INFINITY),
-            (f32::NEG_INFINITY, f32::INFINITY),
-        ] {
-            let keys = KeyAcc::default();
-            let epi = Epilogue {
-                bias: Some(&bias),
-                lo,
-                hi,
-                keys: Some(&keys),
-            };
-            let n = 3 * 9 * c;
-            let f = depthwise_fast_into(&g, &x, &w, &epi, vec![f32::NAN; n]);
-            keys.mark_complete();
-            let mut px = vec![0f32; n];
-            let plain = Epilogue { keys: None, ..epi };
-            for (ri, orow) in px.chunks_mut(9 * c).enumerate() {
-                depthwise_pixels(&g, &x, &w, &plain, ri, 0..9, orow);
-            }
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&f), bits(&px), "clamp [{lo}, {hi}]");
-            let (klo, khi) = key_min_max(&f);
-            assert_eq!(
-                keys.range(),
-                Some(KeyRange { lo: klo, hi: khi }),
-                "clamp [{lo}, {hi}]"
-            );
-            let z = f[(9 + 1) * c + 3];
-            assert!(
-                z == 0.0 && z.is_sign_negative(),
-                "-0 sum became {z} [{lo}, {hi}]"
-            );
-            let nans = f.iter().filter(|v| v.is_nan()).count();
-            if lo == f32::NEG_INFINITY {
-                assert!(nans > 0, "NaN sums stay NaN without a clamp");
-            } else {
-                assert_eq!(nans, 0, "the clamp maps NaN to lo [{lo}, {hi}]");
+        for level in SIMD_LEVELS.into_iter().filter(|&l| l <= simd_level()) {
+            for (lo, hi) in [
+                (0.0, 6.0),
+                (-1.0, 1.0),
+                (0.0, f32::INFINITY),
+                (f32::NEG_INFINITY, f32::INFINITY),
+            ] {
+                let keys = KeyAcc::default();
+                let epi = Epilogue {
+                    bias: Some(&bias),
+                    lo,
+                    hi,
+                    keys: Some(&keys),
+                };
+                let n = 3 * 9 * c;
+                let f = depthwise_at(level, &g, &x, &w, &epi, vec![f32::NAN; n]);
+                keys.mark_complete();
+                let mut px = vec![0f32; n];
+                let plain = Epilogue { keys: None, ..epi };
+                for (ri, orow) in px.chunks_mut(9 * c).enumerate() {
+                    depthwise_pixels(&g, &x, &w, &plain, ri, 0..9, orow);
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&f), bits(&px), "{level:?} clamp [{lo}, {hi}]");
+                let (klo, khi) = key_min_max(&f);
+                assert_eq!(
+                    keys.range(),
+                    Some(KeyRange { lo: klo, hi: khi }),
+                    "clamp [{lo}, {hi}]"
+                );
+                let z = f[(9 + 1) * c + 3];
+                assert!(
+                    z == 0.0 && z.is_sign_negative(),
+                    "-0 sum became {z} [{lo}, {hi}]"
+                );
+                let nans = f.iter().filter(|v| v.is_nan()).count();
+                if lo == f32::NEG_INFINITY {
+                    assert!(nans > 0, "NaN sums stay NaN without a clamp");
+                } else {
+                    assert_eq!(nans, 0, "the clamp maps NaN to lo [{lo}, {hi}]");
+                }
             }
         }
     }

@@ -15,28 +15,35 @@ fn axes(ins: &Ins, rank: usize) -> KResult<Vec<bool>> {
     Ok(red)
 }
 
-/// For each input element, the output element it reduces into.
-fn reduce_map(shape: &[usize], red: &[bool]) -> (Vec<usize>, Vec<usize>, usize) {
+/// The output shape with the reduced axes kept as 1, and how many input elements
+/// reduce into each output element.
+fn reduced_shape(shape: &[usize], red: &[bool]) -> (Vec<usize>, usize) {
     let out_full: Vec<usize> = shape
         .iter()
         .zip(red)
         .map(|(&s, &r)| if r { 1 } else { s })
         .collect();
-    let ost = super::strides(&out_full);
-    let idx = super::shape::build_index(shape, |c| {
-        c.iter()
-            .zip(red)
-            .zip(&ost)
-            .map(|((&c, &r), &s)| if r { 0 } else { c * s })
-            .sum()
-    });
     let count = shape
         .iter()
         .zip(red)
         .filter(|(_, r)| **r)
         .map(|(s, _)| *s)
         .product();
-    (idx, out_full, count)
+    (out_full, count)
+}
+
+/// For each input element, the output element it reduces into (`out_full`: from
+/// [`reduced_shape`]). Built only where a loop needs it: for MEAN over 7×7×1280 it
+/// cost more than the sums.
+fn reduce_map(shape: &[usize], red: &[bool], out_full: &[usize]) -> Vec<usize> {
+    let ost = super::strides(out_full);
+    super::shape::build_index(shape, |c| {
+        c.iter()
+            .zip(red)
+            .zip(&ost)
+            .map(|((&c, &r), &s)| if r { 0 } else { c * s })
+            .sum()
+    })
 }
 
 /// When the reduced axes are one contiguous run (MEAN over H and W of NHWC): the
@@ -78,7 +85,8 @@ pub(crate) fn reduce(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     let x = ins.get(0)?;
     let keep = matches!(ctx.opts(), Some(O::ReducerOptions(o)) if o.keep_dims);
     let red = axes(ins, x.shape.len())?;
-    let (idx, full, count) = reduce_map(&x.shape, &red);
+    let (full, count) = reduced_shape(&x.shape, &red);
+    let index = || reduce_map(&x.shape, &red, &full);
     let n_out: usize = full.iter().product();
     let shape: Vec<usize> = if keep {
         full.clone()
@@ -111,7 +119,7 @@ pub(crate) fn reduce(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
                 other => unsupported!("{} on FLOAT32", fb::op_name(other)),
             };
             let mut acc = vec![init; n_out];
-            for (&o, &xv) in idx.iter().zip(v) {
+            for (&o, &xv) in index().iter().zip(v) {
                 acc[o] = f(acc[o], xv);
             }
             if b == B::Mean {
@@ -127,7 +135,7 @@ pub(crate) fn reduce(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
                 other => unsupported!("{} on BOOL", fb::op_name(other)),
             };
             let mut acc = vec![!any; n_out];
-            for (&o, &xv) in idx.iter().zip(v) {
+            for (&o, &xv) in index().iter().zip(v) {
                 acc[o] = if any { acc[o] || xv } else { acc[o] && xv };
             }
             Data::Bool(acc)
@@ -144,7 +152,7 @@ pub(crate) fn reduce(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Value> {
                 other => unsupported!("{} on integers", fb::op_name(other)),
             };
             let mut acc = vec![init; n_out];
-            for (&o, &xv) in idx.iter().zip(&v) {
+            for (&o, &xv) in index().iter().zip(&v) {
                 acc[o] = f(acc[o], xv);
             }
             if b == B::Mean {
@@ -268,7 +276,8 @@ mod tests {
             [true, true, true, true],
             [false, true, false, false],
         ] {
-            let (idx, full, _) = reduce_map(&shape, &red);
+            let (full, _) = reduced_shape(&shape, &red);
+            let idx = reduce_map(&shape, &red, &full);
             let mut slow = vec![0f32; full.iter().product()];
             for (&o, &x) in idx.iter().zip(&v) {
                 slow[o] += x;
