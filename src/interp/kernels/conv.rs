@@ -427,8 +427,17 @@ fn depthwise_at(
         "depthwise output size"
     );
     for_each_chunk_mut(&mut out, row, |r, orow| {
-        // The 3×3 kernel computes most of the row and folds its keys in registers.
-        let folded = dw3x3_row(g, x, w, epi, r, orow, level);
+        // The 3×3 kernel computes most of the row and folds its keys in registers;
+        // its edges are compiled for the same level.
+        let folded = match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => {
+                // SAFETY: level <= `simd_level()` (asserted), which returns Avx512 only
+                // after detecting AVX-512F.
+                unsafe { dw3x3_row_avx512(g, x, w, epi, r, orow) }
+            }
+            _ => dw3x3_row(g, x, w, epi, r, orow, level),
+        };
         if folded {
             return;
         }
@@ -455,12 +464,28 @@ fn depthwise_at(
     out
 }
 
+/// [`dw3x3_row`] at AVX-512F, its edges and last channels compiled with AVX-512F
+/// enabled (the same operations: no contraction into FMAs).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dw3x3_row_avx512(
+    g: &DwGeom,
+    x: &[f32],
+    w: &[f32],
+    epi: &Epilogue,
+    r: usize,
+    orow: &mut [f32],
+) -> bool {
+    dw3x3_row(g, x, w, epi, r, orow, SimdLevel::Avx512)
+}
+
 /// Row `r` of a 3×3 depthwise convolution (multiplier 1, dilation 1 and stride 1 or 2
 /// along x) with its interior from the AVX-512F / AVX2 kernel of `level` ([`dw3x3`]),
 /// the edges and the channels past the last block of 8 pixel by pixel
 /// ([`depthwise_pixels`], [`interior_block`]): the bits of [`depthwise_row`]. The row's
 /// keys are folded into `epi.keys` (the kernel's from registers). False, with `orow`
 /// untouched, when the geometry or the CPU does not fit the kernel.
+#[inline(always)]
 fn dw3x3_row(
     g: &DwGeom,
     x: &[f32],
