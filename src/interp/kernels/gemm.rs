@@ -309,7 +309,8 @@ mod avx512 {
 
     /// Rows of a register tile: 12 × 2 accumulators, the two B vectors and a
     /// broadcast take 27 of the 32 zmm registers, and each B load feeds 12 FMAs
-    /// (with 8 rows: 8). The last rows of a block run as one shorter tile
+    /// (with 8 rows: 8; a MobileNetV2 run measured the same with either, see
+    /// docs/PERFORMANCE.md). The last rows of a block run as one shorter tile
     /// (`tile::<1..MR>`).
     pub(super) const MR: usize = 12;
     /// Columns of a register tile (two 16-lane vectors).
