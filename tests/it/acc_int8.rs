@@ -194,3 +194,151 @@ fn stream_ranges_extrapolate_a_stream_calibrated_with_32_frames_to_tf() {
         "extrapolate {extrapolate} dB vs seen {seen} dB"
     );
 }
+
+/// In int8 a SOFTMAX whose probabilities only a float model output reads writes them in
+/// int16 (scale 1/32767, zero point 0): LiteRT's int8 kernel writes int16 too, so the
+/// operators are the same and only the last rounding is 128 times finer. Checked on
+/// LiteRT with cnn_digits' held-out digits, against `--interface int8` (where the output
+/// is int8 by contract and SOFTMAX keeps 1/256):
+/// - structure: SOFTMAX reads int8 in both; its output is INT16 (1/32767, 0: 1.0 on the
+///   grid) read only by the DEQUANTIZE that makes the float model output, or INT8 (1/256,
+///   -128);
+/// - the integer logits LiteRT computes are identical in both models;
+/// - each probability is the exact softmax of those logits rounded to the grid: within
+///   half a step plus 1e-6 (a few float32 roundings of a value ≤ 1 in LiteRT's table,
+///   sum and reciprocal), except int8's clamp at 255/256 (a probability above it is
+///   within one step);
+/// - so the output SQNR against the float model is higher with int16 probabilities.
+#[test]
+fn softmax_at_a_float_output_writes_exact_int16_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("cnn_digits.tflite");
+    let cal = testdata("cnn_digits.calib.npy");
+    let float = tflquant::read_path(&input).unwrap();
+    let samples = sample_inputs(&input, &float, 32);
+    let float_out = litert_run(&input, &samples).unwrap()[0].data.to_f64();
+    let mut logits = Vec::new();
+    let mut db = Vec::new();
+    for (iface, wide) in [("float", true), ("int8", false)] {
+        let out = dir.path().join(format!("{iface}.tflite"));
+        let report = dir.path().join(format!("{iface}.json"));
+        let args = [
+            "--mode",
+            "int8",
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--samples",
+            "32",
+            "--interface",
+            iface,
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        quantize_cli(&input, &out, &args).unwrap();
+        let q = tflquant::read_path(&out).unwrap();
+        let sg = &q.subgraphs[0];
+        let softmax: Vec<_> = sg
+            .operators
+            .iter()
+            .filter(|o| q.builtin(o) == Op::Softmax)
+            .collect();
+        assert_eq!(softmax.len(), 1, "{iface}: one SOFTMAX");
+        let (ti, to) = (
+            softmax[0].inputs[0] as usize,
+            softmax[0].outputs[0] as usize,
+        );
+        assert_eq!(
+            sg.tensors[ti].dtype,
+            TensorType::Int8,
+            "{iface}: SOFTMAX input"
+        );
+        let (dtype, step, zero) = if wide {
+            (TensorType::Int16, 1.0 / 32767.0, 0)
+        } else {
+            (TensorType::Int8, 1.0 / 256.0, -128)
+        };
+        let p_out = sg.tensors[to].quantized().expect("quantized output");
+        assert_eq!(
+            (
+                sg.tensors[to].dtype,
+                p_out.scale.clone(),
+                p_out.zero_point.clone()
+            ),
+            (dtype, vec![step as f32], vec![zero]),
+            "{iface}: SOFTMAX output"
+        );
+        let readers: Vec<_> = sg
+            .operators
+            .iter()
+            .filter(|o| o.inputs.contains(&(to as i32)))
+            .collect();
+        if wide {
+            assert!(
+                readers.len() == 1
+                    && q.builtin(readers[0]) == Op::Dequantize
+                    && readers[0].outputs[0] == sg.outputs[0],
+                "the int16 probabilities are read only by the output DEQUANTIZE"
+            );
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+            assert!(
+                r["notes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n.as_str().unwrap().contains("writes its output in int16")),
+                "the report says why: {}",
+                r["notes"]
+            );
+        }
+        let q_in = quantize_for_integer_inputs(&q, samples.clone());
+        let (outs, tensors) = litert_run_all(&out, &q_in).unwrap();
+        let get = |t: usize| {
+            tensors
+                .iter()
+                .find(|(k, _)| *k == format!("t{t}"))
+                .unwrap_or_else(|| panic!("{iface}: LiteRT kept no tensor {t}"))
+                .1
+                .data
+                .to_f64()
+        };
+        let (x, probs) = (get(ti), get(to));
+        let p_in = sg.tensors[ti].quantized().unwrap();
+        let (s_in, z_in) = (p_in.scale[0] as f64, p_in.zero_point[0] as f64);
+        for (row, (xr, pr)) in x.chunks(10).zip(probs.chunks(10)).enumerate() {
+            let e: Vec<f64> = xr.iter().map(|&v| ((v - z_in) * s_in).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for (k, (&ek, &qk)) in e.iter().zip(pr).enumerate() {
+                let (exact, got) = (ek / sum, (qk - zero as f64) * step);
+                let qmax = if wide {
+                    i16::MAX as f64
+                } else {
+                    i8::MAX as f64
+                };
+                let top = (qmax - zero as f64) * step;
+                let tol = if exact > top { step } else { step / 2.0 } + 1e-6;
+                assert!(
+                    (exact - got).abs() <= tol,
+                    "{iface}: sample {row} class {k}: {got} vs the exact {exact}"
+                );
+            }
+        }
+        logits.push(x);
+        let y = &outs[0].data.to_f64();
+        let y: Vec<f64> = match wide {
+            true => y.clone(),
+            false => y.iter().map(|&v| (v - zero as f64) * step).collect(),
+        };
+        db.push(sqnr_db(&float_out, &y));
+    }
+    assert_eq!(
+        logits[0], logits[1],
+        "the integer logits differ between interfaces"
+    );
+    assert!(
+        db[0] > db[1],
+        "int16 probabilities {} dB, int8 {} dB",
+        db[0],
+        db[1]
+    );
+}

@@ -417,7 +417,8 @@ fn every_float_model_as_int8_and_int16x8_every_op_within_its_bound_every_output_
 }
 
 /// Integer interfaces take integer inputs and give the same results as the float
-/// interface on the same (quantized) inputs: the integer computation is identical.
+/// interface on the same (quantized) inputs: the integer computation is identical (in
+/// int8 up to the grid of the final SOFTMAX, int16 at a float output).
 #[test]
 fn integer_and_uint8_interfaces_match_the_float_interface() {
     let dir = tempfile::tempdir().unwrap();
@@ -505,9 +506,18 @@ fn integer_and_uint8_interfaces_match_the_float_interface() {
             let f_in = vec![Array::f32(q_in[0].shape.clone(), deq)];
             let a = real_outputs(&base_model, litert_run(&base, &f_in).unwrap());
             let b = real_outputs(&m, litert_run(&out, &q_in).unwrap());
+            // In int8 the float interface's SOFTMAX writes its probabilities in int16
+            // (1/32768), the integer interfaces in int8 (1/256): the same probabilities
+            // rounded to two grids differ by at most the sum of the half steps
+            // (`acc_int8.rs` checks the logits are identical and each rounding exact).
+            let tol = if mode == "int8" {
+                1.0 / 256.0 + 0.5 / 32767.0 + 1e-6
+            } else {
+                1e-6
+            };
             for (x, y) in a[0].iter().zip(&b[0]) {
                 assert!(
-                    (x - y).abs() <= 1e-6,
+                    (x - y).abs() <= tol,
                     "{mode} --interface {iface}: {x} vs {y}"
                 );
             }

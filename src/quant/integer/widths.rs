@@ -1,6 +1,7 @@
 //! Step 1b: the activation width of every quantized operator and activation in an
 //! int8 run with 16x8 operators (issue #15: `--int16 REGEX`, or the `--target-sqnr`
-//! search). Without such operators every width is the run's and nothing below runs.
+//! search), and the int16 outputs of int8 operators read only on the float side.
+//! Without either every width is the run's.
 //!
 //! * **Operators**: one selected by an [`Int16`](crate::quant::select::Int16) entry runs in 16x8 (int16 activations,
 //!   symmetric; int8 weights; int64 biases) when it is quantized, sits in subgraph 0,
@@ -19,6 +20,9 @@
 //!   in 16x8. A reader of another width reads a requantized copy (a QUANTIZE
 //!   int8→int16 or int16→int8, which LiteRT's `quantize.cc` runs in both directions):
 //!   `params.rs` plans the copy's parameters, `rewire.rs` inserts it.
+//! * **Int16 outputs of int8 operators** (every int8 run): the output of an int8
+//!   operator whose kernel also writes int16 (SOFTMAX) is int16 when only float
+//!   operators and float model outputs read it ([`int16_outputs`]).
 //! * **Headroom**: a 16x8 activation of an int8 run gets [`INT16_HEADROOM`] times its
 //!   calibrated range (`params.rs`). The 16-bit grid is still 128 times finer than
 //!   int8's, and values beyond what the calibration data showed then do not clip: on
@@ -80,11 +84,29 @@ pub(super) fn plan_widths(
     report: &mut Report,
 ) -> Result<Widths> {
     let mut w = Widths::uniform(opts.width);
-    if opts.int16.is_empty() || opts.width != Width::Int8 {
+    if opts.width != Width::Int8 {
         return Ok(w);
     }
     let pinned = pinned_tensors(model);
-    let eligible = |si: usize, oi: usize| eligible(model, ranges, &pinned, si, oi);
+    if !opts.int16.is_empty() {
+        plan_int16_ops(model, ranges, fates, opts, &pinned, &mut w, report)?;
+    }
+    int16_outputs(model, fates, opts.interface, &pinned, &mut w, report);
+    Ok(w)
+}
+
+/// The 16x8 operators selected by `--int16` / the search, their same-scale groups and
+/// the activation widths that follow from them.
+fn plan_int16_ops(
+    model: &Model,
+    ranges: &Ranges,
+    fates: &[Vec<Fate>],
+    opts: &IntegerOptions,
+    pinned: &HashSet<(usize, usize)>,
+    w: &mut Widths,
+    report: &mut Report,
+) -> Result<()> {
+    let eligible = |si: usize, oi: usize| eligible(model, ranges, pinned, si, oi);
     let mut refused: BTreeMap<(usize, usize), String> = BTreeMap::new();
     for pick in &opts.int16 {
         let mut matched = false;
@@ -109,15 +131,68 @@ pub(super) fn plan_widths(
         }
         pick.check_matched(matched)?;
     }
-    widen_groups(model, fates, &eligible, &mut w, &mut refused);
+    widen_groups(model, fates, &eligible, w, &mut refused);
     for ((si, oi), why) in refused {
         let op = model.op_display_name(&model.subgraphs[si].operators[oi]);
         report.note(format!(
             "subgraph {si}, operator {oi} ({op}): stays int8 although selected for int16x8: {why}"
         ));
     }
-    tensor_widths(model, fates, &pinned, &mut w);
-    Ok(w)
+    tensor_widths(model, fates, pinned, w);
+    Ok(())
+}
+
+/// Int16 outputs of int8 operators (see the module documentation): an int8 operator
+/// whose kernel can also write its fixed output in int16 ([`rules::Rule::int16_output`]:
+/// SOFTMAX) writes it in int16 when no quantized operator reads it and the model output
+/// it may be is float (`--interface float`), in subgraph 0, unless a WHILE/IF or a
+/// resource variable holds it. The values then leave the integer part of the model
+/// through a DEQUANTIZE from int16: the same operators, the last rounding on a grid 128
+/// times finer (SOFTMAX: 1/32767 instead of 1/256, where a confident classifier's
+/// small probabilities are otherwise whole int8 steps).
+fn int16_outputs(
+    model: &Model,
+    fates: &[Vec<Fate>],
+    interface: super::Interface,
+    pinned: &HashSet<(usize, usize)>,
+    w: &mut Widths,
+    report: &mut Report,
+) {
+    let si = 0;
+    let Some(sg) = model.subgraphs.first() else {
+        return;
+    };
+    let mut quantized_reader = vec![false; sg.tensors.len()];
+    for (oi, op) in sg.operators.iter().enumerate() {
+        if fates[si][oi] == Fate::Quantized {
+            for t in op.inputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
+                quantized_reader[t] = true;
+            }
+        }
+    }
+    let model_output = |t: usize| sg.outputs.contains(&(t as i32));
+    for (oi, op) in sg.operators.iter().enumerate() {
+        let wide = fates[si][oi] == Fate::Quantized
+            && w.op(si, oi) == Width::Int8
+            && rules::rule_for(model.builtin(op)).is_some_and(|r| r.int16_output.is_some());
+        if !wide {
+            continue;
+        }
+        for t in op.outputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
+            let float_side = !quantized_reader[t]
+                && !pinned.contains(&(si, t))
+                && (!model_output(t) || interface == super::Interface::Float);
+            if float_side && w.tensor(si, t) == Width::Int8 {
+                w.tensors.insert((si, t), Width::Int16x8);
+                let name = model.op_display_name(op);
+                report.note(format!(
+                    "subgraph {si}, operator {oi} ({name}): writes its output in int16 \
+                     (only float operators or float model outputs read it; the int8 kernel \
+                     writes int16 too)"
+                ));
+            }
+        }
+    }
 }
 
 /// Tensors that keep the run's width: read or written by an operator that calls
