@@ -342,3 +342,123 @@ fn softmax_at_a_float_output_writes_exact_int16_probabilities() {
         db[1]
     );
 }
+
+/// Int8's wider outputs for the float side, on ops_activation (every activation reads the
+/// model input; most write a model output):
+/// - by default an operator whose output only DEQUANTIZEs read runs in 16x8 (reads and
+///   writes INT16, its report width says why) when the rule table gives it a 16x8 kernel
+///   and it has no weights and computes (not a same-scale operator); a SOFTMAX there
+///   reads int8 and writes int16; every other operator stays int8;
+/// - `--int8-outputs` keeps every operator int8 with int8 outputs;
+/// - on LiteRT, every output written in int16 is at least as close to the float model as
+///   with `--int8-outputs` (the same or a finer input, a finer output); the others are
+///   identical.
+#[test]
+fn float_side_tails_run_in_16x8_and_int8_outputs_turns_them_off() {
+    use tflquant::rules::{Output, Role, rule_for};
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("ops_activation.tflite");
+    let cal = testdata("ops_activation.calib.npy");
+    let float = tflquant::read_path(&input).unwrap();
+    let samples = sample_inputs(&input, &float, 32);
+    let float_out = litert_run(&input, &samples).unwrap();
+    let mut runs = Vec::new();
+    for extra in [&[][..], &["--int8-outputs"][..]] {
+        let out = dir.path().join(format!("oa{}.tflite", extra.len()));
+        let report = dir.path().join(format!("oa{}.json", extra.len()));
+        let mut args = vec![
+            "--mode",
+            "int8",
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--samples",
+            "32",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        quantize_cli(&input, &out, &args).unwrap();
+        let q = tflquant::read_path(&out).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let wide = extra.is_empty();
+        let sg = &q.subgraphs[0];
+        let mut tails = 0;
+        for op in &sg.operators {
+            let kind = q.builtin(op);
+            if matches!(kind, Op::Quantize | Op::Dequantize) {
+                continue;
+            }
+            let y = op.outputs[0];
+            let float_side = sg
+                .operators
+                .iter()
+                .filter(|o| o.inputs.contains(&y))
+                .all(|o| q.builtin(o) == Op::Dequantize);
+            let rule = rule_for(kind).unwrap();
+            let no_weights = (0..op.inputs.len()).all(|p| {
+                !matches!(
+                    rule.integer_role(p),
+                    Role::Weight { .. } | Role::Bias { .. }
+                )
+            });
+            let computes = matches!(rule.output, Output::Free | Output::Fixed { .. });
+            use TensorType::{Int8, Int16};
+            let want = match (wide && float_side, kind) {
+                (false, _) => (Int8, Int8),
+                (true, Op::Softmax) => (Int8, Int16),
+                (true, _) if rule.int16 && no_weights && computes => (Int16, Int16),
+                (true, _) => (Int8, Int8),
+            };
+            let got = (
+                sg.tensors[op.inputs[0] as usize].dtype,
+                sg.tensors[y as usize].dtype,
+            );
+            assert_eq!((kind, got), (kind, want), "{extra:?}");
+            tails += usize::from(want == (Int16, Int16));
+        }
+        let widths: Vec<&serde_json::Value> = r["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["width"]["precision"] == "int16x8")
+            .collect();
+        assert_eq!(widths.len(), tails, "{extra:?}: report widths");
+        for o in &widths {
+            let why = o["width"]["reason"].as_str().unwrap();
+            assert!(why.contains("float side"), "{o}");
+        }
+        if wide {
+            assert!(tails >= 8, "16x8 tails: {tails}");
+        }
+        let int16_out: Vec<bool> = sg
+            .outputs
+            .iter()
+            .map(|&t| {
+                let deq = sg.operators.iter().find(|o| o.outputs[0] == t).unwrap();
+                sg.tensors[deq.inputs[0] as usize].dtype == TensorType::Int16
+            })
+            .collect();
+        let outs = litert_run(&out, &samples).unwrap();
+        let db: Vec<f64> = outs
+            .iter()
+            .zip(&float_out)
+            .map(|(y, f)| sqnr_db(&f.data.to_f64(), &y.data.to_f64()))
+            .collect();
+        runs.push((db, int16_out));
+    }
+    let (wide, int16_out) = &runs[0];
+    let (narrow, _) = &runs[1];
+    for k in 0..wide.len() {
+        if int16_out[k] {
+            assert!(
+                wide[k] >= narrow[k],
+                "output {k}: {:.2} dB wider, {:.2} dB --int8-outputs",
+                wide[k],
+                narrow[k]
+            );
+        } else {
+            assert_eq!(wide[k], narrow[k], "output {k} (int8 in both)");
+        }
+    }
+}
