@@ -92,8 +92,11 @@ pub const SEARCH_SAMPLES: usize = 128;
 /// on unseen data ([`plan_score`]), so that the plan still reaches the target on other
 /// data and on the runtime's integer kernels (about one quantization step from the
 /// simulation). 3.5 dB misses T = 40 on one testdata model's held-out data
-/// (shared_weights_cnn, 39.7 dB); 4 meets every target on every model.
-pub const SEARCH_MARGIN_DB: f64 = 4.0;
+/// (shared_weights_cnn, 39.7 dB); 4 met every target on every model while int8
+/// SOFTMAX probabilities were int8, and missed shared_weights_cnn by 0.05 dB once
+/// they became int16 (its all-int8 score rose from 39.99 to 40.53 dB, its held-out
+/// SQNR only from 39.66 to 39.95); 5 meets every target on every model.
+pub const SEARCH_MARGIN_DB: f64 = 5.0;
 /// Standard errors of the per-sample error added to the mean error in the pooled
 /// estimate of [`plan_score`].
 pub const NOISE_Z: f64 = 2.0;

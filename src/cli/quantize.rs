@@ -87,6 +87,13 @@ pub struct Args {
     /// says why). Applied after --keep-float, before --target-sqnr's automatic choice.
     #[arg(long, value_name = "OP_OR_TENSOR_REGEX")]
     int16: Vec<String>,
+    /// int8: keep the operators whose outputs only float operators or float model outputs
+    /// read int8, with int8 outputs. By default (with --interface float) such a SOFTMAX
+    /// writes its probabilities in int16 and such an operator without weights that has a
+    /// 16x8 kernel runs in 16x8, so the model's last rounding is 128 times finer; this
+    /// flag is for accelerators that run int8 only (see README).
+    #[arg(long)]
+    int8_outputs: bool,
     /// int8/int16x8: automatic mixed precision: keep the operators most sensitive to
     /// quantization float until every model output reaches DB decibels of SQNR against
     /// the float model (searched on the calibration data, measured on --validate data,
@@ -265,6 +272,7 @@ fn options(a: &Args) -> Result<Options> {
             (a.bias.is_some(), "--bias"),
             (!a.keep_float.is_empty(), "--keep-float"),
             (!a.int16.is_empty(), "--int16"),
+            (a.int8_outputs, "--int8-outputs"),
             (a.target_sqnr.is_some(), "--target-sqnr"),
             (a.cle, "--cle"),
             (a.weight_clipping.is_some(), "--weight-clipping"),
@@ -314,7 +322,14 @@ fn options(a: &Args) -> Result<Options> {
     if a.bias_correction == Some(OnOff::On) && a.calibration.is_none() {
         return usage("--bias-correction needs --calibration DATA: it measures each layer's input on those samples (ranges alone do not carry them)".into());
     }
+    if a.int8_outputs && mode != Mode::Int8 {
+        return usage(format!(
+            "--int8-outputs applies to --mode int8 (got --mode {}: its outputs have the run's width)",
+            mode.name()
+        ));
+    }
     let mut o = Options::new(mode);
+    o.int8_outputs = a.int8_outputs;
     o.weight_clipping = a.weight_clipping.map(|c| match c {
         ClippingArg::Minmax => quant::ptq::WeightClipping::Minmax,
         ClippingArg::Mse => quant::ptq::WeightClipping::Mse,

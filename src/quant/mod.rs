@@ -122,6 +122,10 @@ pub struct Options {
     /// that shares this cache (the `--target-sqnr` search); `None`: computed per run.
     /// The output is the same either way.
     pub scale_cache: Option<std::sync::Arc<ptq::clipping::ScaleCache>>,
+    /// Mode int8: keep every operator whose output only the float side reads int8 with
+    /// int8 outputs (`--int8-outputs`): no int16 SOFTMAX probabilities, no 16x8
+    /// operator before a float model output (`quant::integer::widths`).
+    pub int8_outputs: bool,
 }
 
 impl Options {
@@ -143,6 +147,7 @@ impl Options {
             weight_clipping: None,
             bias_correction: None,
             scale_cache: None,
+            int8_outputs: false,
         }
     }
 
@@ -301,6 +306,7 @@ fn quantize_integer(m: &mut Model, r: &mut Run) -> Result<()> {
         weight_clipping: o.weight_clipping(),
         input_means: bias_correction_means(m, o, &mut r.report)?,
         scale_cache: o.scale_cache.clone(),
+        int8_outputs: o.int8_outputs,
     };
     integer::quantize_integer(m, &ranges, &io, &mut r.report)?;
     if r.qat && o.ranges.is_none() {

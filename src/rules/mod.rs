@@ -106,6 +106,12 @@ pub struct Rule {
     /// Full-integer modes: constant operands read like activations take symmetric
     /// parameters (zero point 0) from their own data (BATCH_MATMUL's kernel needs them).
     pub symmetric_constants: bool,
+    /// The int8 kernel (int8 input) can also write its fixed output in int16, with
+    /// these parameters (SOFTMAX: LiteRT's `SoftmaxQuantized<int8_t, int16_t>`, which
+    /// takes any output scale; DEQUANTIZE needs zero point 0 for int16). Used where
+    /// only float readers and float model outputs read that output
+    /// (`quant::integer::widths`: the final rounding 128 times finer, no extra operator).
+    pub int16_output: Option<(f32, i64)>,
     pub why: &'static str,
 }
 
@@ -158,6 +164,7 @@ const fn rule(op: Op, inputs: &'static [Role], rest: Role) -> Rule {
         tied_inputs: false,
         integer_inputs: None,
         symmetric_constants: false,
+        int16_output: None,
         why: "",
     }
 }
@@ -170,6 +177,12 @@ const fn shared(mut r: Rule) -> Rule {
 
 const fn fixed(mut r: Rule, int8: (f32, i64), int16: Option<(f32, i64)>) -> Rule {
     r.output = Output::Fixed { int8, int16 };
+    r
+}
+
+/// The int8 kernel can write its fixed output in int16 too ([`Rule::int16_output`]).
+const fn int16_output(mut r: Rule, params: (f32, i64)) -> Rule {
+    r.int16_output = Some(params);
     r
 }
 
@@ -223,6 +236,10 @@ const fn why(mut r: Rule, text: &'static str) -> Rule {
 /// LOGISTIC and SOFTMAX outputs lie in [0, 1].
 const UNIT: (f32, i64) = (1.0 / 256.0, -128);
 const UNIT16: Option<(f32, i64)> = Some((1.0 / 32768.0, 0));
+/// Probabilities in int16 written by an int8 kernel: [0, 1] with 1.0 on the grid (no
+/// int16 kernel reads them, so the 16x8 convention 1/32768, whose largest value is
+/// 32767/32768, does not bind).
+const PROBABILITY16: (f32, i64) = (1.0 / 32767.0, 0);
 /// TANH output lies in [-1, 1].
 const SIGNED_UNIT: (f32, i64) = (1.0 / 128.0, 0);
 
@@ -375,7 +392,14 @@ pub static RULES: &[Rule] = &[
     no16(rule(Op::Elu, &[A], N)),
     // --- fixed output ranges --------------------------------------------------------
     fixed(rule(Op::Logistic, &[A], N), UNIT, UNIT16),
-    fixed(rule(Op::Softmax, &[A], N), UNIT, UNIT16),
+    why(
+        int16_output(
+            fixed(rule(Op::Softmax, &[A], N), UNIT, UNIT16),
+            PROBABILITY16,
+        ),
+        "in int8, probabilities read only by float operators or float model outputs are \
+         written in int16 (LiteRT's int8 kernel writes both)",
+    ),
     fixed(rule(Op::Tanh, &[A], N), SIGNED_UNIT, UNIT16),
     no16(fixed(rule(Op::L2Normalization, &[A], N), SIGNED_UNIT, None)),
     no16(fixed(

@@ -194,3 +194,271 @@ fn stream_ranges_extrapolate_a_stream_calibrated_with_32_frames_to_tf() {
         "extrapolate {extrapolate} dB vs seen {seen} dB"
     );
 }
+
+/// In int8 a SOFTMAX whose probabilities only a float model output reads writes them in
+/// int16 (scale 1/32767, zero point 0): LiteRT's int8 kernel writes int16 too, so the
+/// operators are the same and only the last rounding is 128 times finer. Checked on
+/// LiteRT with cnn_digits' held-out digits, against `--interface int8` (where the output
+/// is int8 by contract and SOFTMAX keeps 1/256):
+/// - structure: SOFTMAX reads int8 in both; its output is INT16 (1/32767, 0: 1.0 on the
+///   grid) read only by the DEQUANTIZE that makes the float model output, or INT8 (1/256,
+///   -128);
+/// - the integer logits LiteRT computes are identical in both models;
+/// - each probability is the exact softmax of those logits rounded to the grid: within
+///   half a step plus 1e-6 (a few float32 roundings of a value ≤ 1 in LiteRT's table,
+///   sum and reciprocal), except int8's clamp at 255/256 (a probability above it is
+///   within one step);
+/// - so the output SQNR against the float model is higher with int16 probabilities.
+#[test]
+fn softmax_at_a_float_output_writes_exact_int16_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("cnn_digits.tflite");
+    let cal = testdata("cnn_digits.calib.npy");
+    let float = tflquant::read_path(&input).unwrap();
+    let samples = sample_inputs(&input, &float, 32);
+    let float_out = litert_run(&input, &samples).unwrap()[0].data.to_f64();
+    let mut logits = Vec::new();
+    let mut db = Vec::new();
+    for (iface, wide) in [("float", true), ("int8", false)] {
+        let out = dir.path().join(format!("{iface}.tflite"));
+        let report = dir.path().join(format!("{iface}.json"));
+        let args = [
+            "--mode",
+            "int8",
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--samples",
+            "32",
+            "--interface",
+            iface,
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        quantize_cli(&input, &out, &args).unwrap();
+        let q = tflquant::read_path(&out).unwrap();
+        let sg = &q.subgraphs[0];
+        let softmax: Vec<_> = sg
+            .operators
+            .iter()
+            .filter(|o| q.builtin(o) == Op::Softmax)
+            .collect();
+        assert_eq!(softmax.len(), 1, "{iface}: one SOFTMAX");
+        let (ti, to) = (
+            softmax[0].inputs[0] as usize,
+            softmax[0].outputs[0] as usize,
+        );
+        assert_eq!(
+            sg.tensors[ti].dtype,
+            TensorType::Int8,
+            "{iface}: SOFTMAX input"
+        );
+        let (dtype, step, zero) = if wide {
+            (TensorType::Int16, 1.0 / 32767.0, 0)
+        } else {
+            (TensorType::Int8, 1.0 / 256.0, -128)
+        };
+        let p_out = sg.tensors[to].quantized().expect("quantized output");
+        assert_eq!(
+            (
+                sg.tensors[to].dtype,
+                p_out.scale.clone(),
+                p_out.zero_point.clone()
+            ),
+            (dtype, vec![step as f32], vec![zero]),
+            "{iface}: SOFTMAX output"
+        );
+        let readers: Vec<_> = sg
+            .operators
+            .iter()
+            .filter(|o| o.inputs.contains(&(to as i32)))
+            .collect();
+        if wide {
+            assert!(
+                readers.len() == 1
+                    && q.builtin(readers[0]) == Op::Dequantize
+                    && readers[0].outputs[0] == sg.outputs[0],
+                "the int16 probabilities are read only by the output DEQUANTIZE"
+            );
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+            assert!(
+                r["notes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n.as_str().unwrap().contains("writes its output in int16")),
+                "the report says why: {}",
+                r["notes"]
+            );
+        }
+        let q_in = quantize_for_integer_inputs(&q, samples.clone());
+        let (outs, tensors) = litert_run_all(&out, &q_in).unwrap();
+        let get = |t: usize| {
+            tensors
+                .iter()
+                .find(|(k, _)| *k == format!("t{t}"))
+                .unwrap_or_else(|| panic!("{iface}: LiteRT kept no tensor {t}"))
+                .1
+                .data
+                .to_f64()
+        };
+        let (x, probs) = (get(ti), get(to));
+        let p_in = sg.tensors[ti].quantized().unwrap();
+        let (s_in, z_in) = (p_in.scale[0] as f64, p_in.zero_point[0] as f64);
+        for (row, (xr, pr)) in x.chunks(10).zip(probs.chunks(10)).enumerate() {
+            let e: Vec<f64> = xr.iter().map(|&v| ((v - z_in) * s_in).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for (k, (&ek, &qk)) in e.iter().zip(pr).enumerate() {
+                let (exact, got) = (ek / sum, (qk - zero as f64) * step);
+                let qmax = if wide {
+                    i16::MAX as f64
+                } else {
+                    i8::MAX as f64
+                };
+                let top = (qmax - zero as f64) * step;
+                let tol = if exact > top { step } else { step / 2.0 } + 1e-6;
+                assert!(
+                    (exact - got).abs() <= tol,
+                    "{iface}: sample {row} class {k}: {got} vs the exact {exact}"
+                );
+            }
+        }
+        logits.push(x);
+        let y = &outs[0].data.to_f64();
+        let y: Vec<f64> = match wide {
+            true => y.clone(),
+            false => y.iter().map(|&v| (v - zero as f64) * step).collect(),
+        };
+        db.push(sqnr_db(&float_out, &y));
+    }
+    assert_eq!(
+        logits[0], logits[1],
+        "the integer logits differ between interfaces"
+    );
+    assert!(
+        db[0] > db[1],
+        "int16 probabilities {} dB, int8 {} dB",
+        db[0],
+        db[1]
+    );
+}
+
+/// Int8's wider outputs for the float side, on ops_activation (every activation reads the
+/// model input; most write a model output):
+/// - by default an operator whose output only DEQUANTIZEs read runs in 16x8 (reads and
+///   writes INT16, its report width says why) when the rule table gives it a 16x8 kernel
+///   and it has no weights and computes (not a same-scale operator); a SOFTMAX there
+///   reads int8 and writes int16; every other operator stays int8;
+/// - `--int8-outputs` keeps every operator int8 with int8 outputs;
+/// - on LiteRT, every output written in int16 is at least as close to the float model as
+///   with `--int8-outputs` (the same or a finer input, a finer output); the others are
+///   identical.
+#[test]
+fn float_side_tails_run_in_16x8_and_int8_outputs_turns_them_off() {
+    use tflquant::rules::{Output, Role, rule_for};
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata("ops_activation.tflite");
+    let cal = testdata("ops_activation.calib.npy");
+    let float = tflquant::read_path(&input).unwrap();
+    let samples = sample_inputs(&input, &float, 32);
+    let float_out = litert_run(&input, &samples).unwrap();
+    let mut runs = Vec::new();
+    for extra in [&[][..], &["--int8-outputs"][..]] {
+        let out = dir.path().join(format!("oa{}.tflite", extra.len()));
+        let report = dir.path().join(format!("oa{}.json", extra.len()));
+        let mut args = vec![
+            "--mode",
+            "int8",
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--samples",
+            "32",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        quantize_cli(&input, &out, &args).unwrap();
+        let q = tflquant::read_path(&out).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let wide = extra.is_empty();
+        let sg = &q.subgraphs[0];
+        let mut tails = 0;
+        for op in &sg.operators {
+            let kind = q.builtin(op);
+            if matches!(kind, Op::Quantize | Op::Dequantize) {
+                continue;
+            }
+            let y = op.outputs[0];
+            let float_side = sg
+                .operators
+                .iter()
+                .filter(|o| o.inputs.contains(&y))
+                .all(|o| q.builtin(o) == Op::Dequantize);
+            let rule = rule_for(kind).unwrap();
+            let no_weights = (0..op.inputs.len()).all(|p| {
+                !matches!(
+                    rule.integer_role(p),
+                    Role::Weight { .. } | Role::Bias { .. }
+                )
+            });
+            let computes = matches!(rule.output, Output::Free | Output::Fixed { .. });
+            use TensorType::{Int8, Int16};
+            let want = match (wide && float_side, kind) {
+                (false, _) => (Int8, Int8),
+                (true, Op::Softmax) => (Int8, Int16),
+                (true, _) if rule.int16 && no_weights && computes => (Int16, Int16),
+                (true, _) => (Int8, Int8),
+            };
+            let got = (
+                sg.tensors[op.inputs[0] as usize].dtype,
+                sg.tensors[y as usize].dtype,
+            );
+            assert_eq!((kind, got), (kind, want), "{extra:?}");
+            tails += usize::from(want == (Int16, Int16));
+        }
+        let widths: Vec<&serde_json::Value> = r["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["width"]["precision"] == "int16x8")
+            .collect();
+        assert_eq!(widths.len(), tails, "{extra:?}: report widths");
+        for o in &widths {
+            let why = o["width"]["reason"].as_str().unwrap();
+            assert!(why.contains("float side"), "{o}");
+        }
+        if wide {
+            assert!(tails >= 8, "16x8 tails: {tails}");
+        }
+        let int16_out: Vec<bool> = sg
+            .outputs
+            .iter()
+            .map(|&t| {
+                let deq = sg.operators.iter().find(|o| o.outputs[0] == t).unwrap();
+                sg.tensors[deq.inputs[0] as usize].dtype == TensorType::Int16
+            })
+            .collect();
+        let outs = litert_run(&out, &samples).unwrap();
+        let db: Vec<f64> = outs
+            .iter()
+            .zip(&float_out)
+            .map(|(y, f)| sqnr_db(&f.data.to_f64(), &y.data.to_f64()))
+            .collect();
+        runs.push((db, int16_out));
+    }
+    let (wide, int16_out) = &runs[0];
+    let (narrow, _) = &runs[1];
+    for k in 0..wide.len() {
+        if int16_out[k] {
+            assert!(
+                wide[k] >= narrow[k],
+                "output {k}: {:.2} dB wider, {:.2} dB --int8-outputs",
+                wide[k],
+                narrow[k]
+            );
+        } else {
+            assert_eq!(wide[k], narrow[k], "output {k} (int8 in both)");
+        }
+    }
+}

@@ -264,13 +264,12 @@ pub(crate) fn step_floor_db(reference: &[f64]) -> f64 {
 /// printed on every run; an entry that is no longer below TF − 0.5 dB fails the test so
 /// the list stays true. (model, mode, output index, TF dB, ours dB when listed).
 const BELOW_TF: &[(&str, &str, usize, f64, f64)] = &[
-    // TF keeps ELU float (its output is the float model's exactly); LEAKY_RELU int8.
-    ("ops_activation.tflite", "int8", 5, 37.27, 36.06),
+    // TF keeps ELU float (its output is the float model's exactly; ELU has no 16x8
+    // kernel, so it stays int8 here).
     ("ops_activation.tflite", "int8", 6, f64::INFINITY, 38.01),
     // TF keeps SPLIT_V → SUM → SUB float (exactly the float model's); the shape ops
     // whose outputs TF keeps float stay float here too (`fates::keep_float_moves`).
     ("ops_shape.tflite", "int8", 10, f64::INFINITY, 39.50),
-    ("ops_shape.tflite", "int8", 14, 48.42, 47.63),
 ];
 
 /// The accuracy proof of full-integer quantization, every float testdata model × int8 /
@@ -417,7 +416,8 @@ fn every_float_model_as_int8_and_int16x8_every_op_within_its_bound_every_output_
 }
 
 /// Integer interfaces take integer inputs and give the same results as the float
-/// interface on the same (quantized) inputs: the integer computation is identical.
+/// interface on the same (quantized) inputs: the integer computation is identical (in
+/// int8 up to the grid of the final SOFTMAX, int16 at a float output).
 #[test]
 fn integer_and_uint8_interfaces_match_the_float_interface() {
     let dir = tempfile::tempdir().unwrap();
@@ -505,9 +505,18 @@ fn integer_and_uint8_interfaces_match_the_float_interface() {
             let f_in = vec![Array::f32(q_in[0].shape.clone(), deq)];
             let a = real_outputs(&base_model, litert_run(&base, &f_in).unwrap());
             let b = real_outputs(&m, litert_run(&out, &q_in).unwrap());
+            // In int8 the float interface's SOFTMAX writes its probabilities in int16
+            // (1/32768), the integer interfaces in int8 (1/256): the same probabilities
+            // rounded to two grids differ by at most the sum of the half steps
+            // (`acc_int8.rs` checks the logits are identical and each rounding exact).
+            let tol = if mode == "int8" {
+                1.0 / 256.0 + 0.5 / 32767.0 + 1e-6
+            } else {
+                1e-6
+            };
             for (x, y) in a[0].iter().zip(&b[0]) {
                 assert!(
-                    (x - y).abs() <= 1e-6,
+                    (x - y).abs() <= tol,
                     "{mode} --interface {iface}: {x} vs {y}"
                 );
             }

@@ -192,7 +192,7 @@ pub const K_TABLE: &[Bound] = &[
         Op::Softmax,
         8,
         1,
-        "8-bit SOFTMAX: exp table of the scaled input difference, exact integer sum, fixed-point reciprocal, one rounding to the fixed output step 1/256: ±1",
+        "8-bit SOFTMAX (LiteRT's optimized kernel): float exp table of the scaled input difference, float sum and reciprocal, one rounding to the fixed output step (1/256, or 1/32768 when it writes int16 probabilities): ±1",
     ),
     b(
         Op::Softmax,
@@ -370,7 +370,13 @@ pub fn check_ops(
             {
                 let op = quant.builtin(&sg.operators[oi]);
                 let name = tflquant::fb::op_name(op).to_string();
-                let bits = bits_of(tensor.dtype);
+                // The kernel's width: the output's, but an int8 SOFTMAX writing int16
+                // probabilities (at a float output) runs the 8-bit kernel.
+                let first_in = sg.operators[oi].inputs.first().copied().unwrap_or(-1);
+                let bits = match usize::try_from(first_in) {
+                    Ok(i) if op == Op::Softmax => bits_of(sg.tensors[i].dtype),
+                    _ => bits_of(tensor.dtype),
+                };
                 let ours = v.to_array();
                 let at = format!(
                     "{label}: op {oi} {name} -> tensor {} {:?}",

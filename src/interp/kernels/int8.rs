@@ -19,6 +19,15 @@
 //! 16,800 differ), the fixed-point form differs on 12 to 24 of them.
 //!
 //! The float simulation is this kernel's reference twin (tests: within one step).
+//!
+//! int8 SOFTMAX (int8 input, int8 or int16 output) likewise: LiteRT hands it to no
+//! delegate (XNNPACK takes float SOFTMAX only) and its optimized kernel
+//! (`optimized_ops::Softmax<In, Out>`, `activations.cc`) works in float32: a table of
+//! `expf(−s_x·β·d)` for the 256 input differences `d = max − x`, the row's sum of table
+//! entries in order, `1 / (sum · s_y)`, each entry times it rounded half away from zero
+//! (`std::round`), plus the output zero point, saturated. At int8's 1/256 the float
+//! simulation lands on the same integers; at the int16 probabilities tflquant writes
+//! for a float output (1/32767) it can differ by a step, so both run this way.
 
 use crate::fb::TensorType;
 use crate::fb::{ActivationFunctionType as Act, BuiltinOperator as B, BuiltinOptions as O};
@@ -45,6 +54,15 @@ fn per_tensor8(t: Option<&Tensor>) -> bool {
 /// absent or constant int32 bias, a clamping fused activation (or none), and every
 /// requantization scale within what XNNPACK accepts.
 pub(crate) fn runs_exact(b: B, op: &Operator, sg: &Subgraph) -> bool {
+    if b == B::Softmax {
+        let out = tensor(sg, &op.outputs, 0);
+        let per_tensor16 = |t: Option<&Tensor>| {
+            t.is_some_and(|t| {
+                t.dtype == TensorType::Int16 && t.quantized().is_some_and(|q| q.scale.len() == 1)
+            })
+        };
+        return per_tensor8(tensor(sg, &op.inputs, 0)) && (per_tensor8(out) || per_tensor16(out));
+    }
     if b != B::FullyConnected {
         return false;
     }
@@ -97,6 +115,7 @@ pub(crate) fn runs_exact(b: B, op: &Operator, sg: &Subgraph) -> bool {
 pub(crate) fn eval(b: B, ctx: &Ctx, ins: &Ins) -> KResult<Outs> {
     match b {
         B::FullyConnected => Ok(fully_connected(ctx, ins)?.into()),
+        B::Softmax => Ok(softmax(ctx, ins)?.into()),
         other => unsupported!("no int8 kernel for {}", crate::fb::op_name(other)),
     }
 }
@@ -185,10 +204,111 @@ fn fully_connected(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
     value(shape, Data::I8(out))
 }
 
+/// int8 SOFTMAX over the last axis as LiteRT's optimized kernel computes it (module
+/// docs), writing int8 or int16 (`ctx.out_types`).
+fn softmax(ctx: &Ctx, ins: &Ins) -> KResult<Value> {
+    let xv = ins.get(0)?;
+    let Data::I8(x) = &xv.data else {
+        unsupported!("int8 SOFTMAX: input must be INT8");
+    };
+    ensure!(!xv.shape.is_empty(), "input must have rank >= 1");
+    let beta = match ctx.opts() {
+        Some(O::SoftmaxOptions(o)) => o.beta,
+        _ => 1.0,
+    };
+    let xq = params(ctx.in_quant.first(), "the input")?;
+    let yq = params(ctx.out_quant.first(), "the output")?;
+    let (sy, zy) = (yq.scale[0], zero_point(yq));
+    // table[255 − d] = expf(−s_x·β·d), d = 0..=255.
+    let k = -xq.scale[0] * beta;
+    let mut table = [0f32; 256];
+    for d in 0..256usize {
+        table[255 - d] = (k * d as f32).exp();
+    }
+    let depth = *xv.shape.last().unwrap_or(&1);
+    let wide = ctx.out_types.first() == Some(&TensorType::Int16);
+    let (lo, hi) = match wide {
+        true => (i16::MIN as i32, i16::MAX as i32),
+        false => (i8::MIN as i32, i8::MAX as i32),
+    };
+    let mut out: Vec<i32> = Vec::with_capacity(x.len());
+    if depth > 0 {
+        for row in x.chunks_exact(depth) {
+            let max = row.iter().map(|&v| v as i32).max().unwrap_or(-128);
+            let entry = |v: i8| table[(255 - max + v as i32) as usize];
+            let sum = row.iter().fold(0f32, |s, &v| s + entry(v));
+            let inv = 1.0 / (sum * sy);
+            out.extend(
+                row.iter()
+                    .map(|&v| ((entry(v) * inv).round() as i32 + zy).clamp(lo, hi)),
+            );
+        }
+    }
+    let data = match wide {
+        true => Data::I16(out.into_iter().map(|v| v as i16).collect()),
+        false => Data::I8(out.into_iter().map(|v| v as i8).collect()),
+    };
+    value(xv.shape.clone(), data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fb::FullyConnectedOptions;
+
+    /// Reference twin of the int8 SOFTMAX: the real softmax in f64 of the dequantized
+    /// row (β = 0.7), rounded to the output step. The kernel's float32 table, sum and
+    /// reciprocal are within 2^-20 relative of it, so its integer is the rounded one or,
+    /// at a near-tie, the next (≤ 1 step), and int8's clamp at 255/256 holds a
+    /// probability above it. Rows: random, one dominant entry, all equal.
+    #[test]
+    fn integer_softmax_follows_the_real_one_at_int8_and_int16() {
+        use crate::fb::SoftmaxOptions;
+        use crate::ir::QuantParams;
+        let mut seed = 5u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            ((seed >> 8) % 256) as i32 - 128
+        };
+        let depth = 10;
+        let mut x: Vec<i8> = (0..depth * 6).map(|_| rnd() as i8).collect();
+        x.extend([127i8, -128, -128, -128, -128, -128, -128, -128, -128, -128]);
+        x.extend([3i8; 10]);
+        let (sx, zx, beta) = (0.11f32, -3i32, 0.7f32);
+        let mut op = Operator::new(0, vec![0], vec![1]);
+        op.builtin_options = Some(O::SoftmaxOptions(Box::new(SoftmaxOptions { beta })));
+        for (dtype, sy, zy, qmax) in [
+            (TensorType::Int8, 1.0f32 / 256.0, -128i32, 127i32),
+            (TensorType::Int16, 1.0f32 / 32767.0, 0, 32767),
+        ] {
+            let in_q = [QuantParams::per_tensor(sx, zx as i64)];
+            let out_q = [QuantParams::per_tensor(sy, zy as i64)];
+            let ctx = Ctx::quantized_for_test(&op, &in_q, &out_q, dtype);
+            let vals = [Value::new(vec![x.len() / depth, depth], Data::I8(x.clone())).unwrap()];
+            let ins = Ins(vals.iter().map(Some).collect());
+            let y = softmax(&ctx, &ins).unwrap();
+            let got: Vec<i32> = match &y.data {
+                Data::I8(v) => v.iter().map(|&v| v as i32).collect(),
+                Data::I16(v) => v.iter().map(|&v| v as i32).collect(),
+                _ => panic!("{:?}", y.data.dtype()),
+            };
+            for (r, row) in x.chunks(depth).enumerate() {
+                let real: Vec<f64> = row
+                    .iter()
+                    .map(|&v| ((v as i32 - zx) as f64 * sx as f64 * beta as f64).exp())
+                    .collect();
+                let sum: f64 = real.iter().sum();
+                for (j, e) in real.iter().enumerate() {
+                    let want = ((e / sum / sy as f64).round() as i32 + zy).min(qmax);
+                    let q = got[r * depth + j];
+                    assert!(
+                        (q - want).abs() <= 1,
+                        "{dtype:?} row {r} entry {j}: {q} vs {want}"
+                    );
+                }
+            }
+        }
+    }
 
     /// Reference twin: the real-valued FULLY_CONNECTED in f64 on the dequantized
     /// operands. The kernel's result is that value rounded to the output step: within

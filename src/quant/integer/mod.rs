@@ -91,6 +91,8 @@ pub struct IntegerOptions {
     pub input_means: Option<std::sync::Arc<super::ptq::InputMeans>>,
     /// Weight scales shared with other runs ([`super::Options::scale_cache`]).
     pub scale_cache: Option<std::sync::Arc<super::ptq::clipping::ScaleCache>>,
+    /// No wider outputs for the float side (`widths.rs`): `--int8-outputs`.
+    pub int8_outputs: bool,
 }
 
 /// Runs full-integer quantization on `model` (already folded) with calibrated `ranges`.

@@ -202,13 +202,16 @@ impl Constraints {
         }
         match rule.output {
             Output::Fixed { int8, int16 } => {
-                let f = match ctx.op_width(oi) {
-                    Width::Int8 => int8,
-                    Width::Int16x8 => int16.ok_or_else(|| {
-                        Error::Internal(format!("{:?} has no int16 fixed output", rule.op))
-                    })?,
-                };
+                // By the operator's width, and for an int8 operator's int16 output
+                // (`widths.rs`) the parameters its int8 kernel writes int16 with.
+                let missing =
+                    || Error::Internal(format!("{:?} has no int16 fixed output", rule.op));
                 for &t in &outs {
+                    let f = match (ctx.op_width(oi), ctx.tensor_width(t)) {
+                        (Width::Int8, Width::Int8) => int8,
+                        (Width::Int8, Width::Int16x8) => rule.int16_output.ok_or_else(missing)?,
+                        (Width::Int16x8, _) => int16.ok_or_else(missing)?,
+                    };
                     self.fixed[t] = Some(f);
                 }
             }

@@ -5,7 +5,7 @@
 //! versions are created on first use, with the QUANTIZE or DEQUANTIZE that computes
 //! them placed right after the producer. [`Rewire`] owns that state for one subgraph.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::Result;
 use crate::fb::{BuiltinOperator as Op, TensorType};
@@ -63,6 +63,22 @@ struct Rewire<'a> {
     integer_io: bool,
     /// Operators to insert after each original operator (`None`: at the start).
     new_ops_after: BTreeMap<Option<usize>, Vec<Operator>>,
+    /// Copies of an activation at another width or parameters made for its readers,
+    /// by (original tensor, integer type, scale bits, zero points): readers that need
+    /// the same copy share one QUANTIZE.
+    copies: HashMap<CopyKey, usize>,
+}
+
+/// What identifies a copy of an activation (see [`Rewire::copies`]).
+type CopyKey = (usize, TensorType, Vec<u32>, Vec<i64>);
+
+fn copy_key(t: usize, dtype: TensorType, p: &QuantParams) -> CopyKey {
+    (
+        t,
+        dtype,
+        p.scale.iter().map(|s| s.to_bits()).collect(),
+        p.zero_point.clone(),
+    )
 }
 
 impl<'a> Rewire<'a> {
@@ -116,6 +132,7 @@ impl<'a> Rewire<'a> {
             int_owned,
             integer_io,
             new_ops_after: BTreeMap::new(),
+            copies: HashMap::new(),
         }
     }
 
@@ -357,6 +374,10 @@ impl<'a> Rewire<'a> {
             self.params.requant.get(&key),
             self.int_owned[t],
         ) {
+            let ck = copy_key(t, width.dtype(), rp);
+            if let Some(&c) = self.copies.get(&ck) {
+                return c;
+            }
             let f = self.versions[t].float.expect("a float version exists");
             let q = twin(
                 &self.model.subgraphs[self.si].tensors[f],
@@ -364,13 +385,26 @@ impl<'a> Rewire<'a> {
                 width.dtype(),
                 Some(rp.clone()),
             );
-            return self.convert(Op::Quantize, f, q, self.place_after(t));
+            let c = self.convert(Op::Quantize, f, q, self.place_after(t));
+            self.copies.insert(ck, c);
+            return c;
         }
         let i = self.ensure_int(t);
         match self.params.requant.get(&key) {
             Some(rp) => {
-                let width = self.params.requant_width.get(&key);
-                self.requantize(t, i, rp.clone(), width.copied().unwrap_or(self.opts.width))
+                let width = self
+                    .params
+                    .requant_width
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(self.opts.width);
+                let ck = copy_key(t, width.dtype(), rp);
+                if let Some(&c) = self.copies.get(&ck) {
+                    return c;
+                }
+                let c = self.requantize(t, i, rp.clone(), width);
+                self.copies.insert(ck, c);
+                c
             }
             None => i,
         }

@@ -1,6 +1,7 @@
 //! Step 1b: the activation width of every quantized operator and activation in an
 //! int8 run with 16x8 operators (issue #15: `--int16 REGEX`, or the `--target-sqnr`
-//! search). Without such operators every width is the run's and nothing below runs.
+//! search), and the wider outputs of operators read only on the float side. Without
+//! either every width is the run's.
 //!
 //! * **Operators**: one selected by an [`Int16`](crate::quant::select::Int16) entry runs in 16x8 (int16 activations,
 //!   symmetric; int8 weights; int64 biases) when it is quantized, sits in subgraph 0,
@@ -19,6 +20,16 @@
 //!   in 16x8. A reader of another width reads a requantized copy (a QUANTIZE
 //!   int8→int16 or int16→int8, which LiteRT's `quantize.cc` runs in both directions):
 //!   `params.rs` plans the copy's parameters, `rewire.rs` inserts it.
+//! * **Wider outputs for the float side** (int8 runs with `--interface float`, unless
+//!   `--int8-outputs`): where only float operators and float model outputs read an
+//!   operator's output, the model's last rounding need not be int8's. An int8 operator
+//!   whose kernel also writes int16 (SOFTMAX) writes it in int16 ([`int16_outputs`]); an
+//!   operator without weights that has a 16x8 kernel (LOGISTIC, TANH, the RELU family,
+//!   ADD, MUL...) runs in 16x8 like an `--int16` pick (a **16x8 tail**,
+//!   [`float_side_tails`]): its input is requantized int8→int16 if an int8 operator
+//!   writes it, and its output is rounded on a grid 256 times finer. Operators with
+//!   weights stay int8 (16x8 convolutions cost run time); same-scale operators only move
+//!   values.
 //! * **Headroom**: a 16x8 activation of an int8 run gets [`INT16_HEADROOM`] times its
 //!   calibrated range (`params.rs`). The 16-bit grid is still 128 times finer than
 //!   int8's, and values beyond what the calibration data showed then do not clip: on
@@ -80,11 +91,118 @@ pub(super) fn plan_widths(
     report: &mut Report,
 ) -> Result<Widths> {
     let mut w = Widths::uniform(opts.width);
-    if opts.int16.is_empty() || opts.width != Width::Int8 {
+    if opts.width != Width::Int8 {
         return Ok(w);
     }
     let pinned = pinned_tensors(model);
-    let eligible = |si: usize, oi: usize| eligible(model, ranges, &pinned, si, oi);
+    let wide_outputs = !opts.int8_outputs && opts.interface == super::Interface::Float;
+    let tails = match wide_outputs {
+        true => float_side_tails(model, fates, &pinned),
+        false => Vec::new(),
+    };
+    if !opts.int16.is_empty() || !tails.is_empty() {
+        let run = Run {
+            model,
+            ranges,
+            fates,
+            opts,
+            pinned: &pinned,
+        };
+        plan_int16_ops(&run, &tails, &mut w, report)?;
+    }
+    if wide_outputs {
+        int16_outputs(model, fates, &pinned, &mut w, report);
+    }
+    Ok(w)
+}
+
+/// What planning 16x8 operators reads.
+struct Run<'a> {
+    model: &'a Model,
+    ranges: &'a Ranges,
+    fates: &'a [Vec<Fate>],
+    opts: &'a IntegerOptions,
+    pinned: &'a HashSet<(usize, usize)>,
+}
+
+/// Whether activation `t` of subgraph 0 is read only on the float side: by no quantized
+/// operator (`quantized_reader`) and held by no WHILE/IF or resource variable. (A model
+/// output is then a float one: wider outputs are planned with `--interface float` only.)
+fn float_side(quantized_reader: &[bool], pinned: &HashSet<(usize, usize)>, t: usize) -> bool {
+    !quantized_reader[t] && !pinned.contains(&(0, t))
+}
+
+/// Tensors of subgraph 0 that a quantized operator reads.
+fn quantized_readers(model: &Model, fates: &[Vec<Fate>]) -> Vec<bool> {
+    let sg = &model.subgraphs[0];
+    let mut read = vec![false; sg.tensors.len()];
+    for (oi, op) in sg.operators.iter().enumerate() {
+        if fates[0][oi] == Fate::Quantized {
+            for t in op.inputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
+                read[t] = true;
+            }
+        }
+    }
+    read
+}
+
+/// The **16x8 tails** (see the module documentation): quantized operators of subgraph 0
+/// without weights or biases, with a real-valued output of their own (not a same-scale
+/// operator, which only moves values) and a 16x8 kernel, whose outputs only the float
+/// side reads. SOFTMAX is not one: its int8 kernel writes int16 itself, exactly
+/// rounded, where LiteRT's 16-bit SOFTMAX works through lookup tables
+/// ([`int16_outputs`]).
+fn float_side_tails(
+    model: &Model,
+    fates: &[Vec<Fate>],
+    pinned: &HashSet<(usize, usize)>,
+) -> Vec<usize> {
+    let Some(sg) = model.subgraphs.first() else {
+        return Vec::new();
+    };
+    let read = quantized_readers(model, fates);
+    let mut tails = Vec::new();
+    for (oi, op) in sg.operators.iter().enumerate() {
+        let Some(rule) = rules::rule_for(model.builtin(op)) else {
+            continue;
+        };
+        let computes = matches!(rule.output, Output::Free | Output::Fixed { .. });
+        let no_weights = (0..op.inputs.len()).all(|pos| {
+            !matches!(
+                rule.integer_role(pos),
+                Role::Weight { .. } | Role::Bias { .. }
+            )
+        });
+        let outs: Vec<usize> = op
+            .outputs
+            .iter()
+            .filter_map(|&t| usize::try_from(t).ok())
+            .collect();
+        if fates[0][oi] == Fate::Quantized
+            && computes
+            && no_weights
+            && rule.int16
+            && rule.int16_output.is_none()
+            && !outs.is_empty()
+            && outs.iter().all(|&t| float_side(&read, pinned, t))
+        {
+            tails.push(oi);
+        }
+    }
+    tails
+}
+
+/// The 16x8 operators selected by `--int16` / the search, their same-scale groups and
+/// the activation widths that follow from them.
+fn plan_int16_ops(run: &Run, tails: &[usize], w: &mut Widths, report: &mut Report) -> Result<()> {
+    let Run {
+        model,
+        ranges,
+        fates,
+        opts,
+        pinned,
+    } = *run;
+    let eligible = |si: usize, oi: usize| eligible(model, ranges, pinned, si, oi);
     let mut refused: BTreeMap<(usize, usize), String> = BTreeMap::new();
     for pick in &opts.int16 {
         let mut matched = false;
@@ -109,15 +227,69 @@ pub(super) fn plan_widths(
         }
         pick.check_matched(matched)?;
     }
-    widen_groups(model, fates, &eligible, &mut w, &mut refused);
+    // 16x8 tails: chosen by the rule, so one that cannot run in 16x8 stays int8 quietly.
+    for &oi in tails {
+        if !w.ops.contains_key(&(0, oi)) && eligible(0, oi).is_ok() {
+            w.ops.insert(
+                (0, oi),
+                (
+                    Width::Int16x8,
+                    "int16x8 for the float side: only float operators or float model outputs \
+                     read its output (no weights; its output rounding 256 times finer)"
+                        .into(),
+                ),
+            );
+        }
+    }
+    widen_groups(model, fates, &eligible, w, &mut refused);
     for ((si, oi), why) in refused {
         let op = model.op_display_name(&model.subgraphs[si].operators[oi]);
         report.note(format!(
             "subgraph {si}, operator {oi} ({op}): stays int8 although selected for int16x8: {why}"
         ));
     }
-    tensor_widths(model, fates, &pinned, &mut w);
-    Ok(w)
+    tensor_widths(model, fates, pinned, w);
+    Ok(())
+}
+
+/// Int16 outputs of int8 operators (see the module documentation): an int8 operator
+/// whose kernel can also write its fixed output in int16 ([`rules::Rule::int16_output`]:
+/// SOFTMAX) writes it in int16 where only the float side reads it ([`float_side`]), in
+/// subgraph 0. The values then leave the integer part of the model through a DEQUANTIZE
+/// from int16: the same operators, the last rounding on a grid 128 times finer
+/// (SOFTMAX: 1/32767 instead of 1/256, where a confident classifier's small
+/// probabilities are otherwise whole int8 steps).
+fn int16_outputs(
+    model: &Model,
+    fates: &[Vec<Fate>],
+    pinned: &HashSet<(usize, usize)>,
+    w: &mut Widths,
+    report: &mut Report,
+) {
+    let si = 0;
+    let Some(sg) = model.subgraphs.first() else {
+        return;
+    };
+    let read = quantized_readers(model, fates);
+    for (oi, op) in sg.operators.iter().enumerate() {
+        let wide = fates[si][oi] == Fate::Quantized
+            && w.op(si, oi) == Width::Int8
+            && rules::rule_for(model.builtin(op)).is_some_and(|r| r.int16_output.is_some());
+        if !wide {
+            continue;
+        }
+        for t in op.outputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
+            if float_side(&read, pinned, t) && w.tensor(si, t) == Width::Int8 {
+                w.tensors.insert((si, t), Width::Int16x8);
+                let name = model.op_display_name(op);
+                report.note(format!(
+                    "subgraph {si}, operator {oi} ({name}): writes its output in int16 \
+                     (only float operators or float model outputs read it; the int8 kernel \
+                     writes int16 too)"
+                ));
+            }
+        }
+    }
 }
 
 /// Tensors that keep the run's width: read or written by an operator that calls
