@@ -5,19 +5,15 @@ use tflquant::fb::{BuiltinOperator as Op, TensorType};
 
 use crate::common::*;
 
-/// `ops_shape` int8 with its first 32 calibration samples: (output model, report).
-fn ops_shape_int8(
-    dir: &std::path::Path,
+/// `quantize --mode int8` of `input` into `out` calibrated on the first 32 samples of
+/// `cal`, with `extra` flags: (output model, its `--report`, written next to `out`).
+fn int8_32(
+    input: &std::path::Path,
+    cal: &std::path::Path,
+    out: &std::path::Path,
     extra: &[&str],
 ) -> (tflquant::ir::Model, serde_json::Value) {
-    let input = testdata("ops_shape.tflite");
-    let calib = manifest_entry("ops_shape.tflite").unwrap()["calib"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let out = dir.join(format!("ops_shape{}.tflite", extra.join("")));
-    let report = dir.join("report.json");
-    let cal = testdata(&calib);
+    let report = out.with_extension("json");
     let mut args = vec![
         "--mode",
         "int8",
@@ -29,9 +25,27 @@ fn ops_shape_int8(
         report.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    quantize_cli(&input, &out, &args).unwrap();
+    quantize_cli(input, out, &args).unwrap();
     let r = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    (tflquant::read_path(&out).unwrap(), r)
+    (tflquant::read_path(out).unwrap(), r)
+}
+
+/// `ops_shape` int8 with its first 32 calibration samples: (output model, report).
+fn ops_shape_int8(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (tflquant::ir::Model, serde_json::Value) {
+    let calib = manifest_entry("ops_shape.tflite").unwrap()["calib"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = dir.join(format!("ops_shape{}.tflite", extra.join("")));
+    int8_32(
+        &testdata("ops_shape.tflite"),
+        &testdata(&calib),
+        &out,
+        extra,
+    )
 }
 
 /// A group of value-moving operators (RESHAPE, TRANSPOSE, TILE, STRIDED_SLICE, GATHER,
@@ -165,16 +179,7 @@ fn stream_ranges_extrapolate_a_stream_calibrated_with_32_frames_to_tf() {
         ("extrapolate", &["--observer", "extrapolate"][..]),
     ] {
         let out = dir.path().join(format!("{name}.tflite"));
-        let mut args = vec![
-            "--mode",
-            "int8",
-            "--calibration",
-            cal.to_str().unwrap(),
-            "--samples",
-            "32",
-        ];
-        args.extend_from_slice(extra);
-        quantize_cli(&input, &out, &args).unwrap();
+        int8_32(&input, &cal, &out, extra);
         db.push(sqnr(&out));
     }
     let [seen, default, extrapolate] = db[..] else {
@@ -221,21 +226,7 @@ fn softmax_at_a_float_output_writes_exact_int16_probabilities() {
     let mut db = Vec::new();
     for (iface, wide) in [("float", true), ("int8", false)] {
         let out = dir.path().join(format!("{iface}.tflite"));
-        let report = dir.path().join(format!("{iface}.json"));
-        let args = [
-            "--mode",
-            "int8",
-            "--calibration",
-            cal.to_str().unwrap(),
-            "--samples",
-            "32",
-            "--interface",
-            iface,
-            "--report",
-            report.to_str().unwrap(),
-        ];
-        quantize_cli(&input, &out, &args).unwrap();
-        let q = tflquant::read_path(&out).unwrap();
+        let (q, r) = int8_32(&input, &cal, &out, &["--interface", iface]);
         let sg = &q.subgraphs[0];
         let softmax: Vec<_> = sg
             .operators
@@ -279,8 +270,6 @@ fn softmax_at_a_float_output_writes_exact_int16_probabilities() {
                     && readers[0].outputs[0] == sg.outputs[0],
                 "the int16 probabilities are read only by the output DEQUANTIZE"
             );
-            let r: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
             assert!(
                 r["notes"]
                     .as_array()
@@ -365,22 +354,7 @@ fn float_side_tails_run_in_16x8_and_int8_outputs_turns_them_off() {
     let mut runs = Vec::new();
     for extra in [&[][..], &["--int8-outputs"][..]] {
         let out = dir.path().join(format!("oa{}.tflite", extra.len()));
-        let report = dir.path().join(format!("oa{}.json", extra.len()));
-        let mut args = vec![
-            "--mode",
-            "int8",
-            "--calibration",
-            cal.to_str().unwrap(),
-            "--samples",
-            "32",
-            "--report",
-            report.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        quantize_cli(&input, &out, &args).unwrap();
-        let q = tflquant::read_path(&out).unwrap();
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let (q, r) = int8_32(&input, &cal, &out, extra);
         let wide = extra.is_empty();
         let sg = &q.subgraphs[0];
         let mut tails = 0;

@@ -78,9 +78,11 @@ fn assert_no_mixed_operator(m: &Model) {
         if !matches!(out, TensorType::Int8 | TensorType::Int16) {
             continue;
         }
-        // An int8 SOFTMAX writes int16 probabilities where only the float side reads
-        // them: its width is int8.
-        if kind == Op::Softmax && out == TensorType::Int16 {
+        // An int8 kernel that writes its fixed output in int16 (`Rule::int16_output`:
+        // SOFTMAX, where only the float side reads it) has width int8.
+        let int16_output =
+            tflquant::rules::rule_for(kind).is_some_and(|r| r.int16_output.is_some());
+        if int16_output && out == TensorType::Int16 {
             let x = &sg.tensors[op.inputs[0] as usize];
             if x.dtype == TensorType::Int8 {
                 out = TensorType::Int8;

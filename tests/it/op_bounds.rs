@@ -370,11 +370,14 @@ pub fn check_ops(
             {
                 let op = quant.builtin(&sg.operators[oi]);
                 let name = tflquant::fb::op_name(op).to_string();
-                // The kernel's width: the output's, but an int8 SOFTMAX writing int16
-                // probabilities (at a float output) runs the 8-bit kernel.
+                // The kernel's width: the output's, but an int8 kernel that writes its
+                // fixed output in int16 (`Rule::int16_output`: SOFTMAX at a float
+                // output) is the 8-bit one.
                 let first_in = sg.operators[oi].inputs.first().copied().unwrap_or(-1);
+                let int16_output =
+                    tflquant::rules::rule_for(op).is_some_and(|r| r.int16_output.is_some());
                 let bits = match usize::try_from(first_in) {
-                    Ok(i) if op == Op::Softmax => bits_of(sg.tensors[i].dtype),
+                    Ok(i) if int16_output => bits_of(sg.tensors[i].dtype),
                     _ => bits_of(tensor.dtype),
                 };
                 let ours = v.to_array();

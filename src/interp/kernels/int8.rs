@@ -41,11 +41,14 @@ fn tensor<'s>(sg: &'s Subgraph, ids: &[i32], i: usize) -> Option<&'s Tensor> {
     sg.tensors.get(t)
 }
 
+/// A tensor of type `dtype` with one scale and zero point.
+fn per_tensor(t: Option<&Tensor>, dtype: TensorType) -> bool {
+    t.is_some_and(|t| t.dtype == dtype && t.quantized().is_some_and(|q| q.scale.len() == 1))
+}
+
 /// An int8 tensor with one scale and zero point.
 fn per_tensor8(t: Option<&Tensor>) -> bool {
-    t.is_some_and(|t| {
-        t.dtype == TensorType::Int8 && t.quantized().is_some_and(|q| q.scale.len() == 1)
-    })
+    per_tensor(t, TensorType::Int8)
 }
 
 /// True when op `op` (builtin `b`) of `sg` is an int8 FULLY_CONNECTED the XNNPACK
@@ -56,12 +59,8 @@ fn per_tensor8(t: Option<&Tensor>) -> bool {
 pub(crate) fn runs_exact(b: B, op: &Operator, sg: &Subgraph) -> bool {
     if b == B::Softmax {
         let out = tensor(sg, &op.outputs, 0);
-        let per_tensor16 = |t: Option<&Tensor>| {
-            t.is_some_and(|t| {
-                t.dtype == TensorType::Int16 && t.quantized().is_some_and(|q| q.scale.len() == 1)
-            })
-        };
-        return per_tensor8(tensor(sg, &op.inputs, 0)) && (per_tensor8(out) || per_tensor16(out));
+        return per_tensor8(tensor(sg, &op.inputs, 0))
+            && (per_tensor8(out) || per_tensor(out, TensorType::Int16));
     }
     if b != B::FullyConnected {
         return false;

@@ -374,20 +374,16 @@ impl<'a> Rewire<'a> {
             self.params.requant.get(&key),
             self.int_owned[t],
         ) {
-            let ck = copy_key(t, width.dtype(), rp);
-            if let Some(&c) = self.copies.get(&ck) {
-                return c;
-            }
-            let f = self.versions[t].float.expect("a float version exists");
-            let q = twin(
-                &self.model.subgraphs[self.si].tensors[f],
-                "/quantized",
-                width.dtype(),
-                Some(rp.clone()),
-            );
-            let c = self.convert(Op::Quantize, f, q, self.place_after(t));
-            self.copies.insert(ck, c);
-            return c;
+            return self.shared_copy(copy_key(t, width.dtype(), rp), |rw| {
+                let f = rw.versions[t].float.expect("a float version exists");
+                let q = twin(
+                    &rw.model.subgraphs[rw.si].tensors[f],
+                    "/quantized",
+                    width.dtype(),
+                    Some(rp.clone()),
+                );
+                rw.convert(Op::Quantize, f, q, rw.place_after(t))
+            });
         }
         let i = self.ensure_int(t);
         match self.params.requant.get(&key) {
@@ -398,16 +394,22 @@ impl<'a> Rewire<'a> {
                     .get(&key)
                     .copied()
                     .unwrap_or(self.opts.width);
-                let ck = copy_key(t, width.dtype(), rp);
-                if let Some(&c) = self.copies.get(&ck) {
-                    return c;
-                }
-                let c = self.requantize(t, i, rp.clone(), width);
-                self.copies.insert(ck, c);
-                c
+                self.shared_copy(copy_key(t, width.dtype(), rp), |rw| {
+                    rw.requantize(t, i, rp.clone(), width)
+                })
             }
             None => i,
         }
+    }
+
+    /// The copy `key` names, made by `make` on first use and shared by later readers.
+    fn shared_copy(&mut self, key: CopyKey, make: impl FnOnce(&mut Self) -> usize) -> usize {
+        if let Some(&c) = self.copies.get(&key) {
+            return c;
+        }
+        let c = make(self);
+        self.copies.insert(key, c);
+        c
     }
 
     /// Activations whose original index is the integer version (including the inputs

@@ -96,8 +96,12 @@ pub(super) fn plan_widths(
     }
     let pinned = pinned_tensors(model);
     let wide_outputs = !opts.int8_outputs && opts.interface == super::Interface::Float;
+    let read = match wide_outputs {
+        true => quantized_readers(model, fates),
+        false => Vec::new(),
+    };
     let tails = match wide_outputs {
-        true => float_side_tails(model, fates, &pinned),
+        true => float_side_tails(model, fates, &read, &pinned),
         false => Vec::new(),
     };
     if !opts.int16.is_empty() || !tails.is_empty() {
@@ -111,7 +115,7 @@ pub(super) fn plan_widths(
         plan_int16_ops(&run, &tails, &mut w, report)?;
     }
     if wide_outputs {
-        int16_outputs(model, fates, &pinned, &mut w, report);
+        int16_outputs(model, fates, &read, &pinned, &mut w, report);
     }
     Ok(w)
 }
@@ -155,12 +159,12 @@ fn quantized_readers(model: &Model, fates: &[Vec<Fate>]) -> Vec<bool> {
 fn float_side_tails(
     model: &Model,
     fates: &[Vec<Fate>],
+    read: &[bool],
     pinned: &HashSet<(usize, usize)>,
 ) -> Vec<usize> {
     let Some(sg) = model.subgraphs.first() else {
         return Vec::new();
     };
-    let read = quantized_readers(model, fates);
     let mut tails = Vec::new();
     for (oi, op) in sg.operators.iter().enumerate() {
         let Some(rule) = rules::rule_for(model.builtin(op)) else {
@@ -184,7 +188,7 @@ fn float_side_tails(
             && rule.int16
             && rule.int16_output.is_none()
             && !outs.is_empty()
-            && outs.iter().all(|&t| float_side(&read, pinned, t))
+            && outs.iter().all(|&t| float_side(read, pinned, t))
         {
             tails.push(oi);
         }
@@ -262,6 +266,7 @@ fn plan_int16_ops(run: &Run, tails: &[usize], w: &mut Widths, report: &mut Repor
 fn int16_outputs(
     model: &Model,
     fates: &[Vec<Fate>],
+    read: &[bool],
     pinned: &HashSet<(usize, usize)>,
     w: &mut Widths,
     report: &mut Report,
@@ -270,7 +275,6 @@ fn int16_outputs(
     let Some(sg) = model.subgraphs.first() else {
         return;
     };
-    let read = quantized_readers(model, fates);
     for (oi, op) in sg.operators.iter().enumerate() {
         let wide = fates[si][oi] == Fate::Quantized
             && w.op(si, oi) == Width::Int8
@@ -279,7 +283,7 @@ fn int16_outputs(
             continue;
         }
         for t in op.outputs.iter().filter_map(|&t| usize::try_from(t).ok()) {
-            if float_side(&read, pinned, t) && w.tensor(si, t) == Width::Int8 {
+            if float_side(read, pinned, t) && w.tensor(si, t) == Width::Int8 {
                 w.tensors.insert((si, t), Width::Int16x8);
                 let name = model.op_display_name(op);
                 report.note(format!(
