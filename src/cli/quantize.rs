@@ -90,7 +90,7 @@ pub struct Args {
     /// int8: keep the operators whose outputs only float operators or float model outputs
     /// read int8, with int8 outputs. By default (with --interface float) such a SOFTMAX
     /// writes its probabilities in int16 and such an operator without weights that has a
-    /// 16x8 kernel runs in 16x8, so the model's last rounding is 128 times finer; this
+    /// 16x8 kernel runs in 16x8, so the model's last rounding is 128 to 256 times finer; this
     /// flag is for accelerators that run int8 only (see README).
     #[arg(long)]
     int8_outputs: bool,
