@@ -35,6 +35,7 @@ TARGETS = [25, 30, 40]
 # Each weight PTQ algorithm alone and both together (quant::ptq), in the mode of
 # --ptq-mode (int8 by default), against the last entry (neither).
 PTQ_WEIGHT_VARIANTS = [
+    ("--weight-clipping mse-hidden", ["--weight-clipping", "mse-hidden", "--bias-correction", "off"]),
     ("--weight-clipping mse", ["--weight-clipping", "mse", "--bias-correction", "off"]),
     ("--bias-correction", ["--weight-clipping", "minmax", "--bias-correction", "on"]),
     ("mse clipping + bias correction", ["--weight-clipping", "mse", "--bias-correction", "on"]),

@@ -108,8 +108,10 @@ pub struct Args {
     cle: bool,
     /// int8/int16x8: how the per-channel scales of int8 weights are chosen. `minmax` =
     /// the channel's largest magnitude / 127 (TF's converter); `mse` = the clip ratio
-    /// (1.00 … 0.50) with the lowest squared rounding error per channel
-    /// [default: mse in int8, minmax in int16x8 and qat; see README].
+    /// (1.00 … 0.50) with the lowest squared rounding error per channel; `mse-hidden` =
+    /// `mse` except on the output layers (weighted operators whose outputs reach a model
+    /// output through unweighted ones), which keep `minmax`
+    /// [default: mse-hidden in int8, minmax in int16x8 and qat; see README].
     #[arg(long, value_enum)]
     weight_clipping: Option<ClippingArg>,
     /// int8/int16x8: empirical bias correction: subtract from each output channel's
@@ -170,6 +172,7 @@ enum RoundingArg {
 enum ClippingArg {
     Minmax,
     Mse,
+    MseHidden,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -333,6 +336,7 @@ fn options(a: &Args) -> Result<Options> {
     o.weight_clipping = a.weight_clipping.map(|c| match c {
         ClippingArg::Minmax => quant::ptq::WeightClipping::Minmax,
         ClippingArg::Mse => quant::ptq::WeightClipping::Mse,
+        ClippingArg::MseHidden => quant::ptq::WeightClipping::MseHidden,
     });
     o.bias_correction = a.bias_correction.map(|b| b == OnOff::On);
     o.keep_float = a

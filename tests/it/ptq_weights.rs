@@ -2,6 +2,8 @@
 //! models built in Rust ([`crate::planner::Graph`]), run on LiteRT:
 //! - `--weight-clipping mse` gives each channel a weight error no larger than min/max's
 //!   and outputs within the bound the clipped weights imply;
+//! - int8's default `mse-hidden` clips hidden layers and leaves the output layer at
+//!   min/max;
 //! - `--bias-correction` removes the mean output error that weights built to round
 //!   one way add, in FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D.
 
@@ -158,6 +160,90 @@ fn mse_clipping_never_raises_a_channels_weight_error_and_stays_within_its_bound(
             f[k]
         );
     }
+}
+
+/// Bell-shaped `[rows, cols]` weights (sums of four uniforms, as above).
+fn bell(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    uniform(rows * cols * 4, seed)
+        .chunks(4)
+        .map(|c| c.iter().sum::<f32>() / 2.0 - 1.0)
+        .collect()
+}
+
+/// FULLY_CONNECTED `[1024, 1024]` → FULLY_CONNECTED `[8, 1024]` (the model output), both
+/// bell-shaped (worth clipping at 8 bits: explicit `mse` clips both). int8's default
+/// (`mse-hidden`) clips the hidden layer and writes the output layer's weight with its
+/// min/max scales, every integer `round(w / s)`; LiteRT runs the result.
+#[test]
+fn default_int8_clipping_leaves_the_output_layer_at_min_max_litert() {
+    let (cols, out, n) = (1024usize, 8usize, 8usize);
+    let mut g = Graph::new();
+    let x = g.act("x", &[1, cols as i32]);
+    let w1v = bell(cols, cols, 31);
+    let w2v = bell(out, cols, 37);
+    let w1 = g.constant("w1", &[cols as i32, cols as i32], &w1v);
+    let b1 = g.constant("b1", &[cols as i32], &vec![0.05; cols]);
+    let h = g.act("h", &[1, cols as i32]);
+    let w2 = g.constant("w2", &[out as i32, cols as i32], &w2v);
+    let b2 = g.constant("b2", &[out as i32], &[0.1; 8]);
+    let y = g.act("y", &[1, out as i32]);
+    let fc = || Some(fb::BuiltinOptions::FullyConnectedOptions(Box::default()));
+    g.op(Op::FullyConnected, &[x, w1, b1], &[h], fc());
+    g.op(Op::FullyConnected, &[h, w2, b2], &[y], fc());
+    let m = g.finish(&[x], &[y]);
+    let xs: Vec<f32> = uniform(n * cols, 41)
+        .iter()
+        .map(|v| 2.0 * v - 1.0)
+        .collect();
+    let samples: Vec<Vec<Value>> = xs
+        .chunks(cols)
+        .map(|c| vec![Value::f32(vec![1, cols], c.to_vec())])
+        .collect();
+    let mut o = options(&m, &samples, WeightClipping::Minmax, false);
+    o.weight_clipping = None;
+    let (qd, rd) = quantize(&m, &o);
+    let (_, rm) = quantize(&m, &options(&m, &samples, WeightClipping::Mse, false));
+    let clipped = |r: &Report, op: usize| {
+        r.ptq
+            .iter()
+            .find(|l| l.operator == op)
+            .and_then(|l| l.clipping)
+            .map_or(0, |c| c.clipped)
+    };
+    // The construction clips both layers under mse; the default only the hidden one.
+    assert!(clipped(&rm, 0) > 0 && clipped(&rm, 1) > 0, "{:?}", rm.ptq);
+    assert!(clipped(&rd, 0) > 0, "{:?}", rd.ptq);
+    assert_eq!(clipped(&rd, 1), 0, "{:?}", rd.ptq);
+    // The output layer's weight: min/max scales, integers round(w / s).
+    let sg = &qd.subgraphs[0];
+    let fc2 = sg
+        .operators
+        .iter()
+        .filter(|o| qd.builtin(o) == Op::FullyConnected)
+        .nth(1)
+        .unwrap();
+    let t = &sg.tensors[fc2.inputs[1] as usize];
+    let p = t.quantized().unwrap();
+    let ints: Vec<i8> = qd.tensor_data(t).iter().map(|&v| v as i8).collect();
+    for r in 0..out {
+        let row = &w2v[r * cols..(r + 1) * cols];
+        let s = row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+        assert_eq!(p.scale[r], s, "row {r}");
+        for (i, &v) in row.iter().enumerate() {
+            assert_eq!(
+                ints[r * cols + i] as f32,
+                (v / s).round(),
+                "row {r}, element {i}"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let qp = write(dir.path(), "q.tflite", &qd);
+    let got = litert_run(&qp, &[Array::f32(vec![n, 1, cols], xs)]).unwrap()[0]
+        .data
+        .to_f64();
+    assert_eq!(got.len(), n * out);
+    assert_finite("mse-hidden int8", &got);
 }
 
 /// Weights of one output channel: `(k + 0.45)·s` for k spread over [lo, 120), and one value

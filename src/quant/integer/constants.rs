@@ -6,7 +6,7 @@
 //! operators that need different parameters is duplicated, one that needs the same
 //! parameters again is reused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::fb::{self, TensorType};
@@ -52,14 +52,22 @@ pub(super) struct Constants<'a> {
     params: &'a Params,
     opts: &'a IntegerOptions,
     cache: HashMap<(usize, String), usize>,
+    /// The subgraph's output layers ([`clipping::output_layers`]): their weights keep
+    /// min/max scales under `--weight-clipping mse-hidden`.
+    output_layers: HashSet<usize>,
 }
 
 impl<'a> Constants<'a> {
-    pub fn new(params: &'a Params, opts: &'a IntegerOptions) -> Self {
+    pub fn new(
+        params: &'a Params,
+        opts: &'a IntegerOptions,
+        output_layers: HashSet<usize>,
+    ) -> Self {
         Constants {
             params,
             opts,
             cache: HashMap::new(),
+            output_layers,
         }
     }
 
@@ -173,7 +181,7 @@ impl<'a> Constants<'a> {
             Some(p) => p.scale.clone(),
             None => {
                 // PTQ hook: min/max or MSE-clipped scales (`ptq::clipping`).
-                let (scales, clip) = self.weight_scales(values, ch);
+                let (scales, clip) = self.weight_scales(site.oi, values, ch);
                 if let Some(c) = clip {
                     let name = model.op_display_name(&model.subgraphs[site.si].operators[site.oi]);
                     report.ptq_layer(site.si, site.oi, &name).clipping = Some(c);
@@ -193,12 +201,22 @@ impl<'a> Constants<'a> {
         }
     }
 
-    /// The int8 scales of weight `values` ([`clipping::weight_scales`], through the
-    /// shared cache when the run has one).
-    fn weight_scales(&self, values: &[f32], ch: Channels) -> (Vec<f32>, Option<ClipStats>) {
+    /// The int8 scales of weight `values` read by operator `oi` ([`clipping::weight_scales`]
+    /// with [`clipping::WeightClipping::for_layer`], through the shared cache when the run
+    /// has one).
+    fn weight_scales(
+        &self,
+        oi: usize,
+        values: &[f32],
+        ch: Channels,
+    ) -> (Vec<f32>, Option<ClipStats>) {
+        let clipping = self
+            .opts
+            .weight_clipping
+            .for_layer(self.output_layers.contains(&oi));
         match &self.opts.scale_cache {
-            Some(cache) => cache.weight_scales(values, ch, self.opts.weight_clipping),
-            None => clipping::weight_scales(values, ch, self.opts.weight_clipping),
+            Some(cache) => cache.weight_scales(values, ch, clipping),
+            None => clipping::weight_scales(values, ch, clipping),
         }
     }
 
@@ -267,7 +285,7 @@ impl<'a> Constants<'a> {
                     _ => None,
                 };
                 let ch = Channels::new(&w_tensor.shape, axis);
-                self.weight_scales(&wv, ch).0
+                self.weight_scales(oi, &wv, ch).0
             }
         };
         let bits = bias_bits_for(site.rule.op, self.op_width(site), self.opts);

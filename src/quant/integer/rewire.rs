@@ -35,8 +35,9 @@ pub(super) fn apply(
     report: &mut Report,
 ) -> Result<()> {
     for si in 0..model.subgraphs.len() {
+        let output_layers = crate::quant::ptq::clipping::output_layers(model, si);
         let mut rw = Rewire::new(model, si, &fates[si], params, opts);
-        let mut constants = Constants::new(params, opts);
+        let mut constants = Constants::new(params, opts, output_layers);
         for oi in 0..rw.model.subgraphs[si].operators.len() {
             rw.rewire_op(oi, &mut constants, report)?;
         }
