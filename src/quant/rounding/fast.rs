@@ -717,7 +717,7 @@ const SHORT: usize = 64;
 /// candidates a vector instead of eight values: the same operations on each value and
 /// candidate (so the same f32 terms), no horizontal sums, and the early stop checked
 /// before each eight candidates (on the largest value, then on all:
-/// [`out_of_reach_all`]). Each candidate's terms are added in four chains (value
+/// [`StopBound`]). Each candidate's terms are added in four chains (value
 /// `i` into chain `i mod 4`, ≤ 16 terms each), then `(c0 + c1) + (c2 + c3)`: another
 /// order of the f32 sum, within the bound [`grid_argmin`] takes (< 20u against 515u).
 /// Candidates evaluated beyond the stop get their estimate instead of `f32::MAX`: being
@@ -739,13 +739,38 @@ unsafe fn screen_short_avx2(
     let mags = &mags[..values.len().min(SHORT)];
     let mut est = [f32::MAX; LANES];
     let top = _mm256_set1_ps(qmax);
-    let mut least = f32::MAX;
+    // The smallest estimate so far, lane by lane (min_ps(a, b) is `a < b ? a : b`: a NaN
+    // estimate keeps the lane, as `f32::min` ignores it); the padding lanes of the last
+    // eight candidates are left out.
+    let mut lanes = _mm256_set1_ps(f32::MAX);
+    const PAD: [i32; 8] = {
+        let mut p = [0i32; 8];
+        let mut i = 0;
+        while i < 8 {
+            p[i] = if CLIP_GRID / 8 * 8 + i < CLIP_GRID {
+                -1
+            } else {
+                0
+            };
+            i += 1;
+        }
+        p
+    };
+    // SAFETY: PAD holds 8 i32.
+    let pad = unsafe { _mm256_loadu_si256(PAD.as_ptr().cast()) };
+    let stop = StopBound::new(mags);
     for k0 in (0..CLIP_GRID).step_by(8) {
-        if k0 > 0
-            && (out_of_reach(m, cand[k0], qmax, least)
-                || out_of_reach_all(mags, m, cand[k0], qmax, least))
-        {
-            break;
+        if k0 > 0 {
+            let l = _mm_min_ps(
+                _mm256_castps256_ps128(lanes),
+                _mm256_extractf128_ps::<1>(lanes),
+            );
+            let l = _mm_min_ps(l, _mm_movehl_ps(l, l));
+            let least = _mm_cvtss_f32(_mm_min_ss(l, _mm_movehdup_ps(l)));
+            if out_of_reach(m, cand[k0], qmax, least) || stop.out_of_reach(m, cand[k0], qmax, least)
+            {
+                break;
+            }
         }
         // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
         let vs = unsafe { _mm256_loadu_ps(cand.as_ptr().add(k0)) };
@@ -771,9 +796,12 @@ unsafe fn screen_short_avx2(
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         // SAFETY: as the load above.
         unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
-        for &e in &est[k0..(k0 + 8).min(CLIP_GRID)] {
-            least = least.min(e);
-        }
+        let sum = if k0 + 8 > CLIP_GRID {
+            _mm256_blendv_ps(lanes, sum, _mm256_castsi256_ps(pad))
+        } else {
+            sum
+        };
+        lanes = _mm256_min_ps(sum, lanes);
     }
     for e in &mut est[CLIP_GRID..] {
         *e = f32::MAX;
@@ -898,9 +926,58 @@ fn out_of_reach(m: f32, s: f32, qmax: f32, least: f32) -> bool {
 /// `qmax·s` rounds to at most `qmax`, so the group's error is at least the sum of
 /// `(a − qmax·s)²` over them (the same relative slack per value), which grows as `s`
 /// shrinks. On blocks of 32 uniform values it stops the short screen after 2.2 of its
-/// eight-candidate steps on average instead of 3.0. (Four partial sums: a bound, not
-/// an estimate; f64 rounding is far inside the slack of the reach.)
-#[inline(always)]
+/// eight-candidate steps on average instead of 3.0. The reference twin is
+/// `out_of_reach_all`; this is the same bound in AVX2, four f64 lanes (a bound, not
+/// an estimate: f64 rounding in any order is far inside the slack of the reach).
+#[cfg(target_arch = "x86_64")]
+struct StopBound {
+    /// The magnitudes times `1 − 10⁻⁶` in f64, zero-padded to a multiple of four.
+    a: [std::arch::x86_64::__m256d; SHORT / 4],
+    quads: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl StopBound {
+    #[target_feature(enable = "avx2")]
+    fn new(mags: &[f32]) -> StopBound {
+        use std::arch::x86_64::*;
+        let mut a = [_mm256_setzero_pd(); SHORT / 4];
+        let shrink = _mm256_set1_pd(1.0 - 1e-6);
+        for (q, c) in a.iter_mut().zip(mags.chunks(4)) {
+            let mut x = [0f32; 4];
+            x[..c.len()].copy_from_slice(c);
+            // SAFETY: `x` holds four f32.
+            let v = _mm256_cvtps_pd(unsafe { _mm_loadu_ps(x.as_ptr()) });
+            *q = _mm256_mul_pd(v, shrink);
+        }
+        StopBound {
+            a,
+            quads: mags.len().div_ceil(4),
+        }
+    }
+
+    /// `out_of_reach_all` of these magnitudes.
+    #[target_feature(enable = "avx2")]
+    fn out_of_reach(&self, m: f32, s: f32, qmax: f32, least: f32) -> bool {
+        use std::arch::x86_64::*;
+        let t = _mm256_set1_pd((qmax * s) as f64 * (1.0 + 1e-6));
+        let zero = _mm256_setzero_pd();
+        let mut acc = [zero; 2];
+        for (i, &a) in self.a[..self.quads].iter().enumerate() {
+            // max_pd(x, 0) is `x > 0 ? x : 0`: a NaN magnitude adds 0, as `f64::max`.
+            let d = _mm256_max_pd(_mm256_sub_pd(a, t), zero);
+            acc[i % 2] = _mm256_add_pd(acc[i % 2], _mm256_mul_pd(d, d));
+        }
+        let v = _mm256_add_pd(acc[0], acc[1]);
+        let h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+        let bound = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+        let reach = least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
+        m.is_finite() && bound > reach
+    }
+}
+
+/// The reference twin of [`StopBound::out_of_reach`], in plain code (the tests).
+#[cfg(test)]
 fn out_of_reach_all(mags: &[f32], m: f32, s: f32, qmax: f32, least: f32) -> bool {
     let t = (qmax * s) as f64 * (1.0 + 1e-6);
     let mut acc = [0f64; 4];
@@ -1771,6 +1848,49 @@ mod tests {
             screened > 100 && several > 10 && pruned > 1000,
             "{screened} screened, {several} with ties, {pruned} candidates left out"
         );
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vectorised_stop_bound_equals_its_reference_twin() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        // The same decision wherever the bound is not within 10⁻⁹ of the reach (f64
+        // sums in another order); NaN magnitudes add nothing in both.
+        let mut checked = 0;
+        for v in screen_cases() {
+            if v.len() > SHORT {
+                continue;
+            }
+            let mags: Vec<f32> = v.iter().map(|x| x.abs()).collect();
+            let m = mags.iter().fold(0f32, |m, &x| m.max(x));
+            // SAFETY: AVX2 checked above.
+            let stop = unsafe { StopBound::new(&mags) };
+            for k in [0, 8, 16, 24, 40] {
+                let s = scale_of(m, 7.0) * clip_ratio(k);
+                for least in [0.0, 1e-6, 1e-3, 0.1, 10.0, f32::MAX] {
+                    let want = out_of_reach_all(&mags, m, s, 7.0, least);
+                    // SAFETY: AVX2 checked above.
+                    let got = unsafe { stop.out_of_reach(m, s, 7.0, least) };
+                    let near = {
+                        let t = (7.0 * s) as f64 * (1.0 + 1e-6);
+                        let b: f64 = mags
+                            .iter()
+                            .map(|&a| (a as f64 * (1.0 - 1e-6) - t).max(0.0).powi(2))
+                            .sum();
+                        let reach = least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64)
+                            + 2.0 * SCREEN_FLOOR as f64;
+                        (b - reach).abs() <= 1e-9 * b.max(reach)
+                    };
+                    if !near {
+                        assert_eq!(got, want, "{} values, k {k}, least {least}", v.len());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     /// The reference twin of [`bins`]: the plain loop.
