@@ -6,8 +6,8 @@
 //! nearest *and* with the chosen method into two `Vec<i8>` (2 more), then packs: ~7× the
 //! packed size on top of the input. Here nothing weight-sized is allocated but the
 //! packed output, and the weight is read from memory once: it is cut into **bands** of
-//! whole groups of about [`BAND`] elements (a few hundred KB, cache-resident), and each
-//! band, in parallel, goes through
+//! whole groups of about [`TASK`] elements (256 KB of f32, kept in L2 from the search to
+//! the packing), and each band, in parallel, goes through
 //! 1. the scales: the largest magnitude of each group, and for mse the clip-ratio search
 //!    ([`search`]: on groups of up to [`EXACT_SEARCH_MAX`] elements the choice of the
 //!    full grid of [`CLIP_GRID`] ratios, found by [`grid_argmin`] — an f32 screen of the
@@ -118,6 +118,17 @@ fn band_groups(len: usize) -> usize {
     if len % 2 == 1 && g % 2 == 1 { g + 1 } else { g }
 }
 
+/// Elements a task of [`round_bytes`] takes: whole groups of about this many (256 KB of
+/// f32, which L2 keeps between the search and the packing pass).
+const TASK: usize = 1 << 16;
+
+/// Groups per task for groups of `len` elements: about [`TASK`] elements, at least one
+/// group, and an even number of elements (a task's packed bytes are its own).
+fn task_groups(len: usize) -> usize {
+    let g = (TASK / len.max(1)).max(1);
+    if len % 2 == 1 && g % 2 == 1 { g + 1 } else { g }
+}
+
 /// Elements per band of a weight of `n` elements grouped by `ch` (the reference's error
 /// sums go band by band too). A weight whose groups interleave is one band.
 pub fn band_len(ch: Channels, n: usize) -> usize {
@@ -141,7 +152,7 @@ pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -
     use rayon::prelude::*;
     let n = bytes.len() / 4;
     let (groups, len) = contiguous(ch, n)?;
-    let per_band = band_groups(len);
+    let per_band = task_groups(len);
     let histogram = uses_histogram(len, n);
     let mut packed = vec![0u8; n.div_ceil(2)];
     // One band a task; each band's results depend on its bytes only, so the output is
