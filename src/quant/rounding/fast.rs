@@ -59,7 +59,8 @@ const RATIOS: [f32; LANES] = {
 pub const BAND: usize = 1 << 18;
 
 /// Groups longer than this, in weights of more than [`BAND`] elements, take the
-/// histogram mse search ([`histogram_scale`]); the others try every ratio of the grid on
+/// histogram mse search ([`fine_histogram_argmin`] for INT4, [`histogram_scale`] for
+/// INT8); the others try every ratio of the grid on
 /// every element (≤ 13M candidate evaluations a weight). A small weight can afford
 /// the exact search, and needs it when its values sit on a lattice (a QAT weight): 128
 /// bins do not resolve one (on `qat_digits.float`'s per-tensor FC weight the histogram
@@ -542,8 +543,8 @@ fn term(x: f32, s: f32) -> (i8, f64) {
 
 /// The mse scale of one group (its f32 bytes, largest magnitude `m`) whose nearest
 /// scale is `base`:
-/// [`histogram_scale`] when `histogram` ([`uses_histogram`]), else every ratio of the
-/// grid (as [`super::mse_scales`]); `values` is scratch.
+/// [`fine_histogram_argmin`] when `histogram` ([`uses_histogram`]), else every ratio of
+/// the grid (as [`super::mse_scales`]); `values` is scratch.
 #[inline(always)]
 fn search(
     group: &[u8],
@@ -1038,7 +1039,8 @@ fn group_errors_generic(bytes: &[u8], cand: &[f32; LANES], qmax: f32) -> [f64; L
     err
 }
 
-/// The mse scale of one long group (`values`, nearest scale `base`), from each
+/// The mse scale of one long group (`values`, nearest scale `base`) for INT8 (`mse_scales`
+/// with `qmax` 127; INT4 took it before [`fine_histogram_argmin`]), from each
 /// candidate's error computed on a histogram of the magnitudes instead of on every
 /// value: one pass puts each |v| in one of [`BINS`] equal bins over `[0, max|v|]` and
 /// sums per bin the count, Σ|v| and Σv²; a bin whose values all round to the same
@@ -2003,7 +2005,7 @@ mod tests {
     }
 
     #[test]
-    fn round_bytes_equals_the_reference_bit_for_bit() {
+    fn round_bytes_equals_the_reference_and_its_sums_within_their_bound() {
         // Gaussian-ish rows with outliers (mse clips them), a zero row, exact halves,
         // an odd total length, per row / per block (FLOAT16 scales) / per tensor.
         let (rows, cols) = (7, 96);
@@ -2087,22 +2089,27 @@ mod tests {
                 assert_eq!(got.packed, want.packed, "{what}");
                 assert_eq!(got.scales, want.scales, "{what}");
                 assert_eq!(got.nearest_scales, want.nearest_scales, "{what}");
-                // The same f64 terms (all ≥ 0) in another order: each sum of n terms is
-                // within (n − 1)·2⁻⁵³ of the exact sum, so the two within twice that.
-                let bound = |x: f64| 2.0 * values.len() as f64 * f64::EPSILON / 2.0 * x;
-                for (g, w, name) in [
-                    (got.e_nearest, want.e_nearest, "nearest"),
-                    (got.e_chosen, want.e_chosen, "chosen"),
-                    (got.signal, want.signal, "signal"),
-                ] {
-                    assert!((g - w).abs() <= bound(w), "{what} {name}: {g} vs {w}");
-                }
+                assert_sums_close(&got, &want, values.len(), &what);
             }
         }
         // mse did clip somewhere (the test would not tell the two methods apart else).
         let ch = Channels::new(&[rows as i32, cols as i32], Some(0));
         let r = round_bytes(&math::f32_bytes(&v), ch, Method::Mse, &same).expect("contiguous");
         assert!(r.scales.iter().zip(&r.nearest_scales).any(|(a, b)| a < b));
+    }
+
+    /// The fast path's error sums against the reference's: the same f64 terms (all ≥ 0)
+    /// in another order. Each sum of n terms is within (n − 1)·2⁻⁵³ of the exact sum, so
+    /// the two within twice that.
+    fn assert_sums_close(got: &Rounded, want: &Rounded, n: usize, what: &str) {
+        let bound = |x: f64| 2.0 * n as f64 * f64::EPSILON / 2.0 * x;
+        for (g, w, name) in [
+            (got.e_nearest, want.e_nearest, "nearest"),
+            (got.e_chosen, want.e_chosen, "chosen"),
+            (got.signal, want.signal, "signal"),
+        ] {
+            assert!((g - w).abs() <= bound(w), "{what} {name}: {g} vs {w}");
+        }
     }
 
     /// Exact squared error of a group rounded with `s` (the reference's sum).
