@@ -2196,6 +2196,9 @@ mod tests {
                 .map(|i| (((i % 15) as f32 - 7.0) + 0.5) * 0.01)
                 .collect(),
         );
+        // Longer than FINE_FLUSH: the histograms' packed sums are moved out twice.
+        let long = long_rows();
+        rows.push((0..150_000).map(|i| long[i % 12][i % 11000]).collect());
         rows
     }
 
