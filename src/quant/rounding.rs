@@ -113,7 +113,9 @@ fn sq_err(v: f32, scale: f32, qmax: f32) -> f64 {
 /// Per channel, the scale among `r · max|w| / qmax` (r on [`CLIP_GRID`]) with the
 /// lowest squared rounding error; ratio 1 (the nearest-rounding scale) wins ties.
 /// Long channels of large weights ([`fast::uses_histogram`]) estimate the errors on a
-/// histogram ([`fast::histogram_scale`]) instead of summing all 51 over every element.
+/// histogram instead of summing all 51 over every element: INT4 on a fine one, every
+/// candidate ([`fast::fine_histogram_argmin`]), INT8 on a coarse one, coarse to fine
+/// ([`fast::histogram_scale`]).
 /// Channels are searched in parallel (rayon).
 pub fn mse_scales(values: &[f32], ch: Channels, qmax: f32) -> Vec<f32> {
     let base = math::symmetric_scales(values, ch, qmax);
@@ -127,6 +129,10 @@ pub fn mse_scales(values: &[f32], ch: Channels, qmax: f32) -> Vec<f32> {
         .zip(&members)
         .map(|(&s, v)| {
             if fast::uses_histogram(v.len(), values.len()) {
+                if qmax <= 7.0 {
+                    let k = fast::fine_histogram_argmin(&math::f32_bytes(v), s, qmax);
+                    return s * clip_ratio(k);
+                }
                 return fast::histogram_scale(v, s, qmax);
             }
             let e = grid_errors(v, s, qmax);

@@ -1207,9 +1207,9 @@ fn round_int4_fast(
 }
 
 /// Squared weight error and squared weights, over channels `ch`: added in element order
-/// within bands of [`rounding::fast::band_len`] elements, then band after band (the
-/// order of the fast path's parallel bands; one band, a plain loop, up to 2^18
-/// elements).
+/// within bands of [`rounding::fast::band_len`] elements, then band after band (one
+/// band, a plain loop, up to 2^18 elements). The fast path adds the same terms in
+/// another order (lanes per group), within a bound of these sums.
 fn weight_error(values: &[f32], q: &[i8], ch: Channels, scales: &[f32]) -> (f64, f64) {
     let band = rounding::fast::band_len(ch, values.len());
     let mut total = (0f64, 0f64);

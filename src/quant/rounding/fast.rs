@@ -6,31 +6,33 @@
 //! nearest *and* with the chosen method into two `Vec<i8>` (2 more), then packs: ~7× the
 //! packed size on top of the input. Here nothing weight-sized is allocated but the
 //! packed output, and the weight is read from memory once: it is cut into **bands** of
-//! whole groups of about [`BAND`] elements (a few hundred KB, cache-resident), and each
-//! band, in parallel, goes through
+//! whole groups of about [`TASK`] elements (256 KB of f32, kept in L2 from the search to
+//! the packing), and each band, in parallel, goes through
 //! 1. the scales: the largest magnitude of each group, and for mse the clip-ratio search
 //!    ([`search`]: on groups of up to [`EXACT_SEARCH_MAX`] elements the choice of the
 //!    full grid of [`CLIP_GRID`] ratios, found by [`grid_argmin`] — an f32 screen of the
-//!    ratios in AVX2 that stops once clipping the largest value alone costs more than
-//!    the best so far, then exact f64 sums of only the near-best, the same choice bit
-//!    for bit; [`histogram_scale`] on longer groups);
-//! 2. the packed nibbles;
-//! 3. the report's errors (nearest and chosen, and the signal), summed in element order
-//!    in f64 within the band, then band after band in order ([`band_len`]: the
-//!    reference sums the same way, and a weight of one band sums exactly as a plain
-//!    sequential loop). A task rounds a set of up to [`SET`] bands and adds their
-//!    errors side by side ([`band_errors`]): each band's sums are still its own
-//!    sequential chains, but several chains hide the f64 additions' latency.
+//!    ratios in AVX2 that stops once the clipped values alone cost more than the best
+//!    so far, then exact f64 sums of only the near-best, the same choice bit for bit;
+//!    on longer groups [`fine_histogram_argmin`]: every ratio estimated on a histogram
+//!    of 1024 bins with exact integer sums, in O(levels) each, within a bound of the
+//!    exact errors — not the same choice on near ties, checked against the exact grid
+//!    by `benches/int4_quality.rs` and the tests);
+//! 2. in one pass ([`pack`]), the packed nibbles and the report's errors (nearest and
+//!    chosen, and the signal): the reference's f64 terms, added in lanes per group, the
+//!    groups and bands in order — not the reference's element-order chain, so the sums
+//!    differ from it in their last bits (bounded in the tests).
 //!
 //! Every band's result depends on its bytes only, so the output is the same for any
-//! number of threads and any grouping into sets. The kernels are plain Rust compiled once more with AVX2 (runtime
-//! dispatch, one check per band; no FMA, so the results are the same bits), the screen
-//! in AVX2 intrinsics beside its generic twin.
+//! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
+//! dispatch, one check per band; no FMA), the screen, the packing and the histogram's
+//! positions in AVX2 intrinsics beside their generic twins.
 //!
 //! Only weights whose groups are contiguous runs of elements take this path (axis 0,
 //! blocks, or one scale for the whole tensor); a channel axis further in (a depthwise
 //! filter behind a DEQUANTIZE) interleaves the groups and keeps the reference path.
-//! Every result equals the reference's bit for bit (tested in this file).
+//! The packed values and scales equal the reference's (`super::mse_scales` takes the
+//! same histogram search on long groups) bit for bit; the error sums within their
+//! bound (tested in this file).
 
 use super::super::math::{self, Channels};
 use super::{CLIP_GRID, clip_ratio};
@@ -57,7 +59,8 @@ const RATIOS: [f32; LANES] = {
 pub const BAND: usize = 1 << 18;
 
 /// Groups longer than this, in weights of more than [`BAND`] elements, take the
-/// histogram mse search ([`histogram_scale`]); the others try every ratio of the grid on
+/// histogram mse search ([`fine_histogram_argmin`] for INT4, [`histogram_scale`] for
+/// INT8); the others try every ratio of the grid on
 /// every element (≤ 13M candidate evaluations a weight). A small weight can afford
 /// the exact search, and needs it when its values sit on a lattice (a QAT weight): 128
 /// bins do not resolve one (on `qat_digits.float`'s per-tensor FC weight the histogram
@@ -116,9 +119,19 @@ fn band_groups(len: usize) -> usize {
     if len % 2 == 1 && g % 2 == 1 { g + 1 } else { g }
 }
 
-/// Elements per band of a weight of `n` elements grouped by `ch`: the error sums add
-/// terms in element order within a band and bands in order. A weight whose groups
-/// interleave is one band.
+/// Elements a task of [`round_bytes`] takes: whole groups of about this many (256 KB of
+/// f32, which L2 keeps between the search and the packing pass).
+const TASK: usize = 1 << 16;
+
+/// Groups per task for groups of `len` elements: about [`TASK`] elements, at least one
+/// group, and an even number of elements (a task's packed bytes are its own).
+fn task_groups(len: usize) -> usize {
+    let g = (TASK / len.max(1)).max(1);
+    if len % 2 == 1 && g % 2 == 1 { g + 1 } else { g }
+}
+
+/// Elements per band of a weight of `n` elements grouped by `ch` (the reference's error
+/// sums go band by band too). A weight whose groups interleave is one band.
 pub fn band_len(ch: Channels, n: usize) -> usize {
     match contiguous(ch, n) {
         Some((_, len)) => band_groups(len) * len,
@@ -133,75 +146,25 @@ struct Band {
     sums: (f64, f64, f64),
 }
 
-/// A band's scales, before its errors are summed (its INT4 values are in its packed
-/// bytes).
-struct Scaled {
-    scales: Vec<f32>,
-    nearest_scales: Vec<f32>,
-}
-
-/// Most bands one task rounds together: their error sums run as independent chains
-/// side by side ([`band_errors`]), which a single band's three sequential f64 chains
-/// (4-cycle latency each) cannot. Three: on one 4352² weight (1 thread) two cost 15%
-/// more CPU in mse and four no less than three, while four raised the peak RSS of the
-/// 303 MB benchmark by 1.8 MB against 0.6 MB for three.
-const SET: usize = 3;
-
 /// Rounds the f32 weight in `bytes` to INT4 with `method`, one scale per group of `ch`;
 /// `stored` maps computed scales to the values the kernel will read, as the reference
 /// does. `None` when the groups are not [`contiguous`].
 pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -> Option<Rounded> {
-    let n = bytes.len() / 4;
-    let (groups, len) = contiguous(ch, n)?;
-    // Sets of up to SET bands a task, at least two tasks a thread when there are enough
-    // bands. Each band's results depend on its bytes only: any grouping gives the same.
-    let band_count = groups.div_ceil(band_groups(len));
-    let set = (band_count / (2 * rayon::current_num_threads())).clamp(1, SET);
-    round_bytes_in_sets(bytes, ch, method, stored, set)
-}
-
-/// [`round_bytes`] with `set` bands a task (1 to [`SET`]).
-fn round_bytes_in_sets(
-    bytes: &[u8],
-    ch: Channels,
-    method: Method,
-    stored: Stored,
-    set: usize,
-) -> Option<Rounded> {
     use rayon::prelude::*;
     let n = bytes.len() / 4;
     let (groups, len) = contiguous(ch, n)?;
-    let per_band = band_groups(len);
+    let per_band = task_groups(len);
     let histogram = uses_histogram(len, n);
     let mut packed = vec![0u8; n.div_ceil(2)];
-    let bands: Vec<Vec<Band>> = packed
-        .par_chunks_mut(set * per_band * len / 2)
+    // One band a task; each band's results depend on its bytes only, so the output is
+    // the same on any number of threads.
+    let bands: Vec<Band> = packed
+        .par_chunks_mut(per_band * len / 2)
         .enumerate()
-        .map(|(t, dst)| {
-            let mut srcs = Vec::with_capacity(set);
-            let mut scaled = Vec::with_capacity(set);
-            // One band's INT4 values at a time (the errors read them back from the
-            // packed bytes): no more memory than one band a task.
-            let mut q = Vec::new();
-            for (j, dst) in dst.chunks_mut(per_band * len / 2).enumerate() {
-                let b = t * set + j;
-                let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
-                let src = &bytes[4 * g0 * len..4 * g1 * len];
-                scaled.push(band(src, len, method, histogram, stored, dst, &mut q));
-                srcs.push(src);
-            }
-            drop(q);
-            let packs: Vec<&[u8]> = dst.chunks(per_band * len / 2).collect();
-            let sums = band_errors(&srcs, &packs, len, &scaled, method);
-            scaled
-                .into_iter()
-                .zip(sums)
-                .map(|(s, sums)| Band {
-                    scales: s.scales,
-                    nearest_scales: s.nearest_scales,
-                    sums,
-                })
-                .collect()
+        .map(|(b, dst)| {
+            let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
+            let src = &bytes[4 * g0 * len..4 * g1 * len];
+            band(src, len, method, histogram, stored, dst)
         })
         .collect();
     let mut r = Rounded {
@@ -212,7 +175,7 @@ fn round_bytes_in_sets(
         e_chosen: 0.0,
         signal: 0.0,
     };
-    for b in bands.into_iter().flatten() {
+    for b in bands {
         r.scales.extend(b.scales);
         r.nearest_scales.extend(b.nearest_scales);
         r.e_nearest += b.sums.0;
@@ -230,15 +193,14 @@ fn band(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-    q: &mut Vec<i8>,
-) -> Scaled {
+) -> Band {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above); the function is the same
         // safe code compiled with AVX2 enabled (no FMA: results are identical).
-        return unsafe { band_avx2(src, len, method, histogram, stored, dst, q) };
+        return unsafe { band_avx2(src, len, method, histogram, stored, dst) };
     }
-    band_generic(src, len, method, histogram, stored, dst, q)
+    band_generic(src, len, method, histogram, stored, dst)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -250,9 +212,8 @@ unsafe fn band_avx2(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-    q: &mut Vec<i8>,
-) -> Scaled {
-    band_generic(src, len, method, histogram, stored, dst, q)
+) -> Band {
+    band_generic(src, len, method, histogram, stored, dst)
 }
 
 #[inline(always)]
@@ -263,8 +224,7 @@ fn band_generic(
     histogram: bool,
     stored: Stored,
     dst: &mut [u8],
-    q: &mut Vec<i8>,
-) -> Scaled {
+) -> Band {
     const QMAX: f32 = 7.0;
     // (Plain loops, not iterator adapters with closures: those were left out of line,
     // compiled without AVX2.)
@@ -287,10 +247,18 @@ fn band_generic(
             stored(chosen)
         }
     };
-    pack(src, len, &scales, dst, q);
-    Scaled {
+    let sums = pack(
+        src,
+        len,
+        &scales,
+        &nearest_scales,
+        method == Method::Mse,
+        dst,
+    );
+    Band {
         scales,
         nearest_scales,
+        sums,
     }
 }
 
@@ -331,218 +299,252 @@ fn abs_max(bytes: &[u8]) -> f32 {
     gt(gt(l2[0], l2[1]), rest)
 }
 
-/// The INT4 values of whole groups of `len` elements, packed two per byte into `dst`
-/// (`src` holds an even number of elements, or ends the weight); `q` is scratch
-/// ([`band_errors`] reads the values back from `dst`).
+/// Elements whose INT4 values [`pack`] keeps before writing them out as bytes.
+const PACK: usize = 512;
+
+/// The INT4 values of whole groups of `len` elements (scales `scales`), packed two per
+/// byte into `dst` (`src` holds an even number of elements, or ends the weight), and in
+/// the same pass `weights::weight_error`'s sums: the squared errors of nearest rounding
+/// (scales `nearest`) and of the chosen one, and the signal.
+///
+/// The terms are the reference's f64 terms (`v − q·s` in f64 from f32 `v`, `s` and the
+/// integer `q`), added in four f64 lanes a sum (element `i` of a group into lane
+/// `i mod 4`), the lanes added at the end of each group and the groups in order: another
+/// order of the same terms than the reference's element-order chain (within
+/// `2(n − 1)·2⁻⁵³` of each sum, all terms being ≥ 0), but twelve independent chains
+/// instead of three, and no pass of its own over the weight. With `mse` false the
+/// chosen scales are the nearest ones and the nearest sum is the chosen one.
+///
+/// The chosen rounding is `(v / scale).round().clamp(-7, 7)`, NaN to 0 as that cast
+/// gives; the nearest one's term (only with `mse`) divides by its own scale.
 #[inline(always)]
-fn pack(src: &[u8], len: usize, scales: &[f32], dst: &mut [u8], q: &mut Vec<i8>) {
-    // `(v / scale).round().clamp(-7, 7) as i8`, NaN to 0 as that cast gives.
-    q.clear();
-    q.resize(src.len() / 4, 0);
-    for ((g, out), &s) in src.chunks_exact(4 * len).zip(q.chunks_mut(len)).zip(scales) {
-        for (o, b) in out.iter_mut().zip(g.chunks_exact(4)) {
-            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) / s;
-            let r = math::round_clamped_i8(x, 7.0);
-            *o = if x.is_nan() { 0 } else { r };
-        }
-    }
-    let mut pairs = q.chunks_exact(2);
-    for (d, p) in dst.iter_mut().zip(&mut pairs) {
-        *d = ((p[0] as u8) & 0x0f) | ((p[1] as u8) << 4);
-    }
-    if let ([last], Some(d)) = (pairs.remainder(), dst.get_mut(q.len() / 2)) {
-        *d = (*last as u8) & 0x0f;
-    }
-}
-
-/// Elements of each band whose error terms [`band_errors`] computes at once.
-const TERMS: usize = 512;
-
-/// `weights::weight_error`'s sums for each band of a set (whole groups of `len` in
-/// `srcs[k]`, their INT4 values and scales in `scaled[k]`): the squared errors of nearest
-/// rounding and of the chosen one, and the signal, each added in element order in f64
-/// within its band, as the reference's plain loop adds them.
-///
-/// The terms are computed [`TERMS`] elements of each band at a time (vectorised, into
-/// buffers), then added with the bands' chains side by side: 3 × bands independent
-/// chains where one band alone has 3, each waiting on the latency of the one before.
-///
-/// The chosen rounding's terms use `q` (no second division): the reference's
-/// `round().clamp()` of `v / s` is `q` but for a NaN `v`, where both give a NaN term.
-/// With [`Method::Nearest`] the chosen scales are the nearest ones: the two sums are
-/// the same additions of the same terms, added once.
-fn band_errors(
-    srcs: &[&[u8]],
-    packs: &[&[u8]],
+fn pack(
+    src: &[u8],
     len: usize,
-    scaled: &[Scaled],
-    method: Method,
-) -> Vec<(f64, f64, f64)> {
+    scales: &[f32],
+    nearest: &[f32],
+    mse: bool,
+    dst: &mut [u8],
+) -> (f64, f64, f64) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
-        // compiled with AVX2 enabled (no FMA: results are identical).
-        return unsafe { band_errors_avx2(srcs, packs, len, scaled, method) };
+    if len.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx2") {
+        // Groups of whole eights: each group's bytes are its own.
+        let (mut en, mut ec, mut es) = (0f64, 0f64, 0f64);
+        for (g, (v, d)) in src
+            .chunks_exact(4 * len)
+            .zip(dst.chunks_exact_mut(len / 2))
+            .enumerate()
+        {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            let (n, c, s) = unsafe {
+                if mse {
+                    pack_group_avx2::<true>(v, scales[g], nearest[g], d)
+                } else {
+                    pack_group_avx2::<false>(v, scales[g], nearest[g], d)
+                }
+            };
+            en += n;
+            ec += c;
+            es += s;
+        }
+        return (if mse { en } else { ec }, ec, es);
     }
-    band_errors_generic(srcs, packs, len, scaled, method)
+    pack_generic(src, len, scales, nearest, mse, dst)
 }
 
+/// [`pack`] of one group of a multiple of 8 values (`v`: its f32 bytes) into its own
+/// `dst`, in AVX2 intrinsics: the same levels (the division, then
+/// `math::round_clamped_i8`'s rounding: truncate the capped magnitude, add one from a
+/// fraction of ½, cap at 7, the sign; NaN to 0) and the same f64 terms, eight at a
+/// time, each sum in eight f64 lanes. Returns the group's (nearest with `MSE`, chosen,
+/// signal) sums.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn band_errors_avx2(
-    srcs: &[&[u8]],
-    packs: &[&[u8]],
-    len: usize,
-    scaled: &[Scaled],
-    method: Method,
-) -> Vec<(f64, f64, f64)> {
-    band_errors_generic(srcs, packs, len, scaled, method)
-}
-
-#[inline(always)]
-fn band_errors_generic(
-    srcs: &[&[u8]],
-    packs: &[&[u8]],
-    len: usize,
-    scaled: &[Scaled],
-    method: Method,
-) -> Vec<(f64, f64, f64)> {
-    let mse = method == Method::Mse;
-    match srcs.len() {
-        1 => errors_set::<1>(srcs, packs, len, scaled, mse),
-        2 => errors_set::<2>(srcs, packs, len, scaled, mse),
-        3 => errors_set::<3>(srcs, packs, len, scaled, mse),
-        k => panic!("a set of {k} bands (at most {SET})"),
-    }
-}
-
-/// [`band_errors`] for a set of `K` bands.
-#[inline(always)]
-fn errors_set<const K: usize>(
-    srcs: &[&[u8]],
-    packs: &[&[u8]],
-    len: usize,
-    scaled: &[Scaled],
-    mse: bool,
-) -> Vec<(f64, f64, f64)> {
-    // Per band: the terms of nearest rounding, of the chosen one, and the signal's.
-    let mut tn = [[0f64; TERMS]; K];
-    let mut tc = [[0f64; TERMS]; K];
-    let mut ts = [[0f64; TERMS]; K];
-    // Σ nearest, Σ chosen, Σ signal, per band.
-    let mut acc = [[0f64; K]; 3];
-    let n: [usize; K] = std::array::from_fn(|k| srcs[k].len() / 4);
-    let longest = n.iter().copied().max().unwrap_or(0);
-    let mut at = 0;
-    while at < longest {
-        let m: [usize; K] = std::array::from_fn(|k| n[k].saturating_sub(at).min(TERMS));
-        let mut q = [0i8; TERMS];
-        for k in 0..K {
-            if m[k] == 0 {
-                continue;
-            }
-            // The INT4 values back from the packed bytes (`at` is even: whole bytes).
-            let bytes = &packs[k][at / 2..(at + m[k]).div_ceil(2)];
-            for (pair, &b) in q.chunks_exact_mut(2).zip(bytes) {
-                pair[0] = ((b << 4) as i8) >> 4;
-                pair[1] = (b as i8) >> 4;
-            }
-            let out = (&mut tn[k][..m[k]], &mut tc[k][..m[k]], &mut ts[k][..m[k]]);
-            terms(srcs[k], &q[..m[k]], len, &scaled[k], mse, at, out);
-        }
-        // Side by side over the length all bands have, then each band's rest.
-        let common = m.iter().copied().min().unwrap_or(0);
-        if mse {
-            add_side_by_side(&mut acc, [&tn, &tc, &ts], common);
-        } else {
-            let mut two = [acc[1], acc[2]];
-            add_side_by_side(&mut two, [&tc, &ts], common);
-            [acc[1], acc[2]] = two;
-        }
-        for k in 0..K {
-            for i in common..m[k] {
-                if mse {
-                    acc[0][k] += tn[k][i];
-                }
-                acc[1][k] += tc[k][i];
-                acc[2][k] += ts[k][i];
-            }
-        }
-        at += TERMS;
-    }
-    (0..K)
-        .map(|k| {
-            let e = if mse { acc[0][k] } else { acc[1][k] };
-            (e, acc[1][k], acc[2][k])
-        })
-        .collect()
-}
-
-/// Adds the first `n` terms of each of `S` streams of `K` bands (`rows[j][k]`) to
-/// `acc[j][k]`, one term after the other within each band and stream: `S · K`
-/// independent chains, the accumulators in registers.
-#[inline(always)]
-fn add_side_by_side<const S: usize, const K: usize>(
-    acc: &mut [[f64; K]; S],
-    rows: [&[[f64; TERMS]; K]; S],
-    n: usize,
-) {
-    let mut a = *acc;
-    for i in 0..n.min(TERMS) {
-        for j in 0..S {
-            for k in 0..K {
-                a[j][k] += rows[j][k][i];
-            }
+unsafe fn pack_group_avx2<const MSE: bool>(
+    v: &[u8],
+    s: f32,
+    sn: f32,
+    dst: &mut [u8],
+) -> (f64, f64, f64) {
+    use std::arch::x86_64::*;
+    debug_assert!(v.len().is_multiple_of(32) && dst.len() * 8 == v.len());
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+    let (cap, top, half, one) = (
+        _mm256_set1_ps(8.0),
+        _mm256_set1_ps(7.0),
+        _mm256_set1_ps(0.5),
+        _mm256_set1_ps(1.0),
+    );
+    let level = |x: __m256, s: __m256| {
+        let y = _mm256_div_ps(x, s);
+        // min_ps(a, b) is `a < b ? a : b`: a NaN gives the cap (then 0 below).
+        let a = _mm256_min_ps(_mm256_and_ps(y, abs), cap);
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a);
+        let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_sub_ps(a, t), half), one);
+        let r = _mm256_min_ps(_mm256_add_ps(t, up), top);
+        let r = _mm256_or_ps(r, _mm256_and_ps(y, sign));
+        _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(y, y), r)
+    };
+    let halves = |x: __m256| {
+        (
+            _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
+        )
+    };
+    let (vs, vsn) = (_mm256_set1_ps(s), _mm256_set1_ps(sn));
+    let (sd, snd) = (_mm256_set1_pd(f64::from(s)), _mm256_set1_pd(f64::from(sn)));
+    let nib = _mm_set1_epi16(0x0f);
+    let gather = _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    let mut acc = [_mm256_setzero_pd(); 6];
+    for (c, d) in v.chunks_exact(32).zip(dst.chunks_exact_mut(4)) {
+        // SAFETY: `c` holds 32 bytes (unaligned load).
+        let x = unsafe { _mm256_loadu_ps(c.as_ptr().cast()) };
+        let q = level(x, vs);
+        // Nibbles: i16 levels, low four bits, pairs (2j, 2j+1) into the low byte of
+        // 32-bit lane j, those four bytes out.
+        let qi = _mm256_cvtps_epi32(q);
+        let p16 = _mm_packs_epi32(
+            _mm256_castsi256_si128(qi),
+            _mm256_extracti128_si256::<1>(qi),
+        );
+        let m = _mm_and_si128(p16, nib);
+        let b = _mm_shuffle_epi8(_mm_or_si128(m, _mm_srli_epi32::<12>(m)), gather);
+        d.copy_from_slice(&_mm_cvtsi128_si32(b).to_le_bytes());
+        let (xl, xh) = halves(x);
+        let (ql, qh) = halves(q);
+        let dl = _mm256_sub_pd(xl, _mm256_mul_pd(ql, sd));
+        let dh = _mm256_sub_pd(xh, _mm256_mul_pd(qh, sd));
+        acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(dl, dl));
+        acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(dh, dh));
+        acc[4] = _mm256_add_pd(acc[4], _mm256_mul_pd(xl, xl));
+        acc[5] = _mm256_add_pd(acc[5], _mm256_mul_pd(xh, xh));
+        if MSE {
+            let (nl, nh) = halves(level(x, vsn));
+            let dl = _mm256_sub_pd(xl, _mm256_mul_pd(nl, snd));
+            let dh = _mm256_sub_pd(xh, _mm256_mul_pd(nh, snd));
+            acc[2] = _mm256_add_pd(acc[2], _mm256_mul_pd(dl, dl));
+            acc[3] = _mm256_add_pd(acc[3], _mm256_mul_pd(dh, dh));
         }
     }
-    *acc = a;
+    let sum = |a: __m256d, b: __m256d| {
+        let mut l = [0f64; 4];
+        // SAFETY: `l` holds four f64.
+        unsafe { _mm256_storeu_pd(l.as_mut_ptr(), _mm256_add_pd(a, b)) };
+        (l[0] + l[1]) + (l[2] + l[3])
+    };
+    (
+        sum(acc[2], acc[3]),
+        sum(acc[0], acc[1]),
+        sum(acc[4], acc[5]),
+    )
 }
 
-/// The error terms of elements `at .. at + tc.len()` of a band (whole groups of `len` in
-/// `src`, rounded as `s` says, their INT4 values `q` from `at` on) into `(tn, tc, ts)`:
-/// `tc` of the chosen rounding (from `q`), `ts` the squared values, and with `mse` `tn`
-/// of nearest rounding (its own division and rounding); eight at a time, a group's run
-/// at a time.
+/// [`pack`] in plain code: any group length (a group may start on the high nibble of a
+/// byte); the levels of [`PACK`] elements at a time, then their bytes.
 #[inline(always)]
-fn terms(
+fn pack_generic(
     src: &[u8],
-    q: &[i8],
     len: usize,
-    s: &Scaled,
+    scales: &[f32],
+    nearest: &[f32],
     mse: bool,
-    at: usize,
-    (tn, tc, ts): (&mut [f64], &mut [f64], &mut [f64]),
-) {
-    let m = tc.len();
-    let mut i = 0;
-    while i < m {
-        let g = (at + i) / len;
-        let end = ((g + 1) * len - at).min(m);
-        let (sn, sc) = (s.nearest_scales[g], s.scales[g]);
-        let v = &src[4 * (at + i)..4 * (at + end)];
-        let q = &q[i..end];
-        let (tc, ts) = (&mut tc[i..end], &mut ts[i..end]);
-        for (((b, &qi), c), t) in v.chunks_exact(4).zip(q).zip(tc).zip(ts) {
-            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let d = x as f64 - qi as f64 * sc as f64;
-            *c = d * d;
-            *t = x as f64 * x as f64;
-        }
-        if mse {
-            for (b, t) in v.chunks_exact(4).zip(&mut tn[i..end]) {
+    dst: &mut [u8],
+) -> (f64, f64, f64) {
+    let mut q = [0i8; PACK];
+    let (mut en, mut ec, mut es) = (0f64, 0f64, 0f64);
+    // `at`: the next element of the band to pack; whole bytes per PACK elements (even).
+    let n = src.len() / 4;
+    let mut at = 0;
+    let mut g = 0;
+    let mut lanes = [[0f64; 4]; 3];
+    while at < n {
+        let end = (at + PACK).min(n);
+        let mut i = at;
+        while i < end {
+            let stop = ((g + 1) * len).min(end);
+            let (s, sn) = (scales[g], nearest[g]);
+            let v = &src[4 * i..4 * stop];
+            let out = &mut q[i - at..stop - at];
+            let mut quads = v.chunks_exact(16);
+            let mut outs = out.chunks_exact_mut(4);
+            let mut lane = (i - g * len) % 4;
+            if lane == 0 {
+                for (c, o) in (&mut quads).zip(&mut outs) {
+                    for j in 0..4 {
+                        let b = &c[4 * j..4 * j + 4];
+                        let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        let (t, d) = term(x, s);
+                        o[j] = t;
+                        lanes[1][j] += d;
+                        lanes[2][j] += x as f64 * x as f64;
+                        if mse {
+                            lanes[0][j] += term(x, sn).1;
+                        }
+                    }
+                }
+            }
+            // The rest one at a time (a group's or a chunk's end not on four).
+            let done = (v.len() - quads.remainder().len()) / 4;
+            let (v, out) = if lane == 0 {
+                (&v[4 * done..], &mut out[done..])
+            } else {
+                (v, out)
+            };
+            for (b, o) in v.chunks_exact(4).zip(out.iter_mut()) {
                 let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                let d = x as f64 - round_clamp(x / sn, 7.0) as f64 * sn as f64;
-                *t = d * d;
+                let (t, d) = term(x, s);
+                *o = t;
+                lanes[1][lane] += d;
+                lanes[2][lane] += x as f64 * x as f64;
+                if mse {
+                    lanes[0][lane] += term(x, sn).1;
+                }
+                lane = (lane + 1) % 4;
+            }
+            i = stop;
+            if i == (g + 1) * len {
+                // The group's end: its lanes into the band's sums.
+                let sum = |l: &mut [f64; 4]| {
+                    let s = (l[0] + l[1]) + (l[2] + l[3]);
+                    *l = [0.0; 4];
+                    s
+                };
+                en += sum(&mut lanes[0]);
+                ec += sum(&mut lanes[1]);
+                es += sum(&mut lanes[2]);
+                g += 1;
             }
         }
-        i = end;
+        let q = &q[..end - at];
+        let bytes = &mut dst[at / 2..end.div_ceil(2)];
+        let mut pairs = q.chunks_exact(2);
+        for (d, p) in bytes.iter_mut().zip(&mut pairs) {
+            *d = ((p[0] as u8) & 0x0f) | ((p[1] as u8) << 4);
+        }
+        if let ([last], Some(d)) = (pairs.remainder(), bytes.last_mut()) {
+            *d = (*last as u8) & 0x0f;
+        }
+        at = end;
     }
+    (if mse { en } else { ec }, ec, es)
+}
+
+/// One value's INT4 level with scale `s` (NaN to 0) and its squared error in f64 (the
+/// reference's term: NaN for a NaN value).
+#[inline(always)]
+fn term(x: f32, s: f32) -> (i8, f64) {
+    let y = x / s;
+    let r = math::round_clamped_i8(y, 7.0);
+    let q = if y.is_nan() { 0 } else { r };
+    let d = x as f64 - q as f64 * s as f64;
+    (q, d * d)
 }
 
 /// The mse scale of one group (its f32 bytes, largest magnitude `m`) whose nearest
 /// scale is `base`:
-/// [`histogram_scale`] when `histogram` ([`uses_histogram`]), else every ratio of the
-/// grid (as [`super::mse_scales`]); `values` is scratch.
+/// [`fine_histogram_argmin`] when `histogram` ([`uses_histogram`]), else every ratio of
+/// the grid (as [`super::mse_scales`]); `values` is scratch.
 #[inline(always)]
 fn search(
     group: &[u8],
@@ -553,12 +555,7 @@ fn search(
     values: &mut Vec<f32>,
 ) -> f32 {
     if histogram {
-        values.clear();
-        values.resize(group.len() / 4, 0.0);
-        for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
-            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        return histogram_scale(values, base, qmax);
+        return base * RATIOS[fine_histogram_argmin(group, base, qmax)];
     }
     let mut cand = [1f32; LANES];
     for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
@@ -732,7 +729,7 @@ const SHORT: usize = 64;
 /// candidates a vector instead of eight values: the same operations on each value and
 /// candidate (so the same f32 terms), no horizontal sums, and the early stop checked
 /// before each eight candidates (on the largest value, then on all:
-/// [`out_of_reach_all`]). Each candidate's terms are added in four chains (value
+/// [`StopBound`]). Each candidate's terms are added in four chains (value
 /// `i` into chain `i mod 4`, ≤ 16 terms each), then `(c0 + c1) + (c2 + c3)`: another
 /// order of the f32 sum, within the bound [`grid_argmin`] takes (< 20u against 515u).
 /// Candidates evaluated beyond the stop get their estimate instead of `f32::MAX`: being
@@ -754,13 +751,38 @@ unsafe fn screen_short_avx2(
     let mags = &mags[..values.len().min(SHORT)];
     let mut est = [f32::MAX; LANES];
     let top = _mm256_set1_ps(qmax);
-    let mut least = f32::MAX;
+    // The smallest estimate so far, lane by lane (min_ps(a, b) is `a < b ? a : b`: a NaN
+    // estimate keeps the lane, as `f32::min` ignores it); the padding lanes of the last
+    // eight candidates are left out.
+    let mut lanes = _mm256_set1_ps(f32::MAX);
+    const PAD: [i32; 8] = {
+        let mut p = [0i32; 8];
+        let mut i = 0;
+        while i < 8 {
+            p[i] = if CLIP_GRID / 8 * 8 + i < CLIP_GRID {
+                -1
+            } else {
+                0
+            };
+            i += 1;
+        }
+        p
+    };
+    // SAFETY: PAD holds 8 i32.
+    let pad = unsafe { _mm256_loadu_si256(PAD.as_ptr().cast()) };
+    let stop = StopBound::new(mags);
     for k0 in (0..CLIP_GRID).step_by(8) {
-        if k0 > 0
-            && (out_of_reach(m, cand[k0], qmax, least)
-                || out_of_reach_all(mags, m, cand[k0], qmax, least))
-        {
-            break;
+        if k0 > 0 {
+            let l = _mm_min_ps(
+                _mm256_castps256_ps128(lanes),
+                _mm256_extractf128_ps::<1>(lanes),
+            );
+            let l = _mm_min_ps(l, _mm_movehl_ps(l, l));
+            let least = _mm_cvtss_f32(_mm_min_ss(l, _mm_movehdup_ps(l)));
+            if out_of_reach(m, cand[k0], qmax, least) || stop.out_of_reach(m, cand[k0], qmax, least)
+            {
+                break;
+            }
         }
         // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
         let vs = unsafe { _mm256_loadu_ps(cand.as_ptr().add(k0)) };
@@ -786,9 +808,12 @@ unsafe fn screen_short_avx2(
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         // SAFETY: as the load above.
         unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
-        for &e in &est[k0..(k0 + 8).min(CLIP_GRID)] {
-            least = least.min(e);
-        }
+        let sum = if k0 + 8 > CLIP_GRID {
+            _mm256_blendv_ps(lanes, sum, _mm256_castsi256_ps(pad))
+        } else {
+            sum
+        };
+        lanes = _mm256_min_ps(sum, lanes);
     }
     for e in &mut est[CLIP_GRID..] {
         *e = f32::MAX;
@@ -913,9 +938,58 @@ fn out_of_reach(m: f32, s: f32, qmax: f32, least: f32) -> bool {
 /// `qmax·s` rounds to at most `qmax`, so the group's error is at least the sum of
 /// `(a − qmax·s)²` over them (the same relative slack per value), which grows as `s`
 /// shrinks. On blocks of 32 uniform values it stops the short screen after 2.2 of its
-/// eight-candidate steps on average instead of 3.0. (Four partial sums: a bound, not
-/// an estimate; f64 rounding is far inside the slack of the reach.)
-#[inline(always)]
+/// eight-candidate steps on average instead of 3.0. The reference twin is
+/// `out_of_reach_all`; this is the same bound in AVX2, four f64 lanes (a bound, not
+/// an estimate: f64 rounding in any order is far inside the slack of the reach).
+#[cfg(target_arch = "x86_64")]
+struct StopBound {
+    /// The magnitudes times `1 − 10⁻⁶` in f64, zero-padded to a multiple of four.
+    a: [std::arch::x86_64::__m256d; SHORT / 4],
+    quads: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl StopBound {
+    #[target_feature(enable = "avx2")]
+    fn new(mags: &[f32]) -> StopBound {
+        use std::arch::x86_64::*;
+        let mut a = [_mm256_setzero_pd(); SHORT / 4];
+        let shrink = _mm256_set1_pd(1.0 - 1e-6);
+        for (q, c) in a.iter_mut().zip(mags.chunks(4)) {
+            let mut x = [0f32; 4];
+            x[..c.len()].copy_from_slice(c);
+            // SAFETY: `x` holds four f32.
+            let v = _mm256_cvtps_pd(unsafe { _mm_loadu_ps(x.as_ptr()) });
+            *q = _mm256_mul_pd(v, shrink);
+        }
+        StopBound {
+            a,
+            quads: mags.len().div_ceil(4),
+        }
+    }
+
+    /// `out_of_reach_all` of these magnitudes.
+    #[target_feature(enable = "avx2")]
+    fn out_of_reach(&self, m: f32, s: f32, qmax: f32, least: f32) -> bool {
+        use std::arch::x86_64::*;
+        let t = _mm256_set1_pd((qmax * s) as f64 * (1.0 + 1e-6));
+        let zero = _mm256_setzero_pd();
+        let mut acc = [zero; 2];
+        for (i, &a) in self.a[..self.quads].iter().enumerate() {
+            // max_pd(x, 0) is `x > 0 ? x : 0`: a NaN magnitude adds 0, as `f64::max`.
+            let d = _mm256_max_pd(_mm256_sub_pd(a, t), zero);
+            acc[i % 2] = _mm256_add_pd(acc[i % 2], _mm256_mul_pd(d, d));
+        }
+        let v = _mm256_add_pd(acc[0], acc[1]);
+        let h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+        let bound = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+        let reach = least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
+        m.is_finite() && bound > reach
+    }
+}
+
+/// The reference twin of [`StopBound::out_of_reach`], in plain code (the tests).
+#[cfg(test)]
 fn out_of_reach_all(mags: &[f32], m: f32, s: f32, qmax: f32, least: f32) -> bool {
     let t = (qmax * s) as f64 * (1.0 + 1e-6);
     let mut acc = [0f64; 4];
@@ -965,7 +1039,8 @@ fn group_errors_generic(bytes: &[u8], cand: &[f32; LANES], qmax: f32) -> [f64; L
     err
 }
 
-/// The mse scale of one long group (`values`, nearest scale `base`), from each
+/// The mse scale of one long group (`values`, nearest scale `base`) for INT8 (`mse_scales`
+/// with `qmax` 127; INT4 took it before [`fine_histogram_argmin`]), from each
 /// candidate's error computed on a histogram of the magnitudes instead of on every
 /// value: one pass puts each |v| in one of [`BINS`] equal bins over `[0, max|v|]` and
 /// sums per bin the count, Σ|v| and Σv²; a bin whose values all round to the same
@@ -996,6 +1071,383 @@ pub fn histogram_scale(values: &[f32], base: f32, qmax: f32) -> f32 {
 #[target_feature(enable = "avx2")]
 unsafe fn histogram_scale_avx2(values: &[f32], base: f32, qmax: f32) -> f32 {
     histogram_scale_inline(values, base, qmax)
+}
+
+/// How close a choice of scales comes to the exact full grid search, group by group:
+/// what `benches/int4_quality.rs` and the tests check the fast searches with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quality {
+    /// Groups compared (those with a NaN or infinite value are left out).
+    pub groups: usize,
+    /// Groups whose chosen scale's error is not the exact search's smallest.
+    pub differ: usize,
+    /// Σ of each group's exact squared error with the chosen scale.
+    pub chosen: f64,
+    /// Σ of each group's smallest exact squared error on the grid.
+    pub best: f64,
+    /// The largest `chosen / best − 1` of a group (0 when every choice is the best).
+    pub worst: f64,
+}
+
+impl Quality {
+    /// `self` and `other` together.
+    pub fn merge(self, other: Quality) -> Quality {
+        Quality {
+            groups: self.groups + other.groups,
+            differ: self.differ + other.differ,
+            chosen: self.chosen + other.chosen,
+            best: self.best + other.best,
+            worst: self.worst.max(other.worst),
+        }
+    }
+
+    /// `Σ chosen / Σ best − 1`.
+    pub fn excess(&self) -> f64 {
+        if self.best > 0.0 {
+            self.chosen / self.best - 1.0
+        } else if self.chosen > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Clip ratio `k` of the grid (`super::clip_ratio`).
+pub fn ratio(k: usize) -> f32 {
+    RATIOS[k]
+}
+
+/// The INT4 nearest scale of a group (its f32 bytes): `max|v| / 7`, 1 for zeros or an
+/// infinity.
+pub fn nearest_scale(group: &[u8]) -> f32 {
+    scale_of(abs_max(group), 7.0)
+}
+
+/// [`Quality`] of INT4 `scales` (one per group of `len` elements of the f32 `bytes`,
+/// before any storage rounding) against the exact full grid ([`group_errors`]: every
+/// ratio, each error summed exactly; the reference twin of every search here). Groups
+/// in parallel.
+pub fn quality(bytes: &[u8], len: usize, scales: &[f32]) -> Quality {
+    use rayon::prelude::*;
+    bytes
+        .par_chunks(4 * len)
+        .zip(scales)
+        .map(|(g, &s)| {
+            let base = nearest_scale(g);
+            let mut cand = [1f32; LANES];
+            for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
+                *c = base * r;
+            }
+            let err = group_errors(g, &cand, 7.0);
+            if err[..CLIP_GRID].iter().any(|e| !e.is_finite()) {
+                return Quality::default();
+            }
+            let best = err[first_least(&err)];
+            let chosen = match cand[..CLIP_GRID].iter().position(|&c| c == s) {
+                Some(k) => err[k],
+                None => {
+                    let mut c = [s; LANES];
+                    c[0] = s;
+                    group_errors(g, &c, 7.0)[0]
+                }
+            };
+            let worst = if chosen <= best {
+                0.0
+            } else if best > 0.0 {
+                chosen / best - 1.0
+            } else {
+                f64::INFINITY
+            };
+            Quality {
+                groups: 1,
+                differ: usize::from(chosen != best),
+                chosen,
+                best,
+                worst,
+            }
+        })
+        .reduce(Quality::default, Quality::merge)
+}
+
+/// Bins of [`fine_histogram_argmin`]'s histogram.
+const FINE_BINS: usize = 1024;
+
+/// Sub-bin resolution of [`fine_histogram_argmin`]'s positions: a value's position is
+/// kept in 1/2¹⁶ of a bin (an integer), so that the sums of positions are exact.
+const FINE_SUB: u32 = 16;
+
+/// The largest position (sub-bins), in the last bin: 2²⁶ − 4 is an f32 (2²⁶ − 1 is not:
+/// it would round to 2²⁶, one bin past the last).
+const FINE_LAST: f32 = ((FINE_BINS << FINE_SUB) - 4) as f32;
+
+/// Values a histogram takes before its packed sums ([`fine_histogram_argmin`]) are
+/// moved out: the sub-bin sums of one bin must stay below 2³².
+const FINE_FLUSH: usize = (1 << (32 - FINE_SUB)) - 1;
+
+/// The index on the grid of the INT4 mse scale of one long group (`group`: its f32
+/// bytes; `base`: its nearest scale), from each candidate's error computed on a fine
+/// histogram of the magnitudes, all [`CLIP_GRID`] candidates in O(levels) each:
+///
+/// 1. **Histogram**: each |v| as a position in [`FINE_BINS`] bins over `[0, base·qmax]`,
+///    in 1/2¹⁶ of a bin (an integer, capped at the last bin; vectorised 8 at a time),
+///    and one 64-bit integer addition per value, `count << 32 | sub-bin position`, into
+///    its bin (two histograms, even and odd values, so that neighbours rarely wait on
+///    the same bin). Integer sums: exact, in any order.
+/// 2. **Prefix sums** over the bins of the count `N` and of the positions `U` (bin
+///    units), exact in integers.
+/// 3. **Each candidate** `s` (σ = s in bin units): the error minus the constant Σu² is
+///    `Σ_q [(qσ)²·N_q − 2qσ·U_q]` over the levels `q` = 1..qmax, each level's bins a
+///    range of the prefix sums (the bin that holds a rounding boundary `t = (q + ½)σ`
+///    counted at the lower level), then, for each such bin, the move of its values above
+///    `t` one level up (`−2σ Σ_{u>t} (u − t)`) taken as if the bin's values were spread
+///    evenly (`−σ·n·(hi − t)²`).
+///
+/// The estimate differs from the exact error only through the ≤ qmax bins that hold a
+/// boundary (each by at most `2σ·n_bin` bin units²) and the positions' resolution (the
+/// sub-bin truncation and the f32 product, ≤ 2⁻¹³ of a bin a value): bounded in the
+/// tests against [`group_errors`], the exact full grid (the reference twin). The first
+/// smallest estimate wins, as the reference's first smallest sum.
+///
+/// A group with a NaN or an infinity (every exact error is NaN or infinite: the
+/// reference keeps ratio 1), or whose scale is below [`SCREEN_MIN_SCALE`] (positions
+/// would overflow), takes the exact full grid.
+#[inline(never)]
+pub fn fine_histogram_argmin(group: &[u8], base: f32, qmax: f32) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above); the same safe code
+        // compiled with AVX2 enabled.
+        return unsafe { fine_histogram_argmin_avx2(group, base, qmax) };
+    }
+    fine_histogram_argmin_inline(group, base, qmax)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fine_histogram_argmin_avx2(group: &[u8], base: f32, qmax: f32) -> usize {
+    fine_histogram_argmin_inline(group, base, qmax)
+}
+
+/// The exact full grid's choice for `group` (the reference twin of the histogram and
+/// screened searches): the first smallest of [`group_errors`].
+fn exact_argmin(group: &[u8], base: f32, qmax: f32) -> usize {
+    let mut cand = [1f32; LANES];
+    for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
+        *c = base * r;
+    }
+    first_least(&group_errors(group, &cand, qmax))
+}
+
+#[inline(always)]
+fn fine_histogram_argmin_inline(group: &[u8], base: f32, qmax: f32) -> usize {
+    debug_assert!(qmax == 7.0, "INT4: levels 0..=7");
+    match fine_estimates(group, base) {
+        Some(est) => first_least(&est),
+        None => exact_argmin(group, base, qmax),
+    }
+}
+
+/// [`fine_histogram_argmin`]'s estimates: each candidate's squared error minus Σu², in
+/// bin units (`u = |v| / width`, width `base · 7 / FINE_BINS`); padding lanes
+/// infinite. `None` for a NaN or infinite value or a scale out of range.
+#[inline(always)]
+fn fine_estimates(group: &[u8], base: f32) -> Option<[f64; LANES]> {
+    const L: usize = 7;
+    if !(base >= SCREEN_MIN_SCALE && base.is_finite()) {
+        return None;
+    }
+    let mut cn = [0u64; FINE_BINS + 1];
+    let mut cp = [0u64; FINE_BINS + 1];
+    if !fine_bins(group, base * L as f32, &mut cn, &mut cp) {
+        return None;
+    }
+    let unit = 1.0 / f64::from(1u32 << FINE_SUB);
+    // Counts and positions (bin units) below bin `b`; truncated positions are half a
+    // sub-bin below the values on average.
+    let n = |b: usize| cn[b] as i64 as f64;
+    let u = |b: usize| (cp[b] as i64 as f64 + 0.5 * n(b)) * unit;
+    let (n_all, u_all) = (n(FINE_BINS), u(FINE_BINS));
+    let mut est = [f64::INFINITY; LANES];
+    for (e, c) in est.iter_mut().zip(fine_candidates()) {
+        let sigma = c.sigma;
+        // Level 7 from the last boundary's bin on; levels 1..=6 between boundaries;
+        // each boundary's bin counted at the lower level, its part above the boundary
+        // moved up as if spread evenly.
+        let mut err = 0f64;
+        let (mut n_hi, mut u_hi) = (n_all, u_all);
+        for q in (0..L).rev() {
+            let b = c.bin[q];
+            let (n_lo, u_lo) = (n(b + 1), u(b + 1));
+            let qs = (q + 1) as f64 * sigma;
+            err += qs * qs * (n_hi - n_lo) - 2.0 * qs * (u_hi - u_lo);
+            err -= c.moved[q] * (n_lo - n(b));
+            (n_hi, u_hi) = (n_lo, u_lo);
+        }
+        *e = err;
+    }
+    Some(est)
+}
+
+/// One candidate of [`fine_histogram_argmin`] (INT4): its step σ in bin units, the bin
+/// holding each rounding boundary `t_q = (q + ½)σ` (q = 0..6) and the factor
+/// `σ·(bin + 1 − t_q)²` of that bin's count in the even-spread move.
+struct FineCandidate {
+    sigma: f64,
+    bin: [usize; 7],
+    moved: [f64; 7],
+}
+
+/// [`FineCandidate`]s of the grid (the same for every group: the bins span the group's
+/// `base · 7`, so σ = ratio · bins / 7), computed once. Every boundary is inside the
+/// bins: `t_q ≤ 6.5/7 · FINE_BINS` (ratios ≤ 1).
+fn fine_candidates() -> &'static [FineCandidate; CLIP_GRID] {
+    static TABLE: std::sync::OnceLock<[FineCandidate; CLIP_GRID]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        std::array::from_fn(|k| {
+            let sigma = f64::from(RATIOS[k]) * FINE_BINS as f64 / 7.0;
+            let t = |q: usize| (q as f64 + 0.5) * sigma;
+            let bin: [usize; 7] = std::array::from_fn(|q| (t(q) as usize).min(FINE_BINS - 1));
+            let moved = std::array::from_fn(|q| {
+                let above = (bin[q] + 1) as f64 - t(q);
+                sigma * above * above
+            });
+            FineCandidate { sigma, bin, moved }
+        })
+    })
+}
+
+/// [`fine_histogram_argmin`]'s histogram of the magnitudes of the f32 values in `group`
+/// over `[0, top]`, as exact prefix sums over the bins (`[b]`: the bins below `b`) of
+/// the count (`cn`) and of the positions in sub-bins (`cp`); false when a value is NaN
+/// or infinite.
+#[inline(always)]
+fn fine_bins(
+    group: &[u8],
+    top: f32,
+    cn: &mut [u64; FINE_BINS + 1],
+    cp: &mut [u64; FINE_BINS + 1],
+) -> bool {
+    const CHUNK: usize = 64;
+    const SUB: u32 = (1 << FINE_SUB) - 1;
+    let scale = (FINE_BINS << FINE_SUB) as f32 / top;
+    let mut hist = [[0u64; FINE_BINS]; 2];
+    // Counts and sub-bin sums moved out of `hist` (groups of more than FINE_FLUSH).
+    let mut moved: Option<Box<[[u64; 2]; FINE_BINS]>> = None;
+    let mut pos = [0u32; CHUNK];
+    let mut bad = false;
+    let mut taken = 0;
+    for c in group.chunks(4 * CHUNK) {
+        let m = c.len() / 4;
+        bad |= positions(c, scale, &mut pos);
+        let mut pairs = pos[..m].chunks_exact(2);
+        for p in &mut pairs {
+            for (h, &p) in hist.iter_mut().zip(p) {
+                h[(p >> FINE_SUB) as usize & (FINE_BINS - 1)] += (1u64 << 32) | u64::from(p & SUB);
+            }
+        }
+        if let [p] = pairs.remainder() {
+            hist[0][(p >> FINE_SUB) as usize & (FINE_BINS - 1)] +=
+                (1u64 << 32) | u64::from(p & SUB);
+        }
+        taken += m;
+        if taken + CHUNK > FINE_FLUSH {
+            let to = moved.get_or_insert_with(|| Box::new([[0; 2]; FINE_BINS]));
+            for b in 0..FINE_BINS {
+                for h in hist.iter_mut() {
+                    to[b][0] += h[b] >> 32;
+                    to[b][1] += h[b] & 0xffff_ffff;
+                    h[b] = 0;
+                }
+            }
+            taken = 0;
+        }
+    }
+    if bad {
+        return false;
+    }
+    // Exact integer prefix sums (< 2⁶⁴: a group would need ≥ 2³⁸ values to overflow).
+    let (mut n, mut p) = (0u64, 0u64);
+    for b in 0..FINE_BINS {
+        let h = [hist[0][b], hist[1][b]];
+        let (mut bn, mut bs) = (
+            (h[0] >> 32) + (h[1] >> 32),
+            (h[0] & 0xffff_ffff) + (h[1] & 0xffff_ffff),
+        );
+        if let Some(to) = &moved {
+            bn += to[b][0];
+            bs += to[b][1];
+        }
+        n += bn;
+        p += ((b as u64) << FINE_SUB) * bn + bs;
+        cn[b + 1] = n;
+        cp[b + 1] = p;
+    }
+    true
+}
+
+/// The positions of up to [`fine_bins`]' 64 values (f32 bytes `c`) in sub-bins: `|v| ·
+/// scale` truncated, capped at the last sub-bin; whether one of them is NaN or
+/// infinite (its position is then anything).
+#[inline(always)]
+fn positions(c: &[u8], scale: f32, pos: &mut [u32; 64]) -> bool {
+    let last = FINE_LAST;
+    let mut bad = 0u32;
+    let mut eights = c.chunks_exact(32);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        bad = unsafe { positions_avx2(&mut eights, scale, pos) };
+    }
+    for (p, e) in pos.chunks_exact_mut(8).zip(&mut eights) {
+        for (p, b) in p.iter_mut().zip(e.chunks_exact(4)) {
+            let y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs();
+            // NaN and infinities flagged.
+            bad |= u32::from(!y.is_finite());
+            let x = y * scale;
+            let x = if x < last { x } else { last };
+            *p = x as u32;
+        }
+    }
+    let done = (c.len() - eights.remainder().len()) / 4;
+    for (p, b) in pos[done..]
+        .iter_mut()
+        .zip(eights.remainder().chunks_exact(4))
+    {
+        let y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs();
+        bad |= u32::from(!y.is_finite());
+        let x = y * scale;
+        *p = (if x < last { x } else { last }) as u32;
+    }
+    bad != 0
+}
+
+/// [`positions`] of the whole eights of `eights` (all of them taken) in AVX2
+/// intrinsics: the same product and cap (`min_ps(x, last)` is `x < last ? x : last`),
+/// truncated by `cvttps` (exact: the positions are below 2²⁶).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn positions_avx2(
+    eights: &mut std::slice::ChunksExact<'_, u8>,
+    scale: f32,
+    pos: &mut [u32; 64],
+) -> u32 {
+    use std::arch::x86_64::*;
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let (vscale, last, max) = (
+        _mm256_set1_ps(scale),
+        _mm256_set1_ps(FINE_LAST),
+        _mm256_set1_ps(f32::MAX),
+    );
+    let mut bad = _mm256_setzero_ps();
+    for (p, e) in pos.chunks_exact_mut(8).zip(eights) {
+        // SAFETY: `e` holds 32 bytes, `p` 8 u32 (unaligned load and store).
+        let y = _mm256_and_ps(unsafe { _mm256_loadu_ps(e.as_ptr().cast()) }, abs);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLE_UQ>(y, max));
+        let x = _mm256_min_ps(_mm256_mul_ps(y, vscale), last);
+        unsafe { _mm256_storeu_si256(p.as_mut_ptr().cast(), _mm256_cvttps_epi32(x)) };
+    }
+    _mm256_movemask_ps(bad) as u32
 }
 
 /// Bins of [`histogram_scale`]'s histogram.
@@ -1411,6 +1863,49 @@ mod tests {
         );
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vectorised_stop_bound_equals_its_reference_twin() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        // The same decision wherever the bound is not within 10⁻⁹ of the reach (f64
+        // sums in another order); NaN magnitudes add nothing in both.
+        let mut checked = 0;
+        for v in screen_cases() {
+            if v.len() > SHORT {
+                continue;
+            }
+            let mags: Vec<f32> = v.iter().map(|x| x.abs()).collect();
+            let m = mags.iter().fold(0f32, |m, &x| m.max(x));
+            // SAFETY: AVX2 checked above.
+            let stop = unsafe { StopBound::new(&mags) };
+            for k in [0, 8, 16, 24, 40] {
+                let s = scale_of(m, 7.0) * clip_ratio(k);
+                for least in [0.0, 1e-6, 1e-3, 0.1, 10.0, f32::MAX] {
+                    let want = out_of_reach_all(&mags, m, s, 7.0, least);
+                    // SAFETY: AVX2 checked above.
+                    let got = unsafe { stop.out_of_reach(m, s, 7.0, least) };
+                    let near = {
+                        let t = (7.0 * s) as f64 * (1.0 + 1e-6);
+                        let b: f64 = mags
+                            .iter()
+                            .map(|&a| (a as f64 * (1.0 - 1e-6) - t).max(0.0).powi(2))
+                            .sum();
+                        let reach = least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64)
+                            + 2.0 * SCREEN_FLOOR as f64;
+                        (b - reach).abs() <= 1e-9 * b.max(reach)
+                    };
+                    if !near {
+                        assert_eq!(got, want, "{} values, k {k}, least {least}", v.len());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
     /// The reference twin of [`bins`]: the plain loop.
     fn bins_reference(values: &[f32], inv: f32) -> ([u32; BINS], [f64; BINS], [f64; BINS]) {
         let mut count = [0u32; BINS];
@@ -1510,7 +2005,7 @@ mod tests {
     }
 
     #[test]
-    fn round_bytes_equals_the_reference_bit_for_bit() {
+    fn round_bytes_equals_the_reference_and_its_sums_within_their_bound() {
         // Gaussian-ish rows with outliers (mse clips them), a zero row, exact halves,
         // an odd total length, per row / per block (FLOAT16 scales) / per tensor.
         let (rows, cols) = (7, 96);
@@ -1589,26 +2084,32 @@ mod tests {
             let bytes = math::f32_bytes(values);
             for method in [Method::Nearest, Method::Mse] {
                 let want = reference(values, ch, method, stored);
-                // Every grouping of bands into sets (the long cases have three bands of
-                // 64, 64 and 2 rows, or of 8192, 8192 and 260 blocks: sets of unequal
-                // bands side by side).
-                for set in 1..=SET {
-                    let got =
-                        round_bytes_in_sets(&bytes, ch, method, stored, set).expect("contiguous");
-                    let what = format!("{ch:?} {method:?}, sets of {set}");
-                    assert_eq!(got.packed, want.packed, "{what}");
-                    assert_eq!(got.scales, want.scales, "{what}");
-                    assert_eq!(got.nearest_scales, want.nearest_scales, "{what}");
-                    assert_eq!(got.e_nearest.to_bits(), want.e_nearest.to_bits(), "{what}");
-                    assert_eq!(got.e_chosen.to_bits(), want.e_chosen.to_bits(), "{what}");
-                    assert_eq!(got.signal.to_bits(), want.signal.to_bits(), "{what}");
-                }
+                let got = round_bytes(&bytes, ch, method, stored).expect("contiguous");
+                let what = format!("{ch:?} {method:?}");
+                assert_eq!(got.packed, want.packed, "{what}");
+                assert_eq!(got.scales, want.scales, "{what}");
+                assert_eq!(got.nearest_scales, want.nearest_scales, "{what}");
+                assert_sums_close(&got, &want, values.len(), &what);
             }
         }
         // mse did clip somewhere (the test would not tell the two methods apart else).
         let ch = Channels::new(&[rows as i32, cols as i32], Some(0));
         let r = round_bytes(&math::f32_bytes(&v), ch, Method::Mse, &same).expect("contiguous");
         assert!(r.scales.iter().zip(&r.nearest_scales).any(|(a, b)| a < b));
+    }
+
+    /// The fast path's error sums against the reference's: the same f64 terms (all ≥ 0)
+    /// in another order. Each sum of n terms is within (n − 1)·2⁻⁵³ of the exact sum, so
+    /// the two within twice that.
+    fn assert_sums_close(got: &Rounded, want: &Rounded, n: usize, what: &str) {
+        let bound = |x: f64| 2.0 * n as f64 * f64::EPSILON / 2.0 * x;
+        for (g, w, name) in [
+            (got.e_nearest, want.e_nearest, "nearest"),
+            (got.e_chosen, want.e_chosen, "chosen"),
+            (got.signal, want.signal, "signal"),
+        ] {
+            assert!((g - w).abs() <= bound(w), "{what} {name}: {g} vs {w}");
+        }
     }
 
     /// Exact squared error of a group rounded with `s` (the reference's sum).
@@ -1668,6 +2169,97 @@ mod tests {
                 "row {r}: histogram {got} vs full grid {full} ({:+.3}%)",
                 (got / full - 1.0) * 100.0
             );
+        }
+    }
+
+    /// Rows for the fine histogram: [`long_rows`], a few tiny ones, a QAT-like row on a
+    /// lattice, and one with an exact half-step pattern.
+    fn fine_rows() -> Vec<Vec<f32>> {
+        let mut rows = vec![
+            vec![1.0f32, 0.3, 0.3, 0.3],
+            vec![1.0f32, 0.5, 0.2, 0.01, -0.7],
+            vec![0.0; 300],
+        ];
+        rows.extend(long_rows());
+        rows.push(
+            (0..384)
+                .map(|i| ((i * 7919 % 383) as f32 - 191.0) * 1e-3)
+                .collect(),
+        );
+        rows.push(
+            (0..5000)
+                .map(|i| ((i * 37 % 29) as f32 - 14.0) / 14.0 * 0.02)
+                .collect(),
+        );
+        rows.push(
+            (0..4400)
+                .map(|i| (((i % 15) as f32 - 7.0) + 0.5) * 0.01)
+                .collect(),
+        );
+        // Longer than FINE_FLUSH: the histograms' packed sums are moved out twice.
+        let long = long_rows();
+        rows.push((0..150_000).map(|i| long[i % 12][i % 11000]).collect());
+        rows
+    }
+
+    #[test]
+    fn fine_histogram_estimates_are_within_their_bound_of_the_exact_errors() {
+        for (r, v) in fine_rows().iter().enumerate() {
+            let bytes = math::f32_bytes(v);
+            let base = nearest_scale(&bytes);
+            let est = fine_estimates(&bytes, base).expect("finite");
+            let (mut cn, mut cp) = ([0u64; FINE_BINS + 1], [0u64; FINE_BINS + 1]);
+            assert!(fine_bins(&bytes, base * 7.0, &mut cn, &mut cp));
+            assert_eq!(cn[FINE_BINS], v.len() as u64);
+            let width = (base * 7.0 / FINE_BINS as f32) as f64;
+            let su2: f64 = v.iter().map(|&x| (x.abs() as f64 / width).powi(2)).sum();
+            let mut cand = [1f32; LANES];
+            for (c, &q) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
+                *c = base * q;
+            }
+            let exact = group_errors(&bytes, &cand, 7.0);
+            for (k, c) in fine_candidates().iter().enumerate() {
+                let got = est[k] + su2;
+                let want = exact[k] / (width * width);
+                // The boundaries' bins (each of their values off by ≤ 2σ), the
+                // positions (≤ 2⁻¹³ bin a value, times 2qσ ≤ 14σ), and the f64
+                // cancellation against Σu² (terms ≤ 49σ²n, 8 levels).
+                let straddle: u64 = c.bin.iter().map(|&b| cn[b + 1] - cn[b]).sum();
+                let n = v.len() as f64;
+                let bound = 2.0 * c.sigma * straddle as f64
+                    + 14.0 * c.sigma * n / 8192.0
+                    + 64.0 * f64::EPSILON * (su2 + 49.0 * c.sigma * c.sigma * n);
+                assert!(
+                    (got - want).abs() <= bound,
+                    "row {r}, candidate {k}: {got} vs {want} (bound {bound})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_fine_histogram_search_meets_the_quality_rule() {
+        // Σ at most 0.01 % above the exact grid's best, no group 0.5 % above.
+        let (mut all, mut rows) = (Quality::default(), 0);
+        for v in fine_rows() {
+            let bytes = math::f32_bytes(&v);
+            let base = nearest_scale(&bytes);
+            let s = base * RATIOS[fine_histogram_argmin(&bytes, base, 7.0)];
+            let q = quality(&bytes, v.len(), &[s]);
+            assert!(q.worst <= 5e-3, "{} values: {:?}", v.len(), q);
+            all = all.merge(q);
+            rows += 1;
+        }
+        assert_eq!(all.groups, rows);
+        assert!(all.excess() <= 1e-4, "{all:?}");
+        // A NaN or an infinity keeps ratio 1, as the exact grid.
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut v = long_rows()[0].clone();
+            v[17] = bad;
+            let bytes = math::f32_bytes(&v);
+            let base = nearest_scale(&bytes);
+            assert_eq!(fine_histogram_argmin(&bytes, base, 7.0), 0);
+            assert_eq!(exact_argmin(&bytes, base, 7.0), 0);
         }
     }
 
