@@ -309,7 +309,9 @@ const PACK: usize = 512;
 ///
 /// The terms are the reference's f64 terms (`v − q·s` in f64 from f32 `v`, `s` and the
 /// integer `q`), added in four f64 lanes a sum (element `i` of a group into lane
-/// `i mod 4`), the lanes added at the end of each group and the groups in order: another
+/// `i mod 4`; in the AVX2 path, groups of whole eights, eight lanes, `i mod 8`, lane `j`
+/// joined with lane `j + 4` first, so the two paths may differ in the last bits), the
+/// lanes added at the end of each group and the groups in order: another
 /// order of the same terms than the reference's element-order chain (within
 /// `2(n − 1)·2⁻⁵³` of each sum, all terms being ≥ 0), but twelve independent chains
 /// instead of three, and no pass of its own over the weight. With `mse` false the
