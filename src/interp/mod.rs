@@ -34,7 +34,7 @@
 
 mod kernels;
 pub(crate) mod keys;
-mod simd;
+pub(crate) mod simd;
 mod sparse;
 pub mod state;
 pub mod value;
