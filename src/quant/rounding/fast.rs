@@ -393,7 +393,11 @@ enum PackKernel {
 fn pack_kernel(len: usize) -> Option<PackKernel> {
     use crate::interp::simd::{SimdLevel, simd_level};
     match simd_level() {
-        SimdLevel::Avx512 if len.is_multiple_of(16) => Some(PackKernel::Avx512),
+        SimdLevel::Avx512
+            if len.is_multiple_of(16) && std::arch::is_x86_feature_detected!("fma") =>
+        {
+            Some(PackKernel::Avx512)
+        }
         SimdLevel::Avx512 | SimdLevel::Avx2 if len.is_multiple_of(8) => Some(PackKernel::Avx2),
         _ => None,
     }
@@ -420,10 +424,11 @@ impl PackKernel {
 
 /// [`pack_group_avx2`] sixteen values at a time in AVX-512: the same levels (mask
 /// registers instead of blends), the nibbles of eight pairs from the 64-bit lanes, and
-/// the same f64 terms, each sum in sixteen f64 lanes (element `i` into lane `i mod 16`),
-/// joined as lane `j` with `j + 8`, then `j` with `j + 4`, then a tree.
+/// the same f64 differences, each sum in sixteen f64 lanes (element `i` into lane
+/// `i mod 16`; each square added by a fused multiply-add, unrounded), joined as lane `j`
+/// with `j + 8`, then `j` with `j + 4`, then a tree.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,fma")]
 unsafe fn pack_group_avx512<const MSE: bool>(
     v: &[u8],
     s: f32,
@@ -473,18 +478,20 @@ unsafe fn pack_group_avx512<const MSE: bool>(
         d.copy_from_slice(&_mm_cvtsi128_si64(b).to_le_bytes());
         let (xl, xh) = halves(x);
         let (ql, qh) = halves(q);
-        let dl = _mm512_sub_pd(xl, _mm512_mul_pd(ql, sd));
-        let dh = _mm512_sub_pd(xh, _mm512_mul_pd(qh, sd));
-        acc[0] = _mm512_add_pd(acc[0], _mm512_mul_pd(dl, dl));
-        acc[1] = _mm512_add_pd(acc[1], _mm512_mul_pd(dh, dh));
-        acc[4] = _mm512_add_pd(acc[4], _mm512_mul_pd(xl, xl));
-        acc[5] = _mm512_add_pd(acc[5], _mm512_mul_pd(xh, xh));
+        // `x − q·s` fused: the same f64 number (q·s is exact in f64); each square added
+        // unrounded (fused), within the sum's bound.
+        let dl = _mm512_fnmadd_pd(ql, sd, xl);
+        let dh = _mm512_fnmadd_pd(qh, sd, xh);
+        acc[0] = _mm512_fmadd_pd(dl, dl, acc[0]);
+        acc[1] = _mm512_fmadd_pd(dh, dh, acc[1]);
+        acc[4] = _mm512_fmadd_pd(xl, xl, acc[4]);
+        acc[5] = _mm512_fmadd_pd(xh, xh, acc[5]);
         if MSE {
             let (nl, nh) = halves(level(x, vsn));
-            let dl = _mm512_sub_pd(xl, _mm512_mul_pd(nl, snd));
-            let dh = _mm512_sub_pd(xh, _mm512_mul_pd(nh, snd));
-            acc[2] = _mm512_add_pd(acc[2], _mm512_mul_pd(dl, dl));
-            acc[3] = _mm512_add_pd(acc[3], _mm512_mul_pd(dh, dh));
+            let dl = _mm512_fnmadd_pd(nl, snd, xl);
+            let dh = _mm512_fnmadd_pd(nh, snd, xh);
+            acc[2] = _mm512_fmadd_pd(dl, dl, acc[2]);
+            acc[3] = _mm512_fmadd_pd(dh, dh, acc[3]);
         }
     }
     let sum = |a: __m512d, b: __m512d| {
