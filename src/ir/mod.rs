@@ -353,20 +353,6 @@ impl Model {
         };
     }
 
-    /// [`Model::release_pages`] of the whole pages inside `data` only (its first and last
-    /// partial pages may hold bytes another thread still reads): for parts of a weight
-    /// released while other parts are being read.
-    pub fn release_whole_pages(&self, data: &[u8]) {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
-        let start = (data.as_ptr() as usize).next_multiple_of(page);
-        let end = (data.as_ptr() as usize + data.len()) / page * page;
-        if end > start {
-            let from = start - data.as_ptr() as usize;
-            self.release_pages(&data[from..from + (end - start)]);
-        }
-    }
-
     /// True when the tensor has constant data.
     pub fn is_constant(&self, tensor: &Tensor) -> bool {
         self.tensor_data_len(tensor) > 0

@@ -387,7 +387,7 @@ fn sequential_hessians(
         let h = feedback_hessian(model, &work, d, samples)?;
         let t = &model.subgraphs[d.subgraph].tensors[d.tensor];
         let original = model.tensor_data(t);
-        let r = round_int4(&t.shape, original, axis, block, opts, h.as_ref(), None);
+        let r = round_int4(&t.shape, original, axis, block, opts, h.as_ref(), &|_| {});
         let n = original.len() / 4;
         let deq: Vec<f32> = if opts
             .int4_max_loss_db
@@ -901,7 +901,9 @@ fn int4(
     let (t, axis, block) = (w.t, w.axis, w.block);
     // Straight from the (mapped) bytes, whose pages are released once read.
     let original = model.buffers[t.buffer as usize].data.clone();
-    let r = round_int4(&t.shape, &original, axis, block, opts, hessian, Some(model));
+    let r = round_int4(&t.shape, &original, axis, block, opts, hessian, &|d| {
+        model.prefault_pages(d)
+    });
     model.release_pages(&original);
     let keep_int8 = opts
         .int4_max_loss_db
@@ -1017,11 +1019,10 @@ struct Int4Weight {
 /// measures the result against round-to-nearest on the layer's output error (with a
 /// Hessian) or on the weights. Without a Hessian and with contiguous groups (every
 /// large FULLY_CONNECTED or CONV_2D weight) it runs [`rounding::fast::round_bytes`]
-/// on the bytes; otherwise the reference below on a float copy. With `pages` (the
-/// model whose memory map holds `bytes`), the reference path maps the weight's pages in
-/// one call before it reads them all; the fast path does not: its parallel tasks fault
-/// their own pages, side by side, instead of one thread mapping the whole weight first
-/// (a serial ~2.5 ms for 76 MB), and release each task's whole pages when done.
+/// on the bytes; otherwise the reference below on a float copy. `prefault` maps the
+/// pages of `bytes` in one call before the reference path reads them all; the fast path
+/// does not call it: its parallel tasks fault their own pages, side by side, instead of
+/// one thread mapping the whole weight first (a serial ~2.5 ms for 76 MB).
 fn round_int4(
     shape: &[i32],
     bytes: &[u8],
@@ -1029,7 +1030,7 @@ fn round_int4(
     block: Option<usize>,
     opts: &Options,
     hessian: Option<&Hessian>,
-    pages: Option<&Model>,
+    prefault: &dyn Fn(&[u8]),
 ) -> Int4Weight {
     const QMAX: f32 = 7.0;
     // The matrix view (rows = channels on axis 0) GPTQ and the Hessian error need.
@@ -1073,17 +1074,11 @@ fn round_int4(
         m => m,
     };
     if h.is_none()
-        && let Some(w) = round_int4_fast(bytes, ch, method, &stored, &fallback, &|d| {
-            if let Some(m) = pages {
-                m.release_whole_pages(d)
-            }
-        })
+        && let Some(w) = round_int4_fast(bytes, ch, method, &stored, &fallback)
     {
         return w;
     }
-    if let Some(m) = pages {
-        m.prefault_pages(bytes);
-    }
+    prefault(bytes);
     let values = &math::f32_values(bytes)[..];
     let nearest_scales = stored(math::symmetric_scales(values, ch, QMAX));
     let nearest = math::quantize_symmetric(values, ch, &nearest_scales, QMAX);
@@ -1196,14 +1191,13 @@ fn round_int4_fast(
     method: Rounding,
     stored: rounding::fast::Stored,
     fallback: &Option<String>,
-    release: &(dyn Fn(&[u8]) + Sync),
 ) -> Option<Int4Weight> {
     let m = match method {
         Rounding::Nearest => rounding::fast::Method::Nearest,
         Rounding::Mse => rounding::fast::Method::Mse,
         Rounding::Gptq => return None,
     };
-    let r = rounding::fast::round_bytes_releasing(bytes, ch, m, stored, release)?;
+    let r = rounding::fast::round_bytes(bytes, ch, m, stored)?;
     Some(Int4Weight {
         packed: r.packed,
         scales: r.scales,

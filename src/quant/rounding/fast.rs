@@ -150,19 +150,6 @@ struct Band {
 /// `stored` maps computed scales to the values the kernel will read, as the reference
 /// does. `None` when the groups are not [`contiguous`].
 pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -> Option<Rounded> {
-    round_bytes_releasing(bytes, ch, method, stored, &|_| {})
-}
-
-/// [`round_bytes`], handing each task's source bytes to `release` once the task has read
-/// them for the last time (the caller drops their pages from memory while the other
-/// tasks run, instead of all at the end on one thread).
-pub fn round_bytes_releasing(
-    bytes: &[u8],
-    ch: Channels,
-    method: Method,
-    stored: Stored,
-    release: &(dyn Fn(&[u8]) + Sync),
-) -> Option<Rounded> {
     use rayon::prelude::*;
     let n = bytes.len() / 4;
     let (groups, len) = contiguous(ch, n)?;
@@ -177,9 +164,7 @@ pub fn round_bytes_releasing(
         .map(|(b, dst)| {
             let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
             let src = &bytes[4 * g0 * len..4 * g1 * len];
-            let done = band(src, len, method, histogram, stored, dst);
-            release(src);
-            done
+            band(src, len, method, histogram, stored, dst)
         })
         .collect();
     let mut r = Rounded {
