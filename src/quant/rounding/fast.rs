@@ -11,8 +11,9 @@
 //! 1. the scales: the largest magnitude of each group, and for mse the clip-ratio search
 //!    ([`search`]: on groups of up to [`EXACT_SEARCH_MAX`] elements the choice of the
 //!    full grid of [`CLIP_GRID`] ratios, found by [`grid_argmin`] — an f32 screen of the
-//!    ratios in AVX2 that stops once the clipped values alone cost more than the best
-//!    so far, then exact f64 sums of only the near-best, the same choice bit for bit;
+//!    ratios in AVX2 (groups of ≤ 64 in AVX-512 when the CPU has it) that stops once the
+//!    clipped values alone cost more than the best so far, then exact f64 sums of only
+//!    the near-best, the same choice bit for bit;
 //!    on longer groups [`fine_histogram_argmin`]: every ratio estimated on a histogram
 //!    of 1024 bins with exact integer sums, in O(levels) each, within a bound of the
 //!    exact errors — not the same choice on near ties, checked against the exact grid
@@ -25,7 +26,8 @@
 //! Every band's result depends on its bytes only, so the output is the same for any
 //! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
 //! dispatch, one check per band; no FMA), the screen, the packing and the histogram's
-//! positions in AVX2 intrinsics beside their generic twins.
+//! positions in AVX2 intrinsics beside their generic twins; the short groups' screen
+//! also in AVX-512F (estimates only: its FMA sums stay within the screen's bound).
 //!
 //! Only weights whose groups are contiguous runs of elements take this path (axis 0,
 //! blocks, or one scale for the whole tensor); a channel axis further in (a depthwise
@@ -975,12 +977,21 @@ fn screen_pairs<const P: usize>(
         // SAFETY: p holds 8 i32.
         unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
     };
+    // Whether the octet after the next is out of reach of the estimates so far: known
+    // while the next one is summed (a larger least than after it, so a weaker but valid
+    // stop), it ends the loop with less work thrown away when the branch was guessed
+    // wrong.
+    let mut early = false;
     for k0 in (0..CLIP_GRID).step_by(8) {
         if k0 > 0 {
+            if early {
+                break;
+            }
             let least = hmin(lanes);
             if out_of_reach(m, cand[k0], qmax, least) || stop(cand[k0], least) {
                 break;
             }
+            early = k0 + 8 < CLIP_GRID && stop(cand[k0 + 8], least);
         }
         // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
         let s8 = unsafe { _mm256_loadu_ps(cand.as_ptr().add(k0)) };
