@@ -548,7 +548,8 @@ fn term(x: f32, s: f32) -> (i8, f64) {
 /// The mse scale of one group (its f32 bytes, largest magnitude `m`) whose nearest
 /// scale is `base`:
 /// [`fine_histogram_argmin`] when `histogram` ([`uses_histogram`]), else every ratio of
-/// the grid (as [`super::mse_scales`]); `values` is scratch.
+/// the grid (as [`super::mse_scales`]: [`short_argmin`] for groups of ≤ [`SHORT`] on a
+/// CPU with AVX-512F, else [`grid_argmin`]); `values` is scratch.
 #[inline(always)]
 fn search(
     group: &[u8],
@@ -561,10 +562,10 @@ fn search(
     if histogram {
         return base * RATIOS[fine_histogram_argmin(group, base, qmax)];
     }
-    let mut cand = [1f32; LANES];
-    for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
-        *c = base * r;
+    if let Some(k) = short_argmin(group, m, base, qmax) {
+        return base * RATIOS[k];
     }
+    let cand = candidates(base);
     values.clear();
     values.resize(group.len() / 4, 0.0);
     for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
@@ -623,8 +624,8 @@ const SCREEN_MIN_SCALE: f32 = 1e-30;
 /// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u; groups of ≤ [`SHORT`]: four
 /// chains of ≤ 16 and a tree of two, < 20u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
 /// error (short groups: 191u ≈ 1.2·10⁻⁵), and the reference's f64 sum of (exact) f64
-/// squares within 10⁻¹² of it. On a CPU with AVX-512, short groups take
-/// [`screen_short_avx512`], which also makes the cut and returns the survivors. A
+/// squares within 10⁻¹² of it. On a CPU with AVX-512F, [`search`] gives short groups to
+/// [`short_argmin`] instead (the same choice; this is its twin in the tests). A
 /// NaN or infinite estimate (a NaN or infinite value, f32 overflow), a scale below
 /// [`SCREEN_MIN_SCALE`] or a longer group sum every candidate exactly.
 #[inline(never)]
@@ -635,15 +636,6 @@ fn grid_argmin(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> usize 
         || cand[CLIP_GRID - 1] < SCREEN_MIN_SCALE
     {
         return first_least(&group_errors_of(values, cand, qmax));
-    }
-    #[cfg(target_arch = "x86_64")]
-    if values.len() <= SHORT && std::arch::is_x86_feature_detected!("avx512f") {
-        let mut est = [f32::MAX; 64];
-        // SAFETY: the CPU supports AVX-512F (checked just above).
-        return match unsafe { screen_short_avx512(values, m, cand, qmax, &mut est) } {
-            Some(alive) => exact_among(values, cand, qmax, alive),
-            None => first_least(&group_errors_of(values, cand, qmax)),
-        };
     }
     let est = screen(values, m, cand, qmax);
     // Eight lanes (vectorised): the smallest estimate, and whether any is NaN or
@@ -667,6 +659,53 @@ fn grid_argmin(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> usize 
         alive |= u64::from(e <= cut) << k;
     }
     exact_among(values, cand, qmax, alive)
+}
+
+/// [`grid_argmin`]'s choice for a group of at most [`SHORT`] values whose nearest scale
+/// is `base`, straight from its f32 bytes on a CPU with AVX-512F
+/// ([`screen_short_avx512`], then [`exact_among`]; the values are copied and the 51
+/// candidate scales computed only when several candidates survive the cut, ~1 % of
+/// blocks of 32); `None` elsewhere (no AVX-512F, a longer group, a scale below
+/// [`SCREEN_MIN_SCALE`] or NaN), where [`grid_argmin`] takes the group.
+#[inline(always)]
+fn short_argmin(group: &[u8], m: f32, base: f32, qmax: f32) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if group.len() <= 4 * SHORT
+        && base * RATIOS[CLIP_GRID - 1] >= SCREEN_MIN_SCALE
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        debug_assert!(qmax <= 7.0, "the screen's error bound assumes INT4");
+        let mut est = [f32::MAX; 64];
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        let Some(alive) = (unsafe { screen_short_avx512(group, m, base, qmax, &mut est) }) else {
+            return Some(first_least(&group_errors(group, &candidates(base), qmax)));
+        };
+        if alive.count_ones() <= 1 {
+            return Some((alive.trailing_zeros() as usize).min(CLIP_GRID - 1));
+        }
+        let mut values = [0f32; SHORT];
+        for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
+            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        return Some(exact_among(
+            &values[..group.len() / 4],
+            &candidates(base),
+            qmax,
+            alive,
+        ));
+    }
+    let _ = (group, m, base, qmax);
+    None
+}
+
+/// The candidate scales of a group whose nearest scale is `base` (padding lanes 1).
+#[inline(always)]
+fn candidates(base: f32) -> [f32; LANES] {
+    let mut cand = [1f32; LANES];
+    for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
+        *c = base * r;
+    }
+    cand
 }
 
 /// [`grid_argmin`]'s exact step: the first smallest exact sum among the candidates set
@@ -871,17 +910,17 @@ unsafe fn screen_short_avx2(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn screen_short_avx512(
-    values: &[f32],
+    group: &[u8],
     m: f32,
-    cand: &[f32; LANES],
+    base: f32,
     qmax: f32,
     est: &mut [f32; 64],
 ) -> Option<u64> {
-    debug_assert!(values.len() <= SHORT);
-    if values.len() <= SHORT / 2 {
-        screen_pairs::<{ SHORT / 4 }>(values, m, cand, qmax, est)
+    debug_assert!(group.len() <= 4 * SHORT);
+    if group.len() <= 4 * SHORT / 2 {
+        screen_pairs::<{ SHORT / 4 }>(group, m, base, qmax, est)
     } else {
-        screen_pairs::<{ SHORT / 2 }>(values, m, cand, qmax, est)
+        screen_pairs::<{ SHORT / 2 }>(group, m, base, qmax, est)
     }
 }
 
@@ -889,9 +928,9 @@ unsafe fn screen_short_avx512(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn screen_pairs<const P: usize>(
-    values: &[f32],
+    group: &[u8],
     m: f32,
-    cand: &[f32; LANES],
+    base: f32,
     qmax: f32,
     est: &mut [f32; 64],
 ) -> Option<u64> {
@@ -909,7 +948,7 @@ fn screen_pairs<const P: usize>(
         }
         t
     };
-    let n = values.len().min(2 * P);
+    let n = (group.len() / 4).min(2 * P);
     // The pairs [a(2p) × 8, a(2p + 1) × 8] and, for the stop bound, the magnitudes
     // times 1 − 10⁻⁶ in f64; zeros past the values.
     let mut pair = [_mm512_setzero_ps(); P];
@@ -923,8 +962,11 @@ fn screen_pairs<const P: usize>(
         } else {
             (1u16 << rest) - 1
         };
-        // SAFETY: the mask covers values[lo..lo + rest], inside the slice.
-        let a = _mm512_abs_ps(unsafe { _mm512_maskz_loadu_ps(mask, values.as_ptr().add(lo)) });
+        // SAFETY: the mask covers the f32 bytes of values lo..lo + rest, inside the
+        // slice (an unaligned load; x86-64 is little-endian).
+        let a = _mm512_abs_ps(unsafe {
+            _mm512_maskz_loadu_ps(mask, group.as_ptr().add(4 * lo).cast())
+        });
         for p in 0..8 {
             // SAFETY: SPREAD[p] holds 16 i32.
             let idx = unsafe { _mm512_loadu_si512(SPREAD[p].as_ptr().cast()) };
@@ -988,13 +1030,17 @@ fn screen_pairs<const P: usize>(
                 break;
             }
             let least = hmin(lanes);
-            if out_of_reach(m, cand[k0], qmax, least) || stop(cand[k0], least) {
+            let s = base * RATIOS[k0];
+            if out_of_reach(m, s, qmax, least) || stop(s, least) {
                 break;
             }
-            early = k0 + 8 < CLIP_GRID && stop(cand[k0 + 8], least);
+            early = k0 + 8 < CLIP_GRID && stop(base * RATIOS[k0 + 8], least);
         }
         // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
-        let s8 = unsafe { _mm256_loadu_ps(cand.as_ptr().add(k0)) };
+        // The candidates base · RATIOS (the padding lanes' scales are never chosen).
+        let s8 = _mm256_mul_ps(_mm256_set1_ps(base), unsafe {
+            _mm256_loadu_ps(RATIOS.as_ptr().add(k0))
+        });
         let inv8 = _mm256_div_ps(_mm256_set1_ps(1.0), s8);
         let twice = |x: __m256| {
             let x = _mm512_castps256_ps512(x);
@@ -2122,10 +2168,17 @@ mod tests {
             let want = first_least(&exact);
             let mut est = [0f32; 64];
             // SAFETY: AVX-512F checked above.
-            let got = unsafe { screen_short_avx512(&v, m, &cand, 7.0, &mut est) };
+            let got = unsafe { screen_short_avx512(&bytes, m, base, 7.0, &mut est) };
             // SAFETY: AVX-512F implies AVX2.
             let twin = unsafe { screen_short_avx2(&v, m, &cand, 7.0) };
             let twin_bad = twin[..CLIP_GRID].iter().any(|e| !e.is_finite());
+            // The search's entry (the kernel, then the exact sums or the full grid).
+            assert_eq!(
+                short_argmin(&bytes, m, base, 7.0),
+                Some(want),
+                "{} values",
+                v.len()
+            );
             let Some(alive) = got else {
                 assert!(twin_bad, "{} values: None without a bad estimate", v.len());
                 continue;
