@@ -935,90 +935,20 @@ fn screen_pairs<const P: usize>(
     est: &mut [f32; 64],
 ) -> Option<u64> {
     use std::arch::x86_64::*;
-    const SPREAD: [[i32; 16]; 8] = {
-        let mut t = [[0i32; 16]; 8];
-        let mut p = 0;
-        while p < 8 {
-            let mut l = 0;
-            while l < 16 {
-                t[p][l] = (2 * p + l / 8) as i32;
-                l += 1;
-            }
-            p += 1;
-        }
-        t
-    };
-    let n = (group.len() / 4).min(2 * P);
-    // The pairs [a(2p) × 8, a(2p + 1) × 8] and, for the stop bound, the magnitudes
-    // times 1 − 10⁻⁶ in f64; zeros past the values.
     let mut pair = [_mm512_setzero_ps(); P];
     let mut wide = [_mm512_setzero_pd(); P];
-    let shrink = _mm512_set1_pd(1.0 - 1e-6);
-    for c in 0..P / 8 {
-        let lo = (16 * c).min(n);
-        let rest = n - lo;
-        let mask = if rest >= 16 {
-            0xffff
-        } else {
-            (1u16 << rest) - 1
-        };
-        // SAFETY: the mask covers the f32 bytes of values lo..lo + rest, inside the
-        // slice (an unaligned load; x86-64 is little-endian).
-        let a = _mm512_abs_ps(unsafe {
-            _mm512_maskz_loadu_ps(mask, group.as_ptr().add(4 * lo).cast())
-        });
-        for p in 0..8 {
-            // SAFETY: SPREAD[p] holds 16 i32.
-            let idx = unsafe { _mm512_loadu_si512(SPREAD[p].as_ptr().cast()) };
-            pair[8 * c + p] = _mm512_permutexvar_ps(idx, a);
-        }
-        let halves = [
-            _mm512_castps512_ps256(a),
-            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a))),
-        ];
-        for (h, &x) in halves.iter().enumerate() {
-            wide[2 * c + h] = _mm512_mul_pd(_mm512_cvtps_pd(x), shrink);
-        }
-    }
+    spread_pairs(group, &mut pair, &mut wide);
     let wide = &wide[..P / 4];
     let reach =
         |least: f32| least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
-    // `out_of_reach_all` in eight f64 lanes (the order of the sum does not matter: a
-    // bound, far inside the slack of the reach).
     let stop = |s: f32, least: f32| {
-        let t = _mm512_set1_pd((qmax * s) as f64 * (1.0 + 1e-6));
-        let zero = _mm512_setzero_pd();
-        let mut acc = [zero; 2];
-        for (i, &a) in wide.iter().enumerate() {
-            // max_pd(x, 0) is `x > 0 ? x : 0`: a NaN magnitude adds 0, as `f64::max`.
-            let d = _mm512_max_pd(_mm512_sub_pd(a, t), zero);
-            acc[i % 2] = _mm512_fmadd_pd(d, d, acc[i % 2]);
-        }
-        m.is_finite() && _mm512_reduce_add_pd(_mm512_add_pd(acc[0], acc[1])) > reach(least)
+        m.is_finite() && clipped_bound(wide, (qmax * s) as f64 * (1.0 + 1e-6)) > reach(least)
     };
     est.fill(f32::MAX);
     let top = _mm512_set1_ps(qmax);
     let mut lanes = _mm256_set1_ps(f32::MAX);
-    let hmin = |lanes: __m256| {
-        let l = _mm_min_ps(
-            _mm256_castps256_ps128(lanes),
-            _mm256_extractf128_ps::<1>(lanes),
-        );
-        let l = _mm_min_ps(l, _mm_movehl_ps(l, l));
-        _mm_cvtss_f32(_mm_min_ss(l, _mm_movehdup_ps(l)))
-    };
-    let pad = {
-        let mut p = [0i32; 8];
-        for (i, x) in p.iter_mut().enumerate() {
-            *x = if CLIP_GRID / 8 * 8 + i < CLIP_GRID {
-                -1
-            } else {
-                0
-            };
-        }
-        // SAFETY: p holds 8 i32.
-        unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
-    };
+    // SAFETY: LAST_OCTET holds 8 i32.
+    let pad = unsafe { _mm256_loadu_si256(LAST_OCTET.as_ptr().cast()) };
     // Whether the octet after the next is out of reach of the estimates so far: known
     // while the next one is summed (a larger least than after it, so a weaker but valid
     // stop), it ends the loop with less work thrown away when the branch was guessed
@@ -1029,7 +959,7 @@ fn screen_pairs<const P: usize>(
             if early {
                 break;
             }
-            let least = hmin(lanes);
+            let least = hmin8(lanes);
             let s = base * RATIOS[k0];
             if out_of_reach(m, s, qmax, least) || stop(s, least) {
                 break;
@@ -1072,9 +1002,18 @@ fn screen_pairs<const P: usize>(
     for e in &mut est[CLIP_GRID..] {
         *e = f32::MAX;
     }
-    // The cut, on sixteen estimates a compare (the f32::MAX of those not evaluated are
-    // above any cut of a finite least).
-    let cut = _mm512_set1_ps(hmin(lanes) * (1.0 + SHORT_SLACK) + SCREEN_FLOOR);
+    survivors(est, hmin8(lanes))
+}
+
+/// [`screen_pairs`]' cut, on sixteen estimates a compare: `None` when an estimate of the
+/// grid is NaN or infinite, else the candidates at or below the cut of `least` (the
+/// f32::MAX of those not evaluated are above any cut of a finite least).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn survivors(est: &[f32; 64], least: f32) -> Option<u64> {
+    use std::arch::x86_64::*;
+    let cut = _mm512_set1_ps(least * (1.0 + SHORT_SLACK) + SCREEN_FLOOR);
     let inf = _mm512_set1_ps(f32::INFINITY);
     let (mut alive, mut finite) = (0u64, 0u64);
     for (i, c) in est.chunks_exact(16).enumerate() {
@@ -1088,6 +1027,113 @@ fn screen_pairs<const P: usize>(
         return None;
     }
     Some(alive & grid)
+}
+
+/// `-1` in the lanes of the last octet of candidates that are on the grid, `0` in the
+/// padding lanes.
+const LAST_OCTET: [i32; 8] = {
+    let mut p = [0i32; 8];
+    let mut i = 0;
+    while i < 8 {
+        p[i] = if CLIP_GRID / 8 * 8 + i < CLIP_GRID {
+            -1
+        } else {
+            0
+        };
+        i += 1;
+    }
+    p
+};
+
+/// The smallest of eight f32 lanes (`min_ps`: a NaN lane is passed over where the other
+/// operand is a number).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+fn hmin8(lanes: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let l = _mm_min_ps(
+        _mm256_castps256_ps128(lanes),
+        _mm256_extractf128_ps::<1>(lanes),
+    );
+    let l = _mm_min_ps(l, _mm_movehl_ps(l, l));
+    _mm_cvtss_f32(_mm_min_ss(l, _mm_movehdup_ps(l)))
+}
+
+/// For [`screen_pairs`]: lane `l` of vector `p` reads value `2p + l / 8` of sixteen.
+const SPREAD: [[i32; 16]; 8] = {
+    let mut t = [[0i32; 16]; 8];
+    let mut p = 0;
+    while p < 8 {
+        let mut l = 0;
+        while l < 16 {
+            t[p][l] = (2 * p + l / 8) as i32;
+            l += 1;
+        }
+        p += 1;
+    }
+    t
+};
+
+/// [`screen_pairs`]' values: `pair[p]` = [a(2p) × 8, a(2p + 1) × 8] and, for the stop
+/// bound, `wide[q]` the magnitudes 8q … 8q + 7 times 1 − 10⁻⁶ in f64; zeros past the
+/// group's values (which add 0 to every sum).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn spread_pairs<const P: usize>(
+    group: &[u8],
+    pair: &mut [std::arch::x86_64::__m512; P],
+    wide: &mut [std::arch::x86_64::__m512d; P],
+) {
+    use std::arch::x86_64::*;
+    let n = (group.len() / 4).min(2 * P);
+    let shrink = _mm512_set1_pd(1.0 - 1e-6);
+    for c in 0..P / 8 {
+        let lo = (16 * c).min(n);
+        let rest = n - lo;
+        let mask = if rest >= 16 {
+            0xffff
+        } else {
+            (1u16 << rest) - 1
+        };
+        // SAFETY: the mask covers the f32 bytes of values lo..lo + rest, inside the
+        // slice (an unaligned load; x86-64 is little-endian).
+        let a = _mm512_abs_ps(unsafe {
+            _mm512_maskz_loadu_ps(mask, group.as_ptr().add(4 * lo).cast())
+        });
+        for p in 0..8 {
+            // SAFETY: SPREAD[p] holds 16 i32.
+            let idx = unsafe { _mm512_loadu_si512(SPREAD[p].as_ptr().cast()) };
+            pair[8 * c + p] = _mm512_permutexvar_ps(idx, a);
+        }
+        let halves = [
+            _mm512_castps512_ps256(a),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a))),
+        ];
+        for (h, &x) in halves.iter().enumerate() {
+            wide[2 * c + h] = _mm512_mul_pd(_mm512_cvtps_pd(x), shrink);
+        }
+    }
+}
+
+/// `out_of_reach_all`'s bound in eight f64 lanes: Σ max(a − t, 0)² over the shrunk
+/// magnitudes `wide` (the order of the sum does not matter: a bound, far inside the
+/// slack of the reach; a NaN magnitude adds 0, as `f64::max`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn clipped_bound(wide: &[std::arch::x86_64::__m512d], t: f64) -> f64 {
+    use std::arch::x86_64::*;
+    let t = _mm512_set1_pd(t);
+    let zero = _mm512_setzero_pd();
+    let mut acc = [zero; 2];
+    for (i, &a) in wide.iter().enumerate() {
+        // max_pd(x, 0) is `x > 0 ? x : 0`.
+        let d = _mm512_max_pd(_mm512_sub_pd(a, t), zero);
+        acc[i % 2] = _mm512_fmadd_pd(d, d, acc[i % 2]);
+    }
+    _mm512_reduce_add_pd(_mm512_add_pd(acc[0], acc[1]))
 }
 
 /// [`screen_generic`] in AVX2 intrinsics (LLVM split the generic loop's eight lanes
