@@ -11,8 +11,9 @@
 //! 1. the scales: the largest magnitude of each group, and for mse the clip-ratio search
 //!    ([`search`]: on groups of up to [`EXACT_SEARCH_MAX`] elements the choice of the
 //!    full grid of [`CLIP_GRID`] ratios, found by [`grid_argmin`] — an f32 screen of the
-//!    ratios in AVX2 that stops once the clipped values alone cost more than the best
-//!    so far, then exact f64 sums of only the near-best, the same choice bit for bit;
+//!    ratios in AVX2 (groups of ≤ 64 in AVX-512 when the CPU has it) that stops once the
+//!    clipped values alone cost more than the best so far, then exact f64 sums of only
+//!    the near-best, the same choice bit for bit;
 //!    on longer groups [`fine_histogram_argmin`]: every ratio estimated on a histogram
 //!    of 512 bins with exact integer sums, in O(levels) each, within a bound of the
 //!    exact errors — not the same choice on near ties, checked against the exact grid
@@ -25,7 +26,8 @@
 //! Every band's result depends on its bytes only, so the output is the same for any
 //! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
 //! dispatch, one check per band; no FMA), the screen, the packing and the histogram's
-//! positions in AVX2 intrinsics beside their generic twins.
+//! positions in AVX2 intrinsics beside their generic twins; the short groups' screen
+//! also in AVX-512F (estimates only: its FMA sums stay within the screen's bound).
 //!
 //! Only weights whose groups are contiguous runs of elements take this path (axis 0,
 //! blocks, or one scale for the whole tensor); a channel axis further in (a depthwise
@@ -684,7 +686,8 @@ fn term(x: f32, s: f32) -> (i8, f64) {
 /// The mse scale of one group (its f32 bytes, largest magnitude `m`) whose nearest
 /// scale is `base`:
 /// [`fine_histogram_argmin`] when `histogram` ([`uses_histogram`]), else every ratio of
-/// the grid (as [`super::mse_scales`]); `values` is scratch.
+/// the grid (as [`super::mse_scales`]: [`short_argmin`] for groups of ≤ [`SHORT`] on a
+/// CPU with AVX-512F, else [`grid_argmin`]); `values` is scratch.
 #[inline(always)]
 fn search(
     group: &[u8],
@@ -697,10 +700,10 @@ fn search(
     if histogram {
         return base * RATIOS[fine_histogram_argmin(group, base, qmax)];
     }
-    let mut cand = [1f32; LANES];
-    for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
-        *c = base * r;
+    if let Some(k) = short_argmin(group, m, base, qmax) {
+        return base * RATIOS[k];
     }
+    let cand = candidates(base);
     values.clear();
     values.resize(group.len() / 4, 0.0);
     for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
@@ -713,6 +716,21 @@ fn search(
 /// this of the smallest estimate is summed exactly. The estimates are within 4.3·10⁻⁵
 /// of the exact sums (see [`grid_argmin`]): 20× margin.
 const SCREEN_SLACK: f32 = 1e-3;
+
+/// [`SCREEN_SLACK`] for groups of at most [`SHORT`] values, whose estimates are within
+/// 191u ≈ 1.2·10⁻⁵ of the exact sums (see [`grid_argmin`]): 8× margin (a cut needs
+/// twice the bound). Fewer candidates within it than within 10⁻³: on blocks of 32
+/// uniform values, ~1 % of the groups need the exact sums instead of ~10 %.
+const SHORT_SLACK: f32 = 1e-4;
+
+/// The screen's relative slack for a group of `len` values.
+fn slack(len: usize) -> f32 {
+    if len <= SHORT {
+        SHORT_SLACK
+    } else {
+        SCREEN_SLACK
+    }
+}
 
 /// Absolute slack of the screen: covers f32 underflow in the estimates' squares
 /// (≤ 2⁻¹⁴⁹ a term).
@@ -730,8 +748,9 @@ const SCREEN_MIN_SCALE: f32 = 1e-30;
 ///    product with the reciprocal and round-half-even, the squares and their sum in
 ///    f32; vectorised across the values: ~7 operations per value and candidate instead
 ///    of the exact sum's ~25 with a division).
-/// 2. **Exact**: the candidates whose estimate is within [`SCREEN_SLACK`] (and
-///    [`SCREEN_FLOOR`]) of the smallest are summed as the reference sums them (f32
+/// 2. **Exact** ([`exact_among`]): the candidates whose estimate is within
+///    [`SCREEN_SLACK`] ([`SHORT_SLACK`] for short groups; and [`SCREEN_FLOOR`]) of the
+///    smallest are summed as the reference sums them (f32
 ///    `d`, f64 squares added in element order); the first smallest of them wins. A
 ///    single survivor needs no sum.
 ///
@@ -742,7 +761,9 @@ const SCREEN_MIN_SCALE: f32 = 1e-30;
 /// With the f32 squares (u) and the sums (sixteen lanes of ≤ 256 terms, a tree of four, then
 /// ≤ 7 more, for groups of ≤ [`EXACT_SEARCH_MAX`]: < 515u; groups of ≤ [`SHORT`]: four
 /// chains of ≤ 16 and a tree of two, < 20u) an estimate is within 720u ≈ 4.3·10⁻⁵ of the exact
-/// error, and the reference's f64 sum of (exact) f64 squares within 10⁻¹² of it. A
+/// error (short groups: 191u ≈ 1.2·10⁻⁵), and the reference's f64 sum of (exact) f64
+/// squares within 10⁻¹² of it. On a CPU with AVX-512F, [`search`] gives short groups to
+/// [`short_argmin`] instead (the same choice; this is its twin in the tests). A
 /// NaN or infinite estimate (a NaN or infinite value, f32 overflow), a scale below
 /// [`SCREEN_MIN_SCALE`] or a longer group sum every candidate exactly.
 #[inline(never)]
@@ -770,14 +791,67 @@ fn grid_argmin(values: &[f32], m: f32, cand: &[f32; LANES], qmax: f32) -> usize 
     let least = least
         .iter()
         .fold(f32::MAX, |m, &l| if l < m { l } else { m });
-    let cut = least * (1.0 + SCREEN_SLACK) + SCREEN_FLOOR;
+    let cut = least * (1.0 + slack(values.len())) + SCREEN_FLOOR;
     let mut alive = 0u64;
     for (k, &e) in est[..CLIP_GRID].iter().enumerate() {
         alive |= u64::from(e <= cut) << k;
     }
+    exact_among(values, cand, qmax, alive)
+}
+
+/// [`grid_argmin`]'s choice for a group of at most [`SHORT`] values whose nearest scale
+/// is `base`, straight from its f32 bytes on a CPU with AVX-512F
+/// ([`screen_short_avx512`], then [`exact_among`]; the values are copied and the 51
+/// candidate scales computed only when several candidates survive the cut, ~1 % of
+/// blocks of 32); `None` elsewhere (no AVX-512F, a longer group, a scale below
+/// [`SCREEN_MIN_SCALE`] or NaN), where [`grid_argmin`] takes the group.
+#[inline(always)]
+fn short_argmin(group: &[u8], m: f32, base: f32, qmax: f32) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if group.len() <= 4 * SHORT
+        && base * RATIOS[CLIP_GRID - 1] >= SCREEN_MIN_SCALE
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        debug_assert!(qmax <= 7.0, "the screen's error bound assumes INT4");
+        let mut est = [f32::MAX; 64];
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        let Some(alive) = (unsafe { screen_short_avx512(group, m, base, qmax, &mut est) }) else {
+            return Some(first_least(&group_errors(group, &candidates(base), qmax)));
+        };
+        if alive.count_ones() <= 1 {
+            return Some((alive.trailing_zeros() as usize).min(CLIP_GRID - 1));
+        }
+        let mut values = [0f32; SHORT];
+        for (x, b) in values.iter_mut().zip(group.chunks_exact(4)) {
+            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        return Some(exact_among(
+            &values[..group.len() / 4],
+            &candidates(base),
+            qmax,
+            alive,
+        ));
+    }
+    let _ = (group, m, base, qmax);
+    None
+}
+
+/// The candidate scales of a group whose nearest scale is `base` (padding lanes 1).
+#[inline(always)]
+fn candidates(base: f32) -> [f32; LANES] {
+    let mut cand = [1f32; LANES];
+    for (c, &r) in cand.iter_mut().zip(&RATIOS).take(CLIP_GRID) {
+        *c = base * r;
+    }
+    cand
+}
+
+/// [`grid_argmin`]'s exact step: the first smallest exact sum among the candidates set
+/// in `alive` (not empty: the smallest estimate is always below the cut); a single
+/// survivor needs no sum.
+fn exact_among(values: &[f32], cand: &[f32; LANES], qmax: f32, mut alive: u64) -> usize {
     let first = alive.trailing_zeros() as usize;
     if alive.count_ones() <= 1 {
-        // (None alive cannot happen: the smallest estimate is below the cut.)
         return first.min(CLIP_GRID - 1);
     }
     let mut best = (first, exact_error(values, cand[first], qmax));
@@ -959,6 +1033,245 @@ unsafe fn screen_short_avx2(
         *e = f32::MAX;
     }
     est
+}
+
+/// [`screen_short_avx2`] in AVX-512, with [`grid_argmin`]'s cut: the candidates whose
+/// estimate (stored in `est`, `f32::MAX` for those not evaluated) passes the cut, or
+/// `None` when an estimate is NaN or infinite. Two values a vector (lanes 0–7 the
+/// eight candidates on value `2p`, lanes 8–15 on value `2p + 1`), so each instruction
+/// does twice the work; the same operations on each value and candidate up to the
+/// square (the same f32 `d`), the square added with a fused multiply-add (one rounding
+/// less). Each candidate's terms go into eight chains (two halves × four accumulators,
+/// ≤ 8 terms each), then a tree of three: another order of the f32 sum, within the
+/// bound [`grid_argmin`] takes (< 12u). The early stop is [`StopBound`]'s, in eight f64
+/// lanes; the values (and padding zeros, which add 0 to every sum) stay in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn screen_short_avx512(
+    group: &[u8],
+    m: f32,
+    base: f32,
+    qmax: f32,
+    est: &mut [f32; 64],
+) -> Option<u64> {
+    debug_assert!(group.len() <= 4 * SHORT);
+    if group.len() <= 4 * SHORT / 2 {
+        screen_pairs::<{ SHORT / 4 }>(group, m, base, qmax, est)
+    } else {
+        screen_pairs::<{ SHORT / 2 }>(group, m, base, qmax, est)
+    }
+}
+
+/// [`screen_short_avx512`] on at most `2 P` values (`P` a multiple of 8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn screen_pairs<const P: usize>(
+    group: &[u8],
+    m: f32,
+    base: f32,
+    qmax: f32,
+    est: &mut [f32; 64],
+) -> Option<u64> {
+    use std::arch::x86_64::*;
+    let mut pair = [_mm512_setzero_ps(); P];
+    let mut wide = [_mm512_setzero_pd(); P];
+    spread_pairs(group, &mut pair, &mut wide);
+    let wide = &wide[..P / 4];
+    let reach =
+        |least: f32| least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
+    let stop = |s: f32, least: f32| {
+        m.is_finite() && clipped_bound(wide, (qmax * s) as f64 * (1.0 + 1e-6)) > reach(least)
+    };
+    est.fill(f32::MAX);
+    let top = _mm512_set1_ps(qmax);
+    let mut lanes = _mm256_set1_ps(f32::MAX);
+    // SAFETY: LAST_OCTET holds 8 i32.
+    let pad = unsafe { _mm256_loadu_si256(LAST_OCTET.as_ptr().cast()) };
+    // Whether the octet after the next is out of reach of the estimates so far: known
+    // while the next one is summed (a larger least than after it, so a weaker but valid
+    // stop), it ends the loop with less work thrown away when the branch was guessed
+    // wrong.
+    let mut early = false;
+    for k0 in (0..CLIP_GRID).step_by(8) {
+        if k0 > 0 {
+            if early {
+                break;
+            }
+            let least = hmin8(lanes);
+            let s = base * RATIOS[k0];
+            if out_of_reach(m, s, qmax, least) || stop(s, least) {
+                break;
+            }
+            early = k0 + 8 < CLIP_GRID && stop(base * RATIOS[k0 + 8], least);
+        }
+        // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
+        // The candidates base · RATIOS (the padding lanes' scales are never chosen).
+        let s8 = _mm256_mul_ps(_mm256_set1_ps(base), unsafe {
+            _mm256_loadu_ps(RATIOS.as_ptr().add(k0))
+        });
+        let inv8 = _mm256_div_ps(_mm256_set1_ps(1.0), s8);
+        let twice = |x: __m256| {
+            let x = _mm512_castps256_ps512(x);
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(x, x)
+        };
+        let (vs, vinv) = (twice(s8), twice(inv8));
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for (p, &y) in pair.iter().enumerate() {
+            // min_ps(a, b) is `a < b ? a : b`: a NaN gives qmax, as the generic code.
+            let x = _mm512_min_ps(_mm512_mul_ps(y, vinv), top);
+            let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+            let d = _mm512_sub_ps(y, _mm512_mul_ps(q, vs));
+            acc[p % 4] = _mm512_fmadd_ps(d, d, acc[p % 4]);
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        let sum = _mm256_add_ps(
+            _mm512_castps512_ps256(sum),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(sum))),
+        );
+        // SAFETY: k0 + 8 ≤ 64.
+        unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
+        let sum = if k0 + 8 > CLIP_GRID {
+            _mm256_blendv_ps(lanes, sum, _mm256_castsi256_ps(pad))
+        } else {
+            sum
+        };
+        lanes = _mm256_min_ps(sum, lanes);
+    }
+    for e in &mut est[CLIP_GRID..] {
+        *e = f32::MAX;
+    }
+    survivors(est, hmin8(lanes))
+}
+
+/// [`screen_pairs`]' cut, on sixteen estimates a compare: `None` when an estimate of the
+/// grid is NaN or infinite, else the candidates at or below the cut of `least` (the
+/// f32::MAX of those not evaluated are above any cut of a finite least).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn survivors(est: &[f32; 64], least: f32) -> Option<u64> {
+    use std::arch::x86_64::*;
+    let cut = _mm512_set1_ps(least * (1.0 + SHORT_SLACK) + SCREEN_FLOOR);
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    let (mut alive, mut finite) = (0u64, 0u64);
+    for (i, c) in est.chunks_exact(16).enumerate() {
+        // SAFETY: `c` holds 16 f32.
+        let e = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+        alive |= u64::from(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(e, cut)) << (16 * i);
+        finite |= u64::from(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(e), inf)) << (16 * i);
+    }
+    let grid = (1u64 << CLIP_GRID) - 1;
+    if finite & grid != grid {
+        return None;
+    }
+    Some(alive & grid)
+}
+
+/// `-1` in the lanes of the last octet of candidates that are on the grid, `0` in the
+/// padding lanes.
+const LAST_OCTET: [i32; 8] = {
+    let mut p = [0i32; 8];
+    let mut i = 0;
+    while i < 8 {
+        p[i] = if CLIP_GRID / 8 * 8 + i < CLIP_GRID {
+            -1
+        } else {
+            0
+        };
+        i += 1;
+    }
+    p
+};
+
+/// The smallest of eight f32 lanes (`min_ps`: a NaN lane is passed over where the other
+/// operand is a number).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+fn hmin8(lanes: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let l = _mm_min_ps(
+        _mm256_castps256_ps128(lanes),
+        _mm256_extractf128_ps::<1>(lanes),
+    );
+    let l = _mm_min_ps(l, _mm_movehl_ps(l, l));
+    _mm_cvtss_f32(_mm_min_ss(l, _mm_movehdup_ps(l)))
+}
+
+/// For [`screen_pairs`]: lane `l` of vector `p` reads value `2p + l / 8` of sixteen.
+const SPREAD: [[i32; 16]; 8] = {
+    let mut t = [[0i32; 16]; 8];
+    let mut p = 0;
+    while p < 8 {
+        let mut l = 0;
+        while l < 16 {
+            t[p][l] = (2 * p + l / 8) as i32;
+            l += 1;
+        }
+        p += 1;
+    }
+    t
+};
+
+/// [`screen_pairs`]' values: `pair[p]` = [a(2p) × 8, a(2p + 1) × 8] and, for the stop
+/// bound, `wide[q]` the magnitudes 8q … 8q + 7 times 1 − 10⁻⁶ in f64; zeros past the
+/// group's values (which add 0 to every sum).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn spread_pairs<const P: usize>(
+    group: &[u8],
+    pair: &mut [std::arch::x86_64::__m512; P],
+    wide: &mut [std::arch::x86_64::__m512d; P],
+) {
+    use std::arch::x86_64::*;
+    let n = (group.len() / 4).min(2 * P);
+    let shrink = _mm512_set1_pd(1.0 - 1e-6);
+    for c in 0..P / 8 {
+        let lo = (16 * c).min(n);
+        let rest = n - lo;
+        let mask = if rest >= 16 {
+            0xffff
+        } else {
+            (1u16 << rest) - 1
+        };
+        // SAFETY: the mask covers the f32 bytes of values lo..lo + rest, inside the
+        // slice (an unaligned load; x86-64 is little-endian).
+        let a = _mm512_abs_ps(unsafe {
+            _mm512_maskz_loadu_ps(mask, group.as_ptr().add(4 * lo).cast())
+        });
+        for p in 0..8 {
+            // SAFETY: SPREAD[p] holds 16 i32.
+            let idx = unsafe { _mm512_loadu_si512(SPREAD[p].as_ptr().cast()) };
+            pair[8 * c + p] = _mm512_permutexvar_ps(idx, a);
+        }
+        let halves = [
+            _mm512_castps512_ps256(a),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a))),
+        ];
+        for (h, &x) in halves.iter().enumerate() {
+            wide[2 * c + h] = _mm512_mul_pd(_mm512_cvtps_pd(x), shrink);
+        }
+    }
+}
+
+/// `out_of_reach_all`'s bound in eight f64 lanes: Σ max(a − t, 0)² over the shrunk
+/// magnitudes `wide` (the order of the sum does not matter: a bound, far inside the
+/// slack of the reach; a NaN magnitude adds 0, as `f64::max`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn clipped_bound(wide: &[std::arch::x86_64::__m512d], t: f64) -> f64 {
+    use std::arch::x86_64::*;
+    let t = _mm512_set1_pd(t);
+    let zero = _mm512_setzero_pd();
+    let mut acc = [zero; 2];
+    for (i, &a) in wide.iter().enumerate() {
+        // max_pd(x, 0) is `x > 0 ? x : 0`.
+        let d = _mm512_max_pd(_mm512_sub_pd(a, t), zero);
+        acc[i % 2] = _mm512_fmadd_pd(d, d, acc[i % 2]);
+    }
+    _mm512_reduce_add_pd(_mm512_add_pd(acc[0], acc[1]))
 }
 
 /// [`screen_generic`] in AVX2 intrinsics (LLVM split the generic loop's eight lanes
@@ -1992,7 +2305,7 @@ mod tests {
                     }
                     if v.len() <= EXACT_SEARCH_MAX && est[k].is_finite() && base >= SCREEN_MIN_SCALE
                     {
-                        let bound = exact[k] * 4.4e-5 + 1e-40;
+                        let bound = exact[k] * relative_bound(v.len()) + 1e-40;
                         assert!(
                             (est[k] as f64 - exact[k]).abs() <= bound,
                             "{which}: {} values, candidate {k}: estimate {} vs {}",
@@ -2008,6 +2321,103 @@ mod tests {
         assert!(
             screened > 100 && several > 10 && pruned > 1000,
             "{screened} screened, {several} with ties, {pruned} candidates left out"
+        );
+    }
+
+    /// The proven bound of a screen's estimate relative to the exact sum (see
+    /// [`grid_argmin`]: 720u, short groups 191u).
+    fn relative_bound(len: usize) -> f64 {
+        if len <= SHORT { 1.2e-5 } else { 4.4e-5 }
+    }
+
+    /// The AVX-512 short screen against its twins: its estimates within the bound of the
+    /// exact sums, those it leaves out out of reach, its survivors exactly the estimates
+    /// within the cut (the best among them), and `None` exactly when the AVX2 kernel has
+    /// a NaN or infinite estimate.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_short_screen_keeps_the_best_and_agrees_with_the_avx2_one() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512F: skipped");
+            return;
+        }
+        let (mut checked, mut several, mut pruned) = (0, 0, 0);
+        for v in screen_cases() {
+            if v.len() > SHORT {
+                continue;
+            }
+            let bytes = math::f32_bytes(&v);
+            let m = abs_max(&bytes);
+            let base = scale_of(m, 7.0);
+            if base < SCREEN_MIN_SCALE / 0.5 {
+                continue;
+            }
+            let mut cand = [1f32; LANES];
+            for (k, c) in cand.iter_mut().enumerate().take(CLIP_GRID) {
+                *c = base * clip_ratio(k);
+            }
+            let exact = group_errors(&bytes, &cand, 7.0);
+            let want = first_least(&exact);
+            let mut est = [0f32; 64];
+            // SAFETY: AVX-512F checked above.
+            let got = unsafe { screen_short_avx512(&bytes, m, base, 7.0, &mut est) };
+            // SAFETY: AVX-512F implies AVX2.
+            let twin = unsafe { screen_short_avx2(&v, m, &cand, 7.0) };
+            let twin_bad = twin[..CLIP_GRID].iter().any(|e| !e.is_finite());
+            // The search's entry (the kernel, then the exact sums or the full grid).
+            assert_eq!(
+                short_argmin(&bytes, m, base, 7.0),
+                Some(want),
+                "{} values",
+                v.len()
+            );
+            let Some(alive) = got else {
+                assert!(twin_bad, "{} values: None without a bad estimate", v.len());
+                continue;
+            };
+            assert!(
+                !twin_bad,
+                "{} values: the AVX2 screen has a bad estimate",
+                v.len()
+            );
+            let least = est[..CLIP_GRID].iter().copied().fold(f32::MAX, f32::min);
+            let cut = least * (1.0 + SHORT_SLACK) + SCREEN_FLOOR;
+            for k in 0..CLIP_GRID {
+                assert_eq!(
+                    alive >> k & 1 == 1,
+                    est[k] <= cut,
+                    "{} values, k {k}",
+                    v.len()
+                );
+                if est[k] == f32::MAX {
+                    pruned += 1;
+                    assert!(exact[k] > least as f64 * (1.0 + SCREEN_SLACK as f64));
+                    continue;
+                }
+                let bound = exact[k] * relative_bound(v.len()) + 1e-40;
+                assert!(
+                    (est[k] as f64 - exact[k]).abs() <= bound,
+                    "{} values, candidate {k}: estimate {} vs {}",
+                    v.len(),
+                    est[k],
+                    exact[k]
+                );
+                if twin[k] != f32::MAX {
+                    assert!((est[k] as f64 - twin[k] as f64).abs() <= 2.0 * bound);
+                }
+            }
+            assert!(
+                alive >> want & 1 == 1,
+                "{} values: best {want} cut",
+                v.len()
+            );
+            assert_eq!(exact_among(&v, &cand, 7.0, alive), want);
+            several += usize::from(alive.count_ones() > 1);
+            checked += 1;
+        }
+        assert!(
+            checked > 80 && several > 5 && pruned > 1000,
+            "{checked} checked, {several} with several survivors, {pruned} left out"
         );
     }
 
