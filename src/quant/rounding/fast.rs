@@ -27,7 +27,9 @@
 //! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
 //! dispatch, one check per band; no FMA), the screen, the packing and the histogram's
 //! positions in AVX2 intrinsics beside their generic twins; the short groups' screen
-//! also in AVX-512F (estimates only: its FMA sums stay within the screen's bound).
+//! also in AVX-512F (estimates only: its FMA sums stay within the screen's bound), and
+//! the packing in AVX-512F with FMA (the same bytes; its sums' lanes and fused adds
+//! change a report's last bits against an AVX2-only CPU).
 //!
 //! Only weights whose groups are contiguous runs of elements take this path (axis 0,
 //! blocks, or one scale for the whole tensor); a channel axis further in (a depthwise
