@@ -971,19 +971,7 @@ unsafe fn screen_short_avx2(
     // estimate keeps the lane, as `f32::min` ignores it); the padding lanes of the last
     // eight candidates are left out.
     let mut lanes = _mm256_set1_ps(f32::MAX);
-    const PAD: [i32; 8] = {
-        let mut p = [0i32; 8];
-        let mut i = 0;
-        while i < 8 {
-            p[i] = if CLIP_GRID / 8 * 8 + i < CLIP_GRID {
-                -1
-            } else {
-                0
-            };
-            i += 1;
-        }
-        p
-    };
+    const PAD: [i32; 8] = LAST_OCTET;
     // SAFETY: PAD holds 8 i32.
     let pad = unsafe { _mm256_loadu_si256(PAD.as_ptr().cast()) };
     let stop = StopBound::new(mags);
