@@ -28,7 +28,7 @@
 //! dispatch, one check per band; no FMA), the screen, the packing and the histogram's
 //! positions in AVX2 intrinsics beside their generic twins; the short groups' screen
 //! also in AVX-512F (estimates only: its FMA sums stay within the screen's bound), and
-//! the packing in AVX-512F with FMA (the same bytes; its sums' lanes and fused adds
+//! the packing in AVX-512F (fused multiply-adds; the same bytes; its sums' lanes and fused adds
 //! change a report's last bits against an AVX2-only CPU).
 //!
 //! Only weights whose groups are contiguous runs of elements take this path (axis 0,
@@ -382,11 +382,7 @@ enum PackKernel {
 fn pack_kernel(len: usize) -> Option<PackKernel> {
     use crate::interp::simd::{SimdLevel, simd_level};
     match simd_level() {
-        SimdLevel::Avx512
-            if len.is_multiple_of(16) && std::arch::is_x86_feature_detected!("fma") =>
-        {
-            Some(PackKernel::Avx512)
-        }
+        SimdLevel::Avx512 if len.is_multiple_of(16) => Some(PackKernel::Avx512),
         SimdLevel::Avx512 | SimdLevel::Avx2 if len.is_multiple_of(8) => Some(PackKernel::Avx2),
         _ => None,
     }
@@ -417,7 +413,7 @@ impl PackKernel {
 /// `i mod 16`; each square added by a fused multiply-add, unrounded), joined as lane `j`
 /// with `j + 8`, then `j` with `j + 4`, then a tree.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
+#[target_feature(enable = "avx512f")]
 unsafe fn pack_group_avx512<const MSE: bool>(
     v: &[u8],
     s: f32,
@@ -971,18 +967,12 @@ unsafe fn screen_short_avx2(
     // estimate keeps the lane, as `f32::min` ignores it); the padding lanes of the last
     // eight candidates are left out.
     let mut lanes = _mm256_set1_ps(f32::MAX);
-    const PAD: [i32; 8] = LAST_OCTET;
-    // SAFETY: PAD holds 8 i32.
-    let pad = unsafe { _mm256_loadu_si256(PAD.as_ptr().cast()) };
+    // SAFETY: LAST_OCTET holds 8 i32.
+    let pad = unsafe { _mm256_loadu_si256(LAST_OCTET.as_ptr().cast()) };
     let stop = StopBound::new(mags);
     for k0 in (0..CLIP_GRID).step_by(8) {
         if k0 > 0 {
-            let l = _mm_min_ps(
-                _mm256_castps256_ps128(lanes),
-                _mm256_extractf128_ps::<1>(lanes),
-            );
-            let l = _mm_min_ps(l, _mm_movehl_ps(l, l));
-            let least = _mm_cvtss_f32(_mm_min_ss(l, _mm_movehdup_ps(l)));
+            let least = hmin8(lanes);
             if out_of_reach(m, cand[k0], qmax, least) || stop.out_of_reach(m, cand[k0], qmax, least)
             {
                 break;
@@ -1784,7 +1774,7 @@ fn fine_bins(
     const FIELD: u64 = (1 << FINE_FIELD) - 1;
     let scale = (FINE_BINS << FINE_SUB) as f32 / top;
     let mut hist = [[0u64; FINE_BINS]; 2];
-    // Counts and sub-bin sums moved out of `hist` (groups of more than FINE_FLUSH).
+    // Counts and position sums moved out of `hist` (groups of more than FINE_FLUSH).
     let mut moved: Option<Box<[[u64; 2]; FINE_BINS]>> = None;
     let mut pos = [0u32; CHUNK];
     let mut bad = false;
