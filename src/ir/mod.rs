@@ -340,17 +340,33 @@ impl Model {
     /// to the model's memory map (a weight just replaced by its quantized form), so that
     /// quantizing a huge model does not keep all of its input resident. The bytes stay
     /// valid: a later read faults them in from the file again. No-op otherwise.
+    ///
+    /// A large range is released in parts of [`RELEASE_PART`] bytes on the thread pool
+    /// (the page-table walk is the cost, ~2.5 ms for 76 MB on one thread, and the two
+    /// halves of a range share no page table).
     pub fn release_pages(&self, data: &[u8]) {
+        use rayon::prelude::*;
         let Some((map, offset)) = self.map_offset(data) else {
             return;
         };
         // SAFETY: MADV_DONTNEED on a read-only, file-backed shared mapping only drops
         // resident pages; later accesses re-read the unchanged file, so every slice of
         // the map (including `data`) keeps its contents. It is never applied to
-        // anonymous memory: the range was checked to lie inside the file mapping.
-        let _ = unsafe {
-            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len())
+        // anonymous memory: the range was checked to lie inside the file mapping (and
+        // each part lies inside the range).
+        let release = |at: usize, len: usize| {
+            let _ =
+                unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, at, len) };
         };
+        let parts = data.len().div_ceil(RELEASE_PART);
+        if parts < 2 {
+            release(offset, data.len());
+            return;
+        }
+        (0..parts).into_par_iter().for_each(|i| {
+            let at = i * RELEASE_PART;
+            release(offset + at, RELEASE_PART.min(data.len() - at));
+        });
     }
 
     /// True when the tensor has constant data.
@@ -358,3 +374,6 @@ impl Model {
         self.tensor_data_len(tensor) > 0
     }
 }
+
+/// Bytes [`Model::release_pages`] gives one task of the thread pool.
+const RELEASE_PART: usize = 8 << 20;

@@ -159,7 +159,7 @@ pub fn round_bytes(bytes: &[u8], ch: Channels, method: Method, stored: Stored) -
     let (groups, len) = contiguous(ch, n)?;
     let per_band = task_groups(len);
     let histogram = uses_histogram(len, n);
-    let mut packed = vec![0u8; n.div_ceil(2)];
+    let mut packed = math::output_buffer(n.div_ceil(2));
     // One band a task; each band's results depend on its bytes only, so the output is
     // the same on any number of threads.
     let bands: Vec<Band> = packed
