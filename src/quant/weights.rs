@@ -860,8 +860,9 @@ fn int8_from_bytes(
     change: &mut TensorChange,
 ) -> QuantizedData {
     let ch = Channels::new(&t.shape, axis);
+    // (No prefault of the map first: the parallel passes fault their own pages, side by
+    // side, instead of one thread mapping the whole weight.)
     let original = model.buffers[t.buffer as usize].data.clone();
-    model.prefault_pages(&original);
     let (scales, data) = math::quantize_symmetric_bytes(&original, ch, 127.0);
     model.release_pages(&original);
     (
