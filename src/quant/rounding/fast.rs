@@ -27,7 +27,8 @@
 //! number of threads. The kernels are plain Rust compiled once more with AVX2 (runtime
 //! dispatch, one check per band; no FMA), the screen, the packing and the histogram's
 //! positions in AVX2 intrinsics beside their generic twins; the short groups' screen
-//! also in AVX-512F (estimates only: its FMA sums stay within the screen's bound), and
+//! also in AVX-512F (estimates only: its fused `d` and sums stay within the screen's
+//! bound, plus an absolute part its cut covers), and
 //! the packing in AVX-512F (fused multiply-adds; the same bytes; its sums' lanes and fused adds
 //! change a report's last bits against an AVX2-only CPU).
 //!
@@ -1019,12 +1020,16 @@ unsafe fn screen_short_avx2(
 /// estimate (stored in `est`, `f32::MAX` for those not evaluated) passes the cut, or
 /// `None` when an estimate is NaN or infinite. Two values a vector (lanes 0–7 the
 /// eight candidates on value `2p`, lanes 8–15 on value `2p + 1`), so each instruction
-/// does twice the work; the same operations on each value and candidate up to the
-/// square (the same f32 `d`), the square added with a fused multiply-add (one rounding
-/// less). Each candidate's terms go into eight chains (two halves × four accumulators,
-/// ≤ 8 terms each), then a tree of three: another order of the f32 sum, within the
-/// bound [`grid_argmin`] takes (< 12u). The early stop is [`StopBound`]'s, in eight f64
-/// lanes; the values (and padding zeros, which add 0 to every sum) stay in registers.
+/// does twice the work; the same level `q` on each value and candidate, but `d` and its
+/// square each one fused multiply-add ([`octet`]: six operations a vector, not seven;
+/// the estimate within 1.2·10⁻⁵ relative plus an absolute `7u·base²` a value of the
+/// exact error, which the cut covers: [`short_cut`]). Each candidate's terms go into
+/// eight chains (two halves × four accumulators, ≤ 8 terms each), then a tree of three:
+/// another order of the f32 sum, within the bound [`grid_argmin`] takes (< 12u). The
+/// first two octets are always summed, side by side; the early stop after them is
+/// [`StopBound`]'s, in eight f64 lanes; the values (and padding zeros, which add 0 to
+/// every sum) stay in registers. The choice after [`exact_among`] is the full grid's,
+/// bit for bit, as [`grid_argmin`]'s.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn screen_short_avx512(
@@ -1057,57 +1062,56 @@ fn screen_pairs<const P: usize>(
     let mut wide = [_mm512_setzero_pd(); P];
     spread_pairs(group, &mut pair, &mut wide);
     let wide = &wide[..P / 4];
-    let reach =
-        |least: f32| least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64) + 2.0 * SCREEN_FLOOR as f64;
+    let abs = short_abs(group.len() / 4, base);
+    // A candidate whose exact error exceeds this is out of reach: its estimate exceeds
+    // any cut (within 1.2·10⁻⁵ relative and `abs / 2` absolute of its error).
+    let reach = |least: f32| {
+        least as f64 * (1.0 + 2.0 * SCREEN_SLACK as f64)
+            + 2.0 * SCREEN_FLOOR as f64
+            + 2.0 * abs as f64
+    };
+    // [`StopBound`]'s bound, which also covers [`out_of_reach`] (the largest value's
+    // term, the same f64 number, is one of its terms, all ≥ 0).
     let stop = |s: f32, least: f32| {
         m.is_finite() && clipped_bound(wide, (qmax * s) as f64 * (1.0 + 1e-6)) > reach(least)
     };
     est.fill(f32::MAX);
     let top = _mm512_set1_ps(qmax);
-    let mut lanes = _mm256_set1_ps(f32::MAX);
     // SAFETY: LAST_OCTET holds 8 i32.
     let pad = unsafe { _mm256_loadu_si256(LAST_OCTET.as_ptr().cast()) };
+    // The first two octets are summed without a stop between them (on blocks of 32
+    // uniform values the second is out of reach of the first in 0.03 % of the blocks):
+    // two independent chains, and the third octet's stop bound, which does not depend
+    // on the estimates, beside them.
+    let bound16 = clipped_bound(wide, (qmax * (base * RATIOS[16])) as f64 * (1.0 + 1e-6));
+    let (e0, e1) = (octet(&pair, base, top, 0), octet(&pair, base, top, 8));
+    // SAFETY: 16 ≤ 64.
+    unsafe {
+        _mm256_storeu_ps(est.as_mut_ptr(), e0);
+        _mm256_storeu_ps(est.as_mut_ptr().add(8), e1);
+    }
+    let mut lanes = _mm256_min_ps(e0, e1);
+    let least = hmin8(lanes);
+    if m.is_finite() && bound16 > reach(least) {
+        return survivors16(e0, e1, least, abs);
+    }
     // Whether the octet after the next is out of reach of the estimates so far: known
     // while the next one is summed (a larger least than after it, so a weaker but valid
     // stop), it ends the loop with less work thrown away when the branch was guessed
     // wrong.
-    let mut early = false;
-    for k0 in (0..CLIP_GRID).step_by(8) {
-        if k0 > 0 {
+    let mut early = stop(base * RATIOS[24], least);
+    for k0 in (16..CLIP_GRID).step_by(8) {
+        if k0 > 16 {
             if early {
                 break;
             }
             let least = hmin8(lanes);
-            let s = base * RATIOS[k0];
-            if out_of_reach(m, s, qmax, least) || stop(s, least) {
+            if stop(base * RATIOS[k0], least) {
                 break;
             }
             early = k0 + 8 < CLIP_GRID && stop(base * RATIOS[k0 + 8], least);
         }
-        // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
-        // The candidates base · RATIOS (the padding lanes' scales are never chosen).
-        let s8 = _mm256_mul_ps(_mm256_set1_ps(base), unsafe {
-            _mm256_loadu_ps(RATIOS.as_ptr().add(k0))
-        });
-        let inv8 = _mm256_div_ps(_mm256_set1_ps(1.0), s8);
-        let twice = |x: __m256| {
-            let x = _mm512_castps256_ps512(x);
-            _mm512_shuffle_f32x4::<0b01_00_01_00>(x, x)
-        };
-        let (vs, vinv) = (twice(s8), twice(inv8));
-        let mut acc = [_mm512_setzero_ps(); 4];
-        for (p, &y) in pair.iter().enumerate() {
-            // min_ps(a, b) is `a < b ? a : b`: a NaN gives qmax, as the generic code.
-            let x = _mm512_min_ps(_mm512_mul_ps(y, vinv), top);
-            let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
-            let d = _mm512_sub_ps(y, _mm512_mul_ps(q, vs));
-            acc[p % 4] = _mm512_fmadd_ps(d, d, acc[p % 4]);
-        }
-        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        let sum = _mm256_add_ps(
-            _mm512_castps512_ps256(sum),
-            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(sum))),
-        );
+        let sum = octet(&pair, base, top, k0);
         // SAFETY: k0 + 8 ≤ 64.
         unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
         let sum = if k0 + 8 > CLIP_GRID {
@@ -1120,18 +1124,95 @@ fn screen_pairs<const P: usize>(
     for e in &mut est[CLIP_GRID..] {
         *e = f32::MAX;
     }
-    survivors(est, hmin8(lanes))
+    survivors(est, hmin8(lanes), abs)
 }
 
-/// [`screen_pairs`]' cut, on sixteen estimates a compare: `None` when an estimate of the
-/// grid is NaN or infinite, else the candidates at or below the cut of `least` (the
-/// f32::MAX of those not evaluated are above any cut of a finite least).
+/// 1.5·2²³: `(x + ROUND_MAGIC) − ROUND_MAGIC` is `x` rounded half to even for
+/// `0 ≤ x ≤ 2²²` (the sum lies in [2²³, 2²⁴), where the unit of an f32 is 1).
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// The absolute part of the cut of [`screen_short_avx512`] for a group of `n` values
+/// whose nearest scale is `base`: `10⁻⁶ · n · base²`, twice the absolute part of its
+/// estimates' bound (`7u · s²` a value, `s ≤ base`, u = 2⁻²⁴: 4.2·10⁻⁷ · n · base²; see
+/// [`octet`]). 0 when `base²` underflows f32, where [`SCREEN_FLOOR`] covers it (a
+/// term's part is then below 10⁻⁴⁴); infinite when it overflows (every candidate is
+/// then summed exactly).
+#[inline(always)]
+fn short_abs(n: usize, base: f32) -> f32 {
+    n as f32 * base * base * 1e-6
+}
+
+/// [`screen_pairs`]' estimates of the eight candidates `base · RATIOS[k0..k0 + 8]` over
+/// the pairs of values `pair` (the padding lanes' scales are never chosen).
+///
+/// The level `q` is the other screens' (the product with the reciprocal, clamped,
+/// rounded half to even — by [`ROUND_MAGIC`], the same integer), but `d = y − q·s` is
+/// one fused multiply-add, rounded once, where the reference rounds `q·s` first and
+/// then the difference: six single operations a vector instead of seven (and one of
+/// them, `roundscale`, two on one port). So `d` is no longer the reference's f32 number: with
+/// `D = y − q·s` exact, `|d_ref − D| ≤ 7us + u|D|` and `|d − D| ≤ u|D|`, so (first
+/// order in u = 2⁻²⁴) `|d_ref² − d²| ≤ 14us|D| + 4uD² ≤ 7us² + 11u·d_ref²`: a relative
+/// part (11u, inside the 170u [`grid_argmin`] counts where `q` differs near a
+/// half-step; with the squares added by fused multiply-adds and the sums' < 12u, the
+/// estimate stays within 191u ≈ 1.2·10⁻⁵ of the exact error) and an absolute one,
+/// `7u·s²` a value, which the cut covers ([`short_abs`]): it matters only where the
+/// errors are near 0 (values on a candidate's lattice).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn survivors(est: &[f32; 64], least: f32) -> Option<u64> {
+fn octet<const P: usize>(
+    pair: &[std::arch::x86_64::__m512; P],
+    base: f32,
+    top: std::arch::x86_64::__m512,
+    k0: usize,
+) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
-    let cut = _mm512_set1_ps(least * (1.0 + SHORT_SLACK) + SCREEN_FLOOR);
+    debug_assert!(k0 + 8 <= LANES);
+    // SAFETY: k0 + 8 ≤ LANES (LANES is CLIP_GRID rounded up to a multiple of 8).
+    let s8 = _mm256_mul_ps(_mm256_set1_ps(base), unsafe {
+        _mm256_loadu_ps(RATIOS.as_ptr().add(k0))
+    });
+    let inv8 = _mm256_div_ps(_mm256_set1_ps(1.0), s8);
+    let twice = |x: __m256| {
+        let x = _mm512_castps256_ps512(x);
+        _mm512_shuffle_f32x4::<0b01_00_01_00>(x, x)
+    };
+    let (vs, vinv) = (twice(s8), twice(inv8));
+    let magic = _mm512_set1_ps(ROUND_MAGIC);
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for (p, &y) in pair.iter().enumerate() {
+        // min_ps(a, b) is `a < b ? a : b`: a NaN gives qmax, as the generic code.
+        let x = _mm512_min_ps(_mm512_mul_ps(y, vinv), top);
+        // Rounded half to even by adding and taking away 1.5·2²³ (exact for 0 ≤ x ≤ 7:
+        // the sum's unit is 1), as `roundscale` rounds: two single operations either
+        // vector port takes instead of its two on one port (−5 % time a block).
+        let q = _mm512_sub_ps(_mm512_add_ps(x, magic), magic);
+        let d = _mm512_fnmadd_ps(q, vs, y);
+        acc[p % 4] = _mm512_fmadd_ps(d, d, acc[p % 4]);
+    }
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    _mm256_add_ps(
+        _mm512_castps512_ps256(sum),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(sum))),
+    )
+}
+
+/// [`screen_pairs`]' cut of the smallest estimate `least` ([`short_abs`] `abs`).
+#[inline(always)]
+fn short_cut(least: f32, abs: f32) -> f32 {
+    least * (1.0 + SHORT_SLACK) + SCREEN_FLOOR + abs
+}
+
+/// [`screen_pairs`]' cut, on sixteen estimates a compare: `None` when an estimate of the
+/// grid is NaN or infinite, else the candidates at or below the cut of `least`
+/// ([`short_cut`]; the f32::MAX of those not evaluated are above any finite cut, and an
+/// infinite one keeps every candidate, all then summed exactly).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn survivors(est: &[f32; 64], least: f32, abs: f32) -> Option<u64> {
+    use std::arch::x86_64::*;
+    let cut = _mm512_set1_ps(short_cut(least, abs));
     let inf = _mm512_set1_ps(f32::INFINITY);
     let (mut alive, mut finite) = (0u64, 0u64);
     for (i, c) in est.chunks_exact(16).enumerate() {
@@ -1145,6 +1226,33 @@ fn survivors(est: &[f32; 64], least: f32) -> Option<u64> {
         return None;
     }
     Some(alive & grid)
+}
+
+/// [`survivors`] when only the first sixteen candidates were evaluated (estimates `e0`
+/// and `e1`; the others are `f32::MAX`, finite and above any finite cut, and an
+/// infinite cut — an infinite `least` or absolute part — keeps them all).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn survivors16(
+    e0: std::arch::x86_64::__m256,
+    e1: std::arch::x86_64::__m256,
+    least: f32,
+    abs: f32,
+) -> Option<u64> {
+    use std::arch::x86_64::*;
+    let cut = short_cut(least, abs);
+    let e = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+        _mm512_castps_pd(_mm512_castps256_ps512(e0)),
+        _mm256_castps_pd(e1),
+    ));
+    let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(e), _mm512_set1_ps(f32::INFINITY));
+    if finite != 0xffff {
+        return None;
+    }
+    let alive = u64::from(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(e, _mm512_set1_ps(cut)));
+    let rest = ((1u64 << CLIP_GRID) - 1) & !0xffff;
+    Some(if f32::MAX <= cut { alive | rest } else { alive })
 }
 
 /// `-1` in the lanes of the last octet of candidates that are on the grid, `0` in the
@@ -2052,7 +2160,6 @@ fn round_clamp(x: f32, qmax: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::quant::math;
-
     #[test]
     fn vectorisable_rounding_equals_round_then_clamp() {
         let mut xs = vec![
@@ -2361,7 +2468,15 @@ mod tests {
                 v.len()
             );
             let least = est[..CLIP_GRID].iter().copied().fold(f32::MAX, f32::min);
-            let cut = least * (1.0 + SHORT_SLACK) + SCREEN_FLOOR;
+            // The fused `d`'s absolute part (see `octet`): 7u·s² a value, s ≤ base;
+            // the cut adds at least twice it.
+            let abs_part = 7.0 * 2f64.powi(-24) * v.len() as f64 * (base as f64).powi(2);
+            let abs = short_abs(v.len(), base);
+            assert!(
+                abs as f64 >= 2.0 * abs_part || abs_part < 1e-44,
+                "{abs} {abs_part}"
+            );
+            let cut = short_cut(least, abs);
             for k in 0..CLIP_GRID {
                 assert_eq!(
                     alive >> k & 1 == 1,
@@ -2374,7 +2489,7 @@ mod tests {
                     assert!(exact[k] > least as f64 * (1.0 + SCREEN_SLACK as f64));
                     continue;
                 }
-                let bound = exact[k] * relative_bound(v.len()) + 1e-40;
+                let bound = exact[k] * relative_bound(v.len()) + abs_part + 1e-40;
                 assert!(
                     (est[k] as f64 - exact[k]).abs() <= bound,
                     "{} values, candidate {k}: estimate {} vs {}",
