@@ -341,9 +341,9 @@ impl Model {
     /// quantizing a huge model does not keep all of its input resident. The bytes stay
     /// valid: a later read faults them in from the file again. No-op otherwise.
     ///
-    /// A large range is released in parts of [`RELEASE_PART`] bytes on the thread pool
-    /// (the page-table walk is the cost, ~2.5 ms for 76 MB on one thread, and the two
-    /// halves of a range share no page table).
+    /// A large range is released in parts of [`RELEASE_PART`] bytes on the thread pool:
+    /// the cost is per page (~2.5 ms for 76 MB on one thread, the other core idle), and
+    /// parts of a range share no page table.
     pub fn release_pages(&self, data: &[u8]) {
         use rayon::prelude::*;
         let Some((map, offset)) = self.map_offset(data) else {

@@ -190,9 +190,11 @@ with_avx2!(abs_max_run(src: &[u8]) -> f32 {
 /// A zeroed buffer of `len` bytes for a converted weight, with transparent huge pages
 /// asked for its whole 2 MiB pages (`MADV_HUGEPAGE`, Linux) before anything touches it:
 /// a weight's output of tens of MB then takes one page fault per 2 MiB instead of one per
-/// 4 KiB. On the 303 MB benchmark model (INT4 mse, 12 alternating pairs) this measured
-/// −2.5 % CPU and wall, the system time 55 → 50 ms. Advice only: where the kernel gives no
-/// huge page (or the memory was already touched) nothing changes but the page size.
+/// 4 KiB. On the 303 MB benchmark model (the same binary with and without the advice, 10
+/// alternating pairs) weight-int8 measured −10 % wall and −11.5 % CPU (system time 99 →
+/// 73 ms); INT4, whose packed output is a quarter the size, within noise. Peak RSS equal.
+/// Advice only: where the kernel gives no huge page (or the memory was already touched)
+/// nothing changes but the page size.
 pub fn output_buffer(len: usize) -> Vec<u8> {
     let buf = vec![0u8; len];
     #[cfg(target_os = "linux")]
