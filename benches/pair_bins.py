@@ -26,8 +26,11 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--mode", default="weight-int4")
-    ap.add_argument("extra", nargs="*")
-    args = ap.parse_args()
+    argv, extra = sys.argv[1:], []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    args = ap.parse_args(argv)
     out_dir = tempfile.mkdtemp(prefix="tflquant-pair-", dir=os.path.dirname(os.path.abspath(args.model)))
     res = {"A": [], "B": []}
     outs = {t: os.path.join(out_dir, f"{t}.tflite") for t in res}
@@ -35,7 +38,7 @@ def main():
         for t, binary in (("A", args.a), ("B", args.b)):
             if os.path.exists(outs[t]):
                 os.remove(outs[t])
-            cmd = [binary, "-q", "quantize", args.model, "-o", outs[t], "--mode", args.mode] + args.extra
+            cmd = [binary, "-q", "quantize", args.model, "-o", outs[t], "--mode", args.mode] + extra
             t0 = time.perf_counter()
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
             _, status, ru = os.wait4(p.pid, 0)
