@@ -387,7 +387,16 @@ fn sequential_hessians(
         let h = feedback_hessian(model, &work, d, samples)?;
         let t = &model.subgraphs[d.subgraph].tensors[d.tensor];
         let original = model.tensor_data(t);
-        let r = round_int4(&t.shape, original, axis, block, opts, h.as_ref(), &|_| {});
+        let r = round_int4(
+            &t.shape,
+            original,
+            None,
+            axis,
+            block,
+            opts,
+            h.as_ref(),
+            &|_| {},
+        );
         let n = original.len() / 4;
         let deq: Vec<f32> = if opts
             .int4_max_loss_db
@@ -902,9 +911,17 @@ fn int4(
     let (t, axis, block) = (w.t, w.axis, w.block);
     // Straight from the (mapped) bytes, whose pages are released once read.
     let original = model.buffers[t.buffer as usize].data.clone();
-    let r = round_int4(&t.shape, &original, axis, block, opts, hessian, &|d| {
-        model.prefault_pages(d)
-    });
+    let file = model.mapped_source(&original);
+    let r = round_int4(
+        &t.shape,
+        &original,
+        file,
+        axis,
+        block,
+        opts,
+        hessian,
+        &|d| model.prefault_pages(d),
+    );
     model.release_pages(&original);
     let keep_int8 = opts
         .int4_max_loss_db
@@ -1020,13 +1037,17 @@ struct Int4Weight {
 /// measures the result against round-to-nearest on the layer's output error (with a
 /// Hessian) or on the weights. Without a Hessian and with contiguous groups (every
 /// large FULLY_CONNECTED or CONV_2D weight) it runs [`rounding::fast::round_bytes`]
-/// on the bytes; otherwise the reference below on a float copy. `prefault` maps the
+/// on the bytes (read from `file`, the model's file holding `bytes` at that offset, when
+/// the model is mapped: the weight's pages are then never mapped into the process); otherwise
+/// the reference below on a float copy. `prefault` maps the
 /// pages of `bytes` in one call before the reference path reads them all; the fast path
 /// does not call it: its parallel tasks fault their own pages, side by side, instead of
 /// one thread mapping the whole weight first (a serial ~2.5 ms for 76 MB).
+#[allow(clippy::too_many_arguments)]
 fn round_int4(
     shape: &[i32],
     bytes: &[u8],
+    file: Option<(&std::fs::File, u64)>,
     axis: Option<usize>,
     block: Option<usize>,
     opts: &Options,
@@ -1075,7 +1096,7 @@ fn round_int4(
         m => m,
     };
     if h.is_none()
-        && let Some(w) = round_int4_fast(bytes, ch, method, &stored, &fallback)
+        && let Some(w) = round_int4_fast(bytes, file, ch, method, &stored, &fallback)
     {
         return w;
     }
@@ -1188,6 +1209,7 @@ fn db(a: f64, b: f64) -> f64 {
 /// from the bytes ([`rounding::fast::round_bytes`]); `None` for the other cases.
 fn round_int4_fast(
     bytes: &[u8],
+    file: Option<(&std::fs::File, u64)>,
     ch: Channels,
     method: Rounding,
     stored: rounding::fast::Stored,
@@ -1198,7 +1220,7 @@ fn round_int4_fast(
         Rounding::Mse => rounding::fast::Method::Mse,
         Rounding::Gptq => return None,
     };
-    let r = rounding::fast::round_bytes(bytes, ch, m, stored)?;
+    let r = rounding::fast::round_bytes_from(bytes, file, ch, m, stored)?;
     Some(Int4Weight {
         packed: r.packed,
         scales: r.scales,
