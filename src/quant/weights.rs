@@ -387,16 +387,11 @@ fn sequential_hessians(
         let h = feedback_hessian(model, &work, d, samples)?;
         let t = &model.subgraphs[d.subgraph].tensors[d.tensor];
         let original = model.tensor_data(t);
-        let r = round_int4(
-            &t.shape,
-            original,
-            None,
-            axis,
-            block,
-            opts,
-            h.as_ref(),
-            &|_| {},
-        );
+        let source = WeightSource {
+            file: None,
+            prefault: &|_| {},
+        };
+        let r = round_int4(&t.shape, original, &source, axis, block, opts, h.as_ref());
         let n = original.len() / 4;
         let deq: Vec<f32> = if opts
             .int4_max_loss_db
@@ -911,17 +906,11 @@ fn int4(
     let (t, axis, block) = (w.t, w.axis, w.block);
     // Straight from the (mapped) bytes, whose pages are released once read.
     let original = model.buffers[t.buffer as usize].data.clone();
-    let file = model.mapped_source(&original);
-    let r = round_int4(
-        &t.shape,
-        &original,
-        file,
-        axis,
-        block,
-        opts,
-        hessian,
-        &|d| model.prefault_pages(d),
-    );
+    let source = WeightSource {
+        file: model.mapped_source(&original),
+        prefault: &|d| model.prefault_pages(d),
+    };
+    let r = round_int4(&t.shape, &original, &source, axis, block, opts, hessian);
     model.release_pages(&original);
     let keep_int8 = opts
         .int4_max_loss_db
@@ -1033,26 +1022,33 @@ struct Int4Weight {
     report: RoundingReport,
 }
 
+/// Where [`round_int4`] may take a weight's bytes from besides memory.
+struct WeightSource<'a> {
+    /// The model's file and the offset that holds the bytes (a mapped model): the fast
+    /// path reads each task's bytes from it with a positioned read, so the weight's pages
+    /// are never mapped into the process.
+    file: Option<(&'a std::fs::File, u64)>,
+    /// Maps the pages of the bytes in one call, before the reference path reads them all.
+    /// The fast path does not call it: its parallel tasks read or fault their own pages
+    /// side by side, instead of one thread mapping the whole weight first (a serial
+    /// ~2.5 ms for 76 MB).
+    prefault: &'a dyn Fn(&[u8]),
+}
+
 /// Rounds a weight (its little-endian f32 bytes) to INT4 with `opts.rounding()`, and
 /// measures the result against round-to-nearest on the layer's output error (with a
 /// Hessian) or on the weights. Without a Hessian and with contiguous groups (every
 /// large FULLY_CONNECTED or CONV_2D weight) it runs [`rounding::fast::round_bytes`]
-/// on the bytes (read from `file`, the model's file holding `bytes` at that offset, when
-/// the model is mapped: the weight's pages are then never mapped into the process); otherwise
-/// the reference below on a float copy. `prefault` maps the
-/// pages of `bytes` in one call before the reference path reads them all; the fast path
-/// does not call it: its parallel tasks fault their own pages, side by side, instead of
-/// one thread mapping the whole weight first (a serial ~2.5 ms for 76 MB).
-#[allow(clippy::too_many_arguments)]
+/// on the bytes (read from `source.file` when the model is mapped); otherwise the
+/// reference below on a float copy (after `source.prefault`).
 fn round_int4(
     shape: &[i32],
     bytes: &[u8],
-    file: Option<(&std::fs::File, u64)>,
+    source: &WeightSource,
     axis: Option<usize>,
     block: Option<usize>,
     opts: &Options,
     hessian: Option<&Hessian>,
-    prefault: &dyn Fn(&[u8]),
 ) -> Int4Weight {
     const QMAX: f32 = 7.0;
     // The matrix view (rows = channels on axis 0) GPTQ and the Hessian error need.
@@ -1096,11 +1092,11 @@ fn round_int4(
         m => m,
     };
     if h.is_none()
-        && let Some(w) = round_int4_fast(bytes, file, ch, method, &stored, &fallback)
+        && let Some(w) = round_int4_fast(bytes, source.file, ch, method, &stored, &fallback)
     {
         return w;
     }
-    prefault(bytes);
+    (source.prefault)(bytes);
     let values = &math::f32_values(bytes)[..];
     let nearest_scales = stored(math::symmetric_scales(values, ch, QMAX));
     let nearest = math::quantize_symmetric(values, ch, &nearest_scales, QMAX);
