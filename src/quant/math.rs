@@ -62,7 +62,7 @@ pub fn symmetric_scales(values: &[f32], ch: Channels, qmax: f32) -> Vec<f32> {
 /// The symmetric scale of a channel whose largest magnitude is `m`: `m / qmax`, 1 for a
 /// channel of zeros or with an infinity.
 #[inline(always)]
-fn symmetric_scale(m: f32, qmax: f32) -> f32 {
+pub(crate) fn symmetric_scale(m: f32, qmax: f32) -> f32 {
     if m > 0.0 && m.is_finite() {
         m / qmax
     } else {

@@ -277,7 +277,7 @@ fn band_generic(
     for g in src.chunks_exact(4 * len) {
         let m = abs_max(g);
         maxima.push(m);
-        base.push(scale_of(m, QMAX));
+        base.push(math::symmetric_scale(m, QMAX));
     }
     let nearest_scales = stored(base.clone());
     let scales = match method {
@@ -303,17 +303,6 @@ fn band_generic(
         scales,
         nearest_scales,
         sums,
-    }
-}
-
-/// The nearest-rounding scale of a group whose largest magnitude is `m` (as
-/// `math::symmetric_scales`: 1 for a group of zeros or with an infinity).
-#[inline(always)]
-fn scale_of(m: f32, qmax: f32) -> f32 {
-    if m > 0.0 && m.is_finite() {
-        m / qmax
-    } else {
-        1.0
     }
 }
 
@@ -1007,8 +996,6 @@ unsafe fn screen_short_avx2(
     // estimate keeps the lane, as `f32::min` ignores it); the padding lanes of the last
     // eight candidates are left out.
     let mut lanes = _mm256_set1_ps(f32::MAX);
-    // SAFETY: LAST_OCTET holds 8 i32.
-    let pad = unsafe { _mm256_loadu_si256(LAST_OCTET.as_ptr().cast()) };
     let stop = StopBound::new(mags);
     for k0 in (0..CLIP_GRID).step_by(8) {
         if k0 > 0 {
@@ -1040,17 +1027,7 @@ unsafe fn screen_short_avx2(
             acc[j] = _mm256_add_ps(acc[j], term(v));
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        // SAFETY: as the load above.
-        unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
-        let sum = if k0 + 8 > CLIP_GRID {
-            _mm256_blendv_ps(lanes, sum, _mm256_castsi256_ps(pad))
-        } else {
-            sum
-        };
-        lanes = _mm256_min_ps(sum, lanes);
-    }
-    for e in &mut est[CLIP_GRID..] {
-        *e = f32::MAX;
+        lanes = fold_octet(&mut est, k0, sum, lanes);
     }
     est
 }
@@ -1116,8 +1093,6 @@ fn screen_pairs<const P: usize>(
     };
     est.fill(f32::MAX);
     let top = _mm512_set1_ps(qmax);
-    // SAFETY: LAST_OCTET holds 8 i32.
-    let pad = unsafe { _mm256_loadu_si256(LAST_OCTET.as_ptr().cast()) };
     // The first two octets are summed without a stop between them (on blocks of 32
     // uniform values the second is out of reach of the first in 0.03 % of the blocks):
     // two independent chains, and the third octet's stop bound, which does not depend
@@ -1150,18 +1125,7 @@ fn screen_pairs<const P: usize>(
             }
             early = k0 + 8 < CLIP_GRID && stop(base * RATIOS[k0 + 8], least);
         }
-        let sum = octet(&pair, base, top, k0);
-        // SAFETY: k0 + 8 ≤ 64.
-        unsafe { _mm256_storeu_ps(est.as_mut_ptr().add(k0), sum) };
-        let sum = if k0 + 8 > CLIP_GRID {
-            _mm256_blendv_ps(lanes, sum, _mm256_castsi256_ps(pad))
-        } else {
-            sum
-        };
-        lanes = _mm256_min_ps(sum, lanes);
-    }
-    for e in &mut est[CLIP_GRID..] {
-        *e = f32::MAX;
+        lanes = fold_octet(est, k0, octet(&pair, base, top, k0), lanes);
     }
     survivors(est, hmin8(lanes), abs)
 }
@@ -1323,6 +1287,37 @@ fn hmin8(lanes: std::arch::x86_64::__m256) -> f32 {
     );
     let l = _mm_min_ps(l, _mm_movehl_ps(l, l));
     _mm_cvtss_f32(_mm_min_ss(l, _mm_movehdup_ps(l)))
+}
+
+/// The short screens' step after an octet: stores the estimates `sum` of candidates
+/// `k0..k0 + 8` in `est` (lanes past the grid set back to `f32::MAX`) and returns the
+/// running minimum `lanes` with them folded in (lanes past the grid left out, by
+/// [`LAST_OCTET`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+fn fold_octet(
+    est: &mut [f32],
+    k0: usize,
+    sum: std::arch::x86_64::__m256,
+    lanes: std::arch::x86_64::__m256,
+) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let out = &mut est[k0..k0 + 8];
+    // SAFETY: `out` holds 8 f32 (unaligned store).
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+    if k0 + 8 <= CLIP_GRID {
+        return _mm256_min_ps(sum, lanes);
+    }
+    for e in &mut est[CLIP_GRID..k0 + 8] {
+        *e = f32::MAX;
+    }
+    // SAFETY: LAST_OCTET holds 8 i32.
+    let pad = unsafe { _mm256_loadu_si256(LAST_OCTET.as_ptr().cast()) };
+    _mm256_min_ps(
+        _mm256_blendv_ps(lanes, sum, _mm256_castsi256_ps(pad)),
+        lanes,
+    )
 }
 
 /// For [`screen_pairs`]: lane `l` of vector `p` reads value `2p + l / 8` of sixteen.
@@ -1701,7 +1696,7 @@ pub fn ratio(k: usize) -> f32 {
 /// The INT4 nearest scale of a group (its f32 bytes): `max|v| / 7`, 1 for zeros or an
 /// infinity.
 pub fn nearest_scale(group: &[u8]) -> f32 {
-    scale_of(abs_max(group), 7.0)
+    math::symmetric_scale(abs_max(group), 7.0)
 }
 
 /// [`Quality`] of INT4 `scales` (one per group of `len` elements of the f32 `bytes`,
@@ -2371,7 +2366,7 @@ mod tests {
         let (mut screened, mut several, mut pruned) = (0, 0, 0);
         for v in screen_cases() {
             let bytes = math::f32_bytes(&v);
-            let base = scale_of(abs_max(&bytes), 7.0);
+            let base = math::symmetric_scale(abs_max(&bytes), 7.0);
             let mut cand = [1f32; LANES];
             for (k, c) in cand.iter_mut().enumerate().take(CLIP_GRID) {
                 *c = base * clip_ratio(k);
@@ -2474,7 +2469,7 @@ mod tests {
             }
             let bytes = math::f32_bytes(&v);
             let m = abs_max(&bytes);
-            let base = scale_of(m, 7.0);
+            let base = math::symmetric_scale(m, 7.0);
             if base < SCREEN_MIN_SCALE / 0.5 {
                 continue;
             }
@@ -2573,7 +2568,7 @@ mod tests {
             // SAFETY: AVX2 checked above.
             let stop = unsafe { StopBound::new(&mags) };
             for k in [0, 8, 16, 24, 40] {
-                let s = scale_of(m, 7.0) * clip_ratio(k);
+                let s = math::symmetric_scale(m, 7.0) * clip_ratio(k);
                 for least in [0.0, 1e-6, 1e-3, 0.1, 10.0, f32::MAX] {
                     let want = out_of_reach_all(&mags, m, s, 7.0, least);
                     // SAFETY: AVX2 checked above.
