@@ -375,5 +375,39 @@ impl Model {
     }
 }
 
+/// Runs `f` on the bytes of `src`, which `file` holds at the given offset
+/// ([`Model::mapped_source`]): read with a positioned read into a buffer of this thread,
+/// so that `src`'s mapped pages are never touched (a parallel pass over a weight of
+/// hundreds of MB keeps only its tasks' bytes resident, not the weight); on `src` itself
+/// without a file, off unix, or when the read fails (a file cut short since it was
+/// mapped: the map's bytes then fault as before). `f` must not call this again on the
+/// same thread (the buffer is borrowed while it runs).
+pub fn with_file_bytes<R>(
+    src: &[u8],
+    file: Option<(&std::fs::File, u64)>,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    #[cfg(unix)]
+    if let Some((file, at)) = file {
+        use std::os::unix::fs::FileExt;
+        return TASK_BYTES.with_borrow_mut(|buf| {
+            buf.resize(src.len(), 0);
+            if file.read_exact_at(buf, at).is_ok() {
+                f(buf)
+            } else {
+                f(src)
+            }
+        });
+    }
+    let _ = file;
+    f(src)
+}
+
+thread_local! {
+    /// A task's bytes, read from the file by [`with_file_bytes`] (kept for the thread's
+    /// next task: the tasks of one pass have about the same size, ~256 KB).
+    static TASK_BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Bytes [`Model::release_pages`] gives one task of the thread pool.
 const RELEASE_PART: usize = 8 << 20;

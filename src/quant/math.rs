@@ -216,6 +216,19 @@ pub fn output_buffer(len: usize) -> Vec<u8> {
 /// [`quantize_symmetric`], stored as bytes), computed in parallel without copying the
 /// weights to a float vector first. Used for large weights (hundreds of MB).
 pub fn quantize_symmetric_bytes(bytes: &[u8], ch: Channels, qmax: f32) -> (Vec<f32>, Vec<u8>) {
+    quantize_symmetric_bytes_from(bytes, None, ch, qmax)
+}
+
+/// [`quantize_symmetric_bytes`] of `bytes` that `file` also holds at the given offset
+/// (the model's memory map of it): with contiguous channels, each task reads its bytes
+/// with a positioned read ([`crate::ir::with_file_bytes`]) instead of faulting the map's
+/// pages, so the weight is never resident as a whole. The same scales and bytes.
+pub fn quantize_symmetric_bytes_from(
+    bytes: &[u8],
+    file: Option<(&std::fs::File, u64)>,
+    ch: Channels,
+    qmax: f32,
+) -> (Vec<f32>, Vec<u8>) {
     use rayon::prelude::*;
     assert!(
         (0.0..=127.0).contains(&qmax),
@@ -232,18 +245,22 @@ pub fn quantize_symmetric_bytes(bytes: &[u8], ch: Channels, qmax: f32) -> (Vec<f
         let rows = (CHUNK / ch.inner).max(1);
         let scales: Vec<Vec<f32>> = out
             .par_chunks_mut(rows * ch.inner)
-            .zip(bytes.par_chunks(4 * rows * ch.inner))
-            .map(|(dst, src)| {
-                let mut scales = Vec::with_capacity(rows);
-                for (d, s) in dst
-                    .chunks_exact_mut(ch.inner)
-                    .zip(src.chunks_exact(4 * ch.inner))
-                {
-                    let scale = symmetric_scale(abs_max_run(s), qmax);
-                    quantize_run_i8(s, d, scale, qmax);
-                    scales.push(scale);
-                }
-                scales
+            .enumerate()
+            .map(|(i, dst)| {
+                let from = 4 * i * rows * ch.inner;
+                let file = file.map(|(f, at)| (f, at + from as u64));
+                crate::ir::with_file_bytes(&bytes[from..from + 4 * dst.len()], file, |src| {
+                    let mut scales = Vec::with_capacity(rows);
+                    for (d, s) in dst
+                        .chunks_exact_mut(ch.inner)
+                        .zip(src.chunks_exact(4 * ch.inner))
+                    {
+                        let scale = symmetric_scale(abs_max_run(s), qmax);
+                        quantize_run_i8(s, d, scale, qmax);
+                        scales.push(scale);
+                    }
+                    scales
+                })
             })
             .collect();
         return (scales.concat(), out);
@@ -466,10 +483,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_fused_per_channel_kernel_matches_the_reference_across_tasks() {
-        // Channels of 5000 contiguous values: 13 a task, four tasks, the last short; one
-        // channel of zeros and one with an infinity (scale 1), NaN ignored by the scales.
+    /// Channels of 5000 contiguous values: 13 a task, four tasks, the last short; one
+    /// channel of zeros and one with an infinity (scale 1), NaN ignored by the scales;
+    /// largest magnitudes at a channel's first and last value, and at a task's edges.
+    fn channels_across_tasks() -> (Vec<f32>, Channels) {
         let (channels, inner) = (40, 5000);
         let mut state = 0x2545_f491u32;
         let mut v: Vec<f32> = (0..channels * inner)
@@ -485,12 +502,16 @@ mod tests {
         }
         v[20 * inner + 3] = f32::INFINITY;
         v[33 * inner + 9] = f32::NAN;
-        // Largest magnitudes at a channel's first and last value, and at a task's edges.
         v[5 * inner] = 100.0;
         v[6 * inner + inner - 1] = -100.0;
         v[13 * inner] = -50.0;
         v[13 * inner - 1] = 60.0;
-        let ch = Channels { channels, inner };
+        (v, Channels { channels, inner })
+    }
+
+    #[test]
+    fn the_fused_per_channel_kernel_matches_the_reference_across_tasks() {
+        let (v, ch) = channels_across_tasks();
         let (s, q) = quantize_symmetric_bytes(&f32_bytes(&v), ch, 127.0);
         assert_eq!(s, symmetric_scales(&v, ch, 127.0));
         assert_eq!((s[7], s[20]), (1.0, 1.0));
@@ -500,6 +521,33 @@ mod tests {
             .map(|(i, &x)| round_clamped(x / s[ch.of(i)], 127.0) as i8 as u8)
             .collect();
         assert_eq!(q, want);
+    }
+
+    #[test]
+    fn the_per_channel_kernel_reads_the_file_as_it_reads_memory() {
+        use std::io::Write;
+        // The weight behind 12 bytes of something else in the file; then a file cut
+        // short, whose failed reads fall back to the bytes in memory.
+        let (v, ch) = channels_across_tasks();
+        let bytes = f32_bytes(&v);
+        let want = quantize_symmetric_bytes(&bytes, ch, 127.0);
+        let file_of = |data: &[u8]| {
+            let mut f = tempfile::tempfile().unwrap();
+            f.write_all(&[7u8; 12]).unwrap();
+            f.write_all(data).unwrap();
+            f
+        };
+        for f in [file_of(&bytes), file_of(&bytes[..bytes.len() / 2])] {
+            let got = quantize_symmetric_bytes_from(&bytes, Some((&f, 12)), ch, 127.0);
+            assert_eq!(got, want);
+        }
+        // The read really is the file's: other bytes there give other scales, and the
+        // same as quantizing those bytes from memory.
+        let half: Vec<f32> = v.iter().map(|x| x * 0.5).collect();
+        let other = f32_bytes(&half);
+        let got = quantize_symmetric_bytes_from(&bytes, Some((&file_of(&other), 12)), ch, 127.0);
+        assert_ne!(got.0, want.0);
+        assert_eq!(got, quantize_symmetric_bytes(&other, ch, 127.0));
     }
 
     #[test]

@@ -864,10 +864,12 @@ fn int8_from_bytes(
     change: &mut TensorChange,
 ) -> QuantizedData {
     let ch = Channels::new(&t.shape, axis);
-    // (No prefault of the map first: the parallel passes fault their own pages, side by
-    // side, instead of one thread mapping the whole weight.)
+    // No prefault of the map first: with contiguous channels each parallel task reads
+    // its bytes from the file (the map's pages are never touched); otherwise the tasks
+    // fault their own pages side by side, instead of one thread mapping the whole weight.
     let original = model.buffers[t.buffer as usize].data.clone();
-    let (scales, data) = math::quantize_symmetric_bytes(&original, ch, 127.0);
+    let file = model.mapped_source(&original);
+    let (scales, data) = math::quantize_symmetric_bytes_from(&original, file, ch, 127.0);
     model.release_pages(&original);
     (
         TensorType::Int8,

@@ -184,25 +184,10 @@ pub fn round_bytes_from(
         .map(|(b, dst)| {
             let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
             let (from, to) = (4 * g0 * len, 4 * g1 * len);
-            let src = &bytes[from..to];
-            #[cfg(unix)]
-            if let Some((f, at)) = file {
-                use std::os::unix::fs::FileExt;
-                return TASK_BYTES.with_borrow_mut(|buf| {
-                    buf.resize(src.len(), 0);
-                    let read = f.read_exact_at(buf, at + from as u64).is_ok();
-                    band(
-                        if read { buf } else { src },
-                        len,
-                        method,
-                        histogram,
-                        stored,
-                        dst,
-                    )
-                });
-            }
-            let _ = file;
-            band(src, len, method, histogram, stored, dst)
+            let file = file.map(|(f, at)| (f, at + from as u64));
+            crate::ir::with_file_bytes(&bytes[from..to], file, |src| {
+                band(src, len, method, histogram, stored, dst)
+            })
         })
         .collect();
     let mut r = Rounded {
@@ -221,12 +206,6 @@ pub fn round_bytes_from(
         r.signal += b.sums.2;
     }
     Some(r)
-}
-
-thread_local! {
-    /// A task's bytes, read from the file by [`round_bytes_from`] (kept for the thread's
-    /// next task: ~256 KB).
-    static TASK_BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One band: whole groups of `len` elements in `src`, packed into `dst`.
