@@ -85,7 +85,12 @@ pub fn run(a: Args) -> Result<()> {
     if total == 0 {
         return Err(Error::Data(format!("{}: no samples", a.input.display())));
     }
-    let sg = &model.subgraphs[0];
+    let Some(sg) = model.subgraphs.first() else {
+        return Err(Error::Malformed {
+            at: tflquant::error::Loc::model(),
+            what: "the model has no subgraph".into(),
+        });
+    };
     // Which intermediates to keep (subgraph 0 tensor indices).
     let wanted: Vec<usize> = match &a.tensors {
         None => Vec::new(),

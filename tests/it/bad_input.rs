@@ -368,3 +368,32 @@ fn find_op(m: &Model, op: BuiltinOperator) -> (usize, usize) {
     }
     panic!("no {op:?} in the model");
 }
+
+/// Found by the fuzz target (2026-12-07): `run` on a model without subgraphs, fed a
+/// `.npz` without arrays (what such a model's zero inputs ask for), panicked (index out of
+/// bounds). Now exit 2 with the reason; the other commands already said so.
+#[test]
+fn run_on_a_model_without_subgraphs() {
+    let mut m = model("cnn_digits.tflite");
+    m.subgraphs.clear();
+    m.signature_defs.clear();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("empty.tflite");
+    std::fs::write(&input, bytes_of(&m)).unwrap();
+    let npz = dir.path().join("none.npz");
+    zip::ZipWriter::new(std::fs::File::create(&npz).unwrap())
+        .finish()
+        .unwrap();
+    let out = dir.path().join("out.npz");
+    let (code, _, err) = run_cli(&[
+        "run".as_ref(),
+        input.as_os_str(),
+        "--input".as_ref(),
+        npz.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the model has no subgraph"), "{err}");
+    assert!(!out.exists());
+}

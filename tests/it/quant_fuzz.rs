@@ -159,6 +159,17 @@ fn dequantize_with_an_absent_input_does_not_panic() {
     quant_harness::check(&m).unwrap();
 }
 
+/// Found by the fuzz target (2026-12-07): a model without subgraphs made `--mode int8`
+/// with a float interface panic while planning the wider outputs (index out of bounds).
+/// Every mode now returns a model or says there is nothing to quantize (exit 2).
+#[test]
+fn a_model_without_subgraphs_does_not_panic() {
+    let mut m = tflquant::read_path(testdata("cnn_digits.tflite")).unwrap();
+    m.subgraphs.clear();
+    m.signature_defs.clear();
+    quant_harness::check(&m).unwrap();
+}
+
 /// Found by the fuzz target: a CONV_2D whose bias was a 4-D constant (another op's
 /// weights) made int8 write 144 per-axis scales on a [1, 3, 3, 16] tensor (internal
 /// error). A bias that is not a vector keeps its operator float.
@@ -184,4 +195,44 @@ fn a_bias_that_is_not_a_vector_keeps_its_operator_float() {
         ),
         other => panic!("operator 3: {other:?}"),
     }
+}
+
+/// Found by the fuzz target (2026-12-07): an LSTM without its output gate's bias (input
+/// 15 absent) made `--mode int8` stop with an internal error in the integer LSTM's
+/// rewrite. Such an LSTM now keeps float activations (a hybrid LSTM) with the reason;
+/// the other LSTM of the model is still integer.
+#[test]
+fn an_lstm_without_a_gate_bias_stays_float() {
+    use tflquant::fb::BuiltinOperator;
+    use tflquant::quant::report::Fate;
+    use tflquant::quant::{Mode, Options};
+    let mut m = tflquant::read_path(testdata("bilstm_digits.tflite")).unwrap();
+    let lstms: Vec<usize> = (m.subgraphs[0].operators.iter().enumerate())
+        .filter(|(_, op)| m.builtin(op) == BuiltinOperator::UnidirectionalSequenceLstm)
+        .map(|(oi, _)| oi)
+        .collect();
+    assert_eq!(lstms.len(), 2);
+    m.subgraphs[0].operators[lstms[0]].inputs[15] = -1;
+    quant_harness::check(&m).unwrap();
+    let mut opts = Options::new(Mode::Int8);
+    opts.ranges = Some(quant_harness::ranges(&m));
+    let (_, report) = tflquant::quant::quantize(&m, &opts).unwrap();
+    let fate = |oi: usize| {
+        report
+            .ops
+            .iter()
+            .find(|f| f.operator == oi)
+            .map(|f| &f.fate)
+    };
+    match fate(lstms[0]) {
+        Some(Fate::Float { reason }) => {
+            assert!(reason.to_string().contains("input 15 "), "{reason}")
+        }
+        other => panic!("operator {}: {other:?}", lstms[0]),
+    }
+    assert!(
+        matches!(fate(lstms[1]), Some(Fate::Quantized)),
+        "{:?}",
+        fate(lstms[1])
+    );
 }

@@ -144,6 +144,15 @@ impl Variant {
     fn of(model: &Model, si: usize, op: &crate::ir::Operator) -> std::result::Result<Self, String> {
         let sg = &model.subgraphs[si];
         let has = |pos: usize| input(op, pos).is_some();
+        // The forget, cell and output gates' weights (2-4, 6-8) and biases (13-15).
+        if let Some(pos) = [2, 3, 4, 6, 7, 8, 13, 14, 15]
+            .into_iter()
+            .find(|&p| !has(p))
+        {
+            return Err(format!(
+                "input {pos} (a forget, cell or output gate's weights or bias) is absent"
+            ));
+        }
         let cifg = !has(1);
         let gate_in = |pos: usize| cifg || has(pos);
         if cifg && (has(5) || has(9) || has(12) || has(20)) || !gate_in(5) || !gate_in(12) {

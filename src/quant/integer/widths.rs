@@ -138,7 +138,9 @@ fn float_side(quantized_reader: &[bool], pinned: &HashSet<(usize, usize)>, t: us
 
 /// Tensors of subgraph 0 that a quantized operator reads.
 fn quantized_readers(model: &Model, fates: &[Vec<Fate>]) -> Vec<bool> {
-    let sg = &model.subgraphs[0];
+    let Some(sg) = model.subgraphs.first() else {
+        return Vec::new();
+    };
     let mut read = vec![false; sg.tensors.len()];
     for (oi, op) in sg.operators.iter().enumerate() {
         if fates[0][oi] == Fate::Quantized {
