@@ -133,6 +133,18 @@ impl SubgraphFold<'_> {
         if model.is_constant(s) {
             let w = weight_params(&p, s, at)?;
             self.out.weights.insert((self.si, src), w);
+        } else if p.scale.len() > 1 || p.zero_point.len() > 1 {
+            // (A fake-quantization point whose float input is an activation but whose
+            // parameters are a weight's: LiteRT quantizes activations per tensor.)
+            return Err(Error::unsupported(
+                at.clone(),
+                format!(
+                    "{} per-axis scales on activation {:?}: activations take one scale and \
+                     zero point (per tensor)",
+                    p.scale.len(),
+                    s.name
+                ),
+            ));
         } else {
             self.out.activations.insert((self.si, src), p);
         }

@@ -236,3 +236,121 @@ fn an_lstm_without_a_gate_bias_stays_float() {
         fate(lstms[1])
     );
 }
+
+/// The fuzz finding above, generalised: every operand of every LSTM in the recurrent test
+/// models, absent (-1) or replaced by the LSTM's input activation, through every mode
+/// (230 variants). Each mode returns a valid model or rejects the input with exit 2.
+#[test]
+fn every_lstm_operand_absent_or_an_activation() {
+    use tflquant::fb::BuiltinOperator;
+    let mut failures = Vec::new();
+    for name in [
+        "lstm_digits.tflite",
+        "bilstm_digits.tflite",
+        "lstm_gru.tflite",
+        "lstm_seq.tflite",
+    ] {
+        let m0 = tflquant::read_path(testdata(name)).unwrap();
+        let sg = &m0.subgraphs[0];
+        let lstms = (sg.operators.iter().enumerate())
+            .filter(|(_, op)| m0.builtin(op) == BuiltinOperator::UnidirectionalSequenceLstm);
+        for (oi, op) in lstms {
+            for pos in 1..op.inputs.len() {
+                for replace in [-1, op.inputs[0]] {
+                    let mut m = m0.clone();
+                    m.subgraphs[0].operators[oi].inputs[pos] = replace;
+                    if let Err(e) = quant_harness::check(&m) {
+                        failures.push(format!("{name} op {oi} input {pos} := {replace}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Wiring mutations, the class of the fuzz findings above, on every testdata model under
+/// 64 KiB: an operand of an operator made absent (-1), the subgraph's first input, or the
+/// operator's next operand, through every mode. Each mode returns a valid model or
+/// rejects the input with exit 2. All variants (4434) take ~90 s in a debug build, so
+/// each model takes at most [`WIRING_CASES`] of its variants, spread evenly over its
+/// operators (~1400 in all).
+#[test]
+fn rewired_operands_through_every_mode() {
+    let mut paths: Vec<_> = std::fs::read_dir(root().join("testdata"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tflite"))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() < 65536))
+        .collect();
+    paths.sort();
+    let (mut failures, mut tried) = (Vec::new(), 0);
+    for path in &paths {
+        let m0 = tflquant::read_path(path).unwrap();
+        let mut variants = Vec::new();
+        for (si, sg) in m0.subgraphs.iter().enumerate() {
+            for (oi, op) in sg.operators.iter().enumerate() {
+                for pos in 0..op.inputs.len() {
+                    let first = sg.inputs.first().copied().unwrap_or(-1);
+                    let next = op.inputs[(pos + 1) % op.inputs.len()];
+                    for to in [-1, first, next] {
+                        if to != op.inputs[pos] {
+                            variants.push((si, oi, pos, to));
+                        }
+                    }
+                }
+            }
+        }
+        let step = variants.len().div_ceil(WIRING_CASES).max(1);
+        for &(si, oi, pos, to) in variants.iter().step_by(step) {
+            let mut m = m0.clone();
+            m.subgraphs[si].operators[oi].inputs[pos] = to;
+            tried += 1;
+            if let Err(e) = quant_harness::check(&m) {
+                let name = path.file_name().unwrap().to_string_lossy();
+                failures.push(format!(
+                    "{name}: subgraph {si} op {oi} input {pos} := {to}: {e}"
+                ));
+            }
+        }
+    }
+    assert!(
+        paths.len() >= 40 && tried >= 1000,
+        "{} models, {tried} variants",
+        paths.len()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Variants per model in [`rewired_operands_through_every_mode`].
+const WIRING_CASES: usize = 32;
+
+/// Found by [`rewired_operands_through_every_mode`] (2026-12-07): a QAT model's weight
+/// QUANTIZE→DEQUANTIZE pair fed an activation instead (the model input) handed the
+/// weight's 16 per-axis scales to the activation, and `--mode int8` stopped with an
+/// internal error (an invalid graph). Such parameters are now rejected with exit 2.
+#[test]
+fn per_axis_fake_quant_parameters_on_an_activation_are_rejected() {
+    use tflquant::fb::BuiltinOperator;
+    use tflquant::quant::{Mode, Options};
+    let mut m = tflquant::read_path(testdata("qat_digits.float.tflite")).unwrap();
+    let sg = &m.subgraphs[0];
+    // The last one (conv3's weights): the first feeds a CONV_2D that also reads the
+    // model input, which then stays float for reading its own input as a weight.
+    let oi = (sg.operators.iter())
+        .rposition(|op| {
+            m.builtin(op) == BuiltinOperator::Quantize
+                && sg.tensors[op.outputs[0] as usize]
+                    .quantized()
+                    .is_some_and(|p| p.scale.len() > 1)
+        })
+        .expect("a per-axis weight QUANTIZE");
+    m.subgraphs[0].operators[oi].inputs[0] = m.subgraphs[0].inputs[0];
+    quant_harness::check(&m).unwrap();
+    let err = tflquant::quant::quantize(&m, &Options::new(Mode::Int8)).unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(
+        err.to_string().contains("per-axis scales on activation"),
+        "{err}"
+    );
+}
