@@ -1,6 +1,7 @@
 //! Structural checks of a [`Model`]: every index in range, shapes sane, constant data
-//! of the size its dtype and shape imply, no tensor produced twice, no operator output
-//! holding constant data or writing a subgraph input, no cycle of subgraph calls. The
+//! of the size its dtype and shape imply, no tensor produced twice or read before the
+//! operator that writes it, no operator output holding constant data or writing a
+//! subgraph input, no cycle of subgraph calls. The
 //! reader runs it on every model it returns and the quantizer after every pass, so
 //! later code may index without checking again.
 
@@ -229,6 +230,24 @@ fn verify_subgraph(model: &Model, si: usize, sg: &Subgraph) -> Result<()> {
                 return Err(Error::malformed(
                     at.clone(),
                     format!("tensor {t} is also the output of operator {prev}"),
+                ));
+            }
+        }
+    }
+    // The runtime runs the operators in their listed order: one reading a tensor that
+    // it or a later operator writes would read it before it holds a value (found by a
+    // sweep of rewired operands: it also confused the integer rewrite).
+    for (oi, op) in sg.operators.iter().enumerate() {
+        for (pos, &t) in op.inputs.iter().enumerate().filter(|(_, t)| **t >= 0) {
+            if let Some(p) = produced_by[t as usize].filter(|&p| p >= oi) {
+                return Err(Error::malformed(
+                    Loc::op(si, oi)
+                        .then(model.op_display_name(op))
+                        .then(format!("input {pos}")),
+                    format!(
+                        "tensor {t} is written by operator {p}, which does not run before this \
+                         one (operators are listed in execution order)"
+                    ),
                 ));
             }
         }

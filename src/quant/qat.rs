@@ -217,6 +217,9 @@ impl SubgraphFold<'_> {
         if p.zero_point.iter().any(|&z| z != 0) {
             return; // asymmetric int8 weights: leave as they are
         }
+        if s.shape != sg.tensors[dst].shape {
+            return; // the DEQUANTIZE's output takes the values: it must have their shape
+        }
         let ch = math::Channels::new(
             &s.shape,
             p.is_per_axis().then_some(p.quantized_dimension as usize),

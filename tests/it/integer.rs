@@ -794,3 +794,64 @@ fn a_constant_shared_by_ops_needing_different_parameters_is_duplicated() {
         }
     }
 }
+
+/// A model output that other operators also read (`ops_elementwise`: SUB's output is a
+/// model output and ABS's and SIGN's input): with `--interface uint8` its producer and
+/// readers use the int8 twin, and only the interface QUANTIZE writes the uint8 tensor.
+/// The readers used to read the uint8 tensor itself (ABS took uint8 into an int8
+/// kernel: LiteRT refused to prepare the model) or through a DEQUANTIZE placed before
+/// the QUANTIZE that writes it. The uint8 model computes what the int8-interface one
+/// does: its integer outputs are the int8 ones + 128, its float outputs equal.
+#[test]
+fn uint8_outputs_read_inside_the_graph_keep_their_readers_on_int8() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("ops_elementwise.tflite");
+    let float = tflquant::read_path(&path).unwrap();
+    let sg = &float.subgraphs[0];
+    let read_inside = |m: &Model, t: i32| {
+        (m.subgraphs[0].operators.iter())
+            .filter(|op| op.inputs.contains(&t))
+            .count()
+    };
+    assert!(
+        sg.outputs.iter().any(|&t| read_inside(&float, t) > 0),
+        "the structure under test: an output read inside the graph"
+    );
+    let calib = "ops_elementwise.calib.npz";
+    let (i8p, _) = quantize(&path, calib, dir.path(), "int8", &["--interface", "int8"]).unwrap();
+    let (u8p, _) = quantize(&path, calib, dir.path(), "int8", &["--interface", "uint8"]).unwrap();
+    let (mi, mu) = (
+        tflquant::read_path(&i8p).unwrap(),
+        tflquant::read_path(&u8p).unwrap(),
+    );
+    let sgu = &mu.subgraphs[0];
+    let mut uint8_outputs = 0;
+    for &t in &sgu.outputs {
+        if sgu.tensors[t as usize].dtype == TensorType::Uint8 {
+            uint8_outputs += 1;
+            assert_eq!(
+                read_inside(&mu, t),
+                0,
+                "uint8 output {t} is read inside the graph"
+            );
+        }
+    }
+    assert!(uint8_outputs >= 10, "{uint8_outputs} uint8 outputs");
+    let a = litert_run(&i8p, &sample_inputs(&path, &mi, 8)).unwrap();
+    let b = litert_run(&u8p, &sample_inputs(&path, &mu, 8)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.len(), b.len());
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        match (&x.data, &y.data) {
+            (ArrayData::I8(x), ArrayData::U8(y)) => {
+                let shifted: Vec<u8> = x.iter().map(|&v| (v as i16 + 128) as u8).collect();
+                assert_eq!(&shifted, y, "output {k}");
+            }
+            (ArrayData::F32(x), ArrayData::F32(y)) => assert_eq!(x, y, "output {k}"),
+            _ => panic!(
+                "output {k}: {} and {}",
+                x.data.dtype_name(),
+                y.data.dtype_name()
+            ),
+        }
+    }
+}

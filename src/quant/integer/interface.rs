@@ -42,18 +42,16 @@ pub(super) fn uint8_interface(
                 .quant
                 .clone()
                 .expect("integer interface tensors have parameters");
-            // The int8 twin takes over every use inside the graph.
+            // The int8 twin takes over every use inside the graph: its producer and every
+            // reader, including the operators this rewrite still has to insert (a float
+            // reader's DEQUANTIZE). Only the interface QUANTIZE touches the uint8 tensor.
             let mut twin = int8.clone();
             twin.name = format!("{}/int8", int8.name);
             let twin_i = model.subgraphs[si].add_tensor(twin);
             let sg = &mut model.subgraphs[si];
-            for op in &mut sg.operators {
-                let list = if is_input {
-                    &mut op.inputs
-                } else {
-                    &mut op.outputs
-                };
-                for x in list.iter_mut() {
+            let pending = new_ops_after.values_mut().flatten();
+            for op in sg.operators.iter_mut().chain(pending) {
+                for x in op.inputs.iter_mut().chain(op.outputs.iter_mut()) {
                     if *x == t as i32 {
                         *x = twin_i;
                     }
