@@ -234,6 +234,16 @@ fn verify_subgraph(model: &Model, si: usize, sg: &Subgraph) -> Result<()> {
             }
         }
     }
+    // The runtime writes a subgraph's inputs before it runs; an operator writing one
+    // too would make a cycle (found by the quantizer fuzz target).
+    for &t in &sg.inputs {
+        if let Some(oi) = produced_by[t as usize] {
+            return Err(Error::malformed(
+                Loc::op(si, oi).then(model.op_display_name(&sg.operators[oi])),
+                format!("output tensor {t} is also an input of subgraph {si}"),
+            ));
+        }
+    }
     // The runtime runs the operators in their listed order: one reading a tensor that
     // it or a later operator writes would read it before it holds a value (found by a
     // sweep of rewired operands: it also confused the integer rewrite).
@@ -250,16 +260,6 @@ fn verify_subgraph(model: &Model, si: usize, sg: &Subgraph) -> Result<()> {
                     ),
                 ));
             }
-        }
-    }
-    // The runtime writes a subgraph's inputs before it runs; an operator writing one
-    // too would make a cycle (found by the quantizer fuzz target).
-    for &t in &sg.inputs {
-        if let Some(oi) = produced_by[t as usize] {
-            return Err(Error::malformed(
-                Loc::op(si, oi).then(model.op_display_name(&sg.operators[oi])),
-                format!("output tensor {t} is also an input of subgraph {si}"),
-            ));
         }
     }
     Ok(())

@@ -261,6 +261,24 @@ fn an_operator_writing_a_constant() {
     );
 }
 
+/// Found by the wiring sweep (`quant_fuzz::rewired_operands_through_every_mode`): an
+/// operator reading a tensor that a later operator writes (the runtime runs them in
+/// their listed order) made int8 write two QUANTIZE operators into one tensor.
+#[test]
+fn an_operator_reading_a_later_operators_output() {
+    let mut m = model("cnn_digits.tflite");
+    let later = m.subgraphs[0].operators[2].outputs[0];
+    m.subgraphs[0].operators[1].inputs[0] = later;
+    assert_rejected(
+        &bytes_of(&m),
+        &[
+            "subgraph 0, operator 1",
+            "input 0",
+            &format!("tensor {later} is written by operator 2, which does not run before this one"),
+        ],
+    );
+}
+
 /// Found by the quantizer fuzz target: an operator writing the graph input made int8
 /// fail with an internal error (two producers once QUANTIZE was inserted).
 #[test]
