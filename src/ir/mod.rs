@@ -375,24 +375,26 @@ impl Model {
     }
 }
 
-/// Runs `f` on the bytes of `src`, which `file` holds at the given offset
+/// Runs `f` on `bytes[range]`, where `file` holds `bytes` at the given offset
 /// ([`Model::mapped_source`]): read with a positioned read into a buffer of this thread,
-/// so that `src`'s mapped pages are never touched (a parallel pass over a weight of
-/// hundreds of MB keeps only its tasks' bytes resident, not the weight); on `src` itself
+/// so that the mapped pages are never touched (a parallel pass over a weight of hundreds
+/// of MB keeps only its tasks' bytes resident, not the weight); on the slice itself
 /// without a file, off unix, or when the read fails (a file cut short since it was
 /// mapped: the map's bytes then fault as before). `f` must not call this again on the
 /// same thread (the buffer is borrowed while it runs).
 pub fn with_file_bytes<R>(
-    src: &[u8],
+    bytes: &[u8],
+    range: std::ops::Range<usize>,
     file: Option<(&std::fs::File, u64)>,
     f: impl FnOnce(&[u8]) -> R,
 ) -> R {
+    let src = &bytes[range.clone()];
     #[cfg(unix)]
     if let Some((file, at)) = file {
         use std::os::unix::fs::FileExt;
         return TASK_BYTES.with_borrow_mut(|buf| {
             buf.resize(src.len(), 0);
-            if file.read_exact_at(buf, at).is_ok() {
+            if file.read_exact_at(buf, at + range.start as u64).is_ok() {
                 f(buf)
             } else {
                 f(src)

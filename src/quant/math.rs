@@ -248,8 +248,7 @@ pub fn quantize_symmetric_bytes_from(
             .enumerate()
             .map(|(i, dst)| {
                 let from = 4 * i * rows * ch.inner;
-                let file = file.map(|(f, at)| (f, at + from as u64));
-                crate::ir::with_file_bytes(&bytes[from..from + 4 * dst.len()], file, |src| {
+                crate::ir::with_file_bytes(bytes, from..from + 4 * dst.len(), file, |src| {
                     let mut scales = Vec::with_capacity(rows);
                     for (d, s) in dst
                         .chunks_exact_mut(ch.inner)
@@ -483,6 +482,14 @@ mod tests {
         }
     }
 
+    /// The reference's int8 values of `v` with `scales`, as bytes.
+    fn reference_int8_bytes(v: &[f32], ch: Channels, scales: &[f32]) -> Vec<u8> {
+        v.iter()
+            .enumerate()
+            .map(|(i, &x)| round_clamped(x / scales[ch.of(i)], 127.0) as i8 as u8)
+            .collect()
+    }
+
     /// Channels of 5000 contiguous values: 13 a task, four tasks, the last short; one
     /// channel of zeros and one with an infinity (scale 1), NaN ignored by the scales;
     /// largest magnitudes at a channel's first and last value, and at a task's edges.
@@ -515,12 +522,7 @@ mod tests {
         let (s, q) = quantize_symmetric_bytes(&f32_bytes(&v), ch, 127.0);
         assert_eq!(s, symmetric_scales(&v, ch, 127.0));
         assert_eq!((s[7], s[20]), (1.0, 1.0));
-        let want: Vec<u8> = v
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| round_clamped(x / s[ch.of(i)], 127.0) as i8 as u8)
-            .collect();
-        assert_eq!(q, want);
+        assert_eq!(q, reference_int8_bytes(&v, ch, &s));
     }
 
     #[test]
@@ -658,12 +660,7 @@ mod tests {
             },
         ] {
             let (scales, q) = quantize_symmetric_bytes(&bytes, ch, 127.0);
-            let want: Vec<u8> = v
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| round_clamped(x / scales[ch.of(i)], 127.0) as i8 as u8)
-                .collect();
-            assert_eq!(q, want);
+            assert_eq!(q, reference_int8_bytes(&v, ch, &scales));
         }
     }
 

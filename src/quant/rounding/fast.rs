@@ -183,9 +183,8 @@ pub fn round_bytes_from(
         .enumerate()
         .map(|(b, dst)| {
             let (g0, g1) = (b * per_band, ((b + 1) * per_band).min(groups));
-            let (from, to) = (4 * g0 * len, 4 * g1 * len);
-            let file = file.map(|(f, at)| (f, at + from as u64));
-            crate::ir::with_file_bytes(&bytes[from..to], file, |src| {
+            let range = 4 * g0 * len..4 * g1 * len;
+            crate::ir::with_file_bytes(bytes, range, file, |src| {
                 band(src, len, method, histogram, stored, dst)
             })
         })
